@@ -1,0 +1,1 @@
+"""broker-gateway: the only service that talks to Kite about orders."""

@@ -1,0 +1,1 @@
+"""data-cache: owns market data (candle cache, live feed)."""

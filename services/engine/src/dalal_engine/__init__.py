@@ -1,0 +1,1 @@
+"""engine: decides what to trade (strategies, risk, backtester)."""

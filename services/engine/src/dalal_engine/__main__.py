@@ -1,0 +1,7 @@
+from dalal_shared.service import main_for
+
+from dalal_engine.app import NAME, build_app
+from dalal_engine.config import EngineSettings
+
+if __name__ == "__main__":
+    main_for(NAME, EngineSettings, build_app)

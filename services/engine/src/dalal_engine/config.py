@@ -1,0 +1,10 @@
+"""Settings of the engine (env prefix DALAL_)."""
+
+from __future__ import annotations
+
+from dalal_shared.settings import DalalSettings
+from pydantic import Field
+
+
+class EngineSettings(DalalSettings):
+    port: int = Field(8004, ge=1, le=65535)

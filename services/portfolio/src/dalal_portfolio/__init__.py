@@ -1,0 +1,1 @@
+"""portfolio: the book of record of what the account holds and has earned."""

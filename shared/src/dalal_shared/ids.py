@@ -1,0 +1,34 @@
+"""Unique, time-sortable identifiers (ULID layout: 48-bit ms time + 80 random bits)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+_lock = threading.Lock()
+_last_ms = -1
+_last_rand = 0
+
+
+def _b32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id() -> str:
+    """A 26-character id; ids made later (even within one millisecond) sort after earlier ones."""
+    global _last_ms, _last_rand
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            now_ms = _last_ms
+            _last_rand = (_last_rand + 1) & ((1 << 80) - 1)
+        else:
+            _last_ms = now_ms
+            _last_rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
+        return _b32(now_ms, 10) + _b32(_last_rand, 16)

@@ -1,0 +1,325 @@
+"""Message contracts of the Redis Streams bus.
+
+Every stream entry is an envelope with the fields `type` (class name), `v` (schema version),
+`id` (unique, sortable), `ts` (UTC), `source` (service), `corr` (correlation id, carried from
+tick to fill) and `data` (the message as JSON). Commands are imperative (`PlaceOrder`), events
+past tense (`OrderFilled`). Money is Decimal (sent as a string), times are timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from dalal_shared.errors import PermanentError
+from dalal_shared.ids import new_id
+from dalal_shared.timeutil import ensure_aware, to_utc, utcnow
+
+AwareDatetime = Annotated[datetime, AfterValidator(ensure_aware)]
+Rupees = Annotated[Decimal, Field(max_digits=20, decimal_places=4)]
+PositiveRupees = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4)]
+Quantity = Annotated[int, Field(gt=0, le=10_000_000)]
+Symbol = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9&\-_. ]+$")]
+Exchange = Literal["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]
+ClientOrderId = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+Side = Literal["BUY", "SELL"]
+OrderType = Literal["MARKET", "LIMIT", "SL", "SL-M"]
+Product = Literal["CNC", "MIS", "NRML"]
+Validity = Literal["DAY", "IOC"]
+Variety = Literal["regular", "amo"]
+Interval = Literal[
+    "minute", "3minute", "5minute", "10minute", "15minute", "30minute", "60minute", "day"
+]
+
+
+class MessageDecodeError(PermanentError):
+    code = "bad_message"
+
+
+class Message(BaseModel):
+    """Base of every bus message. `version` is bumped on an incompatible change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    version: ClassVar[int] = 1
+    kind: ClassVar[Literal["command", "event"]] = "event"
+
+
+_REGISTRY: dict[str, type[Message]] = {}
+
+
+def register(cls: type[Message]) -> type[Message]:
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def message_types() -> dict[str, type[Message]]:
+    return dict(_REGISTRY)
+
+
+# ---------------------------------------------------------------- orders: commands
+
+
+@register
+class PlaceOrder(Message):
+    kind: ClassVar = "command"
+    client_order_id: ClientOrderId
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    side: Side
+    quantity: Quantity
+    order_type: OrderType = "MARKET"
+    product: Product = "CNC"
+    price: PositiveRupees | None = None
+    trigger_price: PositiveRupees | None = None
+    validity: Validity = "DAY"
+    variety: Variety = "regular"
+    market_protection: Annotated[Decimal, Field(ge=0, le=100)] | None = None
+    strategy: str | None = None
+
+
+@register
+class ModifyOrder(Message):
+    kind: ClassVar = "command"
+    client_order_id: ClientOrderId
+    quantity: Quantity | None = None
+    order_type: OrderType | None = None
+    price: PositiveRupees | None = None
+    trigger_price: PositiveRupees | None = None
+
+
+@register
+class CancelOrder(Message):
+    kind: ClassVar = "command"
+    client_order_id: ClientOrderId
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------- orders: events
+
+
+@register
+class OrderAccepted(Message):
+    client_order_id: ClientOrderId
+    broker_order_id: str
+    status: str = "OPEN"
+
+
+@register
+class OrderRejected(Message):
+    client_order_id: ClientOrderId
+    reason: str = Field(description="stable code, e.g. no_session, margin, input")
+    message: str = ""
+    broker_order_id: str | None = None
+
+
+@register
+class OrderUpdated(Message):
+    client_order_id: ClientOrderId
+    broker_order_id: str
+    status: str
+    filled_quantity: int = Field(0, ge=0)
+    pending_quantity: int = Field(0, ge=0)
+    average_price: Rupees | None = None
+
+
+@register
+class OrderFilled(Message):
+    client_order_id: ClientOrderId
+    broker_order_id: str
+    trade_id: str
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    side: Side
+    product: Product
+    quantity: Quantity
+    price: PositiveRupees
+    filled_at: AwareDatetime
+
+
+@register
+class OrderCancelled(Message):
+    client_order_id: ClientOrderId
+    broker_order_id: str | None = None
+    filled_quantity: int = Field(0, ge=0)
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- market data
+
+
+@register
+class Tick(Message):
+    instrument_token: int = Field(ge=0)
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    last_price: PositiveRupees
+    volume: int = Field(0, ge=0)
+    exchange_ts: AwareDatetime
+
+
+@register
+class Bar(Message):
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    interval: Interval
+    start: AwareDatetime
+    open: PositiveRupees
+    high: PositiveRupees
+    low: PositiveRupees
+    close: PositiveRupees
+    volume: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------- portfolio
+
+
+@register
+class PositionOpened(Message):
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    product: Product
+    quantity: int
+    average_price: PositiveRupees
+    opened_at: AwareDatetime
+
+
+@register
+class PositionReduced(Message):
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    product: Product
+    quantity_closed: Quantity
+    quantity_remaining: int
+    realised_pnl: Rupees
+    reason: str = ""
+
+
+@register
+class PositionClosed(Message):
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    product: Product
+    realised_pnl: Rupees
+    charges: Rupees = Decimal("0")
+    closed_at: AwareDatetime
+
+
+@register
+class EquitySnapshot(Message):
+    equity: Rupees
+    cash: Rupees
+    realised_pnl: Rupees
+    unrealised_pnl: Rupees
+    open_positions: int = Field(ge=0)
+    at: AwareDatetime
+
+
+# ---------------------------------------------------------------- system
+
+
+@register
+class SessionValid(Message):
+    user_id: str
+    expires_at: AwareDatetime
+
+
+@register
+class SessionExpired(Message):
+    reason: str
+
+
+@register
+class DataStale(Message):
+    feed: str
+    last_tick_at: AwareDatetime | None = None
+    age_seconds: float = Field(ge=0)
+
+
+@register
+class KillSwitchEngaged(Message):
+    reason: str
+    engaged_by: str
+
+
+@register
+class KillSwitchReleased(Message):
+    released_by: str
+
+
+# ---------------------------------------------------------------- envelope
+
+
+class Envelope(BaseModel):
+    """A message with its routing metadata, as stored in a stream entry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str
+    v: int
+    id: str = Field(default_factory=new_id)
+    ts: AwareDatetime = Field(default_factory=utcnow)
+    source: str
+    corr: str
+    message: Message
+
+    @classmethod
+    def wrap(cls, message: Message, *, source: str, corr: str | None = None) -> Envelope:
+        msg_id = new_id()
+        return cls(
+            type=type(message).__name__,
+            v=type(message).version,
+            id=msg_id,
+            source=source,
+            corr=corr or msg_id,
+            message=message,
+        )
+
+    def to_fields(self) -> dict[str, str]:
+        """The flat string fields of a Redis stream entry."""
+        return {
+            "type": self.type,
+            "v": str(self.v),
+            "id": self.id,
+            "ts": to_utc(self.ts).isoformat(),
+            "source": self.source,
+            "corr": self.corr,
+            "data": self.message.model_dump_json(),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Envelope:
+        """Parse a stream entry; raise MessageDecodeError (never retryable) when it is bad."""
+        f = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
+        try:
+            type_name = f["type"]
+            version = int(f["v"])
+            message_cls = _REGISTRY[type_name]
+        except KeyError as exc:
+            raise MessageDecodeError(f"unknown or missing message type/field: {exc}") from None
+        except ValueError:
+            raise MessageDecodeError(f"bad version {f.get('v')!r}") from None
+        if version > message_cls.version:
+            raise MessageDecodeError(
+                f"{type_name} v{version} is newer than this service understands "
+                f"(v{message_cls.version})"
+            )
+        try:
+            message = message_cls.model_validate_json(f["data"])
+            return cls(
+                type=type_name,
+                v=version,
+                id=f["id"],
+                ts=datetime.fromisoformat(f["ts"]),
+                source=f["source"],
+                corr=f["corr"],
+                message=message,
+            )
+        except (KeyError, ValueError, ValidationError) as exc:
+            raise MessageDecodeError(f"bad {type_name} entry: {exc}") from None

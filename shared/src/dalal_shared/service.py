@@ -1,0 +1,118 @@
+"""What a service process is made of: settings, logging, Redis, a publisher, its consumers and
+its HTTP app, started and stopped together (SIGTERM/SIGINT stop consumers cleanly)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI
+
+from dalal_shared.bus import (
+    ConsumerConfig,
+    Handler,
+    Publisher,
+    StreamConsumer,
+    default_consumer_name,
+)
+from dalal_shared.errors import ConfigError
+from dalal_shared.logging import configure_logging, get_logger
+from dalal_shared.settings import DalalSettings, load_settings
+
+log = get_logger(__name__)
+S = TypeVar("S", bound=DalalSettings)
+
+
+class ServiceRuntime:
+    """Redis client, publisher and consumer tasks of one service process."""
+
+    def __init__(self, name: str, settings: DalalSettings):
+        self.name = name
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+        )
+        self.publisher = Publisher(self.redis, source=name, maxlen=settings.bus_stream_maxlen)
+        self.consumers: list[StreamConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def consume(self, handlers: Mapping[str, Handler], *, group: str | None = None) -> None:
+        """Register a consumer of `handlers`' streams in the group named after this service."""
+        s = self.settings
+        config = ConsumerConfig(
+            group=group or self.name,
+            consumer=s.consumer_name or default_consumer_name(),
+            batch_size=s.bus_batch_size,
+            block_ms=s.bus_block_ms,
+            max_deliveries=s.bus_max_deliveries,
+            claim_idle_ms=s.bus_claim_idle_ms,
+        )
+        self.consumers.append(StreamConsumer(self.redis, config, handlers))
+
+    async def check_redis(self) -> None:
+        await self.redis.ping()
+
+    async def start(self) -> None:
+        for consumer in self.consumers:
+            self._tasks.append(asyncio.create_task(consumer.run(), name=f"consumer-{self.name}"))
+
+    async def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+        await self.redis.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        log.info("service.started", consumers=len(self.consumers))
+        try:
+            yield
+        finally:
+            await self.stop()
+            log.info("service.stopped")
+
+
+def bootstrap_settings(name: str, cls: type[S]) -> S:
+    """Load settings and configure logging, or exit with a message naming the bad variable."""
+    try:
+        settings = load_settings(cls)
+    except ConfigError as exc:
+        print(f"dalal-{name}: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(
+        name,
+        level=settings.log_level,
+        fmt=settings.log_format,
+        secrets=settings.secret_values(),
+    )
+    return settings
+
+
+def serve(app: FastAPI, settings: DalalSettings) -> None:
+    """Run the app with uvicorn (our logging, no access-log duplication of secrets)."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=True,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+
+
+def main_for(name: str, cls: type[S], build: Callable[[S], FastAPI]) -> None:
+    """The `python -m dalal_<svc>` entry point shared by every service."""
+    settings = bootstrap_settings(name, cls)
+    serve(build(settings), settings)

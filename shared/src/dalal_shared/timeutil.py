@@ -1,0 +1,26 @@
+"""Time: UTC inside, IST (Asia/Kolkata, +05:30) at the edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_aware(value: datetime) -> datetime:
+    """Reject naive datetimes: a time without a zone is a bug waiting for 05:30 of drift."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware")
+    return value
+
+
+def to_ist(value: datetime) -> datetime:
+    return ensure_aware(value).astimezone(IST)
+
+
+def to_utc(value: datetime) -> datetime:
+    return ensure_aware(value).astimezone(UTC)
