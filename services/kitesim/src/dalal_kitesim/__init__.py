@@ -1,0 +1,1 @@
+"""kitesim: a Kite Connect v3 compatible exchange simulator."""
