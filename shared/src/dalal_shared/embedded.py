@@ -58,7 +58,7 @@ class EmbeddedRedis:
         host: str = "127.0.0.1",
         appendonly: bool = True,
     ):
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.host = host
         self.appendonly = appendonly

@@ -1,0 +1,57 @@
+# Dalal: `make run` starts the stack, `make test` runs every test. Both bootstrap themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+TOOLS := .tools
+UV_SYSTEM := $(shell command -v uv 2>/dev/null)
+UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(TOOLS)/bin/uv)
+# uv must use this machine's Python, never download one
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+
+.PHONY: help install run test test-fast lint format up down bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(TOOLS)/bin/uv:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Dalal needs Python >= 3.11, found " + sys.version.split()[0]'
+	@echo "installing uv into $(TOOLS)/ (no uv on PATH)"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: uv.lock pyproject.toml $(wildcard shared/pyproject.toml services/*/pyproject.toml) | $(if $(UV_SYSTEM),,$(TOOLS)/bin/uv)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.synced ## Install uv (if missing) and the workspace into .venv
+
+run: install ## Start the whole stack on the embedded default (Redis, services) and print the URLs
+	.venv/bin/dalal run
+
+test: install ## Run every test (installs test tools such as docker-compose and promtool when missing)
+	@bash scripts/install-test-tools.sh || true
+	@.venv/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: install ## ruff check and format check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: install ## Apply ruff fixes and formatting
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+up: ## docker compose up (sim mode; needs Docker and a .env made from .env.example)
+	docker compose --profile sim up --build
+
+down: ## docker compose down
+	docker compose --profile sim down
+
+bench: install ## Run the benchmarks and print ratios against the reference approaches
+	.venv/bin/python bench/bus.py
+
+clean: ## Remove the venv, tools and local state under var/
+	rm -rf .venv $(TOOLS) var .pytest_cache .ruff_cache

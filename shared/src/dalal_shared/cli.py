@@ -1,0 +1,154 @@
+"""The `dalal` command: run and inspect the stack through the services' HTTP APIs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dalal_shared.embedded import EmbeddedRedis
+from dalal_shared.errors import ConfigError
+from dalal_shared.httpapp import hash_api_key
+from dalal_shared.settings import load_settings
+from dalal_shared.stack import (
+    StackSettings,
+    available_services,
+    service_specs,
+)
+from dalal_shared.supervisor import StartupError, Supervisor
+
+app = typer.Typer(
+    name="dalal",
+    help="Dalal: a self-hosted trading stack for Indian equities on Zerodha Kite Connect.\n\n"
+    "Every setting comes from DALAL_* environment variables (see .env.example).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> StackSettings:
+    try:
+        return load_settings(StackSettings)
+    except ConfigError as exc:
+        err_console.print(f"[red]dalal:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    only: Annotated[
+        str | None,
+        typer.Option(help="comma-separated services to start (default: all of them)"),
+    ] = None,
+) -> None:
+    """Start the whole stack on the embedded default and print where everything is.
+
+    Starts an embedded Redis (port DALAL_REDIS_PORT, default 6390; data under var/redis)
+    unless DALAL_EXTERNAL_REDIS_URL is set, then every service as a child process. Logs go to
+    var/log/<service>.log. Ctrl-C stops everything cleanly.
+    """
+    settings = _settings()
+    names = available_services()
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            err_console.print(
+                f"[red]dalal run:[/red] unknown service(s) {', '.join(unknown)}; "
+                f"known: {', '.join(names)}"
+            )
+            raise typer.Exit(2)
+        names = wanted
+    key = settings.local_api_key(create=True)
+    assert key is not None
+    redis = None
+    if settings.external_redis_url is None:
+        redis = EmbeddedRedis(settings.var_dir / "redis", settings.redis_port)
+    supervisor = Supervisor(
+        service_specs(settings, names),
+        var_dir=settings.var_dir,
+        redis=redis,
+        common_env={
+            "DALAL_REDIS_URL": settings.redis_url,
+            "DALAL_API_KEY_SHA256": hash_api_key(key),
+            "DALAL_LOG_FORMAT": "json",
+        },
+        say=lambda text: console.print(text, highlight=False),
+    )
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    try:
+        supervisor.start()
+    except StartupError as exc:
+        err_console.print(f"[red]dalal run: cannot start:[/red] {exc}")
+        supervisor.stop()
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        supervisor.stop()
+        raise typer.Exit(130) from None
+
+    table = Table(title="Dalal is running (Ctrl-C stops everything)", min_width=60)
+    table.add_column("part", no_wrap=True)
+    table.add_column("where", no_wrap=True)
+    table.add_row("redis", settings.redis_url)
+    for spec in supervisor.specs:
+        table.add_row(spec.name, spec.url)
+    console.print(table)
+    console.print(
+        "every service: /docs (OpenAPI), /healthz, /readyz, /metrics (Prometheus)",
+        highlight=False,
+    )
+    console.print(f"API key for mutating routes: in {settings.api_key_file} (Bearer token)")
+    console.print(f"logs: {settings.var_dir / 'log'}/<service>.log")
+    sys.stdout.flush()
+    try:
+        supervisor.watch()
+    finally:
+        console.print("stopping...")
+        supervisor.stop()
+        console.print("stopped")
+
+
+@app.command()
+def status() -> None:
+    """Show every service at a glance: alive, ready, and why not."""
+    settings = _settings()
+    table = Table(title="Dalal status")
+    for column in ("service", "url", "alive", "ready", "detail"):
+        table.add_column(column)
+    all_ready = True
+    for name in available_services():
+        url = settings.url_of(name)
+        alive, ready, detail = "no", "no", ""
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                alive = "yes"
+            resp = httpx.get(f"{url}/readyz", timeout=5)
+            ready = "yes" if resp.status_code == 200 else "no"
+            if resp.status_code != 200:
+                checks = resp.json().get("checks", {})
+                detail = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+        except httpx.HTTPError as exc:
+            detail = f"not reachable ({type(exc).__name__})"
+        all_ready &= ready == "yes"
+        style = "green" if ready == "yes" else "red"
+        table.add_row(name, url, alive, f"[{style}]{ready}[/{style}]", detail)
+    console.print(table)
+    if not all_ready:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Where the parts of a local stack live: ports, the var/ directory, the local API key."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dalal_shared.supervisor import ServiceSpec
+
+SERVICES = ("broker", "data", "portfolio", "engine")
+OPTIONAL_SERVICES = ("kitesim",)
+
+
+class StackSettings(BaseSettings):
+    """Settings of `dalal run` / `dalal status` (env prefix DALAL_)."""
+
+    model_config = SettingsConfigDict(env_prefix="DALAL_", extra="ignore", frozen=True)
+
+    var_dir: Path = Field(Path("var"), description="local state: Redis data, logs, SQLite, cache")
+    redis_port: int = Field(6390, ge=1, le=65535, description="port of the embedded Redis")
+    external_redis_url: str | None = Field(
+        None, description="use this Redis instead of starting the embedded one"
+    )
+    broker_port: int = Field(8001, ge=1, le=65535)
+    data_port: int = Field(8002, ge=1, le=65535)
+    portfolio_port: int = Field(8003, ge=1, le=65535)
+    engine_port: int = Field(8004, ge=1, le=65535)
+    kitesim_port: int = Field(8010, ge=1, le=65535)
+    api_key: SecretStr | None = Field(None, description="bearer key; default: var/api_key")
+
+    def port_of(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def url_of(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port_of(service)}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.external_redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.var_dir / "api_key"
+
+    def local_api_key(self, *, create: bool = False) -> str | None:
+        """The key the CLI presents: DALAL_API_KEY, else var/api_key (made on first run)."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        path = self.api_key_file
+        if path.exists():
+            return path.read_text().strip()
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+def available_services() -> list[str]:
+    names = list(SERVICES)
+    for name in OPTIONAL_SERVICES:
+        if importlib.util.find_spec(f"dalal_{name}.__main__") is not None:
+            names.append(name)
+    return names
+
+
+def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec]:
+    specs = []
+    for name in names:
+        env = {}
+        if name == "data":
+            env["DALAL_CACHE_DIR"] = str(settings.var_dir / "cache")
+        specs.append(
+            ServiceSpec(name=name, module=f"dalal_{name}", port=settings.port_of(name), env=env)
+        )
+    return specs

