@@ -12,7 +12,6 @@ import asyncio
 import signal
 
 import redis.asyncio as aioredis
-
 from dalal_shared.bus import ConsumerConfig, StreamConsumer
 from dalal_shared.messages import Envelope
 

@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
-
 from dalal_shared import messages as m
 from dalal_shared.messages import Envelope, MessageDecodeError
 from dalal_shared.timeutil import IST
+from pydantic import ValidationError
 
 T0 = datetime(2025, 3, 3, 9, 15, tzinfo=IST)
 
@@ -148,7 +147,7 @@ def test_naive_datetimes_are_refused() -> None:
             instrument_token=1,
             symbol="X",
             last_price=Decimal(1),
-            exchange_ts=datetime(2025, 1, 1, 9, 15),  # noqa: DTZ001
+            exchange_ts=datetime(2025, 1, 1, 9, 15),
         )
 
 
