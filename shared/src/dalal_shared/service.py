@@ -4,6 +4,7 @@ its HTTP app, started and stopped together (SIGTERM/SIGINT stop consumers cleanl
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -109,7 +110,15 @@ def serve(app: FastAPI, settings: DalalSettings) -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; by then everything has
+    # stopped cleanly, so leave with status 0 rather than "killed by signal".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     server.run()
+
+
+def _exit_cleanly(_sig: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main_for(name: str, cls: type[S], build: Callable[[S], FastAPI]) -> None:

@@ -1,0 +1,126 @@
+"""`dalal run` (what `make run` calls): starts everything, prints where, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from dalal_shared.testing import free_port, wait_until
+
+SERVICES = ("broker", "data", "portfolio", "engine")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
+    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
+    env["DALAL_REDIS_PORT"] = str(free_port())
+    for name in (*SERVICES, "kitesim"):
+        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+def _dalal() -> list[str]:
+    return [sys.executable, "-m", "dalal_shared.cli"]
+
+
+def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = tmp_path / "run.out"
+    proc = subprocess.Popen(
+        [*_dalal(), "run"], env=env, stdout=out.open("wb"), stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(
+            lambda: "Dalal is running" in out.read_text(),
+            timeout=90,
+            message="dalal run to report the stack up",
+        )
+        text = out.read_text()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 5  # redis + four services (+ kitesim when installed)
+        for name in SERVICES:
+            url = f"http://127.0.0.1:{env[f'DALAL_{name.upper()}_PORT']}"
+            assert url in text
+            assert httpx.get(f"{url}/readyz").status_code == 200
+        assert f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}" in text
+        key = (tmp_path / "var" / "api_key").read_text().strip()
+        assert oct((tmp_path / "var" / "api_key").stat().st_mode & 0o777) == "0o600"
+        engine = f"http://127.0.0.1:{env['DALAL_ENGINE_PORT']}"
+        resp = httpx.post(
+            f"{engine}/engine/orders",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"client_order_id": "run-1", "symbol": "INFY", "side": "BUY", "quantity": 1},
+        )
+        assert resp.status_code == 202
+        wait_until(
+            lambda: httpx.get(f"{engine}/engine/orders/run-1").json()["status"] == "REJECTED",
+            message="round trip through the embedded redis",
+        )
+
+        status = subprocess.run(
+            [*_dalal(), "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        assert not [c for c in children if c.is_running() and c.status() != "zombie"]
+        for name in SERVICES:
+            port = int(env[f"DALAL_{name.upper()}_PORT"])
+            with socket.socket() as sock:
+                assert sock.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # a service log exists for each part, in JSON
+    for name in SERVICES:
+        assert (tmp_path / "var" / "log" / f"{name}.log").stat().st_size > 0
+
+
+def test_run_refuses_a_taken_port_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = blocker.getsockname()[1]
+        env = _env(tmp_path, DALAL_BROKER_PORT=str(taken))
+        proc = subprocess.run(
+            [*_dalal(), "run"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert proc.returncode == 1
+    message = " ".join((proc.stdout + proc.stderr).split())
+    assert f"port {taken} (broker) is already in use" in message
+    assert "DALAL_BROKER_PORT" in message
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_names_a_bad_setting(tmp_path: Path) -> None:
+    env = _env(tmp_path, DALAL_ENGINE_PORT="eighty")
+    proc = subprocess.run([*_dalal(), "run"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "DALAL_ENGINE_PORT" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_status_says_when_nothing_runs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*_dalal(), "status"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert "not reachable" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"]])
+def test_help_explains(args: list[str]) -> None:
+    proc = subprocess.run([*_dalal(), *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "Usage" in proc.stdout
