@@ -55,7 +55,7 @@ def test_engine_order_is_rejected_by_broker_without_session_and_seen_by_all(
     assert isinstance(event.message, OrderRejected)
     assert event.source == "broker"
     # the correlation id of the command is carried onto the event
-    [(cmd_id, cmd_fields)] = [
+    [(_cmd_id, cmd_fields)] = [
         (i, f)
         for i, f in client.xrange(ORDERS_COMMANDS)
         if Envelope.from_fields(f).message.client_order_id == "rt-INFY-1"
