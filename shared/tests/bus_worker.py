@@ -12,6 +12,7 @@ import asyncio
 import signal
 
 import redis.asyncio as aioredis
+
 from dalal_shared.bus import ConsumerConfig, StreamConsumer
 from dalal_shared.messages import Envelope
 

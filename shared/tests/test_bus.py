@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis as sync_redis
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+
 from dalal_shared.bus import (
     ConsumerConfig,
     Publisher,
@@ -22,7 +24,6 @@ from dalal_shared.bus import (
 )
 from dalal_shared.messages import CancelOrder, Envelope
 from dalal_shared.testing import wait_until
-from prometheus_client import REGISTRY
 
 WORKER = Path(__file__).with_name("bus_worker.py")
 STREAM = "test.orders"

@@ -7,6 +7,7 @@ import json
 import logging
 
 import pytest
+
 from dalal_shared.logging import configure_logging, get_logger
 
 ACCESS = "acc3ssTok3nValue9876"

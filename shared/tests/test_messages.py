@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
+
 from dalal_shared import messages as m
 from dalal_shared.messages import Envelope, MessageDecodeError
 from dalal_shared.timeutil import IST
-from pydantic import ValidationError
 
 T0 = datetime(2025, 3, 3, 9, 15, tzinfo=IST)
 

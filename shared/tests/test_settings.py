@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import Field, SecretStr
+
 from dalal_shared.errors import ConfigError
 from dalal_shared.settings import DalalSettings, load_settings
-from pydantic import Field, SecretStr
 
 
 class _Needy(DalalSettings):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from dalal_shared.testing import ServiceProcess, free_port
 
 SERVICES = ("broker", "data", "portfolio", "engine")

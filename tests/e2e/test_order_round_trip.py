@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import redis
+
 from dalal_shared.bus import Publisher, group_info
 from dalal_shared.messages import Envelope, OrderRejected, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS, ORDERS_EVENTS

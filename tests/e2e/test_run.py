@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from dalal_shared.testing import free_port, wait_until
 
 SERVICES = ("broker", "data", "portfolio", "engine")

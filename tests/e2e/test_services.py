@@ -6,6 +6,7 @@ import os
 
 import httpx
 import pytest
+
 from dalal_shared.testing import ServiceProcess, free_port, wait_until
 
 from .conftest import API_KEY, KITE_SECRET, SERVICES, Stack

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dalal_shared.messages import PlaceOrder
 from fastapi import APIRouter, Request
+
+from dalal_shared.messages import PlaceOrder
 
 router = APIRouter(tags=["orders"])
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dalal_shared.httpapp import create_app
-from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_COMMANDS
 from fastapi import FastAPI
 
 from dalal_broker.api import router
@@ -12,6 +9,9 @@ from dalal_broker.config import BrokerSettings
 from dalal_broker.decisions import DecisionStore
 from dalal_broker.handlers import OrderDesk
 from dalal_broker.session import SessionHolder
+from dalal_shared.httpapp import create_app
+from dalal_shared.service import ServiceRuntime
+from dalal_shared.streams import ORDERS_COMMANDS
 
 NAME = "broker"
 

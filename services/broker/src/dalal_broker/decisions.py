@@ -7,6 +7,7 @@ restarts through Redis (AOF in compose and in `make run`).
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+
 from dalal_shared.messages import OrderRejected
 
 KEY = "broker:decisions"

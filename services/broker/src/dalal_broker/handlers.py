@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from dalal_broker.decisions import DecisionStore
+from dalal_broker.orders import admit
+from dalal_broker.session import SessionHolder
 from dalal_shared.bus import Handler, Publisher
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.errors import TemporaryError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import Envelope, OrderRejected, PlaceOrder
 from dalal_shared.streams import ORDERS_EVENTS
-
-from dalal_broker.decisions import DecisionStore
-from dalal_broker.orders import admit
-from dalal_broker.session import SessionHolder
 
 log = get_logger(__name__)
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dalal_shared.messages import OrderRejected, PlaceOrder
-
 from dalal_broker.session import KiteSession
+from dalal_shared.messages import OrderRejected, PlaceOrder
 
 
 def admit(command: PlaceOrder, session: KiteSession | None) -> OrderRejected | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from dalal_shared.httpapp import create_app
-from dalal_shared.service import ServiceRuntime
 from fastapi import FastAPI
 
 from dalal_data.config import DataSettings
+from dalal_shared.httpapp import create_app
+from dalal_shared.service import ServiceRuntime
 
 NAME = "data"
 

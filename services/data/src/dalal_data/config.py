@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dalal_shared.settings import DalalSettings
 from pydantic import Field
+
+from dalal_shared.settings import DalalSettings
 
 
 class DataSettings(DalalSettings):

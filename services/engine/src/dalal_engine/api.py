@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dalal_shared.messages import PlaceOrder
-from dalal_shared.streams import ORDERS_COMMANDS
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from dalal_engine.intents import OrderIntent
+from dalal_shared.messages import PlaceOrder
+from dalal_shared.streams import ORDERS_COMMANDS
 
 router = APIRouter(prefix="/engine", tags=["orders"])
 

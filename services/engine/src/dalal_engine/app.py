@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dalal_shared.httpapp import create_app
-from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_EVENTS
 from fastapi import FastAPI
 
 from dalal_engine.api import router
 from dalal_engine.config import EngineSettings
 from dalal_engine.handlers import order_events_handler
 from dalal_engine.intents import IntentBook
+from dalal_shared.httpapp import create_app
+from dalal_shared.service import ServiceRuntime
+from dalal_shared.streams import ORDERS_EVENTS
 
 NAME = "engine"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dalal_engine.intents import IntentBook
 from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
@@ -13,8 +14,6 @@ from dalal_shared.messages import (
     OrderRejected,
     OrderUpdated,
 )
-
-from dalal_engine.intents import IntentBook
 
 
 def order_events_handler(book: IntentBook) -> Handler:

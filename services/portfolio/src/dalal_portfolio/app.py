@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dalal_shared.httpapp import create_app
-from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_EVENTS
 from fastapi import FastAPI
 
 from dalal_portfolio.config import PortfolioSettings
 from dalal_portfolio.handlers import order_events_handler
 from dalal_portfolio.open_orders import OpenOrders
+from dalal_shared.httpapp import create_app
+from dalal_shared.service import ServiceRuntime
+from dalal_shared.streams import ORDERS_EVENTS
 
 NAME = "portfolio"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dalal_shared.settings import DalalSettings
 from pydantic import Field
+
+from dalal_shared.settings import DalalSettings
 
 
 class PortfolioSettings(DalalSettings):

@@ -6,6 +6,7 @@ so a fill goes to `dlq.orders.events` (group portfolio) to be replayed, never ac
 
 from __future__ import annotations
 
+from dalal_portfolio.open_orders import OpenOrders
 from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
@@ -16,8 +17,6 @@ from dalal_shared.messages import (
     OrderRejected,
     OrderUpdated,
 )
-
-from dalal_portfolio.open_orders import OpenOrders
 
 
 def order_events_handler(open_orders: OpenOrders) -> Handler:
