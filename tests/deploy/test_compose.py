@@ -1,0 +1,285 @@
+"""docker-compose.yml, checked the way a user meets it: `docker-compose config` (no engine)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import (
+    COMPOSE_FILE,
+    DOCKERFILE,
+    ENV_EXAMPLE,
+    REQUIRED_SECRETS,
+    ROOT,
+    SECRET_NAME,
+    TEST_SECRETS,
+)
+
+EXPECTED_SERVICES = {
+    "redis",
+    "postgres",
+    "kitesim",
+    "broker",
+    "data",
+    "portfolio",
+    "engine",
+    "prometheus",
+    "grafana",
+}
+DALAL_SERVICES = {"kitesim", "broker", "data", "portfolio", "engine"}
+
+# ${VAR}, ${VAR:-x}, ${VAR:?x}, but not the escaped $${VAR} compose passes to the container.
+VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?+])?")
+
+
+def _referenced_variables() -> dict[str, set[str]]:
+    """Variable name -> the operators it is used with in docker-compose.yml ('' when bare)."""
+    refs: dict[str, set[str]] = {}
+    lines = COMPOSE_FILE.read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    for name, op in VAR_REF.findall(text):
+        refs.setdefault(name, set()).add(op)
+    return refs
+
+
+def _volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source, for v1 strings ("src:dst:rw") and v2 dicts alike."""
+    out = {}
+    for vol in service.get("volumes", []):
+        if isinstance(vol, str):
+            parts = vol.split(":")
+            out[parts[1]] = parts[0]
+        else:
+            out[vol["target"]] = vol.get("source", "")
+    return out
+
+
+def _host_ips(service: dict[str, Any]) -> list[str]:
+    ips = []
+    for port in service.get("ports", []):
+        if isinstance(port, str):
+            parts = port.split(":")
+            ips.append(parts[0] if len(parts) == 3 else "0.0.0.0")
+        else:
+            ips.append(port.get("host_ip") or "0.0.0.0")
+    return ips
+
+
+def _env_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in TEST_SECRETS.items() if k not in names}
+
+
+def test_compose_config_renders_the_whole_stack(rendered_compose: dict[str, Any]) -> None:
+    assert set(rendered_compose["services"]) == EXPECTED_SERVICES
+
+
+def test_every_dalal_service_is_built_from_the_one_dockerfile(
+    dalal_services: dict[str, str],
+) -> None:
+    assert dalal_services == {name: name for name in DALAL_SERVICES}
+
+
+def test_kitesim_runs_only_in_the_sim_profile(rendered_compose: dict[str, Any]) -> None:
+    services = rendered_compose["services"]
+    assert services["kitesim"].get("profiles") == ["sim"]
+    assert all(not services[name].get("profiles") for name in EXPECTED_SERVICES - {"kitesim"})
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SERVICES))
+def test_every_service_has_a_healthcheck(rendered_compose: dict[str, Any], name: str) -> None:
+    check = rendered_compose["services"][name].get("healthcheck")
+    assert check, f"{name} has no healthcheck"
+    assert not check.get("disable", False)
+    assert check["test"][0] in {"CMD", "CMD-SHELL"}
+
+
+@pytest.mark.parametrize("name", sorted(DALAL_SERVICES))
+def test_dalal_healthchecks_hit_healthz_on_the_service_port(
+    rendered_compose: dict[str, Any], name: str
+) -> None:
+    service = rendered_compose["services"][name]
+    port = service["environment"]["DALAL_PORT"]
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_depends_on_waits_for_health(rendered_compose: dict[str, Any]) -> None:
+    services = rendered_compose["services"]
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on must give conditions"
+        for dep, spec in depends.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            assert spec.get("condition") == "service_healthy", f"{name} -> {dep}: {spec}"
+    for name in DALAL_SERVICES - {"kitesim"}:
+        assert {"redis", "postgres"} <= set(services[name]["depends_on"]), name
+    assert "redis" in services["kitesim"]["depends_on"]
+
+
+def test_redis_keeps_an_append_only_file_on_a_named_volume(
+    rendered_compose: dict[str, Any],
+) -> None:
+    redis = rendered_compose["services"]["redis"]
+    command = redis["command"]
+    command = command if isinstance(command, list) else command.split()
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert _volume_mounts(redis)["/data"] == "redis-data"
+
+
+def test_state_lives_on_named_volumes(rendered_compose: dict[str, Any]) -> None:
+    volumes = set(rendered_compose.get("volumes") or {})
+    assert {"redis-data", "postgres-data", "parquet-cache"} <= volumes
+    services = rendered_compose["services"]
+    assert _volume_mounts(services["postgres"])["/var/lib/postgresql/data"] == "postgres-data"
+    data = services["data"]
+    assert _volume_mounts(data)[data["environment"]["DALAL_CACHE_DIR"]] == "parquet-cache"
+
+
+def test_services_reach_redis_and_postgres_by_compose_name(
+    rendered_compose: dict[str, Any],
+) -> None:
+    services = rendered_compose["services"]
+    for name in DALAL_SERVICES:
+        env = services[name]["environment"]
+        assert env["DALAL_REDIS_URL"].startswith("redis://redis:6379"), name
+        assert env["DALAL_HOST"] == "0.0.0.0", name
+        assert env["DALAL_LOG_FORMAT"] == "json", name
+        assert env["DALAL_DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert "@postgres:5432/" in env["DALAL_DATABASE_URL"], name
+
+
+def test_default_mode_is_sim_against_kitesim(rendered_compose: dict[str, Any]) -> None:
+    broker = rendered_compose["services"]["broker"]["environment"]
+    assert broker["DALAL_MODE"] == "sim"
+    assert broker["DALAL_KITE_ROOT_URL"] == "http://kitesim:8010"
+
+
+def test_published_ports_bind_to_loopback_only(rendered_compose: dict[str, Any]) -> None:
+    for name, service in rendered_compose["services"].items():
+        for ip in _host_ips(service):
+            assert ip == "127.0.0.1", f"{name} publishes a port on {ip}"
+
+
+def test_required_secrets_are_interpolated_with_a_message() -> None:
+    refs = _referenced_variables()
+    for name in REQUIRED_SECRETS:
+        assert refs.get(name) == {":?"}, f"{name} must always be ${{{name}:?message}}"
+    for name, ops in refs.items():
+        if SECRET_NAME.search(name):
+            assert ops == {":?"}, f"secret-like {name} has a default or may be empty: {ops}"
+
+
+@pytest.mark.parametrize("missing", REQUIRED_SECRETS)
+def test_a_missing_secret_stops_compose_naming_it(compose_config, missing: str) -> None:
+    result = compose_config(_env_without(missing))
+    assert result.returncode != 0
+    assert missing in result.output
+
+
+def test_an_empty_secret_stops_compose_too(compose_config) -> None:
+    result = compose_config({**TEST_SECRETS, "DALAL_API_KEY": ""})
+    assert result.returncode != 0
+    assert "DALAL_API_KEY" in result.output
+
+
+def test_env_example_documents_every_variable_compose_reads() -> None:
+    documented = set(re.findall(r"^#?\s*([A-Z_][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
+    missing = set(_referenced_variables()) - documented
+    assert not missing, f".env.example does not document {sorted(missing)}"
+
+
+def test_env_example_holds_no_secret_value() -> None:
+    values = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.M))
+    for name in ("DALAL_API_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+        assert values[name] == "", f"{name} must be left blank in .env.example"
+
+
+def test_env_example_as_is_is_refused_until_secrets_are_filled(
+    compose_config, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text())
+    refused = compose_config({}, env_file=env_file)
+    assert refused.returncode != 0
+    assert any(name in refused.output for name in REQUIRED_SECRETS)
+
+    text = ENV_EXAMPLE.read_text()
+    for name, value in TEST_SECRETS.items():
+        text = re.sub(rf"^{name}=$", f"{name}={value}", text, flags=re.M)
+    env_file.write_text(text)
+    accepted = compose_config({}, env_file=env_file)
+    assert accepted.returncode == 0, accepted.output
+
+
+def test_no_image_bakes_a_secret(rendered_compose: dict[str, Any]) -> None:
+    for name, service in rendered_compose["services"].items():
+        args = (service.get("build") or {}).get("args") or {}
+        for key, value in args.items():
+            assert not SECRET_NAME.search(key), f"{name} passes build arg {key}"
+            assert str(value) not in TEST_SECRETS.values(), f"{name} bakes a secret in {key}"
+    dockerfile = DOCKERFILE.read_text()
+    for line in dockerfile.splitlines():
+        match = re.match(r"\s*(ARG|ENV)\s+(.*)", line)
+        if match:
+            for name in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", match.group(2)) or [
+                match.group(2).split()[0]
+            ]:
+                assert not SECRET_NAME.search(name), f"Dockerfile declares {name}"
+
+
+def _dockerignore_excludes(path: str) -> bool:
+    """Docker's .dockerignore rule, enough for our patterns: the last match wins; a pattern
+    that matches a parent folder matches everything under it; `!` re-includes."""
+    excluded = False
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = ""
+        for i, piece in enumerate(pattern.split("/")):
+            if piece == "**":
+                regex += "(?:.*/)?"
+                continue
+            regex += re.escape(piece).replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+            if i < len(pattern.split("/")) - 1:
+                regex += "/"
+        if any(re.fullmatch(regex, c) for c in candidates):
+            excluded = not negate
+    return excluded
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".env",
+        "services/broker/.env",
+        "var/cache/NSE/day/INFY.parquet",
+        ".venv/bin/python",
+        ".git/config",
+        "services/broker/tests/test_orders.py",
+        "shared/src/dalal_shared/__pycache__/bus.cpython-311.pyc",
+    ],
+)
+def test_build_context_leaves_out_local_state_and_secrets(path: str) -> None:
+    assert _dockerignore_excludes(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "pyproject.toml",
+        "uv.lock",
+        "shared/pyproject.toml",
+        "shared/src/dalal_shared/bus.py",
+        "services/broker/pyproject.toml",
+        "services/broker/src/dalal_broker/__main__.py",
+    ],
+)
+def test_build_context_keeps_what_the_image_needs(path: str) -> None:
+    assert not _dockerignore_excludes(path)
