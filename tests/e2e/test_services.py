@@ -108,3 +108,32 @@ def test_no_secret_reaches_the_logs(stack: Stack) -> None:
     for secret in (API_KEY, KITE_SECRET, token):
         assert secret not in text
     assert os.path.getsize(stack.log_dir / "broker.log") > 0
+
+
+def test_typed_clients_map_errors_to_codes(stack: Stack) -> None:
+    from dalal_shared.clients import (
+        EngineClient,
+        ServiceError,
+        ServiceUnavailable,
+        client_for,
+    )
+
+    with EngineClient(stack.url("engine"), api_key=API_KEY) as engine:
+        made = engine.submit_order(
+            {"client_order_id": "cl-1", "symbol": "TCS", "side": "BUY", "quantity": 1}
+        )
+        assert made["status"] == "SUBMITTED"
+        with pytest.raises(ServiceError) as exc:
+            engine.order("never-sent")
+        assert (exc.value.status_code, exc.value.code) == (404, "not_found")
+    with (
+        EngineClient(stack.url("engine"), api_key="wrong-key-0123456789") as engine,
+        pytest.raises(ServiceError) as exc,
+    ):
+        engine.submit_order({"client_order_id": "cl-2"})
+    assert exc.value.code == "unauthorized"
+    with (
+        client_for("data", f"http://127.0.0.1:{free_port()}") as gone,
+        pytest.raises(ServiceUnavailable),
+    ):
+        gone.health()

@@ -6,11 +6,11 @@ import signal
 import sys
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dalal_shared.clients import ServiceError, ServiceUnavailable, client_for
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
@@ -128,16 +128,17 @@ def status() -> None:
     for name in available_services():
         url = settings.url_of(name)
         alive, ready, detail = "no", "no", ""
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+        with client_for(name, url) as client:
+            try:
+                client.health()
                 alive = "yes"
-            resp = httpx.get(f"{url}/readyz", timeout=5)
-            ready = "yes" if resp.status_code == 200 else "no"
-            if resp.status_code != 200:
-                checks = resp.json().get("checks", {})
+                ok, checks = client.readiness()
+                ready = "yes" if ok else "no"
                 detail = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
-        except httpx.HTTPError as exc:
-            detail = f"not reachable ({type(exc).__name__})"
+            except ServiceUnavailable:
+                detail = "not reachable"
+            except ServiceError as exc:
+                detail = exc.message
         all_ready &= ready == "yes"
         style = "green" if ready == "yes" else "red"
         table.add_row(name, url, alive, f"[{style}]{ready}[/{style}]", detail)

@@ -1,0 +1,118 @@
+"""Typed HTTP clients of the services' APIs (what the CLI and other services use).
+
+Errors come back as `ServiceError` carrying the service's stable error code, never as a raw
+HTTP exception; an unreachable service is a `ServiceUnavailable` (a TemporaryError).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from dalal_shared.errors import DalalError, TemporaryError
+
+
+class ServiceError(DalalError):
+    """A service answered with its JSON error envelope."""
+
+    def __init__(self, service: str, status_code: int, code: str, message: str):
+        super().__init__(f"{service}: {message} ({code})", code=code, status_code=status_code)
+        self.service = service
+
+
+class ServiceUnavailable(TemporaryError):
+    code = "service_unavailable"
+
+
+class ServiceClient:
+    """Base client: base URL, bearer key, JSON in and out, errors mapped."""
+
+    service = "service"
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 10.0):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"{self.service} at {self._http.base_url} is not reachable ({type(exc).__name__})"
+            ) from None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+                code, message = body.get("error", "http_error"), body.get("message", resp.text)
+            except ValueError:
+                code, message = "http_error", resp.text[:200]
+            raise ServiceError(self.service, resp.status_code, code, message)
+        return resp.json() if resp.content else None
+
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/healthz")
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        """(ready, per-dependency state); a 503 is an answer here, not an error."""
+        try:
+            body = self.request("GET", "/readyz")
+            return True, body.get("checks", {})
+        except ServiceError as exc:
+            if exc.status_code != 503:
+                raise
+            resp = self._http.get("/readyz")
+            return False, resp.json().get("checks", {})
+
+
+class BrokerClient(ServiceClient):
+    service = "broker"
+
+    def place_order(self, order: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/orders", json=order)
+
+    def session(self) -> dict[str, Any]:
+        return self.request("GET", "/session")
+
+
+class EngineClient(ServiceClient):
+    service = "engine"
+
+    def submit_order(self, order: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/engine/orders", json=order)
+
+    def order(self, client_order_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/engine/orders/{client_order_id}")
+
+
+class DataClient(ServiceClient):
+    service = "data"
+
+
+class PortfolioClient(ServiceClient):
+    service = "portfolio"
+
+
+CLIENTS: dict[str, type[ServiceClient]] = {
+    "broker": BrokerClient,
+    "data": DataClient,
+    "portfolio": PortfolioClient,
+    "engine": EngineClient,
+}
+
+
+def client_for(service: str, base_url: str, *, api_key: str | None = None) -> ServiceClient:
+    cls = CLIENTS.get(service, ServiceClient)
+    client = cls(base_url, api_key=api_key)
+    if cls is ServiceClient:
+        client.service = service
+    return client
