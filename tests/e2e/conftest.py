@@ -47,6 +47,7 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             "DALAL_LOG_FORMAT": "json",
             "DALAL_BUS_BLOCK_MS": "100",
             "DALAL_CACHE_DIR": str(log_dir / "cache"),
+            "DALAL_DATABASE_URL": f"sqlite:///{log_dir / f'{name}.sqlite3'}",
         }
         if name == "broker":
             env |= {"DALAL_KITE_API_KEY": "simkey", "DALAL_KITE_API_SECRET": KITE_SECRET}

@@ -47,12 +47,17 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         )
         text = out.read_text()
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 5  # redis + four services (+ kitesim when installed)
-        for name in SERVICES:
+        assert len(children) >= 6  # redis, kitesim and the four services
+        for name in (*SERVICES, "kitesim"):
             url = f"http://127.0.0.1:{env[f'DALAL_{name.upper()}_PORT']}"
             assert url in text
             assert httpx.get(f"{url}/readyz").status_code == 200
         assert f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}" in text
+        # sim mode: kitesim runs at the printed URL and hands out login tokens
+        kitesim = f"http://127.0.0.1:{env['DALAL_KITESIM_PORT']}"
+        assert kitesim in text
+        login = httpx.get(f"{kitesim}/connect/login", params={"api_key": "kitesim_key", "v": 3})
+        assert login.status_code == 200
         key = (tmp_path / "var" / "api_key").read_text().strip()
         assert oct((tmp_path / "var" / "api_key").stat().st_mode & 0o777) == "0o600"
         engine = f"http://127.0.0.1:{env['DALAL_ENGINE_PORT']}"

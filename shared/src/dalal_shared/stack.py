@@ -65,20 +65,43 @@ class StackSettings(BaseSettings):
 
 
 def available_services() -> list[str]:
-    names = list(SERVICES)
-    for name in OPTIONAL_SERVICES:
-        if importlib.util.find_spec(f"dalal_{name}.__main__") is not None:
-            names.append(name)
-    return names
+    """Services to run, kitesim (when installed) first: the broker and data talk to it."""
+    optional = [
+        name
+        for name in OPTIONAL_SERVICES
+        if importlib.util.find_spec(f"dalal_{name}.__main__") is not None
+    ]
+    return [*optional, *SERVICES]
 
 
 def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec]:
-    specs = []
-    for name in names:
-        env = {}
-        if name == "data":
-            env["DALAL_CACHE_DIR"] = str(settings.var_dir / "cache")
-        specs.append(
-            ServiceSpec(name=name, module=f"dalal_{name}", port=settings.port_of(name), env=env)
+    """What each child of `dalal run` is started with (sim mode: the broker talks to kitesim)."""
+    var = settings.var_dir.resolve()
+    sim = "kitesim" in names
+    env_by_service: dict[str, dict[str, str]] = {
+        "data": {"DALAL_CACHE_DIR": str(var / "cache")},
+        "portfolio": {"DALAL_DATABASE_URL": f"sqlite:///{var / 'portfolio.sqlite3'}"},
+        "broker": {},
+        "engine": {},
+        "kitesim": {
+            "DALAL_KITESIM_REDIRECT_URL": f"{settings.url_of('broker')}/session/callback",
+            "DALAL_KITESIM_POSTBACK_URL": f"{settings.url_of('broker')}/postbacks/kite",
+        },
+    }
+    if sim:
+        kite = {
+            "DALAL_KITE_ROOT_URL": settings.url_of("kitesim"),
+            "DALAL_KITE_API_KEY": "kitesim_key",
+            "DALAL_KITE_API_SECRET": "kitesim_secret_0123456789",
+        }
+        env_by_service["broker"].update(kite)
+        env_by_service["data"].update(kite)
+    return [
+        ServiceSpec(
+            name=name,
+            module=f"dalal_{name}",
+            port=settings.port_of(name),
+            env=env_by_service.get(name, {}),
         )
-    return specs
+        for name in names
+    ]

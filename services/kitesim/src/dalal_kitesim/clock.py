@@ -1,0 +1,274 @@
+"""The market clock: simulated time that replays real bars as ticks, session by session.
+
+Time is simulated and UTC inside. Each trading day of the NSE calendar, every replayed instrument
+turns its bars of that day (the finest interval available: minute, else 15minute, else day) into
+ticks along `dalal_shared.fills.tick_path`. `run_until(t)` delivers, in time order, every tick and
+every session event (open, MIS square-off at 15:20, close) up to `t`. `advance(seconds)` moves
+by *session* seconds: the night between a close and the next open costs nothing, so a 60 s real
+session replays 22,500 s of market time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from dalal_kitesim.marketdata import INTERVAL_MINUTES, BarStore, Instrument
+from dalal_shared.calendar import NseCalendar, Session
+from dalal_shared.fills import Bar, Tick, tick_path
+from dalal_shared.timeutil import IST
+
+REPLAY_INTERVALS = ("minute", "15minute", "day")
+
+
+@dataclass
+class MarketState:
+    """What a quote of one instrument shows now."""
+
+    instrument: Instrument
+    prev_close: Decimal = Decimal(0)
+    open: Decimal = Decimal(0)
+    high: Decimal = Decimal(0)
+    low: Decimal = Decimal(0)
+    last_price: Decimal = Decimal(0)
+    last_quantity: int = 0
+    volume: int = 0
+    turnover: Decimal = Decimal(0)
+    last_trade_time: datetime | None = None
+    timestamp: datetime | None = None
+    bar_start: datetime | None = None
+    bar_volume: int = 0
+    ticks_today: int = 0
+
+    @property
+    def average_price(self) -> Decimal:
+        if self.volume <= 0:
+            return self.last_price
+        return (self.turnover / self.volume).quantize(Decimal("0.01"))
+
+    def new_day(self) -> None:
+        if self.last_price:
+            self.prev_close = self.last_price
+        self.open = self.high = self.low = Decimal(0)
+        self.volume = 0
+        self.turnover = Decimal(0)
+        self.ticks_today = 0
+        self.last_quantity = 0
+
+    def apply(self, tick: Tick) -> None:
+        if self.ticks_today == 0:
+            self.open = self.high = self.low = tick.price
+        self.high = max(self.high, tick.price)
+        self.low = min(self.low, tick.price)
+        self.last_price = tick.price
+        self.last_quantity = tick.volume
+        self.volume += tick.volume
+        self.turnover += tick.price * tick.volume
+        self.last_trade_time = tick.ts
+        self.timestamp = tick.ts
+        self.bar_start = tick.bar_start
+        self.bar_volume = tick.bar_volume
+        self.ticks_today += 1
+
+
+TickListener = Callable[[list[tuple[int, Tick]]], None]
+EventListener = Callable[[datetime], None]
+
+
+@dataclass
+class ClockListeners:
+    ticks: list[TickListener] = field(default_factory=list)
+    session_open: list[EventListener] = field(default_factory=list)
+    square_off: list[EventListener] = field(default_factory=list)
+    session_close: list[EventListener] = field(default_factory=list)
+
+
+class MarketClock:
+    """Simulated time and the replay of bars as ticks."""
+
+    def __init__(
+        self,
+        *,
+        calendar: NseCalendar,
+        bars: BarStore,
+        instruments: list[Instrument],
+        start_date: date,
+        seed: int,
+        tick_interval_seconds: int = 60,
+    ):
+        self.calendar = calendar
+        self.bars = bars
+        self.seed = seed
+        self.tick_interval_seconds = tick_interval_seconds
+        self.states: dict[int, MarketState] = {
+            i.instrument_token: MarketState(i) for i in instruments
+        }
+        self.listeners = ClockListeners()
+        day = (
+            start_date
+            if calendar.is_trading_day(start_date)
+            else calendar.next_trading_day(start_date)
+        )
+        self.day = day
+        self.session: Session = self._session(day)
+        self.now = self.session.open
+        self._queue: list[tuple[datetime, int, int, Tick]] = []
+        self._square_off_done = False
+        self._closed = False
+        self._seq = 0
+        self._seed_prev_closes(day)
+        self._load_day(day)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _session(self, day: date) -> Session:
+        session = self.calendar.session(day)
+        if session is None:
+            raise ValueError(f"{day} has no session")
+        return session
+
+    def _seed_prev_closes(self, day: date) -> None:
+        for state in self.states.values():
+            daily = self.bars.bars(state.instrument.tradingsymbol, "day") or []
+            before = [b for b in daily if b.start.date() < day]
+            if before:
+                state.prev_close = before[-1].close
+                state.last_price = before[-1].close
+
+    def _bars_of_day(self, symbol: str, day: date) -> tuple[list[Bar], timedelta]:
+        for interval in REPLAY_INTERVALS:
+            bars = self.bars.bars(symbol, interval)
+            if not bars:
+                continue
+            todays = [b for b in bars if b.start.astimezone(IST).date() == day]
+            if todays:
+                if interval == "day":
+                    return todays, self.session.close - self.session.open
+                return todays, timedelta(minutes=INTERVAL_MINUTES[interval])
+        return [], timedelta(0)
+
+    def _load_day(self, day: date) -> None:
+        self._queue = []
+        for token, state in self.states.items():
+            state.new_day()
+            bars, duration = self._bars_of_day(state.instrument.tradingsymbol, day)
+            for bar in bars:
+                start = bar.start if duration.total_seconds() < 22500 else self.session.open
+                bar = Bar(start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+                n = max(4, int(duration.total_seconds() // self.tick_interval_seconds))
+                for tick in tick_path(
+                    bar,
+                    duration,
+                    seed=self.seed,
+                    key=state.instrument.tradingsymbol,
+                    ticks_per_bar=n,
+                    tick_size=state.instrument.tick_size or Decimal("0.05"),
+                ):
+                    self._seq += 1
+                    self._queue.append((tick.ts, self._seq, token, tick))
+        heapq.heapify(self._queue)
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def in_session(self) -> bool:
+        return not self._closed and self.session.open <= self.now < self.session.close
+
+    @property
+    def after_square_off(self) -> bool:
+        return self._square_off_done
+
+    def start(self) -> None:
+        """Fire the first session's open (call once listeners are registered)."""
+        for listener in self.listeners.session_open:
+            listener(self.now)
+
+    def state(self, token: int) -> MarketState | None:
+        return self.states.get(token)
+
+    # -- moving time --------------------------------------------------------------------------
+    def run_until(self, target: datetime) -> int:
+        """Deliver every tick and session event up to `target`; return the ticks delivered."""
+        delivered = 0
+        while True:
+            next_tick = self._queue[0][0] if self._queue else None
+            square = None if self._square_off_done else self.session.mis_square_off
+            close = None if self._closed else self.session.close
+            candidates = [t for t in (next_tick, square, close) if t is not None]
+            if not candidates:
+                # closed: the next event is the next session's open
+                next_open = self._session(self.calendar.next_trading_day(self.day)).open
+                if next_open > target:
+                    break
+                self._open_next_day()
+                continue
+            when = min(candidates)
+            if when > target:
+                break
+            if next_tick is not None and next_tick == when and (close is None or when < close):
+                batch: list[tuple[int, Tick]] = []
+                while self._queue and self._queue[0][0] == when:
+                    _ts, _seq, token, tick = heapq.heappop(self._queue)
+                    self.states[token].apply(tick)
+                    batch.append((token, tick))
+                self.now = when.astimezone(UTC)
+                delivered += len(batch)
+                for listener in self.listeners.ticks:
+                    listener(batch)
+            elif square is not None and when == square:
+                self.now = when.astimezone(UTC)
+                self._square_off_done = True
+                for listener in self.listeners.square_off:
+                    listener(when)
+            else:
+                self.now = when.astimezone(UTC)
+                self._closed = True
+                self._queue = []
+                for listener in self.listeners.session_close:
+                    listener(when)
+        if target > self.now:
+            self.now = target.astimezone(UTC)
+        return delivered
+
+    def _open_next_day(self) -> None:
+        day = self.calendar.next_trading_day(self.day)
+        self.day = day
+        self.session = self._session(day)
+        self.now = self.session.open
+        self._square_off_done = False
+        self._closed = False
+        self._load_day(day)
+        for listener in self.listeners.session_open:
+            listener(self.now)
+
+    def advance(self, session_seconds: float) -> int:
+        """Move by `session_seconds` of market time, skipping nights and holidays."""
+        budget = timedelta(seconds=session_seconds)
+        delivered = 0
+        while budget > timedelta(0):
+            if self._closed:
+                self._open_next_day()
+                continue
+            remaining = self.session.close - self.now
+            if budget < remaining:
+                delivered += self.run_until(self.now + budget)
+                break
+            delivered += self.run_until(self.session.close)
+            budget -= remaining
+        return delivered
+
+    def advance_ticks(self, count: int) -> int:
+        """Move to the time of the `count`-th next tick timestamp (across sessions)."""
+        delivered = 0
+        for _ in range(count):
+            guard = 0
+            while not self._queue:
+                if not self._closed:
+                    self.run_until(self.session.close)
+                self._open_next_day()
+                guard += 1
+                if guard > 30:
+                    return delivered
+            delivered += self.run_until(self._queue[0][0])
+        return delivered

@@ -1,0 +1,87 @@
+"""kitesim settings: DALAL_KITESIM_* for its own fields, DALAL_* for the common ones."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from dalal_shared.settings import DalalSettings
+
+
+class KitesimSettings(DalalSettings):
+    """Everything kitesim can be told. Kitesim needs no Redis: `redis_url` is unused."""
+
+    port: int = Field(8010, ge=1, le=65535)
+
+    # Kite app credentials the simulated exchange accepts.
+    kitesim_api_key: str = Field("kitesim_key", description="the Kite api_key clients must send")
+    kitesim_api_secret: SecretStr = Field(
+        SecretStr("kitesim_secret_0123456789"), description="api_secret for the session checksum"
+    )
+    kitesim_user_id: str = Field("KS0001", description="the simulated account's user id")
+    kitesim_redirect_url: str = Field(
+        "http://127.0.0.1:8001/kite/callback",
+        description="where the login page sends the browser with ?request_token=...",
+    )
+    kitesim_postback_url: str | None = Field(None, description="order postbacks go here")
+    kitesim_token_expiry: bool = Field(
+        True, description="access tokens die at 06:00 IST of the next simulated day"
+    )
+
+    # Market data.
+    kitesim_data_dir: Path | None = Field(
+        None,
+        description="extra CSV bars: <dir>/<interval>/<SYMBOL>.csv (interval: day|daily|"
+        "daily_adjusted|minute|15minute|...); searched before the bundled data",
+    )
+    kitesim_instruments_csv: Path | None = Field(
+        None, description="instruments dump to serve instead of the bundled one"
+    )
+
+    # Market clock.
+    kitesim_start_date: date = Field(date(2024, 1, 2), description="first simulated session")
+    kitesim_session_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="real seconds one 09:15-15:30 session takes; 0 = manual clock "
+        "(advanced only through the control API)",
+    )
+    kitesim_seed: int = Field(1, description="seed of the tick paths")
+    kitesim_tick_interval_seconds: int = Field(
+        60, ge=1, description="simulated seconds between ticks of an instrument"
+    )
+
+    # Fill model (dalal_shared.fills).
+    kitesim_spread_bps: Decimal = Field(Decimal("2"), ge=0)
+    kitesim_slippage_bps: Decimal = Field(Decimal("1"), ge=0)
+    kitesim_max_participation: Decimal = Field(Decimal("0.1"), gt=0, le=1)
+    kitesim_require_market_protection: bool = Field(
+        True, description="MARKET orders need market_protection (SEBI retail-algo rules, 2026)"
+    )
+    kitesim_default_market_protection_pct: Decimal = Field(
+        Decimal("3"), gt=0, le=100, description="what market_protection=-1 (automatic) means"
+    )
+
+    # Account.
+    kitesim_opening_balance_rupees: Decimal = Field(Decimal("1000000"), ge=0)
+    kitesim_mis_margin_fraction: Decimal = Field(
+        Decimal("0.2"), gt=0, le=1, description="MIS margin as a share of order value (5x)"
+    )
+
+    # Kite's rate limits, requests per second per class (0 = unlimited).
+    kitesim_rate_quote_per_second: float = Field(1.0, ge=0)
+    kitesim_rate_historical_per_second: float = Field(3.0, ge=0)
+    kitesim_rate_orders_per_second: float = Field(10.0, ge=0)
+    kitesim_rate_orders_per_minute: float = Field(200.0, ge=0)
+    kitesim_rate_other_per_second: float = Field(10.0, ge=0)
+
+    # Ticker.
+    kitesim_ticker_max_instruments: int = Field(3000, ge=1)
+    kitesim_heartbeat_seconds: float = Field(1.0, gt=0)
+
+
+def bundled_data_dir() -> Path:
+    return Path(__file__).parent / "data" / "nse"

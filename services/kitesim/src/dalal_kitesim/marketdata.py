@@ -1,0 +1,263 @@
+"""Instruments and bars: the real NSE data kitesim serves and replays.
+
+Bars live in CSV files `<root>/<interval>/<SYMBOL>.csv` (`date,open,high,low,close,volume`;
+daily dates `YYYY-MM-DD`, intraday dates the bar start with its IST offset), `SYMBOL` being the
+Kite trading symbol without spaces (`NIFTY50.csv` is `NIFTY 50`). Several roots are searched in
+order (a user directory first, then the bundled data). An interval with no file of its own is
+built from a finer one that divides it (5minute from minute, 60minute from 15minute, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from dalal_shared.fills import Bar
+from dalal_shared.timeutil import IST
+
+INTERVAL_MINUTES: dict[str, int] = {
+    "minute": 1,
+    "3minute": 3,
+    "5minute": 5,
+    "10minute": 10,
+    "15minute": 15,
+    "30minute": 30,
+    "60minute": 60,
+    "day": 375,
+}
+# Kite's limit on one historical request, in days, per interval.
+MAX_SPAN_DAYS: dict[str, int] = {
+    "minute": 60,
+    "3minute": 100,
+    "5minute": 100,
+    "10minute": 100,
+    "15minute": 200,
+    "30minute": 200,
+    "60minute": 400,
+    "day": 2000,
+}
+DIR_ALIASES: dict[str, tuple[str, ...]] = {"day": ("day", "daily_adjusted", "daily")}
+SESSION_OPEN = time(9, 15)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    instrument_token: int
+    exchange_token: int
+    tradingsymbol: str
+    name: str
+    tick_size: Decimal
+    lot_size: int
+    instrument_type: str
+    segment: str
+    exchange: str
+
+    @property
+    def is_index(self) -> bool:
+        return self.segment == "INDICES"
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange}:{self.tradingsymbol}"
+
+
+class InstrumentStore:
+    """The instruments dump, by token and by `EXCHANGE:SYMBOL`."""
+
+    def __init__(self, text: str):
+        # Serve only well-formed rows (the upstream dump has one commented-out line).
+        lines = text.splitlines(keepends=True)
+        text = lines[0] + "".join(ln for ln in lines[1:] if ln.split(",", 1)[0].isdigit())
+        self._text = text
+        self.by_token: dict[int, Instrument] = {}
+        self.by_key: dict[str, Instrument] = {}
+        for row in csv.DictReader(io.StringIO(text)):
+            inst = Instrument(
+                instrument_token=int(row["instrument_token"]),
+                exchange_token=int(row["exchange_token"]),
+                tradingsymbol=row["tradingsymbol"],
+                name=row["name"],
+                tick_size=Decimal(row["tick_size"] or "0"),
+                lot_size=int(float(row["lot_size"] or 0)),
+                instrument_type=row["instrument_type"],
+                segment=row["segment"],
+                exchange=row["exchange"],
+            )
+            self.by_token[inst.instrument_token] = inst
+            self.by_key[inst.key] = inst
+
+    @classmethod
+    def from_csv(cls, path: Path) -> InstrumentStore:
+        return cls(path.read_text())
+
+    def csv_text(self, exchange: str | None = None) -> str:
+        """The dump as Kite serves it, whole or for one exchange."""
+        if exchange is None:
+            return self._text
+        lines = self._text.splitlines(keepends=True)
+        header, rows = lines[0], lines[1:]
+        suffix = f",{exchange}"
+        return header + "".join(r for r in rows if r.rstrip("\r\n").endswith(suffix))
+
+    def exchanges(self) -> set[str]:
+        return {i.exchange for i in self.by_token.values()}
+
+    def get(self, token: int) -> Instrument | None:
+        return self.by_token.get(token)
+
+    def lookup(self, key: str) -> Instrument | None:
+        """`EXCHANGE:SYMBOL` or a numeric instrument token."""
+        if key.isdigit():
+            return self.by_token.get(int(key))
+        return self.by_key.get(key)
+
+
+def _parse_ts(text: str) -> datetime:
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), SESSION_OPEN, tzinfo=IST)
+    value = datetime.fromisoformat(text.replace(" ", "T"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=IST)
+    return value.astimezone(IST)
+
+
+def read_bars(path: Path) -> list[Bar]:
+    bars = []
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return []
+        for row in reader:
+            if not row:
+                continue
+            bars.append(
+                Bar(
+                    start=_parse_ts(row[0]),
+                    open=Decimal(row[1]),
+                    high=Decimal(row[2]),
+                    low=Decimal(row[3]),
+                    close=Decimal(row[4]),
+                    volume=int(float(row[5])) if len(row) > 5 and row[5] else 0,
+                )
+            )
+    bars.sort(key=lambda b: b.start)
+    return bars
+
+
+def resample(bars: list[Bar], minutes: int) -> list[Bar]:
+    """Aggregate intraday bars into `minutes` buckets aligned to 09:15 IST."""
+    out: list[Bar] = []
+    current: list[Bar] = []
+    bucket: datetime | None = None
+    for bar in bars:
+        start = bar.start.astimezone(IST)
+        session_open = datetime.combine(start.date(), SESSION_OPEN, tzinfo=IST)
+        offset = int((start - session_open).total_seconds() // 60)
+        b = session_open + timedelta(minutes=(offset // minutes) * minutes)
+        if bucket is not None and b != bucket:
+            out.append(_merge(bucket, current))
+            current = []
+        bucket = b
+        current.append(bar)
+    if current and bucket is not None:
+        out.append(_merge(bucket, current))
+    return out
+
+
+def _merge(start: datetime, bars: list[Bar]) -> Bar:
+    return Bar(
+        start=start,
+        open=bars[0].open,
+        high=max(b.high for b in bars),
+        low=min(b.low for b in bars),
+        close=bars[-1].close,
+        volume=sum(b.volume for b in bars),
+    )
+
+
+def file_stem(tradingsymbol: str) -> str:
+    return tradingsymbol.replace(" ", "")
+
+
+class BarStore:
+    """Bars per (symbol, interval), read lazily from the roots and kept in memory."""
+
+    def __init__(self, roots: list[Path]):
+        self.roots = [r for r in roots if r is not None]
+        self._cache: dict[tuple[str, str], list[Bar] | None] = {}
+
+    def _file(self, symbol: str, interval: str) -> Path | None:
+        for root in self.roots:
+            for dirname in DIR_ALIASES.get(interval, (interval,)):
+                path = root / dirname / f"{file_stem(symbol)}.csv"
+                if path.is_file():
+                    return path
+        return None
+
+    def _raw(self, symbol: str, interval: str) -> list[Bar] | None:
+        key = (symbol, interval)
+        if key not in self._cache:
+            path = self._file(symbol, interval)
+            self._cache[key] = read_bars(path) if path else None
+        return self._cache[key]
+
+    def available_intervals(self, symbol: str) -> list[str]:
+        return [i for i in INTERVAL_MINUTES if self._file(symbol, i) is not None]
+
+    def symbols(self) -> set[str]:
+        """Every file stem found in any interval folder of any root."""
+        out: set[str] = set()
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for sub in root.iterdir():
+                if sub.is_dir():
+                    out.update(p.stem for p in sub.glob("*.csv"))
+        return out
+
+    def bars(self, symbol: str, interval: str) -> list[Bar] | None:
+        """All bars of `symbol` at `interval` (built from a finer interval if need be)."""
+        if interval not in INTERVAL_MINUTES:
+            raise ValueError(f"unknown interval {interval}")
+        own = self._raw(symbol, interval)
+        if own is not None:
+            return own
+        if interval == "day":
+            return None
+        minutes = INTERVAL_MINUTES[interval]
+        for finer, fm in sorted(INTERVAL_MINUTES.items(), key=lambda kv: -kv[1]):
+            if finer == "day" or fm >= minutes or minutes % fm:
+                continue
+            source = self._raw(symbol, finer)
+            if source is not None:
+                key = (symbol, f"{interval}<{finer}")
+                if key not in self._cache:
+                    self._cache[key] = resample(source, minutes)
+                return self._cache[key]
+        return None
+
+    def between(self, symbol: str, interval: str, start: datetime, end: datetime) -> list[Bar]:
+        """Bars with start in [start, end] (aware datetimes)."""
+        bars = self.bars(symbol, interval) or []
+        if interval == "day":
+            first, last = start.astimezone(IST).date(), end.astimezone(IST).date()
+            return [b for b in bars if first <= b.start.date() <= last]
+        return [b for b in bars if start <= b.start <= end]
+
+
+def candle(bar: Bar, *, oi: bool, daily: bool = False) -> list[object]:
+    """One candle as Kite sends it: [ts '+0530', o, h, l, c, v(, oi)]; daily at 00:00."""
+    start = bar.start.astimezone(IST)
+    if daily:
+        start = start.replace(hour=0, minute=0, second=0)
+    ts = start.strftime("%Y-%m-%dT%H:%M:%S+0530")
+    row: list[object] = [ts, float(bar.open), float(bar.high), float(bar.low), float(bar.close)]
+    row.append(bar.volume)
+    if oi:
+        row.append(0)
+    return row

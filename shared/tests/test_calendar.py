@@ -1,0 +1,70 @@
+from datetime import UTC, date, datetime
+
+import pytest
+
+from dalal_shared.calendar import CalendarCoverageError, DayKind, nse_calendar
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return nse_calendar()
+
+
+def test_weekday_holiday_and_weekend(cal):
+    assert cal.kind(date(2024, 1, 26)) is DayKind.HOLIDAY  # Republic Day, a Friday
+    assert not cal.is_trading_day(date(2024, 1, 26))
+    assert cal.kind(date(2024, 1, 27)) is DayKind.WEEKEND
+    assert cal.is_trading_day(date(2024, 1, 25))
+
+
+def test_special_session_saturday_trades(cal):
+    assert cal.kind(date(2024, 1, 20)) is DayKind.SPECIAL_SESSION
+    assert cal.is_trading_day(date(2024, 1, 20))
+    session = cal.session(date(2024, 1, 20))
+    assert session is not None
+    assert session.open == datetime(2024, 1, 20, 3, 45, tzinfo=UTC)  # 09:15 IST
+
+
+def test_muhurat_is_a_session_but_not_a_trading_day(cal):
+    day = date(2024, 11, 1)
+    assert cal.kind(day) is DayKind.MUHURAT
+    assert not cal.is_trading_day(day)
+    assert cal.has_session(day)
+    session = cal.session(day)
+    assert session is not None
+    assert session.open == datetime(2024, 11, 1, 12, 30, tzinfo=UTC)  # 18:00 IST
+
+
+def test_regular_session_hours_and_square_off(cal):
+    session = cal.session(date(2024, 3, 5))
+    assert session is not None
+    assert session.open == datetime(2024, 3, 5, 3, 45, tzinfo=UTC)
+    assert session.close == datetime(2024, 3, 5, 10, 0, tzinfo=UTC)  # 15:30 IST
+    assert session.mis_square_off == datetime(2024, 3, 5, 9, 50, tzinfo=UTC)  # 15:20 IST
+    assert cal.session(date(2024, 3, 9)) is None
+
+
+def test_next_and_previous_trading_day_skip_holidays(cal):
+    # 2024-03-08 Mahashivratri (Fri) and the weekend: Thursday -> Monday.
+    assert cal.next_trading_day(date(2024, 3, 7)) == date(2024, 3, 11)
+    assert cal.previous_trading_day(date(2024, 3, 11)) == date(2024, 3, 7)
+
+
+def test_trading_days_in_a_month(cal):
+    # January 2024: 23 weekdays, minus the 22nd (Ram Mandir) and the 26th, plus Saturday 20th.
+    days = cal.trading_days(date(2024, 1, 1), date(2024, 1, 31))
+    assert len(days) == 22
+    assert date(2024, 1, 20) in days
+    assert date(2024, 1, 22) not in days
+
+
+def test_session_at(cal):
+    assert cal.session_at(datetime(2024, 3, 5, 5, 0, tzinfo=UTC)) is not None
+    assert cal.session_at(datetime(2024, 3, 5, 10, 0, tzinfo=UTC)) is None  # 15:30 is closed
+
+
+def test_outside_coverage_raises(cal):
+    with pytest.raises(CalendarCoverageError):
+        cal.is_trading_day(date(2014, 12, 31))
+    with pytest.raises(CalendarCoverageError):
+        cal.is_trading_day(date(2027, 1, 4))
