@@ -1,3 +1,3 @@
 """Root conftest: every test folder gets the shared fixtures (a real Redis for the session)."""
 
-pytest_plugins = ["dalal_shared.testing.pytest_plugin"]
+pytest_plugins = ["dalal_shared.testing.pytest_plugin", "dalal_shared.testing.postgres"]

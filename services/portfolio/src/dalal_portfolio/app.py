@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from dalal_portfolio.api import router
 from dalal_portfolio.config import PortfolioSettings
-from dalal_portfolio.handlers import order_events_handler
+from dalal_portfolio.handlers import order_events_handler, ticks_handler
 from dalal_portfolio.open_orders import OpenOrders
+from dalal_portfolio.reconcile import UnavailableBrokerView
+from dalal_portfolio.service import PortfolioService
+from dalal_portfolio.store import LedgerStore
+from dalal_portfolio.tasks import OutboxPublisher, PeriodicTasks
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_EVENTS
+from dalal_shared.streams import MARKET_TICKS, ORDERS_EVENTS
 
 NAME = "portfolio"
 
 
 def build_app(settings: PortfolioSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
+    store = LedgerStore.open(settings.database_url)  # runs the migrations
+    service = PortfolioService(store, initial_capital=settings.initial_capital_rupees)
+    service.load()
+    outbox = OutboxPublisher(service, runtime.publisher)
+    tasks = PeriodicTasks(
+        service,
+        outbox,
+        snapshot_interval_seconds=settings.equity_snapshot_interval_seconds,
+        outbox_interval_seconds=settings.outbox_interval_seconds,
+    )
     open_orders = OpenOrders()
-    runtime.consume({ORDERS_EVENTS: order_events_handler(open_orders)})
+    runtime.consume(
+        {
+            ORDERS_EVENTS: order_events_handler(open_orders, service, outbox.flush),
+            MARKET_TICKS: ticks_handler(service),
+        }
+    )
+
+    async def check_database() -> None:
+        import asyncio
+
+        await asyncio.to_thread(store.ping)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            await tasks.start()
+            try:
+                yield
+            finally:
+                await tasks.stop()
+                store.close()
+
     app = create_app(
         NAME,
         api_key_digest=settings.api_key_digest(),
-        readiness={"redis": runtime.check_redis},
-        lifespan=runtime.lifespan,
+        readiness={"redis": runtime.check_redis, "database": check_database},
+        lifespan=lifespan,
         description="portfolio: ledger, positions, charges, performance, reconciliation",
     )
+    app.include_router(router)
     app.state.runtime = runtime
     app.state.open_orders = open_orders
+    app.state.portfolio = service
+    app.state.broker_view = UnavailableBrokerView()
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 
 from dalal_shared.settings import DalalSettings
@@ -9,3 +11,17 @@ from dalal_shared.settings import DalalSettings
 
 class PortfolioSettings(DalalSettings):
     port: int = Field(8003, ge=1, le=65535)
+    database_url: str = Field(
+        "sqlite:///var/portfolio.sqlite3",
+        description="SQLAlchemy URL of the ledger (sqlite:///... or postgresql+psycopg://...)",
+    )
+    initial_capital_rupees: Decimal = Field(
+        Decimal("100000"), gt=0, max_digits=20, decimal_places=2,
+        description="capital the account starts with (a seed import overrides it)",
+    )  # fmt: skip
+    equity_snapshot_interval_seconds: float = Field(
+        60.0, ge=0.05, le=86_400, description="how often an EquitySnapshot is stored and published"
+    )
+    outbox_interval_seconds: float = Field(
+        1.0, ge=0.01, le=60, description="how often unpublished portfolio events are retried"
+    )

@@ -1,12 +1,17 @@
-"""Bus handlers of the portfolio.
+"""Bus handlers of the portfolio: fills into the ledger, order states, ticks into marks.
 
-OrderFilled has no handler until the ledger lands (portfolio issue): the dispatcher refuses it,
-so a fill goes to `dlq.orders.events` (group portfolio) to be replayed, never acked unseen.
+Every handler is idempotent: a fill is keyed on Kite's trade_id (the ledger ignores a second
+delivery), order states converge, a tick older than the mark held is ignored.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from dalal_portfolio import metrics
 from dalal_portfolio.open_orders import OpenOrders
+from dalal_portfolio.service import PortfolioService, fill_from_message
 from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
@@ -14,20 +19,46 @@ from dalal_shared.messages import (
     Message,
     OrderAccepted,
     OrderCancelled,
+    OrderFilled,
     OrderRejected,
     OrderUpdated,
+    Tick,
 )
 
+Flush = Callable[[], Awaitable[int]]
 
-def order_events_handler(open_orders: OpenOrders) -> Handler:
+
+def order_events_handler(
+    open_orders: OpenOrders, service: PortfolioService | None = None, flush: Flush | None = None
+) -> Handler:
     async def on_event(event: Message, _envelope: Envelope) -> None:
         open_orders.apply(event)
 
-    return dispatcher(
-        {
-            OrderAccepted: on_event,
-            OrderRejected: on_event,
-            OrderUpdated: on_event,
-            OrderCancelled: on_event,
-        }
-    )
+    async def on_fill(event: OrderFilled, envelope: Envelope) -> None:
+        assert service is not None
+        new = await asyncio.to_thread(
+            service.apply_fill, fill_from_message(event), corr=envelope.corr
+        )
+        if new:
+            metrics.FILLS.inc()
+        else:
+            metrics.DUPLICATES.inc()
+        if flush is not None:
+            await flush()
+
+    table: dict[type[Message], Callable[..., Awaitable[None]] | None] = {
+        OrderAccepted: on_event,
+        OrderRejected: on_event,
+        OrderUpdated: on_event,
+        OrderCancelled: on_event,
+    }
+    if service is not None:
+        table[OrderFilled] = on_fill
+    return dispatcher(table)
+
+
+def ticks_handler(service: PortfolioService) -> Handler:
+    async def on_tick(tick: Tick, _envelope: Envelope) -> None:
+        service.mark(tick.symbol, tick.last_price, tick.exchange_ts)
+
+    return dispatcher({Tick: on_tick})

@@ -1,0 +1,409 @@
+"""The portfolio's use cases: the ledger book, its store and the events it owes the bus.
+
+Synchronous and thread-safe (one lock): bus handlers call it through `asyncio.to_thread`, the
+HTTP routes from FastAPI's thread pool. No Redis or HTTP here; publishing is the caller's job,
+from the outbox this writes in the same transaction as each fill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from dalal_portfolio.ledger import (
+    Book,
+    CashMovement,
+    Fill,
+    FillEffect,
+    Position,
+    RoundTrip,
+    Valuation,
+    q4,
+)
+from dalal_portfolio.seed import SeedState, seed_fills, seed_metrics, seed_round_trips
+from dalal_portfolio.store import LedgerStore, SnapshotRow
+from dalal_shared import performance
+from dalal_shared.errors import ConflictError, NotFoundError
+from dalal_shared.messages import (
+    EquitySnapshot,
+    Message,
+    OrderFilled,
+    PositionClosed,
+    PositionOpened,
+    PositionReduced,
+)
+from dalal_shared.streams import PORTFOLIO_EVENTS
+from dalal_shared.timeutil import utcnow
+
+OutboxEvent = tuple[str, str, str, str | None]
+
+
+def fill_from_message(msg: OrderFilled) -> Fill:
+    return Fill(
+        trade_id=msg.trade_id,
+        client_order_id=msg.client_order_id,
+        broker_order_id=msg.broker_order_id,
+        exchange=msg.exchange,
+        symbol=msg.symbol,
+        side=msg.side,
+        product=msg.product,
+        quantity=msg.quantity,
+        price=msg.price,
+        filled_at=msg.filled_at,
+    )
+
+
+def events_for(fill: Fill, pos: Position, effect: FillEffect) -> list[Message]:
+    """The portfolio.events a fill causes, from its role in the canonical replay."""
+    base: dict[str, Any] = {
+        "exchange": fill.exchange,
+        "symbol": fill.symbol,
+        "product": fill.product,
+    }
+    out: list[Message] = []
+    if effect.kind in ("closed", "flipped"):
+        trip = next(t for t in reversed(pos.round_trips) if fill.trade_id in _trade_ids(t))
+        out.append(
+            PositionClosed(
+                **base,
+                realised_pnl=trip.realised_gross,
+                charges=trip.charges,
+                closed_at=fill.filled_at,
+            )
+        )
+    if effect.kind == "reduced":
+        out.append(
+            PositionReduced(
+                **base,
+                quantity_closed=effect.closed_quantity,
+                quantity_remaining=effect.quantity_after,
+                realised_pnl=effect.realised_gross,
+                reason=effect.reason,
+            )
+        )
+    if effect.kind in ("opened", "increased", "flipped") and effect.quantity_after:
+        out.append(
+            PositionOpened(
+                **base,
+                quantity=effect.quantity_after,
+                average_price=effect.average_price_after,
+                opened_at=fill.filled_at,
+            )
+        )
+    return out
+
+
+def _trade_ids(trip: RoundTrip) -> set[str]:
+    return {e.trade_id for e in trip.exits}
+
+
+def _outbox(messages: list[Message], corr: str | None) -> list[OutboxEvent]:
+    return [(PORTFOLIO_EVENTS, type(m).__name__, m.model_dump_json(), corr) for m in messages]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    price: Decimal
+    at: datetime
+
+
+class PortfolioService:
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        initial_capital: Decimal,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.store = store
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._configured_capital = Decimal(initial_capital)
+        self.book = Book(self._configured_capital)
+        self._marks: dict[str, Mark] = {}
+        self.fills_applied = 0
+        self.fills_duplicate = 0
+        self._peak_equity = Decimal(0)
+
+    # ------------------------------------------------------------ start-up
+
+    def load(self) -> None:
+        with self._lock:
+            seeded = self.store.meta("initial_capital_rupees")
+            capital = Decimal(seeded) if seeded is not None else self._configured_capital
+            book = Book(capital)
+            book.load(self.store.load_fills())
+            book.restore_cash(self.store.load_cash())
+            book.imported_round_trips = self.store.load_imported_trips()
+            book.blocked_funds = self.book.blocked_funds
+            self.book = book
+            self._peak_equity = max((s.equity for s in self.store.snapshots()), default=capital)
+
+    def peak_equity(self) -> Decimal:
+        """The highest equity recorded or seen now (for the drawdown gauge)."""
+        with self._lock:
+            self._peak_equity = max(self._peak_equity, self.valuation().equity)
+            return self._peak_equity
+
+    # ------------------------------------------------------------ fills and marks
+
+    def apply_fill(self, fill: Fill, *, corr: str | None = None) -> bool:
+        """Apply a fill exactly once; True when it was new."""
+        with self._lock:
+            before = self.book.position(fill.key)
+            old_charges = dict(before.fill_charges) if before is not None else {}
+            applied = self.book.apply(fill)
+            if applied.duplicate:
+                self.fills_duplicate += 1
+                return False
+            assert applied.effect is not None
+            events = _outbox(events_for(fill, applied.position, applied.effect), corr)
+            try:
+                changed = {
+                    t: c
+                    for t, c in applied.position.fill_charges.items()
+                    if t != fill.trade_id and old_charges.get(t) != c
+                }
+                self.store.record_fill(
+                    fill, applied.position, events, now=self.clock(), changed_charges=changed
+                )
+            except Exception:
+                self.book.forget(fill.trade_id)
+                raise
+            self.fills_applied += 1
+            return True
+
+    def mark(self, symbol: str, price: Decimal, at: datetime) -> None:
+        """Record a last traded price (older ticks than the one held are ignored)."""
+        with self._lock:
+            known = self._marks.get(symbol)
+            if known is None or at >= known.at:
+                self._marks[symbol] = Mark(price, at)
+
+    def marks(self) -> dict[str, Decimal]:
+        with self._lock:
+            return {s: m.price for s, m in self._marks.items()}
+
+    def set_blocked_funds(self, amount: Decimal) -> None:
+        with self._lock:
+            self.book.blocked_funds = amount
+
+    # ------------------------------------------------------------ cash
+
+    def move_cash(self, key: str, amount: Decimal, note: str = "") -> bool:
+        with self._lock:
+            movement = CashMovement(key, q4(amount), self.clock(), note)
+            if not self.book.move_cash(movement):
+                return False
+            try:
+                self.store.record_cash(movement)
+            except Exception:
+                self.book.drop_cash(key)
+                raise
+            return True
+
+    # ------------------------------------------------------------ reads
+
+    def valuation(self) -> Valuation:
+        with self._lock:
+            return self.book.valuation(self.marks())
+
+    def positions(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
+        with self._lock:
+            marks = self.marks()
+            return [
+                position_json(p, marks.get(p.symbol))
+                for p in self.book.positions(open_only=not include_closed)
+            ]
+
+    def position(self, symbol: str) -> list[dict[str, Any]]:
+        with self._lock:
+            found = self.book.positions_for(symbol)
+            if not found:
+                raise NotFoundError(f"no position in {symbol}", code="unknown_symbol")
+            mark = self.marks().get(symbol)
+            return [position_json(p, mark) for p in found]
+
+    def trades(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [trip_json(t) for t in self.book.round_trips()]
+
+    # ------------------------------------------------------------ equity
+
+    def snapshot(self) -> EquitySnapshot:
+        """Persist an equity snapshot and queue it for `portfolio.events`."""
+        with self._lock:
+            v = self.valuation()
+            now = self.clock()
+            msg = EquitySnapshot(
+                equity=v.equity,
+                cash=v.cash,
+                realised_pnl=v.realised_net,
+                unrealised_pnl=v.unrealised,
+                open_positions=v.open_positions,
+                at=now,
+            )
+            row = SnapshotRow(
+                now, v.equity, v.cash, v.realised_net, v.unrealised, v.gross_exposure,
+                v.open_positions,
+            )  # fmt: skip
+            self.store.record_snapshot(row, _outbox([msg], None)[0])
+            return msg
+
+    def equity_points(self) -> list[performance.EquityPoint]:
+        points = [
+            performance.EquityPoint(s.at, s.equity, s.gross_exposure)
+            for s in self.store.snapshots()
+        ]
+        v = self.valuation()
+        points.append(performance.EquityPoint(self.clock(), v.equity, v.gross_exposure))
+        return points
+
+    def performance(self) -> dict[str, Any]:
+        with self._lock:
+            trips = self.book.round_trips()
+            capital = self.book.initial_capital
+            v = self.valuation()
+            state = self.export_seed_state()
+        report = performance.compute(
+            [t.realised_net for t in trips], self.equity_points(), initial_equity=capital
+        )
+        return {
+            **report.to_json(),
+            "seed_metrics": seed_metrics(state),
+            "realised_pnl_net_rupees": str(v.realised_net),
+            "unrealised_pnl_rupees": str(v.unrealised),
+            "charges_rupees": str(v.charges),
+        }
+
+    # ------------------------------------------------------------ seed
+
+    def import_seed(self, state: SeedState) -> dict[str, Any]:
+        """Import a seed `data/portfolio_state.json` into an empty ledger (once)."""
+        digest = hashlib.sha256(
+            json.dumps(state.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+        with self._lock:
+            done = self.store.meta("seed_import_sha256")
+            if done == digest:
+                return {"imported": False, "reason": "already imported"}
+            if done is not None:
+                raise ConflictError("a different seed state was already imported",
+                                    code="seed_already_imported")  # fmt: skip
+            if self.book.fills() or self.book.cash_movements():
+                raise ConflictError(
+                    "the ledger already has fills or cash movements; import into an empty one",
+                    code="ledger_not_empty",
+                )
+            fills = seed_fills(state)
+            trips = seed_round_trips(state)
+            trial = Book(state.initial_capital)
+            trial.load(fills)
+            pairs = [(f, next(p for p in trial.positions() if p.key == f.key)) for f in fills]
+            self.store.record_seed_import(
+                digest=digest, initial_capital=state.initial_capital, fills=pairs, trips=trips
+            )
+            self.load()
+            return {"imported": True, "positions": len(fills), "closed_positions": len(trips)}
+
+    def export_seed_state(self) -> dict[str, Any]:
+        """The ledger in the seed's `portfolio_state.json` shape."""
+        with self._lock:
+            book = self.book
+            realised = book.realised_net()
+            positions = {}
+            for p in book.positions(open_only=True):
+                positions[p.symbol] = {
+                    "symbol": p.symbol,
+                    "entry_price": float(p.average_price),
+                    "qty": p.quantity,
+                    "entry_time": p.opened_at.isoformat() if p.opened_at else None,
+                    "partial_exit_1": len(p.exits) >= 1,
+                    "partial_exit_2": len(p.exits) >= 2,
+                    "product": p.product,
+                }
+            closed = [
+                {
+                    "symbol": t.symbol,
+                    "entry_price": float(t.entry_price),
+                    "qty": t.quantity,
+                    "entry_time": t.opened_at.isoformat(),
+                    "exit_price": float(t.exit_price),
+                    "exit_time": t.closed_at.isoformat(),
+                    "exit_reason": t.exits[-1].reason if t.exits else "",
+                    "pnl": float(t.realised_net),
+                    "pnl_pct": float((t.exit_price - t.entry_price) / t.entry_price)
+                    * (1 if t.direction == "LONG" else -1),
+                }
+                for t in book.round_trips()
+            ]
+            return {
+                "initial_capital": float(book.initial_capital),
+                "current_capital": float(book.initial_capital + book.net_deposits() + realised),
+                "positions": positions,
+                "closed_positions": closed,
+            }
+
+
+def position_json(p: Position, mark: Decimal | None) -> dict[str, Any]:
+    return {
+        "exchange": p.exchange,
+        "symbol": p.symbol,
+        "product": p.product,
+        "quantity": p.quantity,
+        "average_price": str(p.average_price),
+        "last_price": str(mark) if mark is not None else None,
+        "unrealised_pnl": str(p.unrealised(mark)),
+        "realised_pnl_gross": str(p.realised_gross),
+        "realised_pnl_net": str(p.realised_net),
+        "charges": str(q4(p.charges)),
+        "opened_at": p.opened_at.isoformat() if p.opened_at else None,
+        "lots": [
+            {
+                "quantity": lot.quantity,
+                "price": str(lot.price),
+                "opened_at": lot.opened_at.isoformat(),
+            }
+            for lot in p.lots
+        ],
+        "partial_exits": [exit_json(e) for e in p.exits],
+        "fills": p.fills,
+    }
+
+
+def exit_json(e: Any) -> dict[str, Any]:
+    return {
+        "trade_id": e.trade_id,
+        "quantity": e.quantity,
+        "price": str(e.price),
+        "at": e.at.isoformat(),
+        "reason": e.reason,
+        "realised_pnl_gross": str(e.realised_gross),
+        "charges": str(e.charges),
+        "realised_pnl_net": str(e.realised_net),
+    }
+
+
+def trip_json(t: RoundTrip) -> dict[str, Any]:
+    return {
+        "exchange": t.exchange,
+        "symbol": t.symbol,
+        "product": t.product,
+        "direction": t.direction,
+        "quantity": t.quantity,
+        "entry_price": str(t.entry_price),
+        "exit_price": str(t.exit_price),
+        "opened_at": t.opened_at.isoformat(),
+        "closed_at": t.closed_at.isoformat(),
+        "realised_pnl_gross": str(t.realised_gross),
+        "charges": str(t.charges),
+        "realised_pnl_net": str(t.realised_net),
+        "exits": [exit_json(e) for e in t.exits],
+        "source": t.source,
+    }

@@ -1,0 +1,532 @@
+"""SQL adapter of the ledger (SQLAlchemy 2 Core; schema by Alembic, see migrations/).
+
+The fills table is the record; positions and round trips are derived from it and rewritten for
+the affected position in the same transaction as each new fill, with the bus events that fill
+causes (an outbox, published after commit), so a crash between commit and publish loses no
+event and counts no fill twice.
+
+Money is stored exactly: NUMERIC(24, 4) on PostgreSQL, text on SQLite (whose NUMERIC is a
+float), always read back as a Decimal with 4 places, so both databases give identical results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
+
+from dalal_portfolio.ledger import CashMovement, Exit, Fill, Lot, Position, RoundTrip, q4
+from dalal_shared import db
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version_portfolio"
+
+
+class Money(sa.types.TypeDecorator[Decimal]):
+    impl = sa.Numeric(24, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(24, 4, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = q4(Decimal(value))
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else q4(Decimal(str(value)))
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every database."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+fills_t = sa.Table(
+    "portfolio_fills",
+    metadata,
+    sa.Column("trade_id", sa.String(64), primary_key=True),
+    sa.Column("client_order_id", sa.String(64), nullable=False),
+    sa.Column("broker_order_id", sa.String(64), nullable=False),
+    sa.Column("exchange", sa.String(8), nullable=False),
+    sa.Column("symbol", sa.String(40), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("product", sa.String(8), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("price", Money, nullable=False),
+    sa.Column("filled_at", UtcDateTime, nullable=False),
+    sa.Column("reason", sa.String(200)),
+    sa.Column("charged", sa.Boolean, nullable=False),
+    sa.Column("charges", Money, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Index("ix_portfolio_fills_symbol", "symbol", "product"),
+)
+positions_t = sa.Table(
+    "portfolio_positions",
+    metadata,
+    sa.Column("exchange", sa.String(8), primary_key=True),
+    sa.Column("symbol", sa.String(40), primary_key=True),
+    sa.Column("product", sa.String(8), primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("average_price", Money, nullable=False),
+    sa.Column("realised_gross", Money, nullable=False),
+    sa.Column("realised_net", Money, nullable=False),
+    sa.Column("charges", Money, nullable=False),
+    sa.Column("opened_at", UtcDateTime),
+    sa.Column("last_fill_at", UtcDateTime),
+    sa.Column("fills", sa.Integer, nullable=False),
+    sa.Column("lots", sa.Text, nullable=False),
+    sa.Column("exits", sa.Text, nullable=False),
+)
+round_trips_t = sa.Table(
+    "portfolio_round_trips",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("exchange", sa.String(8), nullable=False),
+    sa.Column("symbol", sa.String(40), nullable=False),
+    sa.Column("product", sa.String(8), nullable=False),
+    sa.Column("direction", sa.String(5), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("entry_price", Money, nullable=False),
+    sa.Column("exit_price", Money, nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=False),
+    sa.Column("closed_at", UtcDateTime, nullable=False),
+    sa.Column("realised_gross", Money, nullable=False),
+    sa.Column("charges", Money, nullable=False),
+    sa.Column("realised_net", Money, nullable=False),
+    sa.Column("exits", sa.Text, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Index("ix_portfolio_round_trips_key", "exchange", "symbol", "product"),
+)
+cash_t = sa.Table(
+    "portfolio_cash_movements",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("amount", Money, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("note", sa.String(500), nullable=False),
+)
+snapshots_t = sa.Table(
+    "portfolio_equity_snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False, index=True),
+    sa.Column("equity", Money, nullable=False),
+    sa.Column("cash", Money, nullable=False),
+    sa.Column("realised_net", Money, nullable=False),
+    sa.Column("unrealised", Money, nullable=False),
+    sa.Column("gross_exposure", Money, nullable=False),
+    sa.Column("open_positions", sa.Integer, nullable=False),
+)
+outbox_t = sa.Table(
+    "portfolio_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(100), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("corr", sa.String(64)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("published_at", UtcDateTime, index=True),
+)
+meta_t = sa.Table(
+    "portfolio_meta",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    stream: str
+    type: str
+    payload: str
+    corr: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    at: datetime
+    equity: Decimal
+    cash: Decimal
+    realised_net: Decimal
+    unrealised: Decimal
+    gross_exposure: Decimal
+    open_positions: int
+
+
+def _exit_json(e: Exit) -> dict[str, Any]:
+    return {
+        "trade_id": e.trade_id,
+        "client_order_id": e.client_order_id,
+        "quantity": e.quantity,
+        "price": str(e.price),
+        "at": e.at.astimezone(UTC).isoformat(),
+        "reason": e.reason,
+        "realised_gross": str(e.realised_gross),
+        "charges": str(e.charges),
+        "realised_net": str(e.realised_net),
+    }
+
+
+def _exit_from(d: dict[str, Any]) -> Exit:
+    return Exit(
+        trade_id=d["trade_id"],
+        client_order_id=d["client_order_id"],
+        quantity=int(d["quantity"]),
+        price=Decimal(d["price"]),
+        at=datetime.fromisoformat(d["at"]),
+        reason=d["reason"],
+        realised_gross=Decimal(d["realised_gross"]),
+        charges=Decimal(d["charges"]),
+        realised_net=Decimal(d["realised_net"]),
+    )
+
+
+def _lot_json(lot: Lot) -> dict[str, Any]:
+    return {
+        "quantity": lot.quantity,
+        "price": str(lot.price),
+        "opened_at": lot.opened_at.astimezone(UTC).isoformat(),
+        "trade_id": lot.trade_id,
+        "entry_charges": str(q4(lot.entry_charges)),
+    }
+
+
+def _trip_row(t: RoundTrip) -> dict[str, Any]:
+    return {
+        "exchange": t.exchange,
+        "symbol": t.symbol,
+        "product": t.product,
+        "direction": t.direction,
+        "quantity": t.quantity,
+        "entry_price": t.entry_price,
+        "exit_price": t.exit_price,
+        "opened_at": t.opened_at,
+        "closed_at": t.closed_at,
+        "realised_gross": t.realised_gross,
+        "charges": t.charges,
+        "realised_net": t.realised_net,
+        "exits": json.dumps([_exit_json(e) for e in t.exits]),
+        "source": t.source,
+    }
+
+
+class LedgerStore:
+    """The ledger's tables. Every write is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> LedgerStore:
+        engine = db.make_engine(url)
+        db.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        db.ping(self.engine)
+
+    # ------------------------------------------------------------ reads
+
+    def load_fills(self) -> list[Fill]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(fills_t).order_by(fills_t.c.filled_at)).mappings()
+            return [
+                Fill(
+                    trade_id=r["trade_id"],
+                    client_order_id=r["client_order_id"],
+                    broker_order_id=r["broker_order_id"],
+                    exchange=r["exchange"],
+                    symbol=r["symbol"],
+                    side=r["side"],
+                    product=r["product"],
+                    quantity=r["quantity"],
+                    price=r["price"],
+                    filled_at=r["filled_at"],
+                    reason=r["reason"],
+                    charged=r["charged"],
+                )
+                for r in rows
+            ]
+
+    def load_cash(self) -> list[CashMovement]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(cash_t)).mappings()
+            return [CashMovement(r["key"], r["amount"], r["at"], r["note"]) for r in rows]
+
+    def load_imported_trips(self) -> list[RoundTrip]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(round_trips_t)
+                .where(round_trips_t.c.source == "seed")
+                .order_by(round_trips_t.c.id)
+            ).mappings()
+            return [
+                RoundTrip(
+                    exchange=r["exchange"],
+                    symbol=r["symbol"],
+                    product=r["product"],
+                    direction=r["direction"],
+                    quantity=r["quantity"],
+                    entry_price=r["entry_price"],
+                    exit_price=r["exit_price"],
+                    opened_at=r["opened_at"],
+                    closed_at=r["closed_at"],
+                    realised_gross=r["realised_gross"],
+                    charges=r["charges"],
+                    realised_net=r["realised_net"],
+                    exits=tuple(_exit_from(e) for e in json.loads(r["exits"])),
+                    source=r["source"],
+                )
+                for r in rows
+            ]
+
+    def meta(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(meta_t.c.value).where(meta_t.c.name == name)
+            ).scalar_one_or_none()
+
+    def snapshots(self) -> list[SnapshotRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(snapshots_t).order_by(snapshots_t.c.at, snapshots_t.c.id)
+            ).mappings()
+            return [
+                SnapshotRow(
+                    r["at"],
+                    r["equity"],
+                    r["cash"],
+                    r["realised_net"],
+                    r["unrealised"],
+                    r["gross_exposure"],
+                    r["open_positions"],
+                )
+                for r in rows
+            ]
+
+    def unpublished(self, limit: int = 500) -> list[OutboxEntry]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outbox_t)
+                .where(outbox_t.c.published_at.is_(None))
+                .order_by(outbox_t.c.id)
+                .limit(limit)
+            ).mappings()
+            return [
+                OutboxEntry(r["id"], r["stream"], r["type"], r["payload"], r["corr"]) for r in rows
+            ]
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The ledger tables as plain sorted rows (no surrogate ids, no wall-clock columns)."""
+        skip = {"id", "recorded_at", "created_at", "published_at"}
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        with self.engine.connect() as conn:
+            for table in (fills_t, positions_t, round_trips_t, cash_t, meta_t):
+                cols = [c for c in table.c if c.name not in skip]
+                rows = conn.execute(sa.select(*cols)).all()
+                out[table.name] = sorted(tuple(r) for r in rows)
+            outbox = conn.execute(
+                sa.select(outbox_t.c.stream, outbox_t.c.type, outbox_t.c.payload)
+            ).all()
+            out["portfolio_outbox"] = sorted(tuple(r) for r in outbox)
+        return out
+
+    # ------------------------------------------------------------ writes
+
+    def record_fill(
+        self,
+        fill: Fill,
+        position: Position,
+        events: Iterable[tuple[str, str, str, str | None]],
+        *,
+        now: datetime,
+        changed_charges: dict[str, Decimal] | None = None,
+    ) -> None:
+        """Insert a new fill, rewrite its position's derived rows, queue its events.
+
+        `changed_charges`: other fills of the position whose charges the new fill changed (a
+        late trade of the same order, a DP charge moving to an earlier sell); None rewrites all.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(fills_t).values(
+                    trade_id=fill.trade_id,
+                    client_order_id=fill.client_order_id,
+                    broker_order_id=fill.broker_order_id,
+                    exchange=fill.exchange,
+                    symbol=fill.symbol,
+                    side=fill.side,
+                    product=fill.product,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    filled_at=fill.filled_at,
+                    reason=fill.reason,
+                    charged=fill.charged,
+                    charges=position.fill_charges.get(fill.trade_id, Decimal(0)),
+                    recorded_at=now,
+                )
+            )
+            self._write_position(conn, position, changed_charges)
+            for stream, type_, payload, corr in events:
+                conn.execute(
+                    sa.insert(outbox_t).values(
+                        stream=stream, type=type_, payload=payload, corr=corr, created_at=now
+                    )
+                )
+
+    def _write_position(
+        self,
+        conn: sa.Connection,
+        pos: Position,
+        changed_charges: dict[str, Decimal] | None = None,
+    ) -> None:
+        key = (
+            (positions_t.c.exchange == pos.exchange)
+            & (positions_t.c.symbol == pos.symbol)
+            & (positions_t.c.product == pos.product)
+        )
+        conn.execute(sa.delete(positions_t).where(key))
+        conn.execute(
+            sa.insert(positions_t).values(
+                exchange=pos.exchange,
+                symbol=pos.symbol,
+                product=pos.product,
+                quantity=pos.quantity,
+                average_price=pos.average_price,
+                realised_gross=pos.realised_gross,
+                realised_net=pos.realised_net,
+                charges=pos.charges,
+                opened_at=pos.opened_at,
+                last_fill_at=pos.last_fill_at,
+                fills=pos.fills,
+                lots=json.dumps([_lot_json(lot) for lot in pos.lots]),
+                exits=json.dumps([_exit_json(e) for e in pos.exits]),
+            )
+        )
+        # a late fill can change its neighbours' charges (one order's brokerage cap, DP)
+        charges = pos.fill_charges if changed_charges is None else changed_charges
+        for trade_id, charge in charges.items():
+            conn.execute(
+                sa.update(fills_t).where(fills_t.c.trade_id == trade_id).values(charges=charge)
+            )
+        conn.execute(
+            sa.delete(round_trips_t).where(
+                (round_trips_t.c.exchange == pos.exchange)
+                & (round_trips_t.c.symbol == pos.symbol)
+                & (round_trips_t.c.product == pos.product)
+                & (round_trips_t.c.source == "ledger")
+            )
+        )
+        if pos.round_trips:
+            conn.execute(sa.insert(round_trips_t), [_trip_row(t) for t in pos.round_trips])
+
+    def record_cash(self, movement: CashMovement) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(cash_t).values(
+                    key=movement.key, amount=movement.amount, at=movement.at, note=movement.note
+                )
+            )
+
+    def record_snapshot(
+        self, row: SnapshotRow, event: tuple[str, str, str, str | None] | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            if event is not None:
+                stream, type_, payload, corr = event
+                conn.execute(
+                    sa.insert(outbox_t).values(
+                        stream=stream, type=type_, payload=payload, corr=corr, created_at=row.at
+                    )
+                )
+            conn.execute(
+                sa.insert(snapshots_t).values(
+                    at=row.at,
+                    equity=row.equity,
+                    cash=row.cash,
+                    realised_net=row.realised_net,
+                    unrealised=row.unrealised,
+                    gross_exposure=row.gross_exposure,
+                    open_positions=row.open_positions,
+                )
+            )
+
+    def mark_published(self, ids: list[int], *, now: datetime) -> None:
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(outbox_t).where(outbox_t.c.id.in_(ids)).values(published_at=now))
+
+    def record_seed_import(
+        self,
+        *,
+        digest: str,
+        initial_capital: Decimal,
+        fills: list[tuple[Fill, Position]],
+        trips: list[RoundTrip],
+    ) -> None:
+        """One transaction: the seed's open positions as fills, its closed ones as trips."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(meta_t).values(name="seed_import_sha256", value=digest))
+            conn.execute(
+                sa.insert(meta_t).values(name="initial_capital_rupees", value=str(initial_capital))
+            )
+            now = datetime.now(UTC)
+            for fill, pos in fills:
+                conn.execute(
+                    sa.insert(fills_t).values(
+                        trade_id=fill.trade_id,
+                        client_order_id=fill.client_order_id,
+                        broker_order_id=fill.broker_order_id,
+                        exchange=fill.exchange,
+                        symbol=fill.symbol,
+                        side=fill.side,
+                        product=fill.product,
+                        quantity=fill.quantity,
+                        price=fill.price,
+                        filled_at=fill.filled_at,
+                        reason=fill.reason,
+                        charged=fill.charged,
+                        charges=Decimal(0),
+                        recorded_at=now,
+                    )
+                )
+                self._write_position(conn, pos)
+            if trips:
+                conn.execute(sa.insert(round_trips_t), [_trip_row(t) for t in trips])

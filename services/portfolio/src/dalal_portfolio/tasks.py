@@ -1,0 +1,86 @@
+"""Background work of the portfolio process: the outbox publisher and equity snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from dalal_portfolio import metrics
+from dalal_portfolio.service import PortfolioService
+from dalal_shared.bus import Publisher
+from dalal_shared.logging import get_logger
+from dalal_shared.messages import message_types
+from dalal_shared.timeutil import utcnow
+
+log = get_logger(__name__)
+
+
+class OutboxPublisher:
+    """Publishes queued portfolio events (at least once: after commit, and again on start)."""
+
+    def __init__(self, service: PortfolioService, publisher: Publisher):
+        self.service = service
+        self.publisher = publisher
+        self._lock = asyncio.Lock()
+
+    async def flush(self) -> int:
+        async with self._lock:
+            sent = 0
+            while True:
+                entries = await asyncio.to_thread(self.service.store.unpublished)
+                if not entries:
+                    return sent
+                types = message_types()
+                for entry in entries:
+                    message = types[entry.type].model_validate_json(entry.payload)
+                    await self.publisher.publish(entry.stream, message, corr=entry.corr)
+                await asyncio.to_thread(
+                    self.service.store.mark_published, [e.id for e in entries], now=utcnow()
+                )
+                sent += len(entries)
+
+
+class PeriodicTasks:
+    def __init__(
+        self,
+        service: PortfolioService,
+        outbox: OutboxPublisher,
+        *,
+        snapshot_interval_seconds: float,
+        outbox_interval_seconds: float,
+    ):
+        self.service = service
+        self.outbox = outbox
+        self.snapshot_interval = snapshot_interval_seconds
+        self.outbox_interval = outbox_interval_seconds
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def update_metrics(self) -> None:
+        metrics.update(self.service.valuation(), self.service.peak_equity())
+
+    async def _every(self, seconds: float, job: str) -> None:
+        while not self._stop.is_set():
+            try:
+                if job == "snapshot":
+                    await asyncio.to_thread(self.service.snapshot)
+                    metrics.SNAPSHOTS.inc()
+                await self.outbox.flush()
+                await asyncio.to_thread(self.update_metrics)
+            except Exception as exc:  # keep the loop alive; the next round retries
+                log.warning("portfolio.task_failed", job=job, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def start(self) -> None:
+        await self.outbox.flush()  # events committed before a crash go out first
+        self._tasks = [
+            asyncio.create_task(self._every(self.outbox_interval, "outbox")),
+            asyncio.create_task(self._every(self.snapshot_interval, "snapshot")),
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

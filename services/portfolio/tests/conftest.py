@@ -1,0 +1,6 @@
+"""Portfolio test helpers: makes `portfolio_recorded` (the recorded fills) importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

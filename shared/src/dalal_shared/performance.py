@@ -1,0 +1,275 @@
+"""Performance statistics of a trading account or a backtest: one definition for both.
+
+Inputs are the net P&L of each closed trade and an equity curve (points in time with the
+account's equity and gross exposure). Daily statistics use the last equity point of each IST
+day. Conventions (state them, since every tool differs):
+
+* returns are simple daily returns of equity; Sharpe = mean / sample stdev x sqrt(252), Sortino
+  = mean / downside deviation x sqrt(252), downside deviation = sqrt(mean(min(r, 0)^2)) over all
+  days; the risk-free rate is an argument (annual, default 0);
+* CAGR = (final / initial) ^ (365.25 / calendar days) - 1, None under one day of history;
+* max drawdown is the largest fall from a running peak of the daily curve, as a fraction of the
+  peak; its duration is the calendar days from that peak until equity regained it (or until the
+  last point, if it has not); `longest_drawdown_days` is the longest time spent under any peak;
+* exposure is the fraction of days that ended with any open position, and the average gross
+  exposure as a fraction of equity;
+* a trade with net P&L > 0 is a win; = 0 or less is a loss (the seed's rule).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+from dalal_shared.timeutil import to_ist
+
+TRADING_DAYS_PER_YEAR = 252
+
+
+@dataclass(frozen=True, slots=True)
+class EquityPoint:
+    at: datetime
+    equity: Decimal
+    gross_exposure: Decimal = Decimal("0")
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    trades: int
+    wins: int
+    losses: int
+    win_rate: float | None
+    average_win_rupees: Decimal | None
+    average_loss_rupees: Decimal | None
+    profit_factor: float | None  # gross wins / |gross losses|; None without losses
+    expectancy_rupees: Decimal | None  # mean net P&L per trade
+    total_pnl_rupees: Decimal
+    initial_equity_rupees: Decimal
+    final_equity_rupees: Decimal
+    total_return: float | None
+    cagr: float | None
+    sharpe: float | None
+    sortino: float | None
+    max_drawdown: float
+    max_drawdown_rupees: Decimal
+    max_drawdown_duration_days: int
+    longest_drawdown_days: int
+    exposure_days_fraction: float | None
+    average_gross_exposure: float | None
+    days: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
+
+
+def daily_curve(points: Sequence[EquityPoint]) -> list[tuple[date, EquityPoint]]:
+    """The last point of each IST day, in date order."""
+    by_day: dict[date, EquityPoint] = {}
+    for point in sorted(points, key=lambda p: p.at):
+        by_day[to_ist(point.at).date()] = point
+    return sorted(by_day.items())
+
+
+def daily_returns(points: Sequence[EquityPoint]) -> list[float]:
+    curve = daily_curve(points)
+    out = []
+    for (_, prev), (_, cur) in pairwise(curve):
+        if prev.equity > 0:
+            out.append(float(cur.equity / prev.equity) - 1.0)
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def sharpe(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | None:
+    if len(returns) < 2:
+        return None
+    excess = [r - risk_free_annual / TRADING_DAYS_PER_YEAR for r in returns]
+    mu = _mean(excess)
+    var = sum((r - mu) ** 2 for r in excess) / (len(excess) - 1)
+    if var <= 0:
+        return None
+    return mu / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
+
+
+def sortino(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | None:
+    if len(returns) < 2:
+        return None
+    excess = [r - risk_free_annual / TRADING_DAYS_PER_YEAR for r in returns]
+    downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in excess) / len(excess))
+    if downside == 0:
+        return None
+    return _mean(excess) / downside * math.sqrt(TRADING_DAYS_PER_YEAR)
+
+
+@dataclass(frozen=True, slots=True)
+class Drawdown:
+    fraction: float
+    rupees: Decimal
+    peak_day: date | None
+    trough_day: date | None
+    duration_days: int
+    longest_days: int
+
+
+def drawdown(curve: Sequence[tuple[date, EquityPoint]]) -> Drawdown:
+    if not curve:
+        return Drawdown(0.0, Decimal("0"), None, None, 0, 0)
+    peak_value = curve[0][1].equity
+    peak_day = curve[0][0]
+    worst = 0.0
+    worst_rupees = Decimal("0")
+    worst_peak: date | None = None
+    worst_trough: date | None = None
+    longest = 0
+    for day, point in curve:
+        if point.equity >= peak_value:
+            longest = max(longest, (day - peak_day).days)
+            peak_value, peak_day = point.equity, day
+            continue
+        fall = float((peak_value - point.equity) / peak_value) if peak_value > 0 else 0.0
+        if fall > worst:
+            worst, worst_rupees = fall, peak_value - point.equity
+            worst_peak, worst_trough = peak_day, day
+    last_day = curve[-1][0]
+    if curve[-1][1].equity < peak_value:
+        longest = max(longest, (last_day - peak_day).days)
+    duration = 0
+    if worst_peak is not None:
+        peak_equity = next(p.equity for d, p in curve if d == worst_peak)
+        recovered = next(
+            (d for d, p in curve if worst_trough is not None and d > worst_trough
+             and p.equity >= peak_equity),
+            None,
+        )  # fmt: skip
+        duration = ((recovered or last_day) - worst_peak).days
+    return Drawdown(worst, worst_rupees, worst_peak, worst_trough, duration, longest)
+
+
+def compute(
+    trade_pnls: Sequence[Decimal],
+    equity: Sequence[EquityPoint],
+    *,
+    initial_equity: Decimal | None = None,
+    risk_free_annual: float = 0.0,
+) -> Report:
+    """Every statistic of the module docstring, from closed-trade P&Ls and an equity curve."""
+    wins = [p for p in trade_pnls if p > 0]
+    losses = [p for p in trade_pnls if p <= 0]
+    n = len(trade_pnls)
+    gross_win = sum(wins, Decimal("0"))
+    gross_loss = sum(losses, Decimal("0"))
+    curve = daily_curve(equity)
+    first = curve[0][1].equity if curve else (initial_equity or Decimal("0"))
+    start = initial_equity if initial_equity is not None else first
+    final = curve[-1][1].equity if curve else start
+    returns = daily_returns(equity)
+    dd = drawdown(curve)
+    cagr = None
+    if len(curve) >= 2 and start > 0 and final > 0:
+        days = (curve[-1][0] - curve[0][0]).days
+        if days >= 1:
+            cagr = (float(final / start)) ** (365.25 / days) - 1.0
+    exposure_days = None
+    avg_exposure = None
+    if curve:
+        exposure_days = sum(1 for _, p in curve if p.gross_exposure > 0) / len(curve)
+        ratios = [float(p.gross_exposure / p.equity) for _, p in curve if p.equity > 0]
+        avg_exposure = _mean(ratios) if ratios else None
+    return Report(
+        trades=n,
+        wins=len(wins),
+        losses=len(losses),
+        win_rate=len(wins) / n if n else None,
+        average_win_rupees=_q(gross_win / len(wins)) if wins else None,
+        average_loss_rupees=_q(gross_loss / len(losses)) if losses else None,
+        profit_factor=float(gross_win / -gross_loss) if gross_loss < 0 else None,
+        expectancy_rupees=_q((gross_win + gross_loss) / n) if n else None,
+        total_pnl_rupees=_q(gross_win + gross_loss),
+        initial_equity_rupees=_q(start),
+        final_equity_rupees=_q(final),
+        total_return=float(final / start) - 1.0 if start > 0 else None,
+        cagr=cagr,
+        sharpe=sharpe(returns, risk_free_annual),
+        sortino=sortino(returns, risk_free_annual),
+        max_drawdown=dd.fraction,
+        max_drawdown_rupees=_q(dd.rupees),
+        max_drawdown_duration_days=dd.duration_days,
+        longest_drawdown_days=dd.longest_days,
+        exposure_days_fraction=exposure_days,
+        average_gross_exposure=avg_exposure,
+        days=len(curve),
+    )
+
+
+def _q(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"))
+
+
+# ---------------------------------------------------------------- equity curve output
+
+
+def curve_json(points: Sequence[EquityPoint]) -> list[dict[str, str]]:
+    """The equity curve with its running drawdown, one entry per point."""
+    out = []
+    peak: Decimal | None = None
+    for p in sorted(points, key=lambda p: p.at):
+        peak = p.equity if peak is None or p.equity > peak else peak
+        dd = (peak - p.equity) / peak if peak > 0 else Decimal("0")
+        out.append(
+            {
+                "at": p.at.isoformat(),
+                "equity": str(p.equity),
+                "gross_exposure": str(p.gross_exposure),
+                "drawdown": str(dd.quantize(Decimal("0.000001"))),
+            }
+        )
+    return out
+
+
+def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") -> str:
+    """A self-contained HTML page with the equity curve as inline SVG (no scripts, no CDN)."""
+    pts = sorted(points, key=lambda p: p.at)
+    width, height, pad = 900, 360, 50
+    body: str
+    if len(pts) < 2:
+        body = "<p>Not enough equity points to draw a curve yet.</p>"
+    else:
+        t0, t1 = pts[0].at.timestamp(), pts[-1].at.timestamp()
+        lo = float(min(p.equity for p in pts))
+        hi = float(max(p.equity for p in pts))
+        span_t = (t1 - t0) or 1.0
+        span_v = (hi - lo) or 1.0
+
+        def xy(p: EquityPoint) -> str:
+            x = pad + (p.at.timestamp() - t0) / span_t * (width - 2 * pad)
+            y = height - pad - (float(p.equity) - lo) / span_v * (height - 2 * pad)
+            return f"{x:.1f},{y:.1f}"
+
+        line = " ".join(xy(p) for p in pts)
+        first, last = to_ist(pts[0].at), to_ist(pts[-1].at)
+        body = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'role="img" aria-label="{html.escape(title)}">'
+            f'<rect width="{width}" height="{height}" fill="white"/>'
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>'
+            f'<text x="{pad}" y="{pad - 15}" font-size="12">max {hi:,.2f}</text>'
+            f'<text x="{pad}" y="{height - 15}" font-size="12">min {lo:,.2f} · '
+            f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} IST</text></svg>"
+        )
+    data = json.dumps(curve_json(pts)).replace("</", "<\\/")
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}"
+        f"<script type='application/json' id='equity-data'>{data}</script></body></html>"
+    )

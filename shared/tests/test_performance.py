@@ -1,0 +1,93 @@
+"""Performance statistics against figures worked out by hand."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from dalal_shared.performance import EquityPoint, compute, curve_html, curve_json, drawdown
+from dalal_shared.performance import daily_curve as _daily
+from dalal_shared.timeutil import IST
+
+DAY0 = datetime(2025, 1, 1, 15, 30, tzinfo=IST)
+
+
+def curve(*values: str, exposure: str = "0") -> list[EquityPoint]:
+    return [EquityPoint(DAY0 + timedelta(days=i), D(v), D(exposure)) for i, v in enumerate(values)]
+
+
+def test_trade_statistics() -> None:
+    r = compute([D("300"), D("-100"), D("100"), D("-200"), D("0")], curve("1000", "1100"))
+    assert (r.trades, r.wins, r.losses) == (5, 2, 3)
+    assert r.win_rate == pytest.approx(0.4)
+    assert r.average_win_rupees == D("200.00")  # (300 + 100) / 2
+    assert r.average_loss_rupees == D("-100.00")  # (-100 - 200 + 0) / 3
+    assert r.profit_factor == pytest.approx(400 / 300)
+    assert r.expectancy_rupees == D("20.00")  # 100 / 5
+    assert r.total_pnl_rupees == D("100.00")
+
+
+def test_no_trades_gives_empty_statistics_not_errors() -> None:
+    r = compute([], [])
+    assert r.trades == 0 and r.win_rate is None and r.profit_factor is None
+    assert r.sharpe is None and r.max_drawdown == 0.0
+
+
+def test_returns_sharpe_and_sortino() -> None:
+    # daily returns +10%, -10%, +10%
+    r = compute([], curve("100", "110", "99", "108.9"))
+    rets = [0.1, -0.1, 0.1]
+    mu = sum(rets) / 3
+    sd = math.sqrt(sum((x - mu) ** 2 for x in rets) / 2)
+    assert r.sharpe == pytest.approx(mu / sd * math.sqrt(252))
+    assert r.sortino == pytest.approx(mu / math.sqrt(0.01 / 3) * math.sqrt(252))
+    assert r.total_return == pytest.approx(0.089)
+    assert r.cagr == pytest.approx(1.089 ** (365.25 / 3) - 1)
+
+
+def test_max_drawdown_and_its_duration() -> None:
+    # peak 120 on day 1, trough 90 on day 3 (-25%), back above 120 on day 5
+    points = curve("100", "120", "100", "90", "110", "125", "124")
+    dd = drawdown(_daily(points))
+    assert dd.fraction == pytest.approx(0.25)
+    assert dd.rupees == D("30")
+    assert dd.duration_days == 4  # day 1 -> day 5
+    assert dd.longest_days == 4
+    r = compute([], points)
+    assert r.max_drawdown == pytest.approx(0.25) and r.max_drawdown_duration_days == 4
+
+
+def test_unrecovered_drawdown_lasts_until_the_last_day() -> None:
+    dd = drawdown(_daily(curve("100", "80", "90")))
+    assert dd.duration_days == 2 and dd.fraction == pytest.approx(0.2)
+
+
+def test_daily_statistics_use_the_last_point_of_each_ist_day() -> None:
+    intraday = [
+        EquityPoint(DAY0.replace(hour=10), D("50")),  # superseded by the close
+        EquityPoint(DAY0, D("100")),
+        EquityPoint(DAY0 + timedelta(days=1), D("110")),
+    ]
+    r = compute([], intraday)
+    assert r.days == 2 and r.total_return == pytest.approx(0.1)
+
+
+def test_exposure() -> None:
+    points = curve("100", "100", exposure="50")
+    points.append(EquityPoint(DAY0 + timedelta(days=2), D("100"), D("0")))
+    r = compute([], points)
+    assert r.exposure_days_fraction == pytest.approx(2 / 3)
+    assert r.average_gross_exposure == pytest.approx((0.5 + 0.5 + 0) / 3)
+
+
+def test_equity_curve_outputs() -> None:
+    points = curve("100", "120", "90")
+    data = curve_json(points)
+    assert [p["equity"] for p in data] == ["100", "120", "90"]
+    assert data[-1]["drawdown"] == "0.250000"
+    page = curve_html(points, title="Account")
+    assert page.startswith("<!DOCTYPE html>") and "<polyline" in page
+    assert "<script src" not in page  # self-contained
