@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -147,7 +148,25 @@ def status() -> None:
         raise typer.Exit(1)
 
 
+def _load_plugins() -> None:
+    """Commands contributed by installed service packages through the `dalal.cli` entry-point
+    group (for example `dalal data ...` from dalal-data, `dalal backtest` from dalal-engine).
+    An entry point names a typer app (added as a command group) or a plain function (added as a
+    command); shared code never imports a service directly."""
+    for entry in entry_points(group="dalal.cli"):
+        try:
+            target = entry.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            err_console.print(f"[yellow]dalal: command {entry.name!r} unavailable: {exc}[/yellow]")
+            continue
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=entry.name)
+        else:
+            app.command(name=entry.name)(target)
+
+
 def main() -> None:
+    _load_plugins()
     app()
 
 
