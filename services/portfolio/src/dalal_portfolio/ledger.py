@@ -24,22 +24,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Literal
 
 from dalal_shared.charges import ChargesBreakdown, dp_charge, order_charges
 from dalal_shared.errors import ConflictError, PermanentError
+from dalal_shared.money import q4
 from dalal_shared.timeutil import to_ist
 
 ZERO = Decimal("0")
-Q4 = Decimal("0.0001")
 
 PositionKey = tuple[str, str, str]  # exchange, symbol, product
-
-
-def q4(value: Decimal) -> Decimal:
-    """Money and prices as stored: 4 decimal places (the bus's `Rupees` precision)."""
-    return value.quantize(Q4, rounding=ROUND_HALF_EVEN)
 
 
 class ConflictingFill(ConflictError):
