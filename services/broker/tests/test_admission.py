@@ -1,24 +1,59 @@
-"""Order admission before anything goes to Kite."""
+"""Guards before anything goes to Kite (domain code, no Kite, no Redis)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 
-from dalal_broker.orders import admit
-from dalal_broker.session import KiteSession
+from dalal_broker.orders import GuardContext, admit, market_protection
+from dalal_shared.calendar import nse_calendar
 from dalal_shared.messages import PlaceOrder
+from dalal_shared.timeutil import IST
 
-SESSION = KiteSession(user_id="AB1234", expires_at=datetime(2030, 1, 1, tzinfo=UTC))
+OPEN_TUESDAY = datetime(2024, 1, 2, 11, 0, tzinfo=IST)
+CTX = GuardContext(
+    session_valid=True,
+    kill_switch_reason=None,
+    now=OPEN_TUESDAY,
+    calendar=nse_calendar(),
+    max_order_value_rupees=Decimal("100000"),
+)
 
 
-def test_without_a_session_every_order_is_refused_with_no_session() -> None:
-    order = PlaceOrder(client_order_id="b1", symbol="INFY", side="BUY", quantity=1)
-    rejection = admit(order, None)
-    assert rejection is not None
-    assert (rejection.client_order_id, rejection.reason) == ("b1", "no_session")
+def order(**kw) -> PlaceOrder:
+    values = {
+        "client_order_id": "g1",
+        "symbol": "INFY",
+        "side": "BUY",
+        "quantity": 10,
+        "order_type": "LIMIT",
+        "price": Decimal("1500"),
+    }
+    values.update(kw)
+    return PlaceOrder(**values)
+
+
+def reason(o: PlaceOrder, ctx: GuardContext = CTX) -> str | None:
+    rejection = admit(o, ctx)
+    return None if rejection is None else rejection.reason
+
+
+def test_a_sound_order_passes() -> None:
+    assert reason(order()) is None
+
+
+def test_kill_switch_wins_over_everything() -> None:
+    assert (
+        reason(order(), replace(CTX, kill_switch_reason="loss", session_valid=False))
+        == "kill_switch"
+    )
+
+
+def test_no_session() -> None:
+    assert reason(order(), replace(CTX, session_valid=False)) == "no_session"
 
 
 @pytest.mark.parametrize(
@@ -26,7 +61,6 @@ def test_without_a_session_every_order_is_refused_with_no_session() -> None:
     [
         ("MARKET", None, None, True),
         ("LIMIT", None, None, False),
-        ("LIMIT", Decimal("10"), None, True),
         ("SL", Decimal("10"), None, False),
         ("SL", Decimal("10"), Decimal("9.5"), True),
         ("SL-M", None, None, False),
@@ -34,16 +68,58 @@ def test_without_a_session_every_order_is_refused_with_no_session() -> None:
     ],
 )
 def test_price_fields_required_by_order_type(order_type, price, trigger, ok) -> None:
-    order = PlaceOrder(
-        client_order_id="b1",
-        symbol="INFY",
-        side="BUY",
-        quantity=1,
-        order_type=order_type,
-        price=price,
-        trigger_price=trigger,
+    o = order(order_type=order_type, price=price, trigger_price=trigger)
+    assert (reason(o) is None) == ok
+    if not ok:
+        assert reason(o) == "input"
+
+
+def test_max_order_value_uses_price_or_reference() -> None:
+    assert reason(order(quantity=100)) == "max_order_value"  # 1,50,000 > 1,00,000
+    market = order(order_type="MARKET", price=None, quantity=100)
+    assert reason(market) is None  # value unknown without a reference price
+    assert reason(market, replace(CTX, reference_price=Decimal("1500"))) == "max_order_value"
+
+
+def test_live_capital_cap_counts_open_orders() -> None:
+    ctx = replace(
+        CTX, capital_cap_rupees=Decimal("50000"), open_orders_value_rupees=Decimal("40000")
     )
-    rejection = admit(order, SESSION)
-    assert (rejection is None) == ok
-    if rejection is not None:
-        assert rejection.reason == "input"
+    assert reason(order(quantity=10), ctx) == "capital_cap"  # 40,000 + 15,000
+    assert reason(order(quantity=5), ctx) is None
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (datetime(2024, 1, 2, 9, 0, tzinfo=IST), "market_closed"),  # before the open
+        (datetime(2024, 1, 2, 15, 31, tzinfo=IST), "market_closed"),
+        (datetime(2024, 1, 6, 11, 0, tzinfo=IST), "market_closed"),  # a Saturday
+        (datetime(2024, 1, 26, 11, 0, tzinfo=IST), "market_closed"),  # Republic Day
+        (datetime(2024, 1, 2, 15, 25, tzinfo=IST), None),  # CNC after 15:20 is fine
+    ],
+)
+def test_market_hours_and_holidays(now: datetime, expected: str | None) -> None:
+    assert reason(order(), replace(CTX, now=now)) == expected
+
+
+def test_amo_may_be_sent_when_the_market_is_closed() -> None:
+    night = replace(CTX, now=datetime(2024, 1, 2, 20, 0, tzinfo=IST))
+    assert reason(order(variety="amo"), night) is None
+
+
+def test_no_fresh_mis_after_1520() -> None:
+    late = replace(CTX, now=datetime(2024, 1, 2, 15, 21, tzinfo=IST))
+    assert reason(order(product="MIS"), late) == "mis_cutoff"
+    assert reason(order(product="MIS")) is None
+
+
+def test_market_protection_is_sent_on_market_orders_only() -> None:
+    assert market_protection(order(order_type="MARKET", price=None), Decimal("3")) == 3
+    assert (
+        market_protection(
+            order(order_type="MARKET", price=None, market_protection=Decimal("1")), Decimal("3")
+        )
+        == 1
+    )
+    assert market_protection(order(), Decimal("3")) is None

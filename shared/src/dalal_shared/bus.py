@@ -159,6 +159,7 @@ class StreamConsumer:
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
         self._next_maintenance = 0.0
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}  # cached metric children
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -298,12 +299,12 @@ class StreamConsumer:
         ids = [_s(e[0]) for e in entries]
         counts = await self._delivery_counts(stream, ids) if redelivery else {}
         to_ack: list[str] = []
-        dead: list[tuple[str, dict[str, str], str, int]] = []
+        dead: list[tuple[str, dict[Any, Any], str, int]] = []
         for entry_id, (_, raw_fields) in zip(ids, entries, strict=True):
             if not raw_fields:  # trimmed or deleted while pending: nothing to handle
                 to_ack.append(entry_id)
                 continue
-            fields = {_s(k): _s(v) for k, v in raw_fields.items()}
+            fields = raw_fields  # bytes as read: decoded once, by from_fields (or the DLQ)
             deliveries = counts.get(entry_id, 1)
             if deliveries > 1:
                 REDELIVERED.labels(stream, group).inc()
@@ -317,6 +318,12 @@ class StreamConsumer:
             except MessageDecodeError as exc:
                 dead.append((entry_id, fields, f"undecodable: {exc}", deliveries))
                 continue
+            children = self._children.get((stream, envelope.type))
+            if children is None:
+                children = self._children[(stream, envelope.type)] = (
+                    HANDLED.labels(stream, group, envelope.type),
+                    HANDLER_SECONDS.labels(stream, group, envelope.type),
+                )
             started = time.perf_counter()
             try:
                 await handler(envelope)
@@ -341,10 +348,8 @@ class StreamConsumer:
                     dead.append((entry_id, fields, repr(exc), deliveries))
                 continue  # stays pending; retried after retry_idle_ms
             finally:
-                HANDLER_SECONDS.labels(stream, group, envelope.type).observe(
-                    time.perf_counter() - started
-                )
-            HANDLED.labels(stream, group, envelope.type).inc()
+                children[1].observe(time.perf_counter() - started)
+            children[0].inc()
             to_ack.append(entry_id)
         if dead:
             await self._dead_letter(stream, dead)
@@ -353,11 +358,11 @@ class StreamConsumer:
             await self.redis.xack(stream, group, *to_ack)
 
     async def _dead_letter(
-        self, stream: str, dead: list[tuple[str, dict[str, str], str, int]]
+        self, stream: str, dead: list[tuple[str, dict[Any, Any], str, int]]
     ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry_id, fields, error, deliveries in dead:
-                record = dict(fields)
+                record = {_s(k): _s(v) for k, v in fields.items()}
                 record.update(
                     {
                         "dlq_stream": stream,
@@ -390,6 +395,9 @@ class StreamConsumer:
         DLQ_LENGTH.labels(stream).set(await self.redis.xlen(dlq_name(stream)))
 
 
+LAG_COUNT_CAP = 1_000  # on Redis < 7 the lag gauge reads "at least 1,000" beyond this
+
+
 @dataclass(frozen=True)
 class GroupInfo:
     stream: str
@@ -411,8 +419,9 @@ async def group_info(redis: aioredis.Redis, stream: str, group: str) -> GroupInf
         last = _s(g["last-delivered-id"])
         lag = g.get("lag")
         if lag is None:
-            # count entries after last-delivered-id, capped to keep the call cheap
-            rest = await redis.xrange(stream, min=f"({last}", max="+", count=100_000)
+            # Redis < 7 has no lag field: count the entries after last-delivered-id, capped
+            # (every counted entry comes back over the wire; 100k cost seconds when behind)
+            rest = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_COUNT_CAP)
             lag = len(rest)
         return GroupInfo(stream, group, int(g["pending"]), int(lag), last)
     return None

@@ -1,31 +1,189 @@
-"""HTTP routes of the broker-gateway (thin: they call the order desk)."""
+"""HTTP routes of the broker-gateway (thin: they call the desk, session and stores)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
 
-from dalal_shared.messages import PlaceOrder
+from dalal_broker.instrument_store import instrument_view
+from dalal_broker.postback import verify_postback
+from dalal_broker.reconcile import reconcile
+from dalal_shared.errors import NotFoundError
+from dalal_shared.messages import KillSwitchEngaged, KillSwitchReleased, PlaceOrder
+from dalal_shared.streams import SYSTEM_EVENTS
 
-router = APIRouter(tags=["orders"])
+router = APIRouter()
 
 
-@router.post("/orders", summary="Place an order (idempotent on client_order_id)")
+@router.get("/session", tags=["session"], summary="The Kite session the broker holds")
+async def get_session(request: Request) -> dict[str, Any]:
+    return request.app.state.session.view()
+
+
+@router.get("/session/login", tags=["session"], summary="Redirect to Kite's login page")
+async def login(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.app.state.session.login_url(), status_code=307)
+
+
+@router.get(
+    "/session/callback",
+    tags=["session"],
+    summary="Where Kite redirects after login: completes the session",
+    response_class=HTMLResponse,
+)
+async def callback(
+    request: Request,
+    request_token: Annotated[str, Query(min_length=1, max_length=128)],
+    status: str | None = None,
+) -> HTMLResponse:
+    record = await request.app.state.session.complete_login(request_token)
+    await request.app.state.instruments.ensure_fresh(True)
+    return HTMLResponse(
+        f"<h1>Dalal: logged in as {record.user_id}</h1>"
+        f"<p>The session is valid until {record.expires_at.isoformat()}. "
+        "You can close this tab.</p>"
+    )
+
+
+@router.post("/orders", tags=["orders"], summary="Place an order (idempotent on client_order_id)")
 async def place_order(command: PlaceOrder, request: Request) -> dict[str, Any]:
-    desk = request.app.state.desk
-    decision = await desk.place(command)
+    row = await request.app.state.desk.place(command)
+    return row.view()
+
+
+@router.get("/orders", tags=["orders"], summary="Orders in the journal, newest first")
+async def list_orders(
+    request: Request,
+    status: Annotated[str | None, Query(max_length=24)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> list[dict[str, Any]]:
+    rows = await asyncio.to_thread(request.app.state.journal.list, status=status, limit=limit)
+    return [r.view() for r in rows]
+
+
+@router.get("/orders/{client_order_id}", tags=["orders"], summary="One order and its trades")
+async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
+    journal = request.app.state.journal
+    row = await asyncio.to_thread(journal.get, client_order_id)
+    if row is None:
+        raise NotFoundError(f"no order with client_order_id {client_order_id}")
+    trades = await asyncio.to_thread(journal.trades_of, client_order_id)
     return {
-        "client_order_id": decision.client_order_id,
-        "status": "REJECTED",
-        "reason": decision.reason,
-        "message": decision.message,
+        **row.view(),
+        "trades": [
+            {
+                "trade_id": t["trade_id"],
+                "quantity": t["quantity"],
+                "price": str(t["price"]),
+                "filled_at": t["filled_at"].isoformat(),
+            }
+            for t in trades
+        ],
     }
 
 
-@router.get("/session", summary="The Kite session the broker holds")
-async def get_session(request: Request) -> dict[str, Any]:
-    session = request.app.state.session.current
-    if session is None:
-        return {"valid": False, "user_id": None, "expires_at": None}
-    return {"valid": True, "user_id": session.user_id, "expires_at": session.expires_at}
+@router.delete("/orders/{client_order_id}", tags=["orders"], summary="Cancel an open order")
+async def cancel_order(client_order_id: str, request: Request) -> dict[str, Any]:
+    return (await request.app.state.desk.cancel(client_order_id)).view()
+
+
+@router.post("/postbacks/kite", tags=["orders"], summary="Kite order postbacks (checksummed)")
+async def postback(request: Request) -> dict[str, str]:
+    try:
+        payload = await request.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        from dalal_broker.postback import BadPostback
+
+        raise BadPostback("postback body must be a JSON object")
+    verify_postback(payload, request.app.state.api_secret)
+    await request.app.state.desk.apply_order_update(payload)
+    await request.app.state.desk.flush_outbox()
+    return {"status": "ok"}
+
+
+class EngageBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=200)
+    cancel_open_orders: bool = False
+
+
+@router.get("/kill-switch", tags=["guards"], summary="Is the kill switch engaged?")
+async def kill_switch_state(request: Request) -> dict[str, Any]:
+    return (await request.app.state.kill_switch.state()).view()
+
+
+@router.post("/kill-switch/engage", tags=["guards"], summary="Refuse every new order")
+async def engage(body: EngageBody, request: Request) -> dict[str, Any]:
+    state = await request.app.state.kill_switch.engage(body.reason, by="api")
+    await request.app.state.runtime.publisher.publish(
+        SYSTEM_EVENTS, KillSwitchEngaged(reason=body.reason, engaged_by="api")
+    )
+    cancelled = []
+    if body.cancel_open_orders:
+        desk = request.app.state.desk
+        for row in await asyncio.to_thread(request.app.state.journal.live):
+            if row.broker_order_id:
+                await desk.cancel(row.client_order_id)
+                cancelled.append(row.client_order_id)
+    return {**state.view(), "cancelled": cancelled}
+
+
+@router.post("/kill-switch/release", tags=["guards"], summary="Allow orders again")
+async def release(request: Request) -> dict[str, Any]:
+    await request.app.state.kill_switch.release()
+    await request.app.state.runtime.publisher.publish(
+        SYSTEM_EVENTS, KillSwitchReleased(released_by="api")
+    )
+    return (await request.app.state.kill_switch.state()).view()
+
+
+@router.get("/instruments", tags=["instruments"], summary="Search instruments by symbol or name")
+async def search_instruments(
+    request: Request,
+    q: Annotated[str, Query(min_length=1, max_length=40)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[dict[str, Any]]:
+    master = request.app.state.instruments.require()
+    return [instrument_view(i) for i in master.search(q, limit)]
+
+
+@router.get("/instruments/{exchange}/{symbol}", tags=["instruments"], summary="One instrument")
+async def get_instrument(exchange: str, symbol: str, request: Request) -> dict[str, Any]:
+    master = request.app.state.instruments.require()
+    return instrument_view(master.lookup(symbol, exchange.upper()))
+
+
+@router.get("/reconcile", tags=["orders"], summary="Journal against Kite's orders and trades")
+async def get_reconcile(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    gateway = state.gateway
+    orders = await gateway.orders()
+    trades = await gateway.trades()
+    rows = await asyncio.to_thread(state.journal.list, limit=5000)
+    filled: dict[str, int] = {}
+    for row in rows:
+        if row.broker_order_id:
+            recorded = await asyncio.to_thread(state.journal.trades_of, row.client_order_id)
+            filled[row.broker_order_id] = sum(int(t["quantity"]) for t in recorded)
+    breaks = reconcile(rows, filled, orders, trades)
+    return {
+        "ok": not breaks,
+        "breaks": [b.view() for b in breaks],
+        "orders_checked": len(orders),
+        "trades_checked": len(trades),
+    }
+
+
+@router.get("/status", tags=["ops"], summary="Placer role, session and kill switch at a glance")
+async def status(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return {
+        "leader": state.desk.leader,
+        "session": state.session.view(),
+        "kill_switch": (await state.kill_switch.state()).view(),
+    }

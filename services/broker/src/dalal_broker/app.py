@@ -1,35 +1,136 @@
-"""Wiring of the broker process: settings -> runtime -> consumers -> HTTP app."""
+"""Wiring of the broker process: settings -> Kite gateway, session, journal, desk -> app."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
 from dalal_broker.api import router
 from dalal_broker.config import BrokerSettings
-from dalal_broker.decisions import DecisionStore
-from dalal_broker.handlers import OrderDesk
-from dalal_broker.session import SessionHolder
+from dalal_broker.desk import OrderDesk
+from dalal_broker.instrument_store import InstrumentStore
+from dalal_broker.journal import Journal
+from dalal_broker.killswitch import KillSwitch
+from dalal_broker.kite import KiteGateway
+from dalal_broker.session import SessionManager
+from dalal_shared import db
+from dalal_shared.bus import default_consumer_name
 from dalal_shared.httpapp import create_app
+from dalal_shared.kitesession import SessionStore
+from dalal_shared.lease import Lease
+from dalal_shared.logging import get_logger, register_secret
+from dalal_shared.ratelimit import RateLimiter
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import ORDERS_COMMANDS
 
 NAME = "broker"
+LEASE_KEY = "lease:broker:order-placer"
+log = get_logger(__name__)
 
 
 def build_app(settings: BrokerSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
-    session = SessionHolder()
-    desk = OrderDesk(runtime.publisher, session, DecisionStore(runtime.redis))
+    api_key = settings.kite_api_key or "unset"
+    api_secret = settings.kite_api_secret.get_secret_value() if settings.kite_api_secret else ""
+    register_secret(api_secret, settings.session_key.get_secret_value())
+    limiter = RateLimiter(runtime.redis, namespace=api_key)
+    gateway = KiteGateway(
+        api_key=api_key,
+        root_url=settings.kite_root_url,
+        limiter=limiter,
+        timeout_seconds=settings.kite_timeout_seconds,
+        rate_limit_timeout_seconds=settings.rate_limit_timeout_seconds,
+    )
+    session = SessionManager(
+        gateway=gateway,
+        store=SessionStore(runtime.redis, settings.session_key.get_secret_value()),
+        publisher=runtime.publisher,
+        api_key=api_key,
+        api_secret=api_secret,
+        login_url=settings.login_url(),
+    )
+    journal = Journal(db.make_engine(settings.database_url), source=NAME)
+    kill_switch = KillSwitch(runtime.redis)
+    desk = OrderDesk(
+        settings=settings,
+        journal=journal,
+        gateway=gateway,
+        session=session,
+        kill_switch=kill_switch,
+        publisher=runtime.publisher,
+    )
+    instruments = InstrumentStore(runtime.redis, gateway)
+    holder = settings.consumer_name or default_consumer_name()
+    lease = Lease(runtime.redis, LEASE_KEY, holder, settings.lease_ttl_seconds)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def lead() -> None:
+        """Hold the order-placer lease; while held, consume commands and track orders."""
+        while True:
+            try:
+                held = await lease.acquire_or_renew()
+            except Exception as exc:
+                log.warning("lease.error", error=repr(exc))
+                held = False
+            if held and not desk.leader:
+                log.info("lease.acquired", holder=holder)
+                desk.leader = True
+                await session.load()
+                with suppress(Exception):
+                    await instruments.ensure_fresh(session.valid)
+                tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
+                tasks.append(asyncio.create_task(desk.track_forever()))
+            elif not held and desk.leader:
+                log.warning("lease.lost", holder=holder)
+                desk.leader = False
+                for c in runtime.consumers:
+                    c.stop()
+                for t in tasks:
+                    t.cancel()
+                tasks.clear()
+            await asyncio.sleep(settings.lease_ttl_seconds / 3)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(journal.migrate)
+        await session.load()
+        with suppress(Exception):
+            await instruments.load_cached()
+        leader_task = asyncio.create_task(lead())
+        try:
+            yield
+        finally:
+            leader_task.cancel()
+            desk.leader = False
+            for consumer in runtime.consumers:
+                consumer.stop()
+            if tasks:
+                _done, pending = await asyncio.wait(tasks, timeout=5)
+                for task in pending:
+                    task.cancel()
+            await runtime.stop()
+            with suppress(Exception):
+                await lease.release()
+
+    async def database_ok() -> None:
+        await asyncio.to_thread(db.ping, journal.engine)
+
     runtime.consume({ORDERS_COMMANDS: desk.handler()})
     app = create_app(
         NAME,
         api_key_digest=settings.api_key_digest(),
-        readiness={"redis": runtime.check_redis},
-        lifespan=runtime.lifespan,
+        readiness={"redis": runtime.check_redis, "database": database_ok},
+        lifespan=lifespan,
+        public_paths=["/postbacks/kite"],
         description="broker-gateway: Kite session, instruments, exactly-once orders",
     )
-    app.state.runtime = runtime
-    app.state.session = session
-    app.state.desk = desk
+    state = app.state
+    state.runtime, state.session, state.desk, state.journal = runtime, session, desk, journal
+    state.kill_switch, state.instruments, state.gateway = kill_switch, instruments, gateway
+    state.api_secret = api_secret
     app.include_router(router)
     return app

@@ -152,6 +152,9 @@ class InstrumentMaster:
             )
         raise UnknownSymbol(f"no instrument {key} in the instruments dump of {self.as_of}")
 
+    def all(self) -> list[Instrument]:
+        return list(self._by_key.values())
+
     def by_token(self, token: int) -> Instrument:
         try:
             return self._by_token[token]

@@ -1,27 +1,135 @@
-"""The broker's view of the Kite session: whether orders may be sent at all."""
+"""The daily Kite session of the broker: login, the stored token, expiry.
+
+A TokenException from any call marks the session expired: orders pause (new ones are refused
+with `no_session`) and SessionExpired is published, until the next login.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 from datetime import datetime
+from urllib.parse import urlencode
+
+from prometheus_client import Gauge
+
+from dalal_broker.kite import KiteGateway
+from dalal_shared.bus import Publisher
+from dalal_shared.errors import PermanentError
+from dalal_shared.kitesession import KiteSessionRecord, SessionStore, token_expiry
+from dalal_shared.logging import get_logger
+from dalal_shared.messages import SessionExpired, SessionValid
+from dalal_shared.streams import SYSTEM_EVENTS
+from dalal_shared.timeutil import utcnow
+
+log = get_logger(__name__)
+
+SESSION_VALID = Gauge("dalal_kite_session_valid", "1 while a valid Kite session is held")
+TOKEN_AGE = Gauge("dalal_kite_token_age_seconds", "Age of the Kite access token")
+TOKEN_EXPIRES = Gauge(
+    "dalal_kite_token_expiry_timestamp_seconds", "When the Kite access token dies (unix time)"
+)
 
 
-@dataclass(frozen=True)
-class KiteSession:
-    user_id: str
-    expires_at: datetime
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 
 
-class SessionHolder:
-    """Holds the current Kite session, if any. Login comes with the broker issue; until a
-    session exists every order is refused with `no_session`."""
+class LoginFailed(PermanentError):
+    code = "login_failed"
 
-    def __init__(self) -> None:
-        self._session: KiteSession | None = None
+
+class SessionManager:
+    def __init__(
+        self,
+        *,
+        gateway: KiteGateway,
+        store: SessionStore,
+        publisher: Publisher,
+        api_key: str,
+        api_secret: str,
+        login_url: str,
+    ):
+        self.gateway = gateway
+        self.store = store
+        self.publisher = publisher
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self._login_url = login_url
+        self.current: KiteSessionRecord | None = None
+
+    def login_url(self) -> str:
+        return f"{self._login_url}?{urlencode({'api_key': self.api_key, 'v': 3})}"
 
     @property
-    def current(self) -> KiteSession | None:
-        return self._session
+    def valid(self) -> bool:
+        return self.current is not None and self.current.is_valid()
 
-    def set(self, session: KiteSession | None) -> None:
-        self._session = session
+    async def load(self) -> KiteSessionRecord | None:
+        """Pick up a session stored earlier (a restart, or another replica's login)."""
+        record = await self.store.load()
+        self._use(record)
+        return record
+
+    async def complete_login(self, request_token: str) -> KiteSessionRecord:
+        request_token = request_token.strip()
+        if not _TOKEN.fullmatch(request_token):
+            raise LoginFailed("request_token must be the token Kite redirected with")
+        try:
+            data = await self.gateway.generate_session(request_token, self.api_secret)
+        except PermanentError as exc:
+            raise LoginFailed(f"Kite refused the login: {exc.message}") from None
+        now = utcnow()
+        record = KiteSessionRecord(
+            user_id=str(data.get("user_id", "")),
+            user_name=str(data.get("user_name", "")),
+            access_token=str(data["access_token"]),
+            public_token=str(data.get("public_token", "")),
+            login_at=now,
+            expires_at=token_expiry(now),
+        )
+        await self.store.save(record)
+        self._use(record)
+        await self.publisher.publish(
+            SYSTEM_EVENTS, SessionValid(user_id=record.user_id, expires_at=record.expires_at)
+        )
+        log.info("session.login", user_id=record.user_id, expires_at=record.expires_at)
+        return record
+
+    async def expire(self, reason: str) -> None:
+        """Kite said the token is dead: stop using it and tell everyone."""
+        was_valid = self.current is not None
+        await self.store.clear()
+        self._use(None)
+        if was_valid:
+            await self.publisher.publish(SYSTEM_EVENTS, SessionExpired(reason=reason))
+            log.warning("session.expired", reason=reason)
+
+    def _use(self, record: KiteSessionRecord | None) -> None:
+        self.current = record
+        self.gateway.set_access_token(record.access_token if record else None)
+        self.refresh_gauges()
+
+    def refresh_gauges(self, now: datetime | None = None) -> None:
+        record = self.current
+        valid = record is not None and record.is_valid(now)
+        SESSION_VALID.set(1 if valid else 0)
+        TOKEN_AGE.set(record.age_seconds(now) if record else 0)
+        TOKEN_EXPIRES.set(record.expires_at.timestamp() if record else 0)
+
+    def view(self) -> dict[str, object]:
+        record = self.current
+        if record is None:
+            return {
+                "valid": False,
+                "user_id": None,
+                "login_at": None,
+                "expires_at": None,
+                "login_url": self.login_url(),
+            }
+        return {
+            "valid": record.is_valid(),
+            "user_id": record.user_id,
+            "user_name": record.user_name,
+            "login_at": record.login_at.isoformat(),
+            "expires_at": record.expires_at.isoformat(),
+            "login_url": self.login_url(),
+        }

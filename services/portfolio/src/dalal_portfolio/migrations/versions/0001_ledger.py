@@ -8,7 +8,7 @@ Create Date: 2025-06-01
 import sqlalchemy as sa
 from alembic import op
 
-from dalal_portfolio.store import Money, UtcDateTime
+from dalal_shared.sqltypes import Money, UtcDateTime
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,290 @@
+"""The order journal (SQL): every intent is written before anything is sent to Kite.
+
+Rows move PENDING (journaled; the send may or may not have reached Kite) -> OPEN / TRIGGER
+PENDING / COMPLETE / CANCELLED / REJECTED. A PENDING row is "outcome unknown": before it is
+ever sent again, Kite's order book is searched for its tag. Trades are keyed on Kite's
+trade_id, so a fill is recorded once however often it is seen. Events go to an outbox in the
+same transaction as the state change that causes them and are published after commit, so a
+crash between the two loses no event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from dalal_shared import db
+from dalal_shared.messages import Envelope, Message, PlaceOrder
+from dalal_shared.sqltypes import Money, UtcDateTime
+from dalal_shared.timeutil import utcnow
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version_broker"
+
+PENDING = "PENDING"
+TERMINAL = frozenset({"COMPLETE", "CANCELLED", "REJECTED"})
+
+metadata = sa.MetaData()
+orders_t = sa.Table(
+    "broker_orders",
+    metadata,
+    sa.Column("client_order_id", sa.String(20), primary_key=True),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("corr", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("broker_order_id", sa.String(64), unique=True),
+    sa.Column("reason", sa.String(64)),
+    sa.Column("message", sa.Text),
+    sa.Column("filled_quantity", sa.Integer, nullable=False, default=0),
+    sa.Column("average_price", Money),
+    sa.Column("send_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_broker_orders_status", "status"),
+)
+trades_t = sa.Table(
+    "broker_trades",
+    metadata,
+    sa.Column("trade_id", sa.String(64), primary_key=True),
+    sa.Column("client_order_id", sa.String(20), nullable=False),
+    sa.Column("broker_order_id", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("price", Money, nullable=False),
+    sa.Column("filled_at", UtcDateTime, nullable=False),
+)
+outbox_t = sa.Table(
+    "broker_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(64), nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    client_order_id: str
+    command: PlaceOrder
+    corr: str
+    status: str
+    broker_order_id: str | None
+    reason: str | None
+    message: str | None
+    filled_quantity: int
+    average_price: Decimal | None
+    send_attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def view(self) -> dict[str, object]:
+        c = self.command
+        return {
+            "client_order_id": self.client_order_id,
+            "broker_order_id": self.broker_order_id,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "exchange": c.exchange,
+            "symbol": c.symbol,
+            "side": c.side,
+            "quantity": c.quantity,
+            "order_type": c.order_type,
+            "product": c.product,
+            "price": str(c.price) if c.price is not None else None,
+            "trigger_price": str(c.trigger_price) if c.trigger_price is not None else None,
+            "filled_quantity": self.filled_quantity,
+            "average_price": str(self.average_price) if self.average_price is not None else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def _row(r: sa.Row) -> OrderRow:
+    return OrderRow(
+        client_order_id=r.client_order_id,
+        command=PlaceOrder.model_validate_json(r.command),
+        corr=r.corr,
+        status=r.status,
+        broker_order_id=r.broker_order_id,
+        reason=r.reason,
+        message=r.message,
+        filled_quantity=r.filled_quantity,
+        average_price=r.average_price,
+        send_attempts=r.send_attempts,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+class Journal:
+    """Synchronous SQL store; callers run it off the event loop."""
+
+    def __init__(self, engine: Engine, *, source: str = "broker"):
+        self.engine = engine
+        self.source = source
+
+    def migrate(self) -> None:
+        db.upgrade(self.engine, MIGRATIONS, version_table=VERSION_TABLE)
+
+    def _outbox(self, conn: sa.Connection, events: list[tuple[str, Message]], corr: str) -> None:
+        for stream, message in events:
+            env = Envelope.wrap(message, source=self.source, corr=corr)
+            conn.execute(
+                outbox_t.insert().values(stream=stream, fields=json.dumps(env.to_fields()))
+            )
+
+    def get(self, client_order_id: str) -> OrderRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                sa.select(orders_t).where(orders_t.c.client_order_id == client_order_id)
+            ).first()
+        return _row(r) if r else None
+
+    def by_broker_id(self, broker_order_id: str) -> OrderRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                sa.select(orders_t).where(orders_t.c.broker_order_id == broker_order_id)
+            ).first()
+        return _row(r) if r else None
+
+    def insert(
+        self,
+        command: PlaceOrder,
+        *,
+        corr: str,
+        status: str,
+        reason: str | None = None,
+        message: str | None = None,
+        events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
+    ) -> tuple[OrderRow, bool]:
+        """Journal a new intent; (existing row, False) when the id is already journaled."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    orders_t.insert().values(
+                        client_order_id=command.client_order_id,
+                        command=command.model_dump_json(),
+                        corr=corr,
+                        status=status,
+                        reason=reason,
+                        message=message,
+                        filled_quantity=0,
+                        send_attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                self._outbox(conn, list(events), corr)
+        except sa.exc.IntegrityError:
+            existing = self.get(command.client_order_id)
+            assert existing is not None
+            return existing, False
+        row = self.get(command.client_order_id)
+        assert row is not None
+        return row, True
+
+    def update(
+        self,
+        client_order_id: str,
+        *,
+        events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
+        **values: object,
+    ) -> OrderRow:
+        with self.engine.begin() as conn:
+            conn.execute(
+                orders_t.update()
+                .where(orders_t.c.client_order_id == client_order_id)
+                .values(updated_at=utcnow(), **values)
+            )
+            corr = conn.execute(
+                sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == client_order_id)
+            ).scalar_one()
+            self._outbox(conn, list(events), corr)
+        row = self.get(client_order_id)
+        assert row is not None
+        return row
+
+    def count_attempt(self, client_order_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                orders_t.update()
+                .where(orders_t.c.client_order_id == client_order_id)
+                .values(send_attempts=orders_t.c.send_attempts + 1, updated_at=utcnow())
+            )
+
+    def add_trade(
+        self,
+        *,
+        trade_id: str,
+        client_order_id: str,
+        broker_order_id: str,
+        quantity: int,
+        price: Decimal,
+        filled_at: datetime,
+        events: list[tuple[str, Message]],
+    ) -> bool:
+        """Record a Kite trade once; False when it was recorded before."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    trades_t.insert().values(
+                        trade_id=trade_id,
+                        client_order_id=client_order_id,
+                        broker_order_id=broker_order_id,
+                        quantity=quantity,
+                        price=price,
+                        filled_at=filled_at,
+                    )
+                )
+                corr = conn.execute(
+                    sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == client_order_id)
+                ).scalar_one()
+                self._outbox(conn, events, corr)
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def trades_of(self, client_order_id: str) -> list[dict[str, object]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(trades_t)
+                .where(trades_t.c.client_order_id == client_order_id)
+                .order_by(trades_t.c.filled_at)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def list(self, *, status: str | None = None, limit: int = 500) -> list[OrderRow]:
+        query = sa.select(orders_t).order_by(orders_t.c.created_at.desc()).limit(limit)
+        if status is not None:
+            query = query.where(orders_t.c.status == status)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).all()]
+
+    def live(self) -> list[OrderRow]:
+        """Orders not yet in a terminal state (pending sends and open orders)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(orders_t).where(orders_t.c.status.not_in(list(TERMINAL)))
+            ).all()
+        return [_row(r) for r in rows]
+
+    def take_outbox(self, limit: int = 500) -> list[tuple[int, str, dict[str, str]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(outbox_t).order_by(outbox_t.c.seq).limit(limit)).all()
+        return [(r.seq, r.stream, json.loads(r.fields)) for r in rows]
+
+    def drop_outbox(self, seqs: list[int]) -> None:
+        if seqs:
+            with self.engine.begin() as conn:
+                conn.execute(outbox_t.delete().where(outbox_t.c.seq.in_(seqs)))

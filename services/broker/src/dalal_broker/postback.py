@@ -1,0 +1,26 @@
+"""Kite postbacks: the checksum is sha256(order_id + order_timestamp + api_secret)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from dalal_shared.errors import PermanentError
+
+
+class BadPostback(PermanentError):
+    code = "bad_checksum"
+    status_code = 401
+
+
+def verify_postback(payload: dict[str, Any], api_secret: str) -> None:
+    try:
+        order_id = str(payload["order_id"])
+        timestamp = str(payload["order_timestamp"])
+        checksum = str(payload["checksum"])
+    except KeyError as exc:
+        raise BadPostback(f"postback without {exc.args[0]}") from None
+    expected = hashlib.sha256((order_id + timestamp + api_secret).encode()).hexdigest()
+    if not hmac.compare_digest(expected, checksum):
+        raise BadPostback("postback checksum does not match")

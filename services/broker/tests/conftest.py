@@ -1,0 +1,148 @@
+"""kitesim and the broker as real processes, on a real Redis, talking through the official
+kiteconnect client (the broker's adapter) over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from kiteconnect import KiteConnect
+
+from dalal_shared.messages import Envelope
+from dalal_shared.streams import ORDERS_EVENTS, SYSTEM_EVENTS
+from dalal_shared.testing import ServiceProcess, free_port, wait_until
+
+KITE_KEY = "kitesim_key"
+KITE_SECRET = "kitesim_secret_0123456789"
+API_KEY = "broker-test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class Sim:
+    def __init__(self, proc: ServiceProcess):
+        self.proc = proc
+        self.root = proc.base_url
+
+    def control(self, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
+        r = httpx.request(method, f"{self.root}/_sim{path}", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def request_token(self) -> str:
+        return str(self.control("/login")["request_token"])
+
+    def client(self) -> KiteConnect:
+        kite = KiteConnect(api_key=KITE_KEY, root=self.root, timeout=10)
+        kite.generate_session(self.request_token(), api_secret=KITE_SECRET)
+        return kite
+
+    def orders_tagged(self, tag: str) -> list[dict[str, Any]]:
+        return [o for o in self.client().orders() if o.get("tag") == tag]
+
+
+@pytest.fixture(scope="module")
+def kitesim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    port = free_port()
+    proc = ServiceProcess(
+        "dalal_kitesim",
+        env={
+            "DALAL_PORT": str(port),
+            "DALAL_KITESIM_SESSION_SECONDS": "0",  # manual clock
+            "DALAL_KITESIM_TOKEN_EXPIRY": "false",
+            "DALAL_LOG_FORMAT": "json",
+        },
+        log_path=tmp_path_factory.mktemp("kitesim") / "kitesim.log",
+        port=port,
+    ).start()
+    try:
+        proc.wait_healthy(timeout=60)
+        sim = Sim(proc)
+        sim.control("/clock/advance", {"seconds": 60})  # into the first session
+        yield sim
+    finally:
+        proc.stop()
+
+
+class Broker:
+    def __init__(self, proc: ServiceProcess):
+        self.proc = proc
+        self.url = proc.base_url
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=30, **kw)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=json, headers=AUTH, timeout=60, **kw)
+
+    def login(self, sim: Sim) -> None:
+        resp = self.get("/session/callback", params={"request_token": sim.request_token()})
+        assert resp.status_code == 200, resp.text
+        wait_until(lambda: self.get("/session").json()["valid"], message="session valid")
+
+    def order(self, coid: str) -> dict[str, Any]:
+        return self.get(f"/orders/{coid}").json()
+
+
+@pytest.fixture
+def start_broker(kitesim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    started: list[ServiceProcess] = []
+    db = tmp_path / "broker.sqlite3"
+
+    def start(wait_leader: bool = True, **env: str) -> Broker:
+        port = free_port()
+        proc = ServiceProcess(
+            "dalal_broker",
+            env={
+                "DALAL_PORT": str(port),
+                "DALAL_REDIS_URL": redis_url,
+                "DALAL_API_KEY": API_KEY,
+                "DALAL_KITE_ROOT_URL": kitesim.root,
+                "DALAL_KITE_API_KEY": KITE_KEY,
+                "DALAL_KITE_API_SECRET": KITE_SECRET,
+                "DALAL_DATABASE_URL": f"sqlite:///{db}",
+                "DALAL_ENFORCE_MARKET_HOURS": "false",
+                "DALAL_LEASE_TTL_SECONDS": "2",
+                "DALAL_POLL_INTERVAL_SECONDS": "0.3",
+                "DALAL_BUS_BLOCK_MS": "100",
+                "DALAL_SEND_BACKOFF_SECONDS": "0.1",
+                "DALAL_LOG_FORMAT": "json",
+                **env,
+            },
+            log_path=tmp_path / f"broker-{len(started)}.log",
+            port=port,
+        ).start()
+        started.append(proc)
+        proc.wait_healthy(timeout=60)
+        broker = Broker(proc)
+        if wait_leader:
+            wait_until(lambda: broker.get("/status").json()["leader"], message="broker leads")
+        return broker
+
+    yield start
+    for proc in started:
+        proc.stop()
+    httpx.delete(f"{kitesim.root}/_sim/faults", timeout=10)
+
+
+def events(redis_url: str, stream: str = ORDERS_EVENTS, coid: str | None = None) -> list[Envelope]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        out = [Envelope.from_fields(f) for _i, f in client.xrange(stream)]
+    finally:
+        client.close()
+    if coid is None:
+        return out
+    return [e for e in out if getattr(e.message, "client_order_id", None) == coid]
+
+
+def system_events(redis_url: str) -> list[str]:
+    return [e.type for e in events(redis_url, SYSTEM_EVENTS)]
+
+
+def checksum(order_id: str, timestamp: str) -> str:
+    return hashlib.sha256((order_id + timestamp + KITE_SECRET).encode()).hexdigest()
