@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 from dalal_engine.intents import IntentBook
-from dalal_shared.bus import Handler
+from dalal_engine.live import LiveEngine
+from dalal_shared.bus import Handler, Publisher
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
+    Bar,
+    DataStale,
     Envelope,
+    EquitySnapshot,
+    KillSwitchEngaged,
+    KillSwitchReleased,
     Message,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
     OrderUpdated,
+    PositionClosed,
+    PositionOpened,
+    PositionReduced,
+    SessionExpired,
+    SessionValid,
 )
+from dalal_shared.streams import ORDERS_COMMANDS
 
 
-def order_events_handler(book: IntentBook) -> Handler:
+def order_events_handler(book: IntentBook, live: LiveEngine | None = None) -> Handler:
     async def on_event(event: Message, _envelope: Envelope) -> None:
         book.apply(event)
+        if live is not None:
+            live.on_order_event(event)
 
     return dispatcher(
         {
@@ -27,5 +41,50 @@ def order_events_handler(book: IntentBook) -> Handler:
             OrderUpdated: on_event,
             OrderFilled: on_event,
             OrderCancelled: on_event,
+        }
+    )
+
+
+async def publish_new(live: LiveEngine, publisher: Publisher, *, corr: str | None = None) -> None:
+    """Publish every stored intent not published yet (the outbox), then mark it."""
+    for command in live.store.unpublished():
+        await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
+        live.store.mark_published(command.client_order_id)
+
+
+def bars_handler(live: LiveEngine, publisher: Publisher) -> Handler:
+    async def on_bar(bar: Bar, envelope: Envelope) -> None:
+        live.data_fresh()
+        if live.on_bar(bar):
+            await publish_new(live, publisher, corr=envelope.corr)
+
+    return dispatcher({Bar: on_bar})
+
+
+def portfolio_events_handler(live: LiveEngine) -> Handler:
+    async def on_equity(event: EquitySnapshot, _envelope: Envelope) -> None:
+        live.on_equity(event)
+
+    return dispatcher(
+        {
+            EquitySnapshot: on_equity,
+            PositionOpened: None,
+            PositionReduced: None,
+            PositionClosed: None,
+        }
+    )
+
+
+def system_events_handler(live: LiveEngine) -> Handler:
+    async def on_event(event: Message, _envelope: Envelope) -> None:
+        live.on_system_event(event)
+
+    return dispatcher(
+        {
+            KillSwitchEngaged: on_event,
+            KillSwitchReleased: on_event,
+            SessionValid: on_event,
+            SessionExpired: on_event,
+            DataStale: on_event,
         }
     )

@@ -1,0 +1,98 @@
+"""Bar histories for the backtester: the Parquet candle cache or CSV files, as `BarSeries`.
+
+CSV files have the columns `date,open,high,low,close,volume` (the project's NSE data format):
+a daily `date` is `YYYY-MM-DD` and means the Kite daily candle stamped 00:00 IST; an intraday
+`date` is the bar start with its offset. Parquet files follow `dalal_shared.candlestore`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dalal_engine.strategy import BarSeries
+from dalal_shared import candlestore
+from dalal_shared.errors import PermanentError
+
+
+class NoBarsError(PermanentError):
+    code = "no_bars"
+
+
+def _series(symbol: str, frame: pd.DataFrame) -> BarSeries:
+    frame = frame.sort_values("ts").drop_duplicates("ts", keep="last")
+    starts = tuple(ts.to_pydatetime() for ts in frame["ts"])
+    return BarSeries(
+        symbol=symbol,
+        start=starts,
+        open=frame["open"].to_numpy(np.float64),
+        high=frame["high"].to_numpy(np.float64),
+        low=frame["low"].to_numpy(np.float64),
+        close=frame["close"].to_numpy(np.float64),
+        volume=frame["volume"].fillna(0).to_numpy(np.int64),
+    )
+
+
+def read_csv(path: Path, symbol: str) -> BarSeries:
+    frame = pd.read_csv(path)
+    text = frame["date"].astype(str)
+    if text.str.len().max() <= 10:  # daily: the Kite candle of that IST day
+        ts = pd.to_datetime(text, format="%Y-%m-%d").dt.tz_localize("Asia/Kolkata")
+    else:
+        ts = pd.to_datetime(text, format="ISO8601")
+    frame = frame.assign(ts=ts.dt.tz_convert(UTC))
+    return _series(symbol, frame)
+
+
+def find_csv(data_dir: Path, interval: str, symbol: str) -> Path | None:
+    name = symbol.replace(" ", "") + ".csv"
+    for candidate in (data_dir / interval / name, data_dir / name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load(
+    symbol: str,
+    interval: str,
+    *,
+    cache_dir: Path | None = None,
+    data_dir: Path | None = None,
+    exchange: str = "NSE",
+    end: datetime | None = None,
+) -> BarSeries:
+    """Bars of `symbol` from the CSV data dir when given, else the Parquet cache; all history
+    up to `end` (the strategy's warm-up comes from the bars before the backtest's start)."""
+    if data_dir is not None:
+        path = find_csv(Path(data_dir), interval, symbol)
+        if path is None:
+            raise NoBarsError(f"no CSV for {symbol} ({interval}) under {data_dir}")
+        series = read_csv(path, symbol)
+    elif cache_dir is not None:
+        table = candlestore.read(Path(cache_dir), exchange, interval, symbol)
+        if table.num_rows == 0:
+            raise NoBarsError(
+                f"no cached {interval} bars for {exchange}:{symbol} under {cache_dir} "
+                "(run `dalal data backfill` first, or pass --data-dir with CSVs)"
+            )
+        series = _series(symbol, table.to_pandas())
+    else:
+        raise NoBarsError("give a Parquet cache dir or a CSV data dir")
+    if end is not None:
+        n = bisect.bisect_left(series.start, end)
+        series = BarSeries(
+            symbol,
+            series.start[:n],
+            series.open[:n],
+            series.high[:n],
+            series.low[:n],
+            series.close[:n],
+            series.volume[:n],
+        )
+    if len(series) == 0:
+        raise NoBarsError(f"no bars for {symbol} before {end}")
+    return series

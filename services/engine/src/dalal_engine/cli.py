@@ -1,0 +1,152 @@
+"""`dalal backtest`: run a strategy over cached history in-process and write its report."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dalal_engine import bars
+from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
+from dalal_engine.report import write_report
+from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
+from dalal_shared.errors import DalalError
+from dalal_shared.timeutil import IST
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param wants key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def backtest(
+    strategy: Annotated[str | None, typer.Option(help="registered strategy, e.g. swing")] = None,
+    symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. RELIANCE,TCS")] = None,
+    from_: Annotated[
+        str, typer.Option("--from", help="first trading day (YYYY-MM-DD)")
+    ] = "2021-01-01",
+    to: Annotated[str, typer.Option(help="last trading day (YYYY-MM-DD)")] = "2025-09-30",
+    interval: Annotated[str, typer.Option(help="bar interval (day, 15minute, ...)")] = "day",
+    config: Annotated[Path | None, typer.Option(help="strategy YAML (first entry is run)")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="strategy parameter key=value")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="Parquet candle cache")] = Path("var/cache"),
+    data_dir: Annotated[Path | None, typer.Option(help="CSV dir instead of the cache")] = None,
+    capital: Annotated[float, typer.Option(help="initial capital, rupees")] = 1_000_000.0,
+    out: Annotated[Path, typer.Option(help="report folder")] = Path("var/backtests/latest"),
+) -> None:
+    """Backtest a strategy over cached bars; print a summary and write result.json + report.html."""
+    try:
+        if config is not None:
+            cfg = load_file(config)[0]
+            if symbols:
+                cfg = cfg.model_copy(update={"universe": [s.strip() for s in symbols.split(",")]})
+        else:
+            if not strategy or not symbols:
+                raise typer.BadParameter("give --strategy and --symbols, or --config")
+            doc = {
+                "name": f"bt-{strategy}",
+                "strategy": strategy,
+                "interval": interval,
+                "universe": [s.strip().upper() for s in symbols.split(",") if s.strip()],
+                "params": _params(param or []),
+            }
+            if strategy == "sma_cross" and not param:
+                doc["params"] = {"fast_bars": 10, "slow_bars": 30}
+            cfg = validate_document(doc)[0]
+        start = datetime.combine(date.fromisoformat(from_), dtime(0), tzinfo=IST)
+        end = datetime.combine(date.fromisoformat(to), dtime(23, 59), tzinfo=IST)
+        data = {
+            s: bars.load(
+                s,
+                cfg.interval,
+                cache_dir=None if data_dir else cache_dir,
+                data_dir=data_dir,
+                exchange=cfg.exchange,
+                end=end,
+            )
+            for s in cfg.universe
+        }
+        settings = BacktestSettings(Decimal(str(capital)), start=start, end=end)
+        runner = Backtester(cfg, data, settings)
+        with Progress(
+            TextColumn("backtest"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("bars", total=None)
+            t0 = time.perf_counter()
+            result = runner.run(lambda done, total: bar.update(task, completed=done, total=total))
+            seconds = time.perf_counter() - t0
+    except StrategyConfigError as exc:
+        err.print(f"[red]dalal backtest:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    except DalalError as exc:
+        err.print(f"[red]dalal backtest:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    json_path, html_path = write_report(result, out)
+    console.print(summary_table(result, seconds))
+    console.print(f"report: {html_path}  data: {json_path}", highlight=False)
+
+
+def summary_table(result: BacktestResult, seconds: float) -> Table:
+    r = result.report
+    cfg = result.config
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v * 100:.2f}%"
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    table = Table(title=f"{cfg.strategy} on {', '.join(cfg.universe)} ({cfg.interval})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        (
+            "bars",
+            f"{result.bars:,} ({result.bars / seconds:,.0f} bars/s)"
+            if seconds
+            else str(result.bars),
+        ),
+        ("trades (closed)", str(r.trades)),
+        ("open at the end", str(len(result.open_trades))),
+        ("win rate", pct(r.win_rate)),
+        ("profit factor", num(r.profit_factor)),
+        ("expectancy", f"Rs {r.expectancy_rupees}" if r.expectancy_rupees is not None else "-"),
+        ("net P&L of closed trades", f"Rs {r.total_pnl_rupees}"),
+        ("charges paid", f"Rs {result.charges.total}"),
+        ("initial -> final equity", f"Rs {r.initial_equity_rupees} -> Rs {r.final_equity_rupees}"),
+        ("total return", pct(r.total_return)),
+        ("CAGR", pct(r.cagr)),
+        ("Sharpe / Sortino", f"{num(r.sharpe)} / {num(r.sortino)}"),
+        (
+            "max drawdown",
+            f"{pct(r.max_drawdown)} (Rs {r.max_drawdown_rupees}, "
+            f"{r.max_drawdown_duration_days} days)",
+        ),
+        ("exposure (days in market)", pct(r.exposure_days_fraction)),
+        ("refused signals", str(sum(1 for d in result.decisions if not d.approved))),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    return table

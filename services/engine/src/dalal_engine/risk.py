@@ -1,0 +1,243 @@
+"""The risk manager: whether an order may go, and how big an entry may be.
+
+Plain Python, no I/O. Every call returns a `RiskDecision` (approved or refused, with a stable
+reason code and the numbers behind it); the caller records it and counts it in a metric.
+
+Entries are refused (reason code in brackets) when the kill switch is engaged (`kill_switch`),
+the Kite session is not valid (`session_invalid`), market data is stale (`data_stale`), the
+order would reach the market on an NSE holiday or weekend (`market_holiday`) or outside
+09:15-15:30 IST (`market_closed`), the day's loss reached `max_daily_loss_rupees` (`daily_loss`,
+and entries stay halted for the rest of that IST day), `max_open_positions` are open
+(`max_open_positions`), `max_orders_per_minute` orders went in the last 60 s
+(`order_rate`), or the size comes out below one share (`size_zero`). Exits are only refused
+while the kill switch is engaged: reducing risk never waits for anything else.
+
+Size of an entry = floor(equity x `risk_per_trade_pct` / stop distance), capped by
+`max_position_pct_of_equity` of equity and by the cash available at the reference price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dalal_shared.calendar import NseCalendar, nse_calendar
+from dalal_shared.timeutil import ensure_aware, to_ist
+
+
+class RiskConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    risk_per_trade_pct: float = Field(1.0, gt=0, le=100)
+    max_position_pct_of_equity: float = Field(25.0, gt=0, le=100)
+    max_open_positions: int = Field(5, ge=1, le=1000)
+    max_daily_loss_rupees: Decimal = Field(Decimal("10000"), gt=0)
+    max_orders_per_minute: int = Field(20, ge=1, le=200)
+    enforce_market_hours: bool = Field(
+        True, description="refuse entries outside NSE sessions (off only for tests and replays)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """What the system says about trading right now."""
+
+    kill_switch: bool = False
+    kill_switch_reason: str = ""
+    session_valid: bool = True
+    data_stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    equity: float
+    cash: float
+    open_positions: int
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDecision:
+    at: datetime
+    strategy: str
+    symbol: str
+    action: str  # ENTER / REDUCE / EXIT
+    approved: bool
+    reason: str  # "ok" or a refusal code
+    quantity: int = 0
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at": self.at.isoformat(),
+            "strategy": self.strategy,
+            "symbol": self.symbol,
+            "action": self.action,
+            "approved": self.approved,
+            "reason": self.reason,
+            "quantity": self.quantity,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class _Day:
+    day: date | None = None
+    start_equity: float = 0.0
+    halted: bool = False
+
+
+@dataclass
+class RiskManager:
+    config: RiskConfig
+    calendar: NseCalendar = field(default_factory=nse_calendar)
+    _orders: deque[datetime] = field(default_factory=deque)
+    _day: _Day = field(default_factory=_Day)
+
+    # ------------------------------------------------------------ the day's loss
+
+    def mark(self, at: datetime, equity: float) -> None:
+        """Tell the manager the equity at `at` (each bar, each snapshot): starts a new IST day's
+        loss budget on a new day, halts entries once the day's loss reaches the limit."""
+        day = to_ist(at).date()
+        if self._day.day != day:
+            self._day = _Day(day=day, start_equity=equity)
+        if self._day.start_equity - equity >= float(self.config.max_daily_loss_rupees):
+            self._day.halted = True
+
+    @property
+    def halted_for_the_day(self) -> bool:
+        return self._day.halted
+
+    def state(self) -> dict[str, object]:
+        return {
+            "day": self._day.day.isoformat() if self._day.day else None,
+            "day_start_equity": self._day.start_equity,
+            "halted_for_the_day": self._day.halted,
+            "orders_last_minute": len(self._orders),
+        }
+
+    # ------------------------------------------------------------ decisions
+
+    def check_entry(
+        self,
+        *,
+        strategy: str,
+        symbol: str,
+        at: datetime,
+        reference_price: float,
+        stop: float | None,
+        fixed_quantity: int | None,
+        account: AccountState,
+        market: MarketState,
+    ) -> RiskDecision:
+        """May an entry reach the market at `at`, and with how many shares."""
+        ensure_aware(at)
+        refuse = RiskDecision(at, strategy, symbol, "ENTER", False, "")
+        c = self.config
+        gate = self._gate(at, market)
+        if gate:
+            return replace(refuse, reason=gate[0], detail=gate[1])
+        if self._day.halted:
+            return replace(
+                refuse,
+                reason="daily_loss",
+                detail=f"day's loss reached {c.max_daily_loss_rupees} rupees",
+            )
+        if account.open_positions >= c.max_open_positions:
+            return replace(
+                refuse,
+                reason="max_open_positions",
+                detail=f"{account.open_positions} open, limit {c.max_open_positions}",
+            )
+        if self._rate_exceeded(at):
+            return replace(
+                refuse,
+                reason="order_rate",
+                detail=f"{c.max_orders_per_minute} orders in the last minute",
+            )
+        quantity = self.size(
+            equity=account.equity,
+            cash=account.cash,
+            reference_price=reference_price,
+            stop=stop,
+            fixed_quantity=fixed_quantity,
+        )
+        if quantity <= 0:
+            return replace(
+                refuse,
+                reason="size_zero",
+                detail="risk budget, position cap or cash allow no share",
+            )
+        self._orders.append(at)
+        return replace(refuse, approved=True, reason="ok", quantity=quantity)
+
+    def check_exit(
+        self,
+        *,
+        strategy: str,
+        symbol: str,
+        action: str,
+        at: datetime,
+        quantity: int,
+        market: MarketState,
+    ) -> RiskDecision:
+        ensure_aware(at)
+        if market.kill_switch:
+            return RiskDecision(
+                at, strategy, symbol, action, False, "kill_switch", detail=market.kill_switch_reason
+            )
+        self._rate_exceeded(at)  # keeps the window current
+        self._orders.append(at)
+        return RiskDecision(at, strategy, symbol, action, True, "ok", quantity=quantity)
+
+    def size(
+        self,
+        *,
+        equity: float,
+        cash: float,
+        reference_price: float,
+        stop: float | None,
+        fixed_quantity: int | None = None,
+    ) -> int:
+        c = self.config
+        if reference_price <= 0:
+            return 0
+        if fixed_quantity is not None:
+            quantity = fixed_quantity
+        else:
+            if stop is None or stop >= reference_price:
+                return 0
+            quantity = math.floor(equity * c.risk_per_trade_pct / 100 / (reference_price - stop))
+        by_capital = math.floor(equity * c.max_position_pct_of_equity / 100 / reference_price)
+        by_cash = math.floor(max(cash, 0.0) / reference_price)
+        return max(0, min(quantity, by_capital, by_cash))
+
+    def _gate(self, at: datetime, market: MarketState) -> tuple[str, str] | None:
+        if market.kill_switch:
+            return "kill_switch", market.kill_switch_reason
+        if not market.session_valid:
+            return "session_invalid", "no valid Kite session"
+        if market.data_stale:
+            return "data_stale", "market data is stale"
+        if self.config.enforce_market_hours:
+            day = to_ist(at).date()
+            if not self.calendar.is_trading_day(day):
+                kind = self.calendar.kind(day)
+                return (
+                    "market_holiday",
+                    f"{day} is a {kind} ({self.calendar.description(day) or kind})",
+                )
+            if self.calendar.session_at(at) is None:
+                return "market_closed", f"{to_ist(at):%H:%M} IST is outside 09:15-15:30"
+        return None
+
+    def _rate_exceeded(self, at: datetime) -> bool:
+        window_start = at - timedelta(seconds=60)
+        while self._orders and self._orders[0] <= window_start:
+            self._orders.popleft()
+        return len(self._orders) >= self.config.max_orders_per_minute

@@ -1,0 +1,370 @@
+"""SQL adapter of the live loop's state (SQLAlchemy 2 Core; schema by Alembic in migrations/).
+
+Tables (prefix `engine_`): the bars the loop has seen (its indicator history), each strategy
+instance's per-symbol state and position, the order intents it emitted (an outbox: written
+before publishing, marked published after), the trades it has applied, its risk decisions, and
+a key/value meta table (whether the loop is running). Money is text (exact Decimal) and times
+are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+
+from dalal_engine.risk import RiskDecision
+from dalal_shared import db
+from dalal_shared.messages import PlaceOrder
+from dalal_shared.timeutil import to_utc
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version_engine"
+
+metadata = sa.MetaData()
+
+bars_t = sa.Table(
+    "engine_bars",
+    metadata,
+    sa.Column("exchange", sa.String(8), primary_key=True),
+    sa.Column("symbol", sa.String(40), primary_key=True),
+    sa.Column("interval", sa.String(16), primary_key=True),
+    sa.Column("start", sa.String(40), primary_key=True),  # UTC ISO, sorts by time
+    sa.Column("open", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
+    sa.Column("low", sa.Float, nullable=False),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("volume", sa.BigInteger, nullable=False),
+)
+state_t = sa.Table(
+    "engine_strategy_state",
+    metadata,
+    sa.Column("strategy", sa.String(40), primary_key=True),
+    sa.Column("symbol", sa.String(40), primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("average_price", sa.String(40), nullable=False),
+    sa.Column("opened_at", sa.String(40)),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("last_bar", sa.String(40)),
+)
+intents_t = sa.Table(
+    "engine_intents",
+    metadata,
+    sa.Column("client_order_id", sa.String(20), primary_key=True),
+    sa.Column("strategy", sa.String(40), nullable=False),
+    sa.Column("symbol", sa.String(40), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("filled_quantity", sa.Integer, nullable=False),
+    sa.Column("published", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+trades_t = sa.Table(
+    "engine_trades",
+    metadata,
+    sa.Column("trade_id", sa.String(64), primary_key=True),
+    sa.Column("client_order_id", sa.String(20), nullable=False),
+)
+decisions_t = sa.Table(
+    "engine_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("strategy", sa.String(40), nullable=False),
+    sa.Column("symbol", sa.String(40), nullable=False),
+    sa.Column("action", sa.String(8), nullable=False),
+    sa.Column("approved", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(40), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("detail", sa.String(400), nullable=False),
+    sa.Column("client_order_id", sa.String(20)),
+)
+meta_t = sa.Table(
+    "engine_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def iso(value: datetime) -> str:
+    return to_utc(value).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBar:
+    start: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+
+
+@dataclass(slots=True)
+class SymbolState:
+    quantity: int = 0
+    average_price: Decimal = Decimal("0")
+    opened_at: datetime | None = None
+    state: dict[str, Any] | None = None
+    last_bar: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    command: PlaceOrder
+    strategy: str
+    status: str
+    filled_quantity: int
+    published: bool
+
+
+class EngineStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> EngineStore:
+        engine = db.make_engine(url)
+        db.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        db.ping(self.engine)
+
+    # ---------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(meta_t.c.value).where(meta_t.c.key == key)).first()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.delete(meta_t).where(meta_t.c.key == key))
+            c.execute(sa.insert(meta_t).values(key=key, value=value))
+
+    # ---------------------------------------------------------------- bars
+    def bars(self, exchange: str, symbol: str, interval: str, limit: int) -> list[StoredBar]:
+        q = (
+            sa.select(bars_t)
+            .where(
+                bars_t.c.exchange == exchange,
+                bars_t.c.symbol == symbol,
+                bars_t.c.interval == interval,
+            )
+            .order_by(bars_t.c.start.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [
+            StoredBar(datetime.fromisoformat(r.start), r.open, r.high, r.low, r.close, r.volume)
+            for r in reversed(rows)
+        ]
+
+    # ---------------------------------------------------------------- one bar's outcome
+    def record_bar(
+        self,
+        *,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        bar: StoredBar,
+        states: dict[str, SymbolState],
+        intents: list[Intent],
+        decisions: list[tuple[RiskDecision, str | None]],
+    ) -> list[PlaceOrder]:
+        """Store a bar with what it caused, in one transaction; returns the intents that are new
+        (an intent whose id exists already is the same signal decided again: not new)."""
+        new: list[PlaceOrder] = []
+        with self.engine.begin() as c:
+            exists = c.execute(
+                sa.select(bars_t.c.start).where(
+                    bars_t.c.exchange == exchange,
+                    bars_t.c.symbol == symbol,
+                    bars_t.c.interval == interval,
+                    bars_t.c.start == iso(bar.start),
+                )
+            ).first()
+            if exists is None:
+                c.execute(
+                    sa.insert(bars_t).values(
+                        exchange=exchange,
+                        symbol=symbol,
+                        interval=interval,
+                        start=iso(bar.start),
+                        open=bar.open,
+                        high=bar.high,
+                        low=bar.low,
+                        close=bar.close,
+                        volume=bar.volume,
+                    )
+                )
+            for strategy, st in states.items():
+                self._put_state(c, strategy, symbol, st)
+            for intent in intents:
+                coid = intent.command.client_order_id
+                if c.execute(
+                    sa.select(intents_t.c.client_order_id).where(
+                        intents_t.c.client_order_id == coid
+                    )
+                ).first():
+                    continue
+                c.execute(
+                    sa.insert(intents_t).values(
+                        client_order_id=coid,
+                        strategy=intent.strategy,
+                        symbol=symbol,
+                        command=intent.command.model_dump_json(),
+                        status="SUBMITTED",
+                        filled_quantity=0,
+                        published=False,
+                        created_at=iso(bar.start),
+                    )
+                )
+                new.append(intent.command)
+            for decision, coid in decisions:
+                c.execute(
+                    sa.insert(decisions_t).values(
+                        at=iso(decision.at),
+                        strategy=decision.strategy,
+                        symbol=decision.symbol,
+                        action=decision.action,
+                        approved=decision.approved,
+                        reason=decision.reason,
+                        quantity=decision.quantity,
+                        detail=decision.detail[:400],
+                        client_order_id=coid,
+                    )
+                )
+        return new
+
+    def _put_state(self, c: sa.Connection, strategy: str, symbol: str, st: SymbolState) -> None:
+        c.execute(
+            sa.delete(state_t).where(state_t.c.strategy == strategy, state_t.c.symbol == symbol)
+        )
+        c.execute(
+            sa.insert(state_t).values(
+                strategy=strategy,
+                symbol=symbol,
+                quantity=st.quantity,
+                average_price=str(st.average_price),
+                opened_at=iso(st.opened_at) if st.opened_at else None,
+                state=json.dumps(st.state or {}),
+                last_bar=iso(st.last_bar) if st.last_bar else None,
+            )
+        )
+
+    def put_state(self, strategy: str, symbol: str, st: SymbolState) -> None:
+        with self.engine.begin() as c:
+            self._put_state(c, strategy, symbol, st)
+
+    def states(self) -> dict[tuple[str, str], SymbolState]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(state_t)).all()
+        return {
+            (r.strategy, r.symbol): SymbolState(
+                r.quantity,
+                Decimal(r.average_price),
+                datetime.fromisoformat(r.opened_at) if r.opened_at else None,
+                json.loads(r.state),
+                datetime.fromisoformat(r.last_bar) if r.last_bar else None,
+            )
+            for r in rows
+        }
+
+    # ---------------------------------------------------------------- intents and fills
+    def unpublished(self) -> list[PlaceOrder]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(intents_t.c.command)
+                .where(~intents_t.c.published)
+                .order_by(intents_t.c.created_at)
+            ).all()
+        return [PlaceOrder.model_validate_json(r.command) for r in rows]
+
+    def mark_published(self, client_order_id: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(intents_t)
+                .where(intents_t.c.client_order_id == client_order_id)
+                .values(published=True)
+            )
+
+    def intents(self, *, open_only: bool = False) -> list[Intent]:
+        q = sa.select(intents_t)
+        if open_only:
+            q = q.where(intents_t.c.status.in_(("SUBMITTED", "OPEN")))
+        with self.engine.connect() as c:
+            rows = c.execute(q).all()
+        return [
+            Intent(
+                PlaceOrder.model_validate_json(r.command),
+                r.strategy,
+                r.status,
+                r.filled_quantity,
+                r.published,
+            )
+            for r in rows
+        ]
+
+    def set_intent_status(self, client_order_id: str, status: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(intents_t)
+                .where(intents_t.c.client_order_id == client_order_id)
+                .values(status=status)
+            )
+
+    def apply_trade(
+        self,
+        *,
+        trade_id: str,
+        client_order_id: str,
+        quantity: int,
+        strategy: str,
+        symbol: str,
+        state: SymbolState,
+        order_quantity: int,
+    ) -> bool:
+        """Record a trade once (False when seen before) with the position it leaves."""
+        with self.engine.begin() as c:
+            if c.execute(
+                sa.select(trades_t.c.trade_id).where(trades_t.c.trade_id == trade_id)
+            ).first():
+                return False
+            c.execute(
+                sa.insert(trades_t).values(trade_id=trade_id, client_order_id=client_order_id)
+            )
+            row = c.execute(
+                sa.select(intents_t.c.filled_quantity).where(
+                    intents_t.c.client_order_id == client_order_id
+                )
+            ).first()
+            filled = (row[0] if row else 0) + quantity
+            c.execute(
+                sa.update(intents_t)
+                .where(intents_t.c.client_order_id == client_order_id)
+                .values(
+                    filled_quantity=filled,
+                    status="COMPLETE" if filled >= order_quantity else "OPEN",
+                )
+            )
+            self._put_state(c, strategy, symbol, state)
+        return True
+
+    def decisions(self, limit: int = 200) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(decisions_t).order_by(decisions_t.c.id.desc()).limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]

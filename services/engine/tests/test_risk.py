@@ -1,0 +1,112 @@
+"""The risk manager: each limit stops entries and says why; exits only stop for the kill switch."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from dalal_engine.risk import AccountState, MarketState, RiskConfig, RiskManager
+from dalal_shared.timeutil import IST
+
+OPEN = datetime(2025, 3, 3, 10, 0, tzinfo=IST)  # a Monday, market open
+ACCOUNT = AccountState(equity=1_000_000, cash=1_000_000, open_positions=0)
+
+
+def entry(
+    rm: RiskManager,
+    *,
+    at: datetime = OPEN,
+    account: AccountState = ACCOUNT,
+    market: MarketState = MarketState(),
+    price: float = 100.0,
+    stop: float | None = 95.0,
+):
+    return rm.check_entry(
+        strategy="s",
+        symbol="INFY",
+        at=at,
+        reference_price=price,
+        stop=stop,
+        fixed_quantity=None,
+        account=account,
+        market=market,
+    )
+
+
+def test_size_is_risk_over_stop_distance_capped_by_position_capital_and_cash() -> None:
+    rm = RiskManager(RiskConfig(risk_per_trade_pct=1, max_position_pct_of_equity=100))
+    assert entry(rm).quantity == 2000  # 10,000 rupees at risk / 5 rupees a share
+    capped = RiskManager(RiskConfig(risk_per_trade_pct=1, max_position_pct_of_equity=10))
+    assert entry(capped).quantity == 1000  # 10% of equity at 100
+    poor = AccountState(equity=1_000_000, cash=5_000, open_positions=0)
+    assert entry(rm, account=poor).quantity == 50
+
+
+@pytest.mark.parametrize(
+    ("market", "reason"),
+    [
+        (MarketState(kill_switch=True, kill_switch_reason="manual"), "kill_switch"),
+        (MarketState(session_valid=False), "session_invalid"),
+        (MarketState(data_stale=True), "data_stale"),
+    ],
+)
+def test_system_states_stop_entries(market: MarketState, reason: str) -> None:
+    d = entry(RiskManager(RiskConfig()), market=market)
+    assert (d.approved, d.reason, d.quantity) == (False, reason, 0)
+
+
+def test_market_hours_and_holidays() -> None:
+    rm = RiskManager(RiskConfig())
+    assert entry(rm, at=OPEN.replace(hour=8)).reason == "market_closed"
+    assert entry(rm, at=datetime(2025, 3, 14, 10, tzinfo=IST)).reason == "market_holiday"  # Holi
+    assert entry(rm, at=datetime(2025, 3, 8, 10, tzinfo=IST)).reason == "market_holiday"  # Sat
+    assert entry(rm).approved
+
+
+def test_max_open_positions() -> None:
+    rm = RiskManager(RiskConfig(max_open_positions=2))
+    full = AccountState(equity=1_000_000, cash=1_000_000, open_positions=2)
+    assert entry(rm, account=full).reason == "max_open_positions"
+
+
+def test_daily_loss_halts_entries_for_the_rest_of_the_day_only() -> None:
+    rm = RiskManager(RiskConfig(max_daily_loss_rupees=Decimal("5000")))
+    rm.mark(OPEN, 1_000_000)
+    rm.mark(OPEN + timedelta(minutes=5), 994_000)
+    rm.mark(OPEN + timedelta(minutes=10), 999_000)  # recovers, still halted
+    assert entry(rm, at=OPEN + timedelta(minutes=15)).reason == "daily_loss"
+    next_day = OPEN + timedelta(days=1)
+    rm.mark(next_day, 999_000)
+    assert entry(rm, at=next_day).approved
+
+
+def test_orders_per_minute() -> None:
+    rm = RiskManager(RiskConfig(max_orders_per_minute=3))
+    got = [entry(rm, at=OPEN + timedelta(seconds=s)).reason for s in (0, 10, 20, 30)]
+    assert got == ["ok", "ok", "ok", "order_rate"]
+    assert entry(rm, at=OPEN + timedelta(seconds=61)).approved
+
+
+def test_exits_pass_every_gate_but_the_kill_switch() -> None:
+    rm = RiskManager(RiskConfig())
+    stale = MarketState(data_stale=True, session_valid=False)
+    ok = rm.check_exit(
+        strategy="s",
+        symbol="INFY",
+        action="EXIT",
+        at=OPEN.replace(hour=20),
+        quantity=5,
+        market=stale,
+    )
+    assert ok.approved and ok.quantity == 5
+    killed = rm.check_exit(
+        strategy="s",
+        symbol="INFY",
+        action="EXIT",
+        at=OPEN,
+        quantity=5,
+        market=MarketState(kill_switch=True),
+    )
+    assert (killed.approved, killed.reason) == (False, "kill_switch")
