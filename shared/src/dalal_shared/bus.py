@@ -158,7 +158,7 @@ class StreamConsumer:
         self.handlers = dict(handlers)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
-        self._next_maintenance = 0.0
+        self._handling = asyncio.Lock()  # one batch handled at a time per consumer
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}  # cached metric children
 
     # ------------------------------------------------------------------ lifecycle
@@ -180,10 +180,15 @@ class StreamConsumer:
                 await self._ensure_groups()
                 await self._drain_own_pending()
                 self._started.set()
-                while not self._stop.is_set():
-                    await self._maybe_maintain()
-                    await self._read_new()
-                    backoff = 0.1
+                maintenance = asyncio.create_task(self._maintain_forever())
+                try:
+                    while not self._stop.is_set():
+                        await self._read_new()
+                        backoff = 0.1
+                finally:
+                    maintenance.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await maintenance
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 if self._stop.is_set():
                     break
@@ -233,15 +238,21 @@ class StreamConsumer:
         for stream, entries in resp or []:
             await self._process(_s(stream), entries, redelivery=False)
 
-    async def _maybe_maintain(self) -> None:
-        now = time.monotonic()
-        if now < self._next_maintenance:
-            return
-        self._next_maintenance = now + self.config.maintenance_interval_s
-        for stream in self.handlers:
-            await self._retry_own_failures(stream)
-            await self._claim_from_dead(stream)
-            await self._update_gauges(stream)
+    async def _maintain_forever(self) -> None:
+        """Retries, take-overs and gauges, beside the read loop so they never delay a batch.
+        Handling still happens one batch at a time (the lock), in stream order per batch."""
+        while not self._stop.is_set():
+            for stream in self.handlers:
+                try:
+                    await self._retry_own_failures(stream)
+                    await self._claim_from_dead(stream)
+                    await self._update_gauges(stream)
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    log.warning("bus.maintenance_failed", stream=stream, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop.wait(), timeout=self.config.maintenance_interval_s
+                )
 
     async def _retry_own_failures(self, stream: str) -> None:
         rows = await self.redis.xpending_range(
@@ -292,6 +303,12 @@ class StreamConsumer:
     # ------------------------------------------------------------------ handling
 
     async def _process(
+        self, stream: str, entries: list[tuple[Any, Any]], *, redelivery: bool
+    ) -> None:
+        async with self._handling:
+            await self._process_locked(stream, entries, redelivery=redelivery)
+
+    async def _process_locked(
         self, stream: str, entries: list[tuple[Any, Any]], *, redelivery: bool
     ) -> None:
         group = self.config.group
