@@ -88,9 +88,9 @@ class Broker:
         return self.get(f"/orders/{coid}").json()
 
 
-@pytest.fixture
-def start_broker(kitesim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    started: list[ServiceProcess] = []
+def _starter(
+    kitesim: Sim, redis_url: str, tmp_path: Path, started: list[ServiceProcess]
+) -> Callable[..., Broker]:
     db = tmp_path / "broker.sqlite3"
 
     def start(wait_leader: bool = True, **env: str) -> Broker:
@@ -123,9 +123,52 @@ def start_broker(kitesim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Calla
             wait_until(lambda: broker.get("/status").json()["leader"], message="broker leads")
         return broker
 
-    yield start
+    return start
+
+
+@pytest.fixture
+def start_broker(kitesim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """A fresh broker per call, on a clean Redis database (for restart and state tests)."""
+    started: list[ServiceProcess] = []
+    yield _starter(kitesim, redis_url, tmp_path, started)
     for proc in started:
         proc.stop()
+    httpx.delete(f"{kitesim.root}/_sim/faults", timeout=10)
+
+
+@pytest.fixture(scope="module")
+def shared_redis_url(redis_server_url: str) -> str:
+    """A Redis database of its own for the module's shared broker (tests flush database 0)."""
+    url = redis_server_url.rsplit("/", 1)[0] + "/9"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture(scope="module")
+def shared_broker(
+    kitesim: Sim, shared_redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    """One broker process shared by the tests that do not restart it."""
+    started: list[ServiceProcess] = []
+    start = _starter(kitesim, shared_redis_url, tmp_path_factory.mktemp("broker"), started)
+    yield start()
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def broker(shared_broker: Broker, kitesim: Sim) -> Broker:
+    """The shared broker, freshly logged in: as on real Kite, a login elsewhere (another test's
+    broker) ends the previous access token."""
+    shared_broker.login(kitesim)
+    return shared_broker
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(kitesim: Sim) -> Iterator[None]:
+    yield
     httpx.delete(f"{kitesim.root}/_sim/faults", timeout=10)
 
 

@@ -43,10 +43,8 @@ def test_without_login_orders_are_refused_with_no_session(start_broker, redis_ur
     assert "/connect/login?api_key=kitesim_key" in login.headers["location"]
 
 
-def test_login_place_track_to_fill_exactly_once(start_broker, kitesim: Sim, redis_url) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
-    assert "SessionValid" in system_events(redis_url)
+def test_login_place_track_to_fill_exactly_once(broker, kitesim: Sim, shared_redis_url) -> None:
+    assert "SessionValid" in system_events(shared_redis_url)
     first = broker.post("/orders", limit_buy("fill-1"))
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "OPEN" and first.json()["broker_order_id"]
@@ -62,10 +60,10 @@ def test_login_place_track_to_fill_exactly_once(start_broker, kitesim: Sim, redi
     )
     assert done["filled_quantity"] == 2
     assert sum(t["quantity"] for t in done["trades"]) == 2
-    kinds = [e.type for e in events(redis_url, coid="fill-1")]
+    kinds = [e.type for e in events(shared_redis_url, coid="fill-1")]
     assert kinds[0] == "OrderAccepted"
     assert "OrderFilled" in kinds and kinds[-1] == "OrderUpdated"
-    fills = [e.message for e in events(redis_url, coid="fill-1") if e.type == "OrderFilled"]
+    fills = [e.message for e in events(shared_redis_url, coid="fill-1") if e.type == "OrderFilled"]
     assert sum(f.quantity for f in fills) == 2
     assert all(isinstance(f, OrderFilled) and f.price > 0 for f in fills)
     assert len({f.trade_id for f in fills}) == len(fills)
@@ -76,13 +74,11 @@ def test_login_place_track_to_fill_exactly_once(start_broker, kitesim: Sim, redi
 
 
 async def test_the_same_command_twice_on_the_bus_places_one_order(
-    start_broker, kitesim: Sim, redis_url
+    broker, kitesim: Sim, shared_redis_url
 ) -> None:
     import redis.asyncio as aioredis
 
-    broker = start_broker()
-    broker.login(kitesim)
-    client = aioredis.Redis.from_url(redis_url)
+    client = aioredis.Redis.from_url(shared_redis_url)
     command = PlaceOrder.model_validate(limit_buy("bus-dup-1", symbol="TCS", qty=1, price="9000"))
     pub = Publisher(client, source="engine")
     await pub.publish(ORDERS_COMMANDS, command)
@@ -96,13 +92,11 @@ async def test_the_same_command_twice_on_the_bus_places_one_order(
     )
 
     def both_consumed() -> bool:
-        info = redis.Redis.from_url(redis_url).xinfo_groups(ORDERS_COMMANDS)
-        group = next(g for g in info if g["name"] == b"broker")
-        return (
-            group["pending"] == 0 and group["entries-read"] >= 2
-            if "entries-read" in group
-            else group["pending"] == 0
-        )
+        client = redis.Redis.from_url(shared_redis_url)
+        [(last_id, _)] = client.xrevrange(ORDERS_COMMANDS, count=1)
+        group = next(g for g in client.xinfo_groups(ORDERS_COMMANDS) if g["name"] == b"broker")
+        client.close()
+        return group["last-delivered-id"] == last_id and group["pending"] == 0
 
     wait_until(both_consumed, message="both commands consumed")
     assert len(kitesim.orders_tagged("bus-dup-1")) == 1
@@ -140,9 +134,7 @@ def test_broker_killed_between_send_and_reply_places_exactly_one_order(
     assert after["broker_order_id"] == at_kite["order_id"]
 
 
-def test_injected_5xx_and_429_never_duplicate(start_broker, kitesim: Sim) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
+def test_injected_5xx_and_429_never_duplicate(broker, kitesim: Sim) -> None:
     kitesim.control(
         "/faults", {"kind": "status", "status": 502, "count": 1, "route": "orders", "html": True}
     )
@@ -158,9 +150,7 @@ def test_injected_5xx_and_429_never_duplicate(start_broker, kitesim: Sim) -> Non
     assert kitesim.orders_tagged("flaky-2") == []
 
 
-def test_kite_rejection_is_final(start_broker, kitesim: Sim, redis_url) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
+def test_kite_rejection_is_final(broker, kitesim: Sim, shared_redis_url) -> None:
     too_big = broker.post("/orders", limit_buy("big-1", qty=1_000_000, price="1000"))
     body = too_big.json()
     assert body["status"] == "REJECTED"
@@ -171,18 +161,16 @@ def test_kite_rejection_is_final(start_broker, kitesim: Sim, redis_url) -> None:
         lambda: (o := broker.order("rms-1"))["status"] == "REJECTED" and o, message="rejected"
     )
     assert final["reason"] in ("exchange", "order", "margin", "input"), resp.text
-    assert "OrderRejected" in [e.type for e in events(redis_url, coid="rms-1")]
+    assert "OrderRejected" in [e.type for e in events(shared_redis_url, coid="rms-1")]
 
 
 def test_expired_token_pauses_orders_until_a_new_login(
-    start_broker, kitesim: Sim, redis_url
+    broker, kitesim: Sim, shared_redis_url
 ) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
     kitesim.control("/session/expire")
     first = broker.post("/orders", limit_buy("exp-1", symbol="HDFCBANK", qty=1, price="5000"))
     assert (first.json()["status"], first.json()["reason"]) == ("REJECTED", "session_expired")
-    assert "SessionExpired" in system_events(redis_url)
+    assert "SessionExpired" in system_events(shared_redis_url)
     assert broker.get("/session").json()["valid"] is False
     paused = broker.post("/orders", limit_buy("exp-2", symbol="HDFCBANK", qty=1, price="5000"))
     assert paused.json()["reason"] == "no_session"
@@ -192,9 +180,7 @@ def test_expired_token_pauses_orders_until_a_new_login(
     assert kitesim.orders_tagged("exp-1") == [] and kitesim.orders_tagged("exp-2") == []
 
 
-def test_postbacks_need_a_valid_checksum(start_broker, kitesim: Sim) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
+def test_postbacks_need_a_valid_checksum(broker, kitesim: Sim) -> None:
     placed = broker.post("/orders", limit_buy("pb-1", symbol="TCS", qty=1, price="1"))
     order_id = placed.json()["broker_order_id"]
     body = {
@@ -260,9 +246,7 @@ def test_instruments_master_and_changed_symbols(start_broker, kitesim: Sim) -> N
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_symbol")
 
 
-def test_reconcile_reports_an_order_placed_by_hand(start_broker, kitesim: Sim) -> None:
-    broker = start_broker()
-    broker.login(kitesim)
+def test_reconcile_reports_an_order_placed_by_hand(broker, kitesim: Sim) -> None:
     broker.post("/orders", limit_buy("rec-1", symbol="INFY", qty=1))
     kitesim.client().place_order(
         variety="regular",
@@ -279,8 +263,7 @@ def test_reconcile_reports_an_order_placed_by_hand(start_broker, kitesim: Sim) -
     assert any(b["kind"] == "unknown_order" and "TCS" in b["detail"] for b in breaks)
 
 
-def test_bad_order_input_is_a_4xx(start_broker) -> None:
-    broker = start_broker()
+def test_bad_order_input_is_a_4xx(broker) -> None:
     for body in (
         {},
         {"client_order_id": "x", "symbol": "INFY", "side": "BUY", "quantity": 1, "price": "-1"},

@@ -66,7 +66,8 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     holder = settings.consumer_name or default_consumer_name()
     lease = Lease(runtime.redis, LEASE_KEY, holder, settings.lease_ttl_seconds)
 
-    tasks: list[asyncio.Task[None]] = []
+    tasks: list[asyncio.Task[None]] = []  # consumers: stopped cleanly at a batch boundary
+    tracker: list[asyncio.Task[None]] = []  # order tracking: cancelled
 
     async def lead() -> None:
         """Hold the order-placer lease; while held, consume commands and track orders."""
@@ -83,15 +84,16 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                 with suppress(Exception):
                     await instruments.ensure_fresh(session.valid)
                 tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
-                tasks.append(asyncio.create_task(desk.track_forever()))
+                tracker[:] = [asyncio.create_task(desk.track_forever())]
             elif not held and desk.leader:
                 log.warning("lease.lost", holder=holder)
                 desk.leader = False
                 for c in runtime.consumers:
                     c.stop()
-                for t in tasks:
+                for t in (*tasks, *tracker):
                     t.cancel()
                 tasks.clear()
+                tracker.clear()
             await asyncio.sleep(settings.lease_ttl_seconds / 3)
 
     @asynccontextmanager
@@ -106,6 +108,8 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         finally:
             leader_task.cancel()
             desk.leader = False
+            for task in tracker:
+                task.cancel()
             for consumer in runtime.consumers:
                 consumer.stop()
             if tasks:
