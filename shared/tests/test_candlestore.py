@@ -70,3 +70,19 @@ def test_normalise_sorts_and_dedupes() -> None:
     out = cs.normalise(table)
     assert out.num_rows == 8
     assert out.column("ts").to_pylist() == sorted(out.column("ts").to_pylist())
+
+
+def test_coverage_index_sits_beside_the_file_and_lists_cached_series(tmp_path: Path) -> None:
+    assert cs.read_coverage(tmp_path, "NSE", "day", "TCS") == []
+    cs.write(tmp_path, "NSE", "day", "TCS", bars(0, 3))
+    cs.write_coverage(tmp_path, "NSE", "day", "TCS", [["2024-01-01", "2024-01-31"]])
+    assert cs.read_coverage(tmp_path, "NSE", "day", "TCS") == [["2024-01-01", "2024-01-31"]]
+    assert cs.cached_files(tmp_path) == [("NSE", "day", "TCS")]
+
+
+def test_range_read_bounds_are_start_inclusive_end_exclusive(tmp_path: Path) -> None:
+    cs.write(tmp_path, "NSE", "minute", "TCS", bars(0, 10))
+    got = cs.read(
+        tmp_path, "NSE", "minute", "TCS", T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)
+    )
+    assert [t.astimezone(IST).minute for t in got.column("ts").to_pylist()] == [17, 18, 19]

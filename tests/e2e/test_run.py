@@ -47,7 +47,7 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         )
         text = out.read_text()
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 6  # redis, kitesim and the four services
+        assert len(children) >= 8  # redis, kitesim, four services, data-worker, scheduler
         for name in (*SERVICES, "kitesim"):
             url = f"http://127.0.0.1:{env[f'DALAL_{name.upper()}_PORT']}"
             assert url in text

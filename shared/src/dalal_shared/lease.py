@@ -1,7 +1,13 @@
-"""A Redis lease: the single-writer roles (order placer, ticker holder) are held by one replica
-at a time; a second one waits and takes over when the holder stops renewing."""
+"""A Redis lease: one holder of a single-writer role (the scheduler, the ticker connection).
+
+`SET key owner NX PX ttl` takes it; the holder renews it well before it lapses (a Lua check that
+it still owns it); a holder that dies lets it lapse, and a waiting replica takes over.
+"""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import redis.asyncio as aioredis
 
@@ -18,23 +24,23 @@ return 0
 
 
 class Lease:
-    def __init__(self, redis: aioredis.Redis, key: str, holder: str, ttl_seconds: float):
+    def __init__(self, redis: aioredis.Redis, name: str, *, ttl_seconds: float, owner: str = ""):
         self.redis = redis
-        self.key = key
-        self.holder = holder
+        self.key = f"lease:{name}"
         self.ttl_ms = int(ttl_seconds * 1000)
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
-    async def acquire_or_renew(self) -> bool:
-        """True while this holder has the lease (taking it when free)."""
-        if await self.redis.set(self.key, self.holder, nx=True, px=self.ttl_ms):
+    async def acquire(self) -> bool:
+        """Take or keep the lease; False when another process holds it."""
+        if await self._renew(keys=[self.key], args=[self.owner, self.ttl_ms]):
             return True
-        return bool(await self._renew(keys=[self.key], args=[self.holder, self.ttl_ms]))
+        return bool(await self.redis.set(self.key, self.owner, nx=True, px=self.ttl_ms))
 
     async def release(self) -> None:
-        await self._release(keys=[self.key], args=[self.holder])
+        await self._release(keys=[self.key], args=[self.owner])
 
-    async def holder_now(self) -> str | None:
-        value = await self.redis.get(self.key)
-        return value.decode() if value else None
+    async def holder(self) -> str | None:
+        raw = await self.redis.get(self.key)
+        return raw.decode() if raw else None

@@ -14,6 +14,11 @@ from dalal_shared.supervisor import ServiceSpec
 
 SERVICES = ("broker", "data", "portfolio", "engine")
 OPTIONAL_SERVICES = ("kitesim",)
+# processes without an HTTP port, started beside their service: (name, module, service)
+WORKERS = (
+    ("data-worker", "dalal_data.worker", "data"),
+    ("scheduler", "dalal_data.scheduler", "data"),
+)
 
 
 class StackSettings(BaseSettings):
@@ -51,17 +56,27 @@ class StackSettings(BaseSettings):
         """The key the CLI presents: DALAL_API_KEY, else var/api_key (made on first run)."""
         if self.api_key is not None:
             return self.api_key.get_secret_value()
-        path = self.api_key_file
-        if path.exists():
-            return path.read_text().strip()
-        if not create:
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
+        return _secret_file(self.api_key_file, create=create)
+
+    def local_session_key(self) -> str:
+        """The secret that encrypts the stored Kite token (var/session_key, made on first run);
+        broker, data and its workers share it."""
+        key = _secret_file(self.var_dir / "session_key", create=True)
+        assert key is not None
         return key
+
+
+def _secret_file(path: Path, *, create: bool) -> str | None:
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def available_services() -> list[str]:
@@ -75,14 +90,19 @@ def available_services() -> list[str]:
 
 
 def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec]:
-    """What each child of `dalal run` is started with (sim mode: the broker talks to kitesim)."""
+    """What each child of `dalal run` is started with (sim mode: broker and data use kitesim)."""
     var = settings.var_dir.resolve()
     sim = "kitesim" in names
+    session_key = settings.local_session_key()
+    data_env = {"DALAL_CACHE_DIR": str(var / "cache"), "DALAL_SESSION_KEY": session_key}
     env_by_service: dict[str, dict[str, str]] = {
-        "data": {"DALAL_CACHE_DIR": str(var / "cache")},
+        "data": data_env,
         "portfolio": {"DALAL_DATABASE_URL": f"sqlite:///{var / 'portfolio.sqlite3'}"},
-        "broker": {},
-        "engine": {},
+        "broker": {
+            "DALAL_DATABASE_URL": f"sqlite:///{var / 'broker.sqlite3'}",
+            "DALAL_SESSION_KEY": session_key,
+        },
+        "engine": {"DALAL_DATABASE_URL": f"sqlite:///{var / 'engine.sqlite3'}"},
         "kitesim": {
             "DALAL_KITESIM_REDIRECT_URL": f"{settings.url_of('broker')}/session/callback",
             "DALAL_KITESIM_POSTBACK_URL": f"{settings.url_of('broker')}/postbacks/kite",
@@ -94,9 +114,14 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             "DALAL_KITE_API_KEY": "kitesim_key",
             "DALAL_KITE_API_SECRET": "kitesim_secret_0123456789",
         }
-        env_by_service["broker"].update(kite)
-        env_by_service["data"].update(kite)
-    return [
+        env_by_service["broker"].update(kite, DALAL_ENFORCE_MARKET_HOURS="false")
+        data_env.update(
+            kite,
+            DALAL_FEED_ENABLED="true",
+            DALAL_FEED_SYMBOLS="NSE:RELIANCE,NSE:TCS,NSE:INFY,NSE:NIFTY 50",
+            DALAL_FEED_WATCH_ALWAYS="true",  # kitesim's clock is not the wall clock
+        )
+    specs = [
         ServiceSpec(
             name=name,
             module=f"dalal_{name}",
@@ -105,3 +130,10 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
         )
         for name in names
     ]
+    for worker, module, service in WORKERS:
+        if service in names and importlib.util.find_spec(module) is not None:
+            worker_env = {
+                k: v for k, v in env_by_service[service].items() if not k.startswith("DALAL_FEED_")
+            }
+            specs.append(ServiceSpec(name=worker, module=module, port=None, env=worker_env))
+    return specs

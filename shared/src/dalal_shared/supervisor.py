@@ -25,14 +25,18 @@ from dalal_shared.embedded import EmbeddedRedis, port_in_use
 
 @dataclass(frozen=True)
 class ServiceSpec:
+    """One child process; `port` None for a worker without HTTP (healthy while it runs)."""
+
     name: str
     module: str
-    port: int
+    port: int | None
     env: Mapping[str, str] = field(default_factory=dict)
     health_path: str = "/healthz"
 
     @property
     def url(self) -> str:
+        if self.port is None:
+            return f"(no HTTP: python -m {self.module})"
         return f"http://127.0.0.1:{self.port}"
 
 
@@ -79,7 +83,7 @@ class Supervisor:
                 f"or set DALAL_REDIS_PORT to a free port"
             )
         for spec in self.specs:
-            if port_in_use(spec.port):
+            if spec.port is not None and port_in_use(spec.port):
                 problems.append(
                     f"port {spec.port} ({spec.name}) is already in use: stop what uses it "
                     f"or set DALAL_{spec.name.upper()}_PORT to a free port"
@@ -178,7 +182,8 @@ class Supervisor:
         if child.log is None:
             child.log = self._log_path(child.spec).open("ab")
         env = {**os.environ, **self.common_env, **child.spec.env}
-        env["DALAL_PORT"] = str(child.spec.port)
+        if child.spec.port is not None:
+            env["DALAL_PORT"] = str(child.spec.port)
         child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", child.spec.module],
             env=env,
@@ -189,6 +194,8 @@ class Supervisor:
 
     @staticmethod
     def _healthy(spec: ServiceSpec) -> bool:
+        if spec.port is None:
+            return True  # a worker: alive is all we can tell (exits are caught above)
         try:
             return httpx.get(spec.url + spec.health_path, timeout=1).status_code == 200
         except httpx.HTTPError:

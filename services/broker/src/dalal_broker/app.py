@@ -27,7 +27,7 @@ from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import ORDERS_COMMANDS
 
 NAME = "broker"
-LEASE_KEY = "lease:broker:order-placer"
+LEASE_NAME = "broker-order-placer"
 log = get_logger(__name__)
 
 
@@ -64,7 +64,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     )
     instruments = InstrumentStore(runtime.redis, gateway)
     holder = settings.consumer_name or default_consumer_name()
-    lease = Lease(runtime.redis, LEASE_KEY, holder, settings.lease_ttl_seconds)
+    lease = Lease(runtime.redis, LEASE_NAME, ttl_seconds=settings.lease_ttl_seconds, owner=holder)
 
     tasks: list[asyncio.Task[None]] = []  # consumers: stopped cleanly at a batch boundary
     tracker: list[asyncio.Task[None]] = []  # order tracking: cancelled
@@ -73,7 +73,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         """Hold the order-placer lease; while held, consume commands and track orders."""
         while True:
             try:
-                held = await lease.acquire_or_renew()
+                held = await lease.acquire()
             except Exception as exc:
                 log.warning("lease.error", error=repr(exc))
                 held = False

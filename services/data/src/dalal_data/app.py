@@ -6,7 +6,11 @@ import os
 
 from fastapi import FastAPI
 
+from dalal_data.api import router
 from dalal_data.config import DataSettings
+from dalal_data.jobs import JobStore
+from dalal_data.tasks import enqueue_with, make_celery
+from dalal_data.wiring import build_core
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
 
@@ -15,18 +19,45 @@ NAME = "data"
 
 def build_app(settings: DataSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
+    core = build_core(settings, runtime.redis)
+    celery = make_celery(settings)
+    feed = None
+    if settings.feed_enabled:
+        from dalal_data.feed import build_feed
+
+        feed = build_feed(settings, runtime, core)
 
     async def cache_writable() -> None:
         settings.cache_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(settings.cache_dir, os.W_OK):
             raise PermissionError(f"cache directory {settings.cache_dir} is not writable")
 
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        async with runtime.lifespan(app):
+            if feed is not None:
+                await feed.start()
+            try:
+                yield
+            finally:
+                if feed is not None:
+                    await feed.stop()
+
     app = create_app(
         NAME,
         api_key_digest=settings.api_key_digest(),
         readiness={"redis": runtime.check_redis, "cache_dir": cache_writable},
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
         description="data-cache: Parquet candle cache over Kite's historical API, live ticks",
     )
+    app.include_router(router)
     app.state.runtime = runtime
+    app.state.candles = core.candles
+    app.state.instruments = core.instruments
+    app.state.gateway = core.gateway
+    app.state.jobs = JobStore(runtime.redis, enqueue_with(celery))
+    app.state.celery = celery
+    app.state.feed = feed
     return app

@@ -1,0 +1,358 @@
+"""The live feed: Kite's ticker spoken over an asyncio WebSocket (no Twisted, so a reconnect is
+just another `connect`), ticks to `market.ticks`, bars to `market.bars.<interval>`, a watchdog
+on tick age, and REST quotes while the ticker is silent.
+
+One process holds the feed (Redis lease `lease:data-ticker`); others wait. Instruments are
+split over at most 3 connections of at most 3,000 each (Kite's limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time as _time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlparse, urlunparse
+
+import websockets
+from prometheus_client import Counter, Gauge
+
+from dalal_data.bars import BarBuilder, OpenBar
+from dalal_data.config import DataSettings
+from dalal_data.tickerproto import RawTick, decode_frame
+from dalal_data.watchdog import Watchdog
+from dalal_data.wiring import Core
+from dalal_shared.bus import Publisher
+from dalal_shared.calendar import nse_calendar
+from dalal_shared.errors import PermanentError
+from dalal_shared.lease import Lease
+from dalal_shared.logging import get_logger
+from dalal_shared.messages import Bar, DataStale, Tick
+from dalal_shared.service import ServiceRuntime
+from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
+from dalal_shared.timeutil import utcnow
+
+log = get_logger(__name__)
+
+TICKS = Counter("dalal_data_ticks_total", "Ticks published to market.ticks", ["source"])
+TICK_AGE = Gauge("dalal_data_tick_age_seconds", "Seconds since the last tick", ["feed"])
+BARS = Counter("dalal_data_bars_emitted_total", "Bars published", ["interval"])
+RECONNECTS = Counter("dalal_data_ticker_reconnects_total", "Ticker reconnections", ["reason"])
+STALE = Counter("dalal_data_feed_stale_total", "Times the feed went silent in market hours")
+FEED = "kite-ticker"
+
+
+class TooManyInstruments(PermanentError):
+    code = "too_many_instruments"
+
+
+def partition(tokens: list[int], per_connection: int, connections: int) -> list[list[int]]:
+    if len(tokens) > per_connection * connections:
+        raise TooManyInstruments(
+            f"{len(tokens)} instruments exceed {connections} connections x {per_connection}"
+        )
+    return [tokens[i : i + per_connection] for i in range(0, len(tokens), per_connection)]
+
+
+def ws_url(settings: DataSettings, access_token: str) -> str:
+    base = settings.feed_ws_url
+    if base is None:
+        u = urlparse(settings.kite_root_url)
+        if u.hostname == "api.kite.trade":
+            base = "wss://ws.kite.trade"
+        else:
+            base = urlunparse(u._replace(scheme="wss" if u.scheme == "https" else "ws"))
+    query = urlencode({"api_key": settings.kite_api_key, "access_token": access_token})
+    return f"{base.rstrip('/')}/?{query}"
+
+
+class Feed:
+    def __init__(
+        self,
+        settings: DataSettings,
+        publisher: Publisher,
+        runtime_redis: Any,
+        core: Core,
+        symbols: list[tuple[str, str]],
+    ):
+        self.settings = settings
+        self.publisher = publisher
+        self.redis = runtime_redis
+        self.core = core
+        self.symbols = symbols
+        calendar = nse_calendar()
+        always = settings.feed_watch_always
+        self.watchdog = Watchdog(
+            settings.feed_stale_seconds,
+            lambda now: always or calendar.session_at(now) is not None,
+        )
+        self.builder = BarBuilder()
+        self.lease = Lease(runtime_redis, "data-ticker", ttl_seconds=settings.feed_lease_seconds)
+        self.names: dict[int, tuple[str, str]] = {}
+        self.connections: dict[int, Any] = {}
+        self.reconnects = 0
+        self.holding = False
+        self.fallback_polls = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._market_ref: tuple[datetime, float] | None = None  # (exchange ts, monotonic)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._supervise(), name="feed")]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.holding:
+            await self.lease.release()
+
+    def status(self) -> dict[str, Any]:
+        now = utcnow()
+        return {
+            "holder": self.holding,
+            "connections": len(self.connections),
+            "instruments": len(self.names),
+            "reconnects": self.reconnects,
+            "stale": self.watchdog.stale,
+            "stale_episodes": self.watchdog.episodes,
+            "tick_age_seconds": self.watchdog.age_seconds(now),
+            "fallback_polls": self.fallback_polls,
+        }
+
+    # ------------------------------------------------------------------ supervision
+    async def _supervise(self) -> None:
+        renew = self.settings.feed_lease_seconds / 3
+        while not self._stop.is_set():
+            if not await self.lease.acquire():
+                self.holding = False
+                await self._wait(renew)
+                continue
+            self.holding = True
+            try:
+                await self._resolve()
+                groups = partition(
+                    sorted(self.names),
+                    self.settings.feed_max_instruments_per_connection,
+                    self.settings.feed_max_connections,
+                )
+                self.watchdog.start(utcnow())
+                workers = [
+                    asyncio.create_task(self._connection(i, g)) for i, g in enumerate(groups)
+                ]
+                workers.append(asyncio.create_task(self._watch()))
+                try:
+                    while not self._stop.is_set():
+                        if not await self.lease.acquire():
+                            log.warning("feed.lease_lost")
+                            break
+                        if any(w.done() for w in workers):
+                            for w in workers:
+                                if w.done() and w.exception():
+                                    raise w.exception()  # type: ignore[misc]
+                        await self._wait(renew)
+                finally:
+                    for w in workers:
+                        w.cancel()
+                    for w in workers:
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await w
+                    self.connections.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("feed.failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                await self._wait(2.0)
+            self.holding = False
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def _resolve(self) -> None:
+        for exchange, symbol in self.symbols:
+            inst = await self.core.instruments.lookup(exchange, symbol)
+            self.names[inst.instrument_token] = (exchange, symbol)
+
+    # ------------------------------------------------------------------ connections
+    async def _connection(self, index: int, tokens: list[int]) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                token = await self.core.gateway.token_source()
+                async with websockets.connect(
+                    ws_url(self.settings, token), ping_interval=None, open_timeout=10
+                ) as ws:
+                    await ws.send(json.dumps({"a": "subscribe", "v": tokens}))
+                    await ws.send(json.dumps({"a": "mode", "v": ["full", tokens]}))
+                    self.connections[index] = ws
+                    backoff = 0.2
+                    log.info("feed.connected", connection=index, instruments=len(tokens))
+                    async for message in ws:
+                        if isinstance(message, bytes) and len(message) > 1:
+                            await self.on_raw_ticks(decode_frame(message))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("feed.connection_error", connection=index, error=str(exc)[:200])
+            finally:
+                self.connections.pop(index, None)
+            if self._stop.is_set():
+                break
+            self.reconnects += 1
+            RECONNECTS.labels("closed").inc()
+            await self._wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _reconnect_all(self, reason: str) -> None:
+        for ws in list(self.connections.values()):
+            RECONNECTS.labels(reason).inc()
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    # ------------------------------------------------------------------ ticks and bars
+    def market_now(self) -> datetime:
+        """The exchange clock: the last exchange timestamp plus the time since it arrived."""
+        if self._market_ref is None:
+            return utcnow()
+        ts, mono = self._market_ref
+        return ts + timedelta(seconds=_time.monotonic() - mono)
+
+    async def on_raw_ticks(self, raws: list[RawTick], *, source: str = "ticker") -> None:
+        now = utcnow()
+        ticks: list[Tick] = []
+        bars: list[OpenBar] = []
+        for raw in raws:
+            name = self.names.get(raw.instrument_token)
+            if name is None or raw.last_price <= 0:
+                continue
+            exchange, symbol = name
+            ts = raw.exchange_ts or self.market_now()
+            if raw.exchange_ts is not None and (
+                self._market_ref is None or ts >= self._market_ref[0]
+            ):
+                self._market_ref = (ts, _time.monotonic())
+            ticks.append(
+                Tick(
+                    instrument_token=raw.instrument_token,
+                    exchange=exchange,  # type: ignore[arg-type]
+                    symbol=symbol,
+                    last_price=raw.last_price,
+                    volume=raw.volume,
+                    exchange_ts=ts,
+                )
+            )
+            if raw.exchange_ts is not None or self._market_ref is not None:
+                # a tick without exchange time before any with one (a snapshot) has no bar
+                bars.extend(self.builder.on_tick(symbol, raw.last_price, raw.volume, ts))
+        if not ticks:
+            return
+        if source == "ticker":
+            self.watchdog.on_tick(now)
+        await self.publisher.publish_many(MARKET_TICKS, ticks)
+        TICKS.labels(source).inc(len(ticks))
+        await self.publish_bars(bars)
+
+    async def publish_bars(self, bars: list[OpenBar]) -> None:
+        exchange_of = {sym: ex for ex, sym in self.names.values()}
+        for b in bars:
+            await self.publisher.publish(
+                bars_stream(b.interval),
+                Bar(
+                    exchange=exchange_of.get(b.symbol, "NSE"),  # type: ignore[arg-type]
+                    symbol=b.symbol,
+                    interval=b.interval,  # type: ignore[arg-type]
+                    start=b.start,
+                    open=b.open,
+                    high=b.high,
+                    low=b.low,
+                    close=b.close,
+                    volume=b.volume,
+                ),
+            )
+            BARS.labels(b.interval).inc()
+
+    # ------------------------------------------------------------------ watchdog
+    async def _watch(self) -> None:
+        period = min(0.25, self.settings.feed_stale_seconds / 4)
+        next_poll = 0.0
+        last_kick = 0.0
+        while not self._stop.is_set():
+            now = utcnow()
+            TICK_AGE.labels(FEED).set(self.watchdog.age_seconds(now))
+            await self.publish_bars(self.builder.close_due(self.market_now()))
+            if self.watchdog.check(now):
+                STALE.inc()
+                age = self.watchdog.age_seconds(now)
+                log.warning("feed.stale", age_seconds=round(age, 2))
+                await self.publisher.publish(
+                    SYSTEM_EVENTS,
+                    DataStale(feed=FEED, last_tick_at=self.watchdog.last_tick_at, age_seconds=age),
+                )
+                last_kick = _time.monotonic()
+                await self._reconnect_all("stale")
+            elif (
+                self.watchdog.due_again(now)
+                and _time.monotonic() - last_kick >= self.settings.feed_stale_seconds
+            ):
+                last_kick = _time.monotonic()
+                await self._reconnect_all("stale")
+            if (
+                self.watchdog.stale
+                and self.settings.feed_quote_fallback
+                and _time.monotonic() >= next_poll
+            ):
+                next_poll = _time.monotonic() + 1.0  # Kite's quote limit: 1 request/s
+                await self._poll_quotes()
+            await self._wait(period)
+
+    async def _poll_quotes(self) -> None:
+        keys = [f"{ex}:{sym}" for ex, sym in self.names.values()][:500]
+        if not keys:
+            return
+        try:
+            quotes = await self.core.gateway.quote(keys)
+        except Exception as exc:
+            log.warning("feed.quote_fallback_failed", error=str(exc)[:200])
+            return
+        self.fallback_polls += 1
+        raws = []
+        for q in quotes.values():
+            ts = q.get("last_trade_time") or q.get("timestamp")
+            if isinstance(ts, datetime) and ts.tzinfo is None:
+                ts = None  # the client parses Kite's IST stamps without a zone: use our clock
+            raws.append(
+                RawTick(
+                    int(q["instrument_token"]),
+                    Decimal(str(q["last_price"])),
+                    int(q.get("volume", 0) or 0),
+                    ts,
+                )
+            )
+        await self.on_raw_ticks(raws, source="quote")
+
+
+def parse_symbols(raw: str) -> list[tuple[str, str]]:
+    out = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        exchange, _, symbol = item.partition(":") if ":" in item else ("NSE", "", item)
+        out.append((exchange.upper(), symbol))
+    return out
+
+
+def build_feed(settings: DataSettings, runtime: ServiceRuntime, core: Core) -> Feed:
+    return Feed(
+        settings, runtime.publisher, runtime.redis, core, parse_symbols(settings.feed_symbols)
+    )

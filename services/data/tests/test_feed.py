@@ -1,0 +1,145 @@
+"""The live feed over kitesim's ticker: ticks to market.ticks, 15-minute and day bars equal to
+kitesim's own history, and a silenced ticker noticed, reported and reconnected in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from dalal_data.feed import Feed, parse_symbols, partition
+from dalal_data.wiring import build_core
+from dalal_shared.bus import Publisher
+from dalal_shared.messages import Envelope
+from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
+from dalal_shared.timeutil import IST
+
+if TYPE_CHECKING:
+    from conftest import Kitesim
+
+
+async def entries(redis: aioredis.Redis, stream: str) -> list[Envelope]:
+    return [Envelope.from_fields(f) for _id, f in await redis.xrange(stream)]
+
+
+@pytest.fixture
+async def make_feed(
+    kitesim: Kitesim, aredis: aioredis.Redis, settings_for: Callable[..., Any]
+) -> AsyncIterator[Callable[..., Awaitable[Feed]]]:
+    feeds: list[Feed] = []
+
+    async def make(stale_seconds: float) -> Feed:
+        settings = settings_for(
+            feed_enabled=True,
+            feed_symbols="NSE:RELIANCE,NSE:TCS",
+            feed_stale_seconds=stale_seconds,
+            feed_watch_always=True,
+            feed_lease_seconds=3,
+        )
+        core = build_core(settings, aredis)
+        feed = Feed(
+            settings,
+            Publisher(aredis, source="data"),
+            aredis,
+            core,
+            parse_symbols(settings.feed_symbols),
+        )
+        await feed.start()
+        feeds.append(feed)
+        return feed
+
+    yield make
+    for feed in feeds:
+        await feed.stop()
+    kitesim.control("/ticker/silence", {"silent": False})
+
+
+async def test_ticks_flow_and_rebuilt_bars_equal_kites_history(
+    make_feed: Callable[..., Awaitable[Feed]],
+    kitesim: Kitesim,
+    aredis: aioredis.Redis,
+    poller: Callable[..., Awaitable[Any]],
+) -> None:
+    feed = await make_feed(stale_seconds=60)
+    await poller(lambda: _true(feed.status()["connections"] == 1))
+    state = kitesim.control("/state", method="GET")
+    kitesim.control("/clock/advance", {"seconds": 6 * 3600 + 15 * 60})  # the whole session
+    kitesim.control("/clock/advance", {"ticks": 3})  # the next day's first ticks close the day
+
+    async def day_bars() -> list[Envelope]:
+        return [
+            e for e in await entries(aredis, bars_stream("day")) if e.message.symbol == "RELIANCE"
+        ]
+
+    (day_bar,) = await poller(day_bars)
+    session_day = day_bar.message.start.astimezone(IST).date()
+    ticks = await entries(aredis, MARKET_TICKS)
+    assert {t.message.symbol for t in ticks} == {"RELIANCE", "TCS"}
+    built = [
+        e.message
+        for e in await entries(aredis, bars_stream("15minute"))
+        if e.message.symbol == "RELIANCE" and e.message.start.astimezone(IST).date() == session_day
+    ]
+    kite = kitesim.client()
+    token = next(
+        i["instrument_token"] for i in kite.instruments("NSE") if i["tradingsymbol"] == "RELIANCE"
+    )
+    source = kite.historical_data(
+        token, f"{session_day} 09:15:00", f"{session_day} 15:29:59", "15minute"
+    )
+    assert len(built) == len(source) == 25, state
+    for bar, src in zip(built, source, strict=True):
+        assert bar.start == src["date"]
+        assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+            Decimal(str(src["open"])),
+            Decimal(str(src["high"])),
+            Decimal(str(src["low"])),
+            Decimal(str(src["close"])),
+            src["volume"],
+        )
+    assert day_bar.message.volume == sum(s["volume"] for s in source)
+
+
+async def test_a_silenced_ticker_is_reported_and_reconnected_without_restart(
+    make_feed: Callable[..., Awaitable[Feed]],
+    kitesim: Kitesim,
+    aredis: aioredis.Redis,
+    poller: Callable[..., Awaitable[Any]],
+) -> None:
+    feed = await make_feed(stale_seconds=0.5)
+    await poller(lambda: _true(feed.status()["connections"] == 1))
+    kitesim.control("/clock/advance", {"ticks": 5})
+    await poller(lambda: _true(feed.watchdog.last_tick_at is not None))
+    kitesim.control("/ticker/silence", {"silent": True})
+    kitesim.control("/clock/advance", {"ticks": 5})  # ticks happen, none is sent
+
+    async def stale_event() -> list[Envelope]:
+        return [e for e in await entries(aredis, SYSTEM_EVENTS) if e.type == "DataStale"]
+
+    (event,) = (await poller(stale_event))[:1]
+    assert event.message.feed == "kite-ticker" and event.message.age_seconds >= 0.5
+    await poller(lambda: _true(feed.status()["reconnects"] >= 1 and feed.status()["connections"]))
+    # while stale, REST quotes stand in for ticks (at Kite's quote rate)
+    await poller(lambda: _true(feed.status()["fallback_polls"] >= 1))
+    kitesim.control("/ticker/silence", {"silent": False})
+    before = len(await entries(aredis, MARKET_TICKS))
+    kitesim.control("/clock/advance", {"ticks": 5})
+
+    async def fresh() -> bool:
+        return not feed.watchdog.stale and len(await entries(aredis, MARKET_TICKS)) > before
+
+    await poller(fresh)
+
+
+def test_instruments_are_split_over_at_most_three_connections_of_3000() -> None:
+    groups = partition(list(range(7000)), 3000, 3)
+    assert [len(g) for g in groups] == [3000, 3000, 1000]
+    with pytest.raises(Exception, match="exceed"):
+        partition(list(range(9001)), 3000, 3)
+
+
+async def _true(value: Any) -> Any:
+    return value
