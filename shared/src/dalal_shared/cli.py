@@ -6,12 +6,13 @@ import signal
 import sys
 from importlib.metadata import entry_points
 from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from dalal_shared.clients import ServiceError, ServiceUnavailable, client_for
+from dalal_shared.clients import BrokerClient, ServiceError, ServiceUnavailable, client_for
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
@@ -146,6 +147,57 @@ def status() -> None:
     console.print(table)
     if not all_ready:
         raise typer.Exit(1)
+
+
+@app.command()
+def login(
+    request_token: Annotated[
+        str | None,
+        typer.Option(help="the request_token Kite redirected with (or paste the whole URL)"),
+    ] = None,
+) -> None:
+    """Log in to Kite for today: prints the login URL, then completes the session.
+
+    Open the URL, log in, and either let Kite redirect to the broker's /session/callback
+    (configure that as your app's redirect URL) or paste the URL you were sent to here.
+    """
+    settings = _settings()
+    with BrokerClient(settings.url_of("broker"), api_key=settings.local_api_key()) as broker:
+        try:
+            session = broker.session()
+        except (ServiceUnavailable, ServiceError) as exc:
+            err_console.print(f"[red]dalal login:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        if request_token is None:
+            console.print(f"Open this URL and log in:\n  {session['login_url']}")
+            request_token = typer.prompt(
+                "Paste the URL Kite redirected you to (or just its request_token)"
+            )
+        token = _request_token_from(request_token)
+        if token is None:
+            err_console.print(
+                f"[red]dalal login:[/red] no request_token in {request_token!r}; paste the "
+                "redirect URL (it contains ?request_token=...) or the token itself"
+            )
+            raise typer.Exit(2)
+        try:
+            broker.complete_login(token)
+            session = broker.session()
+        except (ServiceUnavailable, ServiceError) as exc:
+            err_console.print(f"[red]dalal login failed:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+    console.print(
+        f"[green]logged in[/green] as {session['user_id']}; "
+        f"the session is valid until {session['expires_at']}"
+    )
+
+
+def _request_token_from(text: str) -> str | None:
+    text = text.strip()
+    if "request_token=" in text:
+        values = parse_qs(urlsplit(text).query).get("request_token")
+        return values[0] if values else None
+    return text if text and all(c.isalnum() or c in "-_" for c in text) else None
 
 
 def _load_plugins() -> None:

@@ -57,7 +57,11 @@ class ServiceClient:
             except ValueError:
                 code, message = "http_error", resp.text[:200]
             raise ServiceError(self.service, resp.status_code, code, message)
-        return resp.json() if resp.content else None
+        if not resp.content:
+            return None
+        if "json" in resp.headers.get("content-type", ""):
+            return resp.json()
+        return resp.text
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "/healthz")
@@ -82,6 +86,10 @@ class BrokerClient(ServiceClient):
 
     def session(self) -> dict[str, Any]:
         return self.request("GET", "/session")
+
+    def complete_login(self, request_token: str) -> None:
+        """What Kite's redirect does: the broker completes the session with the token."""
+        self.request("GET", "/session/callback", params={"request_token": request_token})
 
 
 class EngineClient(ServiceClient):
