@@ -90,3 +90,21 @@ def test_daily_loss_limit_refuses_entries_with_its_reason(tmp_path: Path) -> Non
         )
     assert [o for bar in infy_bars() for o in live.on_bar(bar)] == []
     assert {d["reason"] for d in live.store.decisions()} == {"daily_loss"}
+
+
+async def test_refusals_are_published_with_their_reason(tmp_path: Path, aredis) -> None:
+    from dalal_engine.handlers import bars_handler
+    from dalal_shared.bus import Publisher
+    from dalal_shared.messages import Envelope, RiskDecided
+    from dalal_shared.streams import ENGINE_DECISIONS
+
+    live = engine(tmp_path)
+    live.on_system_event(KillSwitchEngaged(reason="drill", engaged_by="test"))
+    handle = bars_handler(live, Publisher(aredis, source="engine"))
+    for bar in infy_bars():
+        await handle(Envelope.wrap(bar, source="data"))
+    published = [Envelope.from_fields(f).message for _i, f in await aredis.xrange(ENGINE_DECISIONS)]
+    assert published
+    assert all(isinstance(m, RiskDecided) for m in published)
+    assert {(m.approved, m.reason, m.symbol) for m in published} == {(False, "kill_switch", "INFY")}
+    assert len(published) == len(live.store.decisions())

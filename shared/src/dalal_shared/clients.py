@@ -91,6 +91,18 @@ class BrokerClient(ServiceClient):
         """What Kite's redirect does: the broker completes the session with the token."""
         self.request("GET", "/session/callback", params={"request_token": request_token})
 
+    def positions(self) -> dict[str, Any]:
+        """Kite's positions as the broker passes them through: {"net": [...], "day": [...]}."""
+        return self.request("GET", "/positions")
+
+    def holdings(self) -> list[dict[str, Any]]:
+        """Kite's holdings as the broker passes them through."""
+        return self.request("GET", "/holdings")
+
+    def trades(self) -> list[dict[str, Any]]:
+        """The broker journal's trades with their orders' symbol, side and product."""
+        return self.request("GET", "/trades")["trades"]
+
 
 class EngineClient(ServiceClient):
     service = "engine"

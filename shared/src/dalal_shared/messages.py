@@ -218,6 +218,24 @@ class EquitySnapshot(Message):
     at: AwareDatetime
 
 
+# ---------------------------------------------------------------- engine
+
+
+@register
+class RiskDecided(Message):
+    """The risk manager's verdict on one signal: taken or refused, and why."""
+
+    strategy: str
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    action: Literal["ENTER", "REDUCE", "EXIT"]
+    approved: bool
+    reason: str = Field(description="ok, or a refusal code such as kill_switch, daily_loss")
+    quantity: int = Field(0, ge=0)
+    detail: str = ""
+    decided_at: AwareDatetime
+
+
 # ---------------------------------------------------------------- system
 
 

@@ -11,6 +11,7 @@ ORDERS_COMMANDS = "orders.commands"
 ORDERS_EVENTS = "orders.events"
 PORTFOLIO_EVENTS = "portfolio.events"
 SYSTEM_EVENTS = "system.events"
+ENGINE_DECISIONS = "engine.decisions"  # RiskDecided: every signal taken or refused
 
 BAR_INTERVALS: tuple[str, ...] = get_args(Interval)
 

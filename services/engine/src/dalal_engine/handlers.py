@@ -22,10 +22,11 @@ from dalal_shared.messages import (
     PositionClosed,
     PositionOpened,
     PositionReduced,
+    RiskDecided,
     SessionExpired,
     SessionValid,
 )
-from dalal_shared.streams import ORDERS_COMMANDS
+from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 
 
 def order_events_handler(book: IntentBook, live: LiveEngine | None = None) -> Handler:
@@ -52,11 +53,37 @@ async def publish_new(live: LiveEngine, publisher: Publisher, *, corr: str | Non
         live.store.mark_published(command.client_order_id)
 
 
+async def publish_decisions(
+    live: LiveEngine, publisher: Publisher, *, corr: str | None = None
+) -> None:
+    """Every risk decision (taken or refused, with its reason) as a RiskDecided event."""
+    decisions, live.pending_decisions = live.pending_decisions, []
+    if decisions:
+        await publisher.publish_many(
+            ENGINE_DECISIONS,
+            [
+                RiskDecided(
+                    strategy=d.strategy,
+                    symbol=d.symbol,
+                    action=d.action,
+                    approved=d.approved,
+                    reason=d.reason,
+                    quantity=d.quantity,
+                    detail=d.detail[:500],
+                    decided_at=d.at,
+                )
+                for d in decisions
+            ],
+            corr=corr,
+        )
+
+
 def bars_handler(live: LiveEngine, publisher: Publisher) -> Handler:
     async def on_bar(bar: Bar, envelope: Envelope) -> None:
         live.data_fresh()
         if live.on_bar(bar):
             await publish_new(live, publisher, corr=envelope.corr)
+        await publish_decisions(live, publisher, corr=envelope.corr)
 
     return dispatcher({Bar: on_bar})
 

@@ -73,6 +73,8 @@ class LiveEngine:
         warmup: Callable[[str, str, str], list[StoredBar]] | None = None,
     ):
         cal = calendar or nse_calendar()
+        # decisions made since the last publish (stored in SQL with the bar either way)
+        self.pending_decisions: list[RiskDecision] = []
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
@@ -226,6 +228,7 @@ class LiveEngine:
                             strategy=name,
                         )
                         intents.append(Intent(cmd, name, "SUBMITTED", 0, False))
+        self.pending_decisions.extend(d for d, _ in decisions)
         new = self.store.record_bar(
             exchange=bar.exchange,
             symbol=bar.symbol,
