@@ -134,14 +134,16 @@ class OrderDesk:
     async def _guard_context(self) -> GuardContext:
         state = await self.kill_switch.state()
         s = self.settings
+        live = s.mode == "live"
         return GuardContext(
             session_valid=self.session.valid,
             kill_switch_reason=(state.reason or "engaged") if state.engaged else None,
             now=utcnow(),
             calendar=nse_calendar() if s.enforce_market_hours else None,
             max_order_value_rupees=s.max_order_value_rupees,
-            capital_cap_rupees=s.live_capital_cap_rupees if s.mode == "live" else None,
-            open_orders_value_rupees=await self._open_orders_value(),
+            capital_cap_rupees=s.live_capital_cap_rupees if live else None,
+            # only the live capital cap needs it: a scan of the open orders
+            open_orders_value_rupees=await self._open_orders_value() if live else Decimal(0),
         )
 
     async def _open_orders_value(self) -> Decimal:
@@ -230,8 +232,7 @@ class OrderDesk:
         )
         ORDERS.labels("OPEN").inc()
         LATENCY.labels("ack").observe(max(0.0, (utcnow() - started).total_seconds()))
-        await self.flush_outbox()
-        self._poll_now.set()
+        await self.flush_outbox()  # the tracker picks the order up at its next poll
         return row
 
     async def _rejected(self, coid: str, reason: str, message: str) -> OrderRow:
