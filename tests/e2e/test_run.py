@@ -88,6 +88,11 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # whatever happened above, no child may outlive the test
+        wait_until(
+            lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+            message="children gone after the supervisor",
+        )
     # a service log exists for each part, in JSON
     for name in SERVICES:
         assert (tmp_path / "var" / "log" / f"{name}.log").stat().st_size > 0
@@ -130,3 +135,29 @@ def test_help_explains(args: list[str]) -> None:
     proc = subprocess.run([*_dalal(), *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "Usage" in proc.stdout
+
+
+def test_a_killed_supervisor_leaves_no_orphans(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = tmp_path / "run.out"
+    proc = subprocess.Popen(
+        [*_dalal(), "run", "--only", "engine"],
+        env=env,
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: "Dalal is running" in out.read_text(), timeout=90, message="dalal run up"
+        )
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # redis and the engine
+        proc.send_signal(signal.SIGKILL)  # no chance to clean up
+        proc.wait(10)
+        wait_until(
+            lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+            message="children follow their supervisor",
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()

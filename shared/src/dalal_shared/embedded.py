@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from dalal_shared.errors import ConfigError
+
+
+def die_with_parent() -> None:
+    """Linux, in a child before exec: SIGTERM when the parent dies, even by SIGKILL, so a
+    killed `dalal run` (or test run) leaves no orphans behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def redis_server_binary() -> str:
@@ -81,7 +93,11 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv of our own binary
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:

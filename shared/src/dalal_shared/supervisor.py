@@ -20,7 +20,7 @@ from typing import IO
 
 import httpx
 
-from dalal_shared.embedded import EmbeddedRedis, port_in_use
+from dalal_shared.embedded import EmbeddedRedis, die_with_parent, port_in_use
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,7 @@ class Supervisor:
             stdout=child.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children
+            preexec_fn=die_with_parent,
         )
 
     @staticmethod
