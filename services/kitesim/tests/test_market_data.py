@@ -129,3 +129,64 @@ def test_a_user_directory_of_csv_is_served_first(tmp_path):
 def test_app_builds_without_a_server():
     app = build_app(KitesimSettings(kitesim_session_seconds=0))
     assert app.state.sim.clock.day == date(2024, 1, 2)
+
+
+def _candle_table(rows):
+    import pyarrow as pa
+
+    from dalal_shared.candlestore import SCHEMA
+
+    names = SCHEMA.names
+    return pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows], schema=SCHEMA)
+
+
+def test_a_dalal_parquet_cache_is_served(tmp_path):
+    """`<dir>/<EXCHANGE>/<interval>/<SYMBOL>.parquet` as the data service's candlestore writes
+    it (ts UTC, float64 prices, oi) comes back through the official client."""
+    from datetime import UTC
+
+    from dalal_shared import candlestore
+
+    daily = [  # Kite's daily bars start at 00:00 IST = 18:30 UTC the day before
+        (datetime(2024, 1, 1, 18, 30, tzinfo=UTC), 100.0, 110.5, 95.25, 105.05, 1000, 0),
+        (datetime(2024, 1, 2, 18, 30, tzinfo=UTC), 105.05, 106.0, 101.1, 102.3, 900, 0),
+    ]
+    minute = [  # 09:15 and 09:16 IST, with open interest
+        (datetime(2024, 1, 2, 3, 45, tzinfo=UTC), 250.5, 251.0, 250.0, 250.75, 300, 7000),
+        (datetime(2024, 1, 2, 3, 46, tzinfo=UTC), 250.75, 252.35, 250.6, 252.0, 410, 7100),
+    ]
+    candlestore.write(tmp_path, "NSE", "day", "ITC", _candle_table(daily))
+    candlestore.write(tmp_path, "NSE", "minute", "ITC", _candle_table(minute))
+    assert candlestore.cached_files(tmp_path) == [("NSE", "day", "ITC"), ("NSE", "minute", "ITC")]
+    server = Kitesim(kitesim_data_dir=tmp_path).start()
+    try:
+        kite = server.client()
+        days = kite.historical_data(424961, "2024-01-01", "2024-01-10", "day")
+        assert [(c["date"].date(), c["open"], c["high"], c["low"], c["close"]) for c in days] == [
+            (date(2024, 1, 2), 100.0, 110.5, 95.25, 105.05),
+            (date(2024, 1, 3), 105.05, 106.0, 101.1, 102.3),
+        ]
+        assert [c["volume"] for c in days] == [1000, 900]
+        got = kite.historical_data(
+            424961, "2024-01-02 09:15:00", "2024-01-02 15:30:00", "minute", oi=True
+        )
+        assert [
+            (c["date"], c["open"], c["high"], c["low"], c["close"], c["volume"], c["oi"])
+            for c in got
+        ] == [(row[0], *row[1:]) for row in minute]
+        # an interval without a file of its own is built from the minute bars
+        (five,) = kite.historical_data(
+            424961, "2024-01-02 09:15:00", "2024-01-02 15:30:00", "5minute", oi=True
+        )
+        assert (five["open"], five["high"], five["close"], five["volume"], five["oi"]) == (
+            250.5,
+            252.35,
+            252.0,
+            710,
+            7100,
+        )
+        # the Parquet instrument is replayed by the market clock like a CSV one
+        server.advance(ticks=1)
+        assert kite.ltp("NSE:ITC")["NSE:ITC"]["last_price"] == 250.5
+    finally:
+        server.stop()

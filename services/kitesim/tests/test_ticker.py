@@ -110,3 +110,60 @@ def test_bad_token_is_refused(kitesim):
         },
     )
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("last", "tick", "spread"),
+    [
+        ("2543.35", "0.05", "2"),
+        ("99.99", "0.01", "0"),
+        ("21712.00", "0.05", "7.5"),
+        ("101.123", "0.05", "2"),  # not a whole number of paise: the Decimal path
+        ("0.05", "0.05", "2"),
+    ],
+)
+def test_full_packet_depth_matches_synthetic_depth(last, tick, spread):
+    """The integer fast path of `pack_full` packs exactly what `synthetic_depth` describes."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from dalal_kitesim.clock import MarketState
+    from dalal_kitesim.marketdata import Instrument
+    from dalal_kitesim.ticker import pack_full, paise, synthetic_depth
+
+    inst = Instrument(1, 1, "X", "X", Decimal(tick), 1, "EQ", "NSE", "NSE")
+    price = Decimal(last)
+    moment = datetime(2024, 1, 2, 4, tzinfo=UTC)
+    state = MarketState(
+        inst,
+        prev_close=price,
+        open=price,
+        high=price,
+        low=price,
+        last_price=price,
+        last_quantity=7,
+        volume=700,
+        turnover=price * 700,
+        last_trade_time=moment,
+        timestamp=moment,
+    )
+    try:
+        bids, asks = synthetic_depth(state, Decimal(spread))
+        want = [(b.quantity, paise(b.price), b.orders) for b in bids + asks]
+    except Exception:
+        want = None
+    if want is None or any(p < 0 for _q, p, _o in want):
+        return  # a price below zero cannot be packed either way
+    packet = pack_full(state, Decimal(spread))
+    assert len(packet) == 184
+    got = [
+        (
+            int.from_bytes(packet[64 + 12 * i : 68 + 12 * i]),
+            int.from_bytes(packet[68 + 12 * i : 72 + 12 * i]),
+            int.from_bytes(packet[72 + 12 * i : 74 + 12 * i]),
+        )
+        for i in range(10)
+    ]
+    assert got == want
+    side = sum(q for q, _p, _o in want[:5])
+    assert int.from_bytes(packet[20:24]) == side == int.from_bytes(packet[24:28])

@@ -213,7 +213,7 @@ async def historical(request: Request, token: str, interval: str) -> JSONRespons
     if p.get("continuous") in ("1", "true") and inst.instrument_type not in ("FUT",):
         raise InputException("`continuous` is only for futures contracts.")
     with_oi = p.get("oi") in ("1", "true")
-    bars = sim.bars.between(inst.tradingsymbol, interval, start, end)
+    bars = sim.bars.between(inst.tradingsymbol, interval, start, end, inst.exchange)
     daily = interval == "day"
     return ok({"candles": [candle(b, oi=with_oi, daily=daily) for b in bars]})
 

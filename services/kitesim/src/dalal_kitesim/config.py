@@ -34,8 +34,10 @@ class KitesimSettings(DalalSettings):
     # Market data.
     kitesim_data_dir: Path | None = Field(
         None,
-        description="extra CSV bars: <dir>/<interval>/<SYMBOL>.csv (interval: day|daily|"
-        "daily_adjusted|minute|15minute|...); searched before the bundled data",
+        description="extra bars, searched before the bundled data: CSV "
+        "<dir>/<interval>/<SYMBOL>.csv (interval: day|daily|daily_adjusted|minute|15minute|...) "
+        "and/or a Dalal candle cache <dir>/<EXCHANGE>/<interval>/<SYMBOL>.parquet "
+        "(dalal_shared.candlestore layout; Parquet wins over CSV)",
     )
     kitesim_instruments_csv: Path | None = Field(
         None, description="instruments dump to serve instead of the bundled one"

@@ -2,9 +2,12 @@
 
 Bars live in CSV files `<root>/<interval>/<SYMBOL>.csv` (`date,open,high,low,close,volume`;
 daily dates `YYYY-MM-DD`, intraday dates the bar start with its IST offset), `SYMBOL` being the
-Kite trading symbol without spaces (`NIFTY50.csv` is `NIFTY 50`). Several roots are searched in
-order (a user directory first, then the bundled data). An interval with no file of its own is
-built from a finer one that divides it (5minute from minute, 60minute from 15minute, ...).
+Kite trading symbol without spaces (`NIFTY50.csv` is `NIFTY 50`), or in Parquet files
+`<root>/<EXCHANGE>/<interval>/<SYMBOL>.parquet` in the layout of `dalal_shared.candlestore` (the
+data service's cache: ts UTC, float64 prices, volume, oi), so a Dalal cache directory can be
+served as is. Several roots are searched in order (a user directory first, then the bundled
+data); within a root, Parquet wins over CSV. An interval with no file of its own is built from a
+finer one that divides it (5minute from minute, 60minute from 15minute, ...).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from dalal_shared import candlestore
 from dalal_shared.fills import Bar
 from dalal_shared.timeutil import IST
 
@@ -42,6 +46,13 @@ MAX_SPAN_DAYS: dict[str, int] = {
 }
 DIR_ALIASES: dict[str, tuple[str, ...]] = {"day": ("day", "daily_adjusted", "daily")}
 SESSION_OPEN = time(9, 15)
+
+
+@dataclass(frozen=True, slots=True)
+class OiBar(Bar):
+    """A bar with open interest (Parquet files carry it; CSV bars are plain `Bar`s, oi 0)."""
+
+    oi: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,38 @@ def read_bars(path: Path) -> list[Bar]:
     return bars
 
 
+def read_parquet_bars(root: Path, exchange: str, interval: str, symbol: str) -> list[Bar]:
+    """A candlestore file as bars: ts (UTC) to IST, float prices to Decimal, oi kept."""
+    table = candlestore.read(root, exchange, interval, symbol)
+    cols = table.to_pydict()
+    prices: dict[float, Decimal] = {}  # a series repeats its prices: convert each once
+
+    def price(value: float) -> Decimal:
+        out = prices.get(value)
+        if out is None:
+            # repr of a float is the shortest text that round-trips: 2500.05, not 2500.0499...
+            out = prices[value] = Decimal(repr(float(value)))
+        return out
+
+    daily = interval == "day"
+    bars: list[Bar] = []
+    for ts, o, h, lo, c, v, oi in zip(
+        cols["ts"],
+        cols["open"],
+        cols["high"],
+        cols["low"],
+        cols["close"],
+        cols["volume"],
+        cols["oi"],
+        strict=True,
+    ):
+        start = ts.astimezone(IST)
+        if daily:  # daily bars start at the open, as the CSV ones do
+            start = datetime.combine(start.date(), SESSION_OPEN, tzinfo=IST)
+        bars.append(OiBar(start, price(o), price(h), price(lo), price(c), v or 0, oi or 0))
+    return bars
+
+
 def resample(bars: list[Bar], minutes: int) -> list[Bar]:
     """Aggregate intraday bars into `minutes` buckets aligned to 09:15 IST."""
     out: list[Bar] = []
@@ -170,47 +213,79 @@ def resample(bars: list[Bar], minutes: int) -> list[Bar]:
 
 
 def _merge(start: datetime, bars: list[Bar]) -> Bar:
-    return Bar(
+    return OiBar(
         start=start,
         open=bars[0].open,
         high=max(b.high for b in bars),
         low=min(b.low for b in bars),
         close=bars[-1].close,
         volume=sum(b.volume for b in bars),
+        oi=bar_oi(bars[-1]),  # open interest at the end of the bucket
     )
+
+
+def bar_oi(bar: Bar) -> int:
+    return bar.oi if isinstance(bar, OiBar) else 0
 
 
 def file_stem(tradingsymbol: str) -> str:
     return tradingsymbol.replace(" ", "")
 
 
+BarSource = tuple[str, Path]  # ("csv", path) or ("parquet", root)
+
+
 class BarStore:
-    """Bars per (symbol, interval), read lazily from the roots and kept in memory."""
+    """Bars per (exchange, symbol, interval), read lazily from the roots and kept in memory.
+
+    Each root may hold CSV (`<interval>/<SYMBOL>.csv`, any exchange) and Parquet
+    (`<EXCHANGE>/<interval>/<SYMBOL>.parquet`) files; roots are searched in order.
+    """
 
     def __init__(self, roots: list[Path]):
         self.roots = [r for r in roots if r is not None]
-        self._cache: dict[tuple[str, str], list[Bar] | None] = {}
+        self._cache: dict[tuple[str, str, str], list[Bar] | None] = {}
 
-    def _file(self, symbol: str, interval: str) -> Path | None:
+    def _source(self, symbol: str, interval: str, exchange: str) -> BarSource | None:
         for root in self.roots:
+            for name in dict.fromkeys((symbol.upper(), file_stem(symbol).upper())):
+                try:
+                    path = candlestore.candle_path(root, exchange, interval, name)
+                except candlestore.BadCandleRequest:
+                    continue
+                if path.is_file():
+                    return ("parquet", root)
             for dirname in DIR_ALIASES.get(interval, (interval,)):
                 path = root / dirname / f"{file_stem(symbol)}.csv"
                 if path.is_file():
-                    return path
+                    return ("csv", path)
         return None
 
-    def _raw(self, symbol: str, interval: str) -> list[Bar] | None:
-        key = (symbol, interval)
+    def _raw(self, symbol: str, interval: str, exchange: str) -> list[Bar] | None:
+        key = (exchange, symbol, interval)
         if key not in self._cache:
-            path = self._file(symbol, interval)
-            self._cache[key] = read_bars(path) if path else None
+            source = self._source(symbol, interval, exchange)
+            if source is None:
+                self._cache[key] = None
+            elif source[0] == "csv":
+                self._cache[key] = read_bars(source[1])
+            else:
+                self._cache[key] = self._read_parquet(source[1], exchange, interval, symbol)
         return self._cache[key]
 
-    def available_intervals(self, symbol: str) -> list[str]:
-        return [i for i in INTERVAL_MINUTES if self._file(symbol, i) is not None]
+    @staticmethod
+    def _read_parquet(root: Path, exchange: str, interval: str, symbol: str) -> list[Bar]:
+        for name in dict.fromkeys((symbol.upper(), file_stem(symbol).upper())):
+            if candlestore.candle_path(root, exchange, interval, name).is_file():
+                return read_parquet_bars(root, exchange, interval, name)
+        return []
 
-    def symbols(self) -> set[str]:
-        """Every file stem found in any interval folder of any root."""
+    def available_intervals(self, symbol: str, exchange: str = "NSE") -> list[str]:
+        return [i for i in INTERVAL_MINUTES if self._source(symbol, i, exchange) is not None]
+
+    def symbols(self, exchange: str = "NSE") -> set[str]:
+        """Every file stem (spaces removed) found in any interval folder of any root: CSV
+        files of any exchange, Parquet files of `exchange`."""
         out: set[str] = set()
         for root in self.roots:
             if not root.is_dir():
@@ -218,13 +293,16 @@ class BarStore:
             for sub in root.iterdir():
                 if sub.is_dir():
                     out.update(p.stem for p in sub.glob("*.csv"))
+            for path in root.glob(f"{exchange.upper()}/*/*.parquet"):
+                if path.parent.name in INTERVAL_MINUTES:
+                    out.add(file_stem(path.stem))
         return out
 
-    def bars(self, symbol: str, interval: str) -> list[Bar] | None:
+    def bars(self, symbol: str, interval: str, exchange: str = "NSE") -> list[Bar] | None:
         """All bars of `symbol` at `interval` (built from a finer interval if need be)."""
         if interval not in INTERVAL_MINUTES:
             raise ValueError(f"unknown interval {interval}")
-        own = self._raw(symbol, interval)
+        own = self._raw(symbol, interval, exchange)
         if own is not None:
             return own
         if interval == "day":
@@ -233,17 +311,19 @@ class BarStore:
         for finer, fm in sorted(INTERVAL_MINUTES.items(), key=lambda kv: -kv[1]):
             if finer == "day" or fm >= minutes or minutes % fm:
                 continue
-            source = self._raw(symbol, finer)
+            source = self._raw(symbol, finer, exchange)
             if source is not None:
-                key = (symbol, f"{interval}<{finer}")
+                key = (exchange, symbol, f"{interval}<{finer}")
                 if key not in self._cache:
                     self._cache[key] = resample(source, minutes)
                 return self._cache[key]
         return None
 
-    def between(self, symbol: str, interval: str, start: datetime, end: datetime) -> list[Bar]:
+    def between(
+        self, symbol: str, interval: str, start: datetime, end: datetime, exchange: str = "NSE"
+    ) -> list[Bar]:
         """Bars with start in [start, end] (aware datetimes)."""
-        bars = self.bars(symbol, interval) or []
+        bars = self.bars(symbol, interval, exchange) or []
         if interval == "day":
             first, last = start.astimezone(IST).date(), end.astimezone(IST).date()
             return [b for b in bars if first <= b.start.date() <= last]
@@ -259,5 +339,5 @@ def candle(bar: Bar, *, oi: bool, daily: bool = False) -> list[object]:
     row: list[object] = [ts, float(bar.open), float(bar.high), float(bar.low), float(bar.close)]
     row.append(bar.volume)
     if oi:
-        row.append(0)
+        row.append(bar_oi(bar))
     return row

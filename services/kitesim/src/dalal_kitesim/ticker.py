@@ -29,7 +29,13 @@ HEARTBEAT = b"\x00"
 INDICES_SEGMENT = 9
 
 
+_HUNDRED = Decimal(100)
+_FULL_TAIL = struct.Struct(">IIIII" + "IIHH" * 10)
+
+
 def paise(value: Decimal | float) -> int:
+    if isinstance(value, Decimal):  # the hot path of the ticker: no text round trip
+        return int((value * _HUNDRED).to_integral_value())
     return int((Decimal(str(value)) * 100).to_integral_value())
 
 
@@ -81,13 +87,41 @@ def pack_quote(state: MarketState, buy_quantity: int, sell_quantity: int) -> byt
     )
 
 
+def _depth_paise(state: MarketState, spread_bps: Decimal) -> list[int] | None:
+    """`synthetic_depth` flattened to (quantity, paise, orders, 0) x 10 in integer arithmetic,
+    when the last price is a whole number of paise (always for replayed ticks); else None."""
+    tick = state.instrument.tick_size or Decimal("0.05")
+    ltp = state.last_price
+    if ltp <= 0:
+        return None
+    ltp_paise = ltp * _HUNDRED
+    if ltp_paise != ltp_paise.to_integral_value():
+        return None
+    tick_paise = tick * _HUNDRED
+    if tick_paise != tick_paise.to_integral_value():
+        return None
+    half = max(tick, (ltp * spread_bps / Decimal(20000) / tick).to_integral_value() * tick)
+    lp, hp, tp = int(ltp_paise), int(half * _HUNDRED), int(tick_paise)
+    base = max(1, state.last_quantity or 1)
+    depth: list[int] = []
+    for i in range(5):
+        depth += (base * (i + 1), lp - hp - tp * i, i + 1, 0)
+    for i in range(5):
+        depth += (base * (i + 1), lp + hp + tp * i, i + 1, 0)
+    return depth
+
+
 def pack_full(state: MarketState, spread_bps: Decimal) -> bytes:
-    bids, asks = synthetic_depth(state, spread_bps)
-    out = bytearray(pack_quote(state, sum(b.quantity for b in bids), sum(a.quantity for a in asks)))
-    out += struct.pack(">IIIII", _epoch(state.last_trade_time), 0, 0, 0, _epoch(state.timestamp))
-    for level in bids + asks:
-        out += struct.pack(">IIHH", level.quantity, paise(level.price), level.orders, 0)
-    return bytes(out)
+    depth = _depth_paise(state, spread_bps)
+    if depth is None:
+        bids, asks = synthetic_depth(state, spread_bps)
+        depth = []
+        for level in bids + asks:
+            depth += (level.quantity, paise(level.price), level.orders, 0)
+    side = sum(depth[0:20:4])  # the five bid (= ask) quantities
+    quote = pack_quote(state, side, side)
+    tail = _FULL_TAIL.pack(_epoch(state.last_trade_time), 0, 0, 0, _epoch(state.timestamp), *depth)
+    return quote + tail
 
 
 def pack_index(state: MarketState, *, full: bool) -> bytes:
