@@ -13,29 +13,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from dalal_shared.calendar import NseCalendar
+from dalal_shared.intervals import SPAN_DAYS
 from dalal_shared.timeutil import IST
-
-# Kite Connect v3: the longest span (days) one historical request may cover, per interval.
-SPAN_DAYS: dict[str, int] = {
-    "minute": 60,
-    "3minute": 100,
-    "5minute": 100,
-    "10minute": 100,
-    "15minute": 200,
-    "30minute": 200,
-    "60minute": 400,
-    "day": 2000,
-}
-INTERVAL_MINUTES: dict[str, int] = {
-    "minute": 1,
-    "3minute": 3,
-    "5minute": 5,
-    "10minute": 10,
-    "15minute": 15,
-    "30minute": 30,
-    "60minute": 60,
-    "day": 375,
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from dalal_kitesim.errors import InputException, KiteError, TokenException
 from dalal_kitesim.exchange import kite_time
-from dalal_kitesim.marketdata import INTERVAL_MINUTES, MAX_SPAN_DAYS, candle
+from dalal_kitesim.marketdata import candle
 from dalal_kitesim.ticker import HEARTBEAT, synthetic_depth
+from dalal_shared.intervals import INTERVAL_MINUTES, SPAN_DAYS
 from dalal_shared.timeutil import IST
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ async def historical(request: Request, token: str, interval: str) -> JSONRespons
     end = _parse_when("to", p.get("to"))
     if start > end:
         raise InputException("Invalid range: `from` is after `to`.")
-    limit = MAX_SPAN_DAYS[interval]
+    limit = SPAN_DAYS[interval]
     if end - start > timedelta(days=limit):
         raise InputException(f"interval exceeds max limit: {limit} days")
     for flag in ("continuous", "oi"):

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from dalal_kitesim.marketdata import INTERVAL_MINUTES, BarStore, Instrument
+from dalal_kitesim.marketdata import BarStore, Instrument
 from dalal_shared.calendar import NseCalendar, Session
 from dalal_shared.fills import Bar, Tick, tick_path
+from dalal_shared.intervals import INTERVAL_MINUTES
 from dalal_shared.timeutil import IST
 
 REPLAY_INTERVALS = ("minute", "15minute", "day")

@@ -21,29 +21,9 @@ from pathlib import Path
 
 from dalal_shared import candlestore
 from dalal_shared.fills import Bar
+from dalal_shared.intervals import INTERVAL_MINUTES
 from dalal_shared.timeutil import IST
 
-INTERVAL_MINUTES: dict[str, int] = {
-    "minute": 1,
-    "3minute": 3,
-    "5minute": 5,
-    "10minute": 10,
-    "15minute": 15,
-    "30minute": 30,
-    "60minute": 60,
-    "day": 375,
-}
-# Kite's limit on one historical request, in days, per interval.
-MAX_SPAN_DAYS: dict[str, int] = {
-    "minute": 60,
-    "3minute": 100,
-    "5minute": 100,
-    "10minute": 100,
-    "15minute": 200,
-    "30minute": 200,
-    "60minute": 400,
-    "day": 2000,
-}
 DIR_ALIASES: dict[str, tuple[str, ...]] = {"day": ("day", "daily_adjusted", "daily")}
 SESSION_OPEN = time(9, 15)
 
