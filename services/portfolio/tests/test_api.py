@@ -13,6 +13,7 @@ from portfolio_recorded import SESSION
 
 from dalal_portfolio.app import build_app
 from dalal_portfolio.config import PortfolioSettings
+from dalal_shared.testing import free_port
 
 KEY = "portfolio-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -27,6 +28,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         database_url=f"sqlite:///{tmp_path}/ledger.sqlite3",
         initial_capital_rupees=D("1000000"),
         bus_block_ms=50,
+        broker_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
     )
     with TestClient(build_app(settings)) as c:
         yield c
@@ -133,7 +135,7 @@ BAD_REQUESTS = [
     ("get", "/trades", {"limit": "0"}, 422, "validation_error"),
     ("get", "/trades", {"symbol": "lower"}, 422, "validation_error"),
     ("get", "/equity-curve", {"format": "png"}, 422, "validation_error"),
-    ("get", "/reconcile", None, 503, "broker_view_unavailable"),
+    ("get", "/reconcile", None, 503, "broker_unavailable"),  # no broker at broker_url
     ("post", "/reconcile", {"positions": "x"}, 422, "validation_error"),
     ("post", "/cash/deposits", {"key": "d", "amount_rupees": "-5"}, 422, "validation_error"),
     ("post", "/cash/deposits", {"key": "bad key!", "amount_rupees": "5"}, 422, "validation_error"),

@@ -179,6 +179,48 @@ async def get_reconcile(request: Request) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/positions", tags=["views"], summary="Kite's positions ({net, day}), as Kite gives them"
+)
+async def get_positions(request: Request) -> dict[str, Any]:
+    return await request.app.state.gateway.positions()
+
+
+@router.get("/holdings", tags=["views"], summary="Kite's holdings, as Kite gives them")
+async def get_holdings(request: Request) -> list[dict[str, Any]]:
+    return await request.app.state.gateway.holdings()
+
+
+@router.get("/trades", tags=["views"], summary="Trades in the journal, with their orders' terms")
+async def get_trades(
+    request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 5000
+) -> dict[str, Any]:
+    journal = request.app.state.journal
+
+    def collect() -> list[dict[str, Any]]:
+        out = []
+        for row in journal.list(limit=limit):
+            c = row.command
+            for t in journal.trades_of(row.client_order_id):
+                out.append(
+                    {
+                        "trade_id": t["trade_id"],
+                        "client_order_id": row.client_order_id,
+                        "broker_order_id": t["broker_order_id"],
+                        "exchange": c.exchange,
+                        "symbol": c.symbol,
+                        "side": c.side,
+                        "product": c.product,
+                        "quantity": t["quantity"],
+                        "price": str(t["price"]),
+                        "filled_at": t["filled_at"].isoformat(),
+                    }
+                )
+        return sorted(out, key=lambda t: (t["filled_at"], t["trade_id"]))
+
+    return {"trades": await asyncio.to_thread(collect)}
+
+
 @router.get("/status", tags=["ops"], summary="Placer role, session and kill switch at a glance")
 async def status(request: Request) -> dict[str, Any]:
     state = request.app.state

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_portfolio.reconcile import BrokerView, BrokerViewSource, reconcile
@@ -39,19 +40,37 @@ class CashIn(BaseModel):
     note: str = Field("", max_length=500)
 
 
-@router.get("/portfolio", summary="Cash, equity, P&L and capital at a glance")
-def get_portfolio(request: Request) -> dict[str, Any]:
-    service = _service(request)
+async def _read_model(service: PortfolioService, key: str, build: Any) -> Response:
+    """A read model's JSON, rendered once per ledger state (a cache hit stays on the loop)."""
+    body = service.rendered(key)
+    if body is None:
+        body = await asyncio.to_thread(service.render, key, build)
+    return Response(body, media_type="application/json")
+
+
+def portfolio_json(service: PortfolioService) -> dict[str, Any]:
     v = service.valuation()
     return {
         **{k: (_money(x) if isinstance(x, Decimal) else x) for k, x in asdict(v).items()},
         "fills_applied": len(service.book.fills()),
+        **service.blocked_orders(),
     }
 
 
+@router.get("/portfolio", summary="Cash, equity, P&L and capital at a glance")
+async def get_portfolio(request: Request) -> Response:
+    service = _service(request)
+    return await _read_model(service, "portfolio", lambda: portfolio_json(service))
+
+
 @router.get("/positions", summary="Open positions (add include_closed=true for flat ones)")
-def get_positions(request: Request, include_closed: bool = False) -> dict[str, Any]:
-    return {"positions": _service(request).positions(include_closed=include_closed)}
+async def get_positions(request: Request, include_closed: bool = False) -> Response:
+    service = _service(request)
+    return await _read_model(
+        service,
+        f"positions:{include_closed}",
+        lambda: {"positions": service.positions(include_closed=include_closed)},
+    )
 
 
 @router.get("/positions/{symbol}", summary="Positions in one symbol (every product); 404 if none")
@@ -108,13 +127,13 @@ def post_reconcile(request: Request, view: BrokerView) -> dict[str, Any]:
 @router.post("/cash/deposits", summary="Record a deposit (idempotent on key)")
 def post_deposit(request: Request, body: CashIn) -> dict[str, Any]:
     new = _service(request).move_cash(body.key, body.amount_rupees, body.note)
-    return {"recorded": new, "portfolio": get_portfolio(request)}
+    return {"recorded": new, "portfolio": portfolio_json(_service(request))}
 
 
 @router.post("/cash/withdrawals", summary="Record a withdrawal (idempotent on key)")
 def post_withdrawal(request: Request, body: CashIn) -> dict[str, Any]:
     new = _service(request).move_cash(body.key, -body.amount_rupees, body.note)
-    return {"recorded": new, "portfolio": get_portfolio(request)}
+    return {"recorded": new, "portfolio": portfolio_json(_service(request))}
 
 
 @router.post("/seed/import", summary="Import the seed's data/portfolio_state.json (once)")

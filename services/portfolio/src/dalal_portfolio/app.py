@@ -9,15 +9,15 @@ from fastapi import FastAPI
 
 from dalal_portfolio.api import router
 from dalal_portfolio.config import PortfolioSettings
-from dalal_portfolio.handlers import order_events_handler, ticks_handler
+from dalal_portfolio.handlers import commands_handler, order_events_handler, ticks_handler
 from dalal_portfolio.open_orders import OpenOrders
-from dalal_portfolio.reconcile import UnavailableBrokerView
+from dalal_portfolio.reconcile import HttpBrokerView
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
 from dalal_portfolio.tasks import OutboxPublisher, PeriodicTasks
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import MARKET_TICKS, ORDERS_EVENTS
+from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS
 
 NAME = "portfolio"
 
@@ -38,6 +38,7 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     runtime.consume(
         {
             ORDERS_EVENTS: order_events_handler(open_orders, service, outbox.flush),
+            ORDERS_COMMANDS: commands_handler(service),
             MARKET_TICKS: ticks_handler(service),
         }
     )
@@ -68,5 +69,7 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.open_orders = open_orders
     app.state.portfolio = service
-    app.state.broker_view = UnavailableBrokerView()
+    app.state.broker_view = HttpBrokerView(
+        settings.broker_url, timeout=settings.broker_timeout_seconds
+    )
     return app

@@ -22,6 +22,11 @@ class PortfolioSettings(DalalSettings):
     equity_snapshot_interval_seconds: float = Field(
         60.0, ge=0.05, le=86_400, description="how often an EquitySnapshot is stored and published"
     )
+    broker_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="base URL of the broker-gateway (GET /reconcile reads its view from there)",
+    )
+    broker_timeout_seconds: float = Field(10.0, gt=0, le=120)
     outbox_interval_seconds: float = Field(
         1.0, ge=0.01, le=60, description="how often unpublished portfolio events are retried"
     )

@@ -1,4 +1,5 @@
-"""Bus handlers of the portfolio: fills into the ledger, order states, ticks into marks.
+"""Bus handlers of the portfolio: fills into the ledger, orders into blocked funds, ticks
+into marks.
 
 Every handler is idempotent: a fill is keyed on Kite's trade_id (the ledger ignores a second
 delivery), order states converge, a tick older than the mark held is ignored.
@@ -15,13 +16,16 @@ from dalal_portfolio.service import PortfolioService, fill_from_message
 from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
+    CancelOrder,
     Envelope,
     Message,
+    ModifyOrder,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
     OrderUpdated,
+    PlaceOrder,
     Tick,
 )
 
@@ -33,6 +37,8 @@ def order_events_handler(
 ) -> Handler:
     async def on_event(event: Message, _envelope: Envelope) -> None:
         open_orders.apply(event)
+        if service is not None:
+            await asyncio.to_thread(service.order_event, event)
 
     async def on_fill(event: OrderFilled, envelope: Envelope) -> None:
         assert service is not None
@@ -55,6 +61,19 @@ def order_events_handler(
     if service is not None:
         table[OrderFilled] = on_fill
     return dispatcher(table)
+
+
+def commands_handler(service: PortfolioService) -> Handler:
+    """`orders.commands`: each PlaceOrder holds its value until its events release it.
+
+    Cancel and modify commands are ignored: a cancel releases the hold when the broker's
+    OrderCancelled arrives; a modification is not tracked (the hold keeps the placed value).
+    """
+
+    async def on_place(command: PlaceOrder, _envelope: Envelope) -> None:
+        await asyncio.to_thread(service.order_placed, command)
+
+    return dispatcher({PlaceOrder: on_place, CancelOrder: None, ModifyOrder: None})
 
 
 def ticks_handler(service: PortfolioService) -> Handler:

@@ -1,10 +1,9 @@
 """Reconciliation: the ledger's view against the broker's, listing every break.
 
-Plain domain code comparing two views. The broker side comes through `BrokerViewSource`; the
-broker service has no positions/trades/holdings API yet, so the process wires
-`UnavailableBrokerView` (GET /reconcile answers 503 `broker_view_unavailable`) and POST
-/reconcile takes a broker view in its body (e.g. built from Kite's `positions()`, `trades()`
-and `holdings()` by an operator or the CLI).
+Plain domain code comparing two views. The broker side comes through `BrokerViewSource`: the
+process wires `HttpBrokerView` (the broker-gateway's GET /positions, /holdings and /trades;
+GET /reconcile answers 503 `broker_unavailable` when the broker cannot be reached), and POST
+/reconcile takes a broker view in its body.
 
 Kite shows delivery shares bought before today under holdings and today's trades under
 positions, so the broker's CNC quantity of a symbol is holdings (incl. T+1) + today's net CNC
@@ -16,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_portfolio.ledger import Fill, Position
+from dalal_shared.clients import BrokerClient, ServiceError
 from dalal_shared.errors import TemporaryError
 from dalal_shared.messages import Exchange, Product, Side, Symbol
 
@@ -169,11 +169,50 @@ class BrokerViewSource(Protocol):
     def fetch(self) -> BrokerView: ...
 
 
-class UnavailableBrokerView:
-    """The broker service has no positions/trades/holdings API yet."""
+def view_from_kite(
+    positions: dict[str, Any], holdings: list[dict[str, Any]], trades: list[dict[str, Any]] | None
+) -> BrokerView:
+    """A `BrokerView` from Kite's shapes: `net` positions, holdings (quantity + T+1) and the
+    broker journal's trades."""
+    return BrokerView(
+        positions=[
+            BrokerPosition(
+                exchange=p.get("exchange", "NSE"),
+                symbol=p["tradingsymbol"],
+                product=p["product"],
+                quantity=int(p["quantity"]),
+                average_price=Decimal(str(p.get("average_price") or 0)).quantize(Decimal("0.0001")),
+            )
+            for p in positions.get("net", [])
+            if int(p.get("quantity") or 0) != 0
+        ],
+        holdings=[
+            BrokerHolding(
+                exchange=h.get("exchange", "NSE"),
+                symbol=h["tradingsymbol"],
+                quantity=int(h.get("quantity") or 0) + int(h.get("t1_quantity") or 0),
+                average_price=Decimal(str(h.get("average_price") or 0)).quantize(Decimal("0.0001")),
+            )
+            for h in holdings
+        ],
+        trades=None if trades is None else [BrokerTrade.model_validate(t) for t in trades],
+    )
+
+
+class HttpBrokerView:
+    """The broker-gateway's view over HTTP (`BrokerClient`); unreachable -> 503."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0):
+        self.base_url = base_url
+        self.timeout = timeout
 
     def fetch(self) -> BrokerView:
-        raise TemporaryError(
-            "the broker's positions API is not available yet; POST a broker view to /reconcile",
-            code="broker_view_unavailable",
-        )
+        try:
+            with BrokerClient(self.base_url, timeout=self.timeout) as broker:
+                return view_from_kite(broker.positions(), broker.holdings(), broker.trades())
+        except TemporaryError as exc:  # not reachable
+            raise TemporaryError(str(exc), code="broker_unavailable") from None
+        except ServiceError as exc:  # reachable but cannot answer (no session, Kite down)
+            raise TemporaryError(
+                f"the broker could not give its view: {exc}", code="broker_unavailable"
+            ) from None

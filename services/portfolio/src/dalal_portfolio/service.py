@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from dalal_portfolio.blocked import BlockedFunds, Hold, order_value
 from dalal_portfolio.ledger import (
     Book,
     CashMovement,
@@ -33,7 +34,11 @@ from dalal_shared.errors import ConflictError, NotFoundError
 from dalal_shared.messages import (
     EquitySnapshot,
     Message,
+    OrderCancelled,
     OrderFilled,
+    OrderRejected,
+    OrderUpdated,
+    PlaceOrder,
     PositionClosed,
     PositionOpened,
     PositionReduced,
@@ -130,6 +135,10 @@ class PortfolioService:
         self.fills_applied = 0
         self.fills_duplicate = 0
         self._peak_equity = Decimal(0)
+        self.holds = BlockedFunds()
+        # read models rendered once per state version (bumped by every change under the lock)
+        self.version = 0
+        self._rendered: dict[str, tuple[int, bytes]] = {}
 
     # ------------------------------------------------------------ start-up
 
@@ -141,8 +150,18 @@ class PortfolioService:
             book.load(self.store.load_fills())
             book.restore_cash(self.store.load_cash())
             book.imported_round_trips = self.store.load_imported_trips()
-            book.blocked_funds = self.book.blocked_funds
             self.book = book
+            filled: dict[str, int] = {}
+            for f in book.fills():
+                filled[f.client_order_id] = filled.get(f.client_order_id, 0) + f.quantity
+            self.holds.load(
+                [
+                    Hold(**{**_hold_fields(h), "filled": filled.get(h.client_order_id, 0)})
+                    for h in self.store.load_holds()
+                ]
+            )
+            book.blocked_funds = self.holds.total()
+            self.version += 1
             self._peak_equity = max((s.equity for s in self.store.snapshots()), default=capital)
 
     def peak_equity(self) -> Decimal:
@@ -177,6 +196,9 @@ class PortfolioService:
                 self.book.forget(fill.trade_id)
                 raise
             self.fills_applied += 1
+            self.version += 1
+            if self.holds.filled(fill.client_order_id, fill.quantity) is not None:
+                self.book.blocked_funds = self.holds.total()
             return True
 
     def mark(self, symbol: str, price: Decimal, at: datetime) -> None:
@@ -185,14 +207,81 @@ class PortfolioService:
             known = self._marks.get(symbol)
             if known is None or at >= known.at:
                 self._marks[symbol] = Mark(price, at)
+                if known is None or known.price != price:
+                    self.version += 1
 
     def marks(self) -> dict[str, Decimal]:
         with self._lock:
             return {s: m.price for s, m in self._marks.items()}
 
-    def set_blocked_funds(self, amount: Decimal) -> None:
+    # ------------------------------------------------------------ blocked funds
+
+    def order_placed(self, command: PlaceOrder) -> bool:
+        """Hold the value of a new order (once per client_order_id); True when new."""
         with self._lock:
-            self.book.blocked_funds = amount
+            coid = command.client_order_id
+            mark = self._marks.get(command.symbol)
+            hold = Hold(
+                client_order_id=coid,
+                symbol=command.symbol,
+                side=command.side,
+                quantity=command.quantity,
+                unit_price=order_value(
+                    command.order_type, command.price, mark.price if mark else None
+                ),
+                filled=sum(f.quantity for f in self.book.fills() if f.client_order_id == coid),
+            )
+            before = self.holds.get(coid)
+            return self._hold_changed(coid, before, self.holds.place(hold))
+
+    def order_event(self, event: Message) -> bool:
+        """An order's state from `orders.events`: partial fills shrink its hold, the end
+        releases it. True when the hold changed."""
+        with self._lock:
+            if isinstance(event, OrderUpdated):
+                terminal = event.status in ("COMPLETE", "CANCELLED", "REJECTED")
+                filled = event.filled_quantity
+            elif isinstance(event, OrderCancelled):
+                terminal, filled = True, event.filled_quantity
+            elif isinstance(event, OrderRejected):
+                terminal, filled = True, 0
+            else:
+                return False
+            coid = event.client_order_id
+            before = self.holds.get(coid)
+            return self._hold_changed(
+                coid, before, self.holds.reported(coid, filled, terminal=terminal)
+            )
+
+    def _hold_changed(self, coid: str, before: Hold | None, hold: Hold | None) -> bool:
+        if hold is None:
+            return False
+        try:
+            self.store.record_hold(hold, now=self.clock())
+        except Exception:
+            self.holds.restore(coid, before)
+            raise
+        self.book.blocked_funds = self.holds.total()
+        self.version += 1
+        return True
+
+    def blocked_orders(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "blocked_unknown_orders": self.holds.unknown(),
+                "open_orders": [
+                    {
+                        "client_order_id": h.client_order_id,
+                        "symbol": h.symbol,
+                        "side": h.side,
+                        "quantity": h.quantity,
+                        "remaining": h.remaining,
+                        "unit_price": str(h.unit_price) if h.unit_price is not None else None,
+                        "blocked": str(h.blocked),
+                    }
+                    for h in self.holds.open_holds()
+                ],
+            }
 
     # ------------------------------------------------------------ cash
 
@@ -206,9 +295,26 @@ class PortfolioService:
             except Exception:
                 self.book.drop_cash(key)
                 raise
+            self.version += 1
             return True
 
     # ------------------------------------------------------------ reads
+
+    def rendered(self, key: str) -> bytes | None:
+        """The JSON body rendered for `key` at the current state version, if any (no lock: a
+        stale read only misses the cache)."""
+        hit = self._rendered.get(key)
+        return hit[1] if hit is not None and hit[0] == self.version else None
+
+    def render(self, key: str, build: Callable[[], Any]) -> bytes:
+        """Build and remember the JSON body of a read model for the current state version."""
+        with self._lock:
+            hit = self._rendered.get(key)
+            if hit is not None and hit[0] == self.version:
+                return hit[1]
+            body = json.dumps(build(), separators=(",", ":")).encode()
+            self._rendered[key] = (self.version, body)
+            return body
 
     def valuation(self) -> Valuation:
         with self._lock:
@@ -349,6 +455,10 @@ class PortfolioService:
                 "positions": positions,
                 "closed_positions": closed,
             }
+
+
+def _hold_fields(h: Hold) -> dict[str, Any]:
+    return {name: getattr(h, name) for name in Hold.__slots__}
 
 
 def position_json(p: Position, mark: Decimal | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from dalal_portfolio.blocked import Hold
 from dalal_portfolio.ledger import CashMovement, Exit, Fill, Lot, Position, RoundTrip, q4
 from dalal_shared import db
 from dalal_shared.sqltypes import Money, UtcDateTime
@@ -124,6 +125,21 @@ meta_t = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+
+holds_t = sa.Table(
+    "portfolio_order_holds",
+    metadata,
+    sa.Column("client_order_id", sa.String(64), primary_key=True),
+    sa.Column("symbol", sa.String(40)),
+    sa.Column("side", sa.String(4)),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("unit_price", Money),
+    sa.Column("reported_filled", sa.Integer, nullable=False),
+    sa.Column("open", sa.Boolean, nullable=False),
+    sa.Column("placed", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 
@@ -277,6 +293,24 @@ class LedgerStore:
                 for r in rows
             ]
 
+    def load_holds(self) -> list[Hold]:
+        """Order holds as stored (`filled` is the ledger's to recompute)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(holds_t)).mappings()
+            return [
+                Hold(
+                    client_order_id=r["client_order_id"],
+                    symbol=r["symbol"],
+                    side=r["side"],
+                    quantity=r["quantity"],
+                    unit_price=r["unit_price"],
+                    reported_filled=r["reported_filled"],
+                    open=r["open"],
+                    placed=r["placed"],
+                )
+                for r in rows
+            ]
+
     def meta(self, name: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -315,10 +349,10 @@ class LedgerStore:
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """The ledger tables as plain sorted rows (no surrogate ids, no wall-clock columns)."""
-        skip = {"id", "recorded_at", "created_at", "published_at"}
+        skip = {"id", "recorded_at", "created_at", "published_at", "updated_at"}
         out: dict[str, list[tuple[Any, ...]]] = {}
         with self.engine.connect() as conn:
-            for table in (fills_t, positions_t, round_trips_t, cash_t, meta_t):
+            for table in (fills_t, positions_t, round_trips_t, cash_t, meta_t, holds_t):
                 cols = [c for c in table.c if c.name not in skip]
                 rows = conn.execute(sa.select(*cols)).all()
                 out[table.name] = sorted(tuple(r) for r in rows)
@@ -416,6 +450,26 @@ class LedgerStore:
         )
         if pos.round_trips:
             conn.execute(sa.insert(round_trips_t), [_trip_row(t) for t in pos.round_trips])
+
+    def record_hold(self, hold: Hold, *, now: datetime) -> None:
+        """Insert or replace one order hold (one transaction)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(holds_t).where(holds_t.c.client_order_id == hold.client_order_id)
+            )
+            conn.execute(
+                sa.insert(holds_t).values(
+                    client_order_id=hold.client_order_id,
+                    symbol=hold.symbol,
+                    side=hold.side,
+                    quantity=hold.quantity,
+                    unit_price=hold.unit_price,
+                    reported_filled=hold.reported_filled,
+                    open=hold.open,
+                    placed=hold.placed,
+                    updated_at=now,
+                )
+            )
 
     def record_cash(self, movement: CashMovement) -> None:
         with self.engine.begin() as conn:
