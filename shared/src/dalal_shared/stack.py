@@ -97,7 +97,10 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
     data_env = {"DALAL_CACHE_DIR": str(var / "cache"), "DALAL_SESSION_KEY": session_key}
     env_by_service: dict[str, dict[str, str]] = {
         "data": data_env,
-        "portfolio": {"DALAL_DATABASE_URL": f"sqlite:///{var / 'portfolio.sqlite3'}"},
+        "portfolio": {
+            "DALAL_DATABASE_URL": f"sqlite:///{var / 'portfolio.sqlite3'}",
+            "DALAL_BROKER_URL": settings.url_of("broker"),
+        },
         "broker": {
             "DALAL_DATABASE_URL": f"sqlite:///{var / 'broker.sqlite3'}",
             "DALAL_SESSION_KEY": session_key,
