@@ -14,6 +14,7 @@ next bar's first tick in a backtest, at once in the live loop).
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -90,7 +91,7 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class; subclasses set `name`, `Params` and implement the two methods."""
 
     name: ClassVar[str]
@@ -106,16 +107,18 @@ class Strategy:
         """Bars of history its indicators need before the first signal."""
         return 0
 
+    @abstractmethod
     def indicators(self, bars: BarSeries) -> dict[str, NDArray[Any]]:
-        raise NotImplementedError
+        """Every indicator the strategy reads, computed once over the whole series."""
 
     def candidates(self, ind: Mapping[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
         """Bars where a flat symbol may get an entry (None: every bar). The backtester skips
         `on_bar` for flat symbols elsewhere; positions are always asked."""
         return None
 
+    @abstractmethod
     def on_bar(self, ctx: BarContext) -> list[Signal]:
-        raise NotImplementedError
+        """The signals of one closed bar."""
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}
