@@ -126,10 +126,19 @@ class OrderDesk:
                 ORDERS.labels("REJECTED").inc()
                 await self.flush_outbox()
                 return row
-            row, _ = await asyncio.to_thread(
-                self.journal.insert, command, corr=corr, status=PENDING
-            )
-        return await self._send(row)
+            # in flight before the row exists: recover() must never race this send
+            self._in_flight.add(command.client_order_id)
+            try:
+                row, _ = await asyncio.to_thread(
+                    self.journal.insert, command, corr=corr, status=PENDING
+                )
+            except BaseException:
+                self._in_flight.discard(command.client_order_id)
+                raise
+        try:
+            return await self._send_once(row)
+        finally:
+            self._in_flight.discard(command.client_order_id)
 
     async def _guard_context(self) -> GuardContext:
         state = await self.kill_switch.state()
