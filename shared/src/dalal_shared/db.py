@@ -9,7 +9,7 @@ version table (`alembic_version_<service>`). SQLite is the default (a file under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -86,3 +86,26 @@ def current_revision(engine: Engine, *, version_table: str) -> str | None:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": version_table})
         return ctx.get_current_revision()
+
+
+class SqlStore:
+    """Base of a service's SQL store: its engine, its migrations run on open, ping and close.
+    Subclasses set `migrations` (an Alembic script folder) and `version_table`."""
+
+    migrations: Path
+    version_table: str
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        engine = make_engine(url)
+        upgrade(engine, cls.migrations, version_table=cls.version_table)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        ping(self.engine)

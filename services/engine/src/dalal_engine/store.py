@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
 
 from dalal_engine.risk import RiskDecision
 from dalal_shared import db
@@ -125,21 +124,9 @@ class Intent:
     published: bool
 
 
-class EngineStore:
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    @classmethod
-    def open(cls, url: str) -> EngineStore:
-        engine = db.make_engine(url)
-        db.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
-        return cls(engine)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def ping(self) -> None:
-        db.ping(self.engine)
+class EngineStore(db.SqlStore):
+    migrations = MIGRATIONS
+    version_table = VERSION_TABLE
 
     # ---------------------------------------------------------------- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
 
 from dalal_portfolio.blocked import Hold
 from dalal_portfolio.ledger import CashMovement, Exit, Fill, Lot, Position, RoundTrip, q4
@@ -220,23 +219,11 @@ def _trip_row(t: RoundTrip) -> dict[str, Any]:
     }
 
 
-class LedgerStore:
+class LedgerStore(db.SqlStore):
     """The ledger's tables. Every write is one transaction."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    @classmethod
-    def open(cls, url: str) -> LedgerStore:
-        engine = db.make_engine(url)
-        db.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
-        return cls(engine)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def ping(self) -> None:
-        db.ping(self.engine)
+    migrations = MIGRATIONS
+    version_table = VERSION_TABLE
 
     # ------------------------------------------------------------ reads
 
