@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -102,6 +102,7 @@ SAMPLES: list[m.Message] = [
     ),
     m.SessionValid(user_id="AB1234", expires_at=T0),
     m.SessionExpired(reason="TokenException"),
+    m.SessionClosed(day=date(2024, 6, 14), closed_at=datetime(2024, 6, 14, 10, 5, tzinfo=UTC)),
     m.DataStale(feed="ticker-0", last_tick_at=T0, age_seconds=12.5),
     m.KillSwitchEngaged(reason="daily loss", engaged_by="risk"),
     m.KillSwitchReleased(released_by="cli"),

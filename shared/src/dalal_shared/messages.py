@@ -8,7 +8,7 @@ past tense (`OrderFilled`). Money is Decimal (sent as a string), times are timez
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -255,6 +255,15 @@ class DataStale(Message):
     feed: str
     last_tick_at: AwareDatetime | None = None
     age_seconds: float = Field(ge=0)
+
+
+@register
+class SessionClosed(Message):
+    """The exchange session of `day` (IST) is over: end-of-day work may start (published by the
+    single scheduler after the close, once per trading day)."""
+
+    day: date
+    closed_at: AwareDatetime
 
 
 @register
