@@ -16,6 +16,7 @@ import pytest
 from dalal_shared.testing import free_port, wait_until
 
 SERVICES = ("broker", "data", "portfolio", "engine")
+WORKERS = ("data-worker", "scheduler", "engine-worker")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -24,6 +25,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env["DALAL_REDIS_PORT"] = str(free_port())
     for name in (*SERVICES, "kitesim"):
         env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
+    for worker in WORKERS:
+        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
     env["COLUMNS"] = "200"
     env.update(extra)
     return env

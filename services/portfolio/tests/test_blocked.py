@@ -73,6 +73,21 @@ def test_an_end_before_the_command_blocks_nothing() -> None:
     assert book.place(Hold("o9", "INFY", "BUY", 10, D("100"))) is None
 
 
+def test_a_modification_re_prices_an_open_hold_only() -> None:
+    book = BlockedFunds()
+    book.place(Hold("o1", "INFY", "BUY", 10, D("100")))
+    book.filled("o1", 4)
+    assert book.modified("o1", quantity=None, unit_price=D("90")) is not None
+    assert book.total() == D("540")  # 6 left at the new price
+    book.modified("o1", quantity=20, unit_price=None)
+    assert book.total() == D("1440")  # 16 left
+    assert book.modified("o1", quantity=20, unit_price=D("90")) is None  # nothing changed
+    book.reported("o1", 4, terminal=True)
+    assert book.modified("o1", quantity=50, unit_price=D("1")) is None  # closed: no effect
+    assert book.total() == 0
+    assert book.modified("unknown", quantity=5, unit_price=D("1")) is None
+
+
 def test_a_market_order_without_a_tick_is_unknown_not_zero() -> None:
     book = BlockedFunds()
     book.place(Hold("m1", "SBIN", "BUY", 10, None))
@@ -140,6 +155,29 @@ def test_available_capital_is_cash_minus_blocked_and_survives_a_restart(tmp_path
     again.store.close()
 
 
+def test_modifications_re_price_the_hold_and_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    service = open_service(url)
+    service.order_placed(place("L1"))  # 10 x 1500
+    service.mark("INFY", D("1490"), NOW)
+    assert service.order_modified(ModifyOrder(client_order_id="L1", price=D("1450")))
+    assert service.valuation().blocked_funds == D("14500")
+    # to MARKET: the last tick prices it
+    service.order_modified(ModifyOrder(client_order_id="L1", order_type="MARKET"))
+    assert service.valuation().blocked_funds == D("14900")
+    # the broker's OrderUpdated reporting new terms wins
+    service.order_event(
+        OrderUpdated(client_order_id="L1", broker_order_id="b-L1", status="OPEN",
+                     quantity=12, price=D("1400"))
+    )  # fmt: skip
+    assert service.valuation().blocked_funds == D("16800")
+    assert not service.order_modified(ModifyOrder(client_order_id="nope", price=D("1")))
+    service.store.close()
+    again = open_service(url)
+    assert again.valuation().blocked_funds == D("16800")
+    again.store.close()
+
+
 def test_a_fill_before_its_command_is_not_blocked_again(tmp_path: Path) -> None:
     service = open_service(f"sqlite:///{tmp_path}/ledger.sqlite3")
     service.apply_fill(fill("E1", "T9", 10))  # orders.events overtook orders.commands
@@ -185,12 +223,12 @@ def test_blocked_funds_through_the_bus(client: TestClient, redis_url: str) -> No
             place("B1"),  # a repeated command
             place("B2", symbol="SBIN", order_type="MARKET", price=None, quantity=5),  # 4000
             place("S1", side="SELL"),
-            ModifyOrder(client_order_id="B1", price=D("1400")),
-            CancelOrder(client_order_id="B2"),
+            ModifyOrder(client_order_id="B1", price=D("1400")),  # re-priced: 14000
+            CancelOrder(client_order_id="B2"),  # held until the broker says it is cancelled
         )  # fmt: skip
-        wait_until(lambda: blocked() == D("19000"), message="orders blocked")
+        wait_until(lambda: blocked() == D("18000"), message="orders blocked")
         summary = client.get("/portfolio").json()
-        assert D(summary["available_capital"]) == D("81000")
+        assert D(summary["available_capital"]) == D("82000")
         assert {o["client_order_id"] for o in summary["open_orders"]} == {"B1", "B2", "S1"}
 
         publish(
@@ -201,7 +239,7 @@ def test_blocked_funds_through_the_bus(client: TestClient, redis_url: str) -> No
                         price=D("1500"), filled_at=NOW),
             OrderCancelled(client_order_id="B2", broker_order_id="b-B2"),
         )  # fmt: skip
-        wait_until(lambda: blocked() == D("9000"), message="partial fill and cancel released")
+        wait_until(lambda: blocked() == D("8400"), message="partial fill and cancel released")
         publish(
             r, ORDERS_EVENTS,
             OrderUpdated(client_order_id="B1", broker_order_id="b-B1", status="COMPLETE",

@@ -124,6 +124,9 @@ class OrderUpdated(Message):
     filled_quantity: int = Field(0, ge=0)
     pending_quantity: int = Field(0, ge=0)
     average_price: Rupees | None = None
+    # the order's terms after a modification (None: unchanged or not known)
+    quantity: int | None = Field(None, gt=0)
+    price: Rupees | None = None
 
 
 @register
@@ -216,6 +219,7 @@ class EquitySnapshot(Message):
     unrealised_pnl: Rupees
     open_positions: int = Field(ge=0)
     at: AwareDatetime
+    session_day: date | None = Field(None, description="set on the end-of-day snapshot")
 
 
 # ---------------------------------------------------------------- engine

@@ -14,10 +14,12 @@ from dalal_shared.supervisor import ServiceSpec
 
 SERVICES = ("broker", "data", "portfolio", "engine")
 OPTIONAL_SERVICES = ("kitesim",)
-# processes without an HTTP port, started beside their service: (name, module, service)
+# processes without an API, started beside their service: (name, module, service); each serves
+# Prometheus /metrics on its `<name>_metrics_port` setting (env DALAL_<NAME>_METRICS_PORT)
 WORKERS = (
     ("data-worker", "dalal_data.worker", "data"),
     ("scheduler", "dalal_data.scheduler", "data"),
+    ("engine-worker", "dalal_engine.worker", "engine"),
 )
 
 
@@ -36,10 +38,16 @@ class StackSettings(BaseSettings):
     portfolio_port: int = Field(8003, ge=1, le=65535)
     engine_port: int = Field(8004, ge=1, le=65535)
     kitesim_port: int = Field(8010, ge=1, le=65535)
+    data_worker_metrics_port: int = Field(8012, ge=1, le=65535)
+    scheduler_metrics_port: int = Field(8013, ge=1, le=65535)
+    engine_worker_metrics_port: int = Field(8014, ge=1, le=65535)
     api_key: SecretStr | None = Field(None, description="bearer key; default: var/api_key")
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
+
+    def metrics_port_of(self, worker: str) -> int:
+        return int(getattr(self, f"{worker.replace('-', '_')}_metrics_port"))
 
     def url_of(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port_of(service)}"
@@ -138,5 +146,13 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             worker_env = {
                 k: v for k, v in env_by_service[service].items() if not k.startswith("DALAL_FEED_")
             }
-            specs.append(ServiceSpec(name=worker, module=module, port=None, env=worker_env))
+            specs.append(
+                ServiceSpec(
+                    name=worker,
+                    module=module,
+                    port=None,
+                    env=worker_env,
+                    metrics_port=settings.metrics_port_of(worker),
+                )
+            )
     return specs

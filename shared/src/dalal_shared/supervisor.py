@@ -25,17 +25,21 @@ from dalal_shared.embedded import EmbeddedRedis, die_with_parent, port_in_use
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """One child process; `port` None for a worker without HTTP (healthy while it runs)."""
+    """One child process; `port` None for a worker without an API (healthy while it runs),
+    which may still serve Prometheus /metrics on `metrics_port` (passed as DALAL_METRICS_PORT)."""
 
     name: str
     module: str
     port: int | None
     env: Mapping[str, str] = field(default_factory=dict)
     health_path: str = "/healthz"
+    metrics_port: int | None = None
 
     @property
     def url(self) -> str:
         if self.port is None:
+            if self.metrics_port is not None:
+                return f"http://127.0.0.1:{self.metrics_port}/metrics (python -m {self.module})"
             return f"(no HTTP: python -m {self.module})"
         return f"http://127.0.0.1:{self.port}"
 
@@ -87,6 +91,12 @@ class Supervisor:
                 problems.append(
                     f"port {spec.port} ({spec.name}) is already in use: stop what uses it "
                     f"or set DALAL_{spec.name.upper()}_PORT to a free port"
+                )
+            if spec.metrics_port is not None and port_in_use(spec.metrics_port):
+                variable = f"DALAL_{spec.name.upper().replace('-', '_')}_METRICS_PORT"
+                problems.append(
+                    f"port {spec.metrics_port} ({spec.name} metrics) is already in use: stop "
+                    f"what uses it or set {variable} to a free port"
                 )
         return problems
 
@@ -184,6 +194,8 @@ class Supervisor:
         env = {**os.environ, **self.common_env, **child.spec.env}
         if child.spec.port is not None:
             env["DALAL_PORT"] = str(child.spec.port)
+        if child.spec.metrics_port is not None:
+            env["DALAL_METRICS_PORT"] = str(child.spec.metrics_port)
         child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", child.spec.module],
             env=env,

@@ -96,8 +96,12 @@ def get_performance(request: Request) -> dict[str, Any]:
 
 
 @router.get("/equity-curve", summary="Equity snapshots as JSON, or as an HTML page with a plot")
-def get_equity_curve(request: Request, format: Literal["json", "html"] = "json") -> Any:
-    points = _service(request).equity_points()
+def get_equity_curve(
+    request: Request,
+    format: Literal["json", "html"] = "json",
+    daily: bool = Query(False, description="only the end-of-day snapshots, one per session"),
+) -> Any:
+    points = _service(request).equity_points(end_of_day_only=daily)
     if format == "html":
         return HTMLResponse(performance.curve_html(points, title="Dalal equity curve"))
     return {"points": performance.curve_json(points)}

@@ -9,7 +9,12 @@ from fastapi import FastAPI
 
 from dalal_portfolio.api import router
 from dalal_portfolio.config import PortfolioSettings
-from dalal_portfolio.handlers import commands_handler, order_events_handler, ticks_handler
+from dalal_portfolio.handlers import (
+    commands_handler,
+    order_events_handler,
+    system_events_handler,
+    ticks_handler,
+)
 from dalal_portfolio.open_orders import OpenOrders
 from dalal_portfolio.reconcile import HttpBrokerView
 from dalal_portfolio.service import PortfolioService
@@ -17,7 +22,7 @@ from dalal_portfolio.store import LedgerStore
 from dalal_portfolio.tasks import OutboxPublisher, PeriodicTasks
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS
+from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, SYSTEM_EVENTS
 
 NAME = "portfolio"
 
@@ -40,6 +45,7 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
             ORDERS_EVENTS: order_events_handler(open_orders, service, outbox.flush),
             ORDERS_COMMANDS: commands_handler(service),
             MARKET_TICKS: ticks_handler(service),
+            SYSTEM_EVENTS: system_events_handler(service, outbox.flush),
         }
     )
 

@@ -8,6 +8,8 @@ the order fills (the ledger's new fills of that client_order_id, or the filled q
 or a terminal OrderUpdated. Commands and events travel on different streams, so a terminal
 event may arrive before its command: the order is then remembered as closed and the late
 command blocks nothing. SELL orders block nothing (delivery sells are covered by holdings).
+A modification (the ModifyOrder command, or an OrderUpdated reporting new terms) re-prices
+the hold.
 """
 
 from __future__ import annotations
@@ -114,6 +116,24 @@ class BlockedFunds:
             hold,
             reported_filled=max(hold.reported_filled, filled_quantity),
             open=hold.open and not terminal,
+        )
+        if new == hold:
+            return None
+        self._holds[client_order_id] = new
+        return new
+
+    def modified(
+        self, client_order_id: str, *, quantity: int | None, unit_price: Decimal | None
+    ) -> Hold | None:
+        """New terms of an open order (a ModifyOrder, or an OrderUpdated that reports them):
+        the hold follows the new quantity and price."""
+        hold = self._holds.get(client_order_id)
+        if hold is None or not hold.open or not hold.placed:
+            return None
+        new = replace(
+            hold,
+            quantity=hold.quantity if quantity is None else quantity,
+            unit_price=hold.unit_price if unit_price is None else unit_price,
         )
         if new == hold:
             return None

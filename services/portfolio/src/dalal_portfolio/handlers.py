@@ -17,7 +17,10 @@ from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
     CancelOrder,
+    DataStale,
     Envelope,
+    KillSwitchEngaged,
+    KillSwitchReleased,
     Message,
     ModifyOrder,
     OrderAccepted,
@@ -26,6 +29,9 @@ from dalal_shared.messages import (
     OrderRejected,
     OrderUpdated,
     PlaceOrder,
+    SessionClosed,
+    SessionExpired,
+    SessionValid,
     Tick,
 )
 
@@ -66,14 +72,40 @@ def order_events_handler(
 def commands_handler(service: PortfolioService) -> Handler:
     """`orders.commands`: each PlaceOrder holds its value until its events release it.
 
-    Cancel and modify commands are ignored: a cancel releases the hold when the broker's
-    OrderCancelled arrives; a modification is not tracked (the hold keeps the placed value).
+    A ModifyOrder re-prices the hold at once (the broker's OrderUpdated confirms the terms);
+    a cancel releases the hold only when the broker's OrderCancelled arrives.
     """
 
     async def on_place(command: PlaceOrder, _envelope: Envelope) -> None:
         await asyncio.to_thread(service.order_placed, command)
 
-    return dispatcher({PlaceOrder: on_place, CancelOrder: None, ModifyOrder: None})
+    async def on_modify(command: ModifyOrder, _envelope: Envelope) -> None:
+        await asyncio.to_thread(service.order_modified, command)
+
+    return dispatcher({PlaceOrder: on_place, CancelOrder: None, ModifyOrder: on_modify})
+
+
+def system_events_handler(service: PortfolioService, flush: Flush | None = None) -> Handler:
+    """`system.events`: the scheduler's SessionClosed takes the end-of-day EquitySnapshot
+    (once per day, however often the signal is delivered); the other events are not ours."""
+
+    async def on_closed(event: SessionClosed, _envelope: Envelope) -> None:
+        taken = await asyncio.to_thread(service.end_of_day, event.day)
+        if taken is not None:
+            metrics.SNAPSHOTS.inc()
+            if flush is not None:
+                await flush()
+
+    return dispatcher(
+        {
+            SessionClosed: on_closed,
+            SessionValid: None,
+            SessionExpired: None,
+            DataStale: None,
+            KillSwitchEngaged: None,
+            KillSwitchReleased: None,
+        }
+    )
 
 
 def ticks_handler(service: PortfolioService) -> Handler:

@@ -12,7 +12,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ from dalal_shared.errors import ConflictError, NotFoundError
 from dalal_shared.messages import (
     EquitySnapshot,
     Message,
+    ModifyOrder,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
@@ -234,6 +235,25 @@ class PortfolioService:
             before = self.holds.get(coid)
             return self._hold_changed(coid, before, self.holds.place(hold))
 
+    def order_modified(self, command: ModifyOrder) -> bool:
+        """A modification re-prices the order's hold: a new limit price, or (to MARKET / SL-M)
+        the last tick price; a new quantity. True when the hold changed."""
+        with self._lock:
+            coid = command.client_order_id
+            before = self.holds.get(coid)
+            if before is None:
+                return False
+            unit_price = None
+            if command.order_type is not None or command.price is not None:
+                order_type = command.order_type or ("LIMIT" if command.price else "MARKET")
+                mark = self._marks.get(before.symbol or "")
+                unit_price = order_value(order_type, command.price, mark.price if mark else None)
+            return self._hold_changed(
+                coid,
+                before,
+                self.holds.modified(coid, quantity=command.quantity, unit_price=unit_price),
+            )
+
     def order_event(self, event: Message) -> bool:
         """An order's state from `orders.events`: partial fills shrink its hold, the end
         releases it. True when the hold changed."""
@@ -248,10 +268,19 @@ class PortfolioService:
             else:
                 return False
             coid = event.client_order_id
+            changed = False
+            if isinstance(event, OrderUpdated) and not terminal and (event.quantity or event.price):
+                before = self.holds.get(coid)
+                changed = self._hold_changed(
+                    coid,
+                    before,
+                    self.holds.modified(coid, quantity=event.quantity, unit_price=event.price),
+                )
             before = self.holds.get(coid)
-            return self._hold_changed(
+            reported = self._hold_changed(
                 coid, before, self.holds.reported(coid, filled, terminal=terminal)
             )
+            return changed or reported
 
     def _hold_changed(self, coid: str, before: Hold | None, hold: Hold | None) -> bool:
         if hold is None:
@@ -342,8 +371,9 @@ class PortfolioService:
 
     # ------------------------------------------------------------ equity
 
-    def snapshot(self) -> EquitySnapshot:
-        """Persist an equity snapshot and queue it for `portfolio.events`."""
+    def snapshot(self, *, session_day: date | None = None) -> EquitySnapshot | None:
+        """Persist an equity snapshot and queue it for `portfolio.events`. With `session_day`:
+        the end-of-day snapshot of that session, None when that day already has one."""
         with self._lock:
             v = self.valuation()
             now = self.clock()
@@ -354,19 +384,32 @@ class PortfolioService:
                 unrealised_pnl=v.unrealised,
                 open_positions=v.open_positions,
                 at=now,
+                session_day=session_day,
             )
             row = SnapshotRow(
                 now, v.equity, v.cash, v.realised_net, v.unrealised, v.gross_exposure,
-                v.open_positions,
+                v.open_positions, session_day,
             )  # fmt: skip
-            self.store.record_snapshot(row, _outbox([msg], None)[0])
+            if not self.store.record_snapshot(row, _outbox([msg], None)[0]):
+                return None
             return msg
 
-    def equity_points(self) -> list[performance.EquityPoint]:
+    def end_of_day(self, day: date) -> EquitySnapshot | None:
+        """The end-of-day snapshot of `day`, taken once whatever the repetition of the signal;
+        None when that day already has one."""
+        with self._lock:
+            if self.store.has_end_of_day(day):
+                return None
+            return self.snapshot(session_day=day)
+
+    def equity_points(self, *, end_of_day_only: bool = False) -> list[performance.EquityPoint]:
         points = [
             performance.EquityPoint(s.at, s.equity, s.gross_exposure)
             for s in self.store.snapshots()
+            if s.session_day is not None or not end_of_day_only
         ]
+        if end_of_day_only:
+            return points
         v = self.valuation()
         points.append(performance.EquityPoint(self.clock(), v.equity, v.gross_exposure))
         return points

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,8 @@ snapshots_t = sa.Table(
     sa.Column("unrealised", Money, nullable=False),
     sa.Column("gross_exposure", Money, nullable=False),
     sa.Column("open_positions", sa.Integer, nullable=False),
+    sa.Column("session_day", sa.Date, nullable=True),
+    sa.Index("ux_portfolio_snapshots_session_day", "session_day", unique=True),
 )
 outbox_t = sa.Table(
     "portfolio_outbox",
@@ -160,6 +162,7 @@ class SnapshotRow:
     unrealised: Decimal
     gross_exposure: Decimal
     open_positions: int
+    session_day: date | None = None  # set on the end-of-day snapshot of that session
 
 
 def _exit_json(e: Exit) -> dict[str, Any]:
@@ -318,9 +321,17 @@ class LedgerStore(db.SqlStore):
                     r["unrealised"],
                     r["gross_exposure"],
                     r["open_positions"],
+                    r["session_day"],
                 )
                 for r in rows
             ]
+
+    def has_end_of_day(self, day: date) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(snapshots_t.c.id).where(snapshots_t.c.session_day == day)
+            ).first()
+            return found is not None
 
     def unpublished(self, limit: int = 500) -> list[OutboxEntry]:
         with self.engine.connect() as conn:
@@ -468,6 +479,19 @@ class LedgerStore(db.SqlStore):
 
     def record_snapshot(
         self, row: SnapshotRow, event: tuple[str, str, str, str | None] | None = None
+    ) -> bool:
+        """Store a snapshot and its event in one transaction; False (nothing stored) when it
+        is the end-of-day snapshot of a day that already has one."""
+        try:
+            self._insert_snapshot(row, event)
+        except sa.exc.IntegrityError:
+            if row.session_day is None:
+                raise
+            return False
+        return True
+
+    def _insert_snapshot(
+        self, row: SnapshotRow, event: tuple[str, str, str, str | None] | None
     ) -> None:
         with self.engine.begin() as conn:
             if event is not None:
@@ -486,6 +510,7 @@ class LedgerStore(db.SqlStore):
                     unrealised=row.unrealised,
                     gross_exposure=row.gross_exposure,
                     open_positions=row.open_positions,
+                    session_day=row.session_day,
                 )
             )
 
