@@ -79,6 +79,48 @@ TickListener = Callable[[list[tuple[int, Tick]]], None]
 EventListener = Callable[[datetime], None]
 
 
+class _DayTicks:
+    """One instrument's ticks of one session, a bar's tick path at a time."""
+
+    __slots__ = ("_bar", "_bars", "_duration", "_key", "_n", "_open", "_pos", "_seed", "_size",
+                 "_ticks")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        bars: list[Bar],
+        duration: timedelta,
+        session_open: datetime,
+        ticks_per_bar: int,
+        seed: int,
+        key: str,
+        tick_size: Decimal,
+    ):
+        self._bars, self._duration, self._open = bars, duration, session_open
+        self._n, self._seed, self._key, self._size = ticks_per_bar, seed, key, tick_size
+        self._bar = 0
+        self._ticks: list[Tick] = []
+        self._pos = 0
+
+    def next(self) -> Tick | None:
+        while self._pos >= len(self._ticks):
+            if self._bar >= len(self._bars):
+                return None
+            bar = self._bars[self._bar]
+            self._bar += 1
+            # a daily bar spans the session from its open
+            start = bar.start if self._duration.total_seconds() < 22500 else self._open
+            bar = Bar(start, bar.open, bar.high, bar.low, bar.close, bar.volume)
+            self._ticks = tick_path(
+                bar, self._duration, seed=self._seed, key=self._key,
+                ticks_per_bar=self._n, tick_size=self._size,
+            )  # fmt: skip
+            self._pos = 0
+        tick = self._ticks[self._pos]
+        self._pos += 1
+        return tick
+
+
 @dataclass
 class ClockListeners:
     ticks: list[TickListener] = field(default_factory=list)
@@ -116,7 +158,7 @@ class MarketClock:
         self.day = day
         self.session: Session = self._session(day)
         self.now = self.session.open
-        self._queue: list[tuple[datetime, int, int, Tick]] = []
+        self._queue: list[tuple[datetime, int, int, Tick, _DayTicks]] = []
         self._square_off_done = False
         self._closed = False
         self._seq = 0
@@ -151,25 +193,32 @@ class MarketClock:
         return [], timedelta(0)
 
     def _load_day(self, day: date) -> None:
+        """Queue the first tick of each instrument's day; the rest of a bar's ticks are built
+        when the bar starts (`_DayTicks`), so opening a day costs one tick path per instrument,
+        not a whole session of them at once on the event loop."""
         self._queue = []
         for token, state in self.states.items():
             state.new_day()
             bars, duration = self._bars_of_day(state.instrument.tradingsymbol, day)
-            for bar in bars:
-                start = bar.start if duration.total_seconds() < 22500 else self.session.open
-                bar = Bar(start, bar.open, bar.high, bar.low, bar.close, bar.volume)
-                n = max(4, int(duration.total_seconds() // self.tick_interval_seconds))
-                for tick in tick_path(
-                    bar,
-                    duration,
-                    seed=self.seed,
-                    key=state.instrument.tradingsymbol,
-                    ticks_per_bar=n,
-                    tick_size=state.instrument.tick_size or Decimal("0.05"),
-                ):
-                    self._seq += 1
-                    self._queue.append((tick.ts, self._seq, token, tick))
+            if not bars:
+                continue
+            feed = _DayTicks(
+                bars=bars,
+                duration=duration,
+                session_open=self.session.open,
+                ticks_per_bar=max(4, int(duration.total_seconds() // self.tick_interval_seconds)),
+                seed=self.seed,
+                key=state.instrument.tradingsymbol,
+                tick_size=state.instrument.tick_size or Decimal("0.05"),
+            )
+            self._push(token, feed)
         heapq.heapify(self._queue)
+
+    def _push(self, token: int, feed: _DayTicks) -> None:
+        tick = feed.next()
+        if tick is not None:
+            self._seq += 1
+            heapq.heappush(self._queue, (tick.ts, self._seq, token, tick, feed))
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -210,9 +259,10 @@ class MarketClock:
             if next_tick is not None and next_tick == when and (close is None or when < close):
                 batch: list[tuple[int, Tick]] = []
                 while self._queue and self._queue[0][0] == when:
-                    _ts, _seq, token, tick = heapq.heappop(self._queue)
+                    _ts, _seq, token, tick, feed = heapq.heappop(self._queue)
                     self.states[token].apply(tick)
                     batch.append((token, tick))
+                    self._push(token, feed)
                 self.now = when.astimezone(UTC)
                 delivered += len(batch)
                 for listener in self.listeners.ticks:
