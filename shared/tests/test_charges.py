@@ -75,7 +75,9 @@ def test_dp_charge_per_scrip():
 
 def test_transaction_rate_history():
     assert rates_on(date(2020, 7, 1)).nse_transaction_pct == D("0.00325")
-    assert rates_on(date(2023, 6, 1)).nse_transaction_pct == D("0.00345")
+    assert rates_on(date(2021, 1, 1)).nse_transaction_pct == D("0.00345")  # NSE's 6% rise
+    assert rates_on(date(2023, 3, 31)).nse_transaction_pct == D("0.00345")
+    assert rates_on(date(2023, 4, 1)).nse_transaction_pct == D("0.00322")  # rolled back
     assert rates_on(date(2024, 9, 30)).nse_transaction_pct == D("0.00322")
     assert rates_on(date(2024, 10, 1)).nse_transaction_pct == D("0.00297")
     # The same order before and after the 2024-10-01 change: 100000 x 0.00322% = 3.22.

@@ -210,3 +210,23 @@ def test_market_closed_amo_and_cnc_to_holdings(kitesim, kite):
     assert kite.positions()["net"] == []
     assert kite.order_history(amo)[-1]["status"] == "OPEN"
     assert [o["order_id"] for o in kite.orders()] == [amo]
+
+
+def test_a_modification_is_checked_against_the_funds_like_a_new_order(kitesim, kite):
+    kitesim.advance(seconds=60)
+    low = grid(ltp(kitesim) * Decimal("0.8"))  # rests below the market
+    oid = place(kite, quantity=10, price=float(low))
+    assert status(kite, oid)["status"] == "OPEN"
+    available = Decimal(str(kite.margins("equity")["net"]))
+    too_many = int((available + low * 10) / low) + 10  # more than the funds once released
+    with pytest.raises(kex.OrderException, match="Insufficient funds"):
+        kite.modify_order("regular", oid, quantity=too_many)
+    unchanged = status(kite, oid)
+    assert (unchanged["status"], unchanged["quantity"]) == ("OPEN", 10)
+    assert Decimal(str(unchanged["price"])) == low
+    # within the funds (its own block released first): accepted
+    fits = int((available + low * 10) / low) - 1
+    assert kite.modify_order("regular", oid, quantity=fits) == oid
+    assert status(kite, oid)["quantity"] == fits
+    with pytest.raises(kex.InputException, match="trigger_price"):
+        kite.modify_order("regular", oid, order_type="SL")

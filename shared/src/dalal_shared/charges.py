@@ -87,14 +87,16 @@ RATE_HISTORY: tuple[EquityRates, ...] = (
     ),
     EquityRates(
         effective_from=date(2021, 1, 1),
-        source="Zerodha charges page 2021-2023: NSE txn 0.00345% (start date: NSE's 2021 revision)",
+        source="NSE raised cash-market transaction charges by 6% from 2021-01-01 (to fund its "
+        "IPFT after broker defaults): 0.00325% -> 0.00345%, as on Zerodha's page 2021-2023",
         nse_transaction_pct=_d("0.00345"),
         dp_rupees_per_scrip=_d("13.50"),
         **_BASE,
     ),
     EquityRates(
-        effective_from=date(2024, 1, 1),
-        source="Zerodha charges page 2024: NSE txn 0.00322% until 2024-09-30",
+        effective_from=date(2023, 4, 1),
+        source="NSE rolled the 2021 increase back from 2023-04-01 (board decision of "
+        "2023-03-23); Zerodha's page then showed NSE txn 0.00322% until 2024-09-30",
         nse_transaction_pct=_d("0.00322"),
         dp_rupees_per_scrip=_d("13.50"),
         **_BASE,

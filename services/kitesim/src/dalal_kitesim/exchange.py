@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -562,6 +562,13 @@ class Exchange:
         validity = params.get("validity") or order.validity
         if validity not in VALIDITIES:
             raise InputException(f"Invalid `validity`: {validity!r}.")
+        if order_type in ("LIMIT", "SL") and (price if price is not None else order.price) <= 0:
+            raise InputException(f"Invalid `price`: a {order_type} order needs a price above 0.")
+        if order_type in ("SL", "SL-M") and (
+            (trigger if trigger is not None else order.trigger_price) <= 0
+        ):
+            raise InputException(f"Invalid `trigger_price`: an {order_type} order needs one.")
+        self._recheck_margin(order, order_type, quantity, price, trigger)
         if order.status != "AMO REQ RECEIVED":
             self._record(order, "MODIFY VALIDATION PENDING")
             self._record(order, "MODIFY PENDING")
@@ -585,6 +592,42 @@ class Exchange:
             self._record(order, "TRIGGER PENDING" if pending_trigger else "OPEN")
         self._announce(order)
         return order
+
+    def _recheck_margin(
+        self,
+        order: Order,
+        order_type: str,
+        quantity: int | None,
+        price: Decimal | None,
+        trigger: Decimal | None,
+    ) -> None:
+        """RMS on a modification, as on a new order: the modified order must fit the funds (or
+        the holdings, for a CNC sell) left once its current block is released; else the
+        modification is refused and the order stays as it was."""
+        if order.square_off:
+            return
+        trial = replace(
+            order,
+            order_type=order_type,
+            quantity=order.quantity if quantity is None else quantity,
+            price=ZERO if order_type in ("MARKET", "SL-M") else (price or order.price),
+            trigger_price=order.trigger_price if trigger is None else trigger,
+        )
+        if order.transaction_type == "SELL" and order.product == "CNC":
+            if trial.pending_quantity > self.sellable_quantity(
+                order.instrument_token, exclude=order
+            ):
+                raise OrderException(
+                    "Insufficient holdings: you can sell only the shares you hold (CNC)."
+                )
+            return
+        required = self.order_margin(trial)
+        available = self.funds()["net"] + self.order_margin(order)
+        if required > available:
+            raise OrderException(
+                f"Insufficient funds. Required margin is {required:.2f} "
+                f"but available margin is {available:.2f}."
+            )
 
     def cancel(self, variety: str, order_id: str, *, message: str | None = None) -> Order:
         order = self.get_order(order_id)
