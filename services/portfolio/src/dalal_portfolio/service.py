@@ -178,6 +178,7 @@ class PortfolioService:
         with self._lock:
             before = self.book.position(fill.key)
             old_charges = dict(before.fill_charges) if before is not None else {}
+            old_trips = list(before.round_trips) if before is not None else []
             applied = self.book.apply(fill)
             if applied.duplicate:
                 self.fills_duplicate += 1
@@ -190,8 +191,15 @@ class PortfolioService:
                     for t, c in applied.position.fill_charges.items()
                     if t != fill.trade_id and old_charges.get(t) != c
                 }
+                trips = applied.position.round_trips
+                unchanged = trips[: len(old_trips)] == old_trips
                 self.store.record_fill(
-                    fill, applied.position, events, now=self.clock(), changed_charges=changed
+                    fill,
+                    applied.position,
+                    events,
+                    now=self.clock(),
+                    changed_charges=changed,
+                    new_round_trips=trips[len(old_trips) :] if unchanged else None,
                 )
             except Exception:
                 self.book.forget(fill.trade_id)

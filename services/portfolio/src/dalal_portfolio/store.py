@@ -222,6 +222,29 @@ def _trip_row(t: RoundTrip) -> dict[str, Any]:
     }
 
 
+# statements built once: executing them with parameters skips SQLAlchemy's per-call
+# construction (a fill is one transaction of a few of these)
+_INSERT_FILL = fills_t.insert()
+_INSERT_OUTBOX = outbox_t.insert()
+_INSERT_POSITION = positions_t.insert()
+_INSERT_TRIP = round_trips_t.insert()
+_UPDATE_POSITION = (
+    positions_t.update()
+    .where(
+        (positions_t.c.exchange == sa.bindparam("k_exchange"))
+        & (positions_t.c.symbol == sa.bindparam("k_symbol"))
+        & (positions_t.c.product == sa.bindparam("k_product"))
+    )
+)  # fmt: skip
+_UPDATE_FILL_CHARGES = fills_t.update().where(fills_t.c.trade_id == sa.bindparam("k_trade_id"))
+_DELETE_LEDGER_TRIPS = round_trips_t.delete().where(
+    (round_trips_t.c.exchange == sa.bindparam("k_exchange"))
+    & (round_trips_t.c.symbol == sa.bindparam("k_symbol"))
+    & (round_trips_t.c.product == sa.bindparam("k_product"))
+    & (round_trips_t.c.source == "ledger")
+)
+
+
 class LedgerStore(db.SqlStore):
     """The ledger's tables. Every write is one transaction."""
 
@@ -370,37 +393,43 @@ class LedgerStore(db.SqlStore):
         *,
         now: datetime,
         changed_charges: dict[str, Decimal] | None = None,
+        new_round_trips: list[RoundTrip] | None = None,
     ) -> None:
-        """Insert a new fill, rewrite its position's derived rows, queue its events.
+        """Insert a new fill, update its position's derived rows, queue its events.
 
         `changed_charges`: other fills of the position whose charges the new fill changed (a
         late trade of the same order, a DP charge moving to an earlier sell); None rewrites all.
+        `new_round_trips`: the round trips the fill closed, when the earlier ones are unchanged
+        (a fill in time order); None rewrites the position's round trips (a late fill).
         """
         with self.engine.begin() as conn:
             conn.execute(
-                sa.insert(fills_t).values(
-                    trade_id=fill.trade_id,
-                    client_order_id=fill.client_order_id,
-                    broker_order_id=fill.broker_order_id,
-                    exchange=fill.exchange,
-                    symbol=fill.symbol,
-                    side=fill.side,
-                    product=fill.product,
-                    quantity=fill.quantity,
-                    price=fill.price,
-                    filled_at=fill.filled_at,
-                    reason=fill.reason,
-                    charged=fill.charged,
-                    charges=position.fill_charges.get(fill.trade_id, Decimal(0)),
-                    recorded_at=now,
-                )
+                _INSERT_FILL,
+                {
+                    "trade_id": fill.trade_id,
+                    "client_order_id": fill.client_order_id,
+                    "broker_order_id": fill.broker_order_id,
+                    "exchange": fill.exchange,
+                    "symbol": fill.symbol,
+                    "side": fill.side,
+                    "product": fill.product,
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "filled_at": fill.filled_at,
+                    "reason": fill.reason,
+                    "charged": fill.charged,
+                    "charges": position.fill_charges.get(fill.trade_id, Decimal(0)),
+                    "recorded_at": now,
+                },
             )
-            self._write_position(conn, position, changed_charges)
-            for stream, type_, payload, corr in events:
+            self._write_position(conn, position, changed_charges, new_round_trips)
+            if events:
                 conn.execute(
-                    sa.insert(outbox_t).values(
-                        stream=stream, type=type_, payload=payload, corr=corr, created_at=now
-                    )
+                    _INSERT_OUTBOX,
+                    [
+                        {"stream": st, "type": ty, "payload": pl, "corr": co, "created_at": now}
+                        for st, ty, pl, co in events
+                    ],
                 )
 
     def _write_position(
@@ -408,46 +437,38 @@ class LedgerStore(db.SqlStore):
         conn: sa.Connection,
         pos: Position,
         changed_charges: dict[str, Decimal] | None = None,
+        new_round_trips: list[RoundTrip] | None = None,
     ) -> None:
-        key = (
-            (positions_t.c.exchange == pos.exchange)
-            & (positions_t.c.symbol == pos.symbol)
-            & (positions_t.c.product == pos.product)
-        )
-        conn.execute(sa.delete(positions_t).where(key))
-        conn.execute(
-            sa.insert(positions_t).values(
-                exchange=pos.exchange,
-                symbol=pos.symbol,
-                product=pos.product,
-                quantity=pos.quantity,
-                average_price=pos.average_price,
-                realised_gross=pos.realised_gross,
-                realised_net=pos.realised_net,
-                charges=pos.charges,
-                opened_at=pos.opened_at,
-                last_fill_at=pos.last_fill_at,
-                fills=pos.fills,
-                lots=json.dumps([_lot_json(lot) for lot in pos.lots]),
-                exits=json.dumps([_exit_json(e) for e in pos.exits]),
-            )
-        )
+        row = {
+            "exchange": pos.exchange,
+            "symbol": pos.symbol,
+            "product": pos.product,
+            "quantity": pos.quantity,
+            "average_price": pos.average_price,
+            "realised_gross": pos.realised_gross,
+            "realised_net": pos.realised_net,
+            "charges": pos.charges,
+            "opened_at": pos.opened_at,
+            "last_fill_at": pos.last_fill_at,
+            "fills": pos.fills,
+            "lots": json.dumps([_lot_json(lot) for lot in pos.lots]),
+            "exits": json.dumps([_exit_json(e) for e in pos.exits]),
+        }
+        key = {"k_exchange": pos.exchange, "k_symbol": pos.symbol, "k_product": pos.product}
+        if conn.execute(_UPDATE_POSITION, {**row, **key}).rowcount == 0:
+            conn.execute(_INSERT_POSITION, row)
         # a late fill can change its neighbours' charges (one order's brokerage cap, DP)
         charges = pos.fill_charges if changed_charges is None else changed_charges
-        for trade_id, charge in charges.items():
+        if charges:
             conn.execute(
-                sa.update(fills_t).where(fills_t.c.trade_id == trade_id).values(charges=charge)
+                _UPDATE_FILL_CHARGES,
+                [{"k_trade_id": t, "charges": c} for t, c in charges.items()],
             )
-        conn.execute(
-            sa.delete(round_trips_t).where(
-                (round_trips_t.c.exchange == pos.exchange)
-                & (round_trips_t.c.symbol == pos.symbol)
-                & (round_trips_t.c.product == pos.product)
-                & (round_trips_t.c.source == "ledger")
-            )
-        )
-        if pos.round_trips:
-            conn.execute(sa.insert(round_trips_t), [_trip_row(t) for t in pos.round_trips])
+        if new_round_trips is None:
+            conn.execute(_DELETE_LEDGER_TRIPS, key)
+            new_round_trips = pos.round_trips
+        if new_round_trips:
+            conn.execute(_INSERT_TRIP, [_trip_row(t) for t in new_round_trips])
 
     def record_hold(self, hold: Hold, *, now: datetime) -> None:
         """Insert or replace one order hold (one transaction)."""
