@@ -220,31 +220,6 @@ class _Cycle:
         self.exits: list[Exit] = []
 
 
-def _fill_charges(fills: list[Fill]) -> tuple[dict[str, ChargesBreakdown], ChargesBreakdown]:
-    """Charges per trade (in canonical order) and their sum, for the fills of one key."""
-    per_trade: dict[str, ChargesBreakdown] = {}
-    cumulative: dict[str, tuple[int, Decimal, ChargesBreakdown]] = {}
-    dp_days: set[date] = set()
-    total = ChargesBreakdown()
-    for fill in fills:
-        if not fill.charged:
-            per_trade[fill.trade_id] = ChargesBreakdown()
-            continue
-        qty, value, before = cumulative.get(fill.broker_order_id, (0, ZERO, ChargesBreakdown()))
-        qty += fill.quantity
-        value += fill.price * fill.quantity
-        trade_day = to_ist(fill.filled_at).date()
-        after = order_charges(fill.side, fill.product, qty, value / qty, trade_day)
-        cumulative[fill.broker_order_id] = (qty, value, after)
-        charge = _minus(after, before)
-        if fill.side == "SELL" and fill.product == "CNC" and trade_day not in dp_days:
-            dp_days.add(trade_day)
-            charge = charge + dp_charge(trade_day)
-        per_trade[fill.trade_id] = charge
-        total = total + charge
-    return per_trade, total
-
-
 def _minus(a: ChargesBreakdown, b: ChargesBreakdown) -> ChargesBreakdown:
     return ChargesBreakdown(
         brokerage=a.brokerage - b.brokerage,
@@ -262,15 +237,45 @@ def _split(amount: Decimal, part: int, whole: int) -> Decimal:
     return amount if part == whole else q4(amount * part / whole)
 
 
-def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
-    """Rebuild one position from its fills, in canonical order (filled_at, trade_id)."""
-    ordered = sorted(fills, key=Fill.sort_key)
-    pos = Position(*key)
-    charges, pos.charges_breakdown = _fill_charges(ordered)
-    pos.charges = pos.charges_breakdown.total
-    cycle: _Cycle | None = None
-    for fill in ordered:
-        fill_charge = charges[fill.trade_id].total
+class _Replay:
+    """One position built fill by fill in canonical order (filled_at, trade_id).
+
+    Everything a fill does depends only on the fills before it in that order (its charges on
+    its order's earlier fills and on the day's earlier delivery sells; its P&L on the open
+    lots), so a fill that sorts after every known fill of its key is one more `step`; a fill
+    that sorts earlier means a replay from the start.
+    """
+
+    def __init__(self, key: PositionKey):
+        self.pos = Position(*key)
+        self.cycle: _Cycle | None = None
+        self.last: tuple[datetime, str] | None = None
+        self._orders: dict[str, tuple[int, Decimal, ChargesBreakdown]] = {}
+        self._dp_days: set[date] = set()
+
+    def _charge(self, fill: Fill) -> ChargesBreakdown:
+        """The fill's charges: its order's charges so far less what its earlier fills paid,
+        plus the DP charge on the day's first delivery sell."""
+        if not fill.charged:
+            return ChargesBreakdown()
+        qty, value, before = self._orders.get(fill.broker_order_id, (0, ZERO, ChargesBreakdown()))
+        qty += fill.quantity
+        value += fill.price * fill.quantity
+        trade_day = to_ist(fill.filled_at).date()
+        after = order_charges(fill.side, fill.product, qty, value / qty, trade_day)
+        self._orders[fill.broker_order_id] = (qty, value, after)
+        charge = _minus(after, before)
+        if fill.side == "SELL" and fill.product == "CNC" and trade_day not in self._dp_days:
+            self._dp_days.add(trade_day)
+            charge = charge + dp_charge(trade_day)
+        self.pos.charges_breakdown = self.pos.charges_breakdown + charge
+        self.pos.charges = self.pos.charges_breakdown.total
+        return charge
+
+    def step(self, fill: Fill) -> None:
+        pos = self.pos
+        self.last = fill.sort_key()
+        fill_charge = self._charge(fill).total
         pos.fill_charges[fill.trade_id] = fill_charge
         pos.fills += 1
         pos.last_fill_at = fill.filled_at
@@ -298,7 +303,7 @@ def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
         opening_charge = _split(fill_charge, remaining, fill.quantity) if remaining else ZERO
         closing_charge = fill_charge - opening_charge
         if closed_qty:
-            assert cycle is not None
+            assert self.cycle is not None
             net = gross - closing_charge - released_entry
             reason = fill.reason or fill.client_order_id
             exit_ = Exit(
@@ -314,28 +319,28 @@ def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
             )
             pos.realised_gross += gross
             pos.realised_net += net
-            cycle.gross += gross
-            cycle.charges += closing_charge + released_entry
-            cycle.exit_qty += closed_qty
-            cycle.exit_value += fill.price * closed_qty
-            cycle.exits.append(exit_)
+            self.cycle.gross += gross
+            self.cycle.charges += closing_charge + released_entry
+            self.cycle.exit_qty += closed_qty
+            self.cycle.exit_value += fill.price * closed_qty
+            self.cycle.exits.append(exit_)
             pos.exits.append(exit_)
         pos.quantity = before + signed
         flat_now = not pos.lots
         round_trip_charges = ZERO
         if closed_qty and flat_now:
-            assert cycle is not None
-            round_trip_charges = cycle.charges
-            pos.round_trips.append(_close_cycle(pos, cycle, fill.filled_at))
-            cycle = None
+            assert self.cycle is not None
+            round_trip_charges = self.cycle.charges
+            pos.round_trips.append(_close_cycle(pos, self.cycle, fill.filled_at))
+            self.cycle = None
             pos.exits = []
             pos.opened_at = None
         if remaining:
-            if cycle is None:
-                cycle = _Cycle("LONG" if signed > 0 else "SHORT", fill.filled_at)
+            if self.cycle is None:
+                self.cycle = _Cycle("LONG" if signed > 0 else "SHORT", fill.filled_at)
                 pos.opened_at = fill.filled_at
-            cycle.entry_qty += remaining
-            cycle.entry_value += fill.price * remaining
+            self.cycle.entry_qty += remaining
+            self.cycle.entry_value += fill.price * remaining
             pos.lots.append(
                 Lot(
                     quantity=remaining if signed > 0 else -remaining,
@@ -345,8 +350,8 @@ def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
                     entry_charges=opening_charge,
                 )
             )
-        if cycle is not None:
-            cycle.max_quantity = max(cycle.max_quantity, abs(pos.quantity))
+        if self.cycle is not None:
+            self.cycle.max_quantity = max(self.cycle.max_quantity, abs(pos.quantity))
         kind: Literal["opened", "increased", "reduced", "closed", "flipped"]
         if before == 0:
             kind = "opened"
@@ -368,9 +373,20 @@ def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
             charges=q4(round_trip_charges),
             reason=fill.reason or fill.client_order_id,
         )
-    pos.realised_gross = q4(pos.realised_gross)
-    pos.realised_net = q4(pos.realised_net)
-    return pos
+        pos.realised_gross = q4(pos.realised_gross)
+        pos.realised_net = q4(pos.realised_net)
+
+
+def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
+    """Rebuild one position from its fills, in canonical order (filled_at, trade_id)."""
+    return _replay(key, fills).pos
+
+
+def _replay(key: PositionKey, fills: Iterable[Fill]) -> _Replay:
+    state = _Replay(key)
+    for fill in sorted(fills, key=Fill.sort_key):
+        state.step(fill)
+    return state
 
 
 def _close_cycle(pos: Position, cycle: _Cycle, closed_at: datetime) -> RoundTrip:
@@ -433,6 +449,7 @@ class Book:
         self._fills: dict[str, Fill] = {}
         self._by_key: dict[PositionKey, dict[str, Fill]] = defaultdict(dict)
         self._positions: dict[PositionKey, Position] = {}
+        self._replays: dict[PositionKey, _Replay] = {}
         self._cash: dict[str, CashMovement] = {}
         self.imported_round_trips: list[RoundTrip] = []  # closed trades from a seed import
         self.blocked_funds = ZERO  # value of open buy orders, set by the open-order book
@@ -454,9 +471,18 @@ class Book:
             return Applied(known, True, pos, pos.effects.get(fill.trade_id))
         self._fills[fill.trade_id] = fill
         self._by_key[fill.key][fill.trade_id] = fill
-        pos = replay(fill.key, self._by_key[fill.key].values())
-        self._positions[fill.key] = pos
-        return Applied(fill, False, pos, pos.effects[fill.trade_id])
+        state = self._replays.get(fill.key)
+        if state is not None and state.last is not None and fill.sort_key() > state.last:
+            state.step(fill)  # in time order: one more step
+        else:  # the first fill of its key, or a late one: replay the key from the start
+            state = self._rebuild(fill.key)
+        return Applied(fill, False, state.pos, state.pos.effects[fill.trade_id])
+
+    def _rebuild(self, key: PositionKey) -> _Replay:
+        state = _replay(key, self._by_key[key].values())
+        self._replays[key] = state
+        self._positions[key] = state.pos
+        return state
 
     def load(self, fills: Iterable[Fill]) -> None:
         """Bulk-load fills (start-up): one replay per key."""
@@ -468,7 +494,7 @@ class Book:
             self._by_key[fill.key][fill.trade_id] = fill
             touched.add(fill.key)
         for key in touched:
-            self._positions[key] = replay(key, self._by_key[key].values())
+            self._rebuild(key)
 
     def forget(self, trade_id: str) -> None:
         """Undo `apply` (the store could not persist the fill)."""
@@ -477,10 +503,11 @@ class Book:
             return
         del self._by_key[fill.key][trade_id]
         if self._by_key[fill.key]:
-            self._positions[fill.key] = replay(fill.key, self._by_key[fill.key].values())
+            self._rebuild(fill.key)
         else:
             del self._by_key[fill.key]
             del self._positions[fill.key]
+            del self._replays[fill.key]
 
     def fills(self) -> list[Fill]:
         return sorted(self._fills.values(), key=Fill.sort_key)
