@@ -2,8 +2,9 @@
 # Install the command-line tools tests/deploy needs, when they are missing:
 #   docker-compose  (Debian's compose v1; validates docker-compose.yml with `config`, no engine)
 #   promtool        (from Debian's `prometheus` package; validates deploy/prometheus/*.yml)
+#   prometheus      (the same package; tests/deploy/test_live_stack.py scrapes a live stack)
 #
-# Idempotent: does nothing when both are on PATH. Never fails the build: when it cannot
+# Idempotent: does nothing when all three are on PATH. Never fails the build: when it cannot
 # install (not Debian, not root and no passwordless sudo, no network) it prints why and
 # exits 0; the tests that need the tool then skip, naming it.
 # The prometheus package is installed without starting its daemon (policy-rc.d), and any
@@ -12,7 +13,7 @@ set -u
 
 need=()
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 say() { echo "install-test-tools: $*" >&2; }
@@ -76,7 +77,7 @@ for pid in $(pgrep -x prometheus 2>/dev/null); do
     esac
 done
 
-for tool in docker-compose promtool; do
+for tool in docker-compose promtool prometheus; do
     if command -v "$tool" >/dev/null 2>&1; then
         say "$tool: $(command -v "$tool")"
     else

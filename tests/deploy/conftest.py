@@ -30,6 +30,7 @@ INSTALL_SCRIPT = ROOT / "scripts" / "install-test-tools.sh"
 # Secrets compose must refuse to run without (each as ${VAR:?message}).
 REQUIRED_SECRETS = (
     "DALAL_API_KEY",
+    "DALAL_SESSION_KEY",
     "POSTGRES_PASSWORD",
     "DALAL_KITE_API_KEY",
     "DALAL_KITE_API_SECRET",
@@ -39,6 +40,7 @@ REQUIRED_SECRETS = (
 # Distinctive values, so a test can tell whether one of them leaked somewhere.
 TEST_SECRETS = {
     "DALAL_API_KEY": "test-api-key-7f3a9c1e5b2d4068",
+    "DALAL_SESSION_KEY": "test-session-key-0c44d1a9e8",
     "POSTGRES_PASSWORD": "test-pg-password-91c4e2",
     "DALAL_KITE_API_KEY": "test-kite-key-5d8e0a",
     "DALAL_KITE_API_SECRET": "test-kite-secret-b62f17",
@@ -156,12 +158,28 @@ def rendered_compose(
     return config
 
 
+def _built_here(service: dict[str, Any]) -> bool:
+    build = service.get("build")
+    return bool(build) and Path(build.get("dockerfile", "")).name == "Dockerfile"
+
+
 @pytest.fixture(scope="session")
 def dalal_services(rendered_compose: dict[str, Any]) -> dict[str, str]:
-    """Compose service name -> SERVICE build arg, for every service built from our Dockerfile."""
-    out = {}
-    for name, service in rendered_compose["services"].items():
-        build = service.get("build")
-        if build and Path(build.get("dockerfile", "")).name == "Dockerfile":
-            out[name] = (build.get("args") or {}).get("SERVICE", "")
-    return out
+    """Compose service name -> SERVICE build arg, for every service with an HTTP API built from
+    our Dockerfile (it runs the image's own command, `python -m dalal_<SERVICE>`)."""
+    return {
+        name: (service["build"].get("args") or {}).get("SERVICE", "")
+        for name, service in rendered_compose["services"].items()
+        if _built_here(service) and not service.get("command")
+    }
+
+
+@pytest.fixture(scope="session")
+def dalal_workers(rendered_compose: dict[str, Any]) -> dict[str, str]:
+    """Compose service name -> SERVICE build arg, for the processes without an API that run a
+    service's image with another command (the Celery worker and beat)."""
+    return {
+        name: (service["build"].get("args") or {}).get("SERVICE", "")
+        for name, service in rendered_compose["services"].items()
+        if _built_here(service) and service.get("command")
+    }

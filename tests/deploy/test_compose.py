@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from .conftest import (
     COMPOSE_FILE,
@@ -24,12 +25,22 @@ EXPECTED_SERVICES = {
     "kitesim",
     "broker",
     "data",
+    "data-worker",
+    "scheduler",
     "portfolio",
     "engine",
+    "engine-worker",
     "prometheus",
     "grafana",
 }
 DALAL_SERVICES = {"kitesim", "broker", "data", "portfolio", "engine"}
+# processes without an API: compose name -> (image's SERVICE, module, DALAL_METRICS_PORT)
+WORKERS = {
+    "data-worker": ("data", "dalal_data.worker", "8012"),
+    "scheduler": ("data", "dalal_data.scheduler", "8013"),
+    "engine-worker": ("engine", "dalal_engine.worker", "8014"),
+}
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
 
 # ${VAR}, ${VAR:-x}, ${VAR:?x}, but not the escaped $${VAR} compose passes to the container.
 VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?+])?")
@@ -77,9 +88,48 @@ def test_compose_config_renders_the_whole_stack(rendered_compose: dict[str, Any]
 
 
 def test_every_dalal_service_is_built_from_the_one_dockerfile(
-    dalal_services: dict[str, str],
+    dalal_services: dict[str, str], dalal_workers: dict[str, str]
 ) -> None:
     assert dalal_services == {name: name for name in DALAL_SERVICES}
+    assert dalal_workers == {name: image for name, (image, _, _) in WORKERS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_workers_run_their_module_and_serve_metrics(
+    rendered_compose: dict[str, Any], name: str
+) -> None:
+    image, module, port = WORKERS[name]
+    service = rendered_compose["services"][name]
+    assert service["command"] == ["python", "-m", module]
+    assert service["image"] == rendered_compose["services"][image]["image"]
+    assert service["environment"]["DALAL_METRICS_PORT"] == port
+    assert "DALAL_PORT" not in service["environment"]
+    assert f"http://127.0.0.1:{port}/metrics" in " ".join(service["healthcheck"]["test"])
+
+
+def test_the_data_worker_shares_the_candle_cache(rendered_compose: dict[str, Any]) -> None:
+    services = rendered_compose["services"]
+    worker, data = services["data-worker"], services["data"]
+    assert worker["environment"]["DALAL_CACHE_DIR"] == data["environment"]["DALAL_CACHE_DIR"]
+    cache = data["environment"]["DALAL_CACHE_DIR"]
+    assert _volume_mounts(worker)[cache] == _volume_mounts(data)[cache] == "parquet-cache"
+
+
+def test_the_engine_worker_reads_the_candle_cache(rendered_compose: dict[str, Any]) -> None:
+    worker = rendered_compose["services"]["engine-worker"]
+    cache = worker["environment"]["DALAL_CANDLE_CACHE_DIR"]
+    assert _volume_mounts(worker)[cache] == "parquet-cache"
+
+
+def test_exactly_one_scheduler(rendered_compose: dict[str, Any]) -> None:
+    assert rendered_compose["services"]["scheduler"]["deploy"]["replicas"] == 1
+
+
+def test_broker_data_and_workers_share_the_session_key(rendered_compose: dict[str, Any]) -> None:
+    services = rendered_compose["services"]
+    for name in ("broker", "data", "data-worker", "scheduler"):
+        env = services[name]["environment"]
+        assert env["DALAL_SESSION_KEY"] == TEST_SECRETS["DALAL_SESSION_KEY"], name
 
 
 def test_kitesim_runs_only_in_the_sim_profile(rendered_compose: dict[str, Any]) -> None:
@@ -113,7 +163,7 @@ def test_depends_on_waits_for_health(rendered_compose: dict[str, Any]) -> None:
         for dep, spec in depends.items():
             assert dep in services, f"{name} depends on unknown {dep}"
             assert spec.get("condition") == "service_healthy", f"{name} -> {dep}: {spec}"
-    for name in DALAL_SERVICES - {"kitesim"}:
+    for name in (DALAL_SERVICES - {"kitesim"}) | set(WORKERS):
         assert {"redis", "postgres"} <= set(services[name]["depends_on"]), name
     assert "redis" in services["kitesim"]["depends_on"]
 
@@ -130,9 +180,10 @@ def test_redis_keeps_an_append_only_file_on_a_named_volume(
 
 def test_state_lives_on_named_volumes(rendered_compose: dict[str, Any]) -> None:
     volumes = set(rendered_compose.get("volumes") or {})
-    assert {"redis-data", "postgres-data", "parquet-cache"} <= volumes
+    assert {"redis-data", "postgres-data", "parquet-cache", "grafana-data"} <= volumes
     services = rendered_compose["services"]
     assert _volume_mounts(services["postgres"])["/var/lib/postgresql/data"] == "postgres-data"
+    assert _volume_mounts(services["grafana"])["/var/lib/grafana"] == "grafana-data"
     data = services["data"]
     assert _volume_mounts(data)[data["environment"]["DALAL_CACHE_DIR"]] == "parquet-cache"
 
@@ -141,7 +192,7 @@ def test_services_reach_redis_and_postgres_by_compose_name(
     rendered_compose: dict[str, Any],
 ) -> None:
     services = rendered_compose["services"]
-    for name in DALAL_SERVICES:
+    for name in DALAL_SERVICES | set(WORKERS):
         env = services[name]["environment"]
         assert env["DALAL_REDIS_URL"].startswith("redis://redis:6379"), name
         assert env["DALAL_HOST"] == "0.0.0.0", name
@@ -151,9 +202,56 @@ def test_services_reach_redis_and_postgres_by_compose_name(
 
 
 def test_default_mode_is_sim_against_kitesim(rendered_compose: dict[str, Any]) -> None:
-    broker = rendered_compose["services"]["broker"]["environment"]
-    assert broker["DALAL_MODE"] == "sim"
-    assert broker["DALAL_KITE_ROOT_URL"] == "http://kitesim:8010"
+    services = rendered_compose["services"]
+    for name in ("broker", "data", "data-worker"):
+        env = services[name]["environment"]
+        assert env["DALAL_MODE"] == "sim", name
+        assert env["DALAL_KITE_ROOT_URL"] == "http://kitesim:8010", name
+    # kitesim accepts exactly the Kite app the broker and data services present
+    kitesim = services["kitesim"]["environment"]
+    assert kitesim["DALAL_KITESIM_API_KEY"] == TEST_SECRETS["DALAL_KITE_API_KEY"]
+    assert kitesim["DALAL_KITESIM_API_SECRET"] == TEST_SECRETS["DALAL_KITE_API_SECRET"]
+    assert kitesim["DALAL_KITESIM_POSTBACK_URL"] == "http://broker:8001/postbacks/kite"
+
+
+@pytest.mark.parametrize("mode", ["paper", "live"])
+def test_one_line_switches_every_service_to_real_kite(compose_config, load_yaml, mode: str) -> None:
+    result = compose_config({**TEST_SECRETS, "DALAL_MODE": mode})
+    assert result.returncode == 0, result.output
+    services = load_yaml(result.stdout)["services"]
+    for name in (DALAL_SERVICES - {"kitesim"}) | set(WORKERS):
+        env = services[name]["environment"]
+        assert env["DALAL_MODE"] == mode, name
+        assert env["DALAL_KITE_ROOT_URL"] == "https://api.kite.trade", name
+        assert "DALAL_ENFORCE_MARKET_HOURS" not in env, name  # market hours enforced for real
+
+
+def test_an_unknown_mode_is_refused(compose_config) -> None:
+    result = compose_config({**TEST_SECRETS, "DALAL_MODE": "yolo"})
+    assert result.returncode != 0
+    assert "yolo" in result.output
+
+
+def test_grafana_is_provisioned_from_the_repository(rendered_compose: dict[str, Any]) -> None:
+    grafana = rendered_compose["services"]["grafana"]
+    mounts = _volume_mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == str(GRAFANA_DIR / "provisioning")
+    provider = yaml.safe_load((GRAFANA_DIR / "provisioning/dashboards/dalal.yml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    assert mounts[path] == str(GRAFANA_DIR / "dashboards")
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert Path(home).parent == Path(path)
+    assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file()
+
+
+def test_grafana_admin_password_comes_from_the_environment(
+    rendered_compose: dict[str, Any], compose_config
+) -> None:
+    env = rendered_compose["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == TEST_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    refused = compose_config({**TEST_SECRETS, "GRAFANA_ADMIN_PASSWORD": ""})
+    assert refused.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in refused.output
 
 
 def test_published_ports_bind_to_loopback_only(rendered_compose: dict[str, Any]) -> None:
@@ -192,7 +290,12 @@ def test_env_example_documents_every_variable_compose_reads() -> None:
 
 def test_env_example_holds_no_secret_value() -> None:
     values = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.M))
-    for name in ("DALAL_API_KEY", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
+    for name in (
+        "DALAL_API_KEY",
+        "DALAL_SESSION_KEY",
+        "POSTGRES_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         assert values[name] == "", f"{name} must be left blank in .env.example"
 
 
@@ -283,3 +386,13 @@ def test_build_context_leaves_out_local_state_and_secrets(path: str) -> None:
 )
 def test_build_context_keeps_what_the_image_needs(path: str) -> None:
     assert not _dockerignore_excludes(path)
+
+
+def test_the_engine_runs_the_mounted_strategies(rendered_compose: dict[str, Any]) -> None:
+    from dalal_engine.strategyconfig import load_file
+
+    engine = rendered_compose["services"]["engine"]
+    path = engine["environment"]["DALAL_STRATEGIES_FILE"]
+    source = Path(_volume_mounts(engine)[path])
+    assert source == ROOT / "deploy" / "compose" / "strategies.yaml"
+    assert load_file(source), "no strategy instance in the mounted file"

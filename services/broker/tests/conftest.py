@@ -167,9 +167,11 @@ def broker(shared_broker: Broker, kitesim: Sim) -> Broker:
 
 
 @pytest.fixture(autouse=True)
-def _no_faults_left(kitesim: Sim) -> Iterator[None]:
+def _no_faults_left(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    httpx.delete(f"{kitesim.root}/_sim/faults", timeout=10)
+    if "kitesim" in request.fixturenames:  # tests without kitesim (paper) do not start it
+        sim: Sim = request.getfixturevalue("kitesim")
+        httpx.delete(f"{sim.root}/_sim/faults", timeout=10)
 
 
 def events(redis_url: str, stream: str = ORDERS_EVENTS, coid: str | None = None) -> list[Envelope]:
@@ -189,3 +191,18 @@ def system_events(redis_url: str) -> list[str]:
 
 def checksum(order_id: str, timestamp: str) -> str:
     return hashlib.sha256((order_id + timestamp + KITE_SECRET).encode()).hexdigest()
+
+
+def metric(broker: Broker, name: str, **labels: str) -> float:
+    """The value of one sample on /metrics (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in broker.get("/metrics").text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        if key.split("{")[0] != name:
+            continue
+        got = key[len(name) :].strip("{}")
+        if ",".join(sorted(got.split(","))) == want or (not want and not got):
+            return float(value)
+    return 0.0

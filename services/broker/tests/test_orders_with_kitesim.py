@@ -165,12 +165,17 @@ def test_kite_rejection_is_final(broker, kitesim: Sim, shared_redis_url) -> None
 
 
 def test_expired_token_pauses_orders_until_a_new_login(
-    broker, kitesim: Sim, shared_redis_url
+    start_broker, kitesim: Sim, redis_url
 ) -> None:
+    # polling slowed down: the order itself is what meets the TokenException
+    broker = start_broker(DALAL_POLL_INTERVAL_SECONDS="600")
+    broker.login(kitesim)
+    before = broker.post("/orders", limit_buy("exp-0", symbol="HDFCBANK", qty=1, price="1"))
+    assert before.json()["status"] == "OPEN"  # mid-session: trading until the token dies
     kitesim.control("/session/expire")
     first = broker.post("/orders", limit_buy("exp-1", symbol="HDFCBANK", qty=1, price="5000"))
     assert (first.json()["status"], first.json()["reason"]) == ("REJECTED", "session_expired")
-    assert "SessionExpired" in system_events(shared_redis_url)
+    assert "SessionExpired" in system_events(redis_url)
     assert broker.get("/session").json()["valid"] is False
     paused = broker.post("/orders", limit_buy("exp-2", symbol="HDFCBANK", qty=1, price="5000"))
     assert paused.json()["reason"] == "no_session"

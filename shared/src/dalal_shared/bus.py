@@ -409,6 +409,9 @@ class StreamConsumer:
         if info is not None:
             PENDING.labels(stream, self.config.group).set(info.pending)
             LAG.labels(stream, self.config.group).set(info.lag)
+            # error counters exported from the start (0) for each group, for the dashboards
+            REDELIVERED.labels(stream, self.config.group)
+            DEAD_LETTERED.labels(stream, self.config.group)
         DLQ_LENGTH.labels(stream).set(await self.redis.xlen(dlq_name(stream)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,9 +13,21 @@ from pydantic import BaseModel, Field
 from dalal_broker.instrument_store import instrument_view
 from dalal_broker.postback import verify_postback
 from dalal_broker.reconcile import reconcile
-from dalal_shared.errors import NotFoundError
-from dalal_shared.messages import KillSwitchEngaged, KillSwitchReleased, PlaceOrder
+from dalal_shared.charges import RatesNotKnownError, order_charges
+from dalal_shared.errors import DalalError, NotFoundError
+from dalal_shared.logging import get_logger
+from dalal_shared.messages import (
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    ModifyOrder,
+    PlaceOrder,
+    PositiveRupees,
+    Quantity,
+)
 from dalal_shared.streams import SYSTEM_EVENTS
+from dalal_shared.timeutil import IST
+
+log = get_logger(__name__)
 
 router = APIRouter()
 
@@ -72,8 +85,22 @@ async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
     if row is None:
         raise NotFoundError(f"no order with client_order_id {client_order_id}")
     trades = await asyncio.to_thread(journal.trades_of, client_order_id)
+    charges = None
+    if row.filled_quantity and row.average_price and row.command.exchange in ("NSE", "BSE"):
+        terms = row.current
+        try:  # the shared charges model: what this order's executed part costs (NSE equity)
+            charges = order_charges(
+                terms.side,
+                terms.product,
+                row.filled_quantity,
+                row.average_price,
+                _trade_day(trades) or row.updated_at.astimezone(IST).date(),
+            )
+        except (ValueError, RatesNotKnownError):
+            charges = None
     return {
         **row.view(),
+        "charges": str(charges.total) if charges is not None else None,
         "trades": [
             {
                 "trade_id": t["trade_id"],
@@ -84,6 +111,33 @@ async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
             for t in trades
         ],
     }
+
+
+def _trade_day(trades: list[dict[str, Any]]) -> date | None:
+    return trades[-1]["filled_at"].astimezone(IST).date() if trades else None
+
+
+class ModifyBody(BaseModel):
+    """What to change (at least one field); the rest of the order stays as it is."""
+
+    model_config = {"extra": "forbid"}
+    quantity: Quantity | None = None
+    price: PositiveRupees | None = None
+    trigger_price: PositiveRupees | None = None
+    order_type: Annotated[str, Field(pattern=r"^(MARKET|LIMIT|SL|SL-M)$")] | None = None
+
+
+@router.patch(
+    "/orders/{client_order_id}",
+    tags=["orders"],
+    summary="Modify an open order (price, quantity, trigger, order type); guards re-checked",
+)
+async def modify_order(client_order_id: str, body: ModifyBody, request: Request) -> dict[str, Any]:
+    try:
+        command = ModifyOrder(client_order_id=client_order_id, **body.model_dump())
+    except ValueError:
+        raise NotFoundError(f"no order with client_order_id {client_order_id}") from None
+    return (await request.app.state.desk.modify(command)).view()
 
 
 @router.delete("/orders/{client_order_id}", tags=["orders"], summary="Cancel an open order")
@@ -123,14 +177,22 @@ async def engage(body: EngageBody, request: Request) -> dict[str, Any]:
     await request.app.state.runtime.publisher.publish(
         SYSTEM_EVENTS, KillSwitchEngaged(reason=body.reason, engaged_by="api")
     )
-    cancelled = []
+    cancelled: list[str] = []
+    failed: dict[str, str] = {}
     if body.cancel_open_orders:
         desk = request.app.state.desk
         for row in await asyncio.to_thread(request.app.state.journal.live):
-            if row.broker_order_id:
+            if not row.broker_order_id:
+                continue
+            try:  # one order that cannot be cancelled must not keep the others open
                 await desk.cancel(row.client_order_id)
                 cancelled.append(row.client_order_id)
-    return {**state.view(), "cancelled": cancelled}
+            except DalalError as exc:
+                failed[row.client_order_id] = exc.code
+                log.warning(
+                    "kill_switch.cancel_failed", client_order_id=row.client_order_id, error=exc.code
+                )
+    return {**state.view(), "cancelled": cancelled, "cancel_failed": failed}
 
 
 @router.post("/kill-switch/release", tags=["guards"], summary="Allow orders again")
@@ -161,7 +223,7 @@ async def get_instrument(exchange: str, symbol: str, request: Request) -> dict[s
 @router.get("/reconcile", tags=["orders"], summary="Journal against Kite's orders and trades")
 async def get_reconcile(request: Request) -> dict[str, Any]:
     state = request.app.state
-    gateway = state.gateway
+    gateway = state.adapter
     orders = await gateway.orders()
     trades = await gateway.trades()
     rows = await asyncio.to_thread(state.journal.list, limit=5000)
@@ -183,12 +245,12 @@ async def get_reconcile(request: Request) -> dict[str, Any]:
     "/positions", tags=["views"], summary="Kite's positions ({net, day}), as Kite gives them"
 )
 async def get_positions(request: Request) -> dict[str, Any]:
-    return await request.app.state.gateway.positions()
+    return await request.app.state.adapter.positions()
 
 
 @router.get("/holdings", tags=["views"], summary="Kite's holdings, as Kite gives them")
 async def get_holdings(request: Request) -> list[dict[str, Any]]:
-    return await request.app.state.gateway.holdings()
+    return await request.app.state.adapter.holdings()
 
 
 @router.get("/trades", tags=["views"], summary="Trades in the journal, with their orders' terms")

@@ -8,16 +8,21 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from dalal_broker.adapter import OrderAdapter
 from dalal_broker.api import router
 from dalal_broker.config import BrokerSettings
 from dalal_broker.desk import OrderDesk
+from dalal_broker.handlers import order_commands
 from dalal_broker.instrument_store import InstrumentStore
 from dalal_broker.journal import Journal
 from dalal_broker.killswitch import KillSwitch
 from dalal_broker.kite import KiteGateway
+from dalal_broker.orderstream import OrderStream, ticker_base
+from dalal_broker.paper import PaperBroker, TickFollower
 from dalal_broker.session import SessionManager
 from dalal_shared import db
 from dalal_shared.bus import default_consumer_name
+from dalal_shared.fills import FillConfig
 from dalal_shared.httpapp import create_app
 from dalal_shared.kitesession import SessionStore
 from dalal_shared.lease import Lease
@@ -54,10 +59,22 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     )
     journal = Journal(db.make_engine(settings.database_url), source=NAME)
     kill_switch = KillSwitch(runtime.redis)
+    paper: PaperBroker | None = None
+    adapter: OrderAdapter = gateway
+    if settings.mode == "paper":  # Kite for the session and instruments, fills from ticks
+        paper = PaperBroker(
+            journal,
+            FillConfig(
+                spread_bps=settings.paper_spread_bps,
+                slippage_bps=settings.paper_slippage_bps,
+                max_participation=settings.paper_max_participation,
+            ),
+        )
+        adapter = paper
     desk = OrderDesk(
         settings=settings,
         journal=journal,
-        gateway=gateway,
+        gateway=adapter,
         session=session,
         kill_switch=kill_switch,
         publisher=runtime.publisher,
@@ -65,6 +82,18 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     instruments = InstrumentStore(runtime.redis, gateway)
     holder = settings.consumer_name or default_consumer_name()
     lease = Lease(runtime.redis, LEASE_NAME, ttl_seconds=settings.lease_ttl_seconds, owner=holder)
+    follower = TickFollower(runtime.redis, paper, desk.sync) if paper is not None else None
+    order_stream = (
+        OrderStream(
+            desk=desk,
+            session=session,
+            api_key=api_key,
+            base_url=ticker_base(settings.kite_root_url, settings.kite_ticker_url),
+            silence_seconds=settings.order_stream_silence_seconds,
+        )
+        if paper is None and settings.order_stream_enabled
+        else None
+    )
 
     tasks: list[asyncio.Task[None]] = []  # consumers: stopped cleanly at a batch boundary
     tracker: list[asyncio.Task[None]] = []  # order tracking: cancelled
@@ -79,12 +108,20 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                 held = False
             if held and not desk.leader:
                 log.info("lease.acquired", holder=holder)
+                if paper is not None and follower is not None:
+                    restored = await asyncio.to_thread(paper.restore)
+                    await follower.prime()  # every tick from here on meets the paper book
+                    log.info("paper.restored", orders=restored)
                 desk.leader = True
                 await session.load()
                 with suppress(Exception):
                     await instruments.ensure_fresh(session.valid)
                 tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
                 tracker[:] = [asyncio.create_task(desk.track_forever())]
+                if follower is not None:
+                    tracker.append(asyncio.create_task(follower.run()))
+                if order_stream is not None:
+                    tracker.append(asyncio.create_task(order_stream.run()))
             elif not held and desk.leader:
                 log.warning("lease.lost", holder=holder)
                 desk.leader = False
@@ -123,7 +160,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)
 
-    runtime.consume({ORDERS_COMMANDS: desk.handler()})
+    runtime.consume({ORDERS_COMMANDS: order_commands(desk)})
     app = create_app(
         NAME,
         api_key_digest=settings.api_key_digest(),
@@ -135,6 +172,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     state = app.state
     state.runtime, state.session, state.desk, state.journal = runtime, session, desk, journal
     state.kill_switch, state.instruments, state.gateway = kill_switch, instruments, gateway
+    state.adapter = adapter
     state.api_secret = api_secret
     app.include_router(router)
     return app

@@ -52,6 +52,22 @@ class BrokerSettings(DalalSettings):
     rate_limit_timeout_seconds: float = Field(10.0, gt=0)
     poll_interval_seconds: float = Field(2.0, gt=0)
     lease_ttl_seconds: float = Field(10.0, gt=1)
+    order_stream_enabled: bool = Field(
+        True, description="take order updates from Kite's ticker WebSocket (the lease holder)"
+    )
+    kite_ticker_url: str | None = Field(
+        None, description="ticker WebSocket (default: wss://ws.kite.trade, or the root as ws://)"
+    )
+    order_stream_silence_seconds: float = Field(
+        15.0, gt=0, description="reconnect the order-update connection after this much silence"
+    )
+
+    # paper mode: the shared fill model (dalal_shared.fills) meeting live ticks
+    paper_spread_bps: Decimal = Field(Decimal("2"), ge=0)
+    paper_slippage_bps: Decimal = Field(Decimal("1"), ge=0)
+    paper_max_participation: Decimal = Field(
+        Decimal("0.1"), gt=0, le=1, description="share of a minute's volume one order may take"
+    )
 
     def login_url(self) -> str:
         if self.kite_login_url:

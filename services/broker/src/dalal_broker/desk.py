@@ -23,21 +23,20 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from dalal_broker.adapter import OrderAdapter
 from dalal_broker.config import BrokerSettings
 from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow
 from dalal_broker.killswitch import KillSwitch
-from dalal_broker.kite import KiteGateway, KiteRejected, KiteSessionError, KiteUnavailable
+from dalal_broker.kite import KiteRejected, KiteSessionError, KiteUnavailable
 from dalal_broker.orders import GuardContext, admit, market_protection
 from dalal_broker.session import SessionManager
-from dalal_shared.bus import Handler, Publisher
+from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
-from dalal_shared.dispatch import dispatcher
-from dalal_shared.errors import ConflictError, NotFoundError, TemporaryError
+from dalal_shared.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
-    CancelOrder,
-    Envelope,
     Message,
+    ModifyOrder,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
@@ -64,15 +63,33 @@ RECOVERED = Counter(
     ["resolution"],
 )
 
-KITE_STATUS = {  # Kite order statuses that mean the same as ours
-    "COMPLETE": "COMPLETE",
-    "CANCELLED": "CANCELLED",
-    "REJECTED": "REJECTED",
-}
+UPDATES = Counter(
+    "dalal_broker_order_updates_total",
+    "Kite order updates by path (postback, ticker, poll) and what became of them",
+    ["path", "outcome"],
+)
+
+# Steps Kite reports on the way to a state (ticker and postbacks send them too): never recorded,
+# so a late one cannot move an order back.
+TRANSIENT_STATUSES = frozenset(
+    {
+        "PUT ORDER REQ RECEIVED",
+        "VALIDATION PENDING",
+        "OPEN PENDING",
+        "MODIFY VALIDATION PENDING",
+        "MODIFY PENDING",
+        "CANCEL PENDING",
+        "UPDATE",
+    }
+)
 
 
 class NotLeader(TemporaryError):
     code = "not_leader"
+
+
+class OrderClosed(ConflictError):
+    code = "order_closed"
 
 
 class OrderDesk:
@@ -81,7 +98,7 @@ class OrderDesk:
         *,
         settings: BrokerSettings,
         journal: Journal,
-        gateway: KiteGateway,
+        gateway: OrderAdapter,
         session: SessionManager,
         kill_switch: KillSwitch,
         publisher: Publisher,
@@ -93,9 +110,18 @@ class OrderDesk:
         self.kill_switch = kill_switch
         self.publisher = publisher
         self.leader = False
+        # paper orders never reach Kite: they need no Kite session (the ticks do, at the data
+        # service)
+        self.needs_session = settings.mode != "paper"
         self._lock = asyncio.Lock()
+        self._apply_lock = asyncio.Lock()  # one order update at a time in this process
+        self._flush_lock = asyncio.Lock()  # one outbox reader: an event is published once
         self._poll_now = asyncio.Event()
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
+
+    @property
+    def can_trade(self) -> bool:
+        return self.session.valid or not self.needs_session
 
     # ------------------------------------------------------------------ placing
 
@@ -103,49 +129,50 @@ class OrderDesk:
         """Idempotent on client_order_id: a command seen before returns its journal row."""
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
+        coid = command.client_order_id
         async with self._lock:
-            existing = await asyncio.to_thread(self.journal.get, command.client_order_id)
-            if existing is not None:
-                if existing.command != command:
-                    raise ConflictError(
-                        f"client_order_id {command.client_order_id} was used for another order"
-                    )
-                return existing
-            corr = corr or command.client_order_id
             rejection = admit(command, await self._guard_context())
-            if rejection is not None:
-                row, _ = await asyncio.to_thread(
+            # in flight before the row exists: recover() must never race this send
+            mine = coid not in self._in_flight
+            self._in_flight.add(coid)
+            try:
+                # one round trip: the intent is journaled, or the earlier row comes back; a send
+                # is counted as attempted from the start (a crash before it means: look first)
+                row, created = await asyncio.to_thread(
                     self.journal.insert,
                     command,
-                    corr=corr,
-                    status="REJECTED",
-                    reason=rejection.reason,
-                    message=rejection.message,
-                    events=[(ORDERS_EVENTS, rejection)],
+                    corr=corr or coid,
+                    status="REJECTED" if rejection else PENDING,
+                    send_attempts=0 if rejection else 1,
+                    reason=rejection.reason if rejection else None,
+                    message=rejection.message if rejection else None,
+                    events=[(ORDERS_EVENTS, rejection)] if rejection else [],
                 )
+            except BaseException:
+                if mine:
+                    self._in_flight.discard(coid)
+                raise
+            if mine and (not created or rejection is not None):  # nothing to send
+                self._in_flight.discard(coid)
+            if not created:
+                if row.command != command:
+                    raise ConflictError(f"client_order_id {coid} was used for another order")
+                return row
+            if rejection is not None:
                 ORDERS.labels("REJECTED").inc()
                 await self.flush_outbox()
                 return row
-            # in flight before the row exists: recover() must never race this send
-            self._in_flight.add(command.client_order_id)
-            try:
-                row, _ = await asyncio.to_thread(
-                    self.journal.insert, command, corr=corr, status=PENDING
-                )
-            except BaseException:
-                self._in_flight.discard(command.client_order_id)
-                raise
         try:
-            return await self._send_once(row)
+            return await self._send_once(row, fresh=True)
         finally:
-            self._in_flight.discard(command.client_order_id)
+            self._in_flight.discard(coid)
 
     async def _guard_context(self) -> GuardContext:
         state = await self.kill_switch.state()
         s = self.settings
         live = s.mode == "live"
         return GuardContext(
-            session_valid=self.session.valid,
+            session_valid=self.can_trade,
             kill_switch_reason=(state.reason or "engaged") if state.engaged else None,
             now=utcnow(),
             calendar=nse_calendar() if s.enforce_market_hours else None,
@@ -158,9 +185,10 @@ class OrderDesk:
     async def _open_orders_value(self) -> Decimal:
         total = Decimal("0")
         for row in await asyncio.to_thread(self.journal.live):
-            price = row.command.price or row.command.trigger_price
-            if price is not None and row.command.side == "BUY":
-                total += price * (row.command.quantity - row.filled_quantity)
+            terms = row.current
+            price = terms.price or terms.trigger_price
+            if price is not None and terms.side == "BUY":
+                total += price * (terms.quantity - row.filled_quantity)
         return total
 
     async def _send(self, row: OrderRow) -> OrderRow:
@@ -175,14 +203,17 @@ class OrderDesk:
         finally:
             self._in_flight.discard(coid)
 
-    async def _send_once(self, row: OrderRow) -> OrderRow:
+    async def _send_once(self, row: OrderRow, *, fresh: bool = False) -> OrderRow:
+        """Send `row`, retrying unknown outcomes after a lookup by tag. `fresh`: journaled just
+        now by this call with the first attempt counted, so the first send needs no lookup."""
         command = row.command
         coid = command.client_order_id
         attempts = self.settings.send_attempts
         started = row.created_at
         for attempt in range(attempts):
             # an earlier attempt (or a crashed process) may have reached Kite: look first
-            if attempt > 0 or row.send_attempts > 0:
+            look_first = attempt > 0 or (row.send_attempts > 0 and not fresh)
+            if look_first:
                 try:
                     found = await self.gateway.find_by_tag(coid)
                 except KiteSessionError:
@@ -192,9 +223,9 @@ class OrderDesk:
                 if found is not None:
                     RECOVERED.labels("found_at_kite").inc()
                     return await self._accepted(coid, str(found["order_id"]), started)
-                if row.send_attempts > 0 or attempt > 0:
-                    RECOVERED.labels("not_at_kite").inc()
-            await asyncio.to_thread(self.journal.count_attempt, coid)
+                RECOVERED.labels("not_at_kite").inc()
+            if attempt > 0 or not fresh:
+                await asyncio.to_thread(self.journal.count_attempt, coid)
             try:
                 order_id = await self.gateway.place_order(
                     command,
@@ -267,7 +298,7 @@ class OrderDesk:
 
     async def recover(self) -> None:
         """Resolve PENDING rows (sends with an unknown outcome, e.g. before a crash)."""
-        if not self.session.valid:
+        if not self.can_trade:
             return
         for row in await asyncio.to_thread(self.journal.live):
             if row.status == PENDING and row.client_order_id not in self._in_flight:
@@ -276,12 +307,19 @@ class OrderDesk:
 
     # ------------------------------------------------------------------ cancel
 
+    def _book_here(self) -> None:
+        """A paper book lives in the order placer's memory: only it can change its orders (Kite
+        takes a cancel or modify from any replica)."""
+        if not self.needs_session and not self.leader:
+            raise NotLeader("paper orders are changed by the active order placer; retry shortly")
+
     async def cancel(self, client_order_id: str) -> OrderRow:
+        self._book_here()
         row = await asyncio.to_thread(self.journal.get, client_order_id)
         if row is None:
             raise NotFoundError(f"no order with client_order_id {client_order_id}")
         if row.terminal:
-            raise ConflictError(f"order {client_order_id} is already {row.status}")
+            raise OrderClosed(f"order {client_order_id} is already {row.status}")
         if row.broker_order_id is None:
             raise ConflictError(f"order {client_order_id} has not reached Kite yet")
         try:
@@ -295,6 +333,74 @@ class OrderDesk:
         assert result is not None
         return result
 
+    # ------------------------------------------------------------------ modify
+
+    async def modify(self, command: ModifyOrder) -> OrderRow:
+        """New price / quantity / trigger / order type for an open order, guards re-checked.
+
+        Idempotent: terms the order already has change nothing and send nothing."""
+        self._book_here()
+        coid = command.client_order_id
+        row = await asyncio.to_thread(self.journal.get, coid)
+        if row is None:
+            raise NotFoundError(f"no order with client_order_id {coid}")
+        changes = command.model_dump(exclude={"client_order_id"}, exclude_none=True)
+        if not changes:
+            raise PermanentError(
+                "a modify needs at least one of quantity, price, trigger_price, order_type",
+                code="nothing_to_modify",
+            )
+        current = row.current
+        try:
+            new = PlaceOrder.model_validate({**current.model_dump(), **changes})
+        except ValueError as exc:
+            raise PermanentError(str(exc), code="invalid_modify") from None
+        if new.order_type == "MARKET" and "price" not in changes:
+            new = new.model_copy(update={"price": None})
+        if new == current:
+            return row
+        if row.terminal:
+            raise OrderClosed(f"order {coid} is already {row.status}")
+        if row.broker_order_id is None:
+            raise ConflictError(f"order {coid} has not reached Kite yet")
+        if new.quantity <= row.filled_quantity:
+            raise PermanentError(
+                f"quantity {new.quantity} must exceed the {row.filled_quantity} already filled",
+                code="invalid_modify",
+            )
+        rejection = admit(new, await self._guard_context())
+        if rejection is not None:
+            raise PermanentError(rejection.message, code=rejection.reason, status_code=422)
+        kw: dict[str, Any] = {"quantity": new.quantity, "order_type": new.order_type}
+        if new.price is not None:
+            kw["price"] = float(new.price)
+        if new.trigger_price is not None:
+            kw["trigger_price"] = float(new.trigger_price)
+        try:
+            await self.gateway.modify_order(new.variety, row.broker_order_id, **kw)
+        except KiteSessionError:
+            await self.session.expire("TokenException from Kite")
+            raise
+        event = OrderUpdated(
+            client_order_id=coid,
+            broker_order_id=row.broker_order_id,
+            status=row.status,
+            filled_quantity=row.filled_quantity,
+            pending_quantity=new.quantity - row.filled_quantity,
+            average_price=row.average_price,
+        )
+        async with self._apply_lock:
+            result = await asyncio.to_thread(
+                self.journal.update,
+                coid,
+                terms=new.model_dump_json(),
+                events=[(ORDERS_EVENTS, event)],
+            )
+        await self.flush_outbox()
+        self._poll_now.set()
+        log.info("order.modified", client_order_id=coid, **{k: str(v) for k, v in kw.items()})
+        return result
+
     # ------------------------------------------------------------------ tracking
 
     async def sync(self) -> None:
@@ -304,7 +410,7 @@ class OrderDesk:
             for r in await asyncio.to_thread(self.journal.live)
             if r.broker_order_id
         }
-        if not live or not self.session.valid:
+        if not live or not self.can_trade:
             return
         try:
             trades = await self.gateway.trades()
@@ -315,14 +421,15 @@ class OrderDesk:
         except (KiteUnavailable, RateLimitTimeout) as exc:
             log.warning("order.sync_failed", error=str(exc))
             return
-        for trade in trades:
-            row = live.get(str(trade.get("order_id")))
-            if row is not None:
-                await self._apply_trade(row, trade)
-        for order in orders:
-            row = live.get(str(order.get("order_id")))
-            if row is not None:
-                await self.apply_order_update(order)
+        async with self._apply_lock:
+            for trade in trades:
+                row = live.get(str(trade.get("order_id")))
+                if row is not None:
+                    await self._apply_trade(row, trade)
+            for order in orders:
+                row = live.get(str(order.get("order_id")))
+                if row is not None:
+                    await self._apply_order_update(order, "poll")
         await self.flush_outbox()
 
     async def _apply_trade(self, row: OrderRow, trade: dict[str, Any]) -> None:
@@ -352,18 +459,36 @@ class OrderDesk:
         if added and row.filled_quantity == 0:
             LATENCY.labels("fill").observe(max(0.0, (utcnow() - row.created_at).total_seconds()))
 
-    async def apply_order_update(self, order: dict[str, Any]) -> None:
-        """One Kite order dict (from the order book or a postback) -> journal + events."""
+    async def apply_order_update(self, order: dict[str, Any], path: str = "postback") -> bool:
+        """One Kite order dict (a postback, a ticker order message) -> journal + events.
+
+        The three paths (postback, ticker, polling) meet here: an update already recorded,
+        stale or transient changes nothing, so each change yields its events once."""
+        async with self._apply_lock:
+            return await self._apply_order_update(order, path)
+
+    async def _apply_order_update(self, order: dict[str, Any], path: str) -> bool:
         row = await asyncio.to_thread(self.journal.by_broker_id, str(order.get("order_id")))
-        if row is None or row.terminal:
-            return
         status = str(order.get("status", "")).upper()
         filled = int(order.get("filled_quantity") or 0)
+        if row is None or row.terminal or status in TRANSIENT_STATUSES:
+            UPDATES.labels(path, "ignored").inc()
+            return False
+        if filled < row.filled_quantity or (status == row.status and filled == row.filled_quantity):
+            UPDATES.labels(path, "duplicate").inc()
+            return False
         pending = int(order.get("pending_quantity") or 0)
         avg = order.get("average_price")
         average = Decimal(str(avg)) if avg not in (None, "", 0, 0.0) else None
-        if status == row.status and filled == row.filled_quantity:
-            return
+        if filled > row.filled_quantity and path != "poll":
+            # the trades behind the new fills come first (polling reads them with the book)
+            try:
+                for trade in await self.gateway.order_trades(str(order["order_id"])):
+                    await self._apply_trade(row, trade)
+            except KiteSessionError:
+                await self.session.expire("TokenException from Kite")
+            except (KiteUnavailable, RateLimitTimeout) as exc:
+                log.warning("order.trades_failed", error=str(exc))  # the next poll has them
         coid = row.client_order_id
         events: list[tuple[str, Message]] = [
             (
@@ -402,36 +527,50 @@ class OrderDesk:
                     ),
                 )
             )
-        await asyncio.to_thread(
+        updated = await asyncio.to_thread(
             self.journal.update,
             coid,
             status=status,
             filled_quantity=filled,
             average_price=average,
             events=events,
+            expect=(row.status, row.filled_quantity),
             **(
                 {"reason": "exchange", "message": str(order.get("status_message") or "")}
                 if status == "REJECTED"
                 else {}
             ),
         )
+        if updated is None:  # another path or replica recorded it first
+            UPDATES.labels(path, "duplicate").inc()
+            return False
+        UPDATES.labels(path, "applied").inc()
         if status in TERMINAL:
             ORDERS.labels(status).inc()
-        self._poll_now.set()
+        return True
 
     async def flush_outbox(self) -> int:
-        """Publish journaled events in order; drop each after it reached Redis."""
+        """Publish journaled events in order; drop each after it reached Redis.
+
+        Only the order placer publishes (a replica that journals a postback leaves its events
+        to the placer's next round), and one flush at a time, so each event goes out once
+        (a crash between publish and drop re-publishes it with the same envelope id)."""
+        if not self.leader:
+            return 0
         published = 0
-        while True:
-            batch = await asyncio.to_thread(self.journal.take_outbox)
-            if not batch:
-                return published
-            for _seq, stream, fields in batch:
-                await self.publisher.redis.xadd(
-                    stream, fields, maxlen=self.publisher.maxlen, approximate=True
-                )
-            await asyncio.to_thread(self.journal.drop_outbox, [b[0] for b in batch])
-            published += len(batch)
+        async with self._flush_lock:
+            while True:
+                batch = await asyncio.to_thread(self.journal.take_outbox)
+                if not batch:
+                    return published
+                for _seq, stream, fields in batch:
+                    await self.publisher.redis.xadd(
+                        stream, fields, maxlen=self.publisher.maxlen, approximate=True
+                    )
+                await asyncio.to_thread(self.journal.drop_outbox, [b[0] for b in batch])
+                published += len(batch)
+                if len(batch) < self.journal.OUTBOX_BATCH:  # that was all of it
+                    return published
 
     async def track_forever(self) -> None:
         """Poll Kite while orders are live (faster after a postback or a new order)."""
@@ -448,24 +587,6 @@ class OrderDesk:
                 await asyncio.wait_for(
                     self._poll_now.wait(), timeout=self.settings.poll_interval_seconds
                 )
-
-    # ------------------------------------------------------------------ bus
-
-    def handler(self) -> Handler:
-        async def on_place(command: PlaceOrder, envelope: Envelope) -> None:
-            await self.place(command, corr=envelope.corr)
-
-        async def on_cancel(command: CancelOrder, _envelope: Envelope) -> None:
-            try:
-                await self.cancel(command.client_order_id)
-            except (NotFoundError, ConflictError) as exc:
-                log.warning(
-                    "order.cancel_refused",
-                    client_order_id=command.client_order_id,
-                    error=exc.message,
-                )
-
-        return dispatcher({PlaceOrder: on_place, CancelOrder: on_cancel})
 
 
 def _kite_time(value: Any) -> datetime:

@@ -1,52 +1,46 @@
-"""Bus handlers of the broker: `orders.commands` -> `orders.events`."""
+"""Bus handlers of the broker: `orders.commands` -> the order desk -> `orders.events`."""
 
 from __future__ import annotations
 
-from dalal_broker.decisions import DecisionStore
-from dalal_broker.orders import admit
-from dalal_broker.session import SessionHolder
-from dalal_shared.bus import Handler, Publisher
+from dalal_broker.desk import OrderDesk
+from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
-from dalal_shared.errors import TemporaryError
+from dalal_shared.errors import PermanentError
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import Envelope, OrderRejected, PlaceOrder
-from dalal_shared.streams import ORDERS_EVENTS
+from dalal_shared.messages import CancelOrder, Envelope, ModifyOrder, PlaceOrder
 
 log = get_logger(__name__)
 
 
-class OrderDesk:
-    """Takes PlaceOrder commands (from the bus or HTTP) and answers with order events.
+def order_commands(desk: OrderDesk) -> Handler:
+    """PlaceOrder, ModifyOrder and CancelOrder; each idempotent on client_order_id.
 
-    Idempotent on `client_order_id`: a command seen before returns the decision made then.
-    """
+    A refused modify or cancel (unknown or closed order, a guard, Kite's refusal) is logged and
+    acknowledged: retrying cannot help. Temporary errors propagate, so the bus redelivers."""
 
-    def __init__(self, publisher: Publisher, session: SessionHolder, decisions: DecisionStore):
-        self.publisher = publisher
-        self.session = session
-        self.decisions = decisions
+    async def on_place(command: PlaceOrder, envelope: Envelope) -> None:
+        await desk.place(command, corr=envelope.corr)
 
-    async def place(self, command: PlaceOrder, corr: str | None = None) -> OrderRejected:
-        previous = await self.decisions.get(command.client_order_id)
-        if previous is not None:
-            return previous
-        rejection = admit(command, self.session.current)
-        if rejection is None:
-            # Sending to Kite arrives with the broker issue; refusing here keeps the order
-            # visible (OrderRejected) instead of dropping it.
-            raise TemporaryError("order placement at Kite is not available in this build")
-        # publish first, then remember: a crash in between re-publishes (consumers dedupe)
-        await self.publisher.publish(ORDERS_EVENTS, rejection, corr=corr)
-        await self.decisions.remember(rejection)
-        log.info(
-            "order.rejected",
-            client_order_id=command.client_order_id,
-            reason=rejection.reason,
-        )
-        return rejection
+    async def on_cancel(command: CancelOrder, _envelope: Envelope) -> None:
+        try:
+            await desk.cancel(command.client_order_id)
+        except PermanentError as exc:
+            log.warning(
+                "order.cancel_refused",
+                client_order_id=command.client_order_id,
+                error=exc.code,
+                message=exc.message,
+            )
 
-    def handler(self) -> Handler:
-        async def on_place(command: PlaceOrder, envelope: Envelope) -> None:
-            await self.place(command, corr=envelope.corr)
+    async def on_modify(command: ModifyOrder, _envelope: Envelope) -> None:
+        try:
+            await desk.modify(command)
+        except PermanentError as exc:
+            log.warning(
+                "order.modify_refused",
+                client_order_id=command.client_order_id,
+                error=exc.code,
+                message=exc.message,
+            )
 
-        return dispatcher({PlaceOrder: on_place})
+    return dispatcher({PlaceOrder: on_place, CancelOrder: on_cancel, ModifyOrder: on_modify})

@@ -44,6 +44,7 @@ orders_t = sa.Table(
     sa.Column("filled_quantity", sa.Integer, nullable=False, default=0),
     sa.Column("average_price", Money),
     sa.Column("send_attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("terms", sa.Text),  # the current terms after a modify (None: as placed)
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_broker_orders_status", "status"),
@@ -81,13 +82,19 @@ class OrderRow:
     send_attempts: int
     created_at: datetime
     updated_at: datetime
+    terms: PlaceOrder | None = None  # after a modify; `command` stays the order as placed
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def current(self) -> PlaceOrder:
+        """The order's terms now: the command as placed, with any modification applied."""
+        return self.terms or self.command
+
     def view(self) -> dict[str, object]:
-        c = self.command
+        c = self.current
         return {
             "client_order_id": self.client_order_id,
             "broker_order_id": self.broker_order_id,
@@ -123,6 +130,7 @@ def _row(r: sa.Row) -> OrderRow:
         send_attempts=r.send_attempts,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        terms=PlaceOrder.model_validate_json(r.terms) if r.terms else None,
     )
 
 
@@ -165,6 +173,7 @@ class Journal:
         status: str,
         reason: str | None = None,
         message: str | None = None,
+        send_attempts: int = 0,
         events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
     ) -> tuple[OrderRow, bool]:
         """Journal a new intent; (existing row, False) when the id is already journaled."""
@@ -180,7 +189,7 @@ class Journal:
                         reason=reason,
                         message=message,
                         filled_quantity=0,
-                        send_attempts=0,
+                        send_attempts=send_attempts,
                         created_at=now,
                         updated_at=now,
                     )
@@ -199,14 +208,21 @@ class Journal:
         client_order_id: str,
         *,
         events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
+        expect: tuple[str, int] | None = None,
         **values: object,
-    ) -> OrderRow:
-        with self.engine.begin() as conn:
-            conn.execute(
-                orders_t.update()
-                .where(orders_t.c.client_order_id == client_order_id)
-                .values(updated_at=utcnow(), **values)
+    ) -> OrderRow | None:
+        """Change a row and journal its events in one transaction. With `expect` (status,
+        filled_quantity) the change applies only to a row still in that state, else None: two
+        paths (or replicas) seeing the same Kite update record it, and its events, once."""
+        query = orders_t.update().where(orders_t.c.client_order_id == client_order_id)
+        if expect is not None:
+            query = query.where(
+                orders_t.c.status == expect[0], orders_t.c.filled_quantity == expect[1]
             )
+        with self.engine.begin() as conn:
+            changed = conn.execute(query.values(updated_at=utcnow(), **values)).rowcount
+            if changed == 0 and expect is not None:
+                return None
             corr = conn.execute(
                 sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == client_order_id)
             ).scalar_one()
@@ -279,7 +295,9 @@ class Journal:
             ).all()
         return [_row(r) for r in rows]
 
-    def take_outbox(self, limit: int = 500) -> list[tuple[int, str, dict[str, str]]]:
+    OUTBOX_BATCH = 500
+
+    def take_outbox(self, limit: int = OUTBOX_BATCH) -> list[tuple[int, str, dict[str, str]]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox_t).order_by(outbox_t.c.seq).limit(limit)).all()
         return [(r.seq, r.stream, json.loads(r.fields)) for r in rows]

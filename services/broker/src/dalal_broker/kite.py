@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from dalal_shared.errors import PermanentError, TemporaryError
 from dalal_shared.messages import PlaceOrder
-from dalal_shared.ratelimit import RateLimiter
+from dalal_shared.ratelimit import KITE_LIMITS, RateLimiter
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ KITE_429 = Counter(
     "HTTP 429 answers still seen from Kite (the limiter should prevent)",
     ["endpoint_class"],
 )
+for _endpoint_class in KITE_LIMITS:  # exported from the start (0), so dashboards see each class
+    KITE_429.labels(_endpoint_class)
 
 
 class KiteSessionError(PermanentError):
