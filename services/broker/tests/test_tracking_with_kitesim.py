@@ -4,6 +4,7 @@ the order-placer lease taken over after a SIGKILL, and the kill switch cancellin
 from __future__ import annotations
 
 import signal
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -103,6 +104,7 @@ def test_modify_an_open_order_by_http_and_by_command(
         e.message for e in events(shared_redis_url, coid="mod-1") if e.type == "OrderUpdated"
     ]
     assert updated and updated[-1].pending_quantity == 3
+    assert (updated[-1].quantity, updated[-1].price) == (3, Decimal("2"))  # the new terms
 
     send(shared_redis_url, ModifyOrder(client_order_id="mod-1", price="3"))
     wait_until(lambda: kitesim.orders_tagged("mod-1")[0]["price"] == 3.0, message="modified")

@@ -388,6 +388,8 @@ class OrderDesk:
             filled_quantity=row.filled_quantity,
             pending_quantity=new.quantity - row.filled_quantity,
             average_price=row.average_price,
+            quantity=new.quantity,  # the new terms: the portfolio re-prices its hold
+            price=new.price,
         )
         async with self._apply_lock:
             result = await asyncio.to_thread(
