@@ -12,7 +12,13 @@ from engine_fixtures import CONFIG, infy_bars
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
-from dalal_shared.messages import KillSwitchEngaged, OrderFilled
+from dalal_shared.messages import (
+    KillSwitchEngaged,
+    KillSwitchReleased,
+    OrderCancelled,
+    OrderFilled,
+    Tick,
+)
 from dalal_shared.timeutil import IST
 
 
@@ -108,3 +114,119 @@ async def test_refusals_are_published_with_their_reason(tmp_path: Path, aredis) 
     assert all(isinstance(m, RiskDecided) for m in published)
     assert {(m.approved, m.reason, m.symbol) for m in published} == {(False, "kill_switch", "INFY")}
     assert len(published) == len(live.store.decisions())
+
+
+SWING = """
+name: sw
+strategy: swing
+universe: [INFY]
+params: {trend_sma_bars: 20, breakout_bars: 10, time_stop_bars: 200}
+risk: {enforce_market_hours: false}
+"""
+
+
+def swing_engine(tmp_path: Path) -> LiveEngine:
+    store = EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3")
+    live = LiveEngine(load_text(SWING), store, initial_equity_rupees=Decimal("1000000"))
+    live.start()
+    return live
+
+
+def tick(price: float, minute: int = 0) -> Tick:
+    return Tick(
+        instrument_token=408065,
+        symbol="INFY",
+        last_price=Decimal(f"{price:.2f}"),
+        exchange_ts=datetime(2021, 1, 5, 10, minute, tzinfo=IST),
+    )
+
+
+def open_swing_position(tmp_path: Path) -> tuple[LiveEngine, int, float]:
+    """Feed bars until swing enters, fill the entry; (engine, quantity, fill price)."""
+    live = swing_engine(tmp_path)
+    for bar in infy_bars():
+        orders = live.on_bar(bar)
+        if orders:
+            (entry,) = orders
+            assert entry.side == "BUY"
+            live.on_order_event(fill_of(entry, str(bar.close)))
+            return live, entry.quantity, float(bar.close)
+    raise AssertionError("swing never entered on the INFY fixture")
+
+
+def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -> None:
+    live, qty, entry = open_swing_position(tmp_path)
+    st = live.states[("sw", "INFY")].state
+    stop = st["stop"]
+    risk = entry - stop
+    assert stop < entry and st["initial_quantity"] == qty  # armed at the fill, before a bar
+    t1 = entry + risk  # 1R
+    assert live.on_tick(tick(t1 - 0.05)) == []  # under target 1, over the stop: nothing
+    (reduce,) = live.on_tick(tick(t1 + 0.05, 1))
+    assert (reduce.side, reduce.quantity) == ("SELL", qty // 3)
+    assert reduce.client_order_id.startswith("T1-")
+    assert live.on_tick(tick(t1 + 0.05, 1)) == []  # the same tick delivered again
+    # a restarted engine on the same database does not sell target 1 again either
+    again = LiveEngine(
+        load_text(SWING),
+        EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
+        initial_equity_rupees=Decimal("1000000"),
+    )
+    again.start()
+    assert again.on_tick(tick(t1 + 0.10, 2)) == []
+    # the price falls through the stop while target 1 is unfilled: the stop supersedes it
+    (exit_,) = again.on_tick(tick(stop - 0.05, 3))
+    assert (exit_.side, exit_.quantity) == ("SELL", qty)
+    assert exit_.client_order_id.startswith("S-")
+    assert [(c.client_order_id, c.reason.split(":")[0]) for c in again.pending_cancels] == [
+        (reduce.client_order_id, "superseded")
+    ]
+    assert again.on_tick(tick(stop - 0.50, 4)) == []  # already exiting
+    restarted = LiveEngine(
+        load_text(SWING),
+        EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
+        initial_equity_rupees=Decimal("1000000"),
+    )
+    restarted.start()
+    assert restarted.on_tick(tick(stop - 0.05, 3)) == []
+    # the restarted engine sends the cancel again (the broker treats it idempotently)
+    assert [c.client_order_id for c in restarted.pending_cancels] == [reduce.client_order_id]
+
+
+def test_a_stale_entry_is_cancelled_at_the_next_bar_and_frees_the_symbol(tmp_path: Path) -> None:
+    live = engine(tmp_path)
+    bars = infy_bars()
+    n = 0
+    while not (orders := live.on_bar(bars[n])):
+        n += 1
+    (entry,) = orders
+    assert live.pending_cancels == []
+    assert live.on_bar(bars[n + 1]) == []  # not filled by the next bar
+    (cancel,) = live.pending_cancels
+    assert cancel.client_order_id == entry.client_order_id
+    (intent,) = live.store.intents(open_only=True)
+    assert intent.status == "CANCELLING"
+    live.pending_cancels.clear()
+    live.on_bar(bars[n + 2])
+    assert live.pending_cancels == []  # asked once
+    live.on_order_event(
+        OrderCancelled(client_order_id=entry.client_order_id, reason="cancelled by engine")
+    )
+    assert live.store.intents(open_only=True) == []
+    assert live.states[("ref", "INFY")].quantity == 0
+    # the symbol trades again: later crosses make new orders
+    later = [o for bar in bars[n + 3 :] for o in live.on_bar(bar)]
+    assert later and later[0].side == "BUY"
+
+
+def test_the_kill_switch_refuses_an_intrabar_stop_once_and_says_so(tmp_path: Path) -> None:
+    live, qty, _entry = open_swing_position(tmp_path)
+    stop = live.states[("sw", "INFY")].state["stop"]
+    live.on_system_event(KillSwitchEngaged(reason="drill", engaged_by="test"))
+    for minute in range(5):  # ticks keep coming under the stop
+        assert live.on_tick(tick(stop - 1, minute)) == []
+    refused = [d for d in live.store.decisions() if d["action"] == "EXIT"]
+    assert [(d["approved"], d["reason"]) for d in refused] == [(False, "kill_switch")]
+    live.on_system_event(KillSwitchReleased(released_by="test"))
+    (exit_,) = live.on_tick(tick(stop - 1, 6))
+    assert (exit_.side, exit_.quantity) == ("SELL", qty)

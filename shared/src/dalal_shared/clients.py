@@ -117,6 +117,14 @@ class EngineClient(ServiceClient):
 class DataClient(ServiceClient):
     service = "data"
 
+    def candles(
+        self, exchange: str, symbol: str, interval: str, from_: str, to: str = ""
+    ) -> dict[str, Any]:
+        """`GET /candles/{exchange}/{symbol}` as JSON (bounds: yyyy-mm-dd[Thh:mm[:ss]] IST):
+        `columns` and `candles` rows [ts (IST ISO), open, high, low, close, volume, oi]."""
+        params = {"from": from_, "interval": interval} | ({"to": to} if to else {})
+        return self.request("GET", f"/candles/{exchange}/{symbol}", params=params)
+
 
 class PortfolioClient(ServiceClient):
     service = "portfolio"

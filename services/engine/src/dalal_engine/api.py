@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import FileResponse, JSONResponse
 
 from dalal_engine import metrics
+from dalal_engine.backtests import parse_request
 from dalal_engine.intents import OrderIntent
 from dalal_engine.strategy import describe, registry
+from dalal_engine.tasks import send
+from dalal_shared.errors import ConflictError, NotFoundError
+from dalal_shared.ids import new_id
 from dalal_shared.messages import PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS
+from dalal_shared.timeutil import utcnow
 
 router = APIRouter(prefix="/engine", tags=["orders"])
 
@@ -65,7 +71,9 @@ async def stop_engine(request: Request) -> dict[str, Any]:
 
 @router.get("/status", summary="Running or not, risk state, system flags, positions")
 async def engine_status(request: Request) -> dict[str, Any]:
-    return request.app.state.live.status()
+    status: dict[str, Any] = request.app.state.live.status()
+    status["schedules"] = [c.status() for c in request.app.state.cycles]
+    return status
 
 
 strategies_router = APIRouter(tags=["strategies"])
@@ -86,3 +94,73 @@ async def list_strategies(request: Request) -> dict[str, Any]:
 @strategies_router.get("/signals", summary="Latest risk decisions on strategy signals")
 async def list_signals(request: Request, limit: int = 200) -> list[dict[str, Any]]:
     return request.app.state.live.store.decisions(max(1, min(limit, 1000)))
+
+
+backtests_router = APIRouter(prefix="/backtests", tags=["backtests"])
+
+
+def _job_view(job: dict[str, Any]) -> dict[str, Any]:
+    bid = job["id"]
+    done, total = job["bars_done"], job["bars_total"]
+    out: dict[str, Any] = {
+        "id": bid,
+        "status": job["status"],
+        "request": job["request"],
+        "progress": {
+            "bars_done": done,
+            "bars_total": total,
+            "fraction": round(done / total, 4) if total else 0.0,
+            "eta_seconds": None if job["eta_seconds"] is None else round(job["eta_seconds"], 1),
+        },
+        "created_at": job["created_at"],
+        "started_at": job["started_at"],
+        "finished_at": job["finished_at"],
+        "error": job["error"],
+    }
+    if job["status"] == "done":
+        out["summary"] = job["summary"]
+        out["links"] = {
+            "json": f"/backtests/{bid}/report.json",
+            "html": f"/backtests/{bid}/report.html",
+        }
+    return out
+
+
+def _job(request: Request, backtest_id: str) -> dict[str, Any]:
+    job = request.app.state.live.store.backtest(backtest_id)
+    if job is None:
+        raise NotFoundError(f"no backtest {backtest_id}")
+    return job
+
+
+@backtests_router.post(
+    "",
+    status_code=202,
+    summary="Run a backtest on the engine worker (a Celery task); poll GET /backtests/{id}",
+)
+async def create_backtest(request: Request, body: Annotated[Any, Body()]) -> JSONResponse:
+    parsed = parse_request(body)
+    backtest_id = new_id()
+    store = request.app.state.live.store
+    await asyncio.to_thread(store.create_backtest, backtest_id, parsed.to_json(), utcnow())
+    await asyncio.to_thread(send, request.app.state.celery, backtest_id)
+    return JSONResponse(_job_view(_job(request, backtest_id)), status_code=202)
+
+
+@backtests_router.get("/{backtest_id}", summary="Status, progress and (when done) the summary")
+async def get_backtest(request: Request, backtest_id: str) -> dict[str, Any]:
+    return _job_view(_job(request, backtest_id))
+
+
+@backtests_router.get("/{backtest_id}/report.{fmt}", summary="The report (json or html)")
+async def backtest_report(request: Request, backtest_id: str, fmt: str) -> FileResponse:
+    job = _job(request, backtest_id)
+    if fmt not in ("json", "html"):
+        raise NotFoundError(f"no report format {fmt!r}; json or html")
+    if job["status"] != "done":
+        raise ConflictError(f"backtest {backtest_id} is {job['status']}, not done")
+    name = "result.json" if fmt == "json" else "report.html"
+    path = request.app.state.backtests_dir / backtest_id / name
+    if not path.exists():
+        raise NotFoundError(f"the report of {backtest_id} is not on this host's disk")
+    return FileResponse(path, media_type="application/json" if fmt == "json" else "text/html")

@@ -8,24 +8,35 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dalal_engine.api import router, strategies_router
+from dalal_engine.api import backtests_router, router, strategies_router
 from dalal_engine.config import EngineSettings
+from dalal_engine.cycle import FixedCycle
 from dalal_engine.handlers import (
     bars_handler,
     order_events_handler,
     portfolio_events_handler,
+    publish_decisions,
     publish_new,
     system_events_handler,
+    ticks_handler,
 )
 from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore, StoredBar
-from dalal_engine.strategyconfig import load_file
+from dalal_engine.strategyconfig import StrategyConfigError, load_file
+from dalal_engine.tasks import make_celery
 from dalal_shared import candlestore
 from dalal_shared.bus import Handler
+from dalal_shared.clients import DataClient
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_EVENTS, PORTFOLIO_EVENTS, SYSTEM_EVENTS, bars_stream
+from dalal_shared.streams import (
+    MARKET_TICKS,
+    ORDERS_EVENTS,
+    PORTFOLIO_EVENTS,
+    SYSTEM_EVENTS,
+    bars_stream,
+)
 
 NAME = "engine"
 
@@ -56,7 +67,28 @@ def build_app(settings: EngineSettings) -> FastAPI:
     }
     for interval in sorted(live.intervals()):
         handlers[bars_stream(interval)] = bars_handler(live, runtime.publisher)
+    if live.watches_ticks():
+        handlers[MARKET_TICKS] = ticks_handler(live, runtime.publisher)
     runtime.consume(handlers)
+    scheduled = [c for c in configs if c.schedule is not None]
+    if scheduled and not settings.data_url:
+        raise StrategyConfigError(
+            f"strategies[{configs.index(scheduled[0])}].schedule: needs DALAL_DATA_URL "
+            "(the fixed cycle reads candles from the data service)"
+        )
+    data_client = (
+        DataClient(
+            settings.data_url,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        )
+        if scheduled and settings.data_url
+        else None
+    )
+    cycles = [FixedCycle(live, c, data_client) for c in scheduled if data_client is not None]
+
+    async def publish_all() -> None:
+        await publish_new(live, runtime.publisher)
+        await publish_decisions(live, runtime.publisher)
 
     async def check_database() -> None:
         await asyncio.to_thread(store.ping)
@@ -65,9 +97,15 @@ def build_app(settings: EngineSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await publish_new(live, runtime.publisher)  # intents stored before a crash
         async with runtime.lifespan(app):
+            tasks = [asyncio.create_task(c.run_forever(publish_all)) for c in cycles]
             try:
                 yield
             finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if data_client is not None:
+                    data_client.close()
                 store.close()
 
     app = create_app(
@@ -80,6 +118,10 @@ def build_app(settings: EngineSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.book = book
     app.state.live = live
+    app.state.cycles = cycles
+    app.state.celery = make_celery(settings)  # only sends backtest tasks
+    app.state.backtests_dir = settings.backtests_dir
     app.include_router(router)
     app.include_router(strategies_router)
+    app.include_router(backtests_router)
     return app

@@ -9,13 +9,15 @@ the union of the symbols' bar times. At each time, for each symbol with a bar:
 2. the account is marked to market at the close (one equity point per bar time);
 3. the strategy sees the completed bar and returns signals, which the risk manager turns into
    orders (or refuses, with a reason) for the next bar.
-Flat symbols whose strategy marks no entry candidate on a bar are skipped (`Strategy.candidates`).
+Flat symbols whose strategy marks no entry candidate on a bar are skipped (`Strategy.candidates`),
+and so are open positions on bars where it marks no exit candidate (`Strategy.exit_candidates`).
 The result carries trades (round trips, net of charges), fills, every risk decision, the equity
 curve and `dalal_shared.performance` statistics: the same numbers the portfolio service reports.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
 from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, Signal, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
-from dalal_engine.timing import bar_duration, order_time, session_open_of
+from dalal_engine.timing import bar_closes, bar_duration, order_time, session_open_of
 from dalal_shared import fills
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown, dp_charge, order_charges
@@ -35,6 +37,7 @@ from dalal_shared.performance import EquityPoint, Report, compute
 from dalal_shared.timeutil import to_ist
 
 ZERO = Decimal("0")
+ZERO2 = Decimal("0.00")
 
 
 def _dec(value: float) -> Decimal:
@@ -199,14 +202,27 @@ class Backtester:
         duration = bar_duration(interval)
         ind = {sym: strat.indicators(series) for sym, series in self.data.items()}
         cand = {sym: strat.candidates(ind[sym]) for sym in self.data}
-        closes = {sym: series.close for sym, series in self.data.items()}
+        exit_cand = {sym: strat.exit_candidates(ind[sym]) for sym in self.data}
+        # plain Python lists for the per-bar loop (numpy scalar access is slow one at a time)
+        cand = {sym: (m.tolist() if m is not None else None) for sym, m in cand.items()}
+        exit_cand = {sym: (m.tolist() if m is not None else None) for sym, m in exit_cand.items()}
+        closes = {sym: series.close.tolist() for sym, series in self.data.items()}
         timeline: dict[datetime, list[tuple[str, int]]] = {}
         for sym, series in self.data.items():
-            for i, ts in enumerate(series.start):
-                if (s.start is None or ts >= s.start) and (s.end is None or ts < s.end):
-                    timeline.setdefault(ts, []).append((sym, i))
+            lo = 0 if s.start is None else bisect.bisect_left(series.start, s.start)
+            hi = len(series) if s.end is None else bisect.bisect_left(series.start, s.end)
+            for i in range(lo, hi):
+                ts = series.start[i]
+                if ts in timeline:
+                    timeline[ts].append((sym, i))
+                else:
+                    timeline[ts] = [(sym, i)]
         times = sorted(timeline)
+        closes_at = bar_closes(interval, times, self.calendar)
         cash = s.initial_capital_rupees
+        cash_f = float(cash)  # its float twin for sizing and marks (cash itself stays exact)
+        held: set[str] = set()  # symbols with a position
+        last_equity, last_equity_dec = math.nan, ZERO
         positions = {sym: _Position() for sym in self.data}
         states: dict[str, dict[str, Any]] = {sym: {} for sym in self.data}
         last_close = dict.fromkeys(self.data, 0.0)
@@ -280,6 +296,8 @@ class Backtester:
                     fill_log.append(record)
                     if order.side is fills.Side.BUY:
                         cash -= notional + ch.total
+                        cash_f = float(cash)
+                        held.add(sym)
                         if pos.quantity == 0:
                             open_count += 1
                             pos.trade = Trade(sym, first_at, got, price, charges=ch.total)
@@ -296,6 +314,7 @@ class Backtester:
                         pos.quantity += got
                     else:
                         cash += notional - ch.total
+                        cash_f = float(cash)
                         assert pos.trade is not None
                         trade = pos.trade
                         trade.exits.append(record)
@@ -307,29 +326,29 @@ class Backtester:
                             trade.closed_at = first_at
                             trades.append(trade)
                             positions[sym] = pos = _Position()
+                            held.discard(sym)
                             states[sym].clear()
                             open_count -= 1
                 pending[sym] = []
             # 2. mark to market
             exposure = 0.0
             for sym, i in events:
-                last_close[sym] = float(closes[sym][i])
-            for sym, pos in positions.items():
-                if pos.quantity:
-                    exposure += pos.quantity * last_close[sym]
-            equity_now = float(cash) + exposure
-            close_at = (
-                ts + duration
-                if interval != "day"
-                else (session_open_of(interval, ts, self.calendar) + duration)
+                last_close[sym] = closes[sym][i]
+            for sym in held:
+                exposure += positions[sym].quantity * last_close[sym]
+            equity_now = cash_f + exposure
+            close_at, close_day = closes_at[n]
+            if equity_now != last_equity:  # (flat and no fill: the same rupees as before)
+                last_equity, last_equity_dec = equity_now, _dec(equity_now)
+            equity.append(
+                EquityPoint(close_at, last_equity_dec, _dec(exposure) if exposure else ZERO2)
             )
-            equity.append(EquityPoint(close_at, _dec(equity_now), _dec(exposure)))
-            self.risk.mark(close_at, equity_now)
+            self.risk.mark_day(close_day, equity_now)
             # 3. decisions on the completed bar
             for sym, i in events:
                 pos = positions[sym]
-                mask = cand[sym]
-                if pos.quantity == 0 and mask is not None and not mask[i]:
+                mask = cand[sym] if pos.quantity == 0 else exit_cand[sym]
+                if mask is not None and not mask[i]:
                     continue
                 ctx = BarContext(
                     sym,
@@ -339,7 +358,7 @@ class Backtester:
                     PositionView(pos.quantity, float(pos.average_price), pos.opened_at),
                     states[sym],
                     equity_now,
-                    float(cash),
+                    cash_f,
                 )
                 signals = strat.on_bar(ctx)
                 if not signals:
@@ -352,7 +371,7 @@ class Backtester:
                         ts,
                         at,
                         pos.quantity,
-                        AccountState(equity_now, float(cash), open_count),
+                        AccountState(equity_now, cash_f, open_count),
                     )
                     decisions.append(decision)
                     if order is not None:
@@ -422,10 +441,11 @@ class Backtester:
 
 
 def _with_detail(decision: RiskDecision, sig: Signal) -> RiskDecision:
-    from dataclasses import replace
-
-    note = f"{sig.leg} {sig.reason}"
-    return replace(decision, detail=f"{note}; {decision.detail}" if decision.detail else note)
+    d, note = decision, f"{sig.leg} {sig.reason}"
+    detail = f"{note}; {d.detail}" if d.detail else note
+    return RiskDecision(
+        d.at, d.strategy, d.symbol, d.action, d.approved, d.reason, d.quantity, detail
+    )
 
 
 def bars_per_second(result: BacktestResult, seconds: float) -> float:

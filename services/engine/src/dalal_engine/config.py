@@ -22,6 +22,19 @@ class EngineSettings(DalalSettings):
     initial_capital_rupees: Decimal = Field(
         Decimal("1000000"), gt=0, description="equity assumed until the portfolio's first snapshot"
     )
+    data_url: str | None = Field(
+        None, description="data service root (the fixed-cycle schedule reads candles there)"
+    )
     candle_cache_dir: Path | None = Field(
-        None, description="Parquet candle cache to warm indicator history from at start"
+        None,
+        description="Parquet candle cache: indicator warm-up at start, and backtest jobs' bars",
+    )
+    backtest_data_dir: Path | None = Field(
+        None, description="CSV bars for backtest jobs instead of the Parquet cache"
+    )
+    backtests_dir: Path = Field(
+        Path("var/backtests"), description="backtest jobs' reports (<dir>/<id>/report.html)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="worker: serve Prometheus /metrics here"
     )

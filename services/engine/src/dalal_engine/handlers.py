@@ -23,8 +23,10 @@ from dalal_shared.messages import (
     PositionOpened,
     PositionReduced,
     RiskDecided,
+    SessionClosed,
     SessionExpired,
     SessionValid,
+    Tick,
 )
 from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 
@@ -47,10 +49,14 @@ def order_events_handler(book: IntentBook, live: LiveEngine | None = None) -> Ha
 
 
 async def publish_new(live: LiveEngine, publisher: Publisher, *, corr: str | None = None) -> None:
-    """Publish every stored intent not published yet (the outbox), then mark it."""
+    """Publish every stored intent not published yet (the outbox), then mark it; then the
+    cancels of stale or superseded orders (stored as CANCELLING before)."""
     for command in live.store.unpublished():
         await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
         live.store.mark_published(command.client_order_id)
+    cancels, live.pending_cancels = live.pending_cancels, []
+    for cancel in cancels:
+        await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
 
 
 async def publish_decisions(
@@ -81,11 +87,23 @@ async def publish_decisions(
 def bars_handler(live: LiveEngine, publisher: Publisher) -> Handler:
     async def on_bar(bar: Bar, envelope: Envelope) -> None:
         live.data_fresh()
-        if live.on_bar(bar):
+        if live.on_bar(bar) or live.pending_cancels:
             await publish_new(live, publisher, corr=envelope.corr)
         await publish_decisions(live, publisher, corr=envelope.corr)
 
     return dispatcher({Bar: on_bar})
+
+
+def ticks_handler(live: LiveEngine, publisher: Publisher) -> Handler:
+    """`market.ticks`: stops and targets between bars."""
+
+    async def on_tick(tick: Tick, envelope: Envelope) -> None:
+        live.data_fresh()
+        if live.on_tick(tick) or live.pending_cancels:
+            await publish_new(live, publisher, corr=envelope.corr)
+        await publish_decisions(live, publisher, corr=envelope.corr)
+
+    return dispatcher({Tick: on_tick})
 
 
 def portfolio_events_handler(live: LiveEngine) -> Handler:
@@ -113,5 +131,6 @@ def system_events_handler(live: LiveEngine) -> Handler:
             SessionValid: on_event,
             SessionExpired: on_event,
             DataStale: on_event,
+            SessionClosed: None,  # end-of-day work is the portfolio's; the risk day rolls itself
         }
     )

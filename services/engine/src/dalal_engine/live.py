@@ -27,12 +27,13 @@ import numpy as np
 from dalal_engine import metrics
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
-from dalal_engine.store import EngineStore, Intent, StoredBar, SymbolState
-from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, Strategy
+from dalal_engine.store import OPEN_STATUSES, EngineStore, Intent, StoredBar, SymbolState
+from dalal_engine.strategy import Action, BarContext, BarSeries, Level, PositionView, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.messages import (
     Bar,
+    CancelOrder,
     DataStale,
     EquitySnapshot,
     KillSwitchEngaged,
@@ -44,6 +45,7 @@ from dalal_shared.messages import (
     PlaceOrder,
     SessionExpired,
     SessionValid,
+    Tick,
 )
 from dalal_shared.timeutil import utcnow
 
@@ -75,6 +77,13 @@ class LiveEngine:
         cal = calendar or nse_calendar()
         # decisions made since the last publish (stored in SQL with the bar either way)
         self.pending_decisions: list[RiskDecision] = []
+        # cancels of stale or superseded orders (their intents are CANCELLING in SQL); a
+        # restarted engine sends them again (cancelling twice is harmless)
+        self.pending_cancels: list[CancelOrder] = [
+            CancelOrder(client_order_id=i.command.client_order_id, reason="stale")
+            for i in store.intents(open_only=True)
+            if i.status == "CANCELLING"
+        ]
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
@@ -85,7 +94,11 @@ class LiveEngine:
         self.cash = float(initial_equity_rupees)
         self.states: dict[tuple[str, str], SymbolState] = store.states()
         self.warmup = warmup
+        # levels whose exit the kill switch refused: recorded once, not on every tick
+        self._refused_levels: set[tuple[str, str, str]] = set()
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
+        for inst in self.instances.values():
+            self._observe_risk(inst)
 
     # ---------------------------------------------------------------- control
     @property
@@ -98,8 +111,14 @@ class LiveEngine:
     def stop(self) -> None:
         self.store.set_meta("running", "false")
 
+    def watches_ticks(self) -> bool:
+        """Whether any instance's strategy has intrabar levels (else `market.ticks` is not
+        consumed at all)."""
+        return any(type(i.strategy).levels is not Strategy.levels for i in self.instances.values())
+
     def intervals(self) -> set[str]:
-        return {i.config.interval for i in self.instances.values()}
+        """Bar intervals consumed as events (scheduled instances poll instead)."""
+        return {i.config.interval for i in self.instances.values() if i.config.schedule is None}
 
     def status(self) -> dict[str, Any]:
         open_positions = [
@@ -148,14 +167,23 @@ class LiveEngine:
             self._history[key] = bars
         return self._history[key]
 
-    def on_bar(self, bar: Bar) -> list[PlaceOrder]:
-        """Handle a completed bar; returns the new order commands to publish (already stored)."""
+    def last_bar(self, name: str, symbol: str) -> datetime | None:
+        """The last bar the instance decided on for the symbol (None: none yet)."""
+        st = self.states.get((name, symbol))
+        return st.last_bar if st is not None else None
+
+    def on_bar(self, bar: Bar, *, only: str | None = None, decide: bool = True) -> list[PlaceOrder]:
+        """Handle a completed bar; returns the new order commands to publish (already stored).
+
+        Bar events go to the instances without a `schedule`; the fixed cycle passes `only` (its
+        instance), and `decide=False` for bars that only warm the history up."""
         interested = [
             i
             for i in self.instances.values()
             if i.config.interval == bar.interval
             and bar.symbol in i.config.universe
             and i.config.exchange == bar.exchange
+            and (i.config.name == only if only is not None else i.config.schedule is None)
         ]
         need = max([HISTORY_FLOOR_BARS] + [3 * i.strategy.warmup_bars for i in interested])
         history = self._history_of(bar.exchange, bar.symbol, bar.interval, need)
@@ -172,11 +200,25 @@ class LiveEngine:
             history.append(stored)
             del history[:-need]
         running = self.running
-        open_symbols = {s.command.symbol for s in self.store.intents(open_only=True)}
+        open_intents = self.store.intents(open_only=True)
+        open_symbols = {s.command.symbol for s in open_intents}
+        names = {i.config.name for i in interested}
+        cancels = [
+            i.command.client_order_id
+            for i in open_intents
+            if is_new
+            and decide
+            and i.status != "CANCELLING"
+            and i.command.symbol == bar.symbol
+            and i.strategy in names
+            and i.leg == "E"
+            and i.created_at is not None
+            and i.created_at < bar.start
+        ]
         states: dict[str, SymbolState] = {}
         intents: list[Intent] = []
         decisions: list[tuple[RiskDecision, str | None]] = []
-        if running and is_new:
+        if running and is_new and decide:
             series = _series(bar.symbol, history)
             for inst in interested:
                 name = inst.config.name
@@ -188,6 +230,7 @@ class LiveEngine:
                 if bar.symbol in open_symbols:
                     continue  # an order of this symbol is still in flight
                 inst.risk.mark(self.clock(), self.equity)
+                self._observe_risk(inst)
                 ind = inst.strategy.indicators(series)
                 if st.state is None:
                     st.state = {}
@@ -237,7 +280,117 @@ class LiveEngine:
             states=states,
             intents=intents,
             decisions=decisions,
+            cancels=cancels,
         )
+        self._cancel(cancels, "stale: not filled by the next bar")
+        for cmd in new:
+            metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
+        return new
+
+    def _cancel(self, coids: list[str], reason: str) -> None:
+        for coid in coids:
+            self.pending_cancels.append(CancelOrder(client_order_id=coid, reason=reason))
+            metrics.CANCELS.labels(reason.split(":", 1)[0]).inc()
+
+    # ---------------------------------------------------------------- ticks: stops and targets
+    def on_tick(self, tick: Tick) -> list[PlaceOrder]:
+        """Exit a position whose stop or target a trade reached between bars. One order per
+        level and position: its id is derived from (instance, symbol, position opened at,
+        leg), and the strategy state marks the level done in the same transaction, so a tick
+        delivered again, or a restart, never exits twice. A stop cancels the position's
+        target orders still open (the stop supersedes them)."""
+        price = float(tick.last_price)
+        hits: list[tuple[_Instance, SymbolState, Level]] = []
+        for inst in self.instances.values():
+            if tick.symbol not in inst.config.universe or inst.config.exchange != tick.exchange:
+                continue
+            st = self.states.get((inst.config.name, tick.symbol))
+            if st is None or st.quantity <= 0 or st.opened_at is None:
+                continue
+            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
+            levels = inst.strategy.levels(pos, st.state or {})
+            stop = next((lv for lv in levels if lv.kind == "stop" and lv.hit(price)), None)
+            if stop is not None:
+                hits.append((inst, st, stop))
+            else:
+                hits.extend((inst, st, lv) for lv in levels if lv.hit(price))
+        if not hits or not self.running:
+            return []
+        of_symbol = [i for i in self.store.intents() if i.command.symbol == tick.symbol]
+        open_intents = [i for i in of_symbol if i.status in OPEN_STATUSES]
+        sent = {i.command.client_order_id for i in of_symbol}
+        states: dict[str, SymbolState] = {}
+        intents: list[Intent] = []
+        decisions: list[tuple[RiskDecision, str | None]] = []
+        cancels: list[str] = []
+        for inst, st, level in hits:
+            name = inst.config.name
+            mine = [i for i in open_intents if i.strategy == name]
+            if any(i.leg in ("X", "S") for i in mine):
+                continue  # already exiting
+            refused_key = (name, tick.symbol, level.leg)
+            if self.market.kill_switch and refused_key in self._refused_levels:
+                continue  # refused already while the switch is engaged
+            superseded = [
+                i.command.client_order_id
+                for i in mine
+                if level.kind == "stop" and i.status != "CANCELLING" and i.leg != level.leg
+            ]
+            if level.kind != "stop" and (mine or name in states):
+                continue  # another order of this position is in flight
+            coid = client_order_id(name, tick.symbol, st.opened_at or tick.exchange_ts, level.leg)
+            if coid in sent:
+                continue  # this level's order went out before (filled, rejected or cancelled)
+            quantity = min(level.quantity or st.quantity, st.quantity)
+            action = Action.EXIT if quantity >= st.quantity else Action.REDUCE
+            decision = inst.risk.check_exit(
+                strategy=name,
+                symbol=tick.symbol,
+                action=action.value,
+                at=self.clock(),
+                quantity=quantity,
+                market=self.market,
+            )
+            reason = "stop" if level.kind == "stop" else f"target{level.leg[-1]}"
+            decision = replace(
+                decision,
+                detail=f"{level.leg} {reason} intrabar at {price:.2f} (level {level.price:.2f})"
+                + (f"; {decision.detail}" if decision.detail else ""),
+            )
+            metrics.DECISIONS.labels(name, decision.action, decision.reason).inc()
+            decisions.append((decision, coid if decision.approved else None))
+            if not decision.approved or quantity <= 0:
+                self._refused_levels.add(refused_key)
+                continue
+            cancels.extend(superseded)
+            state = dict(st.state or {})
+            inst.strategy.on_level(level, state)
+            new_state = SymbolState(st.quantity, st.average_price, st.opened_at, state, st.last_bar)
+            states[name] = new_state
+            cmd = PlaceOrder(
+                client_order_id=coid,
+                exchange=tick.exchange,
+                symbol=tick.symbol,
+                side="SELL",
+                quantity=quantity,
+                product=inst.config.product,
+                strategy=name,
+            )
+            intents.append(Intent(cmd, name, "SUBMITTED", 0, False))
+        self.pending_decisions.extend(d for d, _ in decisions)
+        if not decisions:
+            return []
+        new = self.store.record_signals(
+            symbol=tick.symbol,
+            at=tick.exchange_ts,
+            states=states,
+            intents=intents,
+            decisions=decisions,
+            cancels=cancels,
+        )
+        for name, new_state in states.items():
+            self.states[(name, tick.symbol)] = new_state
+        self._cancel(cancels, "superseded: the stop was hit")
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
         return new
@@ -294,12 +447,22 @@ class LiveEngine:
             return
         key = (intent.strategy, intent.command.symbol)
         st = self.states.setdefault(key, SymbolState(state={}))
-        new_state = SymbolState(st.quantity, st.average_price, st.opened_at, st.state, st.last_bar)
+        new_state = SymbolState(
+            st.quantity, st.average_price, st.opened_at, dict(st.state or {}), st.last_bar
+        )
         if event.side == "BUY":
             total = new_state.average_price * new_state.quantity + event.price * event.quantity
             new_state.quantity += event.quantity
             new_state.average_price = (total / new_state.quantity).quantize(Decimal("0.0001"))
             new_state.opened_at = new_state.opened_at or event.filled_at
+            inst = self.instances.get(intent.strategy)
+            if inst is not None:
+                inst.strategy.on_entry_filled(
+                    PositionView(
+                        new_state.quantity, float(new_state.average_price), new_state.opened_at
+                    ),
+                    new_state.state if new_state.state is not None else {},
+                )
         else:
             new_state.quantity = max(0, new_state.quantity - event.quantity)
             if new_state.quantity == 0:
@@ -321,6 +484,7 @@ class LiveEngine:
             m = replace(m, kill_switch=True, kill_switch_reason=event.reason)
         elif isinstance(event, KillSwitchReleased):
             m = replace(m, kill_switch=False, kill_switch_reason="")
+            self._refused_levels.clear()
         elif isinstance(event, SessionValid):
             m = replace(m, session_valid=True)
         elif isinstance(event, SessionExpired):
@@ -340,6 +504,17 @@ class LiveEngine:
         self.cash = float(snapshot.cash)
         for inst in self.instances.values():
             inst.risk.mark(snapshot.at, self.equity)
+            self._observe_risk(inst)
+
+    @staticmethod
+    def _observe_risk(inst: _Instance) -> None:
+        """The daily-loss gauges of one instance, from its risk manager's state."""
+        metrics.observe_risk(
+            inst.config.name,
+            inst.risk.daily_pnl,
+            float(inst.config.risk.max_daily_loss_rupees),
+            inst.risk.halted_for_the_day,
+        )
 
 
 def _series(symbol: str, history: list[StoredBar]) -> BarSeries:

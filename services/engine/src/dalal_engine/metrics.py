@@ -16,3 +16,31 @@ ORDERS = Counter(
 )
 KILL_SWITCH = Gauge("dalal_engine_kill_switch", "1 while the kill switch is engaged")
 RUNNING = Gauge("dalal_engine_running", "1 while the live loop trades")
+DAILY_PNL = Gauge(
+    "dalal_engine_daily_pnl_rupees",
+    "Equity change since the IST day's first mark, as the risk manager sees it",
+    ["strategy"],
+)
+DAILY_LOSS_LIMIT = Gauge(
+    "dalal_engine_daily_loss_limit_rupees",
+    "The configured maximum daily loss (positive rupees); entries halt once reached",
+    ["strategy"],
+)
+HALTED = Gauge(
+    "dalal_engine_halted",
+    "1 while entries are halted for the rest of the IST day by the daily-loss limit",
+    ["strategy"],
+)
+
+
+def observe_risk(strategy: str, daily_pnl: float, limit: float, halted: bool) -> None:
+    DAILY_PNL.labels(strategy).set(daily_pnl)
+    DAILY_LOSS_LIMIT.labels(strategy).set(limit)
+    HALTED.labels(strategy).set(1 if halted else 0)
+
+
+CANCELS = Counter(
+    "dalal_engine_cancels_emitted_total",
+    "CancelOrder commands the live loop emitted, by why (stale, superseded)",
+    ["reason"],
+)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -88,6 +88,7 @@ class RiskDecision:
 class _Day:
     day: date | None = None
     start_equity: float = 0.0
+    equity: float = 0.0
     halted: bool = False
 
 
@@ -97,26 +98,41 @@ class RiskManager:
     calendar: NseCalendar = field(default_factory=nse_calendar)
     _orders: deque[datetime] = field(default_factory=deque)
     _day: _Day = field(default_factory=_Day)
+    _loss_limit: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._loss_limit = float(self.config.max_daily_loss_rupees)
 
     # ------------------------------------------------------------ the day's loss
 
     def mark(self, at: datetime, equity: float) -> None:
         """Tell the manager the equity at `at` (each bar, each snapshot): starts a new IST day's
         loss budget on a new day, halts entries once the day's loss reaches the limit."""
-        day = to_ist(at).date()
+        self.mark_day(to_ist(at).date(), equity)
+
+    def mark_day(self, day: date, equity: float) -> None:
+        """`mark` with the IST day already known (the backtester computes it once per bar)."""
         if self._day.day != day:
             self._day = _Day(day=day, start_equity=equity)
-        if self._day.start_equity - equity >= float(self.config.max_daily_loss_rupees):
+        self._day.equity = equity
+        if self._day.start_equity - equity >= self._loss_limit:
             self._day.halted = True
 
     @property
     def halted_for_the_day(self) -> bool:
         return self._day.halted
 
+    @property
+    def daily_pnl(self) -> float:
+        """Equity change since the IST day's first mark (0 before any mark)."""
+        return self._day.equity - self._day.start_equity if self._day.day else 0.0
+
     def state(self) -> dict[str, object]:
         return {
             "day": self._day.day.isoformat() if self._day.day else None,
             "day_start_equity": self._day.start_equity,
+            "daily_pnl_rupees": f"{self.daily_pnl:.2f}",
+            "daily_loss_limit_rupees": str(self.config.max_daily_loss_rupees),
             "halted_for_the_day": self._day.halted,
             "orders_last_minute": len(self._orders),
         }
@@ -137,29 +153,22 @@ class RiskManager:
     ) -> RiskDecision:
         """May an entry reach the market at `at`, and with how many shares."""
         ensure_aware(at)
-        refuse = RiskDecision(at, strategy, symbol, "ENTER", False, "")
+
+        def refuse(reason: str, detail: str) -> RiskDecision:
+            return RiskDecision(at, strategy, symbol, "ENTER", False, reason, 0, detail)
+
         c = self.config
         gate = self._gate(at, market)
         if gate:
-            return replace(refuse, reason=gate[0], detail=gate[1])
+            return refuse(gate[0], gate[1])
         if self._day.halted:
-            return replace(
-                refuse,
-                reason="daily_loss",
-                detail=f"day's loss reached {c.max_daily_loss_rupees} rupees",
-            )
+            return refuse("daily_loss", f"day's loss reached {c.max_daily_loss_rupees} rupees")
         if account.open_positions >= c.max_open_positions:
-            return replace(
-                refuse,
-                reason="max_open_positions",
-                detail=f"{account.open_positions} open, limit {c.max_open_positions}",
+            return refuse(
+                "max_open_positions", f"{account.open_positions} open, limit {c.max_open_positions}"
             )
         if self._rate_exceeded(at):
-            return replace(
-                refuse,
-                reason="order_rate",
-                detail=f"{c.max_orders_per_minute} orders in the last minute",
-            )
+            return refuse("order_rate", f"{c.max_orders_per_minute} orders in the last minute")
         quantity = self.size(
             equity=account.equity,
             cash=account.cash,
@@ -168,13 +177,9 @@ class RiskManager:
             fixed_quantity=fixed_quantity,
         )
         if quantity <= 0:
-            return replace(
-                refuse,
-                reason="size_zero",
-                detail="risk budget, position cap or cash allow no share",
-            )
+            return refuse("size_zero", "risk budget, position cap or cash allow no share")
         self._orders.append(at)
-        return replace(refuse, approved=True, reason="ok", quantity=quantity)
+        return RiskDecision(at, strategy, symbol, "ENTER", True, "ok", quantity)
 
     def check_exit(
         self,

@@ -2,8 +2,9 @@
 
 Tables (prefix `engine_`): the bars the loop has seen (its indicator history), each strategy
 instance's per-symbol state and position, the order intents it emitted (an outbox: written
-before publishing, marked published after), the trades it has applied, its risk decisions, and
-a key/value meta table (whether the loop is running). Money is text (exact Decimal) and times
+before publishing, marked published after), the trades it has applied, its risk decisions,
+backtest jobs (request, progress, summary) and a key/value meta table (whether the loop is
+running). Money is text (exact Decimal) and times
 are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 """
 
@@ -84,6 +85,21 @@ decisions_t = sa.Table(
     sa.Column("detail", sa.String(400), nullable=False),
     sa.Column("client_order_id", sa.String(20)),
 )
+backtests_t = sa.Table(
+    "engine_backtests",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, running, done, failed
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("bars_done", sa.Integer, nullable=False),
+    sa.Column("bars_total", sa.Integer, nullable=False),
+    sa.Column("eta_seconds", sa.Float),
+    sa.Column("summary", sa.Text),
+    sa.Column("error", sa.String(500)),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("finished_at", sa.String(40)),
+)
 meta_t = sa.Table(
     "engine_meta",
     metadata,
@@ -122,6 +138,14 @@ class Intent:
     status: str
     filled_quantity: int
     published: bool
+    created_at: datetime | None = None  # the signal bar's start (a tick's time for levels)
+
+    @property
+    def leg(self) -> str:
+        return self.command.client_order_id.split("-", 1)[0]
+
+
+OPEN_STATUSES = ("SUBMITTED", "OPEN", "CANCELLING")  # in flight: may still fill
 
 
 class EngineStore(db.SqlStore):
@@ -169,10 +193,10 @@ class EngineStore(db.SqlStore):
         states: dict[str, SymbolState],
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
+        cancels: list[str] | None = None,
     ) -> list[PlaceOrder]:
         """Store a bar with what it caused, in one transaction; returns the intents that are new
         (an intent whose id exists already is the same signal decided again: not new)."""
-        new: list[PlaceOrder] = []
         with self.engine.begin() as c:
             exists = c.execute(
                 sa.select(bars_t.c.start).where(
@@ -196,43 +220,78 @@ class EngineStore(db.SqlStore):
                         volume=bar.volume,
                     )
                 )
-            for strategy, st in states.items():
-                self._put_state(c, strategy, symbol, st)
-            for intent in intents:
-                coid = intent.command.client_order_id
-                if c.execute(
-                    sa.select(intents_t.c.client_order_id).where(
-                        intents_t.c.client_order_id == coid
-                    )
-                ).first():
-                    continue
-                c.execute(
-                    sa.insert(intents_t).values(
-                        client_order_id=coid,
-                        strategy=intent.strategy,
-                        symbol=symbol,
-                        command=intent.command.model_dump_json(),
-                        status="SUBMITTED",
-                        filled_quantity=0,
-                        published=False,
-                        created_at=iso(bar.start),
-                    )
+            return self._record(c, symbol, bar.start, states, intents, decisions, cancels or [])
+
+    def record_signals(
+        self,
+        *,
+        symbol: str,
+        at: datetime,
+        states: dict[str, SymbolState],
+        intents: list[Intent],
+        decisions: list[tuple[RiskDecision, str | None]],
+        cancels: list[str],
+    ) -> list[PlaceOrder]:
+        """Store what a tick or a bar caused without a bar (levels hit, stale orders to
+        cancel: those intents become CANCELLING), in one transaction; returns new intents."""
+        with self.engine.begin() as c:
+            return self._record(c, symbol, at, states, intents, decisions, cancels)
+
+    def _record(
+        self,
+        c: sa.Connection,
+        symbol: str,
+        at: datetime,
+        states: dict[str, SymbolState],
+        intents: list[Intent],
+        decisions: list[tuple[RiskDecision, str | None]],
+        cancels: list[str],
+    ) -> list[PlaceOrder]:
+        new: list[PlaceOrder] = []
+        for coid in cancels:
+            c.execute(
+                sa.update(intents_t)
+                .where(
+                    intents_t.c.client_order_id == coid,
+                    intents_t.c.status.in_(("SUBMITTED", "OPEN")),
                 )
-                new.append(intent.command)
-            for decision, coid in decisions:
-                c.execute(
-                    sa.insert(decisions_t).values(
-                        at=iso(decision.at),
-                        strategy=decision.strategy,
-                        symbol=decision.symbol,
-                        action=decision.action,
-                        approved=decision.approved,
-                        reason=decision.reason,
-                        quantity=decision.quantity,
-                        detail=decision.detail[:400],
-                        client_order_id=coid,
-                    )
+                .values(status="CANCELLING")
+            )
+        for strategy, st in states.items():
+            self._put_state(c, strategy, symbol, st)
+        for intent in intents:
+            coid = intent.command.client_order_id
+            if c.execute(
+                sa.select(intents_t.c.client_order_id).where(intents_t.c.client_order_id == coid)
+            ).first():
+                continue
+            c.execute(
+                sa.insert(intents_t).values(
+                    client_order_id=coid,
+                    strategy=intent.strategy,
+                    symbol=symbol,
+                    command=intent.command.model_dump_json(),
+                    status="SUBMITTED",
+                    filled_quantity=0,
+                    published=False,
+                    created_at=iso(at),
                 )
+            )
+            new.append(intent.command)
+        for decision, coid in decisions:
+            c.execute(
+                sa.insert(decisions_t).values(
+                    at=iso(decision.at),
+                    strategy=decision.strategy,
+                    symbol=decision.symbol,
+                    action=decision.action,
+                    approved=decision.approved,
+                    reason=decision.reason,
+                    quantity=decision.quantity,
+                    detail=decision.detail[:400],
+                    client_order_id=coid,
+                )
+            )
         return new
 
     def _put_state(self, c: sa.Connection, strategy: str, symbol: str, st: SymbolState) -> None:
@@ -290,7 +349,7 @@ class EngineStore(db.SqlStore):
     def intents(self, *, open_only: bool = False) -> list[Intent]:
         q = sa.select(intents_t)
         if open_only:
-            q = q.where(intents_t.c.status.in_(("SUBMITTED", "OPEN")))
+            q = q.where(intents_t.c.status.in_(OPEN_STATUSES))
         with self.engine.connect() as c:
             rows = c.execute(q).all()
         return [
@@ -300,6 +359,7 @@ class EngineStore(db.SqlStore):
                 r.status,
                 r.filled_quantity,
                 r.published,
+                datetime.fromisoformat(r.created_at),
             )
             for r in rows
         ]
@@ -355,3 +415,36 @@ class EngineStore(db.SqlStore):
                 sa.select(decisions_t).order_by(decisions_t.c.id.desc()).limit(limit)
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    # ---------------------------------------------------------------- backtest jobs
+    def create_backtest(self, backtest_id: str, request: dict[str, Any], at: datetime) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                sa.insert(backtests_t).values(
+                    id=backtest_id,
+                    status="queued",
+                    request=json.dumps(request),
+                    bars_done=0,
+                    bars_total=0,
+                    created_at=iso(at),
+                )
+            )
+
+    def update_backtest(self, backtest_id: str, **values: Any) -> None:
+        for key in ("started_at", "finished_at"):
+            if isinstance(values.get(key), datetime):
+                values[key] = iso(values[key])
+        if "summary" in values and values["summary"] is not None:
+            values["summary"] = json.dumps(values["summary"])
+        with self.engine.begin() as c:
+            c.execute(sa.update(backtests_t).where(backtests_t.c.id == backtest_id).values(values))
+
+    def backtest(self, backtest_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(backtests_t).where(backtests_t.c.id == backtest_id)).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        out["request"] = json.loads(out["request"])
+        out["summary"] = json.loads(out["summary"]) if out["summary"] else None
+        return out

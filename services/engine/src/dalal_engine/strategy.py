@@ -43,6 +43,22 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
+class Level:
+    """A price at which an open position acts between bars (the live loop watches ticks).
+
+    kind "stop": a trade at or under `price` exits; kind "target": a trade at or over `price`
+    sells `quantity` (None: all). `leg` names the order (one order per leg and position)."""
+
+    leg: str
+    kind: str  # "stop" or "target"
+    price: float
+    quantity: int | None = None
+
+    def hit(self, last_price: float) -> bool:
+        return last_price <= self.price if self.kind == "stop" else last_price >= self.price
+
+
+@dataclass(frozen=True, slots=True)
 class BarSeries:
     """One symbol's bars as arrays (bar start times UTC-aware, prices float64 rupees)."""
 
@@ -116,9 +132,29 @@ class Strategy(ABC):
         `on_bar` for flat symbols elsewhere; positions are always asked."""
         return None
 
+    def exit_candidates(self, ind: Mapping[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
+        """Bars where an open position may get a signal (None: every bar, e.g. a strategy that
+        counts bars held or trails a stop). The backtester skips `on_bar` for open positions
+        elsewhere."""
+        return None
+
     @abstractmethod
     def on_bar(self, ctx: BarContext) -> list[Signal]:
         """The signals of one closed bar."""
+
+    def on_entry_filled(self, position: PositionView, state: dict[str, Any]) -> None:
+        """An entry (or part of it) filled: the position is `position` now. Lets a strategy fix
+        its stop and targets before the next bar so `levels` can be watched at once."""
+        return None
+
+    def levels(self, position: PositionView, state: dict[str, Any]) -> list[Level]:
+        """The stop and targets of an open position, watched tick by tick (none by default)."""
+        return []
+
+    def on_level(self, level: Level, state: dict[str, Any]) -> None:
+        """A level was hit between bars and its order sent: update the state so the bar logic
+        does not act on it again."""
+        return None
 
 
 _REGISTRY: dict[str, type[Strategy]] = {}

@@ -11,8 +11,11 @@ strategies:
     product: CNC
     params: {stop_atr_multiple: 2.0, time_stop_bars: 20}
     risk: {risk_per_trade_pct: 1.0, max_open_positions: 5, max_daily_loss_rupees: 5000}
+    schedule: {every_seconds: 60}  # optional: the seed's fixed cycle instead of bar events
 ```
-A file with a single strategy may leave out the `strategies:` list.
+A file with a single strategy may leave out the `strategies:` list. With `schedule`, the live
+loop runs `execute_cycle(universe)` every `every_seconds`, reading the latest bars from the data
+service's candles API, instead of consuming `market.bars.<interval>`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ class StrategyConfigError(ConfigError):
     status_code = 422
 
 
+class Schedule(BaseModel):
+    """The seed's fixed cycle: poll the data service every `every_seconds`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    every_seconds: int = Field(gt=0, le=86_400)
+
+
 class StrategyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,6 +55,7 @@ class StrategyConfig(BaseModel):
     universe: list[Symbol] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    schedule: Schedule | None = None
 
     def build(self) -> Strategy:
         cls = registry()[self.strategy]

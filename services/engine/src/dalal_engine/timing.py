@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from dalal_shared.calendar import NseCalendar
+from dalal_shared.calendar import DayKind, NseCalendar
 from dalal_shared.timeutil import to_ist
+
+IST_OFFSET = timedelta(hours=5, minutes=30)
+_DAILY_CLOSE = timedelta(hours=15, minutes=30)  # after a daily candle's 00:00 IST stamp
+_REGULAR = (DayKind.TRADING, DayKind.SPECIAL_SESSION)
 
 INTERVAL_SECONDS = {
     "minute": 60,
@@ -41,3 +45,42 @@ def session_open_of(interval: str, bar_start: datetime, calendar: NseCalendar) -
         session = calendar.session(to_ist(bar_start).date())
         return session.open if session is not None else bar_start
     return bar_start
+
+
+def ist_day(moment: datetime) -> date:
+    """The IST calendar day of an aware time (plain arithmetic: IST has no DST)."""
+    offset = moment.utcoffset()
+    assert offset is not None, "aware datetimes only"
+    return (moment - offset + IST_OFFSET).date()
+
+
+def bar_closes(
+    interval: str, starts: list[datetime], calendar: NseCalendar
+) -> list[tuple[datetime, date]]:
+    """(close time, IST day of it) of each bar: the session close for a daily candle (stamped
+    00:00 IST), the bar's end for an intraday one. Computed once per backtest, outside the
+    per-bar loop; the same instants as `session_open_of(...) + bar_duration(...)`."""
+    duration = bar_duration(interval)
+    out = []
+    if interval != "day":
+        for ts in starts:
+            end = ts + duration
+            out.append((end, ist_day(end)))
+        return out
+    for ts in starts:
+        wall = ts - ts.utcoffset() + IST_OFFSET  # type: ignore[operator]  (IST wall clock)
+        day = wall.date()
+        if not (wall.hour or wall.minute or wall.second or wall.microsecond) and (
+            # a weekday the holiday list does not name is a regular session (cheap test first)
+            (
+                day.weekday() < 5
+                and calendar.first <= day <= calendar.last
+                and calendar.description(day) is None
+            )
+            or calendar.kind(day) in _REGULAR
+        ):
+            out.append((ts + _DAILY_CLOSE, day))  # 15:30 IST of the candle's day
+        else:
+            end = session_open_of(interval, ts, calendar) + duration
+            out.append((end, ist_day(end)))
+    return out

@@ -66,6 +66,9 @@ class SmaCross(Strategy):
     def candidates(self, ind: Mapping[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
         return ind["up"]
 
+    def exit_candidates(self, ind: Mapping[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
+        return ind["down"]
+
     def on_bar(self, ctx: BarContext) -> list[Signal]:
         i, ind = ctx.index, ctx.ind
         close = ctx.close

@@ -31,6 +31,8 @@ from dalal_engine.strategy import (
     Action,
     BarContext,
     BarSeries,
+    Level,
+    PositionView,
     Signal,
     Strategy,
     StrategyParams,
@@ -135,24 +137,61 @@ class Swing(Strategy):
             )
         ]
 
+    @staticmethod
+    def _plan(st: dict[str, Any], entry: float, quantity: int, fallback_stop: float) -> None:
+        stop = float(st.pop("plan_stop", fallback_stop))
+        st.update(
+            entry_price=entry,
+            initial_stop=stop,
+            stop=stop,
+            risk_per_share=max(entry - stop, 1e-9),
+            initial_quantity=quantity,
+            bars_held=0,
+            t1_done=False,
+            t2_done=False,
+        )
+
+    def on_entry_filled(self, position: PositionView, state: dict[str, Any]) -> None:
+        if "entry_price" not in state:
+            if "plan_stop" in state:
+                self._plan(state, position.average_price, position.quantity, 0.0)
+        elif not state["t1_done"] and state["bars_held"] == 0:  # a later part of the entry
+            state.update(
+                entry_price=position.average_price,
+                initial_quantity=position.quantity,
+                risk_per_share=max(position.average_price - state["initial_stop"], 1e-9),
+            )
+
+    def levels(self, position: PositionView, state: dict[str, Any]) -> list[Level]:
+        if position.quantity <= 0 or "entry_price" not in state:
+            return []
+        p = self.params
+        out = [Level("S", "stop", float(state["stop"]))]
+        entry, risk = state["entry_price"], state["risk_per_share"]
+        for leg, r_multiple, fraction, done in (
+            ("T1", p.target1_r, p.target1_fraction, state["t1_done"]),
+            ("T2", p.target2_r, p.target2_fraction, state["t2_done"]),
+        ):
+            quantity = math.floor(state["initial_quantity"] * fraction)
+            if not done and quantity > 0:
+                out.append(Level(leg, "target", entry + r_multiple * risk, quantity))
+        return out
+
+    def on_level(self, level: Level, state: dict[str, Any]) -> None:
+        if level.leg == "T1":
+            state["t1_done"] = True
+        elif level.leg == "T2":
+            state["t2_done"] = True
+
     def _manage(self, ctx: BarContext) -> list[Signal]:
         i, ind, p, st = ctx.index, ctx.ind, self.params, ctx.state
         close = ctx.close
         atr = float(ind["atr"][i])
         if "entry_price" not in st:  # first bar with the position: fix its numbers
             entry = ctx.position.average_price
-            stop = float(st.pop("plan_stop", entry - p.stop_atr_multiple * atr))
-            st.update(
-                entry_price=entry,
-                initial_stop=stop,
-                stop=stop,
-                risk_per_share=max(entry - stop, 1e-9),
-                initial_quantity=ctx.position.quantity,
-                bars_held=0,
-                highest_close=close,
-                t1_done=False,
-                t2_done=False,
-            )
+            self._plan(st, entry, ctx.position.quantity, entry - p.stop_atr_multiple * atr)
+        if "highest_close" not in st:
+            st["highest_close"] = close
         st["bars_held"] += 1
         st["highest_close"] = max(st["highest_close"], close)
         if st["t2_done"] and not math.isnan(atr):

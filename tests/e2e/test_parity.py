@@ -1,0 +1,208 @@
+"""Parity: for a replayed period, the orders the live loop sends in sim mode are the orders the
+backtester makes on the same bars.
+
+Real processes on a real Redis: kitesim (manual clock), the broker logged in to it, and the
+engine running `sma_cross` from a strategies file. The test plays the data feed: each day it
+publishes the previous session's daily bar (kitesim's own NSE data) on `market.bars.day` while
+kitesim's clock stands at the next session's open; the engine's orders go through the broker to
+kitesim and fill there, and the fills come back to the engine (which is how it knows it holds a
+position to exit). The backtester runs the same strategy config over the same bars in process.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from dalal_engine.backtest import Backtester, BacktestSettings
+from dalal_engine.bars import read_csv
+from dalal_engine.strategyconfig import load_text
+from dalal_shared.messages import Bar, Envelope, PlaceOrder
+from dalal_shared.streams import ORDERS_COMMANDS
+from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.timeutil import IST
+
+pytestmark = pytest.mark.slow
+
+KEY = "parity-test-key-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+KITE_KEY, KITE_SECRET = "kitesim_key", "kitesim_secret_0123456789"
+INFY_CSV = Path(__file__).parents[2] / "services/kitesim/src/dalal_kitesim/data/nse/day/INFY.csv"
+CONFIG = """
+name: parity
+strategy: sma_cross
+universe: [INFY]
+params: {fast_bars: 3, slow_bars: 8, fixed_quantity: 10}
+risk: {enforce_market_hours: false, max_orders_per_minute: 200}
+"""
+SIM_START = date(2024, 1, 2)  # kitesim's first session
+REPLAY_DAYS = 40  # decision bars replayed: 2024-01-01 .. about 2024-02-27
+WARMUP_DAYS = 20
+
+
+def bars() -> list[Bar]:
+    with INFY_CSV.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        Bar(
+            symbol="INFY",
+            interval="day",
+            start=datetime.combine(date.fromisoformat(r["date"]), time(0), tzinfo=IST),
+            open=Decimal(r["open"]),
+            high=Decimal(r["high"]),
+            low=Decimal(r["low"]),
+            close=Decimal(r["close"]),
+            volume=int(r["volume"]),
+        )
+        for r in rows
+    ]
+
+
+@pytest.fixture
+def sim_stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
+    started: dict[str, ServiceProcess] = {}
+
+    def start(name: str, module: str, env: dict[str, str]) -> ServiceProcess:
+        port = free_port()
+        proc = ServiceProcess(
+            module,
+            env={
+                "DALAL_PORT": str(port),
+                "DALAL_REDIS_URL": redis_url,
+                "DALAL_API_KEY": KEY,
+                "DALAL_LOG_FORMAT": "json",
+                "DALAL_BUS_BLOCK_MS": "50",
+                **env,
+            },
+            log_path=tmp_path / f"{name}.log",
+            port=port,
+        ).start()
+        started[name] = proc
+        return proc
+
+    (tmp_path / "strategies.yaml").write_text(CONFIG)
+    try:
+        sim = start(
+            "kitesim",
+            "dalal_kitesim",
+            {"DALAL_KITESIM_SESSION_SECONDS": "0", "DALAL_KITESIM_TOKEN_EXPIRY": "false"},
+        )
+        engine = start(
+            "engine",
+            "dalal_engine",
+            {
+                "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/engine.sqlite3",
+                "DALAL_STRATEGIES_FILE": str(tmp_path / "strategies.yaml"),
+            },
+        )
+        sim.wait_healthy(timeout=60)
+        broker = start(
+            "broker",
+            "dalal_broker",
+            {
+                "DALAL_KITE_ROOT_URL": sim.base_url,
+                "DALAL_KITE_API_KEY": KITE_KEY,
+                "DALAL_KITE_API_SECRET": KITE_SECRET,
+                "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/broker.sqlite3",
+                "DALAL_ENFORCE_MARKET_HOURS": "false",
+                "DALAL_POLL_INTERVAL_SECONDS": "0.2",
+            },
+        )
+        engine.wait_healthy(timeout=60)
+        broker.wait_healthy(timeout=60)
+        yield started
+    finally:
+        for proc in started.values():
+            proc.stop()
+
+
+def control(sim: ServiceProcess, path: str, body: dict[str, Any]) -> Any:
+    r = httpx.post(f"{sim.base_url}/_sim{path}", json=body, headers=AUTH, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def consumed(client: redis.Redis, stream: str, group: str, entry_id: bytes) -> bool:
+    for g in client.xinfo_groups(stream):
+        if g["name"] == group.encode():
+            return g["last-delivered-id"] == entry_id and g["pending"] == 0
+    return False
+
+
+def place_orders(client: redis.Redis) -> list[PlaceOrder]:
+    out = []
+    for _id, fields in client.xrange(ORDERS_COMMANDS):
+        msg = Envelope.from_fields(fields).message
+        if isinstance(msg, PlaceOrder):
+            out.append(msg)
+    return out
+
+
+def test_live_orders_through_kitesim_equal_the_backtesters(
+    sim_stack: dict[str, ServiceProcess], redis_url: str
+) -> None:
+    sim, broker, engine = sim_stack["kitesim"], sim_stack["broker"], sim_stack["engine"]
+    client = redis.Redis.from_url(redis_url)
+    token = control(sim, "/login", {})["request_token"]
+    r = httpx.get(f"{broker.base_url}/session/callback", params={"request_token": token})
+    assert r.status_code == 200, r.text
+    wait_until(
+        lambda: httpx.get(f"{broker.base_url}/session").json()["valid"], message="session valid"
+    )
+    wait_until(
+        lambda: httpx.get(f"{broker.base_url}/status").json()["leader"], message="broker leads"
+    )
+
+    history = bars()
+    first = next(i for i, b in enumerate(history) if b.start.date() >= SIM_START)
+    # warm-up bars while the loop is stopped: history only, no decisions
+    for bar in history[first - WARMUP_DAYS : first - 1]:
+        last = client.xadd("market.bars.day", Envelope.wrap(bar, source="data").to_fields())
+    wait_until(lambda: consumed(client, "market.bars.day", "engine", last), message="warm-up")
+    assert httpx.post(f"{engine.base_url}/engine/start", headers=AUTH).json()["running"]
+
+    # each decision bar is published while kitesim stands at the next session's open
+    replay = history[first - 1 : first - 1 + REPLAY_DAYS]
+    for k, bar in enumerate(replay):
+        session = history[first + k].start.date()
+        until = datetime.combine(session, time(9, 16), tzinfo=IST)
+        if k:
+            control(sim, "/clock/advance", {"until": until.isoformat()})
+        else:
+            control(sim, "/clock/advance", {"seconds": 60})  # into the first session
+        before = len(place_orders(client))
+        entry = client.xadd("market.bars.day", Envelope.wrap(bar, source="data").to_fields())
+        wait_until(
+            lambda entry=entry: consumed(client, "market.bars.day", "engine", entry),
+            message="bar consumed",
+        )
+        for order in place_orders(client)[before:]:
+            coid = order.client_order_id
+            wait_until(
+                lambda coid=coid: httpx.get(f"{broker.base_url}/orders/{coid}").status_code == 200,
+                message=f"{coid} at the broker",
+            )
+            control(sim, "/clock/advance", {"seconds": 300})  # ticks: the MARKET order fills
+            wait_until(
+                lambda: httpx.get(f"{engine.base_url}/engine/status").json()["open_intents"] == 0,
+                message=f"{coid} filled and seen by the engine",
+            )
+    live = [(o.client_order_id, o.side, o.quantity) for o in place_orders(client)]
+
+    # the backtester over the same bars: the orders it decides on the replayed bars
+    data = {"INFY": read_csv(INFY_CSV, "INFY")}
+    start = replay[0].start
+    end = history[first + REPLAY_DAYS].start  # one bar more: the last decisions fill on it
+    cfg = load_text(CONFIG)[0]
+    result = Backtester(cfg, data, BacktestSettings(start=start, end=end)).run()
+    backtest = [(f.client_order_id, f.side, f.quantity) for f in result.fills]
+    assert len(live) >= 4 and live[0][1] == "BUY"
+    assert live == backtest
