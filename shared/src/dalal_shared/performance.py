@@ -69,21 +69,33 @@ class Report:
         return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(self).items()}
 
 
+_IST_OFFSET_SECONDS = 19_800  # IST is UTC+05:30 all year (no daylight saving)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 def daily_curve(points: Sequence[EquityPoint]) -> list[tuple[date, EquityPoint]]:
     """The last point of each IST day, in date order."""
-    by_day: dict[date, EquityPoint] = {}
-    for point in sorted(points, key=lambda p: p.at):
-        by_day[to_ist(point.at).date()] = point
-    return sorted(by_day.items())
+    by_day: dict[int, EquityPoint] = {}
+    for point in sorted(points, key=_at):
+        if point.at.tzinfo is None:
+            to_ist(point.at)  # raises: a naive time has no day
+        # the IST day number from the epoch, without building an IST datetime per point
+        by_day[int((point.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400)] = point
+    return [(date.fromordinal(_EPOCH_ORDINAL + day), p) for day, p in sorted(by_day.items())]
+
+
+def _at(point: EquityPoint) -> datetime:
+    return point.at
 
 
 def daily_returns(points: Sequence[EquityPoint]) -> list[float]:
-    curve = daily_curve(points)
-    out = []
-    for (_, prev), (_, cur) in pairwise(curve):
-        if prev.equity > 0:
-            out.append(float(cur.equity / prev.equity) - 1.0)
-    return out
+    return curve_returns(daily_curve(points))
+
+
+def curve_returns(curve: Sequence[tuple[date, EquityPoint]]) -> list[float]:
+    """Simple returns between consecutive days of a daily curve."""
+    values = [float(p.equity) for _, p in curve]
+    return [cur / prev - 1.0 for prev, cur in pairwise(values) if prev > 0]
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -124,35 +136,40 @@ class Drawdown:
 def drawdown(curve: Sequence[tuple[date, EquityPoint]]) -> Drawdown:
     if not curve:
         return Drawdown(0.0, Decimal("0"), None, None, 0, 0)
-    peak_value = curve[0][1].equity
-    peak_day = curve[0][0]
-    worst = 0.0
-    worst_rupees = Decimal("0")
-    worst_peak: date | None = None
-    worst_trough: date | None = None
+    # one pass in floats to find the deepest fall; its size in rupees is then exact
+    values = [float(p.equity) for _, p in curve]
+    peak, peak_i = values[0], 0
+    worst, worst_peak_i, worst_trough_i = 0.0, -1, -1
     longest = 0
-    for day, point in curve:
-        if point.equity >= peak_value:
-            longest = max(longest, (day - peak_day).days)
-            peak_value, peak_day = point.equity, day
+    for i, value in enumerate(values):
+        if value >= peak:
+            longest = max(longest, (curve[i][0] - curve[peak_i][0]).days)
+            peak, peak_i = value, i
             continue
-        fall = float((peak_value - point.equity) / peak_value) if peak_value > 0 else 0.0
+        fall = (peak - value) / peak if peak > 0 else 0.0
         if fall > worst:
-            worst, worst_rupees = fall, peak_value - point.equity
-            worst_peak, worst_trough = peak_day, day
+            worst, worst_peak_i, worst_trough_i = fall, peak_i, i
     last_day = curve[-1][0]
-    if curve[-1][1].equity < peak_value:
-        longest = max(longest, (last_day - peak_day).days)
-    duration = 0
-    if worst_peak is not None:
-        peak_equity = next(p.equity for d, p in curve if d == worst_peak)
-        recovered = next(
-            (d for d, p in curve if worst_trough is not None and d > worst_trough
-             and p.equity >= peak_equity),
-            None,
-        )  # fmt: skip
-        duration = ((recovered or last_day) - worst_peak).days
-    return Drawdown(worst, worst_rupees, worst_peak, worst_trough, duration, longest)
+    if values[-1] < peak:
+        longest = max(longest, (last_day - curve[peak_i][0]).days)
+    if worst_peak_i < 0:
+        return Drawdown(0.0, Decimal("0"), None, None, 0, longest)
+    peak_equity = curve[worst_peak_i][1].equity
+    rupees = peak_equity - curve[worst_trough_i][1].equity
+    recovered = next(
+        (curve[i][0] for i in range(worst_trough_i + 1, len(curve))
+         if curve[i][1].equity >= peak_equity),
+        None,
+    )  # fmt: skip
+    worst_peak_day = curve[worst_peak_i][0]
+    return Drawdown(
+        float(rupees / peak_equity),
+        rupees,
+        worst_peak_day,
+        curve[worst_trough_i][0],
+        ((recovered or last_day) - worst_peak_day).days,
+        longest,
+    )
 
 
 def compute(
@@ -172,7 +189,7 @@ def compute(
     first = curve[0][1].equity if curve else (initial_equity or Decimal("0"))
     start = initial_equity if initial_equity is not None else first
     final = curve[-1][1].equity if curve else start
-    returns = daily_returns(equity)
+    returns = curve_returns(curve)
     dd = drawdown(curve)
     cagr = None
     if len(curve) >= 2 and start > 0 and final > 0:
@@ -183,7 +200,7 @@ def compute(
     avg_exposure = None
     if curve:
         exposure_days = sum(1 for _, p in curve if p.gross_exposure > 0) / len(curve)
-        ratios = [float(p.gross_exposure / p.equity) for _, p in curve if p.equity > 0]
+        ratios = [float(p.gross_exposure) / float(p.equity) for _, p in curve if p.equity > 0]
         avg_exposure = _mean(ratios) if ratios else None
     return Report(
         trades=n,
