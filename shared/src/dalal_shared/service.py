@@ -43,10 +43,11 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
 
     def consume(self, handlers: Mapping[str, Handler], *, group: str | None = None) -> None:
-        """Register a consumer of `handlers`' streams in the group named after this service."""
+        """Register a consumer of `handlers`' streams in `group`, else the configured
+        consumer group, else the group named after this service."""
         s = self.settings
         config = ConsumerConfig(
-            group=group or self.name,
+            group=group or s.consumer_group or self.name,
             consumer=s.consumer_name or default_consumer_name(),
             batch_size=s.bus_batch_size,
             block_ms=s.bus_block_ms,

@@ -42,6 +42,13 @@ class DalalSettings(BaseSettings):
     consumer_name: str | None = Field(
         None, description="this process's name in its consumer groups (default host-pid)"
     )
+    consumer_group: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="the bus consumer group this process reads in (default: the service's "
+        "name); processes of one group share the work, each group sees every entry",
+    )
     bus_batch_size: int = Field(100, ge=1, le=10_000)
     bus_block_ms: int = Field(1000, ge=1, le=60_000)
     bus_max_deliveries: int = Field(5, ge=1, le=1000)

@@ -22,6 +22,7 @@ from dalal_engine.handlers import (
 )
 from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
+from dalal_engine.sharding import consumer_group, shard_configs
 from dalal_engine.store import EngineStore, StoredBar
 from dalal_engine.strategyconfig import StrategyConfigError, load_file
 from dalal_engine.tasks import make_celery
@@ -45,7 +46,8 @@ def build_app(settings: EngineSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
     book = IntentBook()
     configs = load_file(settings.strategies_file) if settings.strategies_file else []
-    store = EngineStore.open(settings.database_url)  # runs the migrations
+    configs = shard_configs(configs, settings.shard_index, settings.shard_count)
+    store = EngineStore.open(settings.shard_database_url)  # runs the migrations
     warmup = None
     if settings.candle_cache_dir is not None:
         root = settings.candle_cache_dir
@@ -69,7 +71,11 @@ def build_app(settings: EngineSettings) -> FastAPI:
         handlers[bars_stream(interval)] = bars_handler(live, runtime.publisher)
     if live.watches_ticks():
         handlers[MARKET_TICKS] = ticks_handler(live, runtime.publisher)
-    runtime.consume(handlers)
+    # shards each read every entry (their own group) and act on their own symbols
+    runtime.consume(
+        handlers,
+        group=settings.consumer_group or consumer_group(settings.shard_index, settings.shard_count),
+    )
     scheduled = [c for c in configs if c.schedule is not None]
     if scheduled and not settings.data_url:
         raise StrategyConfigError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from dalal_shared.settings import DalalSettings
 
@@ -35,6 +35,23 @@ class EngineSettings(DalalSettings):
     backtests_dir: Path = Field(
         Path("var/backtests"), description="backtest jobs' reports (<dir>/<id>/report.html)"
     )
+    shard_count: int = Field(
+        1, ge=1, le=64, description="engines splitting the symbols between them (by hash)"
+    )
+    shard_index: int = Field(0, ge=0, description="this engine's shard (0 .. shard_count - 1)")
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="worker: serve Prometheus /metrics here"
     )
+
+    @field_validator("shard_index")
+    @classmethod
+    def _shard_in_range(cls, value: int, info: ValidationInfo) -> int:
+        count = info.data.get("shard_count", 1)
+        if value >= count:
+            raise ValueError(f"must be below DALAL_SHARD_COUNT ({count})")
+        return value
+
+    @property
+    def shard_database_url(self) -> str:
+        """The database URL with `{shard}` replaced by this engine's shard index."""
+        return self.database_url.replace("{shard}", str(self.shard_index))

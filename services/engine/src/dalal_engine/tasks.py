@@ -42,7 +42,7 @@ def make_celery(settings: EngineSettings) -> Celery:
 
 
 def run_backtest(settings: EngineSettings, backtest_id: str) -> str:
-    store = EngineStore.open(settings.database_url)
+    store = EngineStore.open(settings.shard_database_url)  # shard 0 unless DALAL_SHARD_INDEX
     try:
         job = store.backtest(backtest_id)
         if job is None:
