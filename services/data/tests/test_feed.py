@@ -4,16 +4,21 @@ kitesim's own history, and a silenced ticker noticed, reported and reconnected i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
-from dalal_data.feed import Feed, parse_symbols, partition
+from dalal_data.feed import Feed, market_open, parse_symbols, partition
+from dalal_data.tickbus import TickWriter
 from dalal_data.wiring import build_core
 from dalal_shared.bus import Publisher
-from dalal_shared.messages import Envelope
+from dalal_shared.calendar import nse_calendar
+from dalal_shared.messages import Envelope, Tick
 from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
 from dalal_shared.timeutil import IST
 
@@ -143,3 +148,79 @@ def test_instruments_are_split_over_at_most_three_connections_of_3000() -> None:
 
 async def _true(value: Any) -> Any:
     return value
+
+
+def test_market_open_follows_the_calendar() -> None:
+    cal = nse_calendar()
+    assert market_open(cal, datetime(2024, 1, 29, 9, 15, tzinfo=IST))
+    assert not market_open(cal, datetime(2024, 1, 29, 15, 30, tzinfo=IST))  # the close
+    assert not market_open(cal, datetime(2024, 1, 26, 11, 0, tzinfo=IST))  # Republic Day
+    assert not market_open(cal, datetime(2024, 11, 1, 11, 0, tzinfo=IST))  # Muhurat day...
+    assert market_open(cal, datetime(2024, 11, 1, 18, 30, tzinfo=IST))  # ...in its hour
+    assert not market_open(cal, datetime(2014, 6, 2, 11, 0, tzinfo=IST))  # before the calendar
+
+
+async def test_market_open_gauge_runs_on_the_feeds_exchange_clock(
+    make_data: Callable[..., Any],
+    kitesim: Kitesim,
+    poller: Callable[..., Awaitable[Any]],
+) -> None:
+    data = make_data(
+        feed_enabled=True,
+        feed_symbols="NSE:RELIANCE",
+        feed_stale_seconds=60,
+        feed_watch_always=True,
+        feed_lease_seconds=3,
+    )
+    feed = data.app.state.feed
+    await feed.start()
+    try:
+        await poller(lambda: _true(feed.status()["connections"] == 1))
+        state = kitesim.control("/state", method="GET")
+        if not state["in_session"]:
+            kitesim.control("/clock/advance", {"ticks": 1})  # on to the next open
+        kitesim.control("/clock/advance", {"ticks": 3})
+        await poller(lambda: _true(feed.watchdog.last_tick_at is not None))
+
+        async def gauge() -> float | None:
+            text = (await data.http.get("/metrics")).text
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    if s.name == "dalal_data_market_open":
+                        return s.value
+            return None
+
+        # kitesim's session is open on its own clock, whatever the wall clock says
+        sim_now = datetime.fromisoformat(kitesim.control("/state", method="GET")["now"])
+        assert market_open(nse_calendar(), sim_now)
+        assert await gauge() == 1.0
+        assert (await data.http.get("/feed")).json()["market_open"] is True
+    finally:
+        await feed.stop()
+
+
+async def test_fast_tick_envelopes_read_like_the_bus_own(aredis: aioredis.Redis) -> None:
+    writer = TickWriter(aredis, stream=MARKET_TICKS, source="data", maxlen=1000)
+    ts = datetime(2024, 1, 2, 9, 20, 5, 250_000, tzinfo=IST).astimezone(UTC)  # as decoded
+    rows = [
+        (738561, "NSE", "RELIANCE", Decimal(250_050) / 100, 1_200, ts),
+        (519937, "NSE", "M&M", Decimal(100_000) / 100, 0, ts),
+        (256265, "NSE", "NIFTY 50", Decimal("21750.35"), 0, ts),
+    ]
+    assert await writer.publish(rows) == 3
+    raw = await aredis.xrange(MARKET_TICKS)
+    got = [Envelope.from_fields(fields) for _id, fields in raw]
+    expected = [
+        Tick(instrument_token=t, exchange=ex, symbol=s, last_price=p, volume=v, exchange_ts=at)
+        for t, ex, s, p, v, at in rows
+    ]
+    assert [e.message for e in got] == expected
+    reference = Envelope.wrap(expected[0], source="data").to_fields()
+    for (_id, fields), tick in zip(raw, expected, strict=True):
+        decoded = {k.decode(): v.decode() for k, v in fields.items()}
+        assert list(decoded) == list(reference)  # same fields, same order
+        assert decoded["data"] == tick.model_dump_json()
+        assert decoded["corr"] == decoded["id"] and decoded["source"] == "data"
+    assert len({e.id for e in got}) == 3
+    with pytest.raises(ValidationError):  # a symbol no consumer would accept never goes out
+        await writer.publish([(1, "NSE", "bad symbol!", Decimal(1), 0, ts)])

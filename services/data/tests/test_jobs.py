@@ -3,7 +3,7 @@ the scheduler's lease and calendar."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from dalal_data.config import DataSettings
 from dalal_data.schedule import due_between
-from dalal_data.scheduler import jobs_of
-from dalal_data.tasks import INSTRUMENTS, NIGHTLY
+from dalal_data.scheduler import SESSION_CLOSED, jobs_of
+from dalal_data.tasks import INSTRUMENTS, NIGHTLY, PREMARKET
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.lease import Lease
 from dalal_shared.testing import ServiceProcess
@@ -97,16 +97,18 @@ async def test_backfill_of_a_universe_reports_progress_and_is_idempotent(
 def test_jobs_run_on_session_days_only() -> None:
     cal = nse_calendar()
     jobs = jobs_of(DataSettings())
-    # Friday 2024-01-26 (Republic Day) to Monday 2024-01-29: only Monday's two jobs
+    # Friday 2024-01-26 (Republic Day) to Monday 2024-01-29: only Monday's jobs
     due = due_between(
         jobs,
         cal,
         datetime(2024, 1, 25, 23, 0, tzinfo=IST),
         datetime(2024, 1, 29, 23, 0, tzinfo=IST),
     )
-    assert [(d.job.name, d.day) for d in due] == [
-        (INSTRUMENTS, date(2024, 1, 29)),
-        (NIGHTLY, date(2024, 1, 29)),
+    assert [(d.job.name, d.day, d.at.strftime("%H:%M")) for d in due] == [
+        (INSTRUMENTS, date(2024, 1, 29), "08:30"),
+        (PREMARKET, date(2024, 1, 29), "08:30"),
+        (SESSION_CLOSED, date(2024, 1, 29), "15:35"),
+        (NIGHTLY, date(2024, 1, 29), "16:00"),
     ]
 
 
@@ -124,3 +126,10 @@ async def test_one_lease_holder_at_a_time_and_a_successor_after_release_or_lapse
     # b dies without releasing: once the lease lapses, a takes it
     assert await poller(a.acquire, timeout=5)
     assert await a.holder() == "a"
+
+
+def test_no_job_is_sent_on_days_the_holiday_list_does_not_cover() -> None:
+    cal = nse_calendar()
+    after = datetime.combine(cal.last, datetime.min.time(), tzinfo=IST)
+    due = due_between(jobs_of(DataSettings()), cal, after, after + timedelta(days=5))
+    assert {d.day for d in due} <= {cal.last}  # nothing guessed past the list's end

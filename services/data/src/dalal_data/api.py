@@ -155,6 +155,34 @@ async def instruments_refresh(request: Request, exchange: str = "NSE") -> dict[s
     return {"exchange": exchange.upper(), "instruments": n}
 
 
+@router.get("/jobs", tags=["jobs"])
+async def scheduled_jobs(request: Request) -> dict[str, Any]:
+    """The scheduler's daily jobs (IST, session days only), when each is next due, and the
+    outcome of its last run (the pre-market session check among them)."""
+    from dalal_data.jobs import last_runs
+    from dalal_data.schedule import next_due
+
+    calendar = request.app.state.candles.calendar
+    now = utcnow()
+    runs = await last_runs(request.app.state.runtime.redis)
+    out = []
+    for job in request.app.state.schedule:
+        short = job.name.rsplit(".", 1)[-1]
+        try:
+            due: str | None = next_due([job], calendar, now).at.isoformat()
+        except ValueError:  # the holiday list does not reach that far
+            due = None
+        out.append(
+            {
+                "job": short,
+                "at_ist": job.at.strftime("%H:%M"),
+                "next_due": due,
+                "last_run": runs.get(short),
+            }
+        )
+    return {"jobs": out}
+
+
 @router.get("/feed", tags=["feed"])
 async def feed_status(request: Request) -> dict[str, Any]:
     feed = getattr(request.app.state, "feed", None)

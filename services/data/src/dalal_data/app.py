@@ -8,11 +8,15 @@ from fastapi import FastAPI
 
 from dalal_data.api import router
 from dalal_data.config import DataSettings
+from dalal_data.feed import MARKET_OPEN, market_open
 from dalal_data.jobs import JobStore
+from dalal_data.scheduler import jobs_of
 from dalal_data.tasks import enqueue_with, make_celery
 from dalal_data.wiring import build_core
+from dalal_shared.calendar import nse_calendar
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
+from dalal_shared.timeutil import utcnow
 
 NAME = "data"
 
@@ -60,4 +64,8 @@ def build_app(settings: DataSettings) -> FastAPI:
     app.state.jobs = JobStore(runtime.redis, enqueue_with(celery))
     app.state.celery = celery
     app.state.feed = feed
+    app.state.schedule = jobs_of(settings)
+    calendar = nse_calendar()
+    clock = feed.market_now if feed is not None else utcnow
+    MARKET_OPEN.set_function(lambda: 1.0 if market_open(calendar, clock()) else 0.0)
     return app

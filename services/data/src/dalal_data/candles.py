@@ -37,6 +37,8 @@ CACHE_REQUESTS = Counter(
     "Candle requests by how much the cache held: hit, partial or miss",
     ["result"],
 )
+for _result in ("hit", "partial", "miss"):  # exported from the start (0), for the hit ratio
+    CACHE_REQUESTS.labels(_result)
 CHUNKS_FETCHED = Counter(
     "dalal_data_chunks_fetched_total", "Historical chunks fetched from Kite", ["interval"]
 )

@@ -96,3 +96,18 @@ def coverage(symbol: Annotated[str | None, typer.Option()] = None) -> None:
             f"{s['exchange']}:{s['symbol']} {s['interval']}: {s['session_days']} "
             f"sessions, {len(missing)} missing {missing[:5]}"
         )
+
+
+@app.command()
+def jobs() -> None:
+    """The scheduled jobs (IST, session days), when each is next due and how it last ran."""
+    with _client() as client:
+        body = client.request("GET", "/jobs")
+    for job in body["jobs"]:
+        last = job.get("last_run") or {}
+        verdict = last.get("state", "never run")
+        if "reason" in last:
+            verdict += f" ({last['reason']})"
+        console.print(
+            f"{job['at_ist']} {job['job']:<20} next {job['next_due'] or '-'}  last: {verdict}"
+        )

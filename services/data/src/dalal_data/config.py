@@ -25,6 +25,12 @@ class DataSettings(DalalSettings):
     kite_timeout_seconds: float = Field(10.0, gt=0)
     kite_max_attempts: int = Field(6, ge=1, le=50, description="tries per Kite call (429/5xx)")
     kite_ratelimit_wait_seconds: float = Field(60.0, gt=0)
+    cache_lock_seconds: float = Field(
+        60.0, gt=0, description="TTL of a series' write lock (renewed while held)"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="worker/scheduler: serve Prometheus /metrics here"
+    )
 
     # live feed
     feed_enabled: bool = Field(False, description="hold the ticker connection (by Redis lease)")
@@ -42,5 +48,15 @@ class DataSettings(DalalSettings):
     # jobs
     nightly_sync_at_ist: str = Field("16:00", pattern=r"^\d{2}:\d{2}$")
     instruments_refresh_at_ist: str = Field("08:30", pattern=r"^\d{2}:\d{2}$")
+    premarket_check_at_ist: str = Field("08:30", pattern=r"^\d{2}:\d{2}$")
+    session_closed_at_ist: str = Field("15:35", pattern=r"^\d{2}:\d{2}$")
     nightly_sync_interval: str = Field("day")
     scheduler_lease_seconds: float = Field(30.0, gt=1)
+    scheduler_clock_redis_key: str | None = Field(
+        None,
+        description="simulation: the scheduler's `now` is the ISO time stored at this Redis key "
+        "(the wall clock while the key is absent)",
+    )
+    worker_visibility_timeout_seconds: float = Field(
+        3600.0, gt=0, description="an unacknowledged task is redelivered after this long"
+    )

@@ -22,15 +22,16 @@ from prometheus_client import Counter, Gauge
 
 from dalal_data.bars import BarBuilder, OpenBar
 from dalal_data.config import DataSettings
+from dalal_data.tickbus import TickRow, TickWriter
 from dalal_data.tickerproto import RawTick, decode_frame
 from dalal_data.watchdog import Watchdog
 from dalal_data.wiring import Core
 from dalal_shared.bus import Publisher
-from dalal_shared.calendar import nse_calendar
+from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.errors import PermanentError
 from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import Bar, DataStale, Tick
+from dalal_shared.messages import Bar, DataStale
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
 from dalal_shared.timeutil import utcnow
@@ -42,11 +43,23 @@ TICK_AGE = Gauge("dalal_data_tick_age_seconds", "Seconds since the last tick", [
 BARS = Counter("dalal_data_bars_emitted_total", "Bars published", ["interval"])
 RECONNECTS = Counter("dalal_data_ticker_reconnects_total", "Ticker reconnections", ["reason"])
 STALE = Counter("dalal_data_feed_stale_total", "Times the feed went silent in market hours")
+MARKET_OPEN = Gauge(
+    "dalal_data_market_open",
+    "1 while an NSE session is open per the calendar, on the feed's exchange clock",
+)
 FEED = "kite-ticker"
 
 
 class TooManyInstruments(PermanentError):
     code = "too_many_instruments"
+
+
+def market_open(calendar: NseCalendar, now: datetime) -> bool:
+    """An NSE session (regular, special or Muhurat) is open at `now` (aware)."""
+    try:
+        return calendar.session_at(now) is not None
+    except CalendarCoverageError:
+        return False
 
 
 def partition(tokens: list[int], per_connection: int, connections: int) -> list[list[int]]:
@@ -80,6 +93,9 @@ class Feed:
     ):
         self.settings = settings
         self.publisher = publisher
+        self.ticks = TickWriter(
+            publisher.redis, stream=MARKET_TICKS, source=publisher.source, maxlen=publisher.maxlen
+        )
         self.redis = runtime_redis
         self.core = core
         self.symbols = symbols
@@ -127,6 +143,8 @@ class Feed:
             "stale_episodes": self.watchdog.episodes,
             "tick_age_seconds": self.watchdog.age_seconds(now),
             "fallback_polls": self.fallback_polls,
+            "market_open": market_open(nse_calendar(), self.market_now()),
+            "market_now": self.market_now().isoformat(),
         }
 
     # ------------------------------------------------------------------ supervision
@@ -229,10 +247,12 @@ class Feed:
 
     async def on_raw_ticks(self, raws: list[RawTick], *, source: str = "ticker") -> None:
         now = utcnow()
-        ticks: list[Tick] = []
+        rows: list[TickRow] = []
         bars: list[OpenBar] = []
+        names = self.names
+        on_tick = self.builder.on_tick
         for raw in raws:
-            name = self.names.get(raw.instrument_token)
+            name = names.get(raw.instrument_token)
             if name is None or raw.last_price <= 0:
                 continue
             exchange, symbol = name
@@ -241,26 +261,18 @@ class Feed:
                 self._market_ref is None or ts >= self._market_ref[0]
             ):
                 self._market_ref = (ts, _time.monotonic())
-            ticks.append(
-                Tick(
-                    instrument_token=raw.instrument_token,
-                    exchange=exchange,  # type: ignore[arg-type]
-                    symbol=symbol,
-                    last_price=raw.last_price,
-                    volume=raw.volume,
-                    exchange_ts=ts,
-                )
-            )
+            rows.append((raw.instrument_token, exchange, symbol, raw.last_price, raw.volume, ts))
             if raw.exchange_ts is not None or self._market_ref is not None:
                 # a tick without exchange time before any with one (a snapshot) has no bar
-                bars.extend(self.builder.on_tick(symbol, raw.last_price, raw.volume, ts))
-        if not ticks:
+                bars.extend(on_tick(symbol, raw.last_price, raw.volume, ts))
+        if not rows:
             return
         if source == "ticker":
             self.watchdog.on_tick(now)
-        await self.publisher.publish_many(MARKET_TICKS, ticks)
-        TICKS.labels(source).inc(len(ticks))
-        await self.publish_bars(bars)
+        await self.ticks.publish(rows)
+        TICKS.labels(source).inc(len(rows))
+        if bars:
+            await self.publish_bars(bars)
 
     async def publish_bars(self, bars: list[OpenBar]) -> None:
         exchange_of = {sym: ex for ex, sym in self.names.values()}

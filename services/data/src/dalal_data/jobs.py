@@ -21,10 +21,23 @@ from dalal_shared.messages import Exchange, Interval
 
 JOB_TTL_SECONDS = 7 * 24 * 3600
 JOBS_INDEX = "data:backfill:jobs"
+RUNS_KEY = "data:jobs:runs"  # hash: scheduled job name -> its last run (JSON)
 
 BACKFILL_SYMBOLS = Counter(
-    "dalal_data_backfill_symbols_total", "Backfill symbols finished, by outcome", ["outcome"]
+    "dalal_data_backfill_symbols_finished_total",
+    "Backfill symbols finished, by outcome",
+    ["outcome"],
 )
+
+
+async def record_run(redis: aioredis.Redis, job: str, outcome: dict[str, Any]) -> None:
+    """Keep the last run of a scheduled job where `GET /jobs` shows it."""
+    await redis.hset(RUNS_KEY, job, json.dumps({"finished_at": time.time(), **outcome}))
+
+
+async def last_runs(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
+    raw = await redis.hgetall(RUNS_KEY)
+    return {k.decode(): json.loads(v) for k, v in raw.items()}
 
 
 class BackfillRequest(BaseModel):

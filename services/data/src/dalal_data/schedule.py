@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from dalal_shared.calendar import NseCalendar
+from dalal_shared.calendar import CalendarCoverageError, NseCalendar
 from dalal_shared.timeutil import IST
 
 
@@ -30,7 +30,12 @@ class Due:
 
 
 def occurrence(job: Job, day: date, calendar: NseCalendar) -> Due | None:
-    if job.session_days_only and not calendar.has_session(day):
+    """The job's occurrence on `day`; None on a closed day, or on a day the holiday list does
+    not cover yet (no job is sent on a guess; the scheduler logs it)."""
+    try:
+        if job.session_days_only and not calendar.has_session(day):
+            return None
+    except CalendarCoverageError:
         return None
     return Due(job, day, datetime.combine(day, job.at, tzinfo=IST))
 

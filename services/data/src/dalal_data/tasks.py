@@ -17,7 +17,8 @@ from celery import Celery
 
 from dalal_data.candles import parse_bound
 from dalal_data.config import DataSettings
-from dalal_data.jobs import BACKFILL_SYMBOLS, JobStore
+from dalal_data.jobs import BACKFILL_SYMBOLS, JobStore, record_run
+from dalal_data.metrics import set_backfill_progress
 from dalal_data.planning import last_closed_session
 from dalal_data.wiring import build_core
 from dalal_shared import candlestore as cs
@@ -31,6 +32,11 @@ QUEUE = "data"
 BACKFILL = "dalal_data.backfill_symbol"
 NIGHTLY = "dalal_data.nightly_sync"
 INSTRUMENTS = "dalal_data.refresh_instruments"
+PREMARKET = "dalal_data.premarket_check"
+
+
+class SymbolFailed(Exception):
+    """A backfilled symbol could not be fetched (recorded in its job; the task counts failed)."""
 
 
 def make_celery(settings: DataSettings) -> Celery:
@@ -42,7 +48,17 @@ def make_celery(settings: DataSettings) -> Celery:
         task_default_queue=QUEUE,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            # a task unacknowledged this long (its worker died) is handed out again; each
+            # worker sweeps for such tasks at start and then periodically
+            "visibility_timeout": settings.worker_visibility_timeout_seconds,
+            "unacked_restore_interval": min(10.0, settings.worker_visibility_timeout_seconds),
+            "unacked_restore_throttle": 1,
+            # a worker killed inside a sweep holds its mutex until this expires
+            "unacked_mutex_expire": max(
+                5, min(300, int(settings.worker_visibility_timeout_seconds))
+            ),
+        },
         worker_hijack_root_logger=False,
     )
     register_tasks(app, settings)
@@ -66,6 +82,7 @@ async def backfill_symbol(settings: DataSettings, job_id: str, payload: dict[str
             return "done"  # a redelivered task: nothing left to do
         core = build_core(settings, redis)
         await jobs.update(job_id, symbol, state="running", started=time.time())
+        await _progress(jobs, job_id)
         start = parse_bound(payload["from"], end=False)
         end = parse_bound(payload["to"], end=True) if payload.get("to") else utcnow()
         try:
@@ -81,6 +98,7 @@ async def backfill_symbol(settings: DataSettings, job_id: str, payload: dict[str
                 error=f"{type(exc).__name__}: {exc}"[:300],
             )
             BACKFILL_SYMBOLS.labels("failed").inc()
+            await _progress(jobs, job_id)
             log.warning("backfill.symbol_failed", job=job_id, symbol=symbol, error=str(exc))
             return "failed"
         await jobs.update(
@@ -92,9 +110,16 @@ async def backfill_symbol(settings: DataSettings, job_id: str, payload: dict[str
             cache=report.result,
         )
         BACKFILL_SYMBOLS.labels("done").inc()
+        await _progress(jobs, job_id)
         return "done"
     finally:
         await redis.aclose()
+
+
+async def _progress(jobs: JobStore, job_id: str) -> None:
+    status = await jobs.status(job_id)
+    if status is not None:
+        set_backfill_progress(status)
 
 
 async def nightly_sync(settings: DataSettings) -> dict[str, int]:
@@ -118,7 +143,11 @@ async def nightly_sync(settings: DataSettings) -> dict[str, int]:
             except Exception as exc:
                 failed += 1
                 log.warning("sync.failed", symbol=symbol, interval=interval, error=str(exc))
-        return {"synced": synced, "failed": failed}
+        result = {"synced": synced, "failed": failed}
+        await record_run(
+            redis, "nightly_sync", {"state": "failed" if failed else "succeeded", **result}
+        )
+        return result
     finally:
         await redis.aclose()
 
@@ -127,7 +156,9 @@ async def refresh_instruments(settings: DataSettings, exchanges: list[str]) -> d
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
         core = build_core(settings, redis)
-        return {ex: await core.instruments.refresh(ex) for ex in exchanges}
+        result = {ex: await core.instruments.refresh(ex) for ex in exchanges}
+        await record_run(redis, "refresh_instruments", {"state": "succeeded", **result})
+        return result
     finally:
         await redis.aclose()
 
@@ -135,15 +166,24 @@ async def refresh_instruments(settings: DataSettings, exchanges: list[str]) -> d
 def register_tasks(app: Celery, settings: DataSettings) -> None:
     @app.task(name=BACKFILL, acks_late=True)
     def _backfill(job_id: str, payload: dict[str, Any]) -> str:
-        return asyncio.run(backfill_symbol(settings, job_id, payload))
+        outcome = asyncio.run(backfill_symbol(settings, job_id, payload))
+        if outcome == "failed":  # recorded in the job; counted as a failed task
+            raise SymbolFailed(f"{payload.get('symbol')} of backfill {job_id} failed")
+        return outcome
 
     @app.task(name=NIGHTLY, acks_late=True)
-    def _nightly() -> dict[str, int]:
+    def _nightly(day: str | None = None) -> dict[str, int]:
         return asyncio.run(nightly_sync(settings))
 
     @app.task(name=INSTRUMENTS, acks_late=True)
-    def _instruments(exchanges: list[str] | None = None) -> dict[str, int]:
+    def _instruments(exchanges: list[str] | None = None, day: str | None = None) -> dict[str, int]:
         return asyncio.run(refresh_instruments(settings, exchanges or ["NSE"]))
+
+    @app.task(name=PREMARKET, acks_late=True)
+    def _premarket(day: str | None = None) -> dict[str, Any]:
+        from dalal_data.premarket import check_session
+
+        return asyncio.run(check_session(settings, day))
 
 
 def today_ist() -> str:

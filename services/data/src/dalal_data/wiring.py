@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import LockError
 
 from dalal_data.candles import CandleService
 from dalal_data.config import DataSettings
@@ -15,7 +17,10 @@ from dalal_data.instruments import InstrumentsMaster
 from dalal_data.kite import KiteGateway, NoKiteSession
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.kitesession import SessionStore
+from dalal_shared.logging import get_logger
 from dalal_shared.ratelimit import RateLimiter
+
+log = get_logger(__name__)
 
 
 def token_source(settings: DataSettings, redis: aioredis.Redis) -> Any:
@@ -40,13 +45,37 @@ def token_source(settings: DataSettings, redis: aioredis.Redis) -> Any:
     return current
 
 
-def redis_lock(redis: aioredis.Redis) -> Any:
-    """One writer per cached series across processes (API and workers)."""
+def redis_lock(redis: aioredis.Redis, ttl_seconds: float = 60.0) -> Any:
+    """One writer per cached series across processes (API and workers).
+
+    The lock lapses `ttl_seconds` after its holder stops renewing it (a worker killed
+    mid-fetch), so a redelivered task waits at most that long; a live holder renews it every
+    third of the TTL however long its Kite fetches take."""
 
     @contextlib.asynccontextmanager
     async def lock(key: str) -> AsyncIterator[None]:
-        async with redis.lock(f"data:lock:{key}", timeout=600, blocking_timeout=900):
+        held = redis.lock(f"data:lock:{key}", timeout=ttl_seconds, blocking_timeout=900)
+        if not await held.acquire():
+            raise TimeoutError(f"the cache of {key} stayed locked by another writer")
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl_seconds / 3)
+                try:
+                    await held.reacquire()
+                except LockError as exc:  # lapsed (a stall longer than the TTL): say so
+                    log.error("cache.lock_lost", key=key, error=str(exc)[:200])
+                    return
+
+        renewer = asyncio.create_task(renew())
+        try:
             yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+            with contextlib.suppress(Exception):
+                await held.release()
 
     return lock
 
@@ -74,6 +103,6 @@ def build_core(settings: DataSettings, redis: aioredis.Redis) -> Core:
         calendar=nse_calendar(),
         instruments=instruments,
         kite=gateway,
-        lock=redis_lock(redis),
+        lock=redis_lock(redis, settings.cache_lock_seconds),
     )
     return Core(gateway, instruments, candles)
