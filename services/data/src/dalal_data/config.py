@@ -37,7 +37,13 @@ class DataSettings(DalalSettings):
     feed_ws_url: str | None = Field(None, description="ticker WebSocket (default from root URL)")
     feed_symbols: str = Field("", description="comma-separated EXCHANGE:SYMBOL to subscribe")
     feed_max_instruments_per_connection: int = Field(3000, ge=1, le=3000)
-    feed_max_connections: int = Field(3, ge=1, le=3)
+    feed_max_connections: int = Field(
+        2,
+        ge=1,
+        le=3,
+        description="ticker connections (Kite allows 3 per API key; the broker's order-update "
+        "stream holds one, so 2 by default: 6,000 instruments)",
+    )
     feed_stale_seconds: float = Field(10.0, gt=0, description="tick age that means silent")
     feed_watch_always: bool = Field(
         False, description="watch tick age outside NSE hours too (kitesim's clock is its own)"

@@ -1,54 +1,24 @@
 """Prometheus metrics of the processes without an HTTP API: the data-worker and the scheduler.
 
 Each serves `/metrics` on `DALAL_METRICS_PORT` when it is set (`dalal run`, compose and k8s set
-it). The worker counts its Celery tasks through Celery's signals (so every task is measured the
-same way, whatever it does) and shows the current or last backfill as three plain gauges (no
+it). The worker counts its Celery tasks with `dalal_shared.workermetrics` (the engine-worker
+does the same) and shows the current or last backfill as three plain gauges (no
 job-id label: ids are unbounded). The Kite call and limiter-wait metrics the tasks produce live in
 the same default registry and are served with them.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-from celery import signals
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dalal_shared.logging import get_logger
 
 log = get_logger(__name__)
-T = TypeVar("T")
-
-
-def _shared(make: Callable[[], T], name: str) -> T:
-    """The engine-worker registers the same `dalal_worker_*` metrics (each worker process has
-    its own registry); a process importing both modules shares one instance."""
-    try:
-        return make()
-    except ValueError:  # already registered by the other worker module
-        return REGISTRY._names_to_collectors[name]  # type: ignore[return-value]
-
-
-TASKS = _shared(
-    lambda: Counter(
-        "dalal_worker_tasks_total", "Celery tasks finished by a worker", ["task", "state"]
-    ),
-    "dalal_worker_tasks_total",
-)
-TASK_SECONDS = _shared(
-    lambda: Histogram(
-        "dalal_worker_task_seconds",
-        "Run time of a worker task",
-        ["task"],
-        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
-    ),
-    "dalal_worker_task_seconds",
-)
 
 
 class ProcessGauges(Collector):
@@ -90,15 +60,6 @@ SCHEDULER_SENT = Counter(
 )
 
 
-def serve_metrics(port: int | None) -> bool:
-    """Serve the default registry on `port` (all interfaces) in a daemon thread."""
-    if port is None:
-        return False
-    start_http_server(port)
-    log.info("metrics.serving", port=port)
-    return True
-
-
 def set_backfill_progress(status: dict[str, Any]) -> None:
     """The gauges from a job's status (`JobStore.status`)."""
     GAUGES.set("dalal_data_backfill_symbols_total", status["total"])
@@ -109,49 +70,3 @@ def set_backfill_progress(status: dict[str, Any]) -> None:
 
 def set_scheduler_leader(holding: bool) -> None:
     GAUGES.set("dalal_data_scheduler_leader", 1.0 if holding else 0.0)
-
-
-_started: dict[str, float] = {}
-_lock = threading.Lock()
-_installed = False
-
-
-def _short(name: str | None) -> str:
-    return (name or "unknown").rsplit(".", 1)[-1]
-
-
-def _prerun(task_id: str | None = None, **_: Any) -> None:
-    with _lock:
-        _started[task_id or ""] = time.monotonic()
-
-
-def _postrun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    with _lock:
-        began = _started.pop(task_id or "", None)
-    if began is not None:
-        TASK_SECONDS.labels(_short(getattr(task, "name", None))).observe(time.monotonic() - began)
-
-
-def _success(sender: Any = None, **_: Any) -> None:
-    TASKS.labels(_short(getattr(sender, "name", None)), "succeeded").inc()
-
-
-def _failure(sender: Any = None, **_: Any) -> None:
-    TASKS.labels(_short(getattr(sender, "name", None)), "failed").inc()
-
-
-def _retry(sender: Any = None, **_: Any) -> None:
-    TASKS.labels(_short(getattr(sender, "name", None)), "retried").inc()
-
-
-def install_task_metrics() -> None:
-    """Count and time every task of this process (Celery signals; idempotent)."""
-    global _installed
-    if _installed:
-        return
-    signals.task_prerun.connect(_prerun, weak=False)
-    signals.task_postrun.connect(_postrun, weak=False)
-    signals.task_success.connect(_success, weak=False)
-    signals.task_failure.connect(_failure, weak=False)
-    signals.task_retry.connect(_retry, weak=False)
-    _installed = True

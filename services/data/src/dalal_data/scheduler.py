@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from dalal_data.config import DataSettings
 from dalal_data.eod import publish_session_closed
 from dalal_data.jobs import record_run
-from dalal_data.metrics import SCHEDULER_SENT, serve_metrics, set_scheduler_leader
+from dalal_data.metrics import SCHEDULER_SENT, set_scheduler_leader
 from dalal_data.schedule import Due, Job, due_between, next_due
 from dalal_data.tasks import INSTRUMENTS, NIGHTLY, PREMARKET, QUEUE, make_celery
 from dalal_shared.calendar import NseCalendar, nse_calendar
@@ -34,6 +34,7 @@ from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
 from dalal_shared.service import bootstrap_settings
 from dalal_shared.timeutil import ensure_aware, utcnow
+from dalal_shared.workermetrics import serve_metrics
 
 log = get_logger(__name__)
 

@@ -14,11 +14,11 @@ import os
 import redis.asyncio as aioredis
 
 from dalal_data.config import DataSettings
-from dalal_data.metrics import install_task_metrics, serve_metrics
 from dalal_data.premarket import restore
 from dalal_data.tasks import QUEUE, make_celery
 from dalal_shared.logging import get_logger
 from dalal_shared.service import bootstrap_settings
+from dalal_shared.workermetrics import install_task_metrics, serve_metrics
 
 log = get_logger(__name__)
 
