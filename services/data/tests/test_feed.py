@@ -171,6 +171,7 @@ async def test_market_open_gauge_runs_on_the_feeds_exchange_clock(
         feed_stale_seconds=60,
         feed_watch_always=True,
         feed_lease_seconds=3,
+        feed_clock_redis_key="test:exchange-clock",
     )
     feed = data.app.state.feed
     await feed.start()
@@ -193,8 +194,19 @@ async def test_market_open_gauge_runs_on_the_feeds_exchange_clock(
         # kitesim's session is open on its own clock, whatever the wall clock says
         sim_now = datetime.fromisoformat(kitesim.control("/state", method="GET")["now"])
         assert market_open(nse_calendar(), sim_now)
-        assert await gauge() == 1.0
+        # (the subscription's snapshot may carry the previous close: wait for the new ticks)
+        await poller(lambda: _true_async(gauge, 1.0))
         assert (await data.http.get("/feed")).json()["market_open"] is True
+        # the scheduler of sim mode reads the same clock from Redis
+        redis = data.app.state.runtime.redis
+
+        async def shared_clock() -> datetime | None:
+            raw = await redis.get("test:exchange-clock")
+            return datetime.fromisoformat(raw.decode()) if raw else None
+
+        shared = await poller(shared_clock)
+        assert abs((shared - sim_now).total_seconds()) < 3600  # kitesim's day, not today's
+        assert shared.date() != datetime.now(IST).date()
     finally:
         await feed.stop()
 
@@ -224,3 +236,7 @@ async def test_fast_tick_envelopes_read_like_the_bus_own(aredis: aioredis.Redis)
     assert len({e.id for e in got}) == 3
     with pytest.raises(ValidationError):  # a symbol no consumer would accept never goes out
         await writer.publish([(1, "NSE", "bad symbol!", Decimal(1), 0, ts)])
+
+
+async def _true_async(read: Callable[[], Awaitable[Any]], expected: Any) -> bool:
+    return (await read()) == expected

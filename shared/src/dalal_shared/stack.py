@@ -23,6 +23,9 @@ WORKERS = (
 )
 
 
+SIM_CLOCK_KEY = "dalal:sim:exchange-clock"
+
+
 class StackSettings(BaseSettings):
     """Settings of `dalal run` / `dalal status` (env prefix DALAL_)."""
 
@@ -131,6 +134,10 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             DALAL_FEED_ENABLED="true",
             DALAL_FEED_SYMBOLS="NSE:RELIANCE,NSE:TCS,NSE:INFY,NSE:NIFTY 50",
             DALAL_FEED_WATCH_ALWAYS="true",  # kitesim's clock is not the wall clock
+            # the scheduler's timed jobs (pre-market check, end of day) follow kitesim's days:
+            # the feed shares its exchange clock through Redis
+            DALAL_FEED_CLOCK_REDIS_KEY=SIM_CLOCK_KEY,
+            DALAL_SCHEDULER_CLOCK_REDIS_KEY=SIM_CLOCK_KEY,
         )
     specs = [
         ServiceSpec(

@@ -58,6 +58,11 @@ class DataSettings(DalalSettings):
     session_closed_at_ist: str = Field("15:35", pattern=r"^\d{2}:\d{2}$")
     nightly_sync_interval: str = Field("day")
     scheduler_lease_seconds: float = Field(30.0, gt=1)
+    feed_clock_redis_key: str | None = Field(
+        None,
+        description="simulation: the feed writes its exchange clock (ISO) to this Redis key "
+        "every watchdog round, for a scheduler reading DALAL_SCHEDULER_CLOCK_REDIS_KEY",
+    )
     scheduler_clock_redis_key: str | None = Field(
         None,
         description="simulation: the scheduler's `now` is the ISO time stored at this Redis key "

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 import websockets
 from prometheus_client import Counter, Gauge
+from redis.exceptions import RedisError
 
 from dalal_data.bars import BarBuilder, OpenBar
 from dalal_data.config import DataSettings
@@ -302,6 +303,7 @@ class Feed:
             now = utcnow()
             TICK_AGE.labels(FEED).set(self.watchdog.age_seconds(now))
             await self.publish_bars(self.builder.close_due(self.market_now()))
+            await self._share_clock()
             if self.watchdog.check(now):
                 STALE.inc()
                 age = self.watchdog.age_seconds(now)
@@ -326,6 +328,15 @@ class Feed:
                 next_poll = _time.monotonic() + 1.0  # Kite's quote limit: 1 request/s
                 await self._poll_quotes()
             await self._wait(period)
+
+    async def _share_clock(self) -> None:
+        """Simulation: hand the exchange clock to the scheduler (once ticks have set it), so
+        timed jobs such as the end-of-day signal follow kitesim's days, not the wall clock."""
+        key = self.settings.feed_clock_redis_key
+        if key is None or self._market_ref is None:
+            return
+        with contextlib.suppress(RedisError):
+            await self.redis.set(key, self.market_now().isoformat(), ex=300)
 
     async def _poll_quotes(self) -> None:
         keys = [f"{ex}:{sym}" for ex, sym in self.names.values()][:500]
