@@ -68,3 +68,20 @@ def test_outside_coverage_raises(cal):
         cal.is_trading_day(date(2014, 12, 31))
     with pytest.raises(CalendarCoverageError):
         cal.is_trading_day(date(2027, 1, 4))
+
+
+def test_session_days_come_from_the_table_like_a_walk_over_the_days() -> None:
+    from datetime import timedelta
+
+    cal = nse_calendar()
+    walk, day = [], cal.first
+    while day <= cal.last:
+        if cal.has_session(day):
+            walk.append(day)
+        day += timedelta(days=1)
+    assert cal.session_days(cal.first, cal.last) == walk
+    assert cal.session_days(date(2024, 11, 1), date(2024, 11, 1)) == [date(2024, 11, 1)]  # Muhurat
+    assert cal.session_days(date(2024, 1, 27), date(2024, 1, 28)) == []  # a weekend
+    assert cal.session_days(date(2024, 2, 1), date(2024, 1, 1)) == []
+    with pytest.raises(CalendarCoverageError):
+        cal.session_days(date(2010, 1, 1), date(2024, 1, 1))

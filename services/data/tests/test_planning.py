@@ -54,6 +54,20 @@ def test_only_the_uncovered_days_are_planned() -> None:
     ]
 
 
+def test_missing_days_are_the_gaps_between_covered_ranges() -> None:
+    covered = DateRanges(
+        [
+            (date(2023, 12, 1), date(2024, 1, 10)),  # starts before the asked range
+            (date(2024, 2, 5), date(2024, 2, 9)),
+            (date(2024, 3, 1), date(2024, 4, 30)),  # ends after it
+        ]
+    )
+    days, missing = missing_days(CAL, date(2024, 1, 1), date(2024, 3, 15), covered)
+    assert missing == [d for d in days if d not in covered]  # the per-day definition
+    assert missing[0] == date(2024, 1, 11) and missing[-1] == date(2024, 2, 29)
+    assert date(2024, 2, 7) not in missing and date(2024, 2, 12) in missing
+
+
 def test_today_counts_as_covered_only_after_the_close() -> None:
     during = datetime(2024, 3, 12, 11, 0, tzinfo=IST)
     after = datetime(2024, 3, 12, 15, 31, tzinfo=IST)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import enum
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -84,6 +85,7 @@ class NseCalendar:
         self._listed = listed
         self.first = first
         self.last = last
+        self._sessions: tuple[date, ...] | None = None  # built on first use
 
     @classmethod
     def from_csv(cls, path: Path) -> NseCalendar:
@@ -150,6 +152,26 @@ class NseCalendar:
         while not self.is_trading_day(candidate):
             candidate -= timedelta(days=1)
         return candidate
+
+    def session_days(self, first: date, last: date) -> list[date]:
+        """Days in [first, last] with any session (Muhurat included), from a table of the
+        calendar's session days built once (a bisect per call, not a walk over the days)."""
+        if last < first:
+            return []
+        self._check(first)
+        self._check(last)
+        table = self._session_table()
+        return list(table[bisect_left(table, first) : bisect_right(table, last)])
+
+    def _session_table(self) -> tuple[date, ...]:
+        if self._sessions is None:
+            days, day = [], self.first
+            while day <= self.last:
+                if self.has_session(day):
+                    days.append(day)
+                day += timedelta(days=1)
+            self._sessions = tuple(days)
+        return self._sessions
 
     def trading_days(self, start: date, end: date) -> list[date]:
         """Trading days in [start, end]."""

@@ -8,6 +8,7 @@ are never missing, so they are never requested.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -74,21 +75,23 @@ class DateRanges:
 
 def session_days(calendar: NseCalendar, first: date, last: date) -> list[date]:
     """Days in [first, last] with any session (Muhurat included: Kite has bars for it)."""
-    out = []
-    day = first
-    while day <= last:
-        if calendar.has_session(day):
-            out.append(day)
-        day += timedelta(days=1)
-    return out
+    return calendar.session_days(first, last)
 
 
 def missing_days(
     calendar: NseCalendar, first: date, last: date, covered: DateRanges
 ) -> tuple[list[date], list[date]]:
-    """(session days in [first, last], those of them not covered)."""
+    """(session days in [first, last], those of them not covered): the gaps between the
+    covered ranges, found by bisection."""
     days = session_days(calendar, first, last)
-    return days, [d for d in days if d not in covered]
+    missing: list[date] = []
+    pos = 0
+    for a, b in covered.ranges:
+        lo = bisect_left(days, a, pos)
+        missing.extend(days[pos:lo])
+        pos = max(pos, bisect_right(days, b, lo))
+    missing.extend(days[pos:])
+    return days, missing
 
 
 def plan_chunks(days: Sequence[date], missing: Sequence[date], interval: str) -> list[Chunk]:
