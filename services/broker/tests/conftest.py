@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 from kiteconnect import KiteConnect
+from kiteconnect import exceptions as kex
 
 from dalal_shared.messages import Envelope
 from dalal_shared.streams import ORDERS_EVENTS, SYSTEM_EVENTS
@@ -27,6 +28,7 @@ class Sim:
     def __init__(self, proc: ServiceProcess):
         self.proc = proc
         self.root = proc.base_url
+        self._inspector: KiteConnect | None = None
 
     def control(self, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
         r = httpx.request(method, f"{self.root}/_sim{path}", json=body, timeout=30)
@@ -42,7 +44,22 @@ class Sim:
         return kite
 
     def orders_tagged(self, tag: str) -> list[dict[str, Any]]:
-        return [o for o in self.client().orders() if o.get("tag") == tag]
+        """kitesim's order book rows with this tag, read like a user would: through one
+        session (a new login per look would also spend Kite's rate budget the broker under
+        test is using), again after a 429 from kitesim's own rate limit."""
+
+        def look() -> tuple[list[dict[str, Any]]] | None:
+            if self._inspector is None:
+                self._inspector = self.client()
+            try:
+                return ([o for o in self._inspector.orders() if o.get("tag") == tag],)
+            except kex.TokenException:  # a test expired the session: log in again
+                self._inspector = None
+            except kex.NetworkException:  # kitesim's rate limit: look again shortly
+                pass
+            return None
+
+        return wait_until(look, timeout=30, interval=0.2, message=f"kitesim's orders ({tag})")[0]
 
 
 @pytest.fixture(scope="module")
