@@ -110,3 +110,13 @@ def test_participation_caps_fills_per_bar():
 def test_limit_needs_price():
     with pytest.raises(ValueError, match="price"):
         match(OrderTerms(Side.BUY, OrderType.LIMIT, 1), tick("100"), CFG, resting=False)
+
+
+def test_the_opening_tick_is_the_paths_first() -> None:
+    from dalal_shared.fills import opening_tick
+
+    for volume in (0, 7, 8, 12345):
+        bar = Bar(START, D("100"), D("105"), D("95"), D("102"), volume)
+        for n in (4, 8, 15):
+            path = tick_path(bar, timedelta(minutes=15), seed=1, key="X", ticks_per_bar=n)
+            assert opening_tick(bar, ticks_per_bar=n) == path[0]

@@ -134,6 +134,20 @@ def tick_path(
     ]
 
 
+def opening_tick(bar: Bar, *, ticks_per_bar: int = 8) -> Tick:
+    """`tick_path(bar, ...)[0]` without building the rest of the path: a MARKET order that
+    fills at the bar's first tick needs nothing more."""
+    ensure_aware(bar.start)
+    n = max(4, ticks_per_bar)
+    return Tick(
+        ts=bar.start,
+        price=bar.open,
+        volume=bar.volume // n,
+        bar_start=bar.start,
+        bar_volume=bar.volume,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class OrderTerms:
     """What the fill model needs of an order."""

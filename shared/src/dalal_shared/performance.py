@@ -26,15 +26,18 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import pairwise
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from dalal_shared.timeutil import to_ist
 
 TRADING_DAYS_PER_YEAR = 252
 
 
-@dataclass(frozen=True, slots=True)
-class EquityPoint:
+class EquityPoint(NamedTuple):
+    """Equity (and gross exposure) at a moment; a backtest makes one per bar, so it is a
+    light immutable tuple."""
+
     at: datetime
     equity: Decimal
     gross_exposure: Decimal = Decimal("0")
@@ -71,21 +74,35 @@ class Report:
 
 _IST_OFFSET_SECONDS = 19_800  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_AT = attrgetter("at")
 
 
 def daily_curve(points: Sequence[EquityPoint]) -> list[tuple[date, EquityPoint]]:
     """The last point of each IST day, in date order."""
-    by_day: dict[int, EquityPoint] = {}
-    for point in sorted(points, key=_at):
+    days, last_points = _daily(points)
+    return [(_date(day), p) for day, p in zip(days, last_points, strict=True)]
+
+
+def _daily(points: Sequence[EquityPoint]) -> tuple[list[int], list[EquityPoint]]:
+    """`daily_curve` with IST days as day numbers from the epoch (no date object per day)."""
+    days: list[int] = []
+    last_points: list[EquityPoint] = []
+    previous = None
+    for point in sorted(points, key=_AT):
         if point.at.tzinfo is None:
             to_ist(point.at)  # raises: a naive time has no day
-        # the IST day number from the epoch, without building an IST datetime per point
-        by_day[int((point.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400)] = point
-    return [(date.fromordinal(_EPOCH_ORDINAL + day), p) for day, p in sorted(by_day.items())]
+        day = int((point.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400)
+        if day == previous:
+            last_points[-1] = point
+        else:
+            days.append(day)
+            last_points.append(point)
+            previous = day
+    return days, last_points
 
 
-def _at(point: EquityPoint) -> datetime:
-    return point.at
+def _date(day: int) -> date:
+    return date.fromordinal(_EPOCH_ORDINAL + day)
 
 
 def daily_returns(points: Sequence[EquityPoint]) -> list[float]:
@@ -94,7 +111,10 @@ def daily_returns(points: Sequence[EquityPoint]) -> list[float]:
 
 def curve_returns(curve: Sequence[tuple[date, EquityPoint]]) -> list[float]:
     """Simple returns between consecutive days of a daily curve."""
-    values = [float(p.equity) for _, p in curve]
+    return _returns([float(p.equity) for _, p in curve])
+
+
+def _returns(values: Sequence[float]) -> list[float]:
     return [cur / prev - 1.0 for prev, cur in pairwise(values) if prev > 0]
 
 
@@ -134,40 +154,46 @@ class Drawdown:
 
 
 def drawdown(curve: Sequence[tuple[date, EquityPoint]]) -> Drawdown:
-    if not curve:
+    days = [d.toordinal() - _EPOCH_ORDINAL for d, _ in curve]
+    points = [p for _, p in curve]
+    return _drawdown(days, points, [float(p.equity) for p in points])
+
+
+def _drawdown(
+    days: Sequence[int], points: Sequence[EquityPoint], values: Sequence[float]
+) -> Drawdown:
+    if not points:
         return Drawdown(0.0, Decimal("0"), None, None, 0, 0)
     # one pass in floats to find the deepest fall; its size in rupees is then exact
-    values = [float(p.equity) for _, p in curve]
     peak, peak_i = values[0], 0
     worst, worst_peak_i, worst_trough_i = 0.0, -1, -1
     longest = 0
     for i, value in enumerate(values):
         if value >= peak:
-            longest = max(longest, (curve[i][0] - curve[peak_i][0]).days)
+            longest = max(longest, days[i] - days[peak_i])
             peak, peak_i = value, i
             continue
         fall = (peak - value) / peak if peak > 0 else 0.0
         if fall > worst:
             worst, worst_peak_i, worst_trough_i = fall, peak_i, i
-    last_day = curve[-1][0]
+    last_day = days[-1]
     if values[-1] < peak:
-        longest = max(longest, (last_day - curve[peak_i][0]).days)
+        longest = max(longest, last_day - days[peak_i])
     if worst_peak_i < 0:
         return Drawdown(0.0, Decimal("0"), None, None, 0, longest)
-    peak_equity = curve[worst_peak_i][1].equity
-    rupees = peak_equity - curve[worst_trough_i][1].equity
+    peak_equity = points[worst_peak_i].equity
+    rupees = peak_equity - points[worst_trough_i].equity
     recovered = next(
-        (curve[i][0] for i in range(worst_trough_i + 1, len(curve))
-         if curve[i][1].equity >= peak_equity),
+        (days[i] for i in range(worst_trough_i + 1, len(points))
+         if points[i].equity >= peak_equity),
         None,
     )  # fmt: skip
-    worst_peak_day = curve[worst_peak_i][0]
     return Drawdown(
         float(rupees / peak_equity),
         rupees,
-        worst_peak_day,
-        curve[worst_trough_i][0],
-        ((recovered or last_day) - worst_peak_day).days,
+        _date(days[worst_peak_i]),
+        _date(days[worst_trough_i]),
+        (recovered if recovered is not None else last_day) - days[worst_peak_i],
         longest,
     )
 
@@ -185,22 +211,23 @@ def compute(
     n = len(trade_pnls)
     gross_win = sum(wins, Decimal("0"))
     gross_loss = sum(losses, Decimal("0"))
-    curve = daily_curve(equity)
-    first = curve[0][1].equity if curve else (initial_equity or Decimal("0"))
+    days, points = _daily(equity)
+    first = points[0].equity if points else (initial_equity or Decimal("0"))
     start = initial_equity if initial_equity is not None else first
-    final = curve[-1][1].equity if curve else start
-    returns = curve_returns(curve)
-    dd = drawdown(curve)
+    final = points[-1].equity if points else start
+    values = [float(p.equity) for p in points]  # once, for returns, drawdown, exposure
+    returns = _returns(values)
+    dd = _drawdown(days, points, values)
     cagr = None
-    if len(curve) >= 2 and start > 0 and final > 0:
-        days = (curve[-1][0] - curve[0][0]).days
-        if days >= 1:
-            cagr = (float(final / start)) ** (365.25 / days) - 1.0
+    if len(points) >= 2 and start > 0 and final > 0:
+        span = days[-1] - days[0]
+        if span >= 1:
+            cagr = (float(final / start)) ** (365.25 / span) - 1.0
     exposure_days = None
     avg_exposure = None
-    if curve:
-        exposure_days = sum(1 for _, p in curve if p.gross_exposure > 0) / len(curve)
-        ratios = [float(p.gross_exposure) / float(p.equity) for _, p in curve if p.equity > 0]
+    if points:
+        exposure_days = sum(1 for p in points if p.gross_exposure) / len(points)
+        ratios = [float(p.gross_exposure) / v for p, v in zip(points, values, strict=True) if v > 0]
         avg_exposure = _mean(ratios) if ratios else None
     return Report(
         trades=n,
@@ -224,7 +251,7 @@ def compute(
         longest_drawdown_days=dd.longest_days,
         exposure_days_fraction=exposure_days,
         average_gross_exposure=avg_exposure,
-        days=len(curve),
+        days=len(points),
     )
 
 

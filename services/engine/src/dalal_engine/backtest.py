@@ -252,18 +252,29 @@ class Backtester:
                     _dec(series.close[i]),
                     int(series.volume[i]),
                 )
-                ticks = fills.tick_path(
-                    bar, duration, seed=s.seed, key=sym, tick_size=s.fill.tick_size
-                )
+                # the bar's first tick alone fills most MARKET orders: the rest of the seeded
+                # path is built only when an order is still open after it
+                ticks: list[fills.Tick] | None = None
+                first_tick = fills.opening_tick(bar)
                 pos = positions[sym]
                 for order in pending[sym]:
                     qty_wanted = order.quantity
                     if order.side is fills.Side.SELL:
                         qty_wanted = min(qty_wanted, pos.quantity)
                     got, notional, first_at = 0, ZERO, None
-                    for k, tick in enumerate(ticks):
-                        if got >= qty_wanted:
-                            break
+                    k = 0
+                    while got < qty_wanted:
+                        if k == 0:
+                            tick = first_tick
+                        else:
+                            if ticks is None:
+                                ticks = fills.tick_path(
+                                    bar, duration, seed=s.seed, key=sym,
+                                    tick_size=s.fill.tick_size,
+                                )  # fmt: skip
+                            if k >= len(ticks):
+                                break
+                            tick = ticks[k]
                         terms = fills.OrderTerms(
                             order.side, fills.OrderType.MARKET, qty_wanted - got
                         )
@@ -272,6 +283,7 @@ class Backtester:
                             got += f.quantity
                             notional += f.price * f.quantity
                             first_at = first_at or tick.ts
+                        k += 1
                     if got == 0 or first_at is None:
                         continue
                     price = (notional / got).quantize(Decimal("0.0001"))

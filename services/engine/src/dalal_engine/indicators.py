@@ -29,10 +29,12 @@ def ema(values: Floats, bars: int) -> Floats:
         return out
     alpha = 2.0 / (bars + 1)
     prev = float(np.mean(values[:bars]))
-    out[bars - 1] = prev
-    for i in range(bars, len(values)):  # recursive by nature; one pass, no per-bar objects
-        prev = prev + alpha * (values[i] - prev)
-        out[i] = prev
+    smoothed = [prev]
+    # recursive by nature: one pass over plain floats (numpy scalar access is slow one by one)
+    for value in values[bars:].tolist():
+        prev = prev + alpha * (value - prev)
+        smoothed.append(prev)
+    out[bars - 1 :] = smoothed
     return out
 
 
@@ -49,10 +51,11 @@ def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
     if bars <= 0 or len(tr) < bars:
         return out
     prev = float(np.mean(tr[:bars]))
-    out[bars - 1] = prev
-    for i in range(bars, len(tr)):
-        prev = (prev * (bars - 1) + tr[i]) / bars
-        out[i] = prev
+    smoothed = [prev]
+    for value in tr[bars:].tolist():  # plain floats: the same IEEE arithmetic, no numpy scalars
+        prev = (prev * (bars - 1) + value) / bars
+        smoothed.append(prev)
+    out[bars - 1 :] = smoothed
     return out
 
 

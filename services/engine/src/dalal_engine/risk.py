@@ -112,11 +112,12 @@ class RiskManager:
 
     def mark_day(self, day: date, equity: float) -> None:
         """`mark` with the IST day already known (the backtester computes it once per bar)."""
-        if self._day.day != day:
-            self._day = _Day(day=day, start_equity=equity)
-        self._day.equity = equity
-        if self._day.start_equity - equity >= self._loss_limit:
-            self._day.halted = True
+        current = self._day
+        if current.day != day:  # a new day: reset in place (once per bar on daily bars)
+            current.day, current.start_equity, current.halted = day, equity, False
+        current.equity = equity
+        if current.start_equity - equity >= self._loss_limit:
+            current.halted = True
 
     @property
     def halted_for_the_day(self) -> bool:
