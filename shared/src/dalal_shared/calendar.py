@@ -86,6 +86,7 @@ class NseCalendar:
         self.first = first
         self.last = last
         self._sessions: tuple[date, ...] | None = None  # built on first use
+        self._trading_ordinals: frozenset[int] | None = None
 
     @classmethod
     def from_csv(cls, path: Path) -> NseCalendar:
@@ -172,6 +173,15 @@ class NseCalendar:
                 day += timedelta(days=1)
             self._sessions = tuple(days)
         return self._sessions
+
+    def trading_day_ordinals(self) -> frozenset[int]:
+        """`date.toordinal()` of every trading day (a regular 09:15-15:30 session) the calendar
+        covers, for hot loops that test many days at once."""
+        if self._trading_ordinals is None:
+            self._trading_ordinals = frozenset(
+                d.toordinal() for d in self._session_table() if self.is_trading_day(d)
+            )
+        return self._trading_ordinals
 
     def trading_days(self, start: date, end: date) -> list[date]:
         """Trading days in [start, end]."""

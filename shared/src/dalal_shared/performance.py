@@ -122,12 +122,19 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def _excess(returns: Sequence[float], risk_free_annual: float) -> Sequence[float]:
+    if not risk_free_annual:
+        return returns
+    daily = risk_free_annual / TRADING_DAYS_PER_YEAR
+    return [r - daily for r in returns]
+
+
 def sharpe(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | None:
     if len(returns) < 2:
         return None
-    excess = [r - risk_free_annual / TRADING_DAYS_PER_YEAR for r in returns]
+    excess = _excess(returns, risk_free_annual)
     mu = _mean(excess)
-    var = sum((r - mu) ** 2 for r in excess) / (len(excess) - 1)
+    var = sum([(r - mu) * (r - mu) for r in excess]) / (len(excess) - 1)
     if var <= 0:
         return None
     return mu / math.sqrt(var) * math.sqrt(TRADING_DAYS_PER_YEAR)
@@ -136,8 +143,8 @@ def sharpe(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | N
 def sortino(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | None:
     if len(returns) < 2:
         return None
-    excess = [r - risk_free_annual / TRADING_DAYS_PER_YEAR for r in returns]
-    downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in excess) / len(excess))
+    excess = _excess(returns, risk_free_annual)
+    downside = math.sqrt(sum([r * r for r in excess if r < 0.0]) / len(excess))
     if downside == 0:
         return None
     return _mean(excess) / downside * math.sqrt(TRADING_DAYS_PER_YEAR)
@@ -226,8 +233,9 @@ def compute(
     exposure_days = None
     avg_exposure = None
     if points:
-        exposure_days = sum(1 for p in points if p.gross_exposure) / len(points)
-        ratios = [float(p.gross_exposure) / v for p, v in zip(points, values, strict=True) if v > 0]
+        exposures = [float(p.gross_exposure) for p in points]
+        exposure_days = sum([1 for e in exposures if e > 0]) / len(points)
+        ratios = [e / v for e, v in zip(exposures, values, strict=True) if v > 0]
         avg_exposure = _mean(ratios) if ratios else None
     return Report(
         trades=n,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from dalal_shared.calendar import DayKind, NseCalendar
+from dalal_shared.calendar import NseCalendar
 from dalal_shared.timeutil import to_ist
 
 IST_OFFSET = timedelta(hours=5, minutes=30)
 _DAILY_CLOSE = timedelta(hours=15, minutes=30)  # after a daily candle's 00:00 IST stamp
-_REGULAR = (DayKind.TRADING, DayKind.SPECIAL_SESSION)
+_IST_SECONDS = 19_800
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 INTERVAL_SECONDS = {
     "minute": 60,
@@ -67,19 +68,13 @@ def bar_closes(
             end = ts + duration
             out.append((end, ist_day(end)))
         return out
+    trading = calendar.trading_day_ordinals()
     for ts in starts:
-        wall = ts - ts.utcoffset() + IST_OFFSET  # type: ignore[operator]  (IST wall clock)
-        day = wall.date()
-        if not (wall.hour or wall.minute or wall.second or wall.microsecond) and (
-            # a weekday the holiday list does not name is a regular session (cheap test first)
-            (
-                day.weekday() < 5
-                and calendar.first <= day <= calendar.last
-                and calendar.description(day) is None
-            )
-            or calendar.kind(day) in _REGULAR
-        ):
-            out.append((ts + _DAILY_CLOSE, day))  # 15:30 IST of the candle's day
+        # IST wall seconds from the epoch: a daily candle is stamped at 00:00 IST of its day
+        wall = ts.timestamp() + _IST_SECONDS
+        ordinal = int(wall // 86_400) + _EPOCH_ORDINAL
+        if wall % 86_400 == 0 and ordinal in trading:
+            out.append((ts + _DAILY_CLOSE, date.fromordinal(ordinal)))  # 15:30 IST that day
         else:
             end = session_open_of(interval, ts, calendar) + duration
             out.append((end, ist_day(end)))
