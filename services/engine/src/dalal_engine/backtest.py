@@ -236,10 +236,12 @@ class Backtester:
         open_count = 0
         report_every = max(1, len(times) // 100)
 
-        for n, ts in enumerate(times):
-            events = timeline[ts]
+        waiting = 0  # orders pending in all (most bars have none: step 1 is skipped)
+        for n, (ts, events, (close_at, close_day)) in enumerate(
+            zip(times, [timeline[t] for t in times], closes_at, strict=True)
+        ):
             # 1. fills of the orders decided on the previous bar
-            for sym, i in events:
+            for sym, i in events if waiting else ():
                 if not pending[sym]:
                     continue
                 series = self.data[sym]
@@ -341,6 +343,7 @@ class Backtester:
                             held.discard(sym)
                             states[sym].clear()
                             open_count -= 1
+                waiting -= len(pending[sym])
                 pending[sym] = []
             # 2. mark to market
             exposure = 0.0
@@ -349,7 +352,6 @@ class Backtester:
             for sym in held:
                 exposure += positions[sym].quantity * last_close[sym]
             equity_now = cash_f + exposure
-            close_at, close_day = closes_at[n]
             if equity_now != last_equity:  # (flat and no fill: the same rupees as before)
                 last_equity, last_equity_dec = equity_now, _dec(equity_now)
             equity.append(
@@ -388,6 +390,7 @@ class Backtester:
                     decisions.append(decision)
                     if order is not None:
                         pending[sym].append(order)
+                        waiting += 1
             if progress is not None and (n % report_every == 0 or n == len(times) - 1):
                 progress(n + 1, len(times))
 
