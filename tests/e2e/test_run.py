@@ -56,6 +56,20 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
             assert url in text
             assert httpx.get(f"{url}/readyz").status_code == 200
         assert f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}" in text
+        # the workers without an API serve Prometheus /metrics where the table says
+        for worker, metric in (
+            ("data-worker", "dalal_worker_tasks_total"),
+            ("scheduler", "dalal_data_scheduler_jobs_sent_total"),
+            ("engine-worker", "dalal_worker_tasks_total"),
+        ):
+            port = env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"]
+            url = f"http://127.0.0.1:{port}/metrics"
+            assert url in " ".join(text.split())
+            wait_until(
+                lambda url=url, metric=metric: metric in httpx.get(url, timeout=5).text,
+                timeout=60,
+                message=f"{worker} metrics",
+            )
         # sim mode: kitesim runs at the printed URL and hands out login tokens
         kitesim = f"http://127.0.0.1:{env['DALAL_KITESIM_PORT']}"
         assert kitesim in text

@@ -116,7 +116,13 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             "DALAL_DATABASE_URL": f"sqlite:///{var / 'broker.sqlite3'}",
             "DALAL_SESSION_KEY": session_key,
         },
-        "engine": {"DALAL_DATABASE_URL": f"sqlite:///{var / 'engine.sqlite3'}"},
+        "engine": {
+            "DALAL_DATABASE_URL": f"sqlite:///{var / 'engine.sqlite3'}",
+            # the data service's Parquet cache: indicator warm-up, and the bars of backtest jobs
+            "DALAL_CANDLE_CACHE_DIR": str(var / "cache"),
+            "DALAL_BACKTESTS_DIR": str(var / "backtests"),
+            "DALAL_DATA_URL": settings.url_of("data"),  # the fixed-cycle schedule
+        },
         "kitesim": {
             "DALAL_KITESIM_REDIRECT_URL": f"{settings.url_of('broker')}/session/callback",
             "DALAL_KITESIM_POSTBACK_URL": f"{settings.url_of('broker')}/postbacks/kite",
