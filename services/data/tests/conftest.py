@@ -3,91 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from kiteconnect import KiteConnect
 
 from dalal_data.app import build_app
 from dalal_data.config import DataSettings
-from dalal_kitesim.app import build_app as build_kitesim
-from dalal_kitesim.config import KitesimSettings
-from dalal_shared.testing import free_port, wait_until
-
-API_KEY = "kitesim_key"
-API_SECRET = "kitesim_secret_0123456789"
-
-
-class Kitesim:
-    def __init__(self, **overrides: Any):
-        self.port = free_port()
-        settings = KitesimSettings(
-            port=self.port,
-            kitesim_session_seconds=0,
-            kitesim_rate_quote_per_second=0,
-            kitesim_rate_historical_per_second=0,
-            kitesim_rate_orders_per_second=0,
-            kitesim_rate_orders_per_minute=0,
-            kitesim_rate_other_per_second=0,
-            kitesim_token_expiry=False,  # tests move the clock across days
-            **overrides,
-        )
-        self.app = build_kitesim(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_root(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> Kitesim:
-        self.thread.start()
-        wait_until(
-            lambda: httpx.get(f"{self.root}/healthz", timeout=1).status_code == 200,
-            message="kitesim up",
-        )
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-
-    def control(self, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
-        r = httpx.request(method, f"{self.root}/_sim{path}", json=body, timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def access_token(self) -> str:
-        r = httpx.post(
-            f"{self.root}/connect/login",
-            data={"api_key": API_KEY, "user_id": "KS0001", "password": "x"},
-            follow_redirects=False,
-        )
-        request_token = httpx.URL(r.headers["location"]).params["request_token"]
-        kite = KiteConnect(api_key=API_KEY, root=self.root, timeout=10)
-        return kite.generate_session(request_token, api_secret=API_SECRET)["access_token"]
-
-    def client(self) -> KiteConnect:
-        kite = KiteConnect(api_key=API_KEY, root=self.root, timeout=10)
-        kite.set_access_token(self.access_token())
-        return kite
+from dalal_kitesim.testing import API_KEY, Kitesim
 
 
 @pytest.fixture(scope="module")
 def kitesim() -> Iterator[Kitesim]:
-    server = Kitesim().start()
+    server = Kitesim(kitesim_token_expiry=False).start()  # tests move the clock across days
     yield server
     server.stop()
 
