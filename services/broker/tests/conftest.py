@@ -16,7 +16,7 @@ from kiteconnect import exceptions as kex
 
 from dalal_shared.messages import Envelope
 from dalal_shared.streams import ORDERS_EVENTS, SYSTEM_EVENTS
-from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.testing import ServiceProcess, ServiceProcesses, free_port, wait_until
 
 KITE_KEY = "kitesim_key"
 KITE_SECRET = "kitesim_secret_0123456789"
@@ -105,17 +105,13 @@ class Broker:
         return self.get(f"/orders/{coid}").json()
 
 
-def _starter(
-    kitesim: Sim, redis_url: str, tmp_path: Path, started: list[ServiceProcess]
-) -> Callable[..., Broker]:
-    db = tmp_path / "broker.sqlite3"
+def _starter(kitesim: Sim, redis_url: str, processes: ServiceProcesses) -> Callable[..., Broker]:
+    db = processes.log_dir / "broker.sqlite3"
 
     def start(wait_leader: bool = True, **env: str) -> Broker:
-        port = free_port()
-        proc = ServiceProcess(
+        proc = processes.start(
             "dalal_broker",
-            env={
-                "DALAL_PORT": str(port),
+            {
                 "DALAL_REDIS_URL": redis_url,
                 "DALAL_API_KEY": API_KEY,
                 "DALAL_KITE_ROOT_URL": kitesim.root,
@@ -130,11 +126,8 @@ def _starter(
                 "DALAL_LOG_FORMAT": "json",
                 **env,
             },
-            log_path=tmp_path / f"broker-{len(started)}.log",
-            port=port,
-        ).start()
-        started.append(proc)
-        proc.wait_healthy(timeout=60)
+            name="broker",
+        )
         broker = Broker(proc)
         if wait_leader:
             wait_until(lambda: broker.get("/status").json()["leader"], message="broker leads")
@@ -146,10 +139,9 @@ def _starter(
 @pytest.fixture
 def start_broker(kitesim: Sim, redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """A fresh broker per call, on a clean Redis database (for restart and state tests)."""
-    started: list[ServiceProcess] = []
-    yield _starter(kitesim, redis_url, tmp_path, started)
-    for proc in started:
-        proc.stop()
+    processes = ServiceProcesses(tmp_path)
+    yield _starter(kitesim, redis_url, processes)
+    processes.stop_all()
     httpx.delete(f"{kitesim.root}/_sim/faults", timeout=10)
 
 
@@ -168,11 +160,9 @@ def shared_broker(
     kitesim: Sim, shared_redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Broker]:
     """One broker process shared by the tests that do not restart it."""
-    started: list[ServiceProcess] = []
-    start = _starter(kitesim, shared_redis_url, tmp_path_factory.mktemp("broker"), started)
-    yield start()
-    for proc in started:
-        proc.stop()
+    processes = ServiceProcesses(tmp_path_factory.mktemp("broker"))
+    yield _starter(kitesim, shared_redis_url, processes)()
+    processes.stop_all()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ import redis
 from dalal_shared import fills
 from dalal_shared.messages import Envelope, PlaceOrder, Tick
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS
-from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.testing import ServiceProcesses, free_port, wait_until
 from dalal_shared.timeutil import IST
 
 from .conftest import API_KEY, AUTH, Broker, events, metric
@@ -68,14 +67,14 @@ def order(coid: str, symbol: str, side: str, qty: int, order_type: str, price: s
     return body
 
 
-def starter(redis_url: str, db: Path, started: list[ServiceProcess]) -> Callable[[], Broker]:
+def starter(redis_url: str, processes: ServiceProcesses) -> Callable[[], Broker]:
+    db = processes.log_dir / "broker.sqlite3"
+
     def start() -> Broker:
-        port = free_port()
-        proc = ServiceProcess(
+        proc = processes.start(
             "dalal_broker",
-            env={
+            {
                 "DALAL_MODE": "paper",
-                "DALAL_PORT": str(port),
                 "DALAL_REDIS_URL": redis_url,
                 "DALAL_API_KEY": API_KEY,
                 "DALAL_KITE_ROOT_URL": f"http://127.0.0.1:{free_port()}",  # nobody there
@@ -88,11 +87,8 @@ def starter(redis_url: str, db: Path, started: list[ServiceProcess]) -> Callable
                 "DALAL_BUS_BLOCK_MS": "100",
                 "DALAL_LOG_FORMAT": "json",
             },
-            log_path=db.with_name(f"paper-broker-{len(started)}.log"),
-            port=port,
-        ).start()
-        started.append(proc)
-        proc.wait_healthy(timeout=60)
+            name="paper-broker",
+        )
         broker = Broker(proc)
         wait_until(lambda: broker.get("/status").json()["leader"], message="broker leads")
         return broker
@@ -111,11 +107,9 @@ def paper_redis_url(redis_server_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def paper(paper_redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    started: list[ServiceProcess] = []
-    db = tmp_path_factory.mktemp("paper") / "broker.sqlite3"
-    yield starter(paper_redis_url, db, started)()
-    for proc in started:
-        proc.stop()
+    processes = ServiceProcesses(tmp_path_factory.mktemp("paper"))
+    yield starter(paper_redis_url, processes)()
+    processes.stop_all()
 
 
 @pytest.fixture
@@ -257,9 +251,8 @@ def test_the_same_client_order_id_twice_is_one_order(paper, market, paper_redis_
     wait_until(lambda: metric(paper, "dalal_broker_paper_book_orders") == 0, message="book pruned")
 
 
-def test_paper_orders_survive_a_restart(redis_url, tmp_path) -> None:
-    started: list[ServiceProcess] = []
-    start = starter(redis_url, tmp_path / "broker.sqlite3", started)
+def test_paper_orders_survive_a_restart(redis_url, service_processes) -> None:
+    start = starter(redis_url, service_processes)
     market = Market(redis_url)
     try:
         broker = start()
@@ -282,5 +275,3 @@ def test_paper_orders_survive_a_restart(redis_url, tmp_path) -> None:
         assert [t["quantity"] for t in done["trades"]] == [5, 15]
     finally:
         market.client.close()
-        for proc in started:
-            proc.stop()

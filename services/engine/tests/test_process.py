@@ -3,7 +3,6 @@ same bars delivered again: no second order for the same signal (real process, re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ from engine_fixtures import CONFIG, infy_bars
 
 from dalal_shared.messages import Envelope, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS
-from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.testing import ServiceProcesses, wait_until
 
 pytestmark = pytest.mark.slow
 STREAM = "market.bars.day"
@@ -43,26 +42,8 @@ def consumed_all(client: redis.Redis, last_id: bytes) -> bool:
     return False
 
 
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for p in started:
-        p.stop()
-
-
-def start(env: dict[str, str], log: Path, started: list[ServiceProcess]) -> ServiceProcess:
-    port = free_port()
-    proc = ServiceProcess(
-        "dalal_engine", env={**env, "DALAL_PORT": str(port)}, log_path=log, port=port
-    ).start()
-    started.append(proc)
-    proc.wait_healthy(timeout=60)
-    return proc
-
-
 def test_sigkill_after_place_order_then_restart_orders_once(
-    redis_url: str, tmp_path: Path, processes: list[ServiceProcess]
+    redis_url: str, tmp_path: Path, service_processes: ServiceProcesses
 ) -> None:
     (tmp_path / "strategies.yaml").write_text(CONFIG)
     env = {
@@ -76,14 +57,14 @@ def test_sigkill_after_place_order_then_restart_orders_once(
         "DALAL_LOG_FORMAT": "json",
     }
     client = redis.Redis.from_url(redis_url)
-    proc = start(env, tmp_path / "e1.log", processes)
+    proc = service_processes.start("dalal_engine", env)
     auth = {"Authorization": f"Bearer {KEY}"}
     assert httpx.post(f"{proc.base_url}/engine/start", headers=auth).json()["running"] is True
     publish_bars(client)
     first = wait_until(lambda: place_orders(client), message="a PlaceOrder on orders.commands")
     proc.kill()  # SIGKILL right after the order went out
     ids = publish_bars(client)  # every bar delivered again while the engine is down
-    proc = start(env, tmp_path / "e2.log", processes)
+    proc = service_processes.start("dalal_engine", env)
     wait_until(lambda: consumed_all(client, ids[-1]), message="every bar consumed")
 
     orders = place_orders(client)

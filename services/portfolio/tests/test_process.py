@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -14,7 +13,7 @@ import redis
 from dalal_portfolio.ledger import Book, Fill
 from dalal_shared.messages import Envelope, OrderFilled
 from dalal_shared.streams import ORDERS_EVENTS, PORTFOLIO_EVENTS
-from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.testing import ServiceProcess, ServiceProcesses, wait_until
 from dalal_shared.timeutil import IST
 
 pytestmark = pytest.mark.slow
@@ -76,40 +75,22 @@ def proc_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for p in started:
-        p.stop()
-
-
-def start(env: dict[str, str], log: Path, started: list[ServiceProcess]) -> ServiceProcess:
-    port = free_port()
-    proc = ServiceProcess(
-        "dalal_portfolio", env={**env, "DALAL_PORT": str(port)}, log_path=log, port=port
-    ).start()
-    started.append(proc)
-    proc.wait_healthy(timeout=60)
-    return proc
-
-
 def fills_applied(proc: ServiceProcess) -> int:
     return httpx.get(f"{proc.base_url}/portfolio", timeout=2).json()["fills_applied"]
 
 
 def test_sigkill_mid_stream_then_restart(
-    redis_url: str, proc_env: dict[str, str], tmp_path: Path, processes: list[ServiceProcess]
+    redis_url: str, proc_env: dict[str, str], tmp_path: Path, service_processes: ServiceProcesses
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     messages = recorded_fills(100)
     first, second = messages[:120], messages[120:]
-    proc = start(proc_env, tmp_path / "p1.log", processes)
+    proc = service_processes.start("dalal_portfolio", proc_env)
     publish(client, first)
     wait_until(lambda: fills_applied(proc) >= 10, message="first fills applied")
     proc.kill()  # SIGKILL, in the middle of the stream
     publish(client, second + first[::7])  # more fills and redeliveries while it is down
-    proc = start(proc_env, tmp_path / "p2.log", processes)
+    proc = service_processes.start("dalal_portfolio", proc_env)
     wait_until(lambda: fills_applied(proc) == len(messages), message="every fill applied")
 
     expected = Book(D("500000"))

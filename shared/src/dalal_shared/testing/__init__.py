@@ -17,7 +17,7 @@ from dalal_shared.embedded import EmbeddedRedis, free_port
 
 T = TypeVar("T")
 
-__all__ = ["EmbeddedRedis", "ServiceProcess", "free_port", "wait_until"]
+__all__ = ["EmbeddedRedis", "ServiceProcess", "ServiceProcesses", "free_port", "wait_until"]
 
 
 def wait_until(
@@ -121,3 +121,28 @@ class ServiceProcess:
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+
+
+class ServiceProcesses:
+    """The service processes one test starts, each on a free port and waited healthy; all are
+    stopped at the end (fixture `service_processes`)."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[ServiceProcess] = []
+
+    def start(
+        self, module: str, env: Mapping[str, str], *, name: str | None = None, timeout: float = 60
+    ) -> ServiceProcess:
+        port = free_port()
+        log = self.log_dir / f"{name or module}-{len(self.started)}.log"
+        proc = ServiceProcess(
+            module, env={**env, "DALAL_PORT": str(port)}, log_path=log, port=port
+        ).start()
+        self.started.append(proc)
+        proc.wait_healthy(timeout=timeout)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop()

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from dalal_shared.embedded import EmbeddedRedis, free_port
+from dalal_shared.testing import ServiceProcesses
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,11 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def service_processes(tmp_path: Path) -> Iterator[ServiceProcesses]:
+    """Start `python -m <service>` processes on free ports; all stopped after the test."""
+    group = ServiceProcesses(tmp_path / "processes")
+    yield group
+    group.stop_all()
