@@ -105,15 +105,6 @@ def _date(day: int) -> date:
     return date.fromordinal(_EPOCH_ORDINAL + day)
 
 
-def daily_returns(points: Sequence[EquityPoint]) -> list[float]:
-    return curve_returns(daily_curve(points))
-
-
-def curve_returns(curve: Sequence[tuple[date, EquityPoint]]) -> list[float]:
-    """Simple returns between consecutive days of a daily curve."""
-    return _returns([float(p.equity) for _, p in curve])
-
-
 def _returns(values: Sequence[float]) -> list[float]:
     return [cur / prev - 1.0 for prev, cur in pairwise(values) if prev > 0]
 
