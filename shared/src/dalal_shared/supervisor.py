@@ -39,7 +39,7 @@ class ServiceSpec:
     def url(self) -> str:
         if self.port is None:
             if self.metrics_port is not None:
-                return f"http://127.0.0.1:{self.metrics_port}/metrics (python -m {self.module})"
+                return f"http://127.0.0.1:{self.metrics_port}/metrics"
             return f"(no HTTP: python -m {self.module})"
         return f"http://127.0.0.1:{self.port}"
 
