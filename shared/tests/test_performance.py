@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 
-from dalal_shared.performance import EquityPoint, compute, curve_html, curve_json, drawdown
+from dalal_shared.performance import (
+    EquityPoint,
+    compute,
+    compute_paise,
+    curve_html,
+    curve_json,
+    drawdown,
+)
 from dalal_shared.performance import daily_curve as _daily
 from dalal_shared.timeutil import IST
 
@@ -91,3 +99,27 @@ def test_equity_curve_outputs() -> None:
     page = curve_html(points, title="Account")
     assert page.startswith("<!DOCTYPE html>") and "<polyline" in page
     assert "<script src" not in page  # self-contained
+
+
+def test_the_paise_arrays_form_gives_the_same_report() -> None:
+    """A backtest hands its curve over as arrays in paise with IST day numbers: the report is
+    the one `compute` makes from the same points (several points a day, a drawdown that
+    recovers, days flat and days exposed)."""
+    rng = np.random.default_rng(11)
+    start = datetime(2025, 1, 6, 9, 15, tzinfo=IST)
+    moments = [start + timedelta(hours=3 * k) for k in range(400)]  # 2-3 points per IST day
+    equity = 1_000_000_00 + np.cumsum(rng.integers(-900_00, 1_000_00, len(moments)))
+    exposure = np.where(rng.random(len(moments)) < 0.4, 0, rng.integers(1, 500_000_00, 400))
+    points = [
+        EquityPoint(at, D(int(e)).scaleb(-2), D(int(x)).scaleb(-2))
+        for at, e, x in zip(moments, equity, exposure, strict=True)
+    ]
+    days = np.array([(m.date() - date(1970, 1, 1)).days for m in moments], dtype=np.int64)
+    pnls = [D("120.50"), D("-40.25"), D("0")]
+    expected = compute(pnls, points, initial_equity=D("1000000"), risk_free_annual=0.05)
+    got = compute_paise(
+        pnls, days, equity, exposure, initial_equity=D("1000000"), risk_free_annual=0.05
+    )
+    assert got == expected
+    assert expected.max_drawdown > 0 and expected.days < len(points)
+    assert compute_paise([], *(np.zeros(0, dtype=np.int64),) * 3) == compute([], [])

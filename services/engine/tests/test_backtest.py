@@ -182,3 +182,52 @@ def test_report_json_has_trades_curve_and_metrics(tmp_path: Path) -> None:
     assert data["report"]["trades"] == len(data["trades"]) > 0
     assert len(data["equity_curve"]) > 50
     assert "<svg" in html_path.read_text()
+
+
+def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
+    """The loop visits only the bars where a symbol may act (its candidates, the bar after an
+    order) and marks the rest in bulk: the result equals a run that asks the strategy on every
+    bar, with two symbols whose bar times differ and one position slot for the two."""
+    from dataclasses import replace
+
+    from dalal_engine.strategies.sma_cross import SmaCross
+
+    class EveryBar(SmaCross):
+        def candidates(self, ind):  # type: ignore[no-untyped-def]
+            return None
+
+        def exit_candidates(self, ind):  # type: ignore[no-untyped-def]
+            return None
+
+    cfg = validate_document(
+        {
+            "name": "skip",
+            "strategy": "sma_cross",
+            "universe": ["INFY", "RELIANCE"],
+            "params": {"fast_bars": 3, "slow_bars": 10},
+            "risk": {"max_open_positions": 1, "max_daily_loss_rupees": "2500"},
+        }
+    )[0]
+    infy = bars.load("INFY", "day", data_dir=FIXTURES)
+    keep = [i for i in range(len(infy)) if i % 7 != 3]  # INFY misses some of RELIANCE's days
+    data = {
+        "INFY": replace(
+            infy,
+            start=tuple(infy.start[i] for i in keep),
+            open=infy.open[keep],
+            high=infy.high[keep],
+            low=infy.low[keep],
+            close=infy.close[keep],
+            volume=infy.volume[keep],
+            _seconds=None,
+        ),
+        "RELIANCE": bars.load("RELIANCE", "day", data_dir=FIXTURES),
+    }
+    fast = Backtester(cfg, data, BacktestSettings(CAPITAL)).run()
+    every = EveryBar(cfg.build().params)
+    slow = Backtester(cfg, data, BacktestSettings(CAPITAL), strategy=every).run()
+    assert fast.to_json() == slow.to_json()
+    assert fast.equity == slow.equity
+    assert len(fast.equity) == len(set(data["INFY"].start) | set(data["RELIANCE"].start))
+    reasons = {d.reason for d in fast.decisions}
+    assert len(fast.trades) > 5 and {"ok", "max_open_positions"} <= reasons

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from dalal_engine.risk import AccountState, MarketState, RiskConfig, RiskManager
+from dalal_engine.timing import day_of_number
 from dalal_shared.timeutil import IST
 
 OPEN = datetime(2025, 3, 3, 10, 0, tzinfo=IST)  # a Monday, market open
@@ -110,3 +112,24 @@ def test_exits_pass_every_gate_but_the_kill_switch() -> None:
         market=MarketState(kill_switch=True),
     )
     assert (killed.approved, killed.reason) == (False, "kill_switch")
+
+
+def test_marking_a_span_at_once_equals_marking_each_point() -> None:
+    """The backtester marks the bars between events in one call: the day's start, its loss
+    and the halt come out as if each bar had been marked."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 12))
+        days = np.sort(rng.integers(0, 4, n)) + 20_000
+        equities = 1_000_000 + rng.integers(-8_000, 8_000, n).astype(float)
+        one = RiskManager(RiskConfig(max_daily_loss_rupees=Decimal("5000")))
+        many = RiskManager(RiskConfig(max_daily_loss_rupees=Decimal("5000")))
+        if trial % 2:  # a day already under way, perhaps halted, before the span
+            earlier = float(rng.integers(990_000, 1_000_000))
+            for rm in (one, many):
+                rm.mark_day(day_of_number(20_000), 1_000_000)
+                rm.mark_day(day_of_number(20_000), earlier)
+        for d, e in zip(days.tolist(), equities.tolist(), strict=True):
+            one.mark_day(day_of_number(d), e)
+        many.mark_span(days, equities)
+        assert many.state() == one.state()

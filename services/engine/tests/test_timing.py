@@ -3,9 +3,18 @@ definition gives: a daily candle closes at its session's close, an intraday bar 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from dalal_engine.timing import bar_closes, bar_duration, ist_day, session_open_of
+import numpy as np
+
+from dalal_engine.timing import (
+    bar_close_seconds,
+    bar_duration,
+    day_number,
+    day_of_number,
+    ist_day,
+    session_open_of,
+)
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.timeutil import IST
 
@@ -26,10 +35,24 @@ def test_bar_closes_match_session_open_plus_duration() -> None:
         for ts in starts:
             end = session_open_of(interval, ts, cal) + bar_duration(interval)
             expected.append((end, ist_day(end)))
-        assert bar_closes(interval, starts, cal) == expected
+        assert _closes(interval, starts) == expected
     # a Muhurat-only day is no regular session: the fast path leaves it to the slow one
     muhurat = datetime(2024, 11, 1, tzinfo=IST)
     end = session_open_of("day", muhurat, cal) + bar_duration("day")
-    assert bar_closes("day", [muhurat], cal) == [(end, ist_day(end))]
+    assert _closes("day", [muhurat]) == [(end, ist_day(end))]
     assert muhurat.date().toordinal() not in cal.trading_day_ordinals()
     assert {d.date().toordinal() for d in trading} <= cal.trading_day_ordinals()
+
+
+def _closes(interval: str, starts: list[datetime]) -> list[tuple[datetime, date]]:
+    seconds = np.array([int(ts.timestamp()) for ts in starts], dtype=np.int64)
+    closes, days = bar_close_seconds(interval, seconds, nse_calendar())
+    return [
+        (datetime.fromtimestamp(int(c), UTC), day_of_number(int(d)))
+        for c, d in zip(closes, days, strict=True)
+    ]
+
+
+def test_day_numbers_round_trip() -> None:
+    assert day_number(date(1970, 1, 2)) == 1
+    assert day_of_number(day_number(date(2025, 9, 30))) == date(2025, 9, 30)

@@ -87,6 +87,7 @@ class NseCalendar:
         self.last = last
         self._sessions: tuple[date, ...] | None = None  # built on first use
         self._trading_ordinals: frozenset[int] | None = None
+        self._session_of: dict[date, Session | None] = {}  # sessions are asked for again and again
 
     @classmethod
     def from_csv(cls, path: Path) -> NseCalendar:
@@ -132,6 +133,13 @@ class NseCalendar:
         return self.kind(day) in (DayKind.TRADING, DayKind.SPECIAL_SESSION, DayKind.MUHURAT)
 
     def session(self, day: date) -> Session | None:
+        try:
+            return self._session_of[day]
+        except KeyError:
+            session = self._session_of[day] = self._make_session(day)
+            return session
+
+    def _make_session(self, day: date) -> Session | None:
         kind = self.kind(day)
         if kind in (DayKind.TRADING, DayKind.SPECIAL_SESSION):
             return Session(day, kind, _at(day, MARKET_OPEN), _at(day, MARKET_CLOSE))
@@ -142,6 +150,12 @@ class NseCalendar:
 
     def next_trading_day(self, day: date) -> date:
         """The first trading day strictly after `day`."""
+        trading = self.trading_day_ordinals()
+        ordinal = day.toordinal() + 1
+        for _ in range(15):  # the longest NSE closure is a few days
+            if ordinal in trading:
+                return date.fromordinal(ordinal)
+            ordinal += 1
         candidate = day + timedelta(days=1)
         while not self.is_trading_day(candidate):
             candidate += timedelta(days=1)

@@ -21,13 +21,16 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from itertools import pairwise
 from operator import attrgetter
 from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
 
 from dalal_shared.timeutil import to_ist
 
@@ -154,15 +157,16 @@ class Drawdown:
 def drawdown(curve: Sequence[tuple[date, EquityPoint]]) -> Drawdown:
     days = [d.toordinal() - _EPOCH_ORDINAL for d, _ in curve]
     points = [p for _, p in curve]
-    return _drawdown(days, points, [float(p.equity) for p in points])
+    return _drawdown(days, [float(p.equity) for p in points], lambda i: points[i].equity)
 
 
 def _drawdown(
-    days: Sequence[int], points: Sequence[EquityPoint], values: Sequence[float]
+    days: Sequence[int], values: Sequence[float], exact: Callable[[int], Decimal]
 ) -> Drawdown:
-    if not points:
+    """One pass in floats finds the deepest fall; its size in rupees is then exact (`exact(i)`
+    is the Decimal equity of point i)."""
+    if not values:
         return Drawdown(0.0, Decimal("0"), None, None, 0, 0)
-    # one pass in floats to find the deepest fall; its size in rupees is then exact
     peak, peak_i = values[0], 0
     worst, worst_peak_i, worst_trough_i = 0.0, -1, -1
     longest = 0
@@ -179,13 +183,13 @@ def _drawdown(
         longest = max(longest, last_day - days[peak_i])
     if worst_peak_i < 0:
         return Drawdown(0.0, Decimal("0"), None, None, 0, longest)
-    peak_equity = points[worst_peak_i].equity
-    rupees = peak_equity - points[worst_trough_i].equity
+    peak_equity = exact(worst_peak_i)
+    rupees = peak_equity - exact(worst_trough_i)
+    peak_value = values[worst_peak_i]
     recovered = next(
-        (days[i] for i in range(worst_trough_i + 1, len(points))
-         if points[i].equity >= peak_equity),
+        (days[i] for i in range(worst_trough_i + 1, len(values)) if values[i] >= peak_value),
         None,
-    )  # fmt: skip
+    )
     return Drawdown(
         float(rupees / peak_equity),
         rupees,
@@ -204,28 +208,76 @@ def compute(
     risk_free_annual: float = 0.0,
 ) -> Report:
     """Every statistic of the module docstring, from closed-trade P&Ls and an equity curve."""
+    days, points = _daily(equity)
+    return _report(
+        trade_pnls,
+        days,
+        [float(p.equity) for p in points],  # once, for returns, drawdown, exposure
+        [float(p.gross_exposure) for p in points],
+        lambda i: points[i].equity,
+        initial_equity,
+        risk_free_annual,
+    )
+
+
+def compute_paise(
+    trade_pnls: Sequence[Decimal],
+    days: NDArray[np.int64],
+    equity_paise: NDArray[np.int64],
+    exposure_paise: NDArray[np.int64],
+    *,
+    initial_equity: Decimal | None = None,
+    risk_free_annual: float = 0.0,
+) -> Report:
+    """`compute` for a curve held as arrays (a backtest's form): equity and gross exposure in
+    whole paise at each point, in time order, with its IST day as days since 1970-01-01. The
+    same statistics as `compute` over the same points."""
+    if len(days):
+        last = np.flatnonzero(np.append(days[1:] != days[:-1], True))  # each day's last point
+    else:
+        last = np.zeros(0, dtype=np.int64)
+    equity_day = equity_paise[last]
+    return _report(
+        trade_pnls,
+        days[last].tolist(),
+        (equity_day / 100).tolist(),
+        (exposure_paise[last] / 100).tolist(),
+        lambda i: Decimal(int(equity_day[i])).scaleb(-2),
+        initial_equity,
+        risk_free_annual,
+    )
+
+
+def _report(
+    trade_pnls: Sequence[Decimal],
+    days: Sequence[int],
+    values: Sequence[float],
+    exposures: Sequence[float],
+    exact: Callable[[int], Decimal],
+    initial_equity: Decimal | None,
+    risk_free_annual: float,
+) -> Report:
+    """The report from the daily curve: day numbers, equity and exposure as floats, and the
+    exact equity of a point (`exact(i)`) where rupees are reported."""
     wins = [p for p in trade_pnls if p > 0]
     losses = [p for p in trade_pnls if p <= 0]
     n = len(trade_pnls)
     gross_win = sum(wins, Decimal("0"))
     gross_loss = sum(losses, Decimal("0"))
-    days, points = _daily(equity)
-    first = points[0].equity if points else (initial_equity or Decimal("0"))
+    first = exact(0) if values else (initial_equity or Decimal("0"))
     start = initial_equity if initial_equity is not None else first
-    final = points[-1].equity if points else start
-    values = [float(p.equity) for p in points]  # once, for returns, drawdown, exposure
+    final = exact(len(values) - 1) if values else start
     returns = _returns(values)
-    dd = _drawdown(days, points, values)
+    dd = _drawdown(days, values, exact)
     cagr = None
-    if len(points) >= 2 and start > 0 and final > 0:
+    if len(values) >= 2 and start > 0 and final > 0:
         span = days[-1] - days[0]
         if span >= 1:
             cagr = (float(final / start)) ** (365.25 / span) - 1.0
     exposure_days = None
     avg_exposure = None
-    if points:
-        exposures = [float(p.gross_exposure) for p in points]
-        exposure_days = sum([1 for e in exposures if e > 0]) / len(points)
+    if values:
+        exposure_days = sum([1 for e in exposures if e > 0]) / len(values)
         ratios = [e / v for e, v in zip(exposures, values, strict=True) if v > 0]
         avg_exposure = _mean(ratios) if ratios else None
     return Report(
@@ -250,7 +302,7 @@ def compute(
         longest_drawdown_days=dd.longest_days,
         exposure_days_fraction=exposure_days,
         average_gross_exposure=avg_exposure,
-        days=len(points),
+        days=len(values),
     )
 
 

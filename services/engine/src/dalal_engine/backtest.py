@@ -18,22 +18,27 @@ curve and `dalal_shared.performance` statistics: the same numbers the portfolio 
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
 from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, Signal, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
-from dalal_engine.timing import bar_closes, bar_duration, order_time, session_open_of
+from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
 from dalal_shared import fills
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown, dp_charge, order_charges
-from dalal_shared.performance import EquityPoint, Report, compute
+from dalal_shared.performance import EquityPoint, Report, compute_paise
 from dalal_shared.timeutil import to_ist
 
 ZERO = Decimal("0")
@@ -139,6 +144,40 @@ class _Position:
     trade: Trade | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EquityCurve:
+    """A backtest's equity curve, one point per bar time (at the bar's close), kept as arrays:
+    equity and gross exposure in whole paise, and the IST day of each point (days since
+    1970-01-01). `points()` gives the `EquityPoint`s the portfolio service uses too."""
+
+    close_seconds: NDArray[np.int64]
+    days: NDArray[np.int64]
+    equity_paise: NDArray[np.int64]
+    exposure_paise: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.close_seconds)
+
+    def points(self) -> list[EquityPoint]:
+        rupees: dict[int, Decimal] = {}  # one Decimal per distinct value (flat days repeat)
+
+        def dec(paise: int) -> Decimal:
+            value = rupees.get(paise)
+            if value is None:
+                value = rupees[paise] = Decimal(paise).scaleb(-2)
+            return value
+
+        return [
+            EquityPoint(datetime.fromtimestamp(at, UTC), dec(equity), dec(exposure))
+            for at, equity, exposure in zip(
+                self.close_seconds.tolist(),
+                self.equity_paise.tolist(),
+                self.exposure_paise.tolist(),
+                strict=True,
+            )
+        ]
+
+
 @dataclass
 class BacktestResult:
     config: StrategyConfig
@@ -148,9 +187,14 @@ class BacktestResult:
     open_trades: list[Trade]
     fills: list[FillRecord]
     decisions: list[RiskDecision]
-    equity: list[EquityPoint]
+    curve: EquityCurve
     report: Report
     charges: ChargesBreakdown
+
+    @cached_property
+    def equity(self) -> list[EquityPoint]:
+        """The equity curve as points (built on first use)."""
+        return self.curve.points()
 
     def to_json(self) -> dict[str, Any]:
         s = self.settings
@@ -175,6 +219,150 @@ class BacktestResult:
 
 Progress = Callable[[int, int], None]
 MarketFeed = Callable[[datetime], MarketState]
+_OPEN_MARKET = MarketState()  # a backtest's market, unless a feed says otherwise
+
+
+class _Book:
+    """The account of one run: exact cash, positions, round trips, fills and charges."""
+
+    def __init__(self, config: StrategyConfig, settings: BacktestSettings, symbols: list[str]):
+        self.config, self.settings = config, settings
+        self.duration = bar_duration(config.interval)
+        self.cash = settings.initial_capital_rupees
+        self.cash_f = float(self.cash)  # its float twin for sizing and marks
+        self.cash_paise = _paise(self.cash)
+        self.held: dict[str, int] = {}  # symbol -> shares, for the open positions
+        self.positions = {sym: _Position() for sym in symbols}
+        self.states: dict[str, dict[str, Any]] = {sym: {} for sym in symbols}
+        self.trades: list[Trade] = []
+        self.fills: list[FillRecord] = []
+        self.charges = ChargesBreakdown()
+        self.dp_days: set[tuple[str, Any]] = set()
+
+    def fill(self, sym: str, bar: fills.Bar, orders: list[PendingOrder]) -> None:
+        """The orders decided on the previous bar meet this bar's ticks. The bar's first tick
+        alone fills most MARKET orders: the rest of the seeded path is built only when an
+        order is still open after it."""
+        cfg, s = self.config, self.settings
+        ticks: list[fills.Tick] | None = None
+        first_tick = fills.opening_tick(bar)
+        pos = self.positions[sym]
+        for order in orders:
+            qty_wanted = order.quantity
+            if order.side is fills.Side.SELL:
+                qty_wanted = min(qty_wanted, pos.quantity)
+            got, notional, first_at = 0, ZERO, None
+            k = 0
+            while got < qty_wanted:
+                if k == 0:
+                    tick = first_tick
+                else:
+                    if ticks is None:
+                        ticks = fills.tick_path(
+                            bar, self.duration, seed=s.seed, key=sym, tick_size=s.fill.tick_size
+                        )
+                    if k >= len(ticks):
+                        break
+                    tick = ticks[k]
+                terms = fills.OrderTerms(order.side, fills.OrderType.MARKET, qty_wanted - got)
+                f = fills.match(terms, tick, s.fill, resting=k > 0, filled_in_bar=got)
+                if f is not None:
+                    got += f.quantity
+                    notional += f.price * f.quantity
+                    first_at = first_at or tick.ts
+                k += 1
+            if got == 0 or first_at is None:
+                continue  # what the bar cannot fill is cancelled, as a DAY order would be
+            price = (notional / got).quantize(Decimal("0.0001"))
+            day = to_ist(first_at).date()
+            ch = order_charges(order.side.value, cfg.product, got, price, day)
+            sell = order.side is fills.Side.SELL
+            if sell and cfg.product == "CNC" and (sym, day) not in self.dp_days:
+                self.dp_days.add((sym, day))
+                ch = ch + dp_charge(day)
+            self.charges = self.charges + ch
+            record = FillRecord(
+                order.client_order_id,
+                sym,
+                order.side.value,
+                got,
+                price,
+                first_at,
+                order.leg,
+                order.reason,
+                ch.total,
+            )
+            self.fills.append(record)
+            if not sell:
+                self._set_cash(self.cash - notional - ch.total)
+                if pos.quantity == 0:
+                    pos.trade = Trade(sym, first_at, got, price, charges=ch.total)
+                    pos.opened_at = first_at
+                    pos.average_price = price
+                else:  # scale-in (no built-in strategy does it)
+                    total = pos.average_price * pos.quantity + notional
+                    pos.average_price = (total / (pos.quantity + got)).quantize(Decimal("0.0001"))
+                    assert pos.trade is not None
+                    pos.trade.quantity += got
+                    pos.trade.charges += ch.total
+                pos.quantity += got
+                self.held[sym] = pos.quantity
+            else:
+                self._set_cash(self.cash + notional - ch.total)
+                assert pos.trade is not None
+                trade = pos.trade
+                trade.exits.append(record)
+                trade.charges += ch.total
+                trade.gross_pnl += (price - pos.average_price) * got
+                pos.quantity -= got
+                self.held[sym] = pos.quantity
+                if pos.quantity == 0:
+                    trade.gross_pnl = trade.gross_pnl.quantize(Decimal("0.01"))
+                    trade.closed_at = first_at
+                    self.trades.append(trade)
+                    self.positions[sym] = pos = _Position()
+                    del self.held[sym]
+                    self.states[sym].clear()
+
+    def _set_cash(self, cash: Decimal) -> None:
+        self.cash, self.cash_f, self.cash_paise = cash, float(cash), _paise(cash)
+
+
+def _paise(rupees: Decimal) -> int:
+    return int(rupees.quantize(ZERO2) * 100)
+
+
+def _timeline(
+    spans: dict[str, NDArray[np.int64]],
+) -> tuple[NDArray[np.int64], dict[str, NDArray[np.int64]]]:
+    """The union of the symbols' bar starts (epoch seconds, sorted), and where each symbol's
+    bars sit in it."""
+    arrays = list(spans.values())
+    first = arrays[0] if arrays else np.zeros(0, dtype=np.int64)
+    if all(len(a) == len(first) and np.array_equal(a, first) for a in arrays[1:]):
+        index = np.arange(len(first))
+        return first, dict.fromkeys(spans, index)
+    times = np.unique(np.concatenate(arrays))
+    return times, {sym: np.searchsorted(times, a) for sym, a in spans.items()}
+
+
+def _carried(values: NDArray[np.float64], where: NDArray[np.int64], n: int) -> NDArray[np.float64]:
+    """`values` (one per bar of a symbol) at each of the `n` bar times of the timeline: the
+    symbol's latest value at that time, 0 before its first bar."""
+    if len(where) == n:
+        return values
+    latest = np.full(n, -1, dtype=np.int64)
+    latest[where] = np.arange(len(where))
+    latest = np.maximum.accumulate(latest)
+    return np.where(latest >= 0, values[np.maximum(latest, 0)], 0.0)
+
+
+def _marked(mask: NDArray[np.bool_] | None) -> tuple[list[bool], list[int]] | None:
+    """A candidate mask as a list (to test one bar) and the indices it marks (to find the
+    next); None (every bar is a candidate) stays None."""
+    if mask is None:
+        return None
+    return mask.tolist(), np.flatnonzero(mask).tolist()
 
 
 class Backtester:
@@ -193,223 +381,170 @@ class Backtester:
         self.data = data
         self.settings = settings or BacktestSettings()
         self.calendar = calendar or nse_calendar()
-        self.market = market or (lambda _at: MarketState())
+        self.market = market or (lambda _at: _OPEN_MARKET)
         self.risk = RiskManager(config.risk, self.calendar)
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
-        cfg, s, strat = self.config, self.settings, self.strategy
+        cfg, s, strat, cal = self.config, self.settings, self.strategy, self.calendar
         interval = cfg.interval
-        duration = bar_duration(interval)
-        ind = {sym: strat.indicators(series) for sym, series in self.data.items()}
-        cand = {sym: strat.candidates(ind[sym]) for sym in self.data}
-        exit_cand = {sym: strat.exit_candidates(ind[sym]) for sym in self.data}
-        # plain Python lists for the per-bar loop (numpy scalar access is slow one at a time)
-        cand = {sym: (m.tolist() if m is not None else None) for sym, m in cand.items()}
-        exit_cand = {sym: (m.tolist() if m is not None else None) for sym, m in exit_cand.items()}
-        closes = {sym: series.close.tolist() for sym, series in self.data.items()}
-        timeline: dict[datetime, list[tuple[str, int]]] = {}
+        symbols = list(self.data)
+        windows: dict[str, tuple[int, int]] = {}
         for sym, series in self.data.items():
             lo = 0 if s.start is None else bisect.bisect_left(series.start, s.start)
             hi = len(series) if s.end is None else bisect.bisect_left(series.start, s.end)
-            for i in range(lo, hi):
-                ts = series.start[i]
-                if ts in timeline:
-                    timeline[ts].append((sym, i))
-                else:
-                    timeline[ts] = [(sym, i)]
-        times = sorted(timeline)
-        closes_at = bar_closes(interval, times, self.calendar)
-        cash = s.initial_capital_rupees
-        cash_f = float(cash)  # its float twin for sizing and marks (cash itself stays exact)
-        held: set[str] = set()  # symbols with a position
-        last_equity, last_equity_dec = math.nan, ZERO
-        positions = {sym: _Position() for sym in self.data}
-        states: dict[str, dict[str, Any]] = {sym: {} for sym in self.data}
-        last_close = dict.fromkeys(self.data, 0.0)
-        pending: dict[str, list[PendingOrder]] = {sym: [] for sym in self.data}
-        trades: list[Trade] = []
-        fill_log: list[FillRecord] = []
+            windows[sym] = (lo, max(lo, hi))
+        times, where = _timeline(
+            {sym: self.data[sym].seconds[lo:hi] for sym, (lo, hi) in windows.items()}
+        )
+        n_times = len(times)
+        close_seconds, days = bar_close_seconds(interval, times, cal)
+        ind = {sym: strat.indicators(series) for sym, series in self.data.items()}
+        entry_marks = {sym: _marked(strat.candidates(ind[sym])) for sym in symbols}
+        exit_marks = {sym: _marked(strat.exit_candidates(ind[sym])) for sym in symbols}
+        closes = {  # each symbol's close at every bar time of the run
+            sym: _carried(self.data[sym].close[lo:hi], where[sym], n_times)
+            for sym, (lo, hi) in windows.items()
+        }
+        last_close = {sym: values.tolist() for sym, values in closes.items()}  # one at a time
+        book = _Book(cfg, s, symbols)
+        pending: dict[str, list[PendingOrder]] = {sym: [] for sym in symbols}
         decisions: list[RiskDecision] = []
-        equity: list[EquityPoint] = []
-        total_charges = ChargesBreakdown()
-        dp_days: set[tuple[str, Any]] = set()
-        open_count = 0
-        report_every = max(1, len(times) // 100)
+        equity_f = np.empty(n_times)  # the marks, as the risk manager sees them
+        equity_paise = np.empty(n_times, dtype=np.int64)
+        exposure_paise = np.zeros(n_times, dtype=np.int64)
 
-        waiting = 0  # orders pending in all (most bars have none: step 1 is skipped)
-        for n, (ts, events, (close_at, close_day)) in enumerate(
-            zip(times, [timeline[t] for t in times], closes_at, strict=True)
-        ):
-            # 1. fills of the orders decided on the previous bar
-            for sym, i in events if waiting else ():
-                if not pending[sym]:
-                    continue
-                series = self.data[sym]
-                start = session_open_of(interval, ts, self.calendar)
-                bar = fills.Bar(
-                    start,
-                    _dec(series.open[i]),
-                    _dec(series.high[i]),
-                    _dec(series.low[i]),
-                    _dec(series.close[i]),
-                    int(series.volume[i]),
-                )
-                # the bar's first tick alone fills most MARKET orders: the rest of the seeded
-                # path is built only when an order is still open after it
-                ticks: list[fills.Tick] | None = None
-                first_tick = fills.opening_tick(bar)
-                pos = positions[sym]
-                for order in pending[sym]:
-                    qty_wanted = order.quantity
-                    if order.side is fills.Side.SELL:
-                        qty_wanted = min(qty_wanted, pos.quantity)
-                    got, notional, first_at = 0, ZERO, None
-                    k = 0
-                    while got < qty_wanted:
-                        if k == 0:
-                            tick = first_tick
-                        else:
-                            if ticks is None:
-                                ticks = fills.tick_path(
-                                    bar, duration, seed=s.seed, key=sym,
-                                    tick_size=s.fill.tick_size,
-                                )  # fmt: skip
-                            if k >= len(ticks):
-                                break
-                            tick = ticks[k]
-                        terms = fills.OrderTerms(
-                            order.side, fills.OrderType.MARKET, qty_wanted - got
-                        )
-                        f = fills.match(terms, tick, s.fill, resting=k > 0, filled_in_bar=got)
-                        if f is not None:
-                            got += f.quantity
-                            notional += f.price * f.quantity
-                            first_at = first_at or tick.ts
-                        k += 1
-                    if got == 0 or first_at is None:
-                        continue
-                    price = (notional / got).quantize(Decimal("0.0001"))
-                    day = to_ist(first_at).date()
-                    ch = order_charges(order.side.value, cfg.product, got, price, day)
-                    sell = order.side is fills.Side.SELL
-                    if sell and cfg.product == "CNC" and (sym, day) not in dp_days:
-                        dp_days.add((sym, day))
-                        ch = ch + dp_charge(day)
-                    total_charges = total_charges + ch
-                    record = FillRecord(
-                        order.client_order_id,
-                        sym,
-                        order.side.value,
-                        got,
-                        price,
-                        first_at,
-                        order.leg,
-                        order.reason,
-                        ch.total,
+        # Only bars where a symbol may act are visited: a flat symbol at its entry candidates,
+        # an open position at its exit candidates, a symbol with orders at its next bar. Each
+        # symbol has one entry in the heap: (time index, symbol order, symbol, bar index).
+        order_of = {sym: k for k, sym in enumerate(symbols)}
+        heap: list[tuple[int, int, str, int]] = []
+
+        def schedule(sym: str, i: int) -> None:
+            """Put `sym` back in the heap at its first bar from `i` on where it may act."""
+            lo, hi = windows[sym]
+            if not pending[sym]:
+                marks = entry_marks[sym] if book.positions[sym].quantity == 0 else exit_marks[sym]
+                if marks is not None:
+                    at = bisect.bisect_left(marks[1], i)
+                    i = marks[1][at] if at < len(marks[1]) else hi
+            if i < hi:
+                heapq.heappush(heap, (int(where[sym][i - lo]), order_of[sym], sym, i))
+
+        def mark(a: int, b: int) -> None:
+            """Mark bars a..b-1 to market (nothing trades between two visited bars)."""
+            exposure = np.zeros(b - a)
+            for sym, shares in book.held.items():
+                exposure += shares * closes[sym][a:b]
+            equity_f[a:b] = book.cash_f + exposure
+            exposure_paise[a:b] = np.rint(exposure * 100)
+            equity_paise[a:b] = book.cash_paise + exposure_paise[a:b]
+
+        for sym in symbols:
+            schedule(sym, windows[sym][0])
+        marked = 0  # bars marked so far
+        report_every, next_report = max(1, n_times // 100), 0
+        while heap:
+            n = heap[0][0]
+            due = []
+            while heap and heap[0][0] == n:
+                due.append(heapq.heappop(heap))
+            if marked < n:
+                mark(marked, n)
+            # 1. fills of the orders decided on each symbol's previous bar
+            for _, _, sym, i in due:
+                if pending[sym]:
+                    series = self.data[sym]
+                    bar = fills.Bar(
+                        session_open_of(interval, series.start[i], cal),
+                        _dec(series.open[i]),
+                        _dec(series.high[i]),
+                        _dec(series.low[i]),
+                        _dec(series.close[i]),
+                        int(series.volume[i]),
                     )
-                    fill_log.append(record)
-                    if order.side is fills.Side.BUY:
-                        cash -= notional + ch.total
-                        cash_f = float(cash)
-                        held.add(sym)
-                        if pos.quantity == 0:
-                            open_count += 1
-                            pos.trade = Trade(sym, first_at, got, price, charges=ch.total)
-                            pos.opened_at = first_at
-                            pos.average_price = price
-                        else:  # scale-in (no built-in strategy does it)
-                            total = pos.average_price * pos.quantity + notional
-                            pos.average_price = (total / (pos.quantity + got)).quantize(
-                                Decimal("0.0001")
-                            )
-                            assert pos.trade is not None
-                            pos.trade.quantity += got
-                            pos.trade.charges += ch.total
-                        pos.quantity += got
-                    else:
-                        cash += notional - ch.total
-                        cash_f = float(cash)
-                        assert pos.trade is not None
-                        trade = pos.trade
-                        trade.exits.append(record)
-                        trade.charges += ch.total
-                        trade.gross_pnl += (price - pos.average_price) * got
-                        pos.quantity -= got
-                        if pos.quantity == 0:
-                            trade.gross_pnl = trade.gross_pnl.quantize(Decimal("0.01"))
-                            trade.closed_at = first_at
-                            trades.append(trade)
-                            positions[sym] = pos = _Position()
-                            held.discard(sym)
-                            states[sym].clear()
-                            open_count -= 1
-                waiting -= len(pending[sym])
-                pending[sym] = []
-            # 2. mark to market
+                    book.fill(sym, bar, pending[sym])
+                    pending[sym] = []
+            # 2. mark to market at this bar's close
             exposure = 0.0
-            for sym, i in events:
-                last_close[sym] = closes[sym][i]
-            for sym in held:
-                exposure += positions[sym].quantity * last_close[sym]
-            equity_now = cash_f + exposure
-            if equity_now != last_equity:  # (flat and no fill: the same rupees as before)
-                last_equity, last_equity_dec = equity_now, _dec(equity_now)
-            equity.append(
-                EquityPoint(close_at, last_equity_dec, _dec(exposure) if exposure else ZERO2)
-            )
-            self.risk.mark_day(close_day, equity_now)
+            for sym, shares in book.held.items():
+                exposure += shares * last_close[sym][n]
+            equity_now = book.cash_f + exposure
+            equity_f[n] = equity_now
+            exposure_paise[n] = paise = round(exposure * 100)
+            equity_paise[n] = book.cash_paise + paise
+            self.risk.mark_span(days[marked : n + 1], equity_f[marked : n + 1])
+            marked = n + 1
             # 3. decisions on the completed bar
-            for sym, i in events:
-                pos = positions[sym]
-                mask = cand[sym] if pos.quantity == 0 else exit_cand[sym]
-                if mask is not None and not mask[i]:
-                    continue
-                ctx = BarContext(
-                    sym,
-                    i,
-                    self.data[sym],
-                    ind[sym],
-                    PositionView(pos.quantity, float(pos.average_price), pos.opened_at),
-                    states[sym],
-                    equity_now,
-                    cash_f,
-                )
-                signals = strat.on_bar(ctx)
-                if not signals:
-                    continue
-                at = order_time(interval, ts, self.calendar)
-                for sig in signals:
-                    order, decision = self._decide(
-                        sig,
-                        sym,
-                        ts,
-                        at,
-                        pos.quantity,
-                        AccountState(equity_now, cash_f, open_count),
-                    )
-                    decisions.append(decision)
-                    if order is not None:
-                        pending[sym].append(order)
-                        waiting += 1
-            if progress is not None and (n % report_every == 0 or n == len(times) - 1):
-                progress(n + 1, len(times))
+            for _, _, sym, i in due:
+                marks = entry_marks[sym] if book.positions[sym].quantity == 0 else exit_marks[sym]
+                if marks is None or marks[0][i]:
+                    self._decide_bar(sym, i, ind[sym], book, equity_now, pending[sym], decisions)
+                schedule(sym, i + 1)
+            if progress is not None and n >= next_report:
+                progress(n + 1, n_times)
+                next_report = n + report_every
+        if marked < n_times:
+            mark(marked, n_times)
+            self.risk.mark_span(days[marked:], equity_f[marked:])
+        if progress is not None:
+            progress(n_times, n_times)
 
-        open_trades = [p.trade for p in positions.values() if p.trade is not None]
-        report = compute(
-            [t.net_pnl for t in trades], equity, initial_equity=s.initial_capital_rupees
+        curve = EquityCurve(close_seconds, days, equity_paise, exposure_paise)
+        open_trades = [p.trade for p in book.positions.values() if p.trade is not None]
+        report = compute_paise(
+            [t.net_pnl for t in book.trades],
+            days,
+            equity_paise,
+            exposure_paise,
+            initial_equity=s.initial_capital_rupees,
         )
         return BacktestResult(
             cfg,
             s,
-            sum(len(v) for v in timeline.values()),
-            trades,
+            sum(hi - lo for lo, hi in windows.values()),
+            book.trades,
             open_trades,
-            fill_log,
+            book.fills,
             decisions,
-            equity,
+            curve,
             report,
-            total_charges,
+            book.charges,
         )
+
+    def _decide_bar(
+        self,
+        sym: str,
+        i: int,
+        ind: dict[str, NDArray[Any]],
+        book: _Book,
+        equity_now: float,
+        pending: list[PendingOrder],
+        decisions: list[RiskDecision],
+    ) -> None:
+        """The strategy's signals on bar `i` of `sym`, through the risk manager into orders."""
+        pos = book.positions[sym]
+        series = self.data[sym]
+        ctx = BarContext(
+            sym,
+            i,
+            series,
+            ind,
+            PositionView(pos.quantity, float(pos.average_price), pos.opened_at),
+            book.states[sym],
+            equity_now,
+            book.cash_f,
+        )
+        signals = self.strategy.on_bar(ctx)
+        if not signals:
+            return
+        ts = series.start[i]
+        at = order_time(self.config.interval, ts, self.calendar)
+        account = AccountState(equity_now, book.cash_f, len(book.held))
+        for sig in signals:
+            order, decision = self._decide(sig, sym, ts, at, pos.quantity, account)
+            decisions.append(decision)
+            if order is not None:
+                pending.append(order)
 
     def _decide(
         self,

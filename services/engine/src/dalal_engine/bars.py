@@ -26,6 +26,8 @@ class NoBarsError(PermanentError):
 def _series(symbol: str, frame: pd.DataFrame) -> BarSeries:
     frame = frame.sort_values("ts").drop_duplicates("ts", keep="last")
     starts = tuple(ts.to_pydatetime() for ts in frame["ts"])
+    utc = frame["ts"].dt.tz_convert(UTC).dt.tz_localize(None)
+    seconds = utc.to_numpy(dtype="datetime64[s]").astype(np.int64)
     return BarSeries(
         symbol=symbol,
         start=starts,
@@ -34,6 +36,7 @@ def _series(symbol: str, frame: pd.DataFrame) -> BarSeries:
         low=frame["low"].to_numpy(np.float64),
         close=frame["close"].to_numpy(np.float64),
         volume=frame["volume"].fillna(0).to_numpy(np.int64),
+        _seconds=seconds,
     )
 
 
@@ -92,6 +95,7 @@ def load(
             series.low[:n],
             series.close[:n],
             series.volume[:n],
+            series.seconds[:n],
         )
     if len(series) == 0:
         raise NoBarsError(f"no bars for {symbol} before {end}")

@@ -23,7 +23,8 @@ def client_order_id(strategy: str, symbol: str, bar_start: datetime, leg: str) -
         raise ValueError(f"leg must be 1-3 capitals/digits, got {leg!r}")
     key = f"{strategy}|{symbol}|{to_utc(bar_start).isoformat()}|{leg}"
     digest = hashlib.sha256(key.encode()).hexdigest()
-    head = f"{leg}-{to_ist(bar_start):%y%m%d%H%M}-"
+    ist = to_ist(bar_start)  # yymmddHHMM (strftime is slower than this, and it is per order)
+    head = f"{leg}-{ist.year % 100:02d}{ist.month:02d}{ist.day:02d}{ist.hour:02d}{ist.minute:02d}-"
     out = head + digest[: 20 - len(head)]
     assert _VALID.match(out), out
     return out

@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.timeutil import ensure_aware, to_ist
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class RiskConfig(BaseModel):
@@ -99,6 +103,7 @@ class RiskManager:
     _orders: deque[datetime] = field(default_factory=deque)
     _day: _Day = field(default_factory=_Day)
     _loss_limit: float = 0.0
+    _day_number: int = -1  # of `_day.day` when `mark_span` set it (days since 1970-01-01)
 
     def __post_init__(self) -> None:
         self._loss_limit = float(self.config.max_daily_loss_rupees)
@@ -115,9 +120,34 @@ class RiskManager:
         current = self._day
         if current.day != day:  # a new day: reset in place (once per bar on daily bars)
             current.day, current.start_equity, current.halted = day, equity, False
+            self._day_number = -1
         current.equity = equity
         if current.start_equity - equity >= self._loss_limit:
             current.halted = True
+
+    def mark_span(self, days: NDArray[np.int64], equities: NDArray[np.float64]) -> None:
+        """`mark_day` for each of many marks in time order at once (the backtester marks the
+        bars between two events this way): `days` are IST days as days since 1970-01-01."""
+        n = len(days)
+        if n == 0:
+            return
+        last = int(days[-1])
+        current = self._day
+        day = current.day if last == self._day_number else date.fromordinal(last + _EPOCH_ORDINAL)
+        self._day_number = last
+        if n == 1 or int(days[-2]) != last:  # the last day has one mark here (daily bars)
+            first = n - 1
+        else:
+            first = int(np.searchsorted(days, last, side="left"))
+        if first == 0 and current.day == day:  # the span continues the day under way
+            start, halted = current.start_equity, current.halted
+        else:
+            start, halted = float(equities[first]), False
+        lowest = float(equities[first]) if first == n - 1 else float(equities[first:].min())
+        if not halted:
+            halted = start - lowest >= self._loss_limit
+        current.day, current.start_equity, current.halted = day, start, halted
+        current.equity = float(equities[-1])
 
     @property
     def halted_for_the_day(self) -> bool:

@@ -69,9 +69,21 @@ class BarSeries:
     low: NDArray[np.float64]
     close: NDArray[np.float64]
     volume: NDArray[np.int64]
+    _seconds: NDArray[np.int64] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.close)
+
+    @property
+    def seconds(self) -> NDArray[np.int64]:
+        """Bar starts as epoch seconds (computed once, for the backtester's vector work)."""
+        if self._seconds is None:
+            values = np.fromiter(
+                (int(ts.timestamp()) for ts in self.start), dtype=np.int64, count=len(self.start)
+            )
+            object.__setattr__(self, "_seconds", values)
+            return values
+        return self._seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+from numpy.typing import NDArray
 
 from dalal_shared.calendar import NseCalendar
 from dalal_shared.timeutil import to_ist
@@ -55,27 +58,37 @@ def ist_day(moment: datetime) -> date:
     return (moment - offset + IST_OFFSET).date()
 
 
-def bar_closes(
-    interval: str, starts: list[datetime], calendar: NseCalendar
-) -> list[tuple[datetime, date]]:
-    """(close time, IST day of it) of each bar: the session close for a daily candle (stamped
-    00:00 IST), the bar's end for an intraday one. Computed once per backtest, outside the
-    per-bar loop; the same instants as `session_open_of(...) + bar_duration(...)`."""
-    duration = bar_duration(interval)
-    out = []
+def bar_close_seconds(
+    interval: str, start_seconds: NDArray[np.int64], calendar: NseCalendar
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Close time (epoch seconds) and IST day (days since 1970-01-01) of each bar, whose start
+    is given in epoch seconds: the session close for a daily candle (stamped 00:00 IST), the
+    bar's end for an intraday one. Vectorised, once per backtest; the same instants as
+    `session_open_of(...) + bar_duration(...)`."""
+    starts = np.asarray(start_seconds, dtype=np.int64)
+    duration = int(bar_duration(interval).total_seconds())
     if interval != "day":
-        for ts in starts:
-            end = ts + duration
-            out.append((end, ist_day(end)))
-        return out
+        closes = starts + duration
+        return closes, (closes + _IST_SECONDS) // 86_400
+    wall = starts + _IST_SECONDS
+    days = wall // 86_400
     trading = calendar.trading_day_ordinals()
-    for ts in starts:
-        # IST wall seconds from the epoch: a daily candle is stamped at 00:00 IST of its day
-        wall = ts.timestamp() + _IST_SECONDS
-        ordinal = int(wall // 86_400) + _EPOCH_ORDINAL
-        if wall % 86_400 == 0 and ordinal in trading:
-            out.append((ts + _DAILY_CLOSE, date.fromordinal(ordinal)))  # 15:30 IST that day
-        else:
-            end = session_open_of(interval, ts, calendar) + duration
-            out.append((end, ist_day(end)))
-    return out
+    regular = (wall % 86_400 == 0) & np.fromiter(
+        ((d + _EPOCH_ORDINAL) in trading for d in days.tolist()), dtype=bool, count=len(days)
+    )
+    closes = starts + int(_DAILY_CLOSE.total_seconds())  # 15:30 IST of the candle's day
+    for k in np.flatnonzero(~regular).tolist():  # odd stamps and Muhurat days: the slow way
+        ts = datetime.fromtimestamp(int(starts[k]), UTC)
+        end = session_open_of(interval, ts, calendar) + bar_duration(interval)
+        closes[k] = int(end.timestamp())
+        days[k] = (closes[k] + _IST_SECONDS) // 86_400
+    return closes, days
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01 (the day numbers of `bar_close_seconds`)."""
+    return day.toordinal() - _EPOCH_ORDINAL
+
+
+def day_of_number(number: int) -> date:
+    return date.fromordinal(number + _EPOCH_ORDINAL)
