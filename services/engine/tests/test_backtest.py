@@ -187,7 +187,8 @@ def test_report_json_has_trades_curve_and_metrics(tmp_path: Path) -> None:
 def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
     """The loop visits only the bars where a symbol may act (its candidates, the bar after an
     order) and marks the rest in bulk: the result equals a run that asks the strategy on every
-    bar, with two symbols whose bar times differ and one position slot for the two."""
+    bar, with two symbols whose bar times differ, one position slot for the two and a daily
+    loss limit that bites."""
     from dataclasses import replace
 
     from dalal_engine.strategies.sma_cross import SmaCross
@@ -230,4 +231,4 @@ def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
     assert fast.equity == slow.equity
     assert len(fast.equity) == len(set(data["INFY"].start) | set(data["RELIANCE"].start))
     reasons = {d.reason for d in fast.decisions}
-    assert len(fast.trades) > 5 and {"ok", "max_open_positions"} <= reasons
+    assert len(fast.trades) > 5 and {"ok", "max_open_positions", "daily_loss"} <= reasons

@@ -84,6 +84,19 @@ def test_daily_loss_halts_entries_for_the_rest_of_the_day_only() -> None:
     assert entry(rm, at=next_day).approved
 
 
+def test_the_days_loss_counts_from_the_previous_close() -> None:
+    """One mark a day (daily bars): a close 6,000 under the previous close is a 6,000 loss
+    today and halts entries decided on it; the next day's budget starts from that close."""
+    rm = RiskManager(RiskConfig(max_daily_loss_rupees=Decimal("5000")))
+    days = [OPEN + timedelta(days=k) for k in range(3)]
+    rm.mark(days[0], 1_000_000)
+    assert not rm.halted_for_the_day
+    rm.mark(days[1], 994_000)
+    assert rm.daily_pnl == -6_000 and entry(rm, at=days[1]).reason == "daily_loss"
+    rm.mark(days[2], 990_000)  # 4,000 under the previous close: within the limit
+    assert rm.daily_pnl == -4_000 and entry(rm, at=days[2]).approved
+
+
 def test_orders_per_minute() -> None:
     rm = RiskManager(RiskConfig(max_orders_per_minute=3))
     got = [entry(rm, at=OPEN + timedelta(seconds=s)).reason for s in (0, 10, 20, 30)]

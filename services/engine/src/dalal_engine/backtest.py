@@ -6,13 +6,18 @@ the union of the symbols' bar times. At each time, for each symbol with a bar:
    path, MARKET at the first tick with spread and slippage, the volume cap; what the bar cannot
    fill is cancelled, as a DAY order would be), and pay Zerodha's charges
    (`dalal_shared.charges`, plus the DP charge once per scrip and day of delivery sells);
-2. the account is marked to market at the close (one equity point per bar time);
+2. the account is marked to market at the close (one equity point per bar time) and the risk
+   manager sees the mark (the day's loss);
 3. the strategy sees the completed bar and returns signals, which the risk manager turns into
    orders (or refuses, with a reason) for the next bar.
-Flat symbols whose strategy marks no entry candidate on a bar are skipped (`Strategy.candidates`),
-and so are open positions on bars where it marks no exit candidate (`Strategy.exit_candidates`).
+Only the bars where something can happen are visited: a flat symbol's entry candidates
+(`Strategy.candidates`), an open position's exit candidates (`Strategy.exit_candidates`; None
+means every bar) and the bar after an order. Between two visited bars nothing trades, so those
+bars are marked to market in bulk (numpy) and handed to the risk manager at once; the result is
+the one a walk over every bar gives (a test holds the two equal).
 The result carries trades (round trips, net of charges), fills, every risk decision, the equity
-curve and `dalal_shared.performance` statistics: the same numbers the portfolio service reports.
+curve (paise arrays; `BacktestResult.equity` as points) and `dalal_shared.performance`
+statistics: the same numbers the portfolio service reports.
 """
 
 from __future__ import annotations

@@ -112,14 +112,17 @@ class RiskManager:
 
     def mark(self, at: datetime, equity: float) -> None:
         """Tell the manager the equity at `at` (each bar, each snapshot): starts a new IST day's
-        loss budget on a new day, halts entries once the day's loss reaches the limit."""
+        loss budget on a new day, halts entries once the day's loss reaches the limit. The day's
+        loss is counted from the equity it started with: the last mark of an earlier day (the
+        previous close), or the day's first mark when there is none."""
         self.mark_day(to_ist(at).date(), equity)
 
     def mark_day(self, day: date, equity: float) -> None:
         """`mark` with the IST day already known (the backtester computes it once per bar)."""
         current = self._day
         if current.day != day:  # a new day: reset in place (once per bar on daily bars)
-            current.day, current.start_equity, current.halted = day, equity, False
+            start = current.equity if current.day is not None else equity
+            current.day, current.start_equity, current.halted = day, start, False
             self._day_number = -1
         current.equity = equity
         if current.start_equity - equity >= self._loss_limit:
@@ -141,8 +144,11 @@ class RiskManager:
             first = int(np.searchsorted(days, last, side="left"))
         if first == 0 and current.day == day:  # the span continues the day under way
             start, halted = current.start_equity, current.halted
-        else:
-            start, halted = float(equities[first]), False
+        elif first > 0:  # the day starts inside the span: from the mark before it
+            start, halted = float(equities[first - 1]), False
+        else:  # the day starts with the span: from the last mark of an earlier day, if any
+            start = current.equity if current.day is not None else float(equities[0])
+            halted = False
         lowest = float(equities[first]) if first == n - 1 else float(equities[first:].min())
         if not halted:
             halted = start - lowest >= self._loss_limit
@@ -155,7 +161,7 @@ class RiskManager:
 
     @property
     def daily_pnl(self) -> float:
-        """Equity change since the IST day's first mark (0 before any mark)."""
+        """Equity change since the IST day started (0 before any mark)."""
         return self._day.equity - self._day.start_equity if self._day.day else 0.0
 
     def state(self) -> dict[str, object]:
