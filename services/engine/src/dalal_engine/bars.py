@@ -1,4 +1,5 @@
-"""Bar histories for the backtester: the Parquet candle cache or CSV files, as `BarSeries`.
+"""Bar histories for the backtester: the Parquet candle cache, CSV files or the data service's
+candles API, as `BarSeries`.
 
 CSV files have the columns `date,open,high,low,close,volume` (the project's NSE data format):
 a daily `date` is `YYYY-MM-DD` and means the Kite daily candle stamped 00:00 IST; an intraday
@@ -8,15 +9,21 @@ a daily `date` is `YYYY-MM-DD` and means the Kite daily candle stamped 00:00 IST
 from __future__ import annotations
 
 import bisect
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from dalal_engine.strategy import BarSeries
+from dalal_engine.timing import warmup_days
 from dalal_shared import candlestore
 from dalal_shared.errors import PermanentError
+from dalal_shared.timeutil import to_ist
+
+if TYPE_CHECKING:
+    from dalal_shared.clients import DataClient
 
 
 class NoBarsError(PermanentError):
@@ -99,4 +106,41 @@ def load(
         )
     if len(series) == 0:
         raise NoBarsError(f"no bars for {symbol} before {end}")
+    return series
+
+
+def from_service(
+    client: DataClient,
+    symbol: str,
+    interval: str,
+    *,
+    start: datetime,
+    end: datetime,
+    warmup_bars: int,
+    exchange: str = "NSE",
+) -> BarSeries:
+    """Bars of `symbol` from the data service (`GET /candles`, which fetches what its cache
+    misses from Kite): from `warmup_bars` bars before `start` up to `end`."""
+    first = to_ist(start) - timedelta(days=warmup_days(interval, max(warmup_bars, 1)))
+    body = client.candles(
+        exchange, symbol, interval, f"{first:%Y-%m-%d}", f"{to_ist(end):%Y-%m-%dT%H:%M:%S}"
+    )
+    rows = body["candles"]
+    if not rows:
+        raise NoBarsError(f"the data service has no {interval} bars for {exchange}:{symbol}")
+    frame = pd.DataFrame(rows, columns=body["columns"])
+    frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601", utc=True)
+    series = _series(symbol, frame)
+    n = bisect.bisect_left(series.start, end)
+    if n < len(series):  # a bar starting at `end` (the API's bound is inclusive)
+        series = BarSeries(
+            symbol,
+            series.start[:n],
+            series.open[:n],
+            series.high[:n],
+            series.low[:n],
+            series.close[:n],
+            series.volume[:n],
+            series.seconds[:n],
+        )
     return series

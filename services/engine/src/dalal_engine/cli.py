@@ -1,4 +1,5 @@
-"""`dalal backtest`: run a strategy over cached history in-process and write its report."""
+"""`dalal backtest`: run a strategy over history in-process (the Parquet candle cache, CSV files
+or the data service) and write its report."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dalal_engine import bars
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
+from dalal_shared.clients import DataClient
 from dalal_shared.errors import DalalError
 from dalal_shared.timeutil import IST
 
@@ -36,6 +38,13 @@ def _params(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _day(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{option} wants YYYY-MM-DD, got {value!r}") from None
+
+
 def backtest(
     strategy: Annotated[str | None, typer.Option(help="registered strategy, e.g. swing")] = None,
     symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. RELIANCE,TCS")] = None,
@@ -48,6 +57,13 @@ def backtest(
     param: Annotated[list[str] | None, typer.Option(help="strategy parameter key=value")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Parquet candle cache")] = Path("var/cache"),
     data_dir: Annotated[Path | None, typer.Option(help="CSV dir instead of the cache")] = None,
+    data_url: Annotated[
+        str | None,
+        typer.Option(
+            help="the data service (e.g. http://127.0.0.1:8012) instead of the cache: bars "
+            "through its candles API, which fetches what its cache misses from Kite"
+        ),
+    ] = None,
     capital: Annotated[float, typer.Option(help="initial capital, rupees")] = 1_000_000.0,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("var/backtests/latest"),
 ) -> None:
@@ -70,19 +86,37 @@ def backtest(
             if strategy == "sma_cross" and not param:
                 doc["params"] = {"fast_bars": 10, "slow_bars": 30}
             cfg = validate_document(doc)[0]
-        start = datetime.combine(date.fromisoformat(from_), dtime(0), tzinfo=IST)
-        end = datetime.combine(date.fromisoformat(to), dtime(23, 59), tzinfo=IST)
-        data = {
-            s: bars.load(
-                s,
-                cfg.interval,
-                cache_dir=None if data_dir else cache_dir,
-                data_dir=data_dir,
-                exchange=cfg.exchange,
-                end=end,
-            )
-            for s in cfg.universe
-        }
+        start = datetime.combine(_day("--from", from_), dtime(0), tzinfo=IST)
+        end = datetime.combine(_day("--to", to), dtime(23, 59), tzinfo=IST)
+        if data_dir is not None and data_url:
+            raise typer.BadParameter("give --data-dir or --data-url, not both")
+        if data_url:
+            warmup = cfg.build().warmup_bars
+            with DataClient(data_url, timeout=300.0) as client:
+                data = {
+                    s: bars.from_service(
+                        client,
+                        s,
+                        cfg.interval,
+                        start=start,
+                        end=end,
+                        warmup_bars=warmup,
+                        exchange=cfg.exchange,
+                    )
+                    for s in cfg.universe
+                }
+        else:
+            data = {
+                s: bars.load(
+                    s,
+                    cfg.interval,
+                    cache_dir=None if data_dir else cache_dir,
+                    data_dir=data_dir,
+                    exchange=cfg.exchange,
+                    end=end,
+                )
+                for s in cfg.universe
+            }
         settings = BacktestSettings(Decimal(str(capital)), start=start, end=end)
         runner = Backtester(cfg, data, settings)
         with Progress(

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from dalal_engine.live import LiveEngine
 from dalal_engine.strategyconfig import StrategyConfig
-from dalal_engine.timing import bar_duration
+from dalal_engine.timing import bar_duration, warmup_days
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.clients import DataClient
 from dalal_shared.logging import get_logger
@@ -56,12 +56,7 @@ class FixedCycle:
         """Far enough back for the indicators' warm-up (the data service caches it)."""
         inst = self.live.instances[self.config.name]
         need = max(50, 3 * inst.strategy.warmup_bars)
-        duration = bar_duration(self.config.interval)
-        if self.config.interval == "day":
-            days = need * 7 // 5 + 10
-        else:
-            per_day = max(1, int(timedelta(hours=6, minutes=15) / duration))
-            days = (need // per_day + 1) * 7 // 5 + 4
+        days = warmup_days(self.config.interval, need)
         return f"{to_ist(now - timedelta(days=days)):%Y-%m-%d}"
 
     def completed(self, bar_start: datetime, now: datetime) -> bool:

@@ -32,6 +32,15 @@ def bar_duration(interval: str) -> timedelta:
     return timedelta(seconds=INTERVAL_SECONDS[interval])
 
 
+def warmup_days(interval: str, bars: int) -> int:
+    """Calendar days that hold at least `bars` bars of `interval` (weekends, holidays and a
+    margin included): how far before a start the indicators' history must reach."""
+    if interval == "day":
+        return bars * 7 // 5 + 10
+    per_day = max(1, int(bar_duration("day") / bar_duration(interval)))
+    return (bars // per_day + 1) * 7 // 5 + 4
+
+
 def order_time(interval: str, bar_start: datetime, calendar: NseCalendar) -> datetime:
     """When an order decided on this completed bar reaches the market: the next trading
     session's open for daily bars, the bar's end for intraday bars."""
