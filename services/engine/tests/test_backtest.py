@@ -232,3 +232,24 @@ def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
     assert len(fast.equity) == len(set(data["INFY"].start) | set(data["RELIANCE"].start))
     reasons = {d.reason for d in fast.decisions}
     assert len(fast.trades) > 5 and {"ok", "max_open_positions", "daily_loss"} <= reasons
+
+
+def test_a_backtest_past_the_holiday_list_runs_and_says_why_entries_wait() -> None:
+    from dalal_shared.calendar import NseCalendar, nse_calendar
+
+    full = nse_calendar()
+    until_feb = NseCalendar(
+        {d: full._listed[d] for d in full._listed if d.year <= 2021},
+        date(2015, 1, 1),
+        date(2021, 2, 28),
+    )
+    cfg = validate_document(
+        {"name": "cov", "strategy": "sma_cross", "universe": ["INFY"],
+         "params": {"fast_bars": 3, "slow_bars": 10}}
+    )[0]  # fmt: skip
+    data = {"INFY": bars.load("INFY", "day", data_dir=FIXTURES)}
+    result = Backtester(cfg, data, BacktestSettings(CAPITAL), calendar=until_feb).run()
+    march = [d for d in result.decisions if d.at.date() >= date(2021, 3, 1)]
+    entries = [d for d in march if d.action == "ENTER"]
+    assert entries and {d.reason for d in entries} == {"calendar_not_covered"}
+    assert len(result.equity) == len(data["INFY"])

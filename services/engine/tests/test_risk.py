@@ -146,3 +146,19 @@ def test_marking_a_span_at_once_equals_marking_each_point() -> None:
             one.mark_day(day_of_number(d), e)
         many.mark_span(days, equities)
         assert many.state() == one.state()
+
+
+def test_a_day_the_holiday_list_does_not_cover_refuses_entries_not_exits() -> None:
+    """NSE publishes its holiday list a year at a time: past its end, entries wait (reason
+    `calendar_not_covered`) and exits still go."""
+    from datetime import date
+
+    from dalal_shared.calendar import NseCalendar
+
+    rm = RiskManager(RiskConfig(), NseCalendar({}, date(2024, 1, 1), date(2024, 12, 31)))
+    later = datetime(2025, 1, 6, 10, tzinfo=IST)
+    assert entry(rm, at=later).reason == "calendar_not_covered"
+    assert rm.check_exit(
+        strategy="s", symbol="INFY", action="EXIT", at=later, quantity=5, market=MarketState()
+    ).approved
+    assert entry(rm, at=datetime(2024, 12, 31, 10, tzinfo=IST)).approved

@@ -56,3 +56,21 @@ def _closes(interval: str, starts: list[datetime]) -> list[tuple[datetime, date]
 def test_day_numbers_round_trip() -> None:
     assert day_number(date(1970, 1, 2)) == 1
     assert day_of_number(day_number(date(2025, 9, 30))) == date(2025, 9, 30)
+
+
+def test_bars_past_the_holiday_list_keep_regular_session_times() -> None:
+    """A daily bar on the list's last day orders for the next weekday's 09:15 IST; a day the
+    list does not cover is a regular 09:15-15:30 session on weekdays, shut on weekends."""
+    from dalal_engine.timing import order_time, session_bounds
+    from dalal_shared.calendar import NseCalendar
+
+    cal = NseCalendar({}, date(2024, 1, 1), date(2024, 12, 31))
+    last = datetime(2024, 12, 31, tzinfo=IST)
+    assert order_time("day", last, cal) == datetime(2025, 1, 1, 9, 15, tzinfo=IST)
+    friday = datetime(2025, 1, 3, tzinfo=IST)
+    assert order_time("day", friday, cal) == datetime(2025, 1, 6, 9, 15, tzinfo=IST)
+    assert session_bounds(cal, date(2025, 1, 4)) is None  # a Saturday
+    assert session_open_of("day", friday, cal) == datetime(2025, 1, 3, 9, 15, tzinfo=IST)
+    closes, days = bar_close_seconds("day", np.array([int(friday.timestamp())]), cal)
+    assert datetime.fromtimestamp(int(closes[0]), UTC) == datetime(2025, 1, 3, 15, 30, tzinfo=IST)
+    assert day_of_number(int(days[0])) == date(2025, 1, 3)

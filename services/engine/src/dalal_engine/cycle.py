@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from dalal_engine.live import LiveEngine
 from dalal_engine.strategyconfig import StrategyConfig
-from dalal_engine.timing import bar_duration, warmup_days
+from dalal_engine.timing import bar_duration, session_bounds, warmup_days
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.clients import DataClient
 from dalal_shared.logging import get_logger
@@ -62,8 +62,8 @@ class FixedCycle:
     def completed(self, bar_start: datetime, now: datetime) -> bool:
         duration = bar_duration(self.config.interval)
         if self.config.interval == "day":
-            session = self.calendar.session(to_ist(bar_start).date())
-            return session is not None and session.close <= now
+            bounds = session_bounds(self.calendar, to_ist(bar_start).date())
+            return bounds is not None and bounds[1] <= now
         return bar_start + duration <= now
 
     def fetch(self, symbol: str, now: datetime) -> list[Bar]:

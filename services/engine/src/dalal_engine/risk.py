@@ -5,8 +5,9 @@ reason code and the numbers behind it); the caller records it and counts it in a
 
 Entries are refused (reason code in brackets) when the kill switch is engaged (`kill_switch`),
 the Kite session is not valid (`session_invalid`), market data is stale (`data_stale`), the
-order would reach the market on an NSE holiday or weekend (`market_holiday`) or outside
-09:15-15:30 IST (`market_closed`), the day's loss reached `max_daily_loss_rupees` (`daily_loss`,
+order would reach the market on an NSE holiday or weekend (`market_holiday`), outside
+09:15-15:30 IST (`market_closed`) or on a day the NSE holiday list does not cover yet
+(`calendar_not_covered`), the day's loss reached `max_daily_loss_rupees` (`daily_loss`,
 and entries stay halted for the rest of that IST day), `max_open_positions` are open
 (`max_open_positions`), `max_orders_per_minute` orders went in the last 60 s
 (`order_rate`), or the size comes out below one share (`size_zero`). Exits are only refused
@@ -268,6 +269,12 @@ class RiskManager:
             return "data_stale", "market data is stale"
         if self.config.enforce_market_hours:
             day = to_ist(at).date()
+            if not self.calendar.first <= day <= self.calendar.last:
+                return (
+                    "calendar_not_covered",
+                    f"the NSE holiday list ends {self.calendar.last}: {day} is not covered "
+                    "(add the new year's list to dalal_shared's nse_holidays.csv)",
+                )
             if not self.calendar.is_trading_day(day):
                 kind = self.calendar.kind(day)
                 return (

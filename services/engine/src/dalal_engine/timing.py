@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_shared.calendar import NseCalendar
-from dalal_shared.timeutil import to_ist
+from dalal_shared.calendar import MARKET_CLOSE, MARKET_OPEN, CalendarCoverageError, NseCalendar
+from dalal_shared.timeutil import IST, to_ist
 
 IST_OFFSET = timedelta(hours=5, minutes=30)
 _DAILY_CLOSE = timedelta(hours=15, minutes=30)  # after a daily candle's 00:00 IST stamp
@@ -41,22 +41,49 @@ def warmup_days(interval: str, bars: int) -> int:
     return (bars // per_day + 1) * 7 // 5 + 4
 
 
+def session_bounds(calendar: NseCalendar, day: date) -> tuple[datetime, datetime] | None:
+    """(open, close) in UTC of the day's session, None when the market is shut. A day the NSE
+    holiday list does not cover yet (it is published a year at a time) is taken as a regular
+    09:15-15:30 session on weekdays, so bars keep their times; the risk manager refuses entries
+    on such days (`calendar_not_covered`)."""
+    try:
+        session = calendar.session(day)
+    except CalendarCoverageError:
+        if day.weekday() >= 5:
+            return None
+        return (
+            datetime.combine(day, MARKET_OPEN, tzinfo=IST).astimezone(UTC),
+            datetime.combine(day, MARKET_CLOSE, tzinfo=IST).astimezone(UTC),
+        )
+    return (session.open, session.close) if session is not None else None
+
+
+def _next_session_day(calendar: NseCalendar, day: date) -> date:
+    try:
+        return calendar.next_trading_day(day)
+    except CalendarCoverageError:  # beyond the holiday list: the next weekday
+        day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        return day
+
+
 def order_time(interval: str, bar_start: datetime, calendar: NseCalendar) -> datetime:
     """When an order decided on this completed bar reaches the market: the next trading
     session's open for daily bars, the bar's end for intraday bars."""
     if interval == "day":
-        day = calendar.next_trading_day(to_ist(bar_start).date())
-        session = calendar.session(day)
-        assert session is not None
-        return session.open
+        day = _next_session_day(calendar, to_ist(bar_start).date())
+        bounds = session_bounds(calendar, day)
+        assert bounds is not None
+        return bounds[0]
     return bar_start + bar_duration(interval)
 
 
 def session_open_of(interval: str, bar_start: datetime, calendar: NseCalendar) -> datetime:
     """The time the bar's trading starts (a daily candle is stamped 00:00 IST)."""
     if interval == "day":
-        session = calendar.session(to_ist(bar_start).date())
-        return session.open if session is not None else bar_start
+        bounds = session_bounds(calendar, to_ist(bar_start).date())
+        return bounds[0] if bounds is not None else bar_start
     return bar_start
 
 
