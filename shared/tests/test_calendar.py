@@ -1,8 +1,9 @@
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
 from dalal_shared.calendar import CalendarCoverageError, DayKind, nse_calendar
+from dalal_shared.timeutil import to_ist
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,22 @@ def test_session_days_come_from_the_table_like_a_walk_over_the_days() -> None:
     assert cal.session_days(date(2024, 2, 1), date(2024, 1, 1)) == []
     with pytest.raises(CalendarCoverageError):
         cal.session_days(date(2010, 1, 1), date(2024, 1, 1))
+
+
+def test_past_the_list_a_weekday_is_assumed_a_regular_session(cal) -> None:
+    beyond = cal.last + timedelta(days=1)
+    while beyond.weekday() >= 5:
+        beyond += timedelta(days=1)
+    assert not cal.covers(beyond)
+    session = cal.session_or_regular(beyond)
+    assert session is not None and session.kind is DayKind.TRADING
+    assert to_ist(session.open).time() == time(9, 15) and to_ist(session.close).time() == time(
+        15, 30
+    )
+    saturday = beyond + timedelta(days=(5 - beyond.weekday()))
+    assert cal.session_or_regular(saturday) is None
+    assert cal.session_at(session.open + timedelta(hours=1), assume_regular=True) == session
+    with pytest.raises(CalendarCoverageError):
+        cal.session_at(session.open)
+    inside = date(2024, 1, 26)  # Republic Day: the list still decides inside its years
+    assert cal.session_or_regular(inside) is None

@@ -123,3 +123,19 @@ def test_market_protection_is_sent_on_market_orders_only() -> None:
         == 1
     )
     assert market_protection(order(), Decimal("3")) is None
+
+
+def test_past_the_holiday_list_weekday_hours_still_admit_orders() -> None:
+    """NSE publishes its holidays a year at a time; past the list's end an order (a stop's
+    exit above all) is not refused for want of it: weekdays 09:15-15:30 count as open."""
+    from datetime import date
+
+    from dalal_shared.calendar import NseCalendar
+
+    ctx = replace(CTX, calendar=NseCalendar({}, date(2024, 1, 1), date(2024, 12, 31)))
+    monday = datetime(2025, 1, 6, 11, 0, tzinfo=IST)
+    assert reason(order(side="SELL"), replace(ctx, now=monday)) is None
+    assert reason(order(), replace(ctx, now=monday.replace(hour=16))) == "market_closed"
+    assert (
+        reason(order(), replace(ctx, now=datetime(2025, 1, 4, 11, tzinfo=IST))) == "market_closed"
+    )

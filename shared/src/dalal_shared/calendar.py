@@ -207,10 +207,25 @@ class NseCalendar:
             day += timedelta(days=1)
         return out
 
-    def session_at(self, moment: datetime) -> Session | None:
-        """The session open at `moment` (aware), or None when the market is closed."""
+    def covers(self, day: date) -> bool:
+        return self.first <= day <= self.last
+
+    def session_or_regular(self, day: date) -> Session | None:
+        """`session(day)`; for a day the holiday list does not cover (NSE publishes it a year
+        at a time) a regular 09:15-15:30 session on weekdays and none on weekends, so what must
+        keep running past the list's end (exits, bar times) does."""
+        if self.covers(day):
+            return self.session(day)
+        if day.weekday() >= 5:
+            return None
+        return Session(day, DayKind.TRADING, _at(day, MARKET_OPEN), _at(day, MARKET_CLOSE))
+
+    def session_at(self, moment: datetime, *, assume_regular: bool = False) -> Session | None:
+        """The session open at `moment` (aware), or None when the market is closed.
+        `assume_regular`: past the holiday list, see `session_or_regular` (else it raises
+        CalendarCoverageError)."""
         day = moment.astimezone(IST).date()
-        session = self.session(day)
+        session = self.session_or_regular(day) if assume_regular else self.session(day)
         if session is not None and session.open <= moment < session.close:
             return session
         return None

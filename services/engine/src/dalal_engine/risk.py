@@ -269,7 +269,7 @@ class RiskManager:
             return "data_stale", "market data is stale"
         if self.config.enforce_market_hours:
             day = to_ist(at).date()
-            if not self.calendar.first <= day <= self.calendar.last:
+            if not self.calendar.covers(day):
                 return (
                     "calendar_not_covered",
                     f"the NSE holiday list ends {self.calendar.last}: {day} is not covered "

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_shared.calendar import MARKET_CLOSE, MARKET_OPEN, CalendarCoverageError, NseCalendar
-from dalal_shared.timeutil import IST, to_ist
+from dalal_shared.calendar import CalendarCoverageError, NseCalendar
+from dalal_shared.timeutil import to_ist
 
 IST_OFFSET = timedelta(hours=5, minutes=30)
 _DAILY_CLOSE = timedelta(hours=15, minutes=30)  # after a daily candle's 00:00 IST stamp
@@ -43,18 +43,10 @@ def warmup_days(interval: str, bars: int) -> int:
 
 def session_bounds(calendar: NseCalendar, day: date) -> tuple[datetime, datetime] | None:
     """(open, close) in UTC of the day's session, None when the market is shut. A day the NSE
-    holiday list does not cover yet (it is published a year at a time) is taken as a regular
-    09:15-15:30 session on weekdays, so bars keep their times; the risk manager refuses entries
-    on such days (`calendar_not_covered`)."""
-    try:
-        session = calendar.session(day)
-    except CalendarCoverageError:
-        if day.weekday() >= 5:
-            return None
-        return (
-            datetime.combine(day, MARKET_OPEN, tzinfo=IST).astimezone(UTC),
-            datetime.combine(day, MARKET_CLOSE, tzinfo=IST).astimezone(UTC),
-        )
+    holiday list does not cover yet is taken as a regular weekday session
+    (`NseCalendar.session_or_regular`), so bars keep their times; the risk manager refuses
+    entries on such days (`calendar_not_covered`)."""
+    session = calendar.session_or_regular(day)
     return (session.open, session.close) if session is not None else None
 
 
