@@ -209,10 +209,13 @@ async def test_a_worker_killed_mid_backfill_leaves_the_task_to_a_new_worker(
     }
     first = start_worker(**fast_redelivery)
     await scrape(first, poller, lambda s: True)  # up and consuming
-    # every historical answer takes 1.5 s: the kill lands inside the task
-    kitesim.control(
-        "/faults", {"kind": "latency", "route": "historical", "seconds": 1.5, "count": 2}
-    )
+    # the first chunk's answer takes 1.5 s, the second's 8 s (under the worker's 10 s Kite
+    # timeout): the kill lands inside the second call even on a loaded machine, and the new
+    # worker's call meets no fault
+    for seconds in (1.5, 8.0):
+        kitesim.control(
+            "/faults", {"kind": "latency", "route": "historical", "seconds": seconds, "count": 1}
+        )
     data = make_data(api_key=KEY)
     # 2015-01-01 .. 2025-09-30 daily: two chunks of at most 2,000 days
     body = {"symbols": ["RELIANCE"], "interval": "day", "from": "2015-01-01", "to": "2025-09-30"}
