@@ -129,5 +129,5 @@ def run(
     t0 = time.perf_counter()
     result = Backtester(cfg, data, settings).run(progress)
     seconds = time.perf_counter() - t0
-    write_report(result, out_dir)
+    write_report(result, out_dir, bars=data)
     return result, summary(result, seconds)

@@ -137,7 +137,7 @@ def backtest(
     except DalalError as exc:
         err.print(f"[red]dalal backtest:[/red] {exc.message}")
         raise typer.Exit(1) from None
-    json_path, html_path = write_report(result, out)
+    json_path, html_path = write_report(result, out, bars=data)
     console.print(summary_table(result, seconds))
     console.print(f"report: {html_path}  data: {json_path}", highlight=False)
 

@@ -1,17 +1,60 @@
-"""A backtest's report on disk: `result.json` (everything) and `report.html` (equity curve as
-inline SVG from dalal_shared.performance, the statistics and the trades)."""
+"""A backtest's report on disk: `result.json` (everything) and `report.html`, one self-contained
+page (inline CSS and SVG, no scripts): the key figures, the equity curve over its drawdown, one
+price chart per symbol with the trades marked (when the bars are given), monthly returns, the
+statistics and the trades. Rupees show in Indian digit grouping, times in IST."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
-from dalal_engine.backtest import BacktestResult
-from dalal_shared.performance import curve_html
+import numpy as np
+from numpy.typing import NDArray
+
+from dalal_engine.backtest import BacktestResult, BacktestSettings, Trade
+from dalal_engine.charts import (
+    ENTRY_COLOUR,
+    EXIT_COLOUR,
+    MINUS,
+    Box,
+    Marker,
+    Series,
+    format_inr,
+    percent_labels,
+    rupee_labels,
+    svg,
+    time_panel,
+)
+from dalal_engine.strategy import BarSeries
+from dalal_shared.performance import Report
+from dalal_shared.timeutil import IST, to_ist
+
+MAX_SYMBOL_CHARTS = 12
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+EQUITY_COLOUR = "#2563eb"
+DRAWDOWN_COLOUR = "#dc2626"
+PRICE_COLOUR = "#475569"
+NONE = "\N{EN DASH}"  # a figure that does not exist (no trades, no losses)
+_FRACTION_STATS = {
+    "win_rate",
+    "total_return",
+    "cagr",
+    "max_drawdown",
+    "exposure_days_fraction",
+    "average_gross_exposure",
+}
 
 
-def write_report(result: BacktestResult, out_dir: Path) -> tuple[Path, Path]:
+def write_report(
+    result: BacktestResult, out_dir: Path, *, bars: Mapping[str, BarSeries] | None = None
+) -> tuple[Path, Path]:
+    """Write `result.json` and `report.html` under `out_dir`; with `bars` (the run's input) the
+    page also draws each symbol's price with its trades."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     data["equity_curve"] = [
@@ -20,36 +63,425 @@ def write_report(result: BacktestResult, out_dir: Path) -> tuple[Path, Path]:
     ]
     json_path = out_dir / "result.json"
     json_path.write_text(json.dumps(data, indent=1))
-    page = curve_html(
-        result.equity, title=f"Backtest {result.config.name} ({result.config.strategy})"
+    html_path = out_dir / "report.html"
+    html_path.write_text(report_page(result, bars))
+    return json_path, html_path
+
+
+def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = None) -> str:
+    """The whole HTML page of a backtest."""
+    title = f"Backtest {result.config.name} ({result.config.strategy})"
+    curve = result.curve
+    monthly = monthly_returns(
+        curve.days, curve.equity_paise, int(result.settings.initial_capital_rupees * 100)
     )
-    stats = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in result.report.to_json().items()
+    sections = [
+        f"<h1>{html.escape(title)}</h1>",
+        _subtitle(result),
+        _key_figures(result),
+        "<h2>Equity and drawdown</h2>",
+        _equity_chart(curve.close_seconds, curve.equity_paise),
+        _symbol_charts(result, bars) if bars else "",
+        "<h2>Monthly returns</h2>",
+        _monthly_table(monthly),
+        "<h2>Statistics</h2>",
+        _statistics_table(result.report),
+        "<h2>Trades</h2>",
+        _trades_table(result.trades, open_trades=False),
+    ]
+    if result.open_trades:
+        sections += [
+            "<h2>Open at the end</h2>",
+            "<p class='note'>Net P&amp;L of an open trade is what its partial exits realised, "
+            "less its charges so far.</p>",
+            _trades_table(result.open_trades, open_trades=True),
+        ]
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{''.join(sections)}</main></body></html>"
     )
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(c))}</td>"
-            for c in (
-                t.symbol,
-                t.opened_at.date(),
-                t.quantity,
-                t.entry_price,
-                ", ".join(f"{e.leg} {e.quantity}@{e.price}" for e in t.exits),
-                t.closed_at.date() if t.closed_at else "",
-                t.charges,
-                t.net_pnl,
+
+
+# ---------------------------------------------------------------- monthly returns
+
+
+def monthly_returns(
+    days: NDArray[np.int64], equity_paise: NDArray[np.int64], initial_paise: int
+) -> dict[tuple[int, int], float]:
+    """(year, month) -> return of each IST calendar month that has equity points: the month's
+    last equity over the last equity before it (the initial capital for the first month),
+    minus one. `days` are IST days since 1970-01-01, in time order with `equity_paise`."""
+    if not len(days):
+        return {}
+    months = np.asarray(days, dtype="datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    last = np.flatnonzero(np.append(months[1:] != months[:-1], True))
+    closes = np.asarray(equity_paise, dtype=np.float64)[last]
+    previous = np.concatenate(([float(initial_paise)], closes[:-1]))
+    out: dict[tuple[int, int], float] = {}
+    for month, close, before in zip(months[last].tolist(), closes, previous, strict=True):
+        if before > 0:
+            out[(1970 + month // 12, month % 12 + 1)] = float(close / before - 1.0)
+    return out
+
+
+def yearly_returns(monthly: Mapping[tuple[int, int], float]) -> dict[int, float]:
+    """Each year's return compounded from its monthly returns."""
+    growth: dict[int, float] = {}
+    for (year, _month), value in sorted(monthly.items()):
+        growth[year] = growth.get(year, 1.0) * (1.0 + value)
+    return {year: g - 1.0 for year, g in growth.items()}
+
+
+def _monthly_table(monthly: Mapping[tuple[int, int], float]) -> str:
+    if not monthly:
+        return "<p class='note'>No equity points, so no monthly returns.</p>"
+    years = yearly_returns(monthly)
+    head = "".join(f"<th>{m}</th>" for m in MONTHS) + "<th>Year</th>"
+    rows = []
+    for year in sorted(years):
+        cells = "".join(
+            _return_cell(monthly.get((year, month)), full_at=0.10) for month in range(1, 13)
+        )
+        rows.append(
+            f"<tr><th>{year}</th>{cells}{_return_cell(years[year], full_at=0.30, css='year')}</tr>"
+        )
+    return f"<table class='monthly'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _return_cell(value: float | None, *, full_at: float, css: str = "") -> str:
+    """A percent cell shaded green (gain) or red (loss), deeper as |value| nears `full_at`."""
+    attribute = f" class='{css}'" if css else ""
+    if value is None:
+        return f"<td{attribute}></td>"
+    strength = min(abs(value) / full_at, 1.0)
+    rgb = "22,163,74" if value >= 0 else "220,38,38"
+    style = f"background:rgba({rgb},{0.08 + 0.6 * strength:.2f})"
+    return f"<td{attribute} style='{style}'>{html.escape(_signed_pct(value, 1))}</td>"
+
+
+# ---------------------------------------------------------------- figures and formatting
+
+
+def _rupees(value: Decimal | float | None, decimals: int = 0) -> str:
+    """ "₹10,50,000"; a loss as "-₹1,234" (with a typographic minus sign)."""
+    if value is None:
+        return NONE
+    amount = format_inr(float(value), decimals)
+    sign = MINUS if amount.startswith(MINUS) else ""
+    return f"{sign}₹{amount.removeprefix(MINUS)}"
+
+
+def _pct(value: float | None, decimals: int = 2) -> str:
+    return NONE if value is None else format_inr(value * 100, decimals) + "%"
+
+
+def _signed_pct(value: float | None, decimals: int = 2) -> str:
+    if value is None:
+        return NONE
+    return ("+" if value > 0 else "") + _pct(value, decimals)
+
+
+def _ratio(value: float | None) -> str:
+    return NONE if value is None else f"{value:.2f}".replace("-", MINUS)
+
+
+def _tone(value: float | Decimal | None) -> str:
+    if value is None or value == 0:
+        return ""
+    return "gain" if value > 0 else "loss"
+
+
+def _ist(at: datetime) -> str:
+    return f"{to_ist(at):%d %b %Y %H:%M}"
+
+
+def _subtitle(result: BacktestResult) -> str:
+    cfg, s, curve = result.config, result.settings, result.curve
+    symbols = ", ".join(cfg.universe) if len(cfg.universe) <= 8 else f"{len(cfg.universe)} symbols"
+    if len(curve):
+        first, last = (datetime.fromtimestamp(int(curve.close_seconds[i]), IST) for i in (0, -1))
+        window = f"{first:%d %b %Y} to {last:%d %b %Y}"
+    else:
+        window = "no bars in the window"
+    parts = [
+        symbols,
+        f"{cfg.interval} bars",
+        window,
+        f"capital {_rupees(s.initial_capital_rupees)}",
+        f"{result.bars:,} bars run",
+    ]
+    return f"<p class='subtitle'>{html.escape(' · '.join(parts))}</p>"
+
+
+def _key_figures(result: BacktestResult) -> str:
+    report = result.report
+    trades = f"{report.trades}"
+    if result.open_trades:
+        trades += f" (+{len(result.open_trades)} open)"
+    figures = [
+        ("Total return", _signed_pct(report.total_return), _tone(report.total_return)),
+        ("CAGR", _signed_pct(report.cagr), _tone(report.cagr)),
+        ("Sharpe", _ratio(report.sharpe), ""),
+        ("Sortino", _ratio(report.sortino), ""),
+        (
+            "Max drawdown",
+            f"{_pct(-report.max_drawdown)} · {_rupees(-report.max_drawdown_rupees)}",
+            _tone(-report.max_drawdown),
+        ),
+        ("Trades", trades, ""),
+        ("Win rate", _pct(report.win_rate, 1), ""),
+        ("Profit factor", _ratio(report.profit_factor), ""),
+        ("Charges paid", _rupees(result.charges.total), ""),
+        ("Final equity", _rupees(report.final_equity_rupees), _tone(report.total_return)),
+    ]
+    cards = "".join(_figure(label, value, tone) for label, value, tone in figures)
+    return f"<div class='figures'>{cards}</div>"
+
+
+def _figure(label: str, value: str, tone: str) -> str:
+    css = f"value {tone}".strip()
+    return (
+        f"<div class='figure'><div class='label'>{html.escape(label)}</div>"
+        f"<div class='{css}'>{html.escape(value)}</div></div>"
+    )
+
+
+# ---------------------------------------------------------------- charts
+
+
+def _equity_chart(close_seconds: NDArray[np.int64], equity_paise: NDArray[np.int64]) -> str:
+    """Equity (rupees) above its drawdown from the running peak (percent), one shared x axis."""
+    if len(close_seconds) < 2:
+        return "<p class='note'>Not enough equity points to draw a curve.</p>"
+    seconds = close_seconds.astype(np.float64)
+    equity = equity_paise.astype(np.float64) / 100
+    drawdown = equity / np.maximum.accumulate(equity) - 1.0
+    domain = (float(seconds[0]), float(seconds[-1]))
+    top = Box(left=84, top=24, width=860, height=280)
+    bottom = Box(left=84, top=top.bottom + 34, width=860, height=120)
+    body = (
+        _panel_title(top, "Equity (₹)")
+        + time_panel(
+            top,
+            Series(seconds, equity),
+            x_domain=domain,
+            y_labels=rupee_labels,
+            colour=EQUITY_COLOUR,
+            x_labels=False,
+        )
+        + _panel_title(bottom, "Drawdown from peak")
+        + time_panel(
+            bottom,
+            Series(seconds, drawdown),
+            x_domain=domain,
+            y_labels=percent_labels,
+            colour=DRAWDOWN_COLOUR,
+            fill_to=0.0,
+        )
+    )
+    return svg(960, int(bottom.bottom) + 26, body, "Equity curve and drawdown")
+
+
+def _panel_title(box: Box, text: str) -> str:
+    return (
+        f'<text x="{box.left:.1f}" y="{box.top - 8:.1f}" font-weight="600" '
+        f'fill="#374151">{html.escape(text)}</text>'
+    )
+
+
+def _symbol_charts(result: BacktestResult, bars: Mapping[str, BarSeries]) -> str:
+    trades = [*result.trades, *result.open_trades]
+    traded = {t.symbol for t in trades}
+    order = sorted(bars, key=lambda s: s not in traded)  # traded symbols first, else input order
+    shown, left_out = order[:MAX_SYMBOL_CHARTS], order[MAX_SYMBOL_CHARTS:]
+    charts = "".join(
+        _symbol_chart(
+            symbol, bars[symbol], [t for t in trades if t.symbol == symbol], result.settings
+        )
+        for symbol in shown
+    )
+    note = ""
+    if left_out:
+        note = (
+            f"<p class='note'>{len(left_out)} more symbol{'s' if len(left_out) > 1 else ''} "
+            f"not drawn: {html.escape(', '.join(left_out))}</p>"
+        )
+    legend = (
+        f"<p class='note'><span style='color:{ENTRY_COLOUR}'>▲</span> entry "
+        f"<span style='color:{EXIT_COLOUR}'>▼</span> exit (each fill; hover for details)</p>"
+    )
+    return f"<h2>Prices and trades</h2>{legend}<div class='symbols'>{charts}</div>{note}"
+
+
+def _symbol_chart(
+    symbol: str, series: BarSeries, trades: Sequence[Trade], settings: BacktestSettings
+) -> str:
+    inside = _in_window(series.seconds, settings)
+    seconds = series.seconds[inside].astype(np.float64)
+    closes = series.close[inside].astype(np.float64)
+    points = trade_markers(trades)
+    times = [*seconds[:1].tolist(), *seconds[-1:].tolist(), *(m.at_seconds for m in points)]
+    if not times:
+        return f"<p class='note'>{html.escape(symbol)}: no bars in the backtest window.</p>"
+    domain = (min(times), max(times))
+    box = Box(left=64, top=24, width=390, height=180)
+    body = _panel_title(box, f"{symbol} · {len(trades)} trade{'s' if len(trades) != 1 else ''}")
+    body += time_panel(
+        box,
+        Series(seconds, closes),
+        x_domain=domain,
+        y_labels=rupee_labels,
+        colour=PRICE_COLOUR,
+        line_width=1.0,
+        max_x_ticks=6,
+        points_on=points,
+    )
+    return svg(470, int(box.bottom) + 26, body, f"{symbol} close price with trades", "symbol-chart")
+
+
+def _in_window(seconds: NDArray[np.int64], settings: BacktestSettings) -> NDArray[np.bool_]:
+    """Bars the backtest traded over: from `start` (earlier bars only warmed up) to before
+    `end`."""
+    inside = np.ones(len(seconds), dtype=bool)
+    if settings.start is not None:
+        inside &= seconds >= settings.start.timestamp()
+    if settings.end is not None:
+        inside &= seconds < settings.end.timestamp()
+    return inside
+
+
+def trade_markers(trades: Sequence[Trade]) -> list[Marker]:
+    """One entry marker per trade and one exit marker per exit fill (partial exits too)."""
+    out = []
+    for trade in trades:
+        out.append(
+            Marker(
+                trade.opened_at.timestamp(),
+                float(trade.entry_price),
+                "entry",
+                f"Buy {trade.quantity} @ {_rupees(trade.entry_price, 2)} · {_ist(trade.opened_at)}",
             )
         )
-        + "</tr>"
-        for t in result.trades
+        out.extend(
+            Marker(
+                fill.at.timestamp(),
+                float(fill.price),
+                "exit",
+                f"{fill.leg} sell {fill.quantity} @ {_rupees(fill.price, 2)} ({fill.reason}) · "
+                f"{_ist(fill.at)}",
+            )
+            for fill in trade.exits
+        )
+    return out
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _statistics_table(report: Report) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(_stat_label(f.name))}</th>"
+        f"<td class='num'>{html.escape(_stat_value(f.name, getattr(report, f.name)))}</td></tr>"
+        for f in dataclasses.fields(report)
     )
-    extra = (
-        f"<h2>Statistics</h2><table>{stats}</table><h2>Trades</h2><table>"
-        "<tr><th>symbol</th><th>opened</th><th>qty</th><th>entry</th><th>exits</th>"
-        f"<th>closed</th><th>charges</th><th>net P&amp;L</th></tr>{rows}</table>"
+    return f"<table class='stats'>{rows}</table>"
+
+
+_STAT_WORDS = {"cagr": "CAGR", "pnl": "P&L"}
+
+
+def _stat_label(name: str) -> str:
+    """ "max_drawdown_rupees" -> "Max drawdown (₹)"."""
+    words = [_STAT_WORDS.get(w, w) for w in name.removesuffix("_rupees").split("_")]
+    label = " ".join(words)
+    return label[:1].upper() + label[1:] + (" (₹)" if name.endswith("_rupees") else "")
+
+
+def _stat_value(name: str, value: object) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, Decimal):
+        return format_inr(float(value), 2)
+    if name in _FRACTION_STATS and isinstance(value, float):
+        return _pct(value)
+    if isinstance(value, float):
+        return _ratio(value)
+    return str(value)
+
+
+_TRADE_COLUMNS = (
+    "Symbol",
+    "Opened (IST)",
+    "Qty",
+    "Entry ₹",
+    "Exits",
+    "Closed (IST)",
+    "Charges ₹",
+    "Net P&L ₹",
+    "Return",
+)
+
+
+def _trades_table(trades: Sequence[Trade], *, open_trades: bool) -> str:
+    if not trades:
+        return "<p class='note'>No trades.</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in _TRADE_COLUMNS)
+    rows = "".join(_trade_row(t, open_trades) for t in trades)
+    return f"<div class='scroll'><table class='trades'><tr>{head}</tr>{rows}</table></div>"
+
+
+def _trade_row(trade: Trade, is_open: bool) -> str:
+    exits = "; ".join(
+        f"{e.leg} {e.quantity} @ {format_inr(float(e.price), 2)} ({to_ist(e.at):%d %b})"
+        for e in trade.exits
     )
-    html_path = out_dir / "report.html"
-    html_path.write_text(page.replace("</body>", extra + "</body>"))
-    return json_path, html_path
+    cost = trade.entry_price * trade.quantity
+    ret = float(trade.net_pnl / cost) if cost else None
+    closed = "open" if is_open else (_ist(trade.closed_at) if trade.closed_at else "")
+    cells = [
+        ("", trade.symbol),
+        ("", _ist(trade.opened_at)),
+        ("num", str(trade.quantity)),
+        ("num", format_inr(float(trade.entry_price), 2)),
+        ("", exits),
+        ("", closed),
+        ("num", format_inr(float(trade.charges), 2)),
+        (f"num {_tone(trade.net_pnl)}", format_inr(float(trade.net_pnl), 2)),
+        (f"num {_tone(ret)}", _signed_pct(ret)),
+    ]
+    return "<tr>" + "".join(_cell(css, text) for css, text in cells) + "</tr>"
+
+
+def _cell(css: str, text: str) -> str:
+    attribute = f" class='{css.strip()}'" if css.strip() else ""
+    return f"<td{attribute}>{html.escape(text)}</td>"
+
+
+_STYLE = """
+body{margin:0;background:#f8fafc;color:#111827;font:14px/1.45 system-ui,-apple-system,
+'Segoe UI',sans-serif}
+main{max-width:1000px;margin:0 auto;padding:24px 20px 48px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:16px;margin:28px 0 8px;color:#1f2937}
+.subtitle,.note{color:#6b7280;margin:4px 0 12px}
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(175px,1fr));gap:10px;
+margin:16px 0}
+.figure{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:10px 12px}
+.figure .label{font-size:12px;color:#6b7280;text-transform:uppercase;letter-spacing:.03em}
+.figure .value{font-size:19px;font-weight:600;margin-top:2px;white-space:nowrap}
+.gain{color:#15803d}.loss{color:#b91c1c}
+svg{display:block;max-width:100%;height:auto;background:#fff;border:1px solid #e5e7eb;
+border-radius:8px}
+.symbols{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
+table{border-collapse:collapse;background:#fff;font-size:13px}
+th,td{padding:4px 8px;border-bottom:1px solid #eef0f3;text-align:left}
+th{background:#f3f4f6;font-weight:600}
+td.num,.stats td{text-align:right;font-variant-numeric:tabular-nums}
+.trades tr:nth-child(even) td{background:#fafafa}
+.trades th{position:sticky;top:0}
+.scroll{max-height:600px;overflow:auto;border:1px solid #e5e7eb;border-radius:8px}
+.monthly td{text-align:right;min-width:46px;font-variant-numeric:tabular-nums}
+.monthly td.year{font-weight:600;border-left:2px solid #d1d5db}
+"""
