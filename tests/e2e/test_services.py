@@ -77,7 +77,11 @@ def test_readyz_reports_an_unreachable_redis(tmp_path) -> None:
     port = free_port()
     proc = ServiceProcess(
         "dalal_portfolio",
-        env={"DALAL_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DALAL_PORT": str(port)},
+        env={
+            "DALAL_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "DALAL_PORT": str(port),
+            "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/portfolio.sqlite3",
+        },
         log_path=tmp_path / "p.log",
         port=port,
     ).start()

@@ -30,6 +30,7 @@ from dalal_shared import candlestore
 from dalal_shared.bus import Handler
 from dalal_shared.clients import DataClient
 from dalal_shared.httpapp import create_app
+from dalal_shared.logging import get_logger
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import (
     MARKET_TICKS,
@@ -39,6 +40,7 @@ from dalal_shared.streams import (
     bars_stream,
 )
 
+log = get_logger(__name__)
 NAME = "engine"
 
 
@@ -99,11 +101,30 @@ def build_app(settings: EngineSettings) -> FastAPI:
     async def check_database() -> None:
         await asyncio.to_thread(store.ping)
 
+    async def publish_stored() -> bool:
+        """Publish the intents stored before a crash; False while the bus is unreachable."""
+        try:
+            await publish_new(live, runtime.publisher)
+            return True
+        except Exception as exc:
+            log.warning("engine.outbox_publish_failed", error=repr(exc))
+            return False
+
+    async def retry_stored() -> None:
+        pause = 0.5
+        while not await publish_stored():
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await publish_new(live, runtime.publisher)  # intents stored before a crash
+        # intents stored before a crash go out first; with the bus down the process still
+        # starts (/readyz says why) and keeps trying in the background
+        published = await publish_stored()
         async with runtime.lifespan(app):
             tasks = [asyncio.create_task(c.run_forever(publish_all)) for c in cycles]
+            if not published:
+                tasks.append(asyncio.create_task(retry_stored()))
             try:
                 yield
             finally:

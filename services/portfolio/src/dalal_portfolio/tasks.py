@@ -73,7 +73,10 @@ class PeriodicTasks:
                 await asyncio.wait_for(self._stop.wait(), timeout=seconds)
 
     async def start(self) -> None:
-        await self.outbox.flush()  # events committed before a crash go out first
+        try:
+            await self.outbox.flush()  # events committed before a crash go out first
+        except Exception as exc:  # e.g. Redis down at start: the outbox task retries;
+            log.warning("portfolio.outbox_flush_failed", error=repr(exc))  # /readyz says why
         self._tasks = [
             asyncio.create_task(self._every(self.outbox_interval, "outbox")),
             asyncio.create_task(self._every(self.snapshot_interval, "snapshot")),
