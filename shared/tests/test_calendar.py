@@ -68,7 +68,23 @@ def test_outside_coverage_raises(cal):
     with pytest.raises(CalendarCoverageError):
         cal.is_trading_day(date(2014, 12, 31))
     with pytest.raises(CalendarCoverageError):
-        cal.is_trading_day(date(2027, 1, 4))
+        cal.is_trading_day(cal.assumed_until + timedelta(days=1))
+
+
+def test_a_year_past_the_list_weekdays_are_assumed_to_trade(cal):
+    """NSE publishes its list a year at a time: past its end the services keep running on
+    assumed weekday sessions, and `covers` says the day is only assumed."""
+    monday = date(2027, 1, 4)
+    assert cal.last < monday <= cal.assumed_until
+    assert not cal.covers(monday) and cal.covers(cal.last)
+    assert cal.kind(monday) is DayKind.TRADING and cal.is_trading_day(monday)
+    assert cal.kind(date(2027, 1, 2)) is DayKind.WEEKEND
+    assert cal.next_trading_day(date(2026, 12, 31)) == date(2027, 1, 1)  # a Friday, assumed
+    session = cal.session(monday)
+    assert session is not None and to_ist(session.open).time() == time(9, 15)
+    assert cal.session_days(date(2026, 12, 31), date(2027, 1, 5)) == [
+        date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 4), date(2027, 1, 5)
+    ]  # fmt: skip
 
 
 def test_session_days_come_from_the_table_like_a_walk_over_the_days() -> None:
@@ -88,11 +104,10 @@ def test_session_days_come_from_the_table_like_a_walk_over_the_days() -> None:
         cal.session_days(date(2010, 1, 1), date(2024, 1, 1))
 
 
-def test_past_the_list_a_weekday_is_assumed_a_regular_session(cal) -> None:
-    beyond = cal.last + timedelta(days=1)
+def test_past_the_calendar_a_weekday_is_taken_as_a_regular_session(cal) -> None:
+    beyond = cal.assumed_until + timedelta(days=1)
     while beyond.weekday() >= 5:
         beyond += timedelta(days=1)
-    assert not cal.covers(beyond)
     session = cal.session_or_regular(beyond)
     assert session is not None and session.kind is DayKind.TRADING
     assert to_ist(session.open).time() == time(9, 15) and to_ist(session.close).time() == time(

@@ -3,8 +3,13 @@
 Days come from `data/nse_holidays.csv` (NSE holiday list 2015-2026, origin in data/README.md).
 A day has a regular session when it is a weekday not listed as a holiday, or a listed
 `special_session` (e.g. Budget Saturdays). A `muhurat` day has no regular session but a short
-evening (or afternoon) Muhurat session. Dates outside the file's coverage raise
-`CalendarCoverageError` rather than guessing.
+evening (or afternoon) Muhurat session.
+
+NSE publishes its holiday list a year at a time, so the list always ends soon. For up to
+`ASSUMED_DAYS` past its end the calendar assumes every weekday trades and no weekend does (the
+services keep running: bars, backfills, exits); `covers(day)` tells a day the list really
+covers from an assumed one, and what must not act on a guess (the engine's entries) checks it.
+Dates before the list or past the assumed stretch raise `CalendarCoverageError`.
 
 Session hours (IST): pre-open 09:00-09:08, normal market 09:15-15:30; brokers square off MIS
 positions from 15:20. Times returned are timezone-aware UTC.
@@ -36,6 +41,9 @@ _MUHURAT_HOURS: dict[date, tuple[time, time]] = {
     date(2025, 10, 21): (time(13, 45), time(14, 45)),  # NSE circular, Diwali 2025
 }
 _MUHURAT_DEFAULT = (time(18, 15), time(19, 15))
+
+
+ASSUMED_DAYS = 366  # past the holiday list's end: weekdays assumed to trade
 
 
 class DayKind(enum.StrEnum):
@@ -84,7 +92,8 @@ class NseCalendar:
     def __init__(self, listed: dict[date, ListedDay], first: date, last: date):
         self._listed = listed
         self.first = first
-        self.last = last
+        self.last = last  # of the holiday list; up to `assumed_until` weekdays are assumed
+        self.assumed_until = last + timedelta(days=ASSUMED_DAYS)
         self._sessions: tuple[date, ...] | None = None  # built on first use
         self._trading_ordinals: frozenset[int] | None = None
         self._session_of: dict[date, Session | None] = {}  # sessions are asked for again and again
@@ -104,13 +113,20 @@ class NseCalendar:
         return cls(listed, date(years[0], 1, 1), date(years[-1], 12, 31))
 
     def _check(self, day: date) -> None:
-        if not self.first <= day <= self.last:
+        if not self.first <= day <= self.assumed_until:
             raise CalendarCoverageError(
-                f"{day} is outside the NSE calendar's coverage ({self.first} .. {self.last})"
+                f"{day} is outside the NSE calendar's coverage ({self.first} .. {self.last}, "
+                f"weekdays assumed until {self.assumed_until})"
             )
+
+    def covers(self, day: date) -> bool:
+        """The holiday list covers `day` (past it, weekdays are only assumed to trade)."""
+        return self.first <= day <= self.last
 
     def kind(self, day: date) -> DayKind:
         self._check(day)
+        if day > self.last:  # past the list: assumed
+            return DayKind.WEEKEND if day.weekday() >= 5 else DayKind.TRADING
         entry = self._listed.get(day)
         if entry is not None:
             if entry.kind == "special_session":
@@ -181,7 +197,7 @@ class NseCalendar:
     def _session_table(self) -> tuple[date, ...]:
         if self._sessions is None:
             days, day = [], self.first
-            while day <= self.last:
+            while day <= self.assumed_until:
                 if self.has_session(day):
                     days.append(day)
                 day += timedelta(days=1)
@@ -207,14 +223,11 @@ class NseCalendar:
             day += timedelta(days=1)
         return out
 
-    def covers(self, day: date) -> bool:
-        return self.first <= day <= self.last
-
     def session_or_regular(self, day: date) -> Session | None:
-        """`session(day)`; for a day the holiday list does not cover (NSE publishes it a year
-        at a time) a regular 09:15-15:30 session on weekdays and none on weekends, so what must
-        keep running past the list's end (exits, bar times) does."""
-        if self.covers(day):
+        """`session(day)`; for a day outside the calendar altogether a regular 09:15-15:30
+        session on weekdays and none on weekends, so what must keep running (exits, bar
+        times) does."""
+        if self.first <= day <= self.assumed_until:
             return self.session(day)
         if day.weekday() >= 5:
             return None

@@ -104,7 +104,7 @@ class Feed:
         always = settings.feed_watch_always
         self.watchdog = Watchdog(
             settings.feed_stale_seconds,
-            lambda now: always or calendar.session_at(now) is not None,
+            lambda now: always or calendar.session_at(now, assume_regular=True) is not None,
         )
         self.builder = BarBuilder()
         self.lease = Lease(runtime_redis, "data-ticker", ttl_seconds=settings.feed_lease_seconds)
