@@ -128,8 +128,17 @@ async def test_one_lease_holder_at_a_time_and_a_successor_after_release_or_lapse
     assert await a.holder() == "a"
 
 
-def test_no_job_is_sent_on_days_the_holiday_list_does_not_cover() -> None:
+def test_past_the_holiday_list_jobs_run_on_assumed_weekdays_and_not_beyond() -> None:
+    """NSE publishes its list a year at a time: for a year past its end the weekdays are
+    assumed to trade (backfills and the end-of-day event go on), weekends are not, and nothing
+    is guessed past that year."""
     cal = nse_calendar()
     after = datetime.combine(cal.last, datetime.min.time(), tzinfo=IST)
     due = due_between(jobs_of(DataSettings()), cal, after, after + timedelta(days=5))
-    assert {d.day for d in due} <= {cal.last}  # nothing guessed past the list's end
+    days = {d.day for d in due}
+    assumed = {d for d in days if not cal.covers(d)}
+    assert assumed and all(d.weekday() < 5 for d in assumed)
+    assert {d for d in days if d.weekday() >= 5} <= {cal.last}
+    end = datetime.combine(cal.assumed_until, datetime.min.time(), tzinfo=IST)
+    beyond = due_between(jobs_of(DataSettings()), cal, end, end + timedelta(days=5))
+    assert {d.day for d in beyond} <= {cal.assumed_until}
