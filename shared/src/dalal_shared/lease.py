@@ -6,6 +6,8 @@ it still owns it); a holder that dies lets it lapse, and a waiting replica takes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 
@@ -39,7 +41,13 @@ class Lease:
         return bool(await self.redis.set(self.key, self.owner, nx=True, px=self.ttl_ms))
 
     async def release(self) -> None:
-        await self._release(keys=[self.key], args=[self.owner])
+        """Give the lease up at once (a shutdown). Bounded by the TTL: a release that cannot
+        reach Redis in time changes nothing the TTL would not (the lease lapses anyway), and a
+        stopping process must not hang on it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._release(keys=[self.key], args=[self.owner]), timeout=self.ttl_ms / 1000
+            )
 
     async def holder(self) -> str | None:
         raw = await self.redis.get(self.key)

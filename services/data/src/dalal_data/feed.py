@@ -127,9 +127,13 @@ class Feed:
         self._kick.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:  # bounded: a task stuck on a socket must not hang the shutdown
+            done, stuck = await asyncio.wait(self._tasks, timeout=15)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a task that failed was logged when it did
+            if stuck:
+                log.warning("feed.stop_timeout", tasks=len(stuck))
         if self.holding:
             await self.lease.release()
 
