@@ -3,8 +3,9 @@
 #   docker-compose  (Debian's compose v1; validates docker-compose.yml with `config`, no engine)
 #   promtool        (from Debian's `prometheus` package; validates deploy/prometheus/*.yml)
 #   prometheus      (the same package; tests/deploy/test_live_stack.py scrapes a live stack)
+#   amtool          (from Debian's `prometheus-alertmanager`; validates deploy/alertmanager)
 #
-# Idempotent: does nothing when all three are on PATH. Never fails the build: when it cannot
+# Idempotent: does nothing when all of them are on PATH. Never fails the build: when it cannot
 # install (not Debian, not root and no passwordless sudo, no network) it prints why and
 # exits 0; the tests that need the tool then skip, naming it.
 # The prometheus package is installed without starting its daemon (policy-rc.d), and any
@@ -14,6 +15,7 @@ set -u
 need=()
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 say() { echo "install-test-tools: $*" >&2; }
@@ -50,7 +52,7 @@ if [ ! -e "$POLICY" ]; then
     fi
 fi
 
-before_pids=" $(pgrep -x prometheus 2>/dev/null | tr '\n' ' ') "
+before_pids=" $(pgrep -x prometheus 2>/dev/null | tr '\n' ' ') $(pgrep -f '^/usr/bin/prometheus-alertmanager' 2>/dev/null | tr '\n' ' ') "
 log=$(mktemp)
 apt_opts=(-y --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
 
@@ -68,8 +70,9 @@ if ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install "${apt_opts
 fi
 rm -f "$log"
 
-# Stop any prometheus daemon the install started despite the policy (by pid, only new ones).
-for pid in $(pgrep -x prometheus 2>/dev/null); do
+# Stop any prometheus or alertmanager daemon the install started despite the policy (by pid,
+# only new ones).
+for pid in $(pgrep -x prometheus 2>/dev/null) $(pgrep -f '^/usr/bin/prometheus-alertmanager' 2>/dev/null); do
     case "$before_pids" in
         *" $pid "*) ;;
         *) say "stopping prometheus daemon $pid started by the package install"
@@ -77,7 +80,7 @@ for pid in $(pgrep -x prometheus 2>/dev/null); do
     esac
 done
 
-for tool in docker-compose promtool prometheus; do
+for tool in docker-compose promtool prometheus amtool; do
     if command -v "$tool" >/dev/null 2>&1; then
         say "$tool: $(command -v "$tool")"
     else

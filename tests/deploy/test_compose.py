@@ -31,6 +31,7 @@ EXPECTED_SERVICES = {
     "engine",
     "engine-worker",
     "prometheus",
+    "alertmanager",
     "grafana",
 }
 DALAL_SERVICES = {"kitesim", "broker", "data", "portfolio", "engine"}

@@ -22,6 +22,7 @@ WORKERS = {"data-worker": 8012, "scheduler": 8013, "engine-worker": 8014}
 SINGLE_WRITERS = {"broker", "data-ticker", "scheduler"}
 HPA_TARGETS = {"data", "portfolio", "data-worker", "engine-worker"}
 SECRET = "dalal-secrets"
+MONITORING = {"prometheus", "grafana", "alertmanager"}  # single pods of their own kind
 
 
 def _kustomize(kubectl: str, path: Path) -> list[dict[str, Any]]:
@@ -98,7 +99,7 @@ def test_every_dalal_workload_has_probes_resources_and_a_pdb(
         container = _container(deployment)
         limits = container["resources"]
         assert {"cpu", "memory"} <= set(limits["requests"]) and set(limits["limits"]), name
-        if name in ("prometheus", "grafana"):
+        if name in MONITORING:
             continue
         assert name in pdbs, f"{name} has no PodDisruptionBudget"
         if name in WORKERS:
@@ -194,7 +195,7 @@ def test_prometheus_finds_every_pod_through_headless_services(
     services = _of(docs, "Service")
     jobs = {j["job_name"]: j for j in _k8s_prometheus_config()["scrape_configs"]}
     for name, deployment in _of(docs, "Deployment").items():
-        if name in ("prometheus", "grafana"):
+        if name in MONITORING:
             continue
         assert name in jobs, f"no scrape job for {name}"
         (sd,) = jobs[name]["dns_sd_configs"]
