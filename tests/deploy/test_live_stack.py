@@ -1,5 +1,6 @@
 """The dashboards and alerts, proven on a live stack: `dalal run` in sim mode, scraped by a real
-Prometheus (Debian's `prometheus` package), trading a replayed session.
+Prometheus (Debian's `prometheus` package), trading a replayed session, its alerts handed to a
+real Alertmanager (Debian's `prometheus-alertmanager`) running deploy/alertmanager's config.
 
 Every query of every Grafana panel must return data, and every alert expression must evaluate,
 through Prometheus' HTTP API; every metric either names must be one the stack exports. A panel
@@ -13,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +36,19 @@ from .conftest import ROOT, require_tool
 
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+# a rule that fires at once, loaded beside alerts.yml: it proves the path to Alertmanager
+PROBE_ALERT = "AlertPathProbe"
+PROBE_RULES = {
+    "groups": [
+        {
+            "name": "test-alert-path",
+            "rules": [
+                {"alert": PROBE_ALERT, "expr": "vector(1)", "labels": {"severity": "warning"}}
+            ],
+        }
+    ]
+}
 DALAL = (sys.executable, "-m", "dalal_shared.cli")
 SERVICES = ("kitesim", "broker", "data", "portfolio", "engine")
 
@@ -157,6 +172,7 @@ class LiveStack:
     env: dict[str, str]
     var: Path
     prometheus: str
+    alertmanager: str | None = None  # None: the alertmanager binary is not installed
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def url(self, service: str) -> str:
@@ -191,7 +207,9 @@ def _metrics_port_variable(worker: str) -> str:
     return f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"
 
 
-def _prometheus_config(env: dict[str, str], workers: list[str]) -> dict[str, Any]:
+def _prometheus_config(
+    env: dict[str, str], workers: list[str], probe_rules: Path, alertmanager_port: int | None
+) -> dict[str, Any]:
     jobs = [
         {
             "job_name": name,
@@ -206,11 +224,15 @@ def _prometheus_config(env: dict[str, str], workers: list[str]) -> dict[str, Any
         }
         for worker in workers
     ]
-    return {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-        "rule_files": [str(ALERTS)],
+        "rule_files": [str(ALERTS), str(probe_rules)],
         "scrape_configs": jobs,
     }
+    if alertmanager_port is not None:
+        targets = [f"127.0.0.1:{alertmanager_port}"]
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": targets}]}]}
+    return config
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -243,12 +265,34 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     env["DALAL_KITESIM_TOKEN_EXPIRY"] = "false"  # one login lasts the whole replay
     env["COLUMNS"] = "200"
 
+    alertmanager_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    alertmanager_port = free_port() if alertmanager_bin else None
+    probe_rules = tmp / "probe-rules.yml"
+    probe_rules.write_text(yaml.safe_dump(PROBE_RULES))
     config = tmp / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_prometheus_config(env, workers)))
+    config.write_text(
+        yaml.safe_dump(_prometheus_config(env, workers, probe_rules, alertmanager_port))
+    )
     prometheus_port = free_port()
     stack = LiveStack(env, tmp / "var", f"http://127.0.0.1:{prometheus_port}")
     out = tmp / "dalal-run.out"
     try:
+        if alertmanager_bin and alertmanager_port:
+            stack.alertmanager = f"http://127.0.0.1:{alertmanager_port}"
+            stack.started.append(
+                subprocess.Popen(
+                    [
+                        alertmanager_bin,
+                        f"--config.file={ALERTMANAGER_CONFIG}",
+                        f"--storage.path={tmp / 'alertmanager'}",
+                        f"--web.listen-address=127.0.0.1:{alertmanager_port}",
+                        "--cluster.listen-address=",  # no HA gossip (it wants port 9094)
+                    ],
+                    stdout=(tmp / "alertmanager.out").open("wb"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         stack.started.append(
             subprocess.Popen(
                 [*DALAL, "run"],
@@ -387,7 +431,7 @@ def test_prometheus_loaded_every_alert_rule(live: LiveStack) -> None:
         message="rule groups loaded",
     )
     loaded = {r["name"]: r for g in rules for r in g["rules"]}
-    expected = {q.where.removeprefix("alert ") for q in alert_queries()}
+    expected = {q.where.removeprefix("alert ") for q in alert_queries()} | {PROBE_ALERT}
     assert set(loaded) == expected
     wait_until(
         lambda: all(
@@ -397,3 +441,24 @@ def test_prometheus_loaded_every_alert_rule(live: LiveStack) -> None:
         ),
         message="every rule evaluated without error",
     )
+
+
+@pytest.mark.slow
+def test_prometheus_hands_alerts_to_alertmanager_and_it_routes_them(live: LiveStack) -> None:
+    """Prometheus with an `alerting` target sends a firing alert to an Alertmanager running the
+    repository's config, which routes it to the `dalal` receiver."""
+    if live.alertmanager is None:
+        pytest.skip("prometheus-alertmanager is not installed (scripts/install-test-tools.sh)")
+    am = live.alertmanager
+
+    def probe() -> list[dict[str, Any]]:
+        try:
+            alerts = httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+        except httpx.HTTPError:
+            return []
+        return [a for a in alerts if a["labels"].get("alertname") == PROBE_ALERT]
+
+    (alert,) = wait_until(probe, timeout=60, message="the probe alert at Alertmanager")
+    assert [r["name"] for r in alert["receivers"]] == ["dalal"]
+    assert alert["status"]["state"] == "active"
+    assert alert["labels"]["severity"] == "warning"
