@@ -17,7 +17,7 @@ import pytest
 from dalal_engine import bars
 from dalal_kitesim.testing import API_KEY, Kitesim
 from dalal_shared.clients import DataClient
-from dalal_shared.testing import ServiceProcess, free_port
+from dalal_shared.testing import data_service, free_port
 from dalal_shared.timeutil import IST
 
 KITESIM_DATA = Path(__file__).parents[2] / "services/kitesim/src/dalal_kitesim/data/nse"
@@ -28,26 +28,19 @@ RANGE = ("--from", "2022-01-01", "--to", "2023-12-31")
 @pytest.fixture
 def data_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
     sim = Kitesim(kitesim_token_expiry=False).start()
-    port = free_port()
-    proc = ServiceProcess(
-        "dalal_data",
-        env={
-            "DALAL_PORT": str(port),
-            "DALAL_REDIS_URL": redis_url,
-            "DALAL_CACHE_DIR": str(tmp_path / "cache"),
-            "DALAL_KITE_ROOT_URL": sim.root,
-            "DALAL_KITE_API_KEY": API_KEY,
-            "DALAL_KITE_ACCESS_TOKEN": sim.access_token(),
-            "DALAL_LOG_FORMAT": "json",
-        },
-        log_path=tmp_path / "data.log",
-        port=port,
-    ).start()
     try:
-        proc.wait_healthy(timeout=60)
-        yield proc.base_url
+        proc = data_service(
+            redis_url=redis_url,
+            kite_root=sim.root,
+            kite_api_key=API_KEY,
+            access_token=sim.access_token(),
+            workdir=tmp_path,
+        )
+        try:
+            yield proc.base_url
+        finally:
+            proc.stop()
     finally:
-        proc.stop()
         sim.stop()
 
 

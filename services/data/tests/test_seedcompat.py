@@ -13,7 +13,7 @@ import pytest
 
 from dalal_shared.clients import DataClient, ServiceError
 from dalal_shared.seedcompat import DataManager
-from dalal_shared.testing import ServiceProcess, free_port
+from dalal_shared.testing import data_service
 
 if TYPE_CHECKING:
     from conftest import Kitesim
@@ -23,23 +23,14 @@ API_KEY = "kitesim_key"
 
 @pytest.fixture
 def data_url(kitesim: Kitesim, redis_url: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    proc = ServiceProcess(
-        "dalal_data",
-        env={
-            "DALAL_PORT": str(port),
-            "DALAL_REDIS_URL": redis_url,
-            "DALAL_CACHE_DIR": str(tmp_path / "cache"),
-            "DALAL_KITE_ROOT_URL": kitesim.root,
-            "DALAL_KITE_API_KEY": API_KEY,
-            "DALAL_KITE_ACCESS_TOKEN": kitesim.access_token(),
-            "DALAL_LOG_FORMAT": "json",
-        },
-        log_path=tmp_path / "data.log",
-        port=port,
-    ).start()
+    proc = data_service(
+        redis_url=redis_url,
+        kite_root=kitesim.root,
+        kite_api_key=API_KEY,
+        access_token=kitesim.access_token(),
+        workdir=tmp_path,
+    )
     try:
-        proc.wait_healthy(timeout=60)
         yield proc.base_url
     finally:
         proc.stop()

@@ -47,6 +47,23 @@ def _series(symbol: str, frame: pd.DataFrame) -> BarSeries:
     )
 
 
+def _before(series: BarSeries, end: datetime) -> BarSeries:
+    """The bars of `series` that start before `end`."""
+    n = bisect.bisect_left(series.start, end)
+    if n == len(series):
+        return series
+    return BarSeries(
+        series.symbol,
+        series.start[:n],
+        series.open[:n],
+        series.high[:n],
+        series.low[:n],
+        series.close[:n],
+        series.volume[:n],
+        series.seconds[:n],
+    )
+
+
 def read_csv(path: Path, symbol: str) -> BarSeries:
     frame = pd.read_csv(path)
     text = frame["date"].astype(str)
@@ -93,17 +110,7 @@ def load(
     else:
         raise NoBarsError("give a Parquet cache dir or a CSV data dir")
     if end is not None:
-        n = bisect.bisect_left(series.start, end)
-        series = BarSeries(
-            symbol,
-            series.start[:n],
-            series.open[:n],
-            series.high[:n],
-            series.low[:n],
-            series.close[:n],
-            series.volume[:n],
-            series.seconds[:n],
-        )
+        series = _before(series, end)
     if len(series) == 0:
         raise NoBarsError(f"no bars for {symbol} before {end}")
     return series
@@ -130,17 +137,4 @@ def from_service(
         raise NoBarsError(f"the data service has no {interval} bars for {exchange}:{symbol}")
     frame = pd.DataFrame(rows, columns=body["columns"])
     frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601", utc=True)
-    series = _series(symbol, frame)
-    n = bisect.bisect_left(series.start, end)
-    if n < len(series):  # a bar starting at `end` (the API's bound is inclusive)
-        series = BarSeries(
-            symbol,
-            series.start[:n],
-            series.open[:n],
-            series.high[:n],
-            series.low[:n],
-            series.close[:n],
-            series.volume[:n],
-            series.seconds[:n],
-        )
-    return series
+    return _before(_series(symbol, frame), end)  # the API's `to` is inclusive

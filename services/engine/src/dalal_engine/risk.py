@@ -29,10 +29,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from dalal_engine.timing import day_of_number
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.timeutil import ensure_aware, to_ist
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class RiskConfig(BaseModel):
@@ -104,7 +103,6 @@ class RiskManager:
     _orders: deque[datetime] = field(default_factory=deque)
     _day: _Day = field(default_factory=_Day)
     _loss_limit: float = 0.0
-    _day_number: int = -1  # of `_day.day` when `mark_span` set it (days since 1970-01-01)
 
     def __post_init__(self) -> None:
         self._loss_limit = float(self.config.max_daily_loss_rupees)
@@ -124,7 +122,6 @@ class RiskManager:
         if current.day != day:  # a new day: reset in place (once per bar on daily bars)
             start = current.equity if current.day is not None else equity
             current.day, current.start_equity, current.halted = day, start, False
-            self._day_number = -1
         current.equity = equity
         if current.start_equity - equity >= self._loss_limit:
             current.halted = True
@@ -137,8 +134,7 @@ class RiskManager:
             return
         last = int(days[-1])
         current = self._day
-        day = current.day if last == self._day_number else date.fromordinal(last + _EPOCH_ORDINAL)
-        self._day_number = last
+        day = day_of_number(last)
         if n == 1 or int(days[-2]) != last:  # the last day has one mark here (daily bars)
             first = n - 1
         else:

@@ -17,7 +17,14 @@ from dalal_shared.embedded import EmbeddedRedis, free_port
 
 T = TypeVar("T")
 
-__all__ = ["EmbeddedRedis", "ServiceProcess", "ServiceProcesses", "free_port", "wait_until"]
+__all__ = [
+    "EmbeddedRedis",
+    "ServiceProcess",
+    "ServiceProcesses",
+    "data_service",
+    "free_port",
+    "wait_until",
+]
 
 
 def wait_until(
@@ -146,3 +153,31 @@ class ServiceProcesses:
     def stop_all(self) -> None:
         for proc in self.started:
             proc.stop()
+
+
+def data_service(
+    *, redis_url: str, kite_root: str, kite_api_key: str, access_token: str, workdir: Path
+) -> ServiceProcess:
+    """The data service as a process on a free port over the Kite API at `kite_root` (kitesim),
+    its cache under `workdir`, waited healthy; the caller stops it."""
+    port = free_port()
+    proc = ServiceProcess(
+        "dalal_data",
+        env={
+            "DALAL_PORT": str(port),
+            "DALAL_REDIS_URL": redis_url,
+            "DALAL_CACHE_DIR": str(workdir / "cache"),
+            "DALAL_KITE_ROOT_URL": kite_root,
+            "DALAL_KITE_API_KEY": kite_api_key,
+            "DALAL_KITE_ACCESS_TOKEN": access_token,
+            "DALAL_LOG_FORMAT": "json",
+        },
+        log_path=workdir / "data.log",
+        port=port,
+    ).start()
+    try:
+        proc.wait_healthy(timeout=60)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
