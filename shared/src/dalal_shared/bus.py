@@ -1,22 +1,59 @@
 """Redis Streams bus: a publisher and a consumer-group runner with at-least-once delivery.
 
-Delivery contract (DESIGN.md, "Messages"):
+Delivery contract (DESIGN.md, "Messages"; docs/architecture.md, "Delivery"):
 
 * `XREADGROUP` in batches -> handle each entry in order -> `XACK` the batch.
 * On start a consumer first re-reads its own pending entries (it may have died mid-batch).
 * Entries that failed stay pending and are retried after `retry_idle_ms`; entries idle for
   `claim_idle_ms` on any consumer (a dead one) are taken over with `XAUTOCLAIM`.
-* An entry whose handler raised a `PermanentError` (it cannot succeed on a retry), or whose
-  handling failed on its `max_deliveries`-th delivery, or that was delivered more
-  than `max_deliveries` times without an ack (it keeps killing its consumer), or that cannot be
-  decoded at all, is copied to `dlq.<stream>` with the error and acked: the stream keeps flowing.
 * Handlers must be idempotent (dedupe on a business key); the bus never promises exactly once.
+
+When an entry is dead-lettered (the DLQ rule)
+--------------------------------------------
+Redis counts *deliveries* of a pending entry, and a delivery may end in two ways that mean very
+different things: the handler raised while the consumer lived (a **failure**), or the consumer
+died (SIGKILL, OOM, a restart, a lost lease) before acknowledging it (a **crash delivery**). A
+command whose consumer was killed ten times is not poison; dead-lettering it loses a valid order.
+So failures are counted apart from deliveries:
+
+* each handler failure is counted in a per-group Redis hash, `bus:failures:<stream>:<group>`
+  (field = entry id, value = failures), written once per failed batch (`HINCRBY`);
+* the hash is read only when an entry comes back (own pending on start, a retry, a take-over:
+  the "redelivery" path), in the same round trip as its delivery count; entries read for the
+  first time (`XREADGROUP >`, the hot path) have no failures by definition and cost nothing more;
+* crash deliveries = deliveries - 1 - failures (every earlier delivery that did not end in a
+  recorded failure ended without the handler finishing);
+* the entry's fields are deleted from the hash when it is acknowledged or dead-lettered.
+
+An entry goes to `dlq.<stream>` when
+
+1. it cannot be decoded (not UTF-8, oversized, bad JSON, unknown type or newer version, missing
+   fields): reason `undecodable`;
+2. its handler raised a `PermanentError` (a retry cannot help): reason `permanent`;
+3. its handler failed `max_deliveries` times with the handler alive: reason `failed`;
+4. it was delivered `max_crash_deliveries` (default 50) times without the handler ever finishing:
+   it keeps killing its consumer, so the safety bound stops the crash loop: reason `crashes`.
+
+The DLQ record holds the original fields (each up to 64 KiB of valid UTF-8 kept as is; others
+escaped and base64-encoded under `dlq_raw`, bounded), the error, the reason, the group and the
+counts (see `dalal_shared.dlq` for the format, listing and replay). After the record is written
+the consumer's `on_dead_letter` hook (if any) runs, and only when it returns is the entry
+acknowledged: a hook that raises leaves the entry pending, and the next redelivery only runs the
+hook again (a marker `<id>:dead` in the failure hash says the record exists). Every
+dead-lettered entry is logged and counted (`dalal_bus_messages_dead_lettered_total`).
+
+Self-supervision: `StreamConsumer.run` and its maintenance task survive any exception (logged,
+counted in `dalal_bus_consumer_errors_total`, retried after a back-off); `run()` after `stop()`
+starts a fresh run; each consumer reports its heartbeat, back-off and backlog to the process's
+task registry (`dalal_shared.health`), which `/readyz` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import os
 import socket
 import time
@@ -31,8 +68,10 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dalal_shared.errors import PermanentError
+from dalal_shared.health import TaskHealth, TaskRegistry, task_registry
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import Envelope, Message, MessageDecodeError
+from dalal_shared.timeutil import utcnow
 
 log = get_logger(__name__)
 
@@ -40,6 +79,12 @@ Handler = Callable[[Envelope], Awaitable[None]]
 
 DLQ_PREFIX = "dlq."
 DLQ_MAXLEN = 10_000
+DLQ_FIELD_BYTES = 64 * 1024  # one original field kept in a DLQ record, at most
+DLQ_RAW_BYTES = 64 * 1024  # all escaped (non-UTF-8 / oversized) fields of one record, at most
+DLQ_MAX_FIELDS = 32
+FAILURES_TTL_SECONDS = 7 * 86_400
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 HANDLED = Counter(
     "dalal_bus_messages_handled_total",
@@ -60,6 +105,21 @@ DEAD_LETTERED = Counter(
     "dalal_bus_messages_dead_lettered_total",
     "Bus entries moved to the dead-letter stream",
     ["stream", "group"],
+)
+DEAD_LETTER_REASONS = Counter(
+    "dalal_bus_dead_letter_reasons_total",
+    "Dead-lettered entries by reason (undecodable, permanent, failed, crashes)",
+    ["stream", "group", "reason"],
+)
+DEAD_LETTER_HOOK_FAILED = Counter(
+    "dalal_bus_dead_letter_hook_failures_total",
+    "Times a consumer's dead-letter hook raised (the entry stays pending and is retried)",
+    ["stream", "group"],
+)
+CONSUMER_ERRORS = Counter(
+    "dalal_bus_consumer_errors_total",
+    "Unexpected errors survived by a consumer loop (where: read, maintenance)",
+    ["group", "where"],
 )
 HANDLER_SECONDS = Histogram(
     "dalal_bus_handler_seconds",
@@ -89,12 +149,87 @@ def dlq_name(stream: str) -> str:
     return DLQ_PREFIX + stream
 
 
+def failures_key(stream: str, group: str) -> str:
+    return f"bus:failures:{stream}:{group}"
+
+
 def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _b(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def escape(value: Any, limit: int = DLQ_FIELD_BYTES) -> str:
+    """Readable text of arbitrary bytes: UTF-8 where it is, `\\xNN` escapes where it is not,
+    cut at `limit` bytes with a note of the original size."""
+    raw = _b(value)
+    text = raw[:limit].decode("utf-8", "backslashreplace")
+    if len(raw) > limit:
+        text += f"...[{len(raw)} bytes]"
+    return text
+
+
+def dlq_fields(raw_fields: Mapping[Any, Any]) -> tuple[dict[str, str], bool]:
+    """The original fields of an entry as stored in a DLQ record, and whether they are kept
+    exactly (`lossless`: a replay re-publishes the very entry).
+
+    A field is kept as is when its name and value are valid UTF-8, the value is at most
+    `DLQ_FIELD_BYTES` and the name does not start with `dlq_`; any other field goes, escaped,
+    base64-encoded and bounded (`DLQ_RAW_BYTES` for all of them), into the JSON list `dlq_raw`
+    of `{"name", "bytes", "value_b64"}`; fields beyond `DLQ_MAX_FIELDS` are dropped."""
+    kept: dict[str, str] = {}
+    raw: list[dict[str, Any]] = []
+    budget = DLQ_RAW_BYTES
+    lossless = True
+    for index, (k, v) in enumerate(raw_fields.items()):
+        if index >= DLQ_MAX_FIELDS:
+            lossless = False
+            break
+        kb, vb = _b(k), _b(v)
+        try:
+            name, value = kb.decode(), vb.decode()
+            if len(vb) <= DLQ_FIELD_BYTES and not name.startswith("dlq_") and len(kb) <= 200:
+                kept[name] = value
+                continue
+        except UnicodeDecodeError:
+            pass
+        lossless = False
+        part = vb[: max(0, min(len(vb), budget))]
+        budget -= len(part)
+        raw.append(
+            {
+                "name": escape(kb, 200),
+                "bytes": len(vb),
+                "value_b64": base64.b64encode(part).decode(),
+            }
+        )
+    if raw:
+        kept["dlq_raw"] = json.dumps(raw)
+    return kept, lossless
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What a consumer's `on_dead_letter` hook is told about an entry it dead-lettered."""
+
+    stream: str
+    entry_id: str
+    group: str
+    error: str
+    deliveries: int
+    envelope: Envelope | None  # None when the entry could not be decoded
+    fields: dict[str, str]  # the entry's fields, escaped (`escape`) and bounded
+
+
+DeadLetterHook = Callable[[DeadLetter], Awaitable[None]]
 
 
 class Publisher:
@@ -130,40 +265,75 @@ class ConsumerConfig:
     consumer: str = field(default_factory=default_consumer_name)
     batch_size: int = 100
     block_ms: int = 1000
-    max_deliveries: int = 5
+    max_deliveries: int = 5  # handler failures (handler alive) before an entry is dead-lettered
+    max_crash_deliveries: int = 50  # deliveries that killed their consumer, before the same
     retry_idle_ms: int = 500
     claim_idle_ms: int = 30_000
     maintenance_interval_s: float = 1.0
     start_id: str = "0"  # a new group reads the stream from its beginning: nothing is missed
+    stale_after_s: float = 60.0  # no progress for this long: the consumer is wedged (/readyz)
+    max_pending: int = 0  # pending entries of the group past this (0: no bound) ...
+    max_lag: int = 0  # ... or lag past this (0: no bound) ...
+    backlog_grace_s: float = 30.0  # ... for this long: /readyz is red
 
 
 @dataclass
-class _Outcome:
-    ack: list[str] = field(default_factory=list)
+class _Dead:
+    entry_id: str
+    fields: Mapping[Any, Any]
+    error: str
+    reason: str
+    deliveries: int
+    failures: int
+    envelope: Envelope | None
+    written: bool = False  # the DLQ record exists already (an earlier hook failed)
+
+
+_BACKOFF_START, _BACKOFF_MAX = 0.1, 5.0
 
 
 class StreamConsumer:
-    """Runs one consumer of one group over one or more streams until `stop()`."""
+    """Runs one consumer of one group over one or more streams until `stop()`.
+
+    `run()` may be called again after `stop()` (a broker replica that lost and re-took its
+    lease); runs never overlap. `on_dead_letter` is awaited for every dead-lettered entry after
+    its DLQ record is written and before it is acknowledged (see the module docstring)."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
         config: ConsumerConfig,
         handlers: Mapping[str, Handler],
+        *,
+        on_dead_letter: DeadLetterHook | None = None,
+        registry: TaskRegistry | None = None,
+        task_name: str | None = None,
     ):
         if not handlers:
             raise ValueError("a consumer needs at least one stream handler")
         self.redis = redis
         self.config = config
         self.handlers = dict(handlers)
+        self.on_dead_letter = on_dead_letter
+        self.registry = registry or task_registry()
+        self.task_name = task_name or f"bus:{config.group}"
+        self.health: TaskHealth | None = None
         self._stop = asyncio.Event()
+        self._runs = 0  # runs started so far
+        self._stop_for = 0  # the run a stop() applies to
+        self._running = False
+        self._run_lock = asyncio.Lock()
         self._started = asyncio.Event()
         self._handling = asyncio.Lock()  # one batch handled at a time per consumer
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}  # cached metric children
+        self._backlog_since: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def stop(self) -> None:
+        """Stop the current run at its next batch boundary (or the run about to start, when
+        called between `create_task(run())` and its first step)."""
+        self._stop_for = self._runs if self._running else self._runs + 1
         self._stop.set()
 
     @property
@@ -174,29 +344,62 @@ class StreamConsumer:
         await self._started.wait()
 
     async def run(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
+        async with self._run_lock:
+            self._runs += 1
+            if self._stop_for < self._runs:  # a stop() of an earlier run: start afresh
+                self._stop = asyncio.Event()
+            self._running = True
+            health = self.health = self.registry.register(
+                self.task_name, stale_after_seconds=self.config.stale_after_s
+            )
+            try:
+                await self._run(health)
+            finally:
+                self._running = False
+                health.close()
+                log.info(
+                    "bus.consumer_stopped", group=self.config.group, consumer=self.config.consumer
+                )
+
+    async def _run(self, health: TaskHealth) -> None:
+        stop = self._stop
+        backoff = _BACKOFF_START
+        while not stop.is_set():
+            maintenance: asyncio.Task[None] | None = None
             try:
                 await self._ensure_groups()
                 await self._drain_own_pending()
                 self._started.set()
+                health.beat()
                 maintenance = asyncio.create_task(self._maintain_forever())
-                try:
-                    while not self._stop.is_set():
-                        await self._read_new()
-                        backoff = 0.1
-                finally:
+                while not stop.is_set():
+                    await self._read_new()
+                    health.beat()
+                    backoff = _BACKOFF_START
+                    if maintenance.done():  # it survives everything; if not, restart it
+                        maintenance = asyncio.create_task(self._maintain_forever())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if stop.is_set():
+                    break
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                CONSUMER_ERRORS.labels(self.config.group, "read").inc()
+                if isinstance(exc, REDIS_DOWN):
+                    log.warning("bus.redis_unavailable", group=self.config.group, error=error)
+                else:
+                    log.error(
+                        "bus.consumer_error", group=self.config.group, error=error, exc_info=exc
+                    )
+                health.backoff(error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+            finally:
+                if maintenance is not None:
                     maintenance.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await maintenance
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                if self._stop.is_set():
-                    break
-                log.warning("bus.redis_unavailable", group=self.config.group, error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 5.0)
-        log.info("bus.consumer_stopped", group=self.config.group, consumer=self.config.consumer)
 
     # ------------------------------------------------------------------ reading
 
@@ -239,38 +442,63 @@ class StreamConsumer:
             await self._process(_s(stream), entries, redelivery=False)
 
     async def _maintain_forever(self) -> None:
-        """Retries, take-overs and gauges, beside the read loop so they never delay a batch.
-        Handling still happens one batch at a time (the lock), in stream order per batch."""
-        while not self._stop.is_set():
+        """Retries, take-overs, gauges and the backlog verdict, beside the read loop so they
+        never delay a batch. Handling still happens one batch at a time (the lock), in stream
+        order per batch. Survives any exception (logged, counted, tried again next round)."""
+        stop = self._stop
+        while not stop.is_set():
+            backlog: list[str] = []
             for stream in self.handlers:
                 try:
                     await self._retry_own_failures(stream)
                     await self._claim_from_dead(stream)
-                    await self._update_gauges(stream)
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    log.warning("bus.maintenance_failed", stream=stream, error=str(exc))
+                    problem = await self._update_gauges(stream)
+                    if problem:
+                        backlog.append(problem)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    CONSUMER_ERRORS.labels(self.config.group, "maintenance").inc()
+                    if isinstance(exc, REDIS_DOWN):
+                        log.warning("bus.maintenance_failed", stream=stream, error=error)
+                    else:
+                        log.error("bus.maintenance_error", stream=stream, error=error, exc_info=exc)
+            self._judge_backlog(backlog)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stop.wait(), timeout=self.config.maintenance_interval_s
-                )
+                await asyncio.wait_for(stop.wait(), timeout=self.config.maintenance_interval_s)
+
+    def _judge_backlog(self, problems: list[str]) -> None:
+        if self.health is None:
+            return
+        if not problems:
+            self._backlog_since = None
+            self.health.problem(None)
+            return
+        now = time.monotonic()
+        if self._backlog_since is None:
+            self._backlog_since = now
+        if now - self._backlog_since >= self.config.backlog_grace_s:
+            self.health.problem("; ".join(problems))
 
     async def _retry_own_failures(self, stream: str) -> None:
-        rows = await self.redis.xpending_range(
-            stream,
-            self.config.group,
-            min="-",
-            max="+",
-            count=self.config.batch_size,
-            consumername=self.config.consumer,
-            idle=self.config.retry_idle_ms,
-        )
-        ids = [_s(r["message_id"]) for r in rows]
-        if not ids:
-            return
-        entries = await self.redis.xclaim(
-            stream, self.config.group, self.config.consumer, self.config.retry_idle_ms, ids
-        )
-        await self._process(stream, entries, redelivery=True)
+        async with self._handling:  # never claims entries the read loop is handling
+            rows = await self.redis.xpending_range(
+                stream,
+                self.config.group,
+                min="-",
+                max="+",
+                count=self.config.batch_size,
+                consumername=self.config.consumer,
+                idle=self.config.retry_idle_ms,
+            )
+            ids = [_s(r["message_id"]) for r in rows]
+            if not ids:
+                return
+            entries = await self.redis.xclaim(
+                stream, self.config.group, self.config.consumer, self.config.retry_idle_ms, ids
+            )
+            await self._process_locked(stream, entries, redelivery=True)
 
     async def _claim_from_dead(self, stream: str) -> None:
         start = "0-0"
@@ -290,15 +518,32 @@ class StreamConsumer:
             if start == "0-0" or not entries:
                 break
 
-    async def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
+    async def _delivery_state(
+        self, stream: str, ids: list[str]
+    ) -> tuple[dict[str, int], dict[str, int], dict[str, dict[str, Any]]]:
+        """Delivery counts, recorded handler failures and dead-letter markers of redelivered
+        entries, in one round trip."""
+        key = failures_key(stream, self.config.group)
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry_id in ids:
                 pipe.xpending_range(stream, self.config.group, entry_id, entry_id, 1)
+            pipe.hmget(key, [*ids, *(f"{i}:dead" for i in ids)])
             results = await pipe.execute()
         counts: dict[str, int] = {}
-        for entry_id, rows in zip(ids, results, strict=True):
+        for entry_id, rows in zip(ids, results[:-1], strict=True):
             counts[entry_id] = int(rows[0]["times_delivered"]) if rows else 1
-        return counts
+        values = results[-1]
+        failures: dict[str, int] = {}
+        marks: dict[str, dict[str, Any]] = {}
+        for entry_id, raw in zip(ids, values[: len(ids)], strict=True):
+            if raw is not None:
+                with contextlib.suppress(ValueError):
+                    failures[entry_id] = int(raw)
+        for entry_id, raw in zip(ids, values[len(ids) :], strict=True):
+            if raw is not None:
+                with contextlib.suppress(ValueError):
+                    marks[entry_id] = json.loads(raw)
+        return counts, failures, marks
 
     # ------------------------------------------------------------------ handling
 
@@ -314,26 +559,59 @@ class StreamConsumer:
         group = self.config.group
         handler = self.handlers[stream]
         ids = [_s(e[0]) for e in entries]
-        counts = await self._delivery_counts(stream, ids) if redelivery else {}
+        counts: dict[str, int] = {}
+        failures: dict[str, int] = {}
+        marks: dict[str, dict[str, Any]] = {}
+        if redelivery:
+            counts, failures, marks = await self._delivery_state(stream, ids)
         to_ack: list[str] = []
-        dead: list[tuple[str, dict[Any, Any], str, int]] = []
-        for entry_id, (_, raw_fields) in zip(ids, entries, strict=True):
-            if not raw_fields:  # trimmed or deleted while pending: nothing to handle
+        clear: list[str] = []  # entries with failure records to delete on ack
+        failed_now: list[str] = []
+        dead: list[_Dead] = []
+        for entry_id, (_, fields) in zip(ids, entries, strict=True):
+            earlier_failures = failures.get(entry_id, 0)
+            if earlier_failures or entry_id in marks:
+                clear.append(entry_id)
+            if not fields:  # trimmed or deleted while pending: nothing to handle
                 to_ack.append(entry_id)
                 continue
-            fields = raw_fields  # bytes as read: decoded once, by from_fields (or the DLQ)
             deliveries = counts.get(entry_id, 1)
             if deliveries > 1:
                 REDELIVERED.labels(stream, group).inc()
-            if deliveries > self.config.max_deliveries:
-                dead.append(
-                    (entry_id, fields, f"delivered {deliveries} times without an ack", deliveries)
-                )
-                continue
+            mark = marks.get(entry_id)
+            envelope: Envelope | None
             try:
                 envelope = Envelope.from_fields(fields)
             except MessageDecodeError as exc:
-                dead.append((entry_id, fields, f"undecodable: {exc}", deliveries))
+                if mark is None:
+                    mark = {"error": f"undecodable: {exc}", "reason": "undecodable"}
+                envelope = None
+            if mark is not None:  # undecodable now, or dead-lettered before (its hook failed)
+                dead.append(
+                    _Dead(
+                        entry_id,
+                        fields,
+                        str(mark.get("error", "")),
+                        str(mark.get("reason", "")),
+                        deliveries,
+                        earlier_failures,
+                        envelope,
+                        written=entry_id in marks,
+                    )
+                )
+                continue
+            assert envelope is not None
+            crashes = deliveries - 1 - earlier_failures
+            if crashes >= self.config.max_crash_deliveries:
+                error = (
+                    f"delivered {deliveries} times, {crashes} of them ended without the handler "
+                    "finishing (it keeps killing its consumer)"
+                )
+                dead.append(
+                    _Dead(
+                        entry_id, fields, error, "crashes", deliveries, earlier_failures, envelope
+                    )
+                )
                 continue
             children = self._children.get((stream, envelope.type))
             if children is None:
@@ -348,10 +626,21 @@ class StreamConsumer:
                 raise
             except PermanentError as exc:
                 FAILED.labels(stream, group, envelope.type).inc()
-                dead.append((entry_id, fields, f"{exc.code}: {exc}", deliveries))
+                dead.append(
+                    _Dead(
+                        entry_id,
+                        fields,
+                        f"{exc.code}: {exc}",
+                        "permanent",
+                        deliveries,
+                        earlier_failures + 1,
+                        envelope,
+                    )
+                )
                 continue  # cannot succeed on a retry
             except Exception as exc:
                 FAILED.labels(stream, group, envelope.type).inc()
+                failed = earlier_failures + 1
                 log.warning(
                     "bus.handler_failed",
                     stream=stream,
@@ -359,60 +648,139 @@ class StreamConsumer:
                     entry=entry_id,
                     type=envelope.type,
                     deliveries=deliveries,
-                    error=repr(exc),
+                    failures=failed,
+                    error=repr(exc)[:500],
                 )
-                if deliveries >= self.config.max_deliveries:
-                    dead.append((entry_id, fields, repr(exc), deliveries))
+                if failed >= self.config.max_deliveries:
+                    error = f"failed {failed} times: {exc!r}"
+                    dead.append(
+                        _Dead(entry_id, fields, error, "failed", deliveries, failed, envelope)
+                    )
+                else:
+                    failed_now.append(entry_id)
                 continue  # stays pending; retried after retry_idle_ms
             finally:
                 children[1].observe(time.perf_counter() - started)
             children[0].inc()
             to_ack.append(entry_id)
+        if failed_now:
+            await self._record_failures(stream, failed_now)
         if dead:
-            await self._dead_letter(stream, dead)
-            to_ack.extend(d[0] for d in dead)
+            to_ack.extend(await self._dead_letter(stream, dead))
         if to_ack:
-            await self.redis.xack(stream, group, *to_ack)
+            done = set(to_ack)
+            clear = [i for i in clear if i in done]
+            if clear:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xack(stream, group, *to_ack)
+                    pipe.hdel(failures_key(stream, group), *clear, *(f"{i}:dead" for i in clear))
+                    await pipe.execute()
+            else:
+                await self.redis.xack(stream, group, *to_ack)
+        if self.health is not None:
+            self.health.beat()
 
-    async def _dead_letter(
-        self, stream: str, dead: list[tuple[str, dict[Any, Any], str, int]]
-    ) -> None:
+    async def _record_failures(self, stream: str, ids: list[str]) -> None:
+        key = failures_key(stream, self.config.group)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id, fields, error, deliveries in dead:
-                record = {_s(k): _s(v) for k, v in fields.items()}
-                record.update(
-                    {
-                        "dlq_stream": stream,
-                        "dlq_entry_id": entry_id,
-                        "dlq_group": self.config.group,
-                        "dlq_error": error[:2000],
-                        "dlq_deliveries": str(deliveries),
-                    }
-                )
-                pipe.xadd(dlq_name(stream), record, maxlen=DLQ_MAXLEN, approximate=True)
+            for entry_id in ids:
+                pipe.hincrby(key, entry_id, 1)
+            pipe.expire(key, FAILURES_TTL_SECONDS)
             await pipe.execute()
-        for entry_id, _, error, deliveries in dead:
-            DEAD_LETTERED.labels(stream, self.config.group).inc()
-            log.error(
-                "bus.dead_lettered",
+
+    async def _dead_letter(self, stream: str, dead: list[_Dead]) -> list[str]:
+        """Write the DLQ records (once), run the hook; the ids that may be acknowledged."""
+        group = self.config.group
+        new = [d for d in dead if not d.written]
+        if new:
+            key = failures_key(stream, group)
+            now = utcnow().isoformat()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for d in new:
+                    record, lossless = dlq_fields(d.fields)
+                    record.update(
+                        {
+                            "dlq_stream": stream,
+                            "dlq_entry_id": d.entry_id,
+                            "dlq_group": group,
+                            "dlq_error": escape(d.error, 2000),
+                            "dlq_reason": d.reason,
+                            "dlq_deliveries": str(d.deliveries),
+                            "dlq_failures": str(d.failures),
+                            "dlq_lossless": "1" if lossless else "0",
+                            "dlq_at": now,
+                        }
+                    )
+                    pipe.xadd(dlq_name(stream), record, maxlen=DLQ_MAXLEN, approximate=True)
+                    mark = {"error": escape(d.error, 2000), "reason": d.reason}
+                    pipe.hset(key, f"{d.entry_id}:dead", json.dumps(mark))
+                pipe.expire(key, FAILURES_TTL_SECONDS)
+                await pipe.execute()
+            for d in new:
+                DEAD_LETTERED.labels(stream, group).inc()
+                DEAD_LETTER_REASONS.labels(stream, group, d.reason).inc()
+                log.error(
+                    "bus.dead_lettered",
+                    stream=stream,
+                    group=group,
+                    entry=d.entry_id,
+                    type=d.envelope.type if d.envelope is not None else None,
+                    reason=d.reason,
+                    deliveries=d.deliveries,
+                    failures=d.failures,
+                    error=escape(d.error, 300),
+                )
+        if self.on_dead_letter is None:
+            return [d.entry_id for d in dead]
+        ackable: list[str] = []
+        for d in dead:
+            letter = DeadLetter(
                 stream=stream,
-                group=self.config.group,
-                entry=entry_id,
-                deliveries=deliveries,
-                error=error[:300],
+                entry_id=d.entry_id,
+                group=group,
+                error=escape(d.error, 2000),
+                deliveries=d.deliveries,
+                envelope=d.envelope,
+                fields={
+                    escape(k, 200): escape(v) for k, v in list(d.fields.items())[:DLQ_MAX_FIELDS]
+                },
             )
+            try:
+                await self.on_dead_letter(letter)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                DEAD_LETTER_HOOK_FAILED.labels(stream, group).inc()
+                log.error(
+                    "bus.dead_letter_hook_failed",
+                    stream=stream,
+                    group=group,
+                    entry=d.entry_id,
+                    error=repr(exc)[:300],
+                    exc_info=exc,
+                )
+                continue  # stays pending: the hook runs again on the next delivery
+            ackable.append(d.entry_id)
+        return ackable
 
     # ------------------------------------------------------------------ gauges
 
-    async def _update_gauges(self, stream: str) -> None:
+    async def _update_gauges(self, stream: str) -> str | None:
+        """Export pending, lag and DLQ length; a backlog past its bound, described."""
         info = await group_info(self.redis, stream, self.config.group)
+        problem = None
         if info is not None:
             PENDING.labels(stream, self.config.group).set(info.pending)
             LAG.labels(stream, self.config.group).set(info.lag)
             # error counters exported from the start (0) for each group, for the dashboards
             REDELIVERED.labels(stream, self.config.group)
             DEAD_LETTERED.labels(stream, self.config.group)
+            if self.config.max_pending and info.pending > self.config.max_pending:
+                problem = f"{stream}: {info.pending} pending > {self.config.max_pending}"
+            elif self.config.max_lag and info.lag > self.config.max_lag:
+                problem = f"{stream}: lag {info.lag} > {self.config.max_lag}"
         DLQ_LENGTH.labels(stream).set(await self.redis.xlen(dlq_name(stream)))
+        return problem
 
 
 LAG_COUNT_CAP = 1_000  # on Redis < 7 the lag gauge reads "at least 1,000" beyond this

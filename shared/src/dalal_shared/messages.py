@@ -8,6 +8,7 @@ past tense (`OrderFilled`). Money is Decimal (sent as a string), times are timez
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -322,20 +323,29 @@ class Envelope(BaseModel):
         }
 
     @classmethod
-    def from_fields(cls, fields: dict[str, Any]) -> Envelope:
-        """Parse a stream entry; raise MessageDecodeError (never retryable) when it is bad."""
-        f = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in fields.items()
-        }
+    def from_fields(cls, fields: Mapping[Any, Any]) -> Envelope:
+        """Parse a stream entry; raise MessageDecodeError (never retryable) when it is bad.
+
+        Anything a stream entry can hold is either an envelope or a MessageDecodeError: bytes
+        that are not UTF-8, a field too large for any message (`MAX_FIELD_BYTES`), missing
+        fields, bad JSON, an unknown type or a newer version. No other exception escapes, so
+        the bus can always dead-letter the entry and move on."""
+        try:
+            f = {_text(k): _text(v) for k, v in fields.items()}
+        except MessageDecodeError:
+            raise
+        except Exception as exc:  # not a mapping of str/bytes
+            raise MessageDecodeError(f"not a stream entry: {type(exc).__name__}") from None
         try:
             type_name = f["type"]
             version = int(f["v"])
             message_cls = _REGISTRY[type_name]
         except KeyError as exc:
-            raise MessageDecodeError(f"unknown or missing message type/field: {exc}") from None
+            raise MessageDecodeError(
+                f"unknown or missing message type/field: {_clip(str(exc))}"
+            ) from None
         except ValueError:
-            raise MessageDecodeError(f"bad version {f.get('v')!r}") from None
+            raise MessageDecodeError(f"bad version {_clip(f.get('v', ''))!r}") from None
         if version > message_cls.version:
             raise MessageDecodeError(
                 f"{type_name} v{version} is newer than this service understands "
@@ -353,4 +363,30 @@ class Envelope(BaseModel):
                 message=message,
             )
         except (KeyError, ValueError, ValidationError) as exc:
-            raise MessageDecodeError(f"bad {type_name} entry: {exc}") from None
+            raise MessageDecodeError(f"bad {type_name} entry: {_clip(str(exc))}") from None
+        except Exception as exc:  # e.g. RecursionError on absurdly nested JSON
+            raise MessageDecodeError(f"bad {type_name} entry: {type(exc).__name__}") from None
+
+
+MAX_FIELD_BYTES = 256 * 1024
+"""No field of a valid envelope comes near this (a message is a few hundred bytes); an entry
+with a larger field is refused before any JSON parsing."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        if len(value) > MAX_FIELD_BYTES:
+            raise MessageDecodeError(f"a field of {len(value)} bytes (limit {MAX_FIELD_BYTES})")
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise MessageDecodeError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if isinstance(value, str):
+        if len(value) > MAX_FIELD_BYTES:
+            raise MessageDecodeError(f"a field of {len(value)} chars (limit {MAX_FIELD_BYTES})")
+        return value
+    raise MessageDecodeError(f"a field of type {type(value).__name__}")
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

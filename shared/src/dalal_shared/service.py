@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from dalal_shared.bus import (
     ConsumerConfig,
+    DeadLetterHook,
     Handler,
     Publisher,
     StreamConsumer,
@@ -42,9 +43,16 @@ class ServiceRuntime:
         self.consumers: list[StreamConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    def consume(self, handlers: Mapping[str, Handler], *, group: str | None = None) -> None:
+    def consume(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        group: str | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> StreamConsumer:
         """Register a consumer of `handlers`' streams in `group`, else the configured
-        consumer group, else the group named after this service."""
+        consumer group, else the group named after this service. `on_dead_letter` is awaited
+        for each entry it dead-letters, before the ack (see `dalal_shared.bus`)."""
         s = self.settings
         config = ConsumerConfig(
             group=group or s.consumer_group or self.name,
@@ -52,9 +60,16 @@ class ServiceRuntime:
             batch_size=s.bus_batch_size,
             block_ms=s.bus_block_ms,
             max_deliveries=s.bus_max_deliveries,
+            max_crash_deliveries=s.bus_max_crash_deliveries,
             claim_idle_ms=s.bus_claim_idle_ms,
+            stale_after_s=max(s.task_stale_seconds, 2 * s.bus_block_ms / 1000),
+            max_pending=s.bus_max_pending,
+            max_lag=s.bus_max_lag,
+            backlog_grace_s=s.bus_backlog_grace_seconds,
         )
-        self.consumers.append(StreamConsumer(self.redis, config, handlers))
+        consumer = StreamConsumer(self.redis, config, handlers, on_dead_letter=on_dead_letter)
+        self.consumers.append(consumer)
+        return consumer
 
     async def check_redis(self) -> None:
         await self.redis.ping()

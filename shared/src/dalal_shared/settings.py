@@ -51,9 +51,29 @@ class DalalSettings(BaseSettings):
     )
     bus_batch_size: int = Field(100, ge=1, le=10_000)
     bus_block_ms: int = Field(1000, ge=1, le=60_000)
-    bus_max_deliveries: int = Field(5, ge=1, le=1000)
+    bus_max_deliveries: int = Field(
+        5, ge=1, le=1000, description="handler failures (handler alive) before a dead letter"
+    )
+    bus_max_crash_deliveries: int = Field(
+        50,
+        ge=2,
+        le=100_000,
+        description="deliveries ended by a dying consumer before a dead letter (safety bound)",
+    )
     bus_claim_idle_ms: int = Field(30_000, ge=10)
     bus_stream_maxlen: int = Field(100_000, ge=100)
+    bus_max_pending: int = Field(
+        1_000, ge=0, description="/readyz is red while a group has more pending (0: no bound)"
+    )
+    bus_max_lag: int = Field(
+        10_000, ge=0, description="/readyz is red while a group lags more (0: no bound)"
+    )
+    bus_backlog_grace_seconds: float = Field(
+        30.0, ge=0, description="how long pending/lag may stay past their bound first"
+    )
+    task_stale_seconds: float = Field(
+        60.0, gt=0, description="a long-lived task without progress this long is wedged"
+    )
 
     @field_validator("api_key_sha256")
     @classmethod
