@@ -736,6 +736,9 @@ class Exchange:
 
     # -- session events -----------------------------------------------------------------------
     def on_session_open(self, _when: datetime) -> None:
+        # as on Kite, yesterday's CNC positions move into holdings (as T1) only now, with the
+        # positions' reset: between the close and the open they show as positions, not twice
+        self._settle(self.now.astimezone(IST).date())
         amo = [o for o in self.orders.values() if o.status == "AMO REQ RECEIVED"]
         # a new trading day: yesterday's book is gone
         self.orders = {o.order_id: o for o in amo}
@@ -768,7 +771,6 @@ class Exchange:
             del token
 
     def on_session_close(self, _when: datetime) -> None:
-        day = self.now.astimezone(IST).date()
         # MIS still open (no tick after 15:20): close at the last price.
         for order in list(self.orders.values()):
             if order.is_open and order.square_off and order.status == "OPEN":
@@ -777,10 +779,10 @@ class Exchange:
         for order in list(self.orders.values()):
             if order.status in ("OPEN", "TRIGGER PENDING"):
                 self._cancel(order, "Order cancelled at the end of the trading session.")
-        self._settle(day)
 
     def _settle(self, day: date) -> None:
-        """End of day: T1 settles, today's CNC buys become T1 holdings, cash rolls over."""
+        """At the next open: T1 settles, the last day's CNC buys become T1 holdings, cash rolls
+        over."""
         for holding in self.holdings.values():
             holding.quantity += holding.t1_quantity
             holding.t1_quantity = 0

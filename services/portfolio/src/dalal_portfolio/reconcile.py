@@ -5,9 +5,22 @@ process wires `HttpBrokerView` (the broker-gateway's GET /positions, /holdings a
 GET /reconcile answers 503 `broker_unavailable` when the broker cannot be reached), and POST
 /reconcile takes a broker view in its body.
 
-Kite shows delivery shares bought before today under holdings and today's trades under
-positions, so the broker's CNC quantity of a symbol is holdings (incl. T+1) + today's net CNC
-position; MIS/NRML quantities come from positions alone.
+Like with like (Kite's model, which kitesim follows):
+
+* Quantity. Kite's holdings are the demat account as of the start of the trading day (settled
+  `quantity` + `t1_quantity`, bought on an earlier day and not yet delivered); the day's trades
+  are positions (`net`; for equities the same rows as `day`). A CNC buy shows as a position on
+  its trade day and moves into holdings (as T1) at the next trading day, when the positions are
+  reset, so the broker's CNC quantity of a symbol is holdings + today's net CNC position and
+  nothing is counted twice. MIS/NRML quantities come from positions alone.
+* Average price. A position row's `average_price` is Kite's *day* average: the day's buys
+  (value / quantity) for a net long, the day's sells for a net short, whatever was sold in
+  between. It is compared with the same figure from the ledger's fills of that key on that day
+  (the IST day of the key's latest fill), not with the ledger's FIFO average of the open lots. A
+  holding's average (no position row that day) is compared with the ledger's average only when
+  the ledger's open cycle has had no exit: then FIFO (Kite/Console) and a running weighted
+  average (kitesim) agree; after a partial exit the conventions differ and each trade's price is
+  checked instead (`trade_mismatch`).
 """
 
 from __future__ import annotations
@@ -23,8 +36,10 @@ from dalal_portfolio.ledger import Fill, Position
 from dalal_shared.clients import BrokerClient, ServiceError
 from dalal_shared.errors import TemporaryError
 from dalal_shared.messages import Exchange, Product, Side, Symbol
+from dalal_shared.timeutil import to_ist
 
 Money = Decimal
+Key = tuple[str, str, str]
 
 
 class BrokerPosition(BaseModel):
@@ -105,33 +120,48 @@ def reconcile(
     price_tolerance_rupees: Decimal = Decimal("0.05"),
 ) -> Reconciliation:
     """Every difference between the ledger and `view` (trades only when the view has them)."""
-    ledger: dict[tuple[str, str, str], Position] = {p.key: p for p in positions if p.quantity != 0}
-    broker_qty: dict[tuple[str, str, str], int] = {}
-    broker_avg: dict[tuple[str, str, str], Decimal] = {}
+    all_fills = list(fills)
+    ledger: dict[Key, Position] = {p.key: p for p in positions if p.quantity != 0}
+    broker_qty: dict[Key, int] = {}
+    day_avg: dict[Key, Decimal] = {}  # a position row: Kite's day average
+    holding_avg: dict[Key, Decimal] = {}
     for h in view.holdings:
         key = (h.exchange, h.symbol, "CNC")
         broker_qty[key] = broker_qty.get(key, 0) + h.quantity
-        broker_avg[key] = h.average_price
+        holding_avg[key] = h.average_price
     for p in view.positions:
         key = (p.exchange, p.symbol, p.product)
         broker_qty[key] = broker_qty.get(key, 0) + p.quantity
-        if key not in broker_avg or p.product != "CNC":
-            broker_avg[key] = p.average_price
+        if p.quantity != 0:
+            day_avg[key] = p.average_price
     broker_qty = {k: q for k, q in broker_qty.items() if q != 0}
+    by_key: dict[Key, list[Fill]] = {}
+    for f in all_fills:
+        by_key.setdefault(f.key, []).append(f)
     breaks: list[Break] = []
     for key in sorted(set(ledger) | set(broker_qty)):
         pos = ledger.get(key)
         qty = broker_qty.get(key)
         if pos is None:
             breaks.append(Break("missing_in_ledger", *key, None, str(qty)))
-        elif qty is None:
+            continue
+        if qty is None:
             breaks.append(Break("missing_at_broker", *key, str(pos.quantity), None))
-        elif qty != pos.quantity:
+            continue
+        if qty != pos.quantity:
             breaks.append(Break("quantity_mismatch", *key, str(pos.quantity), str(qty)))
-        elif abs(broker_avg[key] - pos.average_price) > price_tolerance_rupees:
+            continue
+        if key in day_avg:
+            theirs, mine = day_avg[key], ledger_day_average(by_key.get(key, []))
+        elif key in holding_avg and not pos.exits:
+            theirs, mine = holding_avg[key], pos.average_price
+        else:
+            continue  # conventions differ: each trade's price is compared instead
+        if mine is None or abs(theirs - mine) > price_tolerance_rupees:
             breaks.append(
-                Break("average_price_mismatch", *key, str(pos.average_price), str(broker_avg[key]))
-            )
+                Break("average_price_mismatch", *key, None if mine is None else str(mine),
+                      str(theirs))
+            )  # fmt: skip
     trades_compared = 0
     if view.trades is not None:
         mine = {f.trade_id: f for f in fills if f.charged}
@@ -163,6 +193,25 @@ def reconcile(
                           f"{f.side} {f.quantity} @ {f.price}", None, trade_id)
                 )  # fmt: skip
     return Reconciliation(breaks, len(set(ledger) | set(broker_qty)), trades_compared)
+
+
+def ledger_day_average(fills: Iterable[Fill]) -> Decimal | None:
+    """Kite's position `average_price` computed from the ledger: over the fills of the IST day
+    of the latest fill, the buys' average for a net long, the sells' for a net short (None when
+    that day nets to zero)."""
+    ordered = sorted(fills, key=Fill.sort_key)
+    if not ordered:
+        return None
+    day = to_ist(ordered[-1].filled_at).date()
+    todays = [f for f in ordered if to_ist(f.filled_at).date() == day]
+    net = sum(f.signed_quantity for f in todays)
+    if net == 0:
+        return None
+    side = "BUY" if net > 0 else "SELL"
+    legs = [f for f in todays if f.side == side]
+    quantity = sum(f.quantity for f in legs)
+    value = sum((f.price * f.quantity for f in legs), Decimal(0))
+    return (value / quantity).quantize(Decimal("0.0001"))
 
 
 class BrokerViewSource(Protocol):
