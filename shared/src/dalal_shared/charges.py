@@ -1,22 +1,59 @@
-"""Zerodha's charges on NSE equity orders, as dated rates with history.
+"""Zerodha's charges on NSE equity, as dated rates with history, and the day-netting rule.
 
-One model for the ledger, paper trading, kitesim and the backtester. Money is `Decimal`
+One model for the ledger, kitesim, the backtester (and so paper and sim P&L). Money is `Decimal`
 rupees. Each `EquityRates` row says from which date it applies and where its figures come from;
 `rates_on(day)` picks the row in force on a trade date. Rates before 2020-07-01 (when stamp
 duty became uniform across states) are not modelled: `rates_on` refuses earlier dates.
 
-Rounding, as on Zerodha's contract notes and brokerage calculator: STT to the nearest rupee,
-every other component to the paisa (half up), GST on the rounded components it applies to.
-Charges are computed per executed order (`order_charges`); the DP charge is per scrip per day
-on delivery sells (`dp_charge`), so the caller applies it once per scrip and day.
+**Charges are a function of one scrip's fills of one day** (`day_charges`), because whether a
+CNC buy is delivery or intraday depends on what else happens that day:
+
+* A CNC buy and sell of the same scrip on the same day are intraday for the matched quantity
+  (min(bought, sold)); the rest is delivery. This is the exchange's netting: NSE computes STT
+  from the day's aggregate per client and security (total buy/sell quantity and value, volume
+  weighted average prices; NSE circular NSE/CMO/0146/2004, "STT calculation in Cash Market
+  Segment", https://nseindia.com/content/circulars/cmtr5588.htm), and Zerodha charges the
+  squared-off part as intraday: "All trades that are squared off on the same day are considered
+  as intraday trades ... the STT charges will be applicable as per the charge sheet of Equity
+  Intraday" (https://tradingqna.com/t/stt-chargeable-on-intraday-trade-made-using-cnc/9264).
+  Selling holdings and buying them back the same day nets the same way
+  (https://tradingqna.com/t/selling-delivery-stocks-and-buying-on-same-day/93358).
+* Intraday part: brokerage min(0.03%, Rs 20) per executed order on the order's intraday
+  value (an order's intraday quantity: the side's first `matched` units in execution order),
+  STT 0.025% on the intraday sell value (matched x sell WAP), stamp 0.003% on the intraday buy
+  value (matched x buy WAP), no DP charge.
+* Delivery part: no brokerage, STT 0.1% on delivery buy and sell value (unmatched quantity x
+  WAP), stamp 0.015% on the delivery buy value, and the DP charge once per scrip per day when
+  some quantity is delivered out (a delivery sell).
+* BTST (sold the next day, before the shares reach the demat account) is a delivery sell and
+  pays the DP charge: Zerodha has levied DP on BTST sells since 2021-06-02, when it began
+  crediting and debiting the client's own demat account instead of its pool account
+  (https://support.zerodha.com/category/account-opening/getting-started/charges/articles/dp-charges-for-btst-trades).
+  Older forum answers saying BTST pays no DP describe the process before that date.
+* MIS is intraday whatever it nets to; products are not netted with each other (Kite keeps
+  CNC and MIS positions apart; the exchange would net them, a case the engine never creates).
+
+Rounding, as on Zerodha's contract notes and brokerage calculator: STT to the nearest rupee
+(half up) on the scrip's day total (NSE computes STT per client, security and day, as above;
+Zerodha's calculator rounds STT to the rupee: https://tradingqna.com/t/stt-zerodha-brokerage-calculator/21903),
+brokerage per executed order to the paisa, every other component on the scrip's day total to
+the paisa (half up), GST on the rounded components it applies to.
+
+Per-fill charges: a fill pays the increase of its scrip-day's charges (`ScripDay.add`), so
+the charges booked after any prefix of the day's fills are exactly `day_charges` of that
+prefix, and the day's total is right however it is split. A buy is booked at delivery rates
+when it fills (nothing else is known yet); a same-day sell that turns it intraday pays the
+difference, which can be negative (the buy's delivery STT and stamp are given back).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 PAISA = Decimal("0.01")
 RUPEE = Decimal("1")
@@ -139,7 +176,7 @@ def rates_on(day: date, history: tuple[EquityRates, ...] = RATE_HISTORY) -> Equi
 
 @dataclass(frozen=True, slots=True)
 class ChargesBreakdown:
-    """Charges of one executed order (or of one DP debit), rupees."""
+    """Charges, by component, rupees (of a scrip's day, a fill, an order or a DP debit)."""
 
     brokerage: Decimal = Decimal("0")
     stt: Decimal = Decimal("0")
@@ -165,15 +202,19 @@ class ChargesBreakdown:
 
     def __add__(self, other: ChargesBreakdown) -> ChargesBreakdown:
         return ChargesBreakdown(
-            brokerage=self.brokerage + other.brokerage,
-            stt=self.stt + other.stt,
-            transaction=self.transaction + other.transaction,
-            sebi=self.sebi + other.sebi,
-            stamp=self.stamp + other.stamp,
-            gst=self.gst + other.gst,
-            dp=self.dp + other.dp,
-            other=self.other + other.other,
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(ChargesBreakdown))
         )
+
+    def __sub__(self, other: ChargesBreakdown) -> ChargesBreakdown:
+        return ChargesBreakdown(
+            *(getattr(self, f.name) - getattr(other, f.name) for f in fields(ChargesBreakdown))
+        )
+
+    def as_dict(self) -> dict[str, Decimal]:
+        """Every component and the total, rupees."""
+        return {f.name: getattr(self, f.name) for f in fields(ChargesBreakdown)} | {
+            "total": self.total
+        }
 
 
 def _paise(value: Decimal) -> Decimal:
@@ -182,6 +223,49 @@ def _paise(value: Decimal) -> Decimal:
 
 def _rupees(value: Decimal) -> Decimal:
     return value.quantize(RUPEE, rounding=ROUND_HALF_UP).quantize(PAISA)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeFill:
+    """One executed trade as the charges model sees it (an order fills in one or more)."""
+
+    order_id: str
+    side: Side
+    quantity: int
+    price: Decimal
+
+    def __post_init__(self) -> None:
+        if self.quantity <= 0:
+            raise ValueError("quantity must be positive")
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "price", Decimal(self.price))
+
+
+def _share(value: Decimal, part: int, whole: int) -> Decimal:
+    """`part` units of `whole` worth `value` together, at the weighted average price."""
+    if part == whole:
+        return value
+    if part == 0:
+        return Decimal(0)
+    return value * part / whole
+
+
+def day_charges(
+    fills: Iterable[TradeFill],
+    product: Product | str,
+    trade_date: date,
+    *,
+    history: tuple[EquityRates, ...] = RATE_HISTORY,
+    dp: bool = True,
+) -> ChargesBreakdown:
+    """Every charge of one scrip's fills of one day in one product (fills in execution order).
+
+    CNC nets intraday by matched quantity (see the module docstring); MIS is all intraday.
+    `dp=False` leaves the DP charge out (a single order's charges, `order_charges`)."""
+    day = ScripDay(product, trade_date, history=history, dp=dp)
+    for fill in fills:
+        day.add(fill)
+    return day.total
 
 
 def order_charges(
@@ -193,35 +277,144 @@ def order_charges(
     *,
     history: tuple[EquityRates, ...] = RATE_HISTORY,
 ) -> ChargesBreakdown:
-    """Charges of one executed NSE equity order of `quantity` shares at average `price`."""
-    side = Side(side)
-    product = Product(product)
-    if quantity <= 0:
-        raise ValueError("quantity must be positive")
-    price = Decimal(price)
-    r = rates_on(trade_date, history)
-    turnover = price * quantity
-    if product is Product.MIS:
-        brokerage = min(_paise(turnover * r.brokerage_intraday_pct * PCT),
-                        r.brokerage_intraday_cap_rupees)  # fmt: skip
-        stt = _rupees(turnover * r.stt_intraday_sell_pct * PCT) if side is Side.SELL else Decimal(0)
-        stamp_pct = r.stamp_intraday_buy_pct
-    else:
-        brokerage = r.brokerage_delivery_rupees
-        stt = _rupees(turnover * r.stt_delivery_pct * PCT)
-        stamp_pct = r.stamp_delivery_buy_pct
-    transaction = _paise(turnover * r.nse_transaction_pct * PCT)
-    sebi = _paise(turnover * r.sebi_rupees_per_crore / CRORE)
-    stamp = _paise(turnover * stamp_pct * PCT) if side is Side.BUY else Decimal("0")
-    gst = _paise((brokerage + transaction + sebi) * r.gst_pct * PCT)
-    return ChargesBreakdown(
-        brokerage=_paise(Decimal(brokerage)),
-        stt=stt,
-        transaction=transaction,
-        sebi=sebi,
-        stamp=stamp,
-        gst=gst,
-    )
+    """Charges of one executed order of `quantity` shares at average `price`, alone on its
+    scrip's day (a CNC order is then delivery), without the DP charge: a quote for one order.
+    Booked charges come from `day_charges` / `ScripDay`, which see the whole day."""
+    fill = TradeFill("order", Side(side), quantity, Decimal(price))
+    return day_charges([fill], product, trade_date, history=history, dp=False)
+
+
+class ScripDay:
+    """One scrip's fills of one day in one product, added in execution order.
+
+    `add` returns what the fill adds to the day's charges, so the sum of the returned
+    breakdowns is always `day_charges` of the fills so far: the per-fill charges every
+    consumer books (backtester, ledger, kitesim). Work per fill: O(orders of the day)."""
+
+    def __init__(
+        self,
+        product: Product | str,
+        trade_date: date,
+        *,
+        history: tuple[EquityRates, ...] = RATE_HISTORY,
+        dp: bool = True,
+    ):
+        self.product = Product(product)
+        self.trade_date = trade_date
+        self.rates = rates_on(trade_date, history)
+        self.history = history
+        self.dp = dp
+        self.total = ChargesBreakdown()
+        self.quantity = {Side.BUY: 0, Side.SELL: 0}
+        self.value = {Side.BUY: Decimal(0), Side.SELL: Decimal(0)}
+        # per (order, side), in order of first execution: [quantity, value, intraday, brokerage]
+        self._orders: dict[tuple[str, Side], list[Any]] = {}
+
+    @property
+    def intraday_quantity(self) -> int:
+        """Units bought and sold the same day (all of them for MIS)."""
+        if self.product is Product.MIS:
+            return max(self.quantity.values())
+        return min(self.quantity.values())
+
+    def add(self, fill: TradeFill) -> ChargesBreakdown:
+        row = self._orders.get((fill.order_id, fill.side))
+        if row is None:
+            row = self._orders[(fill.order_id, fill.side)] = [0, Decimal(0), 0, Decimal(0)]
+        turnover = fill.price * fill.quantity
+        row[0] += fill.quantity
+        row[1] += turnover
+        row[2] = -1  # its brokerage is due again
+        self.quantity[fill.side] += fill.quantity
+        self.value[fill.side] += turnover
+        after = self._charges()
+        delta = after - self.total
+        self.total = after
+        return delta
+
+    def _brokerage(self) -> Decimal:
+        r, mis = self.rates, self.product is Product.MIS
+        matched = min(self.quantity.values())
+        left = {Side.BUY: matched, Side.SELL: matched}  # FIFO: each side's first units
+        total = Decimal(0)
+        for (_order, side), row in self._orders.items():
+            quantity, value, before = row[0], row[1], row[2]
+            intraday = quantity if mis else min(quantity, left[side])
+            left[side] -= intraday
+            if intraday != before:
+                row[2] = intraday
+                pct = _paise(_share(value, intraday, quantity) * r.brokerage_intraday_pct * PCT)
+                row[3] = min(pct, r.brokerage_intraday_cap_rupees) if intraday else Decimal(0)
+            total += row[3]
+        return _paise(total)
+
+    def _charges(self) -> ChargesBreakdown:
+        r = self.rates
+        bq, sq = self.quantity[Side.BUY], self.quantity[Side.SELL]
+        bv, sv = self.value[Side.BUY], self.value[Side.SELL]
+        brokerage = self._brokerage()
+        if self.product is Product.MIS:
+            stt_value = sv * r.stt_intraday_sell_pct * PCT
+            stamp_value = bv * r.stamp_intraday_buy_pct * PCT
+            delivered_out = False
+        else:
+            matched = min(bq, sq)
+            intraday_buy, intraday_sell = _share(bv, matched, bq), _share(sv, matched, sq)
+            stt_value = (
+                (bv - intraday_buy + sv - intraday_sell) * r.stt_delivery_pct
+                + intraday_sell * r.stt_intraday_sell_pct
+            ) * PCT
+            stamp_value = (
+                (bv - intraday_buy) * r.stamp_delivery_buy_pct
+                + intraday_buy * r.stamp_intraday_buy_pct
+            ) * PCT
+            delivered_out = sq > matched
+        turnover = bv + sv
+        transaction = _paise(turnover * r.nse_transaction_pct * PCT)
+        sebi = _paise(turnover * r.sebi_rupees_per_crore / CRORE)
+        out = ChargesBreakdown(
+            brokerage=brokerage,
+            stt=_rupees(stt_value),
+            transaction=transaction,
+            sebi=sebi,
+            stamp=_paise(stamp_value),
+            gst=_paise((brokerage + transaction + sebi) * r.gst_pct * PCT),
+        )
+        if self.dp and delivered_out:
+            out = out + dp_charge(self.trade_date, history=self.history)
+        return out
+
+
+DayKey = tuple[str, str, str, date]  # exchange, symbol, product, IST trade date
+
+
+class DayCharges:
+    """Charges of many scrips and days: one `ScripDay` per (exchange, symbol, product, day)."""
+
+    def __init__(self, *, history: tuple[EquityRates, ...] = RATE_HISTORY):
+        self.history = history
+        self.days: dict[DayKey, ScripDay] = {}
+
+    def add(
+        self, exchange: str, symbol: str, product: Product | str, trade_date: date, fill: TradeFill
+    ) -> ChargesBreakdown:
+        key = (exchange, symbol, str(Product(product)), trade_date)
+        day = self.days.get(key)
+        if day is None:
+            day = self.days[key] = ScripDay(product, trade_date, history=self.history)
+        return day.add(fill)
+
+    def total(self, trade_date: date | None = None) -> ChargesBreakdown:
+        out = ChargesBreakdown()
+        for key, day in self.days.items():
+            if trade_date is None or key[3] == trade_date:
+                out = out + day.total
+        return out
+
+    def forget_before(self, trade_date: date) -> None:
+        """Drop the days before `trade_date` (their charges are final)."""
+        for key in [k for k in self.days if k[3] < trade_date]:
+            del self.days[key]
 
 
 def dp_charge(

@@ -4,8 +4,9 @@ Event-driven: indicators are computed once per symbol (vectorised), then one lea
 the union of the symbols' bar times. At each time, for each symbol with a bar:
 1. orders decided on the previous bar meet this bar's ticks (`dalal_shared.fills`: seeded tick
    path, MARKET at the first tick with spread and slippage, the volume cap; what the bar cannot
-   fill is cancelled, as a DAY order would be), and pay Zerodha's charges
-   (`dalal_shared.charges`, plus the DP charge once per scrip and day of delivery sells);
+   fill is cancelled, as a DAY order would be), and pay Zerodha's charges: what the fill adds
+   to its scrip's day (`dalal_shared.charges.DayCharges`: a same-day CNC buy and sell are
+   intraday for the matched quantity, the DP charge once per scrip and day of delivery sells);
 2. the account is marked to market at the close (one equity point per bar time) and the risk
    manager sees the mark (the day's loss);
 3. the strategy sees the completed bar and returns signals, which the risk manager turns into
@@ -42,7 +43,7 @@ from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
 from dalal_shared import fills
 from dalal_shared.calendar import NseCalendar, nse_calendar
-from dalal_shared.charges import ChargesBreakdown, dp_charge, order_charges
+from dalal_shared.charges import ChargesBreakdown, DayCharges, TradeFill
 from dalal_shared.performance import EquityPoint, Report, compute_paise
 from dalal_shared.timeutil import to_ist
 
@@ -242,7 +243,7 @@ class _Book:
         self.trades: list[Trade] = []
         self.fills: list[FillRecord] = []
         self.charges = ChargesBreakdown()
-        self.dp_days: set[tuple[str, Any]] = set()
+        self.day_charges = DayCharges()
 
     def fill(self, sym: str, bar: fills.Bar, orders: list[PendingOrder]) -> None:
         """The orders decided on the previous bar meet this bar's ticks. The bar's first tick
@@ -280,11 +281,16 @@ class _Book:
                 continue  # what the bar cannot fill is cancelled, as a DAY order would be
             price = (notional / got).quantize(Decimal("0.0001"))
             day = to_ist(first_at).date()
-            ch = order_charges(order.side.value, cfg.product, got, price, day)
+            # what this fill adds to its scrip's day: a same-day CNC sell turns the day's buys
+            # intraday for the matched quantity (dalal_shared.charges), the ledger's rule
+            ch = self.day_charges.add(
+                "NSE",
+                sym,
+                cfg.product,
+                day,
+                TradeFill(order.client_order_id, order.side.value, got, price),
+            )
             sell = order.side is fills.Side.SELL
-            if sell and cfg.product == "CNC" and (sym, day) not in self.dp_days:
-                self.dp_days.add((sym, day))
-                ch = ch + dp_charge(day)
             self.charges = self.charges + ch
             record = FillRecord(
                 order.client_order_id,

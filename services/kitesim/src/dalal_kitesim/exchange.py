@@ -19,7 +19,12 @@ from typing import Any
 from dalal_kitesim.clock import MarketClock
 from dalal_kitesim.errors import InputException, OrderException
 from dalal_kitesim.marketdata import Instrument, InstrumentStore
-from dalal_shared.charges import ChargesBreakdown, auto_square_off_charge, order_charges
+from dalal_shared.charges import (
+    ChargesBreakdown,
+    DayCharges,
+    TradeFill,
+    auto_square_off_charge,
+)
 from dalal_shared.fills import (
     FillConfig,
     OrderTerms,
@@ -263,6 +268,7 @@ class Exchange:
         self.holdings: dict[int, Holding] = {}
         self.opening_balance = config.opening_balance
         self.charges_today = ChargesBreakdown()
+        self.day_charges = DayCharges()  # per scrip and day: CNC nets intraday (charges.py)
         self.reject_next = 0
         self.reject_message = "RMS: rejected by kitesim fault injection"
         self._order_seq = 0
@@ -711,6 +717,13 @@ class Exchange:
         position = self.positions.setdefault(
             (order.instrument_token, order.product), Position(inst, order.product)
         )
+        self.charges_today = self.charges_today + self.day_charges.add(
+            inst.exchange,
+            inst.tradingsymbol,
+            order.product,
+            ts.astimezone(IST).date(),
+            TradeFill(order.order_id, order.transaction_type, quantity, price),
+        )
         if order.transaction_type == "BUY":
             position.buy_quantity += quantity
             position.buy_value += price * quantity
@@ -725,12 +738,10 @@ class Exchange:
         self._announce(order)
 
     def _charge(self, order: Order) -> None:
+        """The broker's square-off fee; the trade charges are booked per fill (`_fill`)."""
         if order.filled_quantity == 0:
             return
         day = self.now.astimezone(IST).date()
-        self.charges_today = self.charges_today + order_charges(
-            order.transaction_type, order.product, order.filled_quantity, order.average_price, day
-        )
         if order.square_off:
             self.charges_today = self.charges_today + auto_square_off_charge(day)
 
@@ -745,6 +756,7 @@ class Exchange:
         self.trades = []
         self.positions = {}
         self.charges_today = ChargesBreakdown()
+        self.day_charges = DayCharges()
         for order in amo:
             order.order_timestamp = self.now
             self._admit(order)

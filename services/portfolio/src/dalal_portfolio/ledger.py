@@ -9,9 +9,11 @@ what makes it exact under at-least-once, out-of-order delivery:
   (`filled_at`, then `trade_id`) whenever one of them arrives, so a late fill lands where it
   belongs in time and FIFO matching is the same as if delivery had been clean.
 
-Charges come from `dalal_shared.charges`: per executed order (all fills of one
-`broker_order_id`; a fill pays the increase of its order's charges), and the DP charge once
-per scrip and IST day on delivery sells (booked on that day's first delivery sell). A closing
+Charges come from `dalal_shared.charges`, per scrip and IST day: a fill pays what it adds to
+its day's charges (`ScripDay`), so a same-day CNC buy and sell are charged as intraday for the
+matched quantity (the sell carries the difference, negative when it gives back the buy's
+delivery STT and stamp), brokerage is per executed order (`broker_order_id`), and the DP
+charge is paid once per scrip and day when shares are delivered out. A closing
 fill's realised P&L net of charges subtracts its own charges and the entry charges of the lots
 it closes, pro rata.
 
@@ -27,7 +29,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from dalal_shared.charges import ChargesBreakdown, dp_charge, order_charges
+from dalal_shared.charges import ChargesBreakdown, ScripDay, TradeFill
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.money import q4
 from dalal_shared.timeutil import to_ist
@@ -220,19 +222,6 @@ class _Cycle:
         self.exits: list[Exit] = []
 
 
-def _minus(a: ChargesBreakdown, b: ChargesBreakdown) -> ChargesBreakdown:
-    return ChargesBreakdown(
-        brokerage=a.brokerage - b.brokerage,
-        stt=a.stt - b.stt,
-        transaction=a.transaction - b.transaction,
-        sebi=a.sebi - b.sebi,
-        stamp=a.stamp - b.stamp,
-        gst=a.gst - b.gst,
-        dp=a.dp - b.dp,
-        other=a.other - b.other,
-    )
-
-
 def _split(amount: Decimal, part: int, whole: int) -> Decimal:
     return amount if part == whole else q4(amount * part / whole)
 
@@ -250,24 +239,22 @@ class _Replay:
         self.pos = Position(*key)
         self.cycle: _Cycle | None = None
         self.last: tuple[datetime, str] | None = None
-        self._orders: dict[str, tuple[int, Decimal, ChargesBreakdown]] = {}
-        self._dp_days: set[date] = set()
+        self._days: dict[date, ScripDay] = {}
 
     def _charge(self, fill: Fill) -> ChargesBreakdown:
-        """The fill's charges: its order's charges so far less what its earlier fills paid,
-        plus the DP charge on the day's first delivery sell."""
+        """The fill's charges: what it adds to its scrip's IST day (`dalal_shared.charges`:
+        a same-day CNC buy and sell are intraday for the matched quantity, brokerage per
+        order, the DP charge once a day when shares are delivered out). Negative when a
+        same-day sell turns a buy booked at delivery rates intraday."""
         if not fill.charged:
             return ChargesBreakdown()
-        qty, value, before = self._orders.get(fill.broker_order_id, (0, ZERO, ChargesBreakdown()))
-        qty += fill.quantity
-        value += fill.price * fill.quantity
         trade_day = to_ist(fill.filled_at).date()
-        after = order_charges(fill.side, fill.product, qty, value / qty, trade_day)
-        self._orders[fill.broker_order_id] = (qty, value, after)
-        charge = _minus(after, before)
-        if fill.side == "SELL" and fill.product == "CNC" and trade_day not in self._dp_days:
-            self._dp_days.add(trade_day)
-            charge = charge + dp_charge(trade_day)
+        day = self._days.get(trade_day)
+        if day is None:
+            day = self._days[trade_day] = ScripDay(fill.product, trade_day)
+        charge = day.add(
+            TradeFill(fill.broker_order_id, fill.side, fill.quantity, fill.price)  # type: ignore[arg-type]
+        )
         self.pos.charges_breakdown = self.pos.charges_breakdown + charge
         self.pos.charges = self.pos.charges_breakdown.total
         return charge
