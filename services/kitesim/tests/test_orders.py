@@ -202,9 +202,6 @@ def test_market_closed_amo_and_cnc_to_holdings(kitesim, kite):
     amo = place(kite, variety="amo", price=float(ltp(kitesim)), quantity=1)
     assert status(kite, amo)["status"] == "AMO REQ RECEIVED"
     kitesim.advance(until="2024-01-03T09:15:00+05:30")
-    with pytest.raises(kex.TokenException):  # the token died at 06:00
-        kite.holdings()
-    kite = kitesim.client()
     holdings = kite.holdings()
     assert holdings[0]["tradingsymbol"] == "RELIANCE" and holdings[0]["t1_quantity"] == 10
     assert kite.positions()["net"] == []

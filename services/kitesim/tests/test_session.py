@@ -1,11 +1,15 @@
 import hashlib
+from datetime import datetime
 
 import httpx
 import pytest
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
-from .conftest import API_KEY, API_SECRET
+from dalal_shared.kitesession import token_expiry
+from dalal_shared.timeutil import utcnow
+
+from .conftest import API_KEY, API_SECRET, Kitesim
 
 
 def test_login_page_redirects_with_request_token_and_session_works(shared_kitesim):
@@ -68,8 +72,28 @@ def test_checksum_is_sha256_of_key_token_secret(shared_kitesim):
     assert r.status_code == 200 and r.json()["data"]["access_token"]
 
 
-def test_token_dies_at_six_ist_next_simulated_day(kitesim):
+def test_by_default_a_token_lives_on_the_wall_clock_across_simulated_days(kitesim):
     kite = kitesim.client()
+    state = kitesim.control("/state", method="GET")
+    assert state["expiry_clock"] == "wall"
+    [live] = state["sessions"]
+    assert datetime.fromisoformat(live["expires_at"]) == token_expiry(utcnow())
+    kitesim.advance(until="2024-01-09T10:00:00+05:30")  # a week of market time
+    assert kite.profile()["user_id"] == "KS0001"
+
+
+def test_on_the_market_token_clock_a_token_dies_at_six_ist_next_simulated_day(postbacks):
+    kitesim = Kitesim(kitesim_expiry_clock="market").start()
+    try:
+        _dies_at_six(kitesim)
+    finally:
+        kitesim.stop()
+
+
+def _dies_at_six(kitesim):
+    kite = kitesim.client()
+    [live] = kitesim.control("/state", method="GET")["sessions"]
+    assert live["expires_at"] == "2024-01-03T00:30:00+00:00"  # 06:00 IST
     kite.profile()
     kitesim.advance(until="2024-01-03T05:59:00+05:30")
     kite.profile()

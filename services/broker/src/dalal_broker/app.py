@@ -56,6 +56,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         api_key=api_key,
         api_secret=api_secret,
         login_url=settings.login_url(),
+        check_interval_seconds=settings.session_check_seconds,
     )
     journal = Journal(db.make_engine(settings.database_url), source=NAME)
     kill_switch = KillSwitch(runtime.redis)
@@ -117,7 +118,10 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                 with suppress(Exception):
                     await instruments.ensure_fresh(session.valid)
                 tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
-                tracker[:] = [asyncio.create_task(desk.track_forever())]
+                tracker[:] = [
+                    asyncio.create_task(desk.track_forever()),
+                    asyncio.create_task(session.watch()),
+                ]
                 if follower is not None:
                     tracker.append(asyncio.create_task(follower.run()))
                 if order_stream is not None:

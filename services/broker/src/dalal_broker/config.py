@@ -51,6 +51,9 @@ class BrokerSettings(DalalSettings):
     send_backoff_seconds: float = Field(0.5, ge=0)
     rate_limit_timeout_seconds: float = Field(10.0, gt=0)
     poll_interval_seconds: float = Field(2.0, gt=0)
+    session_check_seconds: float = Field(
+        30.0, gt=0, description="how often the held Kite session is checked (a profile call)"
+    )
     lease_ttl_seconds: float = Field(10.0, gt=1)
     order_stream_enabled: bool = Field(
         True, description="take order updates from Kite's ticker WebSocket (the lease holder)"

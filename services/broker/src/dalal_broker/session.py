@@ -1,18 +1,23 @@
 """The daily Kite session of the broker: login, the stored token, expiry.
 
 A TokenException from any call marks the session expired: orders pause (new ones are refused
-with `no_session`) and SessionExpired is published, until the next login.
+with `no_session`) and SessionExpired is published, until the next login. `watch()` keeps that
+view honest when no order is going: it expires the session once its 06:00 IST is past and asks
+Kite (`profile`, one cheap call) every `check_interval_seconds`, so a token Kite (or kitesim)
+has killed for any reason flips `/session`, the gauge and the engine (SessionExpired) within one
+interval, even with no order in flight (ADR 0005).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from urllib.parse import urlencode
 
 from prometheus_client import Gauge
 
-from dalal_broker.kite import KiteGateway
+from dalal_broker.kite import KiteGateway, KiteSessionError
 from dalal_shared.bus import Publisher
 from dalal_shared.errors import PermanentError
 from dalal_shared.kitesession import KiteSessionRecord, SessionStore, token_expiry
@@ -47,6 +52,7 @@ class SessionManager:
         api_key: str,
         api_secret: str,
         login_url: str,
+        check_interval_seconds: float = 30.0,
     ):
         self.gateway = gateway
         self.store = store
@@ -54,6 +60,7 @@ class SessionManager:
         self.api_key = api_key
         self.api_secret = api_secret
         self._login_url = login_url
+        self.check_interval_seconds = check_interval_seconds
         self.current: KiteSessionRecord | None = None
 
     def login_url(self) -> str:
@@ -102,6 +109,34 @@ class SessionManager:
         if was_valid:
             await self.publisher.publish(SYSTEM_EVENTS, SessionExpired(reason=reason))
             log.warning("session.expired", reason=reason)
+
+    async def check(self) -> bool:
+        """Is the held session still good? Expires it (SessionExpired) when its time has passed
+        or Kite answers TokenException; a Kite that cannot be reached says nothing either way."""
+        record = self.current
+        if record is None:
+            return False
+        if not record.is_valid():
+            await self.expire("the access token's expiry time (06:00 IST) has passed")
+            return False
+        try:
+            await self.gateway.profile()
+        except KiteSessionError:
+            if self.current is record:  # not a login that happened meanwhile
+                await self.expire("TokenException from Kite")
+                return False
+        except Exception as exc:  # unreachable, rate limited: the next round asks again
+            log.warning("session.check_failed", error=type(exc).__name__)
+        return self.valid
+
+    async def watch(self) -> None:
+        """Check the session every `check_interval_seconds` (the order placer runs this)."""
+        while True:
+            await asyncio.sleep(self.check_interval_seconds)
+            try:
+                await self.check()
+            except Exception as exc:  # keep watching whatever one round did
+                log.error("session.watch_failed", error=repr(exc))
 
     def _use(self, record: KiteSessionRecord | None) -> None:
         self.current = record

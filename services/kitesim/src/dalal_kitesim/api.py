@@ -40,7 +40,7 @@ def sim_of(request: Request | WebSocket) -> Simulator:
 
 def auth(request: Request) -> AccessSession:
     sim = sim_of(request)
-    return sim.sessions.check(request.headers.get("authorization"), sim.clock.now)
+    return sim.sessions.check(request.headers.get("authorization"))
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -111,7 +111,7 @@ async def session_token(request: Request) -> JSONResponse:
     sim = sim_of(request)
     p = await form(request)
     session = sim.sessions.exchange(
-        p.get("api_key", ""), p.get("request_token", ""), p.get("checksum", ""), sim.clock.now
+        p.get("api_key", ""), p.get("request_token", ""), p.get("checksum", "")
     )
     data = _profile(sim, session.user_id)
     data.update(
@@ -135,7 +135,7 @@ async def session_logout(request: Request) -> JSONResponse:
     if p.get("api_key") != sim.settings.kitesim_api_key:
         raise InputException("Invalid `api_key`.")
     token = p.get("access_token") or ""
-    sim.sessions.check_pair(p.get("api_key", ""), token, sim.clock.now)
+    sim.sessions.check_pair(p.get("api_key", ""), token)
     sim.sessions.invalidate(token)
     return ok(True)
 
@@ -386,7 +386,6 @@ async def ticker(websocket: WebSocket) -> None:
         session = sim.sessions.check_pair(
             websocket.query_params.get("api_key", ""),
             websocket.query_params.get("access_token", ""),
-            sim.clock.now,
         )
     except TokenException:
         await websocket.close(code=1008)  # before accept: the client sees HTTP 403

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,6 +31,7 @@ from dalal_shared.calendar import nse_calendar
 from dalal_shared.fills import FillConfig
 from dalal_shared.httpapp import RequestMetrics
 from dalal_shared.logging import get_logger
+from dalal_shared.timeutil import utcnow
 
 log = get_logger(__name__)
 
@@ -96,6 +98,7 @@ class Simulator:
             api_key=settings.kitesim_api_key,
             api_secret=settings.kitesim_api_secret.get_secret_value(),
             user_id=settings.kitesim_user_id,
+            clock=self._token_now,
             expire=settings.kitesim_token_expiry,
         )
         self.hub = TickerHub(
@@ -125,6 +128,10 @@ class Simulator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
         self.clock.start()
+
+    def _token_now(self) -> datetime:
+        """The clock tokens expire on (ADR 0005): the wall clock, or the simulated one."""
+        return self.clock.now if self.settings.kitesim_expiry_clock == "market" else utcnow()
 
     # -- postbacks ----------------------------------------------------------------------------
     def postback_body(self, order: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -23,12 +24,18 @@ class KitesimSettings(DalalSettings):
     )
     kitesim_user_id: str = Field("KS0001", description="the simulated account's user id")
     kitesim_redirect_url: str = Field(
-        "http://127.0.0.1:8001/kite/callback",
+        "http://127.0.0.1:8001/session/callback",
         description="where the login page sends the browser with ?request_token=...",
     )
     kitesim_postback_url: str | None = Field(None, description="order postbacks go here")
     kitesim_token_expiry: bool = Field(
-        True, description="access tokens die at 06:00 IST of the next simulated day"
+        True, description="access tokens die at 06:00 IST of the next day (on the token clock)"
+    )
+    kitesim_expiry_clock: Literal["wall", "market"] = Field(
+        "wall",
+        description="the clock token expiry follows: the wall clock (as Kite: one login a real "
+        "day, and Dalal computes the same expiry) or the simulated market clock (tokens die "
+        "at simulated 06:00, a few real minutes at the default speed; for expiry tests)",
     )
 
     # Market data.

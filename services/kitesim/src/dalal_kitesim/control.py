@@ -56,6 +56,15 @@ def state(sim: Simulator) -> dict[str, Any]:
         "ticker_connections": len(sim.hub.connections),
         "ticker_silenced": sim.hub.silenced,
         "faults_pending": len(sim.faults.faults),
+        "expiry_clock": sim.settings.kitesim_expiry_clock,
+        "sessions": [
+            {
+                "user_id": s.user_id,
+                "login_time": s.login_time.isoformat(),
+                "expires_at": s.expires_at.isoformat() if s.expires_at else None,
+            }
+            for s in sim.sessions.live()
+        ],
     }
 
 
