@@ -2,6 +2,16 @@
 
 Every function takes float64 arrays and returns an array of the same length, NaN where the
 indicator is not defined yet (too few bars), so `ind[i]` only ever uses bars 0..i.
+
+Exact where ties matter. NSE prices sit on a Rs 0.05 grid, so two moving averages are often
+exactly equal; a float running sum makes them differ by 1e-12 either way and moves a cross a
+bar. `sma` therefore sums whole paise (int64, exact) and divides once: the result is the
+correctly rounded value of the exact average, so equal averages give equal floats whatever
+the window or the series' start. `sma_crosses` decides crosses on the integers themselves
+(fast_sum * slow_bars against slow_sum * fast_bars). Tie rule, everywhere: a cross above at
+bar i needs fast > slow at i and fast <= slow at i - 1 (so equal now is no cross; touching and
+then rising above is one); a cross below mirrors it. Series off the paisa grid (derived values)
+fall back to float sums.
 """
 
 from __future__ import annotations
@@ -12,14 +22,62 @@ from numpy.typing import NDArray
 Floats = NDArray[np.float64]
 
 
+Ints = NDArray[np.int64]
+
+
+def paise(values: Floats) -> Ints | None:
+    """`values` (rupees) as whole paise when every one is on the paisa grid, else None."""
+    scaled = np.asarray(values, dtype=np.float64) * 100
+    whole = np.rint(scaled)
+    if len(scaled) and not np.all(np.abs(scaled - whole) < 1e-6):
+        return None
+    return whole.astype(np.int64)
+
+
+def rolling_sum(values: Ints, bars: int) -> Ints:
+    """Sums of each `bars` consecutive integers (len(values) - bars + 1 of them), exact."""
+    csum = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+    return csum[bars:] - csum[:-bars]
+
+
 def sma(values: Floats, bars: int) -> Floats:
-    """Simple moving average of the last `bars` values."""
+    """Simple moving average of the last `bars` values (exact sums on the paisa grid)."""
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
-    csum = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
-    out[bars - 1 :] = (csum[bars:] - csum[:-bars]) / bars
+    whole = paise(values)
+    if whole is None:
+        csum = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
+        out[bars - 1 :] = (csum[bars:] - csum[:-bars]) / bars
+        return out
+    # one division of two exact integers (both < 2**53): the correctly rounded average
+    out[bars - 1 :] = rolling_sum(whole, bars) / float(bars * 100)
     return out
+
+
+def sma_crosses(
+    values: Floats, fast_bars: int, slow_bars: int
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(crossed above, crossed below) of the `fast_bars` SMA against the `slow_bars` SMA,
+    decided exactly (integer paise; see the module docstring for the tie rule). Off the
+    paisa grid, the float SMAs' `crossed_above` / `crossed_below`."""
+    n = len(values)
+    whole = paise(values)
+    if whole is None or fast_bars <= 0 or slow_bars <= 0:
+        fast, slow = sma(values, fast_bars), sma(values, slow_bars)
+        return crossed_above(fast, slow), crossed_below(fast, slow)
+    above = np.zeros(n, dtype=bool)
+    below = np.zeros(n, dtype=bool)
+    first = max(fast_bars, slow_bars) - 1  # first bar where both are defined
+    if n <= first + 1:
+        return above, below
+    fast_sum = rolling_sum(whole, fast_bars)[first - fast_bars + 1 :]
+    slow_sum = rolling_sum(whole, slow_bars)[first - slow_bars + 1 :]
+    # sign of fast - slow = sign of fast_sum * slow_bars - slow_sum * fast_bars (int64 exact)
+    diff = np.sign(fast_sum * slow_bars - slow_sum * fast_bars)
+    above[first + 1 :] = (diff[1:] > 0) & (diff[:-1] <= 0)
+    below[first + 1 :] = (diff[1:] < 0) & (diff[:-1] >= 0)
+    return above, below
 
 
 def ema(values: Floats, bars: int) -> Floats:

@@ -53,14 +53,13 @@ class SmaCross(Strategy):
 
     def indicators(self, bars: BarSeries) -> dict[str, NDArray[Any]]:
         p = self.params
-        fast = ta.sma(bars.close, p.fast_bars)
-        slow = ta.sma(bars.close, p.slow_bars)
+        up, down = ta.sma_crosses(bars.close, p.fast_bars, p.slow_bars)  # exact: ties are no cross
         return {
-            "fast": fast,
-            "slow": slow,
+            "fast": ta.sma(bars.close, p.fast_bars),
+            "slow": ta.sma(bars.close, p.slow_bars),
             "atr": ta.atr(bars.high, bars.low, bars.close, p.atr_bars),
-            "up": ta.crossed_above(fast, slow),
-            "down": ta.crossed_below(fast, slow),
+            "up": up,
+            "down": down,
         }
 
     def candidates(self, ind: Mapping[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
