@@ -106,6 +106,14 @@ SAMPLES: list[m.Message] = [
     m.DataStale(feed="ticker-0", last_tick_at=T0, age_seconds=12.5),
     m.KillSwitchEngaged(reason="daily loss", engaged_by="risk"),
     m.KillSwitchReleased(released_by="cli"),
+    m.ReconcileCompleted(
+        scope="portfolio",
+        trigger="session_closed",
+        breaks=2,
+        kinds=("quantity_mismatch", "trade_missing_in_ledger"),
+        day=date(2024, 6, 14),
+        completed_at=datetime(2024, 6, 14, 10, 6, tzinfo=UTC),
+    ),
 ]
 
 

@@ -282,6 +282,21 @@ class KillSwitchReleased(Message):
     released_by: str
 
 
+@register
+class ReconcileCompleted(Message):
+    """A reconciliation ran by itself (`trigger`: after a start, a new session, the day's close).
+    `scope` "portfolio": the ledger against Kite's positions, holdings and the journal's trades;
+    "broker": the order journal against Kite's order book and trades. `kinds` lists the distinct
+    break kinds (empty when clean)."""
+
+    scope: Literal["portfolio", "broker"]
+    trigger: Literal["start", "session_valid", "session_closed", "manual"]
+    breaks: int = Field(ge=0)
+    kinds: tuple[str, ...] = ()
+    day: date | None = None  # the session day of an end-of-day run
+    completed_at: AwareDatetime
+
+
 # ---------------------------------------------------------------- envelope
 
 

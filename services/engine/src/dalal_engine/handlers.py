@@ -22,6 +22,7 @@ from dalal_shared.messages import (
     PositionClosed,
     PositionOpened,
     PositionReduced,
+    ReconcileCompleted,
     RiskDecided,
     SessionClosed,
     SessionExpired,
@@ -132,5 +133,6 @@ def system_events_handler(live: LiveEngine) -> Handler:
             SessionExpired: on_event,
             DataStale: on_event,
             SessionClosed: None,  # end-of-day work is the portfolio's; the risk day rolls itself
+            ReconcileCompleted: None,  # for alerts and operators
         }
     )

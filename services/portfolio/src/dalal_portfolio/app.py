@@ -17,6 +17,7 @@ from dalal_portfolio.handlers import (
 )
 from dalal_portfolio.open_orders import OpenOrders
 from dalal_portfolio.reconcile import HttpBrokerView
+from dalal_portfolio.reconciling import portfolio_runner
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
 from dalal_portfolio.tasks import OutboxPublisher, PeriodicTasks
@@ -40,12 +41,22 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
         outbox_interval_seconds=settings.outbox_interval_seconds,
     )
     open_orders = OpenOrders()
+    broker_view = HttpBrokerView(settings.broker_url, timeout=settings.broker_timeout_seconds)
+    reconciler = portfolio_runner(
+        service,
+        broker_view,
+        runtime.publisher,
+        retry_seconds=settings.reconcile_retry_seconds,
+        confirm_seconds=settings.reconcile_confirm_seconds,
+    )
     runtime.consume(
         {
             ORDERS_EVENTS: order_events_handler(open_orders, service, outbox.flush),
             ORDERS_COMMANDS: commands_handler(service),
             MARKET_TICKS: ticks_handler(service),
-            SYSTEM_EVENTS: system_events_handler(service, outbox.flush),
+            SYSTEM_EVENTS: system_events_handler(
+                service, outbox.flush, reconciler if settings.reconcile_enabled else None
+            ),
         }
     )
 
@@ -58,9 +69,12 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.lifespan(app):
             await tasks.start()
+            if settings.reconcile_enabled:
+                reconciler.start()  # the after-start run, retried until the broker can answer
             try:
                 yield
             finally:
+                await reconciler.stop()
                 await tasks.stop()
                 store.close()
 
@@ -75,7 +89,6 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.open_orders = open_orders
     app.state.portfolio = service
-    app.state.broker_view = HttpBrokerView(
-        settings.broker_url, timeout=settings.broker_timeout_seconds
-    )
+    app.state.broker_view = broker_view
+    app.state.reconciler = reconciler
     return app

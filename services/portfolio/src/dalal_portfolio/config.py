@@ -30,3 +30,13 @@ class PortfolioSettings(DalalSettings):
     outbox_interval_seconds: float = Field(
         1.0, ge=0.01, le=60, description="how often unpublished portfolio events are retried"
     )
+    reconcile_enabled: bool = Field(
+        True,
+        description="reconcile by itself after start, on a new session and after the close",
+    )
+    reconcile_retry_seconds: float = Field(
+        30.0, ge=0.05, le=3600, description="pause before retrying a run that could not run"
+    )
+    reconcile_confirm_seconds: float = Field(
+        20.0, ge=0, le=600, description="pause before the second look at breaks found"
+    )

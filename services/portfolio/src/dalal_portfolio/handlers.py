@@ -29,11 +29,13 @@ from dalal_shared.messages import (
     OrderRejected,
     OrderUpdated,
     PlaceOrder,
+    ReconcileCompleted,
     SessionClosed,
     SessionExpired,
     SessionValid,
     Tick,
 )
+from dalal_shared.reconciling import ReconcileRunner
 
 Flush = Callable[[], Awaitable[int]]
 
@@ -85,9 +87,14 @@ def commands_handler(service: PortfolioService) -> Handler:
     return dispatcher({PlaceOrder: on_place, CancelOrder: None, ModifyOrder: on_modify})
 
 
-def system_events_handler(service: PortfolioService, flush: Flush | None = None) -> Handler:
+def system_events_handler(
+    service: PortfolioService,
+    flush: Flush | None = None,
+    reconciler: ReconcileRunner | None = None,
+) -> Handler:
     """`system.events`: the scheduler's SessionClosed takes the end-of-day EquitySnapshot
-    (once per day, however often the signal is delivered); the other events are not ours."""
+    (once per day, however often the signal is delivered) and asks for a reconciliation, as a
+    new Kite session (SessionValid) does; the other events are not ours."""
 
     async def on_closed(event: SessionClosed, _envelope: Envelope) -> None:
         taken = await asyncio.to_thread(service.end_of_day, event.day)
@@ -95,11 +102,18 @@ def system_events_handler(service: PortfolioService, flush: Flush | None = None)
             metrics.SNAPSHOTS.inc()
             if flush is not None:
                 await flush()
+        if reconciler is not None:
+            reconciler.request("session_closed", event.day)
+
+    async def on_valid(_event: SessionValid, _envelope: Envelope) -> None:
+        if reconciler is not None:
+            reconciler.request("session_valid")
 
     return dispatcher(
         {
             SessionClosed: on_closed,
-            SessionValid: None,
+            SessionValid: on_valid,
+            ReconcileCompleted: None,
             SessionExpired: None,
             DataStale: None,
             KillSwitchEngaged: None,
