@@ -49,7 +49,12 @@ from dalal_shared.messages import (
 )
 from dalal_shared.timeutil import utcnow
 
-HISTORY_FLOOR_BARS = 300
+HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at least)
+# The history then grows from that first bar and is not slid along: indicators are computed over
+# it from the same first bar each time, as the backtester computes them over its whole series,
+# so the same bars give the same decisions (a sliding window re-seeds the EMA/ATR every bar).
+# Only past this many bars is the history cut back (to its last HISTORY_FLOOR_BARS-or-more).
+HISTORY_CAP_BARS = 20_000
 
 
 class Clock(Protocol):
@@ -198,7 +203,8 @@ class LiveEngine:
         is_new = not history or bar.start > history[-1].start
         if is_new:
             history.append(stored)
-            del history[:-need]
+            if len(history) > max(HISTORY_CAP_BARS, need):
+                del history[:-need]
         running = self.running
         open_intents = self.store.intents(open_only=True)
         open_symbols = {s.command.symbol for s in open_intents}
