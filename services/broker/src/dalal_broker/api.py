@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from dalal_broker.instrument_store import instrument_view
 from dalal_broker.postback import verify_postback
-from dalal_broker.reconcile import reconcile
+from dalal_broker.reconciling import journal_breaks
 from dalal_shared.charges import RatesNotKnownError, order_charges
 from dalal_shared.errors import DalalError, NotFoundError
 from dalal_shared.logging import get_logger
@@ -223,21 +223,12 @@ async def get_instrument(exchange: str, symbol: str, request: Request) -> dict[s
 @router.get("/reconcile", tags=["orders"], summary="Journal against Kite's orders and trades")
 async def get_reconcile(request: Request) -> dict[str, Any]:
     state = request.app.state
-    gateway = state.adapter
-    orders = await gateway.orders()
-    trades = await gateway.trades()
-    rows = await asyncio.to_thread(state.journal.list, limit=5000)
-    filled: dict[str, int] = {}
-    for row in rows:
-        if row.broker_order_id:
-            recorded = await asyncio.to_thread(state.journal.trades_of, row.client_order_id)
-            filled[row.broker_order_id] = sum(int(t["quantity"]) for t in recorded)
-    breaks = reconcile(rows, filled, orders, trades)
+    breaks, orders, trades = await journal_breaks(state.journal, state.adapter)
     return {
         "ok": not breaks,
         "breaks": [b.view() for b in breaks],
-        "orders_checked": len(orders),
-        "trades_checked": len(trades),
+        "orders_checked": orders,
+        "trades_checked": trades,
     }
 
 

@@ -19,6 +19,8 @@ from dalal_broker.killswitch import KillSwitch
 from dalal_broker.kite import KiteGateway
 from dalal_broker.orderstream import OrderStream, ticker_base
 from dalal_broker.paper import PaperBroker, TickFollower
+from dalal_broker.reconciling import broker_runner
+from dalal_broker.reconciling import system_events_handler as reconcile_triggers
 from dalal_broker.session import SessionManager
 from dalal_shared import db
 from dalal_shared.bus import default_consumer_name
@@ -29,7 +31,7 @@ from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger, register_secret
 from dalal_shared.ratelimit import RateLimiter
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import ORDERS_COMMANDS
+from dalal_shared.streams import ORDERS_COMMANDS, SYSTEM_EVENTS
 
 NAME = "broker"
 LEASE_NAME = "broker-order-placer"
@@ -96,6 +98,14 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         else None
     )
 
+    reconciler = broker_runner(
+        journal,
+        adapter,
+        session,
+        runtime.publisher,
+        retry_seconds=settings.reconcile_retry_seconds,
+        confirm_seconds=settings.reconcile_confirm_seconds,
+    )
     tasks: list[asyncio.Task[None]] = []  # consumers: stopped cleanly at a batch boundary
     tracker: list[asyncio.Task[None]] = []  # order tracking: cancelled
 
@@ -126,9 +136,12 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                     tracker.append(asyncio.create_task(follower.run()))
                 if order_stream is not None:
                     tracker.append(asyncio.create_task(order_stream.run()))
+                if settings.reconcile_enabled:
+                    reconciler.start()  # once the session is valid; on SessionValid/Closed
             elif not held and desk.leader:
                 log.warning("lease.lost", holder=holder)
                 desk.leader = False
+                await reconciler.stop()
                 for c in runtime.consumers:
                     c.stop()
                 for t in (*tasks, *tracker):
@@ -149,6 +162,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         finally:
             leader_task.cancel()
             desk.leader = False
+            await reconciler.stop()
             for task in tracker:
                 task.cancel()
             for consumer in runtime.consumers:
@@ -165,6 +179,8 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         await asyncio.to_thread(db.ping, journal.engine)
 
     runtime.consume({ORDERS_COMMANDS: order_commands(desk)})
+    if settings.reconcile_enabled:
+        runtime.consume({SYSTEM_EVENTS: reconcile_triggers(reconciler)})
     app = create_app(
         NAME,
         api_key_digest=settings.api_key_digest(),
@@ -177,6 +193,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     state.runtime, state.session, state.desk, state.journal = runtime, session, desk, journal
     state.kill_switch, state.instruments, state.gateway = kill_switch, instruments, gateway
     state.adapter = adapter
+    state.reconciler = reconciler
     state.api_secret = api_secret
     app.include_router(router)
     return app

@@ -72,6 +72,15 @@ class BrokerSettings(DalalSettings):
         Decimal("0.1"), gt=0, le=1, description="share of a minute's volume one order may take"
     )
 
+    # reconciliation by itself (the lease holder): after start, on a new session, after the close
+    reconcile_enabled: bool = Field(True, description="reconcile the journal with Kite by itself")
+    reconcile_retry_seconds: float = Field(
+        30.0, ge=0.05, le=3600, description="pause before retrying a run that could not run"
+    )
+    reconcile_confirm_seconds: float = Field(
+        20.0, ge=0, le=600, description="pause before the second look at breaks found"
+    )
+
     def login_url(self) -> str:
         if self.kite_login_url:
             return self.kite_login_url
