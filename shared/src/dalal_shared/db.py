@@ -8,35 +8,78 @@ version table (`alembic_version_<service>`). SQLite is the default (a file under
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any, Self
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from dalal_shared.errors import ConfigError
+
+URL_VARIABLE = "DALAL_DATABASE_URL"
+FILE_MODE = 0o600  # the ledger and the order journal are nobody else's business
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            f"{URL_VARIABLE}: not a database URL; use sqlite:///path or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(not a URL)"
 
 
 def normalise_url(url: str) -> str:
     """Pick the driver Dalal ships with (psycopg 3) for a bare `postgresql://` URL."""
-    parsed = make_url(url)
+    parsed = _parse(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
         raise ConfigError(
-            f"unsupported database driver {parsed.drivername!r} (DALAL_DATABASE_URL): "
+            f"{URL_VARIABLE}: unsupported database driver {parsed.drivername!r}: "
             "use sqlite:///path or postgresql+psycopg://user@host/db"
         )
     return parsed.render_as_string(hide_password=False)
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file readable by its owner only (mode 0600), and tighten an existing
+    one and its WAL/shared-memory files (SQLite gives those the database file's mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # not there, or not ours to change
+            if candidate.stat().st_mode & 0o777 != FILE_MODE:
+                candidate.chmod(FILE_MODE)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; a SQLite file's folder is created, WAL and foreign keys are on."""
+    """An engine for `url`; a SQLite file is created with mode 0600 (its folder too), WAL and
+    foreign keys are on."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and "mode=memory" not in url:
+            try:
+                _private_sqlite_file(Path(parsed.database))
+            except OSError as exc:
+                raise ConfigError(
+                    f"{URL_VARIABLE}: cannot create the SQLite file {parsed.database} "
+                    f"({exc.strerror or exc})"
+                ) from None
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
 
@@ -74,10 +117,16 @@ def upgrade(engine: Engine, script_location: str | Path, *, version_table: str) 
 
     config = Config()
     config.set_main_option("script_location", str(script_location))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        config.attributes["version_table"] = version_table
-        command.upgrade(config, "head")
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            config.attributes["version_table"] = version_table
+            command.upgrade(config, "head")
+    except DBAPIError as exc:  # unreachable, refused, bad credentials: one line naming the URL
+        reason = " ".join(str(exc.orig or exc).split())[:300]
+        raise ConfigError(
+            f"{URL_VARIABLE}: cannot open the database at {safe_url(str(engine.url))}: {reason}"
+        ) from None
 
 
 def current_revision(engine: Engine, *, version_table: str) -> str | None:
@@ -100,8 +149,14 @@ class SqlStore:
 
     @classmethod
     def open(cls, url: str) -> Self:
+        """Connect and migrate; an unreachable or refusing database is a `ConfigError` naming
+        DALAL_DATABASE_URL (password masked) in one line, not a driver traceback."""
         engine = make_engine(url)
-        upgrade(engine, cls.migrations, version_table=cls.version_table)
+        try:
+            upgrade(engine, cls.migrations, version_table=cls.version_table)
+        except ConfigError:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:

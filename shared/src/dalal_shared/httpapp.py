@@ -2,8 +2,10 @@
 
 It gives each service `/healthz` (alive), `/readyz` (its own dependencies), `/metrics`
 (Prometheus), OpenAPI at `/docs`, JSON errors with a stable `error` code (never a traceback),
-request metrics, and bearer-key auth on every mutating route (the key is kept only as a sha256
-digest and compared in constant time).
+request metrics, a request-body size limit, 503 `dependency_unavailable` when Redis or the
+database does not answer, and bearer-key auth: every mutating route needs the API key, every
+read route the API key or the read-only key (unless reads are configured open). The keys are
+kept only as sha256 digests and compared in constant time.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
@@ -32,7 +37,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dalal_shared import __version__
 from dalal_shared.errors import DalalError
+from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from dalal_shared.settings import DalalSettings
 
 log = get_logger(__name__)
 disable_created_metrics()  # *_created series only add noise to every scrape
@@ -40,6 +49,10 @@ disable_created_metrics()  # *_created series only add noise to every scrape
 ReadinessCheck = Callable[[], Awaitable[Any]]
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PUBLIC_MAX_BODY_BYTES = 64 * 1024
+# open without a key whatever the configuration: probes, scrapes and the API description
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 HTTP_REQUESTS = Counter(
     "dalal_http_requests_total",
@@ -54,6 +67,11 @@ HTTP_SECONDS = Histogram(
 )
 SERVICE_INFO = Gauge("dalal_service_info", "Static facts about the service", ["service", "version"])
 READY = Gauge("dalal_service_ready", "1 when every readiness check passes", ["service"])
+DEPENDENCY_ERRORS = Counter(
+    "dalal_http_dependency_errors_total",
+    "Requests answered 503 because a dependency (redis, database) did not answer",
+    ["service", "dependency"],
+)
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -69,6 +87,14 @@ _STATUS_CODES = {
     503: "unavailable",
 }
 
+# exceptions that mean "a dependency did not answer", not "this code is wrong": 503, retryable
+_DEPENDENCY_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (redis.exceptions.ConnectionError, "redis"),
+    (redis.exceptions.TimeoutError, "redis"),
+    (sqlalchemy.exc.OperationalError, "database"),
+    (sqlalchemy.exc.TimeoutError, "database"),
+)
+
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "message": message, **extra}
@@ -78,50 +104,174 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class HttpPolicy:
+    """Who may call what, and how big a request may be."""
+
+    api_key_digest: str | None = None
+    read_key_digest: str | None = None
+    read_key_required: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    public_max_body_bytes: int = DEFAULT_PUBLIC_MAX_BODY_BYTES
+
+    @classmethod
+    def from_settings(cls, settings: DalalSettings) -> HttpPolicy:
+        return cls(
+            api_key_digest=settings.api_key_digest(),
+            read_key_digest=settings.read_key_digest(),
+            read_key_required=settings.read_key_required,
+            max_body_bytes=settings.max_body_bytes,
+            public_max_body_bytes=settings.public_max_body_bytes,
+        )
+
+
+def _unauthorised(code: str, message: str, status: int = 401) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
 class ApiKeyAuth:
-    """ASGI middleware: every mutating request needs `Authorization: Bearer <key>`."""
+    """ASGI middleware in front of routing, so a new route cannot forget it.
+
+    Mutating requests need `Authorization: Bearer <api key>` (or `X-API-Key`); reads need the
+    API key or the read-only key when `read_key_required`. `public_paths` need nothing.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         digest: str | None,
+        read_digest: str | None = None,
+        read_key_required: bool = True,
         public_paths: Iterable[str] = (),
     ):
         self.app = app
         self.digest = digest.encode() if digest else None
+        self.read_digest = read_digest.encode() if read_digest else None
+        self.read_key_required = read_key_required
         self.public_paths = frozenset(public_paths)
 
-    def _authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
+    @staticmethod
+    def _presented(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         presented = None
         for name, value in headers:
             if name == b"authorization" and value[:7].lower() == b"bearer ":
                 presented = value[7:].strip()
             elif name == b"x-api-key":
                 presented = value.strip()
-        if presented is None or self.digest is None:
-            return False
-        candidate = hashlib.sha256(presented).hexdigest().encode()
-        return hmac.compare_digest(candidate, self.digest)
+        return presented or None
+
+    @staticmethod
+    def _matches(candidate: bytes, digest: bytes | None) -> bool:
+        return digest is not None and hmac.compare_digest(candidate, digest)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        """None when the request may pass, else the response refusing it."""
+        if scope["type"] != "http" or scope["path"] in self.public_paths:
+            return None
+        mutating = scope["method"] in MUTATING_METHODS
+        if not mutating and not self.read_key_required:
+            return None
+        presented = self._presented(scope["headers"])
+        candidate = hashlib.sha256(presented).hexdigest().encode() if presented else b""
+        full = self._matches(candidate, self.digest)
+        read_only = self._matches(candidate, self.read_digest)
+        if full or (read_only and not mutating):
+            return None
+        if read_only:
+            return _unauthorised(
+                "read_only_key", "the read-only key cannot change anything; use the API key", 403
+            )
+        if self.digest is None and (mutating or self.read_digest is None):
+            return _unauthorised(
+                "auth_not_configured", "this service has no API key configured (set DALAL_API_KEY)"
+            )
+        return _unauthorised("unauthorized", "a valid API key is required (Bearer token)")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] in MUTATING_METHODS
-            and scope["path"] not in self.public_paths
-            and not self._authorised(scope["headers"])
-        ):
-            if self.digest is None:
-                body = error_body(
-                    "auth_not_configured",
-                    "this service has no API key configured (set DALAL_API_KEY)",
-                )
-            else:
-                body = error_body("unauthorized", "a valid API key is required (Bearer token)")
-            response = JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-            await response(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    """Raised from `receive` once a streamed body passes its limit."""
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse a request body over its route's limit with 413.
+
+    A declared `Content-Length` over the limit is refused before a byte of the body is read;
+    a chunked (or lying) body is counted as it streams and cut off at the limit. The 413 closes
+    the connection so the server does not go on reading the rest.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        path_limits: Mapping[str, int] | None = None,
+    ):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
+
+    @staticmethod
+    def _too_large(limit: int) -> JSONResponse:
+        return JSONResponse(
+            error_body("payload_too_large", f"the request body is over {limit} bytes"),
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.path_limits.get(scope["path"], self.max_bytes)
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    response = JSONResponse(
+                        error_body("bad_request", "Content-Length is not a byte count"),
+                        status_code=400,
+                        headers={"Connection": "close"},
+                    )
+                    await response(scope, receive, send)
+                    return
+                if declared > limit:
+                    await self._too_large(limit)(scope, receive, send)
+                    return
+        state = {"received": 0, "too_large": False, "started": False}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit:
+                    state["too_large"] = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["too_large"]:  # whatever the app answers to the cut-off body: drop it
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        with suppress(_BodyTooLarge):
+            await self.app(scope, limited_receive, guarded_send)
+        if state["too_large"] and not state["started"]:
+            await self._too_large(limit)(scope, receive, send)
 
 
 class RequestMetrics:
@@ -155,24 +305,110 @@ class RequestMetrics:
             HTTP_REQUESTS.labels(self.service, method, template, str(status["code"])).inc()
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "stable machine-readable code"},
+        "message": {"type": "string", "description": "what went wrong, for a person"},
+        "details": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "validation errors: where (loc) and what (msg)",
+        },
+        "checks": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "readiness: each dependency's state",
+        },
+    },
+}
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def document_errors(
+    schema: dict[str, Any], *, public_paths: Iterable[str], read_key_required: bool
+) -> dict[str, Any]:
+    """Add the error answers every route can give to an OpenAPI document, with their schema."""
+    public = set(public_paths) | set(OPS_PATHS)
+    schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for path, item in schema.get("paths", {}).items():
+        for method in _HTTP_METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            mutating = method.upper() in MUTATING_METHODS
+            extra: dict[str, str] = {}
+            if path not in public and (mutating or read_key_required):
+                extra["401"] = "no API key, or a wrong one"
+                if mutating:
+                    extra["403"] = "the read-only key cannot change anything"
+            if "{" in path:
+                extra["404"] = "no such resource"
+            if mutating:
+                extra["409"] = "conflicts with the current state"
+            if mutating or "requestBody" in operation:
+                extra["413"] = "the request body is over the size limit"
+            if "422" in responses or operation.get("parameters") or "requestBody" in operation:
+                extra["422"] = "the request is not valid"
+            if path not in ("/healthz", "/metrics"):
+                extra["503"] = "a dependency (Redis, the database, Kite) is not available"
+            for status, description in extra.items():
+                if status == "422" or status not in responses:
+                    responses[status] = _error_response(description)
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)
+    return schema
+
+
 def create_app(
     service: str,
     *,
-    api_key_digest: str | None,
+    settings: DalalSettings | None = None,
+    api_key_digest: str | None = None,
+    policy: HttpPolicy | None = None,
     readiness: Mapping[str, ReadinessCheck] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     public_paths: Iterable[str] = (),
     description: str = "",
     readiness_timeout_seconds: float = 2.0,
 ) -> FastAPI:
-    """A FastAPI app with Dalal's health, metrics, error and auth conventions."""
+    """A FastAPI app with Dalal's health, metrics, error, size-limit and auth conventions.
+
+    The policy (keys, read auth, body limits) comes from `settings`, else `policy`, else
+    `api_key_digest` alone (then only mutating routes need the key). `public_paths` need no
+    key (Kite's postbacks and login redirect) and get the small `public_max_body_bytes` limit.
+    """
+    if settings is not None:
+        policy = HttpPolicy.from_settings(settings)
+    elif policy is None:  # only a digest: the key guards mutating routes
+        policy = HttpPolicy(api_key_digest=api_key_digest, read_key_required=False)
     app = FastAPI(
         title=f"dalal-{service}",
         version=__version__,
         description=description,
         lifespan=lifespan,
     )
+    public = [*public_paths]
+    open_paths = {
+        *OPS_PATHS,
+        *(p for p in (app.docs_url, app.redoc_url, app.openapi_url) if p),
+        *public,
+    }
+    if app.docs_url:
+        open_paths.add(f"{app.docs_url}/oauth2-redirect")
     checks = dict(readiness or {})
+    # every long-lived task (consumers, lease loop, feed, relays) dead, wedged or behind: red
+    checks.setdefault("tasks", task_registry().check)
     SERVICE_INFO.labels(service, __version__).set(1)
 
     @app.exception_handler(DalalError)
@@ -181,6 +417,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # never the input itself: it may be a secret, or bytes a terminal should not see
         details = [
             {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")}
             for err in exc.errors()
@@ -198,6 +435,30 @@ def create_app(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
         )
 
+    def _dependency_handler(dependency: str) -> Callable[..., Awaitable[JSONResponse]]:
+        async def handle(request: Request, exc: Exception) -> JSONResponse:
+            DEPENDENCY_ERRORS.labels(service, dependency).inc()
+            log.warning(
+                "http.dependency_unavailable",
+                path=request.url.path,
+                dependency=dependency,
+                error=type(exc).__name__,
+            )
+            return JSONResponse(
+                error_body(
+                    "dependency_unavailable",
+                    f"{dependency} is not available; retry later",
+                    dependency=dependency,
+                ),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+
+        return handle
+
+    for exc_type, dependency in _DEPENDENCY_ERRORS:
+        app.add_exception_handler(exc_type, _dependency_handler(dependency))
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("http.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
@@ -208,6 +469,7 @@ def create_app(
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
+        await task_registry().check_alive()  # a dead or wedged task: 503, so it gets restarted
         return {"status": "ok", "service": service}
 
     @app.get("/readyz", tags=["ops"], summary="Every dependency of this service answers")
@@ -229,10 +491,39 @@ def create_app(
             status_code=503,
         )
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+    )
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(ApiKeyAuth, digest=api_key_digest, public_paths=public_paths)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(
+                generate_openapi(),
+                public_paths=open_paths,
+                read_key_required=policy.read_key_required,
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    app.add_middleware(
+        ApiKeyAuth,
+        digest=policy.api_key_digest,
+        read_digest=policy.read_key_digest,
+        read_key_required=policy.read_key_required,
+        public_paths=open_paths,
+    )
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=policy.max_body_bytes,
+        path_limits={p: min(policy.public_max_body_bytes, policy.max_body_bytes) for p in public},
+    )
     app.add_middleware(RequestMetrics, service=service)
     return app

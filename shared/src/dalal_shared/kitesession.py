@@ -18,7 +18,7 @@ from datetime import datetime, time, timedelta
 import redis.asyncio as aioredis
 from cryptography.fernet import Fernet, InvalidToken
 
-from dalal_shared.errors import PermanentError
+from dalal_shared.errors import ConfigError, PermanentError
 from dalal_shared.logging import register_secret
 from dalal_shared.timeutil import IST, ensure_aware, to_utc, utcnow
 
@@ -63,7 +63,7 @@ class SessionCipherError(PermanentError):
 
 def _fernet(secret: str) -> Fernet:
     if len(secret) < 16:
-        raise PermanentError("the session encryption secret must be at least 16 characters")
+        raise ConfigError("DALAL_SESSION_KEY: must be at least 16 characters")
     digest = hashlib.sha256(b"dalal-kite-session\x00" + secret.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
 

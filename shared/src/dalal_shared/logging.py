@@ -154,6 +154,7 @@ def configure_logging(
         lg.handlers.clear()
         lg.propagate = True
     logging.getLogger("httpx").setLevel("WARNING")
+    logging.getLogger("alembic").setLevel("WARNING")  # one line per plugin at every start
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -4,11 +4,12 @@ its HTTP app, started and stopped together (SIGTERM/SIGINT stop consumers cleanl
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -98,13 +99,19 @@ class ServiceRuntime:
             log.info("service.stopped")
 
 
+def refuse_to_start(name: str, exc: ConfigError) -> NoReturn:
+    """Leave with status 2 and the problem in one line on stderr (it names the variable)."""
+    message = " ".join(exc.message.split())
+    print(f"dalal-{name}: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 def bootstrap_settings(name: str, cls: type[S]) -> S:
     """Load settings and configure logging, or exit with a message naming the bad variable."""
     try:
         settings = load_settings(cls)
     except ConfigError as exc:
-        print(f"dalal-{name}: {exc.message}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse_to_start(name, exc)
     configure_logging(
         name,
         level=settings.log_level,
@@ -114,8 +121,42 @@ def bootstrap_settings(name: str, cls: type[S]) -> S:
     return settings
 
 
-def serve(app: FastAPI, settings: DalalSettings) -> None:
-    """Run the app with uvicorn (our logging, no access-log duplication of secrets)."""
+class _StartupRefusal(logging.Filter):
+    """Holds a ConfigError raised while the app starts (a database that cannot be opened) and
+    keeps uvicorn from logging it as a traceback: `serve` reports it in one line instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: ConfigError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.error is None or record.levelno < logging.ERROR
+
+    def guard(self, app: FastAPI) -> None:
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def guarded(app_: FastAPI) -> AsyncIterator[Any]:
+            started = False
+            try:
+                async with inner(app_) as state:
+                    started = True
+                    yield state
+            except ConfigError as exc:
+                if started:
+                    raise
+                self.error = exc
+                raise
+
+        app.router.lifespan_context = guarded
+
+
+def serve(app: FastAPI, settings: DalalSettings, *, name: str | None = None) -> None:
+    """Run the app with uvicorn (our logging, no access-log duplication of secrets). A
+    ConfigError while starting ends the process with status 2 and a one-line message."""
+    refusal = _StartupRefusal()
+    refusal.guard(app)
+    logging.getLogger("uvicorn.error").addFilter(refusal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -130,7 +171,11 @@ def serve(app: FastAPI, settings: DalalSettings) -> None:
     # stopped cleanly, so leave with status 0 rather than "killed by signal".
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-    server.run()
+    try:
+        server.run()  # a failed start-up leaves through SystemExit(3)
+    finally:
+        if refusal.error is not None:
+            refuse_to_start(name or app.title.removeprefix("dalal-"), refusal.error)
 
 
 def _exit_cleanly(_sig: int, _frame: object) -> None:
@@ -140,4 +185,8 @@ def _exit_cleanly(_sig: int, _frame: object) -> None:
 def main_for(name: str, cls: type[S], build: Callable[[S], FastAPI]) -> None:
     """The `python -m dalal_<svc>` entry point shared by every service."""
     settings = bootstrap_settings(name, cls)
-    serve(build(settings), settings)
+    try:
+        app = build(settings)
+    except ConfigError as exc:
+        refuse_to_start(name, exc)
+    serve(app, settings, name=name)

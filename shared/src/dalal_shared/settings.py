@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,10 +35,32 @@ class DalalSettings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     api_key: SecretStr | None = Field(
-        None, description="bearer key for mutating routes; only its sha256 is kept in memory"
+        None, description="bearer key for every route; only its sha256 is kept in memory"
     )
     api_key_sha256: str | None = Field(
         None, description="sha256 hex of the bearer key, when the plain key is not given"
+    )
+    read_api_key: SecretStr | None = Field(
+        None,
+        description="a second bearer key that may only read (GET); this service also presents "
+        "it to other services when it has no plain DALAL_API_KEY",
+    )
+    read_api_key_sha256: str | None = Field(
+        None, description="sha256 hex of the read-only key, when the plain key is not given"
+    )
+    read_key_required: bool = Field(
+        True,
+        description="reads need a key too (the API key or the read-only key); false opens "
+        "every GET route (health, readiness, metrics and the docs are always open)",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=1024**3, description="largest request body accepted (413 over)"
+    )
+    public_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="largest request body on routes open without a key (Kite's postbacks)",
     )
     consumer_name: str | None = Field(
         None, description="this process's name in its consumer groups (default host-pid)"
@@ -75,7 +98,21 @@ class DalalSettings(BaseSettings):
         60.0, gt=0, description="a long-lived task without progress this long is wedged"
     )
 
-    @field_validator("api_key_sha256")
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://host:port/db, rediss:// or unix:// URL")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("must name a host (redis://host:port/db)")
+        return value
+
+    @field_validator("api_key_sha256", "read_api_key_sha256")
     @classmethod
     def _hex_digest(cls, value: str | None) -> str | None:
         if value is None:
@@ -85,7 +122,7 @@ class DalalSettings(BaseSettings):
             raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
         return value
 
-    @field_validator("api_key")
+    @field_validator("api_key", "read_api_key")
     @classmethod
     def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
@@ -97,6 +134,20 @@ class DalalSettings(BaseSettings):
         if self.api_key is not None:
             return hashlib.sha256(self.api_key.get_secret_value().encode()).hexdigest()
         return self.api_key_sha256
+
+    def read_key_digest(self) -> str | None:
+        """The sha256 hex digest of the read-only key (None: there is none)."""
+        if self.read_api_key is not None:
+            return hashlib.sha256(self.read_api_key.get_secret_value().encode()).hexdigest()
+        return self.read_api_key_sha256
+
+    def client_api_key(self) -> str | None:
+        """The key this service presents when it calls another service: the API key when it
+        has it in plain, else the read-only key (enough for the reads services make)."""
+        for secret in (self.api_key, self.read_api_key):
+            if secret is not None:
+                return secret.get_secret_value()
+        return None
 
     def secret_values(self) -> list[str]:
         """Every secret value, for the log redactor."""
@@ -119,8 +170,11 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = err.get("loc") or ("?",)
-            field = str(loc[0])
             # Never echo the input: it may be a secret.
-            problems.append(f"{env_name(field)}: {err.get('msg', 'invalid')}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            loc = err.get("loc")
+            # a check across fields (a model validator) has no location: its message names
+            # the variables itself
+            problems.append(f"{env_name(str(loc[0]))}: {msg}" if loc else msg)
+        message = "invalid configuration: " + "; ".join(problems)
+        raise ConfigError(" ".join(message.split())) from None
