@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 import weakref
@@ -37,6 +38,7 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dalal_shared.errors import DalalError
 from dalal_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,8 +52,12 @@ RESTARTS = Counter(
 )
 
 
-class TaskNotHealthy(Exception):
-    """Raised by `TaskRegistry.check` (a readiness check) naming every unhealthy task."""
+class TaskNotHealthy(DalalError):
+    """Raised by `TaskRegistry.check` (readiness) and `check_alive` (liveness) naming every
+    unhealthy task; an HTTP route that lets it through answers 503 `task_unhealthy`."""
+
+    code = "task_unhealthy"
+    status_code = 503
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,14 @@ class TaskRegistry:
             raise TaskNotHealthy("; ".join(f"{s.name} {s.state}: {s.detail}" for s in bad))
         return "ok"
 
+    async def check_alive(self) -> str:
+        """A liveness check: raise TaskNotHealthy when a task is dead or wedged (a restart of
+        the process may help); a task in back-off or behind on its backlog is still alive."""
+        bad = [s for s in self.statuses() if s.state in ("dead", "wedged")]
+        if bad:
+            raise TaskNotHealthy("; ".join(f"{s.name} {s.state}: {s.detail}" for s in bad))
+        return "ok"
+
     def __iter__(self) -> Iterator[TaskHealth]:
         return iter(self._current())
 
@@ -241,15 +255,19 @@ async def supervise(
     run: Callable[[TaskHealth], Awaitable[None]],
     *,
     registry: TaskRegistry | None = None,
-    stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
+    stale_after_seconds: float | None = DEFAULT_STALE_AFTER_SECONDS,
     initial_backoff_seconds: float = 0.5,
     max_backoff_seconds: float = 30.0,
     healthy_after_seconds: float = 60.0,
 ) -> None:
     """Run `run(health)` for ever: when it raises (or returns), log, count, wait with an
     exponential back-off and start it again. The back-off resets once a run lasted
-    `healthy_after_seconds`. Ends only by cancellation (which leaves the registry)."""
-    health = (registry or _DEFAULT).register(name, stale_after_seconds=stale_after_seconds)
+    `healthy_after_seconds`. Ends only by cancellation (which leaves the registry).
+
+    `run` should `health.beat()` as it makes progress; a job that does not beat passes
+    `stale_after_seconds=None` (then only its failures make it unhealthy, never its silence)."""
+    stale = math.inf if stale_after_seconds is None else stale_after_seconds
+    health = (registry or _DEFAULT).register(name, stale_after_seconds=stale)
     backoff = initial_backoff_seconds
     try:
         while True:

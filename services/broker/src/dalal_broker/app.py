@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
@@ -25,9 +25,10 @@ from dalal_broker.session import SessionManager
 from dalal_shared import db
 from dalal_shared.bus import default_consumer_name
 from dalal_shared.fills import FillConfig
+from dalal_shared.health import supervise
 from dalal_shared.httpapp import create_app
 from dalal_shared.kitesession import SessionStore
-from dalal_shared.lease import Lease
+from dalal_shared.lease import Lease, LeaseLoop
 from dalal_shared.logging import get_logger, register_secret
 from dalal_shared.ratelimit import RateLimiter
 from dalal_shared.service import ServiceRuntime
@@ -109,46 +110,54 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     tasks: list[asyncio.Task[None]] = []  # consumers: stopped cleanly at a batch boundary
     tracker: list[asyncio.Task[None]] = []  # order tracking: cancelled
 
-    async def lead() -> None:
-        """Hold the order-placer lease; while held, consume commands and track orders."""
-        while True:
-            try:
-                held = await lease.acquire()
-            except Exception as exc:
-                log.warning("lease.error", error=repr(exc))
-                held = False
-            if held and not desk.leader:
-                log.info("lease.acquired", holder=holder)
-                if paper is not None and follower is not None:
-                    restored = await asyncio.to_thread(paper.restore)
-                    await follower.prime()  # every tick from here on meets the paper book
-                    log.info("paper.restored", orders=restored)
-                desk.leader = True
-                await session.load()
-                with suppress(Exception):
-                    await instruments.ensure_fresh(session.valid)
-                tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
-                tracker[:] = [
-                    asyncio.create_task(desk.track_forever()),
-                    asyncio.create_task(session.watch()),
-                ]
-                if follower is not None:
-                    tracker.append(asyncio.create_task(follower.run()))
-                if order_stream is not None:
-                    tracker.append(asyncio.create_task(order_stream.run()))
-                if settings.reconcile_enabled:
-                    reconciler.start()  # once the session is valid; on SessionValid/Closed
-            elif not held and desk.leader:
-                log.warning("lease.lost", holder=holder)
-                desk.leader = False
-                await reconciler.stop()
-                for c in runtime.consumers:
-                    c.stop()
-                for t in (*tasks, *tracker):
-                    t.cancel()
-                tasks.clear()
-                tracker.clear()
-            await asyncio.sleep(settings.lease_ttl_seconds / 3)
+    def supervised(name: str, job: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """A long-lived leader task, restarted with back-off if it fails (see /readyz)."""
+        return asyncio.create_task(
+            supervise(f"broker:{name}", lambda _health: job(), stale_after_seconds=None)
+        )
+
+    async def take_lead() -> None:
+        """The order-placer lease is ours: consume commands and track orders."""
+        if paper is not None:
+            restored = await asyncio.to_thread(paper.restore)
+            log.info("paper.restored", orders=restored)
+        await follower.prime()  # every tick from here on meets the paper book and the guards
+        desk.leader = True
+        await session.load()
+        with suppress(Exception):
+            await instruments.ensure_fresh(session.valid)
+        tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
+        tracker[:] = [
+            supervised("track", desk.track_forever),
+        ]
+        if follower is not None:
+            tracker.append(supervised("paper-follower", follower.run))
+        if order_stream is not None:
+            tracker.append(supervised("order-stream", order_stream.run))
+        if settings.reconcile_enabled:
+            reconciler.start()  # once the session is valid; again on SessionValid/SessionClosed
+
+    async def give_up_lead() -> None:
+        """The lease is gone (or Redis is): stop placing orders until it is ours again."""
+        desk.leader = False
+        await reconciler.stop()
+        for c in runtime.consumers:
+            c.stop()  # at the next batch boundary; run() starts them afresh on re-acquire
+        for t in tracker:
+            t.cancel()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=5)
+            for t in pending:
+                t.cancel()
+        tasks.clear()
+        tracker.clear()
+
+    leader = LeaseLoop(
+        lease,
+        on_acquired=take_lead,
+        on_lost=give_up_lead,
+        renew_every_seconds=settings.lease_ttl_seconds / 3,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -156,7 +165,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         await session.load()
         with suppress(Exception):
             await instruments.load_cached()
-        leader_task = asyncio.create_task(lead())
+        leader_task = asyncio.create_task(leader.run())
         try:
             yield
         finally:
