@@ -44,6 +44,7 @@ from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, ses
 from dalal_shared import fills
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown, DayCharges, TradeFill
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.performance import EquityPoint, Report, compute_paise
 from dalal_shared.timeutil import to_ist
 
@@ -57,7 +58,7 @@ def _dec(value: float) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class BacktestSettings:
-    initial_capital_rupees: Decimal = Decimal("1000000")
+    initial_capital_rupees: Decimal = INITIAL_CAPITAL_RUPEES
     start: datetime | None = None  # first bar that may trade (earlier bars only warm up)
     end: datetime | None = None  # bars before this
     fill: fills.FillConfig = field(default_factory=fills.FillConfig)

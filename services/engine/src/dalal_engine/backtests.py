@@ -24,6 +24,7 @@ from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfig, StrategyConfigError, validate_document
 from dalal_shared.errors import PermanentError
 from dalal_shared.messages import Interval, Symbol
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST
 
 PROGRESS_EVERY_SECONDS = 0.5
@@ -44,7 +45,7 @@ class BacktestRequest(BaseModel):
     interval: Interval = "day"
     params: dict[str, Any] = Field(default_factory=dict)
     risk: dict[str, Any] = Field(default_factory=dict)
-    capital_rupees: Decimal = Field(Decimal("1000000"), gt=0)
+    capital_rupees: Decimal = Field(INITIAL_CAPITAL_RUPEES, gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestRequest:

@@ -22,6 +22,7 @@ from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
 from dalal_shared.clients import DataClient
 from dalal_shared.errors import DalalError
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST
 
 console = Console()
@@ -64,7 +65,9 @@ def backtest(
             "through its candles API, which fetches what its cache misses from Kite"
         ),
     ] = None,
-    capital: Annotated[float, typer.Option(help="initial capital, rupees")] = 1_000_000.0,
+    capital: Annotated[float, typer.Option(help="initial capital, rupees")] = float(
+        INITIAL_CAPITAL_RUPEES
+    ),
     out: Annotated[Path, typer.Option(help="report folder")] = Path("var/backtests/latest"),
 ) -> None:
     """Backtest a strategy over cached bars; print a summary and write result.json + report.html."""

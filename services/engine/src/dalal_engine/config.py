@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.settings import DalalSettings
 
 
@@ -20,7 +21,9 @@ class EngineSettings(DalalSettings):
         None, description="YAML of the strategy instances the live loop runs (none: no strategies)"
     )
     initial_capital_rupees: Decimal = Field(
-        Decimal("1000000"), gt=0, description="equity assumed until the portfolio's first snapshot"
+        INITIAL_CAPITAL_RUPEES,
+        gt=0,
+        description="equity assumed until the portfolio's first snapshot",
     )
     data_url: str | None = Field(
         None, description="data service root (the fixed-cycle schedule reads candles there)"

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.settings import DalalSettings
 
 
@@ -46,6 +47,12 @@ class KitesimSettings(DalalSettings):
         "and/or a Dalal candle cache <dir>/<EXCHANGE>/<interval>/<SYMBOL>.parquet "
         "(dalal_shared.candlestore layout; Parquet wins over CSV)",
     )
+    kitesim_history_after_now: bool = Field(
+        False,
+        description="serve historical candles after the simulated now (off: as Kite, no "
+        "candle starts after now and the one in progress is partial); for tests that read a "
+        "fixed past through kitesim as if it were history",
+    )
     kitesim_instruments_csv: Path | None = Field(
         None, description="instruments dump to serve instead of the bundled one"
     )
@@ -75,7 +82,8 @@ class KitesimSettings(DalalSettings):
     )
 
     # Account.
-    kitesim_opening_balance_rupees: Decimal = Field(Decimal("1000000"), ge=0)
+    # compose and k8s set it from DALAL_INITIAL_CAPITAL_RUPEES, the capital every service assumes
+    kitesim_opening_balance_rupees: Decimal = Field(INITIAL_CAPITAL_RUPEES, ge=0)
     kitesim_mis_margin_fraction: Decimal = Field(
         Decimal("0.2"), gt=0, le=1, description="MIS margin as a share of order value (5x)"
     )

@@ -16,6 +16,7 @@ from dalal_portfolio.seed import SeedState
 from dalal_portfolio.service import PortfolioService
 from dalal_shared import performance
 from dalal_shared.messages import Symbol
+from dalal_shared.money import paise
 
 router = APIRouter()
 
@@ -27,7 +28,8 @@ def _service(request: Request) -> PortfolioService:
 
 
 def _money(value: Decimal) -> str:
-    return str(value)
+    """Money at the API's edge: to the paisa (the ledger keeps 4 decimals inside)."""
+    return str(paise(value))
 
 
 class CashIn(BaseModel):

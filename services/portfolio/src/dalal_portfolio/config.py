@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.settings import DalalSettings
 
 
@@ -16,7 +17,7 @@ class PortfolioSettings(DalalSettings):
         description="SQLAlchemy URL of the ledger (sqlite:///... or postgresql+psycopg://...)",
     )
     initial_capital_rupees: Decimal = Field(
-        Decimal("100000"), gt=0, max_digits=20, decimal_places=2,
+        INITIAL_CAPITAL_RUPEES, gt=0, max_digits=20, decimal_places=2,
         description="capital the account starts with (a seed import overrides it)",
     )  # fmt: skip
     equity_snapshot_interval_seconds: float = Field(

@@ -44,6 +44,7 @@ from dalal_shared.messages import (
     PositionOpened,
     PositionReduced,
 )
+from dalal_shared.money import paise
 from dalal_shared.streams import PORTFOLIO_EVENTS
 from dalal_shared.timeutil import utcnow
 
@@ -434,9 +435,9 @@ class PortfolioService:
         return {
             **report.to_json(),
             "seed_metrics": seed_metrics(state),
-            "realised_pnl_net_rupees": str(v.realised_net),
-            "unrealised_pnl_rupees": str(v.unrealised),
-            "charges_rupees": str(v.charges),
+            "realised_pnl_net_rupees": str(paise(v.realised_net)),  # money to the paisa here
+            "unrealised_pnl_rupees": str(paise(v.unrealised)),
+            "charges_rupees": str(paise(v.charges)),
         }
 
     # ------------------------------------------------------------ seed
@@ -520,10 +521,10 @@ def position_json(p: Position, mark: Decimal | None) -> dict[str, Any]:
         "quantity": p.quantity,
         "average_price": str(p.average_price),
         "last_price": str(mark) if mark is not None else None,
-        "unrealised_pnl": str(p.unrealised(mark)),
-        "realised_pnl_gross": str(p.realised_gross),
-        "realised_pnl_net": str(p.realised_net),
-        "charges": str(q4(p.charges)),
+        "unrealised_pnl": str(paise(p.unrealised(mark))),
+        "realised_pnl_gross": str(paise(p.realised_gross)),
+        "realised_pnl_net": str(paise(p.realised_net)),
+        "charges": str(paise(p.charges)),
         "opened_at": p.opened_at.isoformat() if p.opened_at else None,
         "lots": [
             {
@@ -545,9 +546,9 @@ def exit_json(e: Any) -> dict[str, Any]:
         "price": str(e.price),
         "at": e.at.isoformat(),
         "reason": e.reason,
-        "realised_pnl_gross": str(e.realised_gross),
-        "charges": str(e.charges),
-        "realised_pnl_net": str(e.realised_net),
+        "realised_pnl_gross": str(paise(e.realised_gross)),
+        "charges": str(paise(e.charges)),
+        "realised_pnl_net": str(paise(e.realised_net)),
     }
 
 
@@ -562,9 +563,9 @@ def trip_json(t: RoundTrip) -> dict[str, Any]:
         "exit_price": str(t.exit_price),
         "opened_at": t.opened_at.isoformat(),
         "closed_at": t.closed_at.isoformat(),
-        "realised_pnl_gross": str(t.realised_gross),
-        "charges": str(t.charges),
-        "realised_pnl_net": str(t.realised_net),
+        "realised_pnl_gross": str(paise(t.realised_gross)),
+        "charges": str(paise(t.charges)),
+        "realised_pnl_net": str(paise(t.realised_net)),
         "exits": [exit_json(e) for e in t.exits],
         "source": t.source,
     }
