@@ -91,6 +91,7 @@ class Broker:
         self.url = proc.base_url
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
+        kw.setdefault("headers", AUTH)  # reads need a key too (DALAL_READ_KEY_REQUIRED)
         return httpx.get(f"{self.url}{path}", timeout=30, **kw)
 
     def post(self, path: str, json: Any = None, **kw: Any) -> httpx.Response:

@@ -59,7 +59,7 @@ def test_no_session() -> None:
 @pytest.mark.parametrize(
     ("order_type", "price", "trigger", "ok"),
     [
-        ("MARKET", None, None, True),
+        ("MARKET", None, None, False),  # no reference price: refused (see below)
         ("LIMIT", None, None, False),
         ("SL", Decimal("10"), None, False),
         ("SL", Decimal("10"), Decimal("9.5"), True),
@@ -71,14 +71,32 @@ def test_price_fields_required_by_order_type(order_type, price, trigger, ok) -> 
     o = order(order_type=order_type, price=price, trigger_price=trigger)
     assert (reason(o) is None) == ok
     if not ok:
-        assert reason(o) == "input"
+        assert reason(o) == ("no_reference_price" if order_type == "MARKET" else "input")
 
 
 def test_max_order_value_uses_price_or_reference() -> None:
     assert reason(order(quantity=100)) == "max_order_value"  # 1,50,000 > 1,00,000
     market = order(order_type="MARKET", price=None, quantity=100)
-    assert reason(market) is None  # value unknown without a reference price
     assert reason(market, replace(CTX, reference_price=Decimal("1500"))) == "max_order_value"
+
+
+def test_a_market_order_without_a_reference_price_is_refused() -> None:
+    market = order(order_type="MARKET", price=None, quantity=1)
+    assert reason(market) == "no_reference_price"
+    assert reason(market, replace(CTX, reference_price=Decimal("1500"))) is None
+
+
+def test_a_market_order_is_valued_at_its_reference_widened_by_its_protection() -> None:
+    ctx = replace(CTX, reference_price=Decimal("1000"), market_protection_pct=Decimal("3"))
+    # 97 x 1,030 = 99,910 passes; 98 x 1,030 = 1,00,940 is over (98 x 1,000 alone would pass)
+    assert reason(order(order_type="MARKET", price=None, quantity=97), ctx) is None
+    assert reason(order(order_type="MARKET", price=None, quantity=98), ctx) == "max_order_value"
+    # its own protection wins over the default: 1% -> 98 x 1,010 = 98,980 passes
+    own = order(order_type="MARKET", price=None, quantity=98, market_protection=Decimal("1"))
+    assert reason(own, ctx) is None
+    # SL-M: its trigger widened the same way
+    slm = order(order_type="SL-M", price=None, trigger_price=Decimal("1000"), quantity=98)
+    assert reason(slm, ctx) == "max_order_value"
 
 
 def test_live_capital_cap_counts_open_orders() -> None:
@@ -87,6 +105,12 @@ def test_live_capital_cap_counts_open_orders() -> None:
     )
     assert reason(order(quantity=10), ctx) == "capital_cap"  # 40,000 + 15,000
     assert reason(order(quantity=5), ctx) is None
+    market = order(order_type="MARKET", price=None, quantity=11)  # 40,000 + 11,000
+    assert reason(market, replace(ctx, reference_price=Decimal("1000"))) == "capital_cap"
+    # open orders that cannot be priced: no new buy under the cap, a sell still goes
+    unknown = replace(ctx, open_orders_value_rupees=None)
+    assert reason(order(quantity=1), unknown) == "no_reference_price"
+    assert reason(order(quantity=1, side="SELL"), unknown) is None
 
 
 @pytest.mark.parametrize(

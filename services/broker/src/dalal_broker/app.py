@@ -12,13 +12,14 @@ from dalal_broker.adapter import OrderAdapter
 from dalal_broker.api import router
 from dalal_broker.config import BrokerSettings
 from dalal_broker.desk import OrderDesk
-from dalal_broker.handlers import order_commands
+from dalal_broker.handlers import dead_letters, order_commands
 from dalal_broker.instrument_store import InstrumentStore
 from dalal_broker.journal import Journal
 from dalal_broker.killswitch import KillSwitch
 from dalal_broker.kite import KiteGateway
 from dalal_broker.orderstream import OrderStream, ticker_base
 from dalal_broker.paper import PaperBroker, TickFollower
+from dalal_broker.prices import LastPrices, ReferencePrices
 from dalal_broker.reconciling import broker_runner
 from dalal_broker.reconciling import system_events_handler as reconcile_triggers
 from dalal_broker.session import SessionManager
@@ -75,6 +76,10 @@ def build_app(settings: BrokerSettings) -> FastAPI:
             ),
         )
         adapter = paper
+    last_prices = LastPrices()
+    reference_prices = ReferencePrices(
+        last_prices, gateway.ltp, max_age_seconds=settings.reference_price_max_age_seconds
+    )
     desk = OrderDesk(
         settings=settings,
         journal=journal,
@@ -82,11 +87,14 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         session=session,
         kill_switch=kill_switch,
         publisher=runtime.publisher,
+        prices=reference_prices,
     )
     instruments = InstrumentStore(runtime.redis, gateway)
     holder = settings.consumer_name or default_consumer_name()
     lease = Lease(runtime.redis, LEASE_NAME, ttl_seconds=settings.lease_ttl_seconds, owner=holder)
-    follower = TickFollower(runtime.redis, paper, desk.sync) if paper is not None else None
+    # ticks feed the paper book (paper mode) and the guards' reference prices (every mode)
+    follower = TickFollower(runtime.redis, paper, desk.sync, prices=last_prices)
+    reference_prices.catch_up = follower.catch_up
     order_stream = (
         OrderStream(
             desk=desk,
@@ -129,6 +137,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         tasks[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
         tracker[:] = [
             supervised("track", desk.track_forever),
+            supervised("sweep", desk.sweep_forever),
         ]
         if follower is not None:
             tracker.append(supervised("paper-follower", follower.run))
@@ -187,7 +196,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)
 
-    runtime.consume({ORDERS_COMMANDS: order_commands(desk)})
+    runtime.consume({ORDERS_COMMANDS: order_commands(desk)}, on_dead_letter=dead_letters(desk))
     if settings.reconcile_enabled:
         runtime.consume({SYSTEM_EVENTS: reconcile_triggers(reconciler)})
     app = create_app(

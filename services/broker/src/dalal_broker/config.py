@@ -42,6 +42,12 @@ class BrokerSettings(DalalSettings):
     enforce_market_hours: bool = Field(
         True, description="refuse regular orders outside NSE hours and on holidays"
     )
+    reference_price_max_age_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a MARKET order is valued at the last tick seen this recently, else at "
+        "Kite's LTP, else refused (no_reference_price)",
+    )
     live_capital_cap_rupees: Decimal = Field(
         Decimal("100000"), gt=0, description="live mode: most capital all open orders may use"
     )
@@ -55,6 +61,9 @@ class BrokerSettings(DalalSettings):
         30.0, gt=0, description="how often the held Kite session is checked (a profile call)"
     )
     lease_ttl_seconds: float = Field(10.0, gt=1)
+    trade_sweep_seconds: float = Field(
+        60.0, gt=0, description="how often Kite's day trade book is swept for missing trades"
+    )
     order_stream_enabled: bool = Field(
         True, description="take order updates from Kite's ticker WebSocket (the lease holder)"
     )

@@ -25,10 +25,12 @@ from prometheus_client import Counter, Histogram
 
 from dalal_broker.adapter import OrderAdapter
 from dalal_broker.config import BrokerSettings
+from dalal_broker.external import external_order
 from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow
 from dalal_broker.killswitch import KillSwitch
 from dalal_broker.kite import KiteRejected, KiteSessionError, KiteUnavailable
-from dalal_broker.orders import GuardContext, admit, market_protection
+from dalal_broker.orders import GuardContext, admit, market_protection, order_value
+from dalal_broker.prices import ReferencePrices
 from dalal_broker.session import SessionManager
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
@@ -65,9 +67,33 @@ RECOVERED = Counter(
 
 UPDATES = Counter(
     "dalal_broker_order_updates_total",
-    "Kite order updates by path (postback, ticker, poll) and what became of them",
+    "Kite order updates by path (postback, ticker, poll, sweep) and what became of them",
     ["path", "outcome"],
 )
+TRADE_FETCH_FAILED = Counter(
+    "dalal_broker_order_trades_failed_total",
+    "order_trades() calls after an order update that failed (the trades are fetched later)",
+)
+SWEEPS = Counter(
+    "dalal_broker_trade_sweeps_total", "Sweeps of Kite's day trade book, by outcome", ["outcome"]
+)
+SWEEP_ADDED = Counter(
+    "dalal_broker_trade_sweep_added_total",
+    "Trades the trade-book sweep found missing from the journal and added, by the order's origin "
+    "(dalal: an order Dalal placed; external: placed by hand in Kite)",
+    ["origin"],
+)
+for _origin in ("dalal", "external"):
+    SWEEP_ADDED.labels(_origin)
+DEAD_LETTERED = Counter(
+    "dalal_broker_commands_dead_lettered_total",
+    "Order commands the bus dead-lettered, by type and what the broker made of them (rejected: "
+    "journaled REJECTED dead_lettered; journaled: the order was already in the journal, left "
+    "as it is; unknown_order: a cancel or modify of an order the journal does not hold; "
+    "undecodable: no command could be read)",
+    ["type", "outcome"],
+)
+DEAD_LETTERED_REASON = "dead_lettered"
 
 # Steps Kite reports on the way to a state (ticker and postbacks send them too): never recorded,
 # so a late one cannot move an order back.
@@ -102,8 +128,10 @@ class OrderDesk:
         session: SessionManager,
         kill_switch: KillSwitch,
         publisher: Publisher,
+        prices: ReferencePrices | None = None,
     ):
         self.settings = settings
+        self.prices = prices  # None: MARKET orders have no reference price (refused)
         self.journal = journal
         self.gateway = gateway
         self.session = session
@@ -130,8 +158,9 @@ class OrderDesk:
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
+        reference = await self._reference(command)  # a Kite call maybe: outside the lock
         async with self._lock:
-            rejection = admit(command, await self._guard_context())
+            rejection = admit(command, await self._guard_context(command, reference))
             # in flight before the row exists: recover() must never race this send
             mine = coid not in self._in_flight
             self._in_flight.add(coid)
@@ -167,7 +196,57 @@ class OrderDesk:
         finally:
             self._in_flight.discard(coid)
 
-    async def _guard_context(self) -> GuardContext:
+    async def dead_lettered(self, message: Message | None, corr: str | None, error: str) -> str:
+        """A command the bus gave up on (dead-lettered): never silent. A PlaceOrder the journal
+        does not hold is journaled REJECTED with reason `dead_lettered` and an OrderRejected
+        (in one transaction, so a second call or a later replay of the command finds the row
+        and adds nothing); an order already journaled (placed, pending or rejected) is left as
+        it is. The outcome is returned and counted."""
+        kind = type(message).__name__ if message is not None else "undecodable"
+        outcome = "undecodable"
+        coid = getattr(message, "client_order_id", None)
+        if isinstance(message, PlaceOrder):
+            text = f"the bus dead-lettered the command before it was placed: {error}"[:500]
+            rejection = OrderRejected(
+                client_order_id=message.client_order_id,
+                reason=DEAD_LETTERED_REASON,
+                message=text,
+            )
+            _row, created = await asyncio.to_thread(
+                self.journal.insert,
+                message,
+                corr=corr or message.client_order_id,
+                status="REJECTED",
+                reason=DEAD_LETTERED_REASON,
+                message=text,
+                events=[(ORDERS_EVENTS, rejection)],
+            )
+            outcome = "rejected" if created else "journaled"
+            if created:
+                ORDERS.labels("REJECTED").inc()
+                await self.flush_outbox()
+        elif coid is not None:
+            row = await asyncio.to_thread(self.journal.get, coid)
+            outcome = "journaled" if row is not None else "unknown_order"
+        DEAD_LETTERED.labels(kind, outcome).inc()
+        log.error(
+            "order.command_dead_lettered",
+            type=kind,
+            client_order_id=coid,
+            outcome=outcome,
+            error=error[:300],
+        )
+        return outcome
+
+    async def _reference(self, command: PlaceOrder) -> Decimal | None:
+        """A MARKET order's reference price (last tick, else Kite's LTP); None otherwise."""
+        if command.order_type != "MARKET" or self.prices is None:
+            return None
+        return await self.prices.price(command.exchange, command.symbol)
+
+    async def _guard_context(
+        self, command: PlaceOrder, reference: Decimal | None = None
+    ) -> GuardContext:
         state = await self.kill_switch.state()
         s = self.settings
         live = s.mode == "live"
@@ -177,18 +256,41 @@ class OrderDesk:
             now=utcnow(),
             calendar=nse_calendar() if s.enforce_market_hours else None,
             max_order_value_rupees=s.max_order_value_rupees,
+            reference_price=reference,
+            market_protection_pct=s.market_protection_pct,
             capital_cap_rupees=s.live_capital_cap_rupees if live else None,
-            # only the live capital cap needs it: a scan of the open orders
-            open_orders_value_rupees=await self._open_orders_value() if live else Decimal(0),
+            # only the live capital cap needs it: a scan of the open orders (this one aside)
+            open_orders_value_rupees=(
+                await self._open_orders_value(exclude=command.client_order_id)
+                if live and command.side == "BUY"
+                else Decimal(0)
+            ),
         )
 
-    async def _open_orders_value(self) -> Decimal:
+    async def _open_orders_value(self, exclude: str | None = None) -> Decimal | None:
+        """What the open BUY orders commit at their worst prices (MARKET ones at their
+        reference price widened by their protection); None when one cannot be priced."""
+        rows = [
+            r
+            for r in await asyncio.to_thread(self.journal.live)
+            if r.current.side == "BUY" and r.client_order_id != exclude
+        ]
+        keys = [
+            (r.current.exchange, r.current.symbol) for r in rows if r.current.order_type == "MARKET"
+        ]
+        refs = await self.prices.lookup(keys) if keys and self.prices is not None else {}
         total = Decimal("0")
-        for row in await asyncio.to_thread(self.journal.live):
+        for row in rows:
             terms = row.current
-            price = terms.price or terms.trigger_price
-            if price is not None and terms.side == "BUY":
-                total += price * (terms.quantity - row.filled_quantity)
+            value = order_value(
+                terms,
+                refs.get((terms.exchange, terms.symbol)),
+                self.settings.market_protection_pct,
+                quantity=max(0, terms.quantity - row.filled_quantity),
+            )
+            if value is None:
+                return None
+            total += value
         return total
 
     async def _send(self, row: OrderRow) -> OrderRow:
@@ -368,7 +470,7 @@ class OrderDesk:
                 f"quantity {new.quantity} must exceed the {row.filled_quantity} already filled",
                 code="invalid_modify",
             )
-        rejection = admit(new, await self._guard_context())
+        rejection = admit(new, await self._guard_context(new, await self._reference(new)))
         if rejection is not None:
             raise PermanentError(rejection.message, code=rejection.reason, status_code=422)
         kw: dict[str, Any] = {"quantity": new.quantity, "order_type": new.order_type}
@@ -434,7 +536,126 @@ class OrderDesk:
                     await self._apply_order_update(order, "poll")
         await self.flush_outbox()
 
-    async def _apply_trade(self, row: OrderRow, trade: dict[str, Any]) -> None:
+    async def sweep_trades(self) -> int:
+        """Add every trade of Kite's day trade book the journal lacks (by trade_id); the number
+        added. The same idempotent path as a fetched trade (one OrderFilled per trade), so the
+        journal and the ledger converge on Kite's trade book after lost postbacks, ticker gaps
+        and failed `order_trades` calls. Trades of orders placed by hand in Kite (no journal
+        row, no Dalal tag) are journaled as `external` orders first."""
+        if not self.leader or not self.can_trade:
+            return 0
+        try:
+            trades = await self.gateway.trades()
+        except KiteSessionError:
+            SWEEPS.labels("failed").inc()
+            await self.session.expire("TokenException from Kite")
+            return 0
+        except (KiteUnavailable, RateLimitTimeout) as exc:
+            SWEEPS.labels("failed").inc()
+            log.warning("trades.sweep_failed", error=str(exc))
+            return 0
+        ids = [str(t.get("trade_id")) for t in trades if t.get("trade_id") is not None]
+        known = await asyncio.to_thread(self.journal.known_trades, ids)
+        missing = [t for t in trades if str(t.get("trade_id")) not in known]
+        added = 0
+        book: dict[str, dict[str, Any]] | None = None  # Kite's orders, read when needed
+        touched: dict[str, OrderRow] = {}
+        async with self._apply_lock:
+            for trade in missing:
+                order_id = str(trade.get("order_id"))
+                row = touched.get(order_id) or await asyncio.to_thread(
+                    self.journal.by_broker_id, order_id
+                )
+                origin = "dalal"
+                if row is None:
+                    if book is None:
+                        book = await self._order_book()
+                        if book is None:
+                            SWEEPS.labels("failed").inc()
+                            return added
+                    row = await self._external_row(book.get(order_id), order_id)
+                    if row is None:
+                        continue
+                if row.reason == "external":
+                    origin = "external"
+                touched[order_id] = row
+                if await self._apply_trade(row, trade):
+                    added += 1
+                    SWEEP_ADDED.labels(origin).inc()
+                    log.warning(
+                        "trades.sweep_added",
+                        client_order_id=row.client_order_id,
+                        trade_id=str(trade.get("trade_id")),
+                        origin=origin,
+                    )
+            # the order's own state follows its trades (a held COMPLETE, an external order)
+            if touched:
+                if book is None:
+                    book = await self._order_book() or {}
+                for order_id in touched:
+                    if order_id in book:
+                        await self._apply_order_update(book[order_id], "sweep")
+        SWEEPS.labels("ok").inc()
+        await self.flush_outbox()
+        return added
+
+    async def _order_book(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            return {str(o.get("order_id")): o for o in await self.gateway.orders()}
+        except KiteSessionError:
+            await self.session.expire("TokenException from Kite")
+        except (KiteUnavailable, RateLimitTimeout) as exc:
+            log.warning("trades.sweep_failed", error=str(exc))
+        return None
+
+    async def _external_row(self, order: dict[str, Any] | None, order_id: str) -> OrderRow | None:
+        """The journal row for a traded order the journal does not know: None when it carries
+        the tag of a Dalal order still PENDING (recover() resolves that one first)."""
+        if order is None:
+            log.error("trades.sweep_order_unknown", broker_order_id=order_id)
+            return None
+        tag = order.get("tag")
+        if tag:
+            mine = await asyncio.to_thread(self.journal.get, str(tag))
+            if mine is not None and mine.broker_order_id in (None, order_id):
+                return None if mine.broker_order_id is None else mine
+        command = external_order(order)
+        if command is None:
+            log.error(
+                "trades.sweep_external_unrecordable",
+                broker_order_id=order_id,
+                symbol=order.get("tradingsymbol"),
+                product=order.get("product"),
+            )
+            return None
+        row, created = await asyncio.to_thread(
+            self.journal.insert_external,
+            command,
+            broker_order_id=order_id,
+            message="placed outside Dalal (no Dalal tag); journaled from Kite's trade book",
+        )
+        if created:
+            log.warning(
+                "order.external",
+                client_order_id=row.client_order_id,
+                broker_order_id=order_id,
+                symbol=command.symbol,
+                side=command.side,
+                quantity=command.quantity,
+            )
+        return row
+
+    async def sweep_forever(self) -> None:
+        """The trade-book sweep every `trade_sweep_seconds` (first one at once)."""
+        while True:
+            try:
+                await self.sweep_trades()
+            except Exception as exc:  # keep sweeping whatever one round did
+                SWEEPS.labels("failed").inc()
+                log.error("trades.sweep_error", error=repr(exc))
+            await asyncio.sleep(self.settings.trade_sweep_seconds)
+
+    async def _apply_trade(self, row: OrderRow, trade: dict[str, Any]) -> bool:
         filled_at = _kite_time(trade.get("fill_timestamp") or trade.get("exchange_timestamp"))
         event = OrderFilled(
             client_order_id=row.client_order_id,
@@ -460,6 +681,7 @@ class OrderDesk:
         )
         if added and row.filled_quantity == 0:
             LATENCY.labels("fill").observe(max(0.0, (utcnow() - row.created_at).total_seconds()))
+        return added
 
     async def apply_order_update(self, order: dict[str, Any], path: str = "postback") -> bool:
         """One Kite order dict (a postback, a ticker order message) -> journal + events.
@@ -490,8 +712,28 @@ class OrderDesk:
             except KiteSessionError:
                 await self.session.expire("TokenException from Kite")
             except (KiteUnavailable, RateLimitTimeout) as exc:
-                log.warning("order.trades_failed", error=str(exc))  # the next poll has them
+                # the order stays tracked: the next poll reads the trade book (and asked now)
+                TRADE_FETCH_FAILED.inc()
+                log.warning(
+                    "order.trades_failed", client_order_id=row.client_order_id, error=str(exc)
+                )
+                self._poll_now.set()
         coid = row.client_order_id
+        if status in TERMINAL and filled > 0:
+            recorded = await asyncio.to_thread(self.journal.traded_quantity, coid)
+            if recorded < filled:
+                # COMPLETE (or CANCELLED after part fills) only once every trade is recorded:
+                # until then the row stays live, so polling and the sweep fetch the trades
+                UPDATES.labels(path, "awaiting_trades").inc()
+                log.info(
+                    "order.awaiting_trades",
+                    client_order_id=coid,
+                    status=status,
+                    filled=filled,
+                    recorded=recorded,
+                )
+                self._poll_now.set()
+                return False
         events: list[tuple[str, Message]] = [
             (
                 ORDERS_EVENTS,

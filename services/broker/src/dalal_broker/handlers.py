@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dalal_broker.desk import OrderDesk
-from dalal_shared.bus import Handler
+from dalal_shared.bus import DeadLetter, DeadLetterHook, Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.errors import PermanentError
 from dalal_shared.logging import get_logger
@@ -44,3 +44,19 @@ def order_commands(desk: OrderDesk) -> Handler:
             )
 
     return dispatcher({PlaceOrder: on_place, CancelOrder: on_cancel, ModifyOrder: on_modify})
+
+
+def dead_letters(desk: OrderDesk) -> DeadLetterHook:
+    """The consumer's dead-letter hook: a dead-lettered order command is never silent (a
+    PlaceOrder not yet journaled becomes a REJECTED row and an OrderRejected `dead_lettered`).
+    It runs before the entry is acknowledged; if it raises, the bus runs it again."""
+
+    async def on_dead_letter(dead: DeadLetter) -> None:
+        envelope = dead.envelope
+        await desk.dead_lettered(
+            envelope.message if envelope is not None else None,
+            envelope.corr if envelope is not None else None,
+            dead.error,
+        )
+
+    return on_dead_letter

@@ -271,6 +271,60 @@ class Journal:
             return False
         return True
 
+    def insert_external(
+        self, command: PlaceOrder, *, broker_order_id: str, message: str
+    ) -> tuple[OrderRow, bool]:
+        """Journal an order placed outside Dalal (by hand in Kite), found through its trades:
+        OPEN with Kite's order id, reason `external`; (existing row, False) when already there."""
+        now = utcnow()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    orders_t.insert().values(
+                        client_order_id=command.client_order_id,
+                        command=command.model_dump_json(),
+                        corr=command.client_order_id,
+                        status="OPEN",
+                        broker_order_id=broker_order_id,
+                        reason="external",
+                        message=message,
+                        filled_quantity=0,
+                        send_attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            existing = self.by_broker_id(broker_order_id) or self.get(command.client_order_id)
+            assert existing is not None
+            return existing, False
+        row = self.get(command.client_order_id)
+        assert row is not None
+        return row, True
+
+    def traded_quantity(self, client_order_id: str) -> int:
+        """The quantity of the order's recorded trades."""
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(trades_t.c.quantity), 0)).where(
+                    trades_t.c.client_order_id == client_order_id
+                )
+            ).scalar_one()
+        return int(total)
+
+    def known_trades(self, trade_ids: list[str]) -> set[str]:
+        """Which of these Kite trade ids are recorded."""
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(trade_ids), 500):
+                chunk = trade_ids[start : start + 500]
+                out.update(
+                    conn.execute(
+                        sa.select(trades_t.c.trade_id).where(trades_t.c.trade_id.in_(chunk))
+                    ).scalars()
+                )
+        return out
+
     def trades_of(self, client_order_id: str) -> list[dict[str, object]]:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -169,6 +169,10 @@ class KiteGateway:
     async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
         return await self.call("other", self._kite.order_trades, order_id)
 
+    async def ltp(self, instruments: list[str]) -> dict[str, Any]:
+        """Kite's last traded price of each `EXCHANGE:SYMBOL` it knows (a `quote`-class call)."""
+        return await self.call("quote", self._kite.ltp, instruments)
+
     async def positions(self) -> dict[str, Any]:
         return await self.call("other", self._kite.positions)
 

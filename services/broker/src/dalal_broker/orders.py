@@ -18,18 +18,42 @@ class GuardContext:
     now: datetime
     calendar: NseCalendar | None  # None: market hours not enforced (sim clocks differ)
     max_order_value_rupees: Decimal
-    reference_price: Decimal | None = None  # an LTP for MARKET orders, when known
+    reference_price: Decimal | None = None  # the last price, for a MARKET order: None unknown
+    market_protection_pct: Decimal = Decimal("0")  # the default, for orders without their own
     capital_cap_rupees: Decimal | None = None  # live mode only
-    open_orders_value_rupees: Decimal = Decimal("0")
+    # what the open BUY orders commit (each type, MARKET at its reference price); None: an
+    # open MARKET order could not be priced
+    open_orders_value_rupees: Decimal | None = Decimal("0")
 
 
 def _reject(command: PlaceOrder, reason: str, message: str) -> OrderRejected:
     return OrderRejected(client_order_id=command.client_order_id, reason=reason, message=message)
 
 
-def order_value(command: PlaceOrder, reference_price: Decimal | None) -> Decimal | None:
-    price = command.price or command.trigger_price or reference_price
-    return None if price is None else price * command.quantity
+def worst_price(
+    command: PlaceOrder, reference_price: Decimal | None, default_protection_pct: Decimal
+) -> Decimal | None:
+    """The highest price one share of the order may trade at: its limit; a MARKET order's
+    reference price (SL-M: its trigger) widened by its market protection; None when a MARKET
+    order has no reference price."""
+    if command.order_type in ("LIMIT", "SL"):
+        return command.price
+    base = command.trigger_price if command.order_type == "SL-M" else reference_price
+    if base is None:
+        return None
+    pct = market_protection(command, default_protection_pct) or Decimal(0)
+    return base * (1 + pct / 100)
+
+
+def order_value(
+    command: PlaceOrder,
+    reference_price: Decimal | None,
+    default_protection_pct: Decimal = Decimal(0),
+    quantity: int | None = None,
+) -> Decimal | None:
+    """The order's value at its worst price (`quantity`: of that many shares); None unknown."""
+    price = worst_price(command, reference_price, default_protection_pct)
+    return None if price is None else price * (command.quantity if quantity is None else quantity)
 
 
 def admit(command: PlaceOrder, ctx: GuardContext) -> OrderRejected | None:
@@ -48,14 +72,30 @@ def admit(command: PlaceOrder, ctx: GuardContext) -> OrderRejected | None:
         return _reject(command, "input", f"{command.order_type} orders need a price")
     if command.order_type in ("SL", "SL-M") and command.trigger_price is None:
         return _reject(command, "input", f"{command.order_type} orders need a trigger_price")
-    value = order_value(command, ctx.reference_price)
-    if value is not None and value > ctx.max_order_value_rupees:
+    value = order_value(command, ctx.reference_price, ctx.market_protection_pct)
+    if value is None:
+        return _reject(
+            command,
+            "no_reference_price",
+            f"no reference price for {command.exchange}:{command.symbol} (no recent tick, and "
+            "Kite's LTP could not be read): a MARKET order cannot be valued, so it is refused; "
+            "send a LIMIT order or retry",
+        )
+    if value > ctx.max_order_value_rupees:
         return _reject(
             command,
             "max_order_value",
-            f"order value Rs {value:.2f} exceeds the limit of Rs {ctx.max_order_value_rupees}",
+            f"order value Rs {value:.2f} (at its worst price) exceeds the limit of "
+            f"Rs {ctx.max_order_value_rupees}",
         )
-    if ctx.capital_cap_rupees is not None and value is not None:
+    if ctx.capital_cap_rupees is not None and command.side == "BUY":
+        if ctx.open_orders_value_rupees is None:
+            return _reject(
+                command,
+                "no_reference_price",
+                "an open MARKET order has no reference price: what the open orders commit is "
+                "unknown, so the live capital cap refuses new buys; retry",
+            )
         committed = ctx.open_orders_value_rupees + value
         if committed > ctx.capital_cap_rupees:
             return _reject(

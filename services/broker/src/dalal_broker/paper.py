@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 
 from dalal_broker.journal import Journal, OrderRow
 from dalal_broker.kite import KiteRejected
+from dalal_broker.prices import LastPrices
 from dalal_shared import fills
 from dalal_shared.ids import new_id
 from dalal_shared.logging import get_logger
@@ -416,21 +417,25 @@ class PaperBroker:
 
 class TickFollower:
     """Reads `market.ticks` from the moment it is primed (no consumer group: a paper order meets
-    only the ticks after it, never a backlog) and hands each Tick to the paper book."""
+    only the ticks after it, never a backlog) and hands each Tick to the paper book (paper mode)
+    and to the guards' last prices (every mode)."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
-        paper: PaperBroker,
+        paper: PaperBroker | None,
         on_change: Callable[[], Awaitable[None]],
         *,
+        prices: LastPrices | None = None,
         block_ms: int = 500,
     ):
         self.redis = redis
         self.paper = paper
+        self.prices = prices
         self.on_change = on_change
         self.block_ms = block_ms
         self.last_id: str | None = None
+        self._pending_change: asyncio.Task[None] | None = None
 
     async def prime(self) -> None:
         """Remember where the stream ends now: every tick after this point is seen."""
@@ -455,21 +460,53 @@ class TickFollower:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
-            made = 0
-            for _stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    self.last_id = (
-                        entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                    )
-                    try:
-                        message = Envelope.from_fields(fields).message
-                    except MessageDecodeError:
-                        continue
-                    if isinstance(message, Tick):
-                        made += self.paper.on_tick(message)
-            if made:
+            if self._handle(reply):
+                await self._changed()
+
+    async def catch_up(self) -> None:
+        """Read the ticks published up to now at once (the guards want the latest price before
+        they value a MARKET order); nothing before `prime`."""
+        if self.last_id is None:
+            return
+        try:
+            reply = await self.redis.xread({MARKET_TICKS: self.last_id}, count=10_000)
+        except Exception as exc:
+            log.warning("paper.ticks_read_failed", error=repr(exc))
+            return
+        if self._handle(reply):
+            self._pending_change = asyncio.create_task(self._changed())
+
+    def _handle(self, reply: Any) -> int:
+        """Hand each tick after `last_id` on (the run loop and `catch_up` may both have read
+        one: it counts once); the number of paper fills made."""
+        made = 0
+        for _stream, entries in reply or []:
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if _stream_id(entry_id) <= _stream_id(self.last_id or "0-0"):
+                    continue
+                self.last_id = entry_id
                 try:
-                    await self.on_change()
-                    await self.paper.prune()
-                except Exception as exc:  # the tracker's next round journals them
-                    log.error("paper.sync_failed", error=repr(exc))
+                    message = Envelope.from_fields(fields).message
+                except MessageDecodeError:
+                    continue
+                if isinstance(message, Tick):
+                    if self.prices is not None:
+                        self.prices.on_tick(message)
+                    if self.paper is not None:
+                        made += self.paper.on_tick(message)
+        return made
+
+    async def _changed(self) -> None:
+        if self.paper is None:
+            return
+        try:
+            await self.on_change()
+            await self.paper.prune()
+        except Exception as exc:  # the tracker's next round journals them
+            log.error("paper.sync_failed", error=repr(exc))
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
