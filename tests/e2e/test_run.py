@@ -178,3 +178,76 @@ def test_a_killed_supervisor_leaves_no_orphans(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _redis_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    return [
+        c
+        for c in psutil.Process(proc.pid).children(recursive=True)
+        if c.is_running() and c.status() != "zombie" and "redis-server" in c.name()
+    ]
+
+
+@pytest.mark.slow
+def test_run_restarts_a_killed_embedded_redis_with_its_data(tmp_path: Path) -> None:
+    """SIGKILL the embedded Redis of a running `dalal run`: it comes back on the same port with
+    what it held (AOF), and the services it serves are ready again."""
+    import redis
+
+    env = _env(tmp_path)
+    out = tmp_path / "run.out"
+    proc = subprocess.Popen(
+        [*_dalal(), "run", "--only", "portfolio"],
+        env=env,
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    children: list[psutil.Process] = []
+    try:
+        wait_until(
+            lambda: "Dalal is running" in out.read_text(), timeout=90, message="dalal run up"
+        )
+        children = psutil.Process(proc.pid).children(recursive=True)
+        url = f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}/0"
+        client = redis.Redis.from_url(url)
+        client.set("dalal:e2e:kept", "yes")
+        client.close()
+        [first] = _redis_children(proc)
+        readyz = f"http://127.0.0.1:{env['DALAL_PORTFOLIO_PORT']}/readyz"
+        assert httpx.get(readyz, timeout=10).status_code == 200
+
+        first.send_signal(signal.SIGKILL)
+        wait_until(
+            lambda: [c for c in _redis_children(proc) if c.pid != first.pid],
+            timeout=60,
+            message="a new embedded Redis",
+        )
+
+        def kept() -> bool:
+            try:
+                with redis.Redis.from_url(url, socket_timeout=2) as again:
+                    return again.get("dalal:e2e:kept") == b"yes"
+            except redis.RedisError:
+                return False
+
+        wait_until(kept, timeout=60, message="the data back on the same port")
+
+        def ready() -> bool:
+            try:
+                return httpx.get(readyz, timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=90, message="the portfolio ready again")
+        assert proc.poll() is None  # the supervisor carried on
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        wait_until(
+            lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+            message="children gone after the supervisor",
+        )

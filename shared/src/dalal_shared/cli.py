@@ -22,7 +22,7 @@ from dalal_shared.stack import (
     available_services,
     service_specs,
 )
-from dalal_shared.supervisor import StartupError, Supervisor
+from dalal_shared.supervisor import RestartPolicy, StartupError, Supervisor
 
 app = typer.Typer(
     name="dalal",
@@ -84,6 +84,7 @@ def run(
             "DALAL_LOG_FORMAT": "json",
         },
         say=lambda text: console.print(text, highlight=False),
+        restart_policy=RestartPolicy(reset_after_seconds=settings.restart_reset_seconds),
     )
     signal.signal(signal.SIGINT, supervisor.request_stop)
     signal.signal(signal.SIGTERM, supervisor.request_stop)

@@ -60,7 +60,15 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class EmbeddedRedis:
-    """A redis-server child process with its data in `data_dir`."""
+    """A redis-server child process with its data in `data_dir`.
+
+    With `appendonly` (the default) every write is appended to `data_dir/appendonly.aof` before
+    Redis answers it (`appendfsync everysec` flushes the file to disk once a second; only on a
+    disk so slow that the previous flush is still running may Redis hold the write back, for up
+    to 2 s), so a SIGKILL of the process loses nothing it acknowledged, and `start()` again on
+    the same `data_dir` loads it back; a crash of the machine may cost the last second.
+    `start()` may be called again after the process died (the supervisor does).
+    """
 
     def __init__(
         self,
@@ -82,6 +90,8 @@ class EmbeddedRedis:
 
     def start(self, timeout_seconds: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()  # a previous, dead process's pipe
         argv = [
             redis_server_binary(),
             "--port", str(self.port),
@@ -89,6 +99,8 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--aof-load-truncated", "yes",  # a write cut short by a kill: load the rest
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip

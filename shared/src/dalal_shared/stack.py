@@ -44,6 +44,12 @@ class StackSettings(BaseSettings):
     data_worker_metrics_port: int = Field(8012, ge=1, le=65535)
     scheduler_metrics_port: int = Field(8013, ge=1, le=65535)
     engine_worker_metrics_port: int = Field(8014, ge=1, le=65535)
+    restart_reset_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="a child up this long before it died is restarted after the shortest pause",
+    )
     api_key: SecretStr | None = Field(None, description="bearer key; default: var/api_key")
 
     def port_of(self, service: str) -> int:

