@@ -30,6 +30,7 @@ from dalal_data.wiring import Core
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.errors import PermanentError
+from dalal_shared.health import TaskHealth, task_registry
 from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import Bar, DataStale
@@ -44,6 +45,11 @@ TICK_AGE = Gauge("dalal_data_tick_age_seconds", "Seconds since the last tick", [
 BARS = Counter("dalal_data_bars_emitted_total", "Bars published", ["interval"])
 RECONNECTS = Counter("dalal_data_ticker_reconnects_total", "Ticker reconnections", ["reason"])
 STALE = Counter("dalal_data_feed_stale_total", "Times the feed went silent in market hours")
+FEED_FAILURES = Counter(
+    "dalal_data_feed_failures_total",
+    "Times the feed failed as a whole (Redis outage, lease error, ...) and restarted",
+)
+FEED_BACKOFF_START, FEED_BACKOFF_MAX = 1.0, 30.0
 MARKET_OPEN = Gauge(
     "dalal_data_market_open",
     "1 while an NSE session is open per the calendar, on the feed's exchange clock",
@@ -117,6 +123,10 @@ class Feed:
         self._stop = asyncio.Event()
         self._kick = asyncio.Event()
         self._market_ref: tuple[datetime, float] | None = None  # (exchange ts, monotonic)
+        self._last_delivery = _time.monotonic()  # the last tick published, from any source
+        self.lease_ok = True  # the last lease check answered (False: Redis unreachable)
+        self.last_error: str | None = None
+        self.health: TaskHealth | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -137,6 +147,19 @@ class Feed:
         if self.holding:
             await self.lease.release()
 
+    def stale(self, now: datetime) -> bool:
+        """The feed is not delivering fresh ticks when it should: this process is (or cannot
+        tell whether it is) the holder, and in watched hours the last tick is older than the
+        stale limit or no ticker connection is up. A replica that waits while another holds
+        the lease is not stale."""
+        if not self.holding and self.lease_ok:
+            return False
+        if not self.watchdog.market_open(now):
+            return False
+        if self.watchdog.stale or not self.connections:
+            return True
+        return self.watchdog.age_seconds(now) >= self.settings.feed_stale_seconds
+
     def status(self) -> dict[str, Any]:
         now = utcnow()
         return {
@@ -144,7 +167,8 @@ class Feed:
             "connections": len(self.connections),
             "instruments": len(self.names),
             "reconnects": self.reconnects,
-            "stale": self.watchdog.stale,
+            "stale": self.stale(now),
+            "last_error": self.last_error,
             "stale_episodes": self.watchdog.episodes,
             "tick_age_seconds": self.watchdog.age_seconds(now),
             "fallback_polls": self.fallback_polls,
@@ -154,48 +178,94 @@ class Feed:
 
     # ------------------------------------------------------------------ supervision
     async def _supervise(self) -> None:
-        renew = self.settings.feed_lease_seconds / 3
-        while not self._stop.is_set():
-            if not await self.lease.acquire():
-                self.holding = False
-                await self._wait(renew)
-                continue
-            self.holding = True
-            try:
-                await self._resolve()
-                groups = partition(
-                    sorted(self.names),
-                    self.settings.feed_max_instruments_per_connection,
-                    self.settings.feed_max_connections,
-                )
-                self.watchdog.start(utcnow())
-                workers = [
-                    asyncio.create_task(self._connection(i, g)) for i, g in enumerate(groups)
-                ]
-                workers.append(asyncio.create_task(self._watch()))
+        """Hold the lease and run the connections and the watchdog while it is held; survive
+        anything (a Redis outage, Kite's ticker refusing us, a bug) with a back-off, so the feed
+        comes back by itself. Reports to the task registry as `feed` (/readyz)."""
+        health = self.health = task_registry().register(
+            "feed", stale_after_seconds=max(30.0, 3 * self.settings.feed_lease_seconds)
+        )
+        backoff = FEED_BACKOFF_START
+        try:
+            while not self._stop.is_set():
                 try:
-                    while not self._stop.is_set():
-                        if not await self.lease.acquire():
-                            log.warning("feed.lease_lost")
-                            break
-                        if any(w.done() for w in workers):
-                            for w in workers:
-                                if w.done() and w.exception():
-                                    raise w.exception()  # type: ignore[misc]
-                        await self._wait(renew)
-                finally:
-                    for w in workers:
-                        w.cancel()
-                    for w in workers:
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await w
-                    self.connections.clear()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("feed.failed", error=f"{type(exc).__name__}: {exc}"[:300])
-                await self._wait(2.0)
+                    if await self._hold(health):
+                        backoff = FEED_BACKOFF_START
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                    self.last_error = error
+                    FEED_FAILURES.inc()
+                    log.error("feed.failed", error=error, retry_in_seconds=backoff)
+                    health.backoff(error)
+                    self.holding = False
+                    await self._wait(backoff)
+                    backoff = min(backoff * 2, FEED_BACKOFF_MAX)
+        finally:
             self.holding = False
+            health.close()
+
+    async def _acquire(self) -> bool:
+        renew = self.settings.feed_lease_seconds / 3
+        try:  # bounded: past the TTL an answer means nothing
+            held = await asyncio.wait_for(self.lease.acquire(), timeout=renew)
+        except Exception:
+            self.lease_ok = False
+            raise
+        self.lease_ok = True
+        return held
+
+    async def _hold(self, health: TaskHealth) -> bool:
+        """One spell as the feed holder (or one look at the lease). True when it ended
+        normally: the lease went to another process, or the feed stops."""
+        renew = self.settings.feed_lease_seconds / 3
+        if not await self._acquire():
+            self.holding = False
+            health.beat()
+            await self._wait(renew)
+            return True
+        self.holding = True
+        await self._resolve()
+        groups = partition(
+            sorted(self.names),
+            self.settings.feed_max_instruments_per_connection,
+            self.settings.feed_max_connections,
+        )
+        self.watchdog.start(utcnow())
+        workers = [asyncio.create_task(self._connection(i, g)) for i, g in enumerate(groups)]
+        workers.append(asyncio.create_task(self._watch()))
+        try:
+            while not self._stop.is_set():
+                if not await self._acquire():
+                    log.warning("feed.lease_lost")
+                    return True
+                for w in workers:
+                    if w.done() and not w.cancelled() and w.exception() is not None:
+                        raise w.exception()  # type: ignore[misc]
+                health.beat()
+                health.problem(self._silence())
+                self.last_error = None
+                await self._wait(renew)
+            return True
+        finally:
+            self.holding = False
+            for w in workers:
+                w.cancel()
+            for w in workers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await w
+            self.connections.clear()
+
+    def _silence(self) -> str | None:
+        """The feed delivers nothing in market hours: no ticker tick and no fallback quote for
+        longer than the stale limit (a reason for /readyz to be red)."""
+        now = utcnow()
+        if not self.watchdog.stale:
+            return None
+        quiet = _time.monotonic() - self._last_delivery
+        if quiet < self.settings.feed_stale_seconds:
+            return None  # the quote fallback delivers
+        return f"no ticks for {self.watchdog.age_seconds(now):.0f} s in market hours"
 
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -275,6 +345,7 @@ class Feed:
         if source == "ticker":
             self.watchdog.on_tick(now)
         await self.ticks.publish(rows)
+        self._last_delivery = _time.monotonic()
         TICKS.labels(source).inc(len(rows))
         if bars:
             await self.publish_bars(bars)
@@ -304,34 +375,43 @@ class Feed:
         next_poll = 0.0
         last_kick = 0.0
         while not self._stop.is_set():
-            now = utcnow()
-            TICK_AGE.labels(FEED).set(self.watchdog.age_seconds(now))
-            await self.publish_bars(self.builder.close_due(self.market_now()))
-            await self._share_clock()
-            if self.watchdog.check(now):
-                STALE.inc()
-                age = self.watchdog.age_seconds(now)
-                log.warning("feed.stale", age_seconds=round(age, 2))
-                await self.publisher.publish(
-                    SYSTEM_EVENTS,
-                    DataStale(feed=FEED, last_tick_at=self.watchdog.last_tick_at, age_seconds=age),
-                )
-                last_kick = _time.monotonic()
-                await self._reconnect_all("stale")
-            elif (
-                self.watchdog.due_again(now)
-                and _time.monotonic() - last_kick >= self.settings.feed_stale_seconds
-            ):
-                last_kick = _time.monotonic()
-                await self._reconnect_all("stale")
-            if (
-                self.watchdog.stale
-                and self.settings.feed_quote_fallback
-                and _time.monotonic() >= next_poll
-            ):
-                next_poll = _time.monotonic() + 1.0  # Kite's quote limit: 1 request/s
-                await self._poll_quotes()
+            try:
+                next_poll, last_kick = await self._watch_once(next_poll, last_kick)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. Redis down: the watchdog keeps watching
+                log.warning("feed.watch_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             await self._wait(period)
+
+    async def _watch_once(self, next_poll: float, last_kick: float) -> tuple[float, float]:
+        now = utcnow()
+        TICK_AGE.labels(FEED).set(self.watchdog.age_seconds(now))
+        await self.publish_bars(self.builder.close_due(self.market_now()))
+        await self._share_clock()
+        if self.watchdog.check(now):
+            STALE.inc()
+            age = self.watchdog.age_seconds(now)
+            log.warning("feed.stale", age_seconds=round(age, 2))
+            await self.publisher.publish(
+                SYSTEM_EVENTS,
+                DataStale(feed=FEED, last_tick_at=self.watchdog.last_tick_at, age_seconds=age),
+            )
+            last_kick = _time.monotonic()
+            await self._reconnect_all("stale")
+        elif (
+            self.watchdog.due_again(now)
+            and _time.monotonic() - last_kick >= self.settings.feed_stale_seconds
+        ):
+            last_kick = _time.monotonic()
+            await self._reconnect_all("stale")
+        if (
+            self.watchdog.stale
+            and self.settings.feed_quote_fallback
+            and _time.monotonic() >= next_poll
+        ):
+            next_poll = _time.monotonic() + 1.0  # Kite's quote limit: 1 request/s
+            await self._poll_quotes()
+        return next_poll, last_kick
 
     async def _share_clock(self) -> None:
         """Simulation: hand the exchange clock to the scheduler (once ticks have set it), so
