@@ -44,7 +44,8 @@ def test_daily_candles_from_real_bars(kite, shared_kitesim):
     assert len(row) == 7 and row[6] == 0
 
 
-def test_intraday_and_resampled_candles(kite):
+def test_intraday_and_resampled_candles(kite, shared_kitesim):
+    shared_kitesim.advance(until="2024-01-03T09:30:00+05:30")  # 2 January is history now
     bars15 = kite.historical_data(
         RELIANCE, "2024-01-02 09:15:00", "2024-01-02 15:29:59", "15minute"
     )
@@ -118,10 +119,11 @@ def test_a_user_directory_of_csv_is_served_first(tmp_path):
     server = Kitesim(kitesim_data_dir=tmp_path).start()
     try:
         kite = server.client()
-        candles = kite.historical_data(424961, "2024-01-01", "2024-01-10", "day")
-        assert [c["close"] for c in candles] == [105, 102]
         server.advance(ticks=1)
         assert kite.ltp("NSE:ITC")["NSE:ITC"]["last_price"] == 100  # replayed: the open
+        server.advance(until="2024-01-03T15:45:00+05:30")
+        candles = kite.historical_data(424961, "2024-01-01", "2024-01-10", "day")
+        assert [c["close"] for c in candles] == [105, 102]
     finally:
         server.stop()
 
@@ -161,6 +163,10 @@ def test_a_dalal_parquet_cache_is_served(tmp_path):
     server = Kitesim(kitesim_data_dir=tmp_path).start()
     try:
         kite = server.client()
+        # the Parquet instrument is replayed by the market clock like a CSV one
+        server.advance(ticks=1)
+        assert kite.ltp("NSE:ITC")["NSE:ITC"]["last_price"] == 250.5
+        server.advance(until="2024-01-03T15:45:00+05:30")  # both days are history now
         days = kite.historical_data(424961, "2024-01-01", "2024-01-10", "day")
         assert [(c["date"].date(), c["open"], c["high"], c["low"], c["close"]) for c in days] == [
             (date(2024, 1, 2), 100.0, 110.5, 95.25, 105.05),
@@ -185,8 +191,5 @@ def test_a_dalal_parquet_cache_is_served(tmp_path):
             710,
             7100,
         )
-        # the Parquet instrument is replayed by the market clock like a CSV one
-        server.advance(ticks=1)
-        assert kite.ltp("NSE:ITC")["NSE:ITC"]["last_price"] == 250.5
     finally:
         server.stop()

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from dalal_kitesim.errors import InputException, KiteError, TokenException
 from dalal_kitesim.exchange import kite_time
+from dalal_kitesim.history import candles_until_now
 from dalal_kitesim.marketdata import candle
 from dalal_kitesim.ticker import HEARTBEAT, synthetic_depth
 from dalal_shared.intervals import INTERVAL_MINUTES, SPAN_DAYS
@@ -214,7 +215,10 @@ async def historical(request: Request, token: str, interval: str) -> JSONRespons
     if p.get("continuous") in ("1", "true") and inst.instrument_type not in ("FUT",):
         raise InputException("`continuous` is only for futures contracts.")
     with_oi = p.get("oi") in ("1", "true")
-    bars = sim.bars.between(inst.tradingsymbol, interval, start, end, inst.exchange)
+    if sim.settings.kitesim_history_after_now:
+        bars = sim.bars.between(inst.tradingsymbol, interval, start, end, inst.exchange)
+    else:
+        bars = candles_until_now(sim.bars, sim.clock, inst, interval, start, end)
     daily = interval == "day"
     return ok({"candles": [candle(b, oi=with_oi, daily=daily) for b in bars]})
 

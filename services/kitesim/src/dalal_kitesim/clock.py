@@ -1,8 +1,9 @@
 """The market clock: simulated time that replays real bars as ticks, session by session.
 
 Time is simulated and UTC inside. Each trading day of the NSE calendar, every replayed instrument
-turns its bars of that day (the finest interval available: minute, else 15minute, else day) into
-ticks along `dalal_shared.fills.tick_path`. `run_until(t)` delivers, in time order, every tick and
+turns its bars of that day (the finest interval its data root has: minute, 3/5/10/15/30/60-minute
+or day, `BarStore.replay_series`) into ticks along `dalal_shared.fills.tick_path`.
+`run_until(t)` delivers, in time order, every tick and
 every session event (open, MIS square-off at 15:20, close) up to `t`. `advance(seconds)` moves
 by *session* seconds: the night between a close and the next open costs nothing, so a 60 s real
 session replays 22,500 s of market time.
@@ -10,10 +11,11 @@ session replays 22,500 s of market time.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from dalal_kitesim.marketdata import BarStore, Instrument
@@ -21,8 +23,6 @@ from dalal_shared.calendar import NseCalendar, Session
 from dalal_shared.fills import Bar, Tick, tick_path
 from dalal_shared.intervals import INTERVAL_MINUTES
 from dalal_shared.timeutil import IST
-
-REPLAY_INTERVALS = ("minute", "15minute", "day")
 
 
 @dataclass
@@ -42,6 +42,11 @@ class MarketState:
     timestamp: datetime | None = None
     bar_start: datetime | None = None
     bar_volume: int = 0
+    # the replayed bar in progress, as far as its ticks have gone (partial candles)
+    bar_open: Decimal = Decimal(0)
+    bar_high: Decimal = Decimal(0)
+    bar_low: Decimal = Decimal(0)
+    bar_traded: int = 0
     ticks_today: int = 0
 
     @property
@@ -70,9 +75,23 @@ class MarketState:
         self.turnover += tick.price * tick.volume
         self.last_trade_time = tick.ts
         self.timestamp = tick.ts
+        if tick.bar_start != self.bar_start or self.ticks_today == 0:
+            self.bar_open = self.bar_high = self.bar_low = tick.price
+            self.bar_traded = 0
+        self.bar_high = max(self.bar_high, tick.price)
+        self.bar_low = min(self.bar_low, tick.price)
+        self.bar_traded += tick.volume
         self.bar_start = tick.bar_start
         self.bar_volume = tick.bar_volume
         self.ticks_today += 1
+
+
+def bars_on(bars: list[Bar], day: date) -> list[Bar]:
+    """The bars of one IST day from a time-sorted series (binary search: series are long)."""
+    start = datetime.combine(day, time(0, 0), tzinfo=IST)
+    lo = bisect.bisect_left(bars, start, key=lambda b: b.start)
+    hi = bisect.bisect_left(bars, start + timedelta(days=1), key=lambda b: b.start)
+    return bars[lo:hi]
 
 
 TickListener = Callable[[list[tuple[int, Tick]]], None]
@@ -180,17 +199,19 @@ class MarketClock:
                 state.prev_close = before[-1].close
                 state.last_price = before[-1].close
 
+    def replay_interval(self, symbol: str) -> str | None:
+        found = self.bars.replay_series(symbol)
+        return None if found is None else found[0]
+
     def _bars_of_day(self, symbol: str, day: date) -> tuple[list[Bar], timedelta]:
-        for interval in REPLAY_INTERVALS:
-            bars = self.bars.bars(symbol, interval)
-            if not bars:
-                continue
-            todays = [b for b in bars if b.start.astimezone(IST).date() == day]
-            if todays:
-                if interval == "day":
-                    return todays, self.session.close - self.session.open
-                return todays, timedelta(minutes=INTERVAL_MINUTES[interval])
-        return [], timedelta(0)
+        found = self.bars.replay_series(symbol)
+        if found is None:
+            return [], timedelta(0)
+        interval, bars = found
+        todays = bars_on(bars, day)
+        if interval == "day":
+            return todays, self.session.close - self.session.open
+        return todays, timedelta(minutes=INTERVAL_MINUTES[interval])
 
     def _load_day(self, day: date) -> None:
         """Queue the first tick of each instrument's day; the rest of a bar's ticks are built

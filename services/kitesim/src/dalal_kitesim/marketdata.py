@@ -5,14 +5,19 @@ daily dates `YYYY-MM-DD`, intraday dates the bar start with its IST offset), `SY
 Kite trading symbol without spaces (`NIFTY50.csv` is `NIFTY 50`), or in Parquet files
 `<root>/<EXCHANGE>/<interval>/<SYMBOL>.parquet` in the layout of `dalal_shared.candlestore` (the
 data service's cache: ts UTC, float64 prices, volume, oi), so a Dalal cache directory can be
-served as is. Several roots are searched in order (a user directory first, then the bundled
-data); within a root, Parquet wins over CSV. An interval with no file of its own is built from a
-finer one that divides it (5minute from minute, 60minute from 15minute, ...).
+served as is. CSV files may be gzipped (`<SYMBOL>.csv.gz`). Several roots are searched in order
+(a user directory first, then the bundled data): a symbol's bars all come from the first root
+that has any file of it, so a user's 5-minute file is never mixed with (or overridden by) bundled
+15-minute or minute bars. Within a root, Parquet wins over CSV. An interval with no file of its
+own is built from a finer one that divides it (5minute from minute, 60minute from 15minute, day
+from any intraday interval). The market clock replays the finest interval the symbol's root has
+(`replay_series`).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -118,7 +123,8 @@ def _parse_ts(text: str) -> datetime:
 
 def read_bars(path: Path) -> list[Bar]:
     bars = []
-    with path.open(newline="") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -192,6 +198,23 @@ def resample(bars: list[Bar], minutes: int) -> list[Bar]:
     return out
 
 
+def resample_days(bars: list[Bar]) -> list[Bar]:
+    """Intraday bars into daily bars (one per IST date, starting at the 09:15 open)."""
+    out: list[Bar] = []
+    current: list[Bar] = []
+    day: date | None = None
+    for bar in bars:
+        d = bar.start.astimezone(IST).date()
+        if day is not None and d != day:
+            out.append(_merge(datetime.combine(day, SESSION_OPEN, tzinfo=IST), current))
+            current = []
+        day = d
+        current.append(bar)
+    if current and day is not None:
+        out.append(_merge(datetime.combine(day, SESSION_OPEN, tzinfo=IST), current))
+    return out
+
+
 def _merge(start: datetime, bars: list[Bar]) -> Bar:
     return OiBar(
         start=start,
@@ -225,18 +248,38 @@ class BarStore:
     def __init__(self, roots: list[Path]):
         self.roots = [r for r in roots if r is not None]
         self._cache: dict[tuple[str, str, str], list[Bar] | None] = {}
+        self._roots_of: dict[tuple[str, str], Path | None] = {}
+
+    def root_of(self, symbol: str, exchange: str = "NSE") -> Path | None:
+        """The first root holding any file of `symbol`: all its bars come from there."""
+        key = (exchange, symbol)
+        if key not in self._roots_of:
+            self._roots_of[key] = next(
+                (
+                    root
+                    for root in self.roots
+                    if any(self._source_in(root, symbol, i, exchange) for i in INTERVAL_MINUTES)
+                ),
+                None,
+            )
+        return self._roots_of[key]
 
     def _source(self, symbol: str, interval: str, exchange: str) -> BarSource | None:
-        for root in self.roots:
-            for name in dict.fromkeys((symbol.upper(), file_stem(symbol).upper())):
-                try:
-                    path = candlestore.candle_path(root, exchange, interval, name)
-                except candlestore.BadCandleRequest:
-                    continue
-                if path.is_file():
-                    return ("parquet", root)
-            for dirname in DIR_ALIASES.get(interval, (interval,)):
-                path = root / dirname / f"{file_stem(symbol)}.csv"
+        root = self.root_of(symbol, exchange)
+        return None if root is None else self._source_in(root, symbol, interval, exchange)
+
+    @staticmethod
+    def _source_in(root: Path, symbol: str, interval: str, exchange: str) -> BarSource | None:
+        for name in dict.fromkeys((symbol.upper(), file_stem(symbol).upper())):
+            try:
+                path = candlestore.candle_path(root, exchange, interval, name)
+            except candlestore.BadCandleRequest:
+                continue
+            if path.is_file():
+                return ("parquet", root)
+        for dirname in DIR_ALIASES.get(interval, (interval,)):
+            for suffix in (".csv", ".csv.gz"):
+                path = root / dirname / f"{file_stem(symbol)}{suffix}"
                 if path.is_file():
                     return ("csv", path)
         return None
@@ -273,6 +316,7 @@ class BarStore:
             for sub in root.iterdir():
                 if sub.is_dir():
                     out.update(p.stem for p in sub.glob("*.csv"))
+                    out.update(p.name[: -len(".csv.gz")] for p in sub.glob("*.csv.gz"))
             for path in root.glob(f"{exchange.upper()}/*/*.parquet"):
                 if path.parent.name in INTERVAL_MINUTES:
                     out.add(file_stem(path.stem))
@@ -286,7 +330,13 @@ class BarStore:
         if own is not None:
             return own
         if interval == "day":
-            return None
+            found = self.replay_series(symbol, exchange)
+            if found is None or found[0] == "day":
+                return None
+            key = (exchange, symbol, f"day<{found[0]}")
+            if key not in self._cache:
+                self._cache[key] = resample_days(found[1])
+            return self._cache[key]
         minutes = INTERVAL_MINUTES[interval]
         for finer, fm in sorted(INTERVAL_MINUTES.items(), key=lambda kv: -kv[1]):
             if finer == "day" or fm >= minutes or minutes % fm:
@@ -297,6 +347,14 @@ class BarStore:
                 if key not in self._cache:
                     self._cache[key] = resample(source, minutes)
                 return self._cache[key]
+        return None
+
+    def replay_series(self, symbol: str, exchange: str = "NSE") -> tuple[str, list[Bar]] | None:
+        """The finest interval with a file of its own in the symbol's root, and its bars."""
+        for interval in sorted(INTERVAL_MINUTES, key=INTERVAL_MINUTES.__getitem__):
+            bars = self._raw(symbol, interval, exchange)
+            if bars:
+                return interval, bars
         return None
 
     def between(

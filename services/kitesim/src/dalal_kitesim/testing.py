@@ -2,7 +2,9 @@
 (`.sim`), driven over real HTTP with the control API and the official `kiteconnect` client.
 
 Used by kitesim's own tests and by the tests of services that talk to Kite (data). Every Kite
-rate limit is off and the clock is manual unless overridden.
+rate limit is off, the clock is manual and historical candles after the simulated now are served
+(`kitesim_history_after_now`: tests of the data service read a fixed past through it) unless
+overridden; the process defaults (what `dalal run` uses) are Kite's: no candle after now.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Kitesim:
                 "kitesim_rate_orders_per_second": 0,
                 "kitesim_rate_orders_per_minute": 0,
                 "kitesim_rate_other_per_second": 0,
+                "kitesim_history_after_now": True,
                 **overrides,
             }
         )
