@@ -139,7 +139,11 @@ def main() -> int:
         sim = f"http://127.0.0.1:{sim_port}"
         httpx.post(f"{sim}/_sim/clock/advance", json={"seconds": 60})
         broker.start().wait_healthy(60)
-        wait_until(lambda: httpx.get(f"{broker.base_url}/status").json()["leader"], timeout=30)
+        reads = {"Authorization": f"Bearer {API_KEY}"}
+        wait_until(
+            lambda: httpx.get(f"{broker.base_url}/status", headers=reads).json()["leader"],
+            timeout=30,
+        )
         token = httpx.post(f"{sim}/_sim/login").json()["request_token"]
         httpx.get(f"{broker.base_url}/session/callback", params={"request_token": token})
         kite = KiteConnect(KITE_KEY, root=sim, timeout=30)

@@ -239,7 +239,9 @@ async def load(base_url: str, rate_per_s: float, seconds: float, warmup: float) 
     # a request not answered within 2 s counts as an error, so an overloaded server ends the
     # run in bounded time instead of queueing without end
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=2) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=2, headers=BENCH_AUTH
+    ) as client:
         for r in routes:  # warm the connection pool and the service
             await client.get(r)
 
@@ -305,7 +307,7 @@ def wrk_load(
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--timeout", "2s",
-             "-s", script.name, base_url],
+             "-H", f"Authorization: Bearer {BENCH_KEY}", "-s", script.name, base_url],
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout  # fmt: skip
     finally:
@@ -322,6 +324,10 @@ def wrk_load(
     }
 
 
+BENCH_KEY = "bench-key-0123456789abcdef"
+BENCH_AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}  # reads need the key too
+
+
 def start_service(db_url: str, redis_url: str, log: Path) -> ServiceProcess:
     port = free_port()
     proc = ServiceProcess(
@@ -330,7 +336,7 @@ def start_service(db_url: str, redis_url: str, log: Path) -> ServiceProcess:
             "DALAL_PORT": str(port),
             "DALAL_REDIS_URL": redis_url,
             "DALAL_DATABASE_URL": db_url,
-            "DALAL_API_KEY": "bench-key-0123456789abcdef",
+            "DALAL_API_KEY": BENCH_KEY,
             "DALAL_LOG_FORMAT": "json",
             "DALAL_LOG_LEVEL": "WARNING",
             "DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS": "3600",
@@ -391,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         proc = None
         try:
             proc = start_service(sqlite_url, redis.url, tmp / "portfolio.log")
-            n_pos = len(httpx.get(f"{proc.base_url}/positions", timeout=10).json()["positions"])
+            n_pos = len(
+                httpx.get(f"{proc.base_url}/positions", headers=BENCH_AUTH, timeout=10).json()[
+                    "positions"
+                ]
+            )
             rates = [float(x) for x in args.rates.split(",")]
             use_wrk = shutil.which("wrk") is not None and not args.python_load
             if use_wrk:

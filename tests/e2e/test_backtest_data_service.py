@@ -6,6 +6,7 @@ bad symbol or an unreachable service is a one-line CLI error, not a traceback.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from dalal_engine import bars
 from dalal_kitesim.testing import API_KEY, Kitesim
 from dalal_shared.clients import DataClient
-from dalal_shared.testing import data_service, free_port
+from dalal_shared.testing import DATA_SERVICE_KEY, data_service, free_port
 from dalal_shared.timeutil import IST
 
 KITESIM_DATA = Path(__file__).parents[2] / "services/kitesim/src/dalal_kitesim/data/nse"
@@ -50,6 +51,7 @@ def backtest(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "DALAL_API_KEY": DATA_SERVICE_KEY},  # the CLI's key for the reads
     )
 
 
@@ -58,7 +60,7 @@ def test_a_backtest_over_the_data_service_equals_the_one_over_the_files(
 ) -> None:
     start = datetime(2022, 1, 1, tzinfo=IST)
     end = datetime(2023, 12, 31, 23, 59, tzinfo=IST)
-    with DataClient(data_url, timeout=120) as client:
+    with DataClient(data_url, timeout=120, api_key=DATA_SERVICE_KEY) as client:
         served = bars.from_service(
             client, "INFY", "day", start=start, end=end, warmup_bars=30
         )  # fmt: skip

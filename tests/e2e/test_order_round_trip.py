@@ -44,7 +44,9 @@ def test_engine_order_is_rejected_by_broker_without_session_and_seen_by_all(
 
     status = wait_until(
         lambda: (
-            (r := httpx.get(f"{stack.url('engine')}/engine/orders/rt-INFY-1").json())["status"]
+            (r := httpx.get(f"{stack.url('engine')}/engine/orders/rt-INFY-1", headers=AUTH).json())[
+                "status"
+            ]
             == "REJECTED"
             and r
         ),

@@ -155,10 +155,12 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
     r = httpx.get(f"{broker.base_url}/session/callback", params={"request_token": token})
     assert r.status_code == 200, r.text
     wait_until(
-        lambda: httpx.get(f"{broker.base_url}/session").json()["valid"], message="session valid"
+        lambda: httpx.get(f"{broker.base_url}/session", headers=AUTH).json()["valid"],
+        message="session valid",
     )
     wait_until(
-        lambda: httpx.get(f"{broker.base_url}/status").json()["leader"], message="broker leads"
+        lambda: httpx.get(f"{broker.base_url}/status", headers=AUTH).json()["leader"],
+        message="broker leads",
     )
 
     history = bars()
@@ -187,12 +189,19 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
         for order in place_orders(client)[before:]:
             coid = order.client_order_id
             wait_until(
-                lambda coid=coid: httpx.get(f"{broker.base_url}/orders/{coid}").status_code == 200,
+                lambda coid=coid: (
+                    httpx.get(f"{broker.base_url}/orders/{coid}", headers=AUTH).status_code == 200
+                ),
                 message=f"{coid} at the broker",
             )
             control(sim, "/clock/advance", {"seconds": 300})  # ticks: the MARKET order fills
             wait_until(
-                lambda: httpx.get(f"{engine.base_url}/engine/status").json()["open_intents"] == 0,
+                lambda: (
+                    httpx.get(f"{engine.base_url}/engine/status", headers=AUTH).json()[
+                        "open_intents"
+                    ]
+                    == 0
+                ),
                 message=f"{coid} filled and seen by the engine",
             )
     live = [(o.client_order_id, o.side, o.quantity) for o in place_orders(client)]

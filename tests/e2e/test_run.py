@@ -85,7 +85,12 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         )
         assert resp.status_code == 202
         wait_until(
-            lambda: httpx.get(f"{engine}/engine/orders/run-1").json()["status"] == "REJECTED",
+            lambda: (
+                httpx.get(
+                    f"{engine}/engine/orders/run-1", headers={"Authorization": f"Bearer {key}"}
+                ).json()["status"]
+                == "REJECTED"
+            ),
             message="round trip through the embedded redis",
         )
 

@@ -44,8 +44,12 @@ def test_mutating_routes_need_the_api_key(stack: Stack, name: str) -> None:
     assert good.json()["error"] == "method_not_allowed"
 
 
+def stack_auth(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.api_key}"}
+
+
 def test_unknown_route_is_a_json_404(stack: Stack) -> None:
-    resp = httpx.get(f"{stack.url('portfolio')}/no/such/route")
+    resp = httpx.get(f"{stack.url('portfolio')}/no/such/route", headers=stack_auth(stack))
     assert resp.status_code == 404
     assert resp.json()["error"] == "not_found"
 
@@ -70,7 +74,8 @@ def test_bad_order_input_gets_a_4xx_with_a_stable_code(stack: Stack) -> None:
         url, headers={**auth, "content-type": "application/json"}, content=b"{nope"
     )
     assert not_json.status_code == 422
-    assert httpx.get(f"{stack.url('engine')}/engine/orders/unknown1").status_code == 404
+    unknown = httpx.get(f"{stack.url('engine')}/engine/orders/unknown1", headers=stack_auth(stack))
+    assert unknown.status_code == 404
 
 
 def test_readyz_reports_an_unreachable_redis(tmp_path) -> None:

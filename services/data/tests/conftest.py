@@ -13,6 +13,7 @@ import pytest
 from dalal_data.app import build_app
 from dalal_data.config import DataSettings
 from dalal_kitesim.testing import API_KEY, Kitesim
+from dalal_shared.testing import bearer
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,11 @@ def kitesim() -> Iterator[Kitesim]:
     server.stop()
 
 
+DATA_KEY = "data-test-key-0123456789"
+
+
 def data_settings(kitesim: Kitesim, redis_url: str, cache_dir: Path, **extra: Any) -> DataSettings:
+    extra.setdefault("api_key", DATA_KEY)
     return DataSettings(
         redis_url=redis_url,
         cache_dir=cache_dir,
@@ -38,7 +43,10 @@ class DataApp:
         self.settings = settings
         self.app = build_app(settings)
         self.http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://data", timeout=60
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://data",
+            timeout=60,
+            headers=bearer(settings),  # reads need the key too
         )
 
     @property

@@ -57,7 +57,7 @@ async def test_backfill_of_a_universe_reports_progress_and_is_idempotent(
         "from": "2020-10-01",
         "to": "2025-09-30",
     }
-    unauth = await data.http.post("/backfill", json=body)
+    unauth = await data.http.post("/backfill", json=body, headers={"Authorization": ""})
     assert unauth.status_code == 401
     resp = await data.http.post("/backfill", json=body, headers=AUTH)
     assert resp.status_code == 202, resp.text

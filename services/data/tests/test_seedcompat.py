@@ -13,7 +13,7 @@ import pytest
 
 from dalal_shared.clients import DataClient, ServiceError
 from dalal_shared.seedcompat import DataManager
-from dalal_shared.testing import data_service
+from dalal_shared.testing import DATA_SERVICE_KEY, data_service
 
 if TYPE_CHECKING:
     from conftest import Kitesim
@@ -37,7 +37,7 @@ def data_url(kitesim: Kitesim, redis_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 def test_the_seeds_get_historical_data_returns_its_dataframe(data_url: str) -> None:
-    with DataClient(data_url) as client:
+    with DataClient(data_url, api_key=DATA_SERVICE_KEY) as client:
         dm = DataManager(client)
         df = dm.get_historical_data("RELIANCE", "day", days=30, to=date(2024, 6, 28))
         assert df is not None

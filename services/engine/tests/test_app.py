@@ -20,7 +20,7 @@ from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Envelope, EquitySnapshot, SessionClosed
 from dalal_shared.streams import PORTFOLIO_EVENTS, SYSTEM_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 from dalal_shared.timeutil import utcnow
 
 KEY = "engine-app-test-key-0123456789"
@@ -40,7 +40,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         strategies_file=tmp_path / "strategies.yaml",
         bus_block_ms=50,
     )
-    with TestClient(build_app(settings)) as c:
+    with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
 
 
@@ -118,7 +118,7 @@ def test_a_tick_through_the_stop_on_the_bus_sends_one_exit(redis_url: str, tmp_p
                 out.append(msg)
         return out
 
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
         assert client.post("/engine/start", headers={"Authorization": f"Bearer {KEY}"}).json()[
             "running"
         ]

@@ -144,7 +144,7 @@ def test_the_engine_process_runs_the_schedule(
 
     from dalal_engine.app import build_app
     from dalal_engine.config import EngineSettings
-    from dalal_shared.testing import wait_until
+    from dalal_shared.testing import bearer, wait_until
 
     (tmp_path / "s.yaml").write_text(SCHEDULED.replace("every_seconds: 60", "every_seconds: 1"))
     settings = EngineSettings(
@@ -155,7 +155,7 @@ def test_the_engine_process_runs_the_schedule(
         data_url=data_url,
         bus_block_ms=50,
     )
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
 
         def cycles() -> int:
             (schedule,) = client.get("/engine/status").json()["schedules"]

@@ -71,10 +71,11 @@ def test_sigkill_after_place_order_then_restart_orders_once(
     signal = first[0].client_order_id
     assert {o.client_order_id for o in orders} == {signal}  # one signal, one order id
     assert all(o == first[0] for o in orders)  # re-emitted (if at all) identically
-    status = httpx.get(f"{proc.base_url}/engine/status").json()
+    status = httpx.get(f"{proc.base_url}/engine/status", headers=auth).json()
     assert status["running"] is True and status["open_intents"] == 1
-    signals = httpx.get(f"{proc.base_url}/signals").json()
+    signals = httpx.get(f"{proc.base_url}/signals", headers=auth).json()
     assert [s["client_order_id"] for s in signals if s["approved"]] == [signal]
     assert "sma_cross" in {
-        s["name"] for s in httpx.get(f"{proc.base_url}/strategies").json()["registered"]
+        s["name"]
+        for s in httpx.get(f"{proc.base_url}/strategies", headers=auth).json()["registered"]
     }

@@ -19,7 +19,7 @@ from dalal_shared.errors import ConfigError
 from dalal_shared.messages import Envelope, PlaceOrder
 from dalal_shared.settings import load_settings
 from dalal_shared.streams import ORDERS_COMMANDS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 
 KEY = "engine-shard-test-key-0123456789"
 # INFY hashes to shard 0 of 2, SBIN to shard 1 (zlib.crc32, stable across processes)
@@ -70,7 +70,7 @@ def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: P
                 shard_count=2,
                 bus_block_ms=50,
             )
-            client = stack.enter_context(TestClient(build_app(settings)))
+            client = stack.enter_context(TestClient(build_app(settings), headers=bearer(settings)))
             client.post("/engine/start", headers={"Authorization": f"Bearer {KEY}"})
             shards.append(client)
         universes = [

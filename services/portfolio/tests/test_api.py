@@ -13,7 +13,7 @@ from portfolio_recorded import SESSION
 
 from dalal_portfolio.app import build_app
 from dalal_portfolio.config import PortfolioSettings
-from dalal_shared.testing import free_port
+from dalal_shared.testing import bearer, free_port
 
 KEY = "portfolio-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,7 +30,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         bus_block_ms=50,
         broker_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
     )
-    with TestClient(build_app(settings)) as c:
+    with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
 
 
@@ -67,7 +67,9 @@ def test_performance_and_equity_curve(client: TestClient) -> None:
 
 def test_deposits_and_withdrawals_need_the_key_and_are_idempotent(client: TestClient) -> None:
     body = {"key": "dep-1", "amount_rupees": "5000"}
-    assert client.post("/cash/deposits", json=body).status_code == 401
+    no_key = {"Authorization": ""}
+    assert client.post("/cash/deposits", json=body, headers=no_key).status_code == 401
+    assert client.get("/portfolio", headers=no_key).status_code == 401  # reads need it too
     first = client.post("/cash/deposits", json=body, headers=AUTH).json()
     again = client.post("/cash/deposits", json=body, headers=AUTH).json()
     assert first["recorded"] and not again["recorded"]

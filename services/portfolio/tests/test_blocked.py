@@ -31,7 +31,7 @@ from dalal_shared.messages import (
     Tick,
 )
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 
 NOW = datetime(2025, 3, 5, 10, 0, tzinfo=UTC)
 
@@ -198,7 +198,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         initial_capital_rupees=D("100000"),
         bus_block_ms=50,
     )
-    with TestClient(build_app(settings)) as c:
+    with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
 
 

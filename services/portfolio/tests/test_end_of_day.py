@@ -19,7 +19,7 @@ from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
 from dalal_shared.messages import Envelope, EquitySnapshot, KillSwitchEngaged, SessionClosed
 from dalal_shared.streams import PORTFOLIO_EVENTS, SYSTEM_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 
 CLOSE = datetime(2025, 3, 5, 10, 5, tzinfo=UTC)  # 15:35 IST
 
@@ -61,7 +61,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         equity_snapshot_interval_seconds=3600,
         bus_block_ms=50,
     )
-    with TestClient(build_app(settings)) as c:
+    with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
 
 

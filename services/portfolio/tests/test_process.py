@@ -13,7 +13,7 @@ import redis
 from dalal_portfolio.ledger import Book, Fill
 from dalal_shared.messages import Envelope, OrderFilled
 from dalal_shared.streams import ORDERS_EVENTS, PORTFOLIO_EVENTS
-from dalal_shared.testing import ServiceProcess, ServiceProcesses, wait_until
+from dalal_shared.testing import ServiceProcess, ServiceProcesses, bearer, wait_until
 from dalal_shared.timeutil import IST
 
 pytestmark = pytest.mark.slow
@@ -59,13 +59,16 @@ def publish(client: redis.Redis, messages: list[OrderFilled]) -> None:
     pipe.execute()
 
 
+KEY = "process-test-key-0123456789"
+
+
 @pytest.fixture
 def proc_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     return {
         "DALAL_REDIS_URL": redis_url,
         "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.sqlite3",
         "DALAL_INITIAL_CAPITAL_RUPEES": "500000",
-        "DALAL_API_KEY": "process-test-key-0123456789",
+        "DALAL_API_KEY": KEY,
         "DALAL_CONSUMER_NAME": "portfolio-0",
         "DALAL_BUS_BLOCK_MS": "50",
         "DALAL_BUS_BATCH_SIZE": "10",
@@ -76,7 +79,9 @@ def proc_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def fills_applied(proc: ServiceProcess) -> int:
-    return httpx.get(f"{proc.base_url}/portfolio", timeout=2).json()["fills_applied"]
+    return httpx.get(f"{proc.base_url}/portfolio", headers=bearer(KEY), timeout=2).json()[
+        "fills_applied"
+    ]
 
 
 def test_sigkill_mid_stream_then_restart(
@@ -96,12 +101,14 @@ def test_sigkill_mid_stream_then_restart(
     expected = Book(D("500000"))
     for m in messages:
         expected.apply(as_fill(m))
-    got = httpx.get(f"{proc.base_url}/positions", params={"include_closed": "true"}).json()
+    got = httpx.get(
+        f"{proc.base_url}/positions", params={"include_closed": "true"}, headers=bearer(KEY)
+    ).json()
     assert [
         (p["symbol"], p["quantity"], D(p["realised_pnl_net"]), D(p["charges"]))
         for p in got["positions"]
     ] == [(p.symbol, p.quantity, p.realised_net, p.charges) for p in expected.positions()]
-    summary = httpx.get(f"{proc.base_url}/portfolio").json()
+    summary = httpx.get(f"{proc.base_url}/portfolio", headers=bearer(KEY)).json()
     assert D(summary["cash"]) == expected.cash()
     assert client.xlen(f"dlq.{ORDERS_EVENTS}") == 0
     # every closed round trip was announced at least once on portfolio.events

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from dalal_portfolio.app import build_app
 from dalal_portfolio.config import PortfolioSettings
 from dalal_portfolio.ledger import Fill
-from dalal_shared.testing import free_port
+from dalal_shared.testing import bearer, free_port
 from dalal_shared.timeutil import IST
 
 DAY1 = datetime(2025, 3, 3, 10, 0, tzinfo=IST)
@@ -77,7 +77,7 @@ def app_client(redis_url: str, tmp_path: Path, broker_url: str) -> TestClient:
         broker_url=broker_url,
         broker_timeout_seconds=5,
     )
-    return TestClient(build_app(settings))
+    return TestClient(build_app(settings), headers=bearer(settings))
 
 
 def fill(trade_id: str, symbol: str, qty: int, price: str, at: datetime) -> Fill:

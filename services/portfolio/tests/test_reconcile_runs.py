@@ -22,7 +22,7 @@ from dalal_shared.messages import (
     SessionValid,
 )
 from dalal_shared.streams import SYSTEM_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 from dalal_shared.timeutil import IST
 
 KEY = "portfolio-test-key-0123456789"
@@ -70,7 +70,7 @@ def test_reconciles_after_start_on_a_new_session_and_after_the_close(
         reconcile_confirm_seconds=0,
         equity_snapshot_interval_seconds=3600,
     )
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
         client.app.state.portfolio.apply_fill(fill("T1", "INFY", 10, "1500", DAY))
         wait_until(lambda: stub.hits.count("/positions") >= 2, message="retried while no session")
         assert completed(r) == []

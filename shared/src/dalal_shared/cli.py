@@ -16,7 +16,7 @@ from dalal_shared.clients import BrokerClient, ServiceError, ServiceUnavailable,
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
-from dalal_shared.settings import load_settings
+from dalal_shared.settings import derived_read_key, load_settings
 from dalal_shared.stack import (
     StackSettings,
     available_services,
@@ -81,6 +81,8 @@ def run(
         common_env={
             "DALAL_REDIS_URL": settings.redis_url,
             "DALAL_API_KEY_SHA256": hash_api_key(key),
+            # what services present to each other's read routes (not enough to change anything)
+            "DALAL_READ_API_KEY": derived_read_key(key),
             "DALAL_LOG_FORMAT": "json",
         },
         say=lambda text: console.print(text, highlight=False),

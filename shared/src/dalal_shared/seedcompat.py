@@ -9,7 +9,7 @@ old, and downloaded the instruments dump on every lookup).
     from dalal_shared.clients import DataClient
     from dalal_shared.seedcompat import DataManager
 
-    dm = DataManager(DataClient("http://127.0.0.1:8002"))
+    dm = DataManager(DataClient("http://127.0.0.1:8002", api_key=key))  # reads need a key
     df = dm.get_historical_data("RELIANCE", "day", days=365)
 """
 

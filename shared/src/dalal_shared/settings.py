@@ -7,6 +7,7 @@ Every variable has the `DALAL_` prefix. A bad or missing value stops start-up wi
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -157,6 +158,12 @@ class DalalSettings(BaseSettings):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
         return out
+
+
+def derived_read_key(api_key: str) -> str:
+    """A read-only key derived from the API key: `dalal run` gives it (in plain) to services
+    that read from each other, so they never hold the key that can place orders."""
+    return hmac.new(api_key.encode(), b"dalal read-only key", hashlib.sha256).hexdigest()
 
 
 def env_name(field: str) -> str:

@@ -201,10 +201,11 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         runtime.consume({SYSTEM_EVENTS: reconcile_triggers(reconciler)})
     app = create_app(
         NAME,
-        api_key_digest=settings.api_key_digest(),
+        settings=settings,
         readiness={"redis": runtime.check_redis, "database": database_ok},
         lifespan=lifespan,
-        public_paths=["/postbacks/kite"],
+        # Kite calls these (the postback) or sends the browser to them (the login)
+        public_paths=["/postbacks/kite", "/session/callback", "/session/login"],
         description="broker-gateway: Kite session, instruments, exactly-once orders",
     )
     state = app.state

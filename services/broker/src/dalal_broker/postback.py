@@ -21,6 +21,9 @@ def verify_postback(payload: dict[str, Any], api_secret: str) -> None:
         checksum = str(payload["checksum"])
     except KeyError as exc:
         raise BadPostback(f"postback without {exc.args[0]}") from None
-    expected = hashlib.sha256((order_id + timestamp + api_secret).encode()).hexdigest()
-    if not hmac.compare_digest(expected, checksum):
+    expected = hashlib.sha256(
+        (order_id + timestamp + api_secret).encode("utf-8", "replace")
+    ).hexdigest()
+    # bytes, not str: compare_digest refuses non-ASCII text, and a forged checksum may be any
+    if not hmac.compare_digest(expected.encode(), checksum.encode("utf-8", "replace")):
         raise BadPostback("postback checksum does not match")

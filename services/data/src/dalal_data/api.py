@@ -11,9 +11,10 @@ import pyarrow.csv as pacsv
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from dalal_data.candles import CandleService, parse_bound
+from dalal_data.candles import BadRange, CandleService, parse_bound
 from dalal_data.planning import last_closed_session
 from dalal_shared import candlestore as cs
+from dalal_shared.calendar import CalendarCoverageError
 from dalal_shared.errors import NotFoundError
 from dalal_shared.timeutil import IST, utcnow
 
@@ -98,6 +99,14 @@ async def coverage(
     """Per cached series: covered day ranges and the session days missing in [from, to]
     (default: its first covered day to the last closed session)."""
     service = _candles(request)
+    for day in (from_, to):  # days the calendar cannot tell about are a 400, as on /candles
+        if day is not None:
+            try:
+                service.calendar.kind(day)
+            except CalendarCoverageError as exc:
+                raise BadRange(str(exc)) from None
+    if from_ is not None and to is not None and from_ > to:
+        raise BadRange(f"`from` ({from_}) is after `to` ({to})")
     last_closed = last_closed_session(service.calendar, utcnow())
     series = []
     for ex, iv, sym in cs.cached_files(service.root):
@@ -150,7 +159,12 @@ async def backfill_list(request: Request) -> dict[str, Any]:
 
 
 @router.post("/instruments/refresh", tags=["jobs"])
-async def instruments_refresh(request: Request, exchange: str = "NSE") -> dict[str, Any]:
+async def instruments_refresh(
+    request: Request,
+    exchange: Annotated[
+        str, Query(pattern="^[A-Za-z]{2,8}$", description="Kite exchange: NSE, BSE, NFO, ...")
+    ] = "NSE",
+) -> dict[str, Any]:
     n = await request.app.state.instruments.refresh(exchange.upper())
     return {"exchange": exchange.upper(), "instruments": n}
 

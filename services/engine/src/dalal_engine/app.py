@@ -87,7 +87,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
     data_client = (
         DataClient(
             settings.data_url,
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            api_key=settings.client_api_key(),
         )
         if scheduled and settings.data_url
         else None
@@ -137,7 +137,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
 
     app = create_app(
         NAME,
-        api_key_digest=settings.api_key_digest(),
+        settings=settings,
         readiness={"redis": runtime.check_redis, "database": check_database},
         lifespan=lifespan,
         description="engine: strategies, risk manager, live loop and backtester",

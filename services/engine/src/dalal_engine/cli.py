@@ -23,6 +23,8 @@ from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate
 from dalal_shared.clients import DataClient
 from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
+from dalal_shared.settings import load_settings
+from dalal_shared.stack import StackSettings
 from dalal_shared.timeutil import IST
 
 console = Console()
@@ -37,6 +39,11 @@ def _params(pairs: list[str]) -> dict[str, object]:
             raise typer.BadParameter(f"--param wants key=value, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def _local_api_key() -> str | None:
+    """The key for the data service's read routes: DALAL_API_KEY, else var/api_key."""
+    return load_settings(StackSettings).local_api_key()
 
 
 def _day(option: str, value: str) -> date:
@@ -95,7 +102,7 @@ def backtest(
             raise typer.BadParameter("give --data-dir or --data-url, not both")
         if data_url:
             warmup = cfg.build().warmup_bars
-            with DataClient(data_url, timeout=300.0) as client:
+            with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
                 data = {
                     s: bars.from_service(
                         client,

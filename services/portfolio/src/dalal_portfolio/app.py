@@ -41,7 +41,11 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
         outbox_interval_seconds=settings.outbox_interval_seconds,
     )
     open_orders = OpenOrders()
-    broker_view = HttpBrokerView(settings.broker_url, timeout=settings.broker_timeout_seconds)
+    broker_view = HttpBrokerView(
+        settings.broker_url,
+        timeout=settings.broker_timeout_seconds,
+        api_key=settings.client_api_key(),
+    )
     reconciler = portfolio_runner(
         service,
         broker_view,
@@ -80,7 +84,7 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
 
     app = create_app(
         NAME,
-        api_key_digest=settings.api_key_digest(),
+        settings=settings,
         readiness={"redis": runtime.check_redis, "database": check_database},
         lifespan=lifespan,
         description="portfolio: ledger, positions, charges, performance, reconciliation",

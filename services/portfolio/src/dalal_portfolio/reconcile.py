@@ -251,13 +251,14 @@ def view_from_kite(
 class HttpBrokerView:
     """The broker-gateway's view over HTTP (`BrokerClient`); unreachable -> 503."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0):
+    def __init__(self, base_url: str, *, timeout: float = 10.0, api_key: str | None = None):
         self.base_url = base_url
         self.timeout = timeout
+        self.api_key = api_key  # the broker's reads need a key (the API or read-only key)
 
     def fetch(self) -> BrokerView:
         try:
-            with BrokerClient(self.base_url, timeout=self.timeout) as broker:
+            with BrokerClient(self.base_url, timeout=self.timeout, api_key=self.api_key) as broker:
                 return view_from_kite(broker.positions(), broker.holdings(), broker.trades())
         except TemporaryError as exc:  # not reachable
             raise TemporaryError(str(exc), code="broker_unavailable") from None

@@ -18,13 +18,24 @@ from dalal_shared.embedded import EmbeddedRedis, free_port
 T = TypeVar("T")
 
 __all__ = [
+    "DATA_SERVICE_KEY",
     "EmbeddedRedis",
     "ServiceProcess",
     "ServiceProcesses",
+    "bearer",
     "data_service",
     "free_port",
     "wait_until",
 ]
+
+
+def bearer(settings_or_key: object) -> dict[str, str]:
+    """The Authorization header for a key, or for the API key of a service's settings (every
+    route but health, readiness, metrics and docs needs one)."""
+    key = getattr(settings_or_key, "api_key", settings_or_key)
+    if hasattr(key, "get_secret_value"):
+        key = key.get_secret_value()
+    return {"Authorization": f"Bearer {key}"}
 
 
 def wait_until(
@@ -155,11 +166,15 @@ class ServiceProcesses:
             proc.stop()
 
 
+DATA_SERVICE_KEY = "data-service-test-key-0123456789"
+
+
 def data_service(
     *, redis_url: str, kite_root: str, kite_api_key: str, access_token: str, workdir: Path
 ) -> ServiceProcess:
     """The data service as a process on a free port over the Kite API at `kite_root` (kitesim),
-    its cache under `workdir`, waited healthy; the caller stops it."""
+    its cache under `workdir`, waited healthy; the caller stops it. Its API key (reads need
+    one) is `DATA_SERVICE_KEY`."""
     port = free_port()
     proc = ServiceProcess(
         "dalal_data",
@@ -171,6 +186,7 @@ def data_service(
             "DALAL_KITE_API_KEY": kite_api_key,
             "DALAL_KITE_ACCESS_TOKEN": access_token,
             "DALAL_LOG_FORMAT": "json",
+            "DALAL_API_KEY": DATA_SERVICE_KEY,
         },
         log_path=workdir / "data.log",
         port=port,
