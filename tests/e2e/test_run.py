@@ -256,3 +256,93 @@ def test_run_restarts_a_killed_embedded_redis_with_its_data(tmp_path: Path) -> N
             lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
             message="children gone after the supervisor",
         )
+
+
+@pytest.mark.slow
+def test_reconcile_runs_by_itself_and_dalal_reconcile_lists_breaks(tmp_path: Path) -> None:
+    """Under `dalal run` (kitesim, broker, portfolio): once logged in both books reconcile by
+    themselves (ReconcileCompleted on system.events, clean); `dalal reconcile` says clean
+    (exit 0), and lists an order placed by hand in Kite as a break (exit 1)."""
+    import redis
+
+    from dalal_shared.messages import Envelope, ReconcileCompleted
+
+    env = _env(tmp_path)
+    out = tmp_path / "run.out"
+    proc = subprocess.Popen(
+        [*_dalal(), "run", "--only", "kitesim,broker,portfolio"],
+        env=env,
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def dalal_reconcile() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*_dalal(), "reconcile"], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    children: list[psutil.Process] = []
+    try:
+        wait_until(
+            lambda: "Dalal is running" in out.read_text(), timeout=120, message="dalal run up"
+        )
+        children = psutil.Process(proc.pid).children(recursive=True)
+        before = dalal_reconcile()  # no Kite session yet: the broker cannot answer
+        assert before.returncode == 1 and "Traceback" not in before.stdout + before.stderr
+
+        kitesim = f"http://127.0.0.1:{env['DALAL_KITESIM_PORT']}"
+        broker = f"http://127.0.0.1:{env['DALAL_BROKER_PORT']}"
+        key = (tmp_path / "var" / "api_key").read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
+        token = httpx.post(f"{kitesim}/_sim/login", headers=auth, timeout=30).json()[
+            "request_token"
+        ]
+        login = httpx.get(
+            f"{broker}/session/callback", params={"request_token": token}, headers=auth, timeout=30
+        )
+        assert login.status_code == 200, login.text
+
+        bus = redis.Redis.from_url(f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}/0")
+
+        def completed() -> dict[str, ReconcileCompleted]:
+            last: dict[str, ReconcileCompleted] = {}
+            for _id, fields in bus.xrange("system.events"):
+                message = Envelope.from_fields(fields).message
+                if isinstance(message, ReconcileCompleted):
+                    last[message.scope] = message
+            return last
+
+        wait_until(
+            lambda: set(completed()) == {"portfolio", "broker"},
+            timeout=120,
+            message="both books reconciled by themselves",
+        )
+        assert [e.breaks for e in completed().values()] == [0, 0]
+        bus.close()
+        clean = dalal_reconcile()
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+
+        from kiteconnect import KiteConnect
+
+        kite = KiteConnect(api_key="kitesim_key", root=kitesim)
+        token = httpx.post(f"{kitesim}/_sim/login", headers=auth, timeout=30).json()[
+            "request_token"
+        ]
+        kite.generate_session(token, api_secret="kitesim_secret_0123456789")
+        kite.place_order(
+            variety="regular", exchange="NSE", tradingsymbol="TCS", transaction_type="BUY",
+            quantity=1, product="CNC", order_type="LIMIT", price=1.0, tag="by-hand",
+        )  # fmt: skip
+        broken = dalal_reconcile()
+        assert broken.returncode == 1
+        assert "unknown_order" in broken.stdout
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        wait_until(
+            lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
+            message="children gone after the supervisor",
+        )

@@ -12,7 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dalal_shared.clients import BrokerClient, ServiceError, ServiceUnavailable, client_for
+from dalal_shared.clients import (
+    BrokerClient,
+    ServiceClient,
+    ServiceError,
+    ServiceUnavailable,
+    client_for,
+)
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
@@ -149,6 +155,44 @@ def status() -> None:
         table.add_row(name, url, alive, f"[{style}]{ready}[/{style}]", detail)
     console.print(table)
     if not all_ready:
+        raise typer.Exit(1)
+
+
+@app.command()
+def reconcile() -> None:
+    """Compare the books with Kite now: the portfolio's ledger (positions, holdings, trades)
+    and the broker's order journal (orders, trades), through each one's GET /reconcile.
+    Exit code 1 when a break is found or a service cannot answer."""
+    settings = _settings()
+    key = settings.local_api_key()
+    clean = True
+    for name in ("portfolio", "broker"):
+        url = settings.url_of(name)
+        with ServiceClient(url, api_key=key, timeout=60) as client:
+            client.service = name
+            try:
+                body = client.request("GET", "/reconcile")
+            except ServiceUnavailable:
+                console.print(f"[red]{name}[/red]: not reachable at {url}", highlight=False)
+                clean = False
+                continue
+            except ServiceError as exc:
+                console.print(f"[red]{name}[/red]: cannot reconcile: {exc.message}")
+                clean = False
+                continue
+        breaks = body.get("breaks", [])
+        if not breaks:
+            console.print(f"[green]{name}[/green]: clean", highlight=False)
+            continue
+        clean = False
+        table = Table(title=f"{name}: {len(breaks)} break(s)")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("what")
+        for b in breaks:
+            what = ", ".join(f"{k} {v}" for k, v in b.items() if k != "kind" and v is not None)
+            table.add_row(str(b.get("kind")), what)
+        console.print(table)
+    if not clean:
         raise typer.Exit(1)
 
 
