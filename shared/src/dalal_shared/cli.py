@@ -19,6 +19,7 @@ from dalal_shared.clients import (
     ServiceUnavailable,
     client_for,
 )
+from dalal_shared.dlqcli import dlq_app
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
@@ -245,6 +246,9 @@ def _request_token_from(text: str) -> str | None:
         values = parse_qs(urlsplit(text).query).get("request_token")
         return values[0] if values else None
     return text if text and all(c.isalnum() or c in "-_" for c in text) else None
+
+
+app.add_typer(dlq_app, name="dlq")
 
 
 def _load_plugins() -> None:
