@@ -1,14 +1,19 @@
-"""Shared helpers of the engine tests: real INFY daily bars as Bar messages."""
+"""Shared helpers of the engine tests: real INFY daily bars as Bar messages; the safety state
+(kill switch released, session valid) as its owners announce it on the bus."""
 
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from dalal_shared.messages import Bar
-from dalal_shared.timeutil import IST
+import redis
+
+from dalal_shared.messages import Bar, Envelope, KillSwitchReleased, SessionValid
+from dalal_shared.streams import SYSTEM_EVENTS
+from dalal_shared.testing import free_port
+from dalal_shared.timeutil import IST, utcnow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFIG = """
@@ -35,3 +40,41 @@ def infy_bars() -> list[Bar]:
             )
             for r in csv.DictReader(fh)
         ]
+
+
+# a LiveEngine built in a unit test knows its world (kill switch off, session valid, equity)
+KNOWN = ("kill_switch", "session", "equity")
+
+
+def nowhere() -> str:
+    """A URL nothing listens at (an owner that does not answer)."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def replay_settings() -> dict[str, object]:
+    """Engine settings of an in-process replay: the exchange clock, no broker or portfolio to
+    ask (the safety state comes from the bus, `announce_safe`), the configured capital."""
+    return {
+        "market_clock": "exchange",
+        "broker_url": nowhere(),
+        "portfolio_url": "",
+        "read_key_required": False,
+    }
+
+
+def replay_env() -> dict[str, str]:
+    return {
+        "DALAL_MARKET_CLOCK": "exchange",
+        "DALAL_BROKER_URL": nowhere(),
+        "DALAL_PORTFOLIO_URL": "",
+        "DALAL_READ_KEY_REQUIRED": "false",
+    }
+
+
+def announce_safe(client: redis.Redis) -> None:
+    """What the broker publishes when the kill switch is released and a session is valid."""
+    for msg in (
+        KillSwitchReleased(released_by="test"),
+        SessionValid(user_id="TEST01", expires_at=utcnow() + timedelta(days=1)),
+    ):
+        client.xadd(SYSTEM_EVENTS, Envelope.wrap(msg, source="broker").to_fields())

@@ -82,5 +82,6 @@ def data_service(sim: Served, redis_url: str, cache_dir: Path) -> Served:
         kite_root_url=sim.root,
         kite_api_key=KITE_KEY,
         kite_access_token=access_token(sim),
+        read_key_required=False,
     )
     return Served(build_app(settings)).start()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from engine_fixtures import CONFIG
+from engine_fixtures import CONFIG, KNOWN, announce_safe, replay_settings
 from fastapi.testclient import TestClient
 
 from dalal_engine.app import build_app
@@ -39,6 +39,7 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         database_url=f"sqlite:///{tmp_path}/engine.sqlite3",
         strategies_file=tmp_path / "strategies.yaml",
         bus_block_ms=50,
+        **replay_settings(),
     )
     with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
@@ -107,8 +108,10 @@ def test_a_tick_through_the_stop_on_the_bus_sends_one_exit(redis_url: str, tmp_p
         database_url=f"sqlite:///{tmp_path}/engine.sqlite3",
         strategies_file=tmp_path / "swing.yaml",
         bus_block_ms=50,
+        **replay_settings(),
     )
     r = redis.Redis.from_url(redis_url)
+    announce_safe(r)
 
     def commands() -> list[PlaceOrder]:
         out = []
@@ -127,6 +130,7 @@ def test_a_tick_through_the_stop_on_the_bus_sends_one_exit(redis_url: str, tmp_p
             load_text(SWING),
             EngineStore.open(f"sqlite:///{tmp_path}/probe.sqlite3"),
             initial_equity_rupees=settings.initial_capital_rupees,
+            safety_known=KNOWN,
         )
         probe.start()
         bars = infy_bars()

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from engine_fixtures import KNOWN, replay_settings
 from engine_servers import Served, data_service, kitesim
 
 from dalal_engine.cycle import FixedCycle
@@ -36,7 +37,7 @@ KITESIM_INFY = (
 
 @pytest.fixture(scope="module")
 def data_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    sim = kitesim()
+    sim = kitesim(kitesim_history_after_now=True)  # the replay reads months past its clock
     data: Served | None = None
     try:
         data = data_service(sim, redis_server_url, tmp_path_factory.mktemp("cache"))
@@ -48,11 +49,18 @@ def data_url(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.combine(FIRST, time(15, 35), tzinfo=IST)
+    """The test's market clock (a replay stepping through days at 15:35 IST)."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    name = "test"
+
+    def __init__(self) -> None:
+        self.at = datetime.combine(FIRST, time(15, 35), tzinfo=IST)
+
+    def now(self) -> datetime:
+        return self.at
+
+    def observe(self, at: datetime) -> None:
+        return None
 
 
 def fill(live: LiveEngine, order: PlaceOrder, price: Decimal, at: datetime) -> None:
@@ -96,6 +104,7 @@ def test_fixed_cycle_orders_match_the_bar_event_loop(data_url: str, tmp_path: Pa
         EngineStore.open(f"sqlite:///{tmp_path}/cycle.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
         clock=clock,
+        safety_known=KNOWN,
     )
     live.start()
     assert live.intervals() == set()  # a scheduled instance consumes no bar events
@@ -106,10 +115,10 @@ def test_fixed_cycle_orders_match_the_bar_event_loop(data_url: str, tmp_path: Pa
         by_cycle: list[PlaceOrder] = []
         day = FIRST
         while day <= LAST:
-            clock.now = datetime.combine(day, time(15, 35), tzinfo=IST)
+            clock.at = datetime.combine(day, time(15, 35), tzinfo=IST)
             for order in cycle.execute_cycle(["INFY"]):
                 by_cycle.append(order)
-                fill(live, order, closes[live.last_bar("cyc", "INFY")], clock.now)
+                fill(live, order, closes[live.last_bar("cyc", "INFY")], clock.at)
             if day == FIRST:
                 assert cycle.execute_cycle(["INFY"]) == []  # again the same day: nothing new
             day = date.fromordinal(day.toordinal() + 1)
@@ -121,17 +130,18 @@ def test_fixed_cycle_orders_match_the_bar_event_loop(data_url: str, tmp_path: Pa
         EngineStore.open(f"sqlite:///{tmp_path}/events.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
         clock=clock,
+        safety_known=KNOWN,
     )
     events.start()
     by_events = []
     for bar in infy_days():
-        clock.now = datetime.combine(bar.start.date(), time(15, 35), tzinfo=IST)
+        clock.at = datetime.combine(bar.start.date(), time(15, 35), tzinfo=IST)
         if bar.start.date() < FIRST:  # history before the first cycle
             events.on_bar(bar, decide=False)
             continue
         for order in events.on_bar(bar):
             by_events.append(order)
-            fill(events, order, bar.close, clock.now)
+            fill(events, order, bar.close, clock.at)
     assert [(o.client_order_id, o.side, o.quantity) for o in by_cycle] == [
         (o.client_order_id, o.side, o.quantity) for o in by_events
     ]
@@ -154,6 +164,7 @@ def test_the_engine_process_runs_the_schedule(
         strategies_file=tmp_path / "s.yaml",
         data_url=data_url,
         bus_block_ms=50,
+        **replay_settings(),
     )
     with TestClient(build_app(settings), headers=bearer(settings)) as client:
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from engine_fixtures import CONFIG, infy_bars
+from engine_fixtures import CONFIG, KNOWN, infy_bars
 
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
@@ -24,7 +24,9 @@ from dalal_shared.timeutil import IST
 
 def engine(tmp_path: Path) -> LiveEngine:
     store = EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3")
-    live = LiveEngine(load_text(CONFIG), store, initial_equity_rupees=Decimal("1000000"))
+    live = LiveEngine(
+        load_text(CONFIG), store, initial_equity_rupees=Decimal("1000000"), safety_known=KNOWN
+    )
     live.start()
     return live
 
@@ -57,6 +59,7 @@ def test_orders_follow_crosses_and_a_replayed_history_orders_nothing_new(tmp_pat
         load_text(CONFIG),
         EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
+        safety_known=KNOWN,
     )
     assert [o for bar in infy_bars() for o in again.on_bar(bar)] == []
     assert again.states[("ref", "INFY")].quantity == live.states[("ref", "INFY")].quantity
@@ -77,7 +80,9 @@ def test_daily_loss_limit_refuses_entries_with_its_reason(tmp_path: Path) -> Non
     cfg = CONFIG.replace(
         "{enforce_market_hours: false}", "{enforce_market_hours: false, max_daily_loss_rupees: 1}"
     )
-    live = LiveEngine(load_text(cfg), store, initial_equity_rupees=Decimal("1000000"))
+    live = LiveEngine(
+        load_text(cfg), store, initial_equity_rupees=Decimal("1000000"), safety_known=KNOWN
+    )
     live.start()
     from dalal_shared.messages import EquitySnapshot
     from dalal_shared.timeutil import utcnow
@@ -99,14 +104,14 @@ def test_daily_loss_limit_refuses_entries_with_its_reason(tmp_path: Path) -> Non
 
 
 async def test_refusals_are_published_with_their_reason(tmp_path: Path, aredis) -> None:
-    from dalal_engine.handlers import bars_handler
+    from dalal_engine.handlers import EngineGate, bars_handler
     from dalal_shared.bus import Publisher
     from dalal_shared.messages import Envelope, RiskDecided
     from dalal_shared.streams import ENGINE_DECISIONS
 
     live = engine(tmp_path)
     live.on_system_event(KillSwitchEngaged(reason="drill", engaged_by="test"))
-    handle = bars_handler(live, Publisher(aredis, source="engine"))
+    handle = bars_handler(live, Publisher(aredis, source="engine"), EngineGate())
     for bar in infy_bars():
         await handle(Envelope.wrap(bar, source="data"))
     published = [Envelope.from_fields(f).message for _i, f in await aredis.xrange(ENGINE_DECISIONS)]
@@ -127,7 +132,9 @@ risk: {enforce_market_hours: false}
 
 def swing_engine(tmp_path: Path) -> LiveEngine:
     store = EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3")
-    live = LiveEngine(load_text(SWING), store, initial_equity_rupees=Decimal("1000000"))
+    live = LiveEngine(
+        load_text(SWING), store, initial_equity_rupees=Decimal("1000000"), safety_known=KNOWN
+    )
     live.start()
     return live
 
@@ -171,6 +178,7 @@ def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -
         load_text(SWING),
         EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
+        safety_known=KNOWN,
     )
     again.start()
     assert again.on_tick(tick(t1 + 0.10, 2)) == []
@@ -186,6 +194,7 @@ def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -
         load_text(SWING),
         EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
+        safety_known=KNOWN,
     )
     restarted.start()
     assert restarted.on_tick(tick(stop - 0.05, 3)) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from engine_fixtures import CONFIG, infy_bars
+from engine_fixtures import CONFIG, announce_safe, infy_bars, replay_env
 
 from dalal_shared.messages import Envelope, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS
@@ -55,8 +55,10 @@ def test_sigkill_after_place_order_then_restart_orders_once(
         "DALAL_BUS_BLOCK_MS": "50",
         "DALAL_BUS_BATCH_SIZE": "5",
         "DALAL_LOG_FORMAT": "json",
+        **replay_env(),
     }
     client = redis.Redis.from_url(redis_url)
+    announce_safe(client)
     proc = service_processes.start("dalal_engine", env)
     auth = {"Authorization": f"Bearer {KEY}"}
     assert httpx.post(f"{proc.base_url}/engine/start", headers=auth).json()["running"] is True

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from engine_fixtures import infy_bars
+from engine_fixtures import announce_safe, infy_bars, replay_settings
 from fastapi.testclient import TestClient
 
 from dalal_engine.app import build_app
@@ -57,6 +57,7 @@ def test_a_shard_index_out_of_range_names_the_variable(monkeypatch: pytest.Monke
 def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: Path) -> None:
     (tmp_path / "strategies.yaml").write_text(CONFIG)
     r = redis.Redis.from_url(redis_url)
+    announce_safe(r)
     bars = infy_bars()
     with ExitStack() as stack:
         shards = []
@@ -69,6 +70,7 @@ def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: P
                 shard_index=index,
                 shard_count=2,
                 bus_block_ms=50,
+                **replay_settings(),
             )
             client = stack.enter_context(TestClient(build_app(settings), headers=bearer(settings)))
             client.post("/engine/start", headers={"Authorization": f"Bearer {KEY}"})

@@ -87,6 +87,10 @@ class BrokerClient(ServiceClient):
     def session(self) -> dict[str, Any]:
         return self.request("GET", "/session")
 
+    def kill_switch(self) -> dict[str, Any]:
+        """`GET /kill-switch`: {"engaged": bool, "reason", "by", "at"}."""
+        return self.request("GET", "/kill-switch")
+
     def complete_login(self, request_token: str) -> None:
         """What Kite's redirect does: the broker completes the session with the token."""
         self.request("GET", "/session/callback", params={"request_token": request_token})
@@ -128,6 +132,10 @@ class DataClient(ServiceClient):
 
 class PortfolioClient(ServiceClient):
     service = "portfolio"
+
+    def portfolio(self) -> dict[str, Any]:
+        """`GET /portfolio`: cash, equity, P&L and capital (money as decimal strings)."""
+        return self.request("GET", "/portfolio")
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {

@@ -128,6 +128,9 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             "DALAL_CANDLE_CACHE_DIR": str(var / "cache"),
             "DALAL_BACKTESTS_DIR": str(var / "backtests"),
             "DALAL_DATA_URL": settings.url_of("data"),  # the fixed-cycle schedule
+            # the owners of the safety state (kill switch, session; equity), read at start
+            "DALAL_BROKER_URL": settings.url_of("broker"),
+            "DALAL_PORTFOLIO_URL": settings.url_of("portfolio"),
         },
         "kitesim": {
             "DALAL_KITESIM_REDIRECT_URL": f"{settings.url_of('broker')}/session/callback",
@@ -150,6 +153,10 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             # the feed shares its exchange clock through Redis
             DALAL_FEED_CLOCK_REDIS_KEY=SIM_CLOCK_KEY,
             DALAL_SCHEDULER_CLOCK_REDIS_KEY=SIM_CLOCK_KEY,
+        )
+        # the engine's market clock is kitesim's too (risk day, rate window, stale bars)
+        env_by_service["engine"].update(
+            DALAL_MARKET_CLOCK="exchange", DALAL_MARKET_CLOCK_REDIS_KEY=SIM_CLOCK_KEY
         )
     specs = [
         ServiceSpec(

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from dalal_engine import metrics
 from dalal_engine.backtests import parse_request
+from dalal_engine.handlers import publish_decisions, publish_new
 from dalal_engine.intents import OrderIntent
 from dalal_engine.strategy import describe, registry
 from dalal_engine.tasks import send
@@ -53,27 +53,59 @@ async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
     return _view(request.app.state.book.get(client_order_id))
 
 
-@router.post("/start", summary="Start the live loop (state persists across restarts)")
-async def start_engine(request: Request) -> dict[str, Any]:
-    live = request.app.state.live
-    live.start()
-    metrics.RUNNING.set(1)
-    return live.status()
+async def _step(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """One step of the live loop through its gate (in a worker thread, never concurrent with
+    a bus handler)."""
+    return await request.app.state.gate.run(fn, *args, **kwargs)
 
 
-@router.post("/stop", summary="Stop deciding on bars (history keeps being recorded)")
-async def stop_engine(request: Request) -> dict[str, Any]:
-    live = request.app.state.live
-    live.stop()
-    metrics.RUNNING.set(0)
-    return live.status()
-
-
-@router.get("/status", summary="Running or not, risk state, system flags, positions")
-async def engine_status(request: Request) -> dict[str, Any]:
-    status: dict[str, Any] = request.app.state.live.status()
+async def _status(request: Request) -> dict[str, Any]:
+    status: dict[str, Any] = await _step(request, request.app.state.live.status)
     status["schedules"] = [c.status() for c in request.app.state.cycles]
     return status
+
+
+@router.post("/start", summary="Run the live loop: entries and exits (the mode persists)")
+async def start_engine(request: Request) -> dict[str, Any]:
+    await _step(request, request.app.state.live.start)
+    return await _status(request)
+
+
+@router.post("/resume", summary="Run again after a pause or a stop (same as start)")
+async def resume_engine(request: Request) -> dict[str, Any]:
+    await _step(request, request.app.state.live.resume)
+    return await _status(request)
+
+
+@router.post("/pause", summary="No new entries; exits, stop-losses and targets keep working")
+async def pause_engine(request: Request) -> dict[str, Any]:
+    await _step(request, request.app.state.live.pause)
+    return await _status(request)
+
+
+@router.post("/flatten", summary="Exit every open position at market, cancel entries, then pause")
+async def flatten_engine(request: Request) -> dict[str, Any]:
+    live = request.app.state.live
+    outcome = await _step(request, live.flatten)
+    outcome.pop("orders")
+    await publish_new(live, request.app.state.runtime.publisher, request.app.state.gate)
+    await publish_decisions(live, request.app.state.runtime.publisher)
+    return {"flatten": outcome, **await _status(request)}
+
+
+@router.post(
+    "/stop",
+    summary="Decide nothing more: only when flat (409 not_flat otherwise), unless "
+    "abandon_exits=true leaves open positions without exits, stops and targets",
+)
+async def stop_engine(request: Request, abandon_exits: bool = False) -> dict[str, Any]:
+    await _step(request, request.app.state.live.stop, abandon_exits=abandon_exits)
+    return await _status(request)
+
+
+@router.get("/status", summary="Mode, safety state, market clock, risk state, positions")
+async def engine_status(request: Request) -> dict[str, Any]:
+    return await _status(request)
 
 
 strategies_router = APIRouter(tags=["strategies"])
@@ -93,7 +125,8 @@ async def list_strategies(request: Request) -> dict[str, Any]:
 
 @strategies_router.get("/signals", summary="Latest risk decisions on strategy signals")
 async def list_signals(request: Request, limit: int = 200) -> list[dict[str, Any]]:
-    return request.app.state.live.store.decisions(max(1, min(limit, 1000)))
+    store = request.app.state.live.store
+    return await asyncio.to_thread(store.decisions, max(1, min(limit, 1000)))
 
 
 backtests_router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -126,8 +159,8 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _job(request: Request, backtest_id: str) -> dict[str, Any]:
-    job = request.app.state.live.store.backtest(backtest_id)
+async def _job(request: Request, backtest_id: str) -> dict[str, Any]:
+    job = await asyncio.to_thread(request.app.state.live.store.backtest, backtest_id)
     if job is None:
         raise NotFoundError(f"no backtest {backtest_id}")
     return job
@@ -144,17 +177,17 @@ async def create_backtest(request: Request, body: Annotated[Any, Body()]) -> JSO
     store = request.app.state.live.store
     await asyncio.to_thread(store.create_backtest, backtest_id, parsed.to_json(), utcnow())
     await asyncio.to_thread(send, request.app.state.celery, backtest_id)
-    return JSONResponse(_job_view(_job(request, backtest_id)), status_code=202)
+    return JSONResponse(_job_view(await _job(request, backtest_id)), status_code=202)
 
 
 @backtests_router.get("/{backtest_id}", summary="Status, progress and (when done) the summary")
 async def get_backtest(request: Request, backtest_id: str) -> dict[str, Any]:
-    return _job_view(_job(request, backtest_id))
+    return _job_view(await _job(request, backtest_id))
 
 
 @backtests_router.get("/{backtest_id}/report.{fmt}", summary="The report (json or html)")
 async def backtest_report(request: Request, backtest_id: str, fmt: str) -> FileResponse:
-    job = _job(request, backtest_id)
+    job = await _job(request, backtest_id)
     if fmt not in ("json", "html"):
         raise NotFoundError(f"no report format {fmt!r}; json or html")
     if job["status"] != "done":

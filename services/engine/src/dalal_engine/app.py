@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dalal_engine.api import backtests_router, router, strategies_router
+from dalal_engine.clock import ExchangeClock, MarketClock, WallClock
 from dalal_engine.config import EngineSettings
 from dalal_engine.cycle import FixedCycle
 from dalal_engine.handlers import (
+    EngineGate,
     bars_handler,
     order_events_handler,
     portfolio_events_handler,
@@ -22,13 +24,14 @@ from dalal_engine.handlers import (
 )
 from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
+from dalal_engine.restore import follow_shared_clock, restore_safety
 from dalal_engine.sharding import consumer_group, shard_configs
 from dalal_engine.store import EngineStore, StoredBar
 from dalal_engine.strategyconfig import StrategyConfigError, load_file
 from dalal_engine.tasks import make_celery
 from dalal_shared import candlestore
 from dalal_shared.bus import Handler
-from dalal_shared.clients import DataClient
+from dalal_shared.clients import BrokerClient, DataClient, PortfolioClient
 from dalal_shared.httpapp import create_app
 from dalal_shared.logging import get_logger
 from dalal_shared.service import ServiceRuntime
@@ -61,22 +64,42 @@ def build_app(settings: EngineSettings) -> FastAPI:
                 for r in t
             ]
 
+    clock: MarketClock = ExchangeClock() if settings.market_clock == "exchange" else WallClock()
     live = LiveEngine(
-        configs, store, initial_equity_rupees=settings.initial_capital_rupees, warmup=warmup
+        configs,
+        store,
+        initial_equity_rupees=settings.initial_capital_rupees,
+        warmup=warmup,
+        clock=clock,
+        max_signal_delay_seconds=settings.max_signal_delay_seconds,
+        # no portfolio to ask: the configured capital is the equity
+        safety_known=() if settings.portfolio_url else ("equity",),
     )
-    handlers: dict[str, Handler] = {
-        ORDERS_EVENTS: order_events_handler(book, live),
-        PORTFOLIO_EVENTS: portfolio_events_handler(live),
+    gate = EngineGate()
+    publisher = runtime.publisher
+    # control apart from market data: two consumers, each its own task and lock, so a kill
+    # switch or a fill never waits behind a backlog of ticks and bars
+    control: dict[str, Handler] = {
         SYSTEM_EVENTS: system_events_handler(live),
+        ORDERS_EVENTS: order_events_handler(book, live, publisher, gate),
+        PORTFOLIO_EVENTS: portfolio_events_handler(live, gate),
     }
+    data: dict[str, Handler] = {}
     for interval in sorted(live.intervals()):
-        handlers[bars_stream(interval)] = bars_handler(live, runtime.publisher)
+        data[bars_stream(interval)] = bars_handler(live, publisher, gate)
     if live.watches_ticks():
-        handlers[MARKET_TICKS] = ticks_handler(live, runtime.publisher)
+        data[MARKET_TICKS] = ticks_handler(live, publisher, gate)
     # shards each read every entry (their own group) and act on their own symbols
-    runtime.consume(
-        handlers,
-        group=settings.consumer_group or consumer_group(settings.shard_index, settings.shard_count),
+    group = settings.consumer_group or consumer_group(settings.shard_index, settings.shard_count)
+    runtime.consume(control, group=group)
+    if data:
+        runtime.consume(data, group=group)
+    api_key = settings.client_api_key()
+    broker = BrokerClient(settings.broker_url, api_key=api_key, timeout=5.0)
+    portfolio = (
+        PortfolioClient(settings.portfolio_url, api_key=api_key, timeout=5.0)
+        if settings.portfolio_url
+        else None
     )
     scheduled = [c for c in configs if c.schedule is not None]
     if scheduled and not settings.data_url:
@@ -85,18 +108,13 @@ def build_app(settings: EngineSettings) -> FastAPI:
             "(the fixed cycle reads candles from the data service)"
         )
     data_client = (
-        DataClient(
-            settings.data_url,
-            api_key=settings.client_api_key(),
-        )
-        if scheduled and settings.data_url
-        else None
+        DataClient(settings.data_url, api_key=api_key) if scheduled and settings.data_url else None
     )
-    cycles = [FixedCycle(live, c, data_client) for c in scheduled if data_client is not None]
+    cycles = [FixedCycle(live, c, data_client, gate) for c in scheduled if data_client is not None]
 
     async def publish_all() -> None:
-        await publish_new(live, runtime.publisher)
-        await publish_decisions(live, runtime.publisher)
+        await publish_new(live, publisher, gate)
+        await publish_decisions(live, publisher)
 
     async def check_database() -> None:
         await asyncio.to_thread(store.ping)
@@ -104,7 +122,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
     async def publish_stored() -> bool:
         """Publish the intents stored before a crash; False while the bus is unreachable."""
         try:
-            await publish_new(live, runtime.publisher)
+            await publish_new(live, publisher, gate)
             return True
         except Exception as exc:
             log.warning("engine.outbox_publish_failed", error=repr(exc))
@@ -123,6 +141,19 @@ def build_app(settings: EngineSettings) -> FastAPI:
         published = await publish_stored()
         async with runtime.lifespan(app):
             tasks = [asyncio.create_task(c.run_forever(publish_all)) for c in cycles]
+            tasks.append(
+                asyncio.create_task(
+                    restore_safety(
+                        live, broker, portfolio, refresh_seconds=settings.safety_refresh_seconds
+                    )
+                )
+            )
+            if isinstance(clock, ExchangeClock) and settings.market_clock_redis_key:
+                tasks.append(
+                    asyncio.create_task(
+                        follow_shared_clock(clock, runtime.redis, settings.market_clock_redis_key)
+                    )
+                )
             if not published:
                 tasks.append(asyncio.create_task(retry_stored()))
             try:
@@ -133,6 +164,9 @@ def build_app(settings: EngineSettings) -> FastAPI:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 if data_client is not None:
                     data_client.close()
+                broker.close()
+                if portfolio is not None:
+                    portfolio.close()
                 store.close()
 
     app = create_app(
@@ -145,6 +179,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
     app.state.runtime = runtime
     app.state.book = book
     app.state.live = live
+    app.state.gate = gate
     app.state.cycles = cycles
     app.state.celery = make_celery(settings)  # only sends backtest tasks
     app.state.backtests_dir = settings.backtests_dir

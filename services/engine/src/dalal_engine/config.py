@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -23,7 +24,34 @@ class EngineSettings(DalalSettings):
     initial_capital_rupees: Decimal = Field(
         INITIAL_CAPITAL_RUPEES,
         gt=0,
-        description="equity assumed until the portfolio's first snapshot",
+        description="the equity when DALAL_PORTFOLIO_URL is empty (no portfolio to ask)",
+    )
+    broker_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="broker-gateway root: the kill switch and the Kite session are read there "
+        "at start (entries are refused until they are known)",
+    )
+    portfolio_url: str | None = Field(
+        "http://127.0.0.1:8003",
+        description="portfolio root: equity and cash are read there at start; empty: no "
+        "portfolio, the equity is DALAL_INITIAL_CAPITAL_RUPEES (replays and tests)",
+    )
+    safety_refresh_seconds: float = Field(
+        60.0, gt=0, le=3600, description="how often kill switch, session and equity are re-read"
+    )
+    market_clock: Literal["wall", "exchange"] = Field(
+        "wall",
+        description="the market clock: wall (live, paper) or exchange (sim, replays: the "
+        "exchange times of the market data, and kitesim's clock at DALAL_MARKET_CLOCK_REDIS_KEY)",
+    )
+    market_clock_redis_key: str | None = Field(
+        None, description="sim: the Redis key where the data feed shares kitesim's clock"
+    )
+    max_signal_delay_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="a bar whose order would reach the market later than this after its time "
+        "is used for indicators only (default: one bar intraday, the session for daily bars)",
     )
     data_url: str | None = Field(
         None, description="data service root (the fixed-cycle schedule reads candles there)"
@@ -45,6 +73,11 @@ class EngineSettings(DalalSettings):
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="worker: serve Prometheus /metrics here"
     )
+
+    @field_validator("portfolio_url", "market_clock_redis_key")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("shard_index")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from dalal_engine.handlers import EngineGate
 from dalal_engine.live import LiveEngine
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_duration, session_bounds, warmup_days
@@ -32,6 +33,7 @@ class FixedCycle:
         live: LiveEngine,
         config: StrategyConfig,
         data: DataClient,
+        gate: EngineGate | None = None,
         *,
         calendar: NseCalendar | None = None,
     ):
@@ -39,6 +41,7 @@ class FixedCycle:
         self.live = live
         self.config = config
         self.data = data
+        self.gate = gate or EngineGate()
         self.calendar = calendar or nse_calendar()
         self.every_seconds = config.schedule.every_seconds
         self.cycles = 0  # completed cycles
@@ -115,17 +118,17 @@ class FixedCycle:
 
     def execute_cycle(self, symbols: list[str]) -> list[PlaceOrder]:
         """The seed's cycle over `symbols`: fetch the latest bars, decide; the new orders."""
-        return self.decide(self.fetch_all(symbols, self.live.clock()))
+        return self.decide(self.fetch_all(symbols, self.live.clock.now()))
 
     async def run_forever(self, publish: Callable[[], Awaitable[None]]) -> None:
-        """Every `every_seconds`: fetch (in a thread: the data client is blocking), decide on
-        the event loop (where the bus handlers also touch the live loop: never concurrently),
+        """Every `every_seconds`: fetch (in a thread: the data client is blocking), decide
+        through the engine's gate (one step of the live loop at a time, in a worker thread),
         then `publish()` (the outbox and the decisions)."""
         symbols = list(self.config.universe)
         while True:
             try:
-                fetched = await asyncio.to_thread(self.fetch_all, symbols, self.live.clock())
-                self.decide(fetched)
+                fetched = await asyncio.to_thread(self.fetch_all, symbols, self.live.clock.now())
+                await self.gate.run(self.decide, fetched)
                 await publish()
                 self.last_error = None
             except asyncio.CancelledError:

@@ -1,6 +1,18 @@
-"""Bus handlers of the engine."""
+"""Bus handlers of the engine.
+
+Two consumers, each its own task and lock: control (`system.events`, `orders.events`,
+`portfolio.events`) and market data (`market.bars.*`, `market.ticks`), so a kill switch or a
+fill is never queued behind a backlog of ticks and bars. The live loop's work (its state and
+its SQL) goes through one `EngineGate`: one step at a time, in a worker thread, so the event
+loop stays free for the control consumer and the HTTP routes. System events do not wait for
+the gate: they only swap flags in memory (`LiveEngine.on_system_event`).
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
@@ -31,33 +43,35 @@ from dalal_shared.messages import (
 )
 from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 
-
-def order_events_handler(book: IntentBook, live: LiveEngine | None = None) -> Handler:
-    async def on_event(event: Message, _envelope: Envelope) -> None:
-        book.apply(event)
-        if live is not None:
-            live.on_order_event(event)
-
-    return dispatcher(
-        {
-            OrderAccepted: on_event,
-            OrderRejected: on_event,
-            OrderUpdated: on_event,
-            OrderFilled: on_event,
-            OrderCancelled: on_event,
-        }
-    )
+T = TypeVar("T")
 
 
-async def publish_new(live: LiveEngine, publisher: Publisher, *, corr: str | None = None) -> None:
+class EngineGate:
+    """The live loop one step at a time, off the event loop (SQL and indicators run in a
+    worker thread while the loop serves control events and HTTP). The lock is fair: a fill
+    waiting for it goes before the next tick of a backlog."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.outbox = asyncio.Lock()  # one outbox flush at a time
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def publish_new(
+    live: LiveEngine, publisher: Publisher, gate: EngineGate, *, corr: str | None = None
+) -> None:
     """Publish every stored intent not published yet (the outbox), then mark it; then the
     cancels of stale or superseded orders (stored as CANCELLING before)."""
-    for command in live.store.unpublished():
-        await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
-        live.store.mark_published(command.client_order_id)
-    cancels, live.pending_cancels = live.pending_cancels, []
-    for cancel in cancels:
-        await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
+    async with gate.outbox:
+        for command in await asyncio.to_thread(live.store.unpublished):
+            await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
+            await asyncio.to_thread(live.store.mark_published, command.client_order_id)
+        cancels, live.pending_cancels = live.pending_cancels, []
+        for cancel in cancels:
+            await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
 
 
 async def publish_decisions(
@@ -85,31 +99,74 @@ async def publish_decisions(
         )
 
 
-def bars_handler(live: LiveEngine, publisher: Publisher) -> Handler:
+async def publish_outcome(
+    live: LiveEngine,
+    publisher: Publisher,
+    gate: EngineGate,
+    new: list[Any],
+    *,
+    corr: str | None = None,
+) -> None:
+    """After a step: the new orders and cancels (the outbox), then the decisions."""
+    if new or live.pending_cancels:
+        await publish_new(live, publisher, gate, corr=corr)
+    await publish_decisions(live, publisher, corr=corr)
+
+
+def order_events_handler(
+    book: IntentBook,
+    live: LiveEngine | None = None,
+    publisher: Publisher | None = None,
+    gate: EngineGate | None = None,
+) -> Handler:
+    gate = gate or EngineGate()
+
+    async def on_event(event: Message, envelope: Envelope) -> None:
+        book.apply(event)
+        if live is None:
+            return
+        new = await gate.run(live.on_order_event, event)
+        if publisher is not None:  # bars that waited for this order, decided now
+            await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
+
+    return dispatcher(
+        {
+            OrderAccepted: on_event,
+            OrderRejected: on_event,
+            OrderUpdated: on_event,
+            OrderFilled: on_event,
+            OrderCancelled: on_event,
+        }
+    )
+
+
+def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Handler:
     async def on_bar(bar: Bar, envelope: Envelope) -> None:
         live.data_fresh()
-        if live.on_bar(bar) or live.pending_cancels:
-            await publish_new(live, publisher, corr=envelope.corr)
-        await publish_decisions(live, publisher, corr=envelope.corr)
+        new = await gate.run(live.on_bar, bar)
+        await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
 
     return dispatcher({Bar: on_bar})
 
 
-def ticks_handler(live: LiveEngine, publisher: Publisher) -> Handler:
-    """`market.ticks`: stops and targets between bars."""
+def ticks_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Handler:
+    """`market.ticks`: stops and targets between bars. A tick of a symbol without an open
+    position is done on the event loop (no thread, no lock)."""
 
     async def on_tick(tick: Tick, envelope: Envelope) -> None:
         live.data_fresh()
-        if live.on_tick(tick) or live.pending_cancels:
-            await publish_new(live, publisher, corr=envelope.corr)
-        await publish_decisions(live, publisher, corr=envelope.corr)
+        if not live.may_act_on(tick):
+            await asyncio.sleep(0)  # let control events in between the ticks of a batch
+            return
+        new = await gate.run(live.on_tick, tick)
+        await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
 
     return dispatcher({Tick: on_tick})
 
 
-def portfolio_events_handler(live: LiveEngine) -> Handler:
+def portfolio_events_handler(live: LiveEngine, gate: EngineGate) -> Handler:
     async def on_equity(event: EquitySnapshot, _envelope: Envelope) -> None:
-        live.on_equity(event)
+        await gate.run(live.on_equity, event)
 
     return dispatcher(
         {
@@ -123,7 +180,7 @@ def portfolio_events_handler(live: LiveEngine) -> Handler:
 
 def system_events_handler(live: LiveEngine) -> Handler:
     async def on_event(event: Message, _envelope: Envelope) -> None:
-        live.on_system_event(event)
+        live.on_system_event(event)  # in memory, at once: never behind the gate
 
     return dispatcher(
         {

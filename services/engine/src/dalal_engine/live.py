@@ -11,26 +11,43 @@ Fills of its own orders (`orders.events`) move the strategy's position; `system.
 the kill switch, session and data-staleness flags; `portfolio.events` equity snapshots give
 the equity and cash for sizing and the day's loss limit.
 
-The store is injected (the SQL adapter in production); the clock too.
+Safety first: the engine starts knowing neither the kill switch, the session nor the equity;
+until their owners told it (`safety.py`), entries are refused with `safety_state_unknown`.
+Every time is the market clock's (`clock.py`): a decision on a bar is stamped with the time its
+order reaches the market (as in the backtester), and a bar older than the allowed delay on that
+clock is used for the indicators only, never for an order (a backlog after a restart warms the
+history up and trades nothing). A bar whose symbol has an order in flight is decided when the
+order settles. The engine runs, is paused (no entries; exits, stops and targets keep working)
+or is stopped (nothing decided: allowed only when flat, or when told to abandon the exits).
+
+The store is injected (the SQL adapter in production); the clock too. The methods are
+synchronous and touch SQL: the handlers call them one at a time in a worker thread
+(`handlers.EngineGate`), so the event loop stays free; `on_system_event` and `restore` only
+swap in-memory values and run on the loop at once (a kill switch never waits for a bar).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from dalal_engine import metrics
+from dalal_engine.clock import ExchangeClock, MarketClock
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
-from dalal_engine.store import OPEN_STATUSES, EngineStore, Intent, StoredBar, SymbolState
+from dalal_engine.safety import SafetyTracker
+from dalal_engine.store import EngineStore, Intent, StoredBar, SymbolState
 from dalal_engine.strategy import Action, BarContext, BarSeries, Level, PositionView, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
+from dalal_engine.timing import bar_duration, order_time, session_bounds, session_open_of
 from dalal_shared.calendar import NseCalendar, nse_calendar
+from dalal_shared.errors import ConflictError
 from dalal_shared.messages import (
     Bar,
     CancelOrder,
@@ -47,7 +64,7 @@ from dalal_shared.messages import (
     SessionValid,
     Tick,
 )
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import to_ist
 
 HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at least)
 # The history then grows from that first bar and is not slid along: indicators are computed over
@@ -55,10 +72,18 @@ HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at
 # so the same bars give the same decisions (a sliding window re-seeds the EMA/ATR every bar).
 # Only past this many bars is the history cut back (to its last HISTORY_FLOOR_BARS-or-more).
 HISTORY_CAP_BARS = 20_000
+TICK_MAX_DELAY = timedelta(seconds=60)  # a tick older than this on the market clock moves no level
+EXIT_LEGS = ("X", "S", "F")  # orders that close the whole position
 
 
-class Clock(Protocol):
-    def __call__(self) -> datetime: ...
+class Mode(enum.StrEnum):
+    RUNNING = "running"  # decides entries and exits
+    PAUSED = "paused"  # no new entries; exits, stops and targets keep working
+    STOPPED = "stopped"  # decides nothing (history is still recorded)
+
+
+class NotFlatError(ConflictError):
+    code = "not_flat"
 
 
 @dataclass
@@ -75,30 +100,50 @@ class LiveEngine:
         store: EngineStore,
         *,
         initial_equity_rupees: Decimal,
-        clock: Clock = utcnow,
+        clock: MarketClock | None = None,
         calendar: NseCalendar | None = None,
         warmup: Callable[[str, str, str], list[StoredBar]] | None = None,
+        max_signal_delay_seconds: float | None = None,
+        safety_known: tuple[str, ...] = (),
     ):
         cal = calendar or nse_calendar()
+        self.calendar = cal
         # decisions made since the last publish (stored in SQL with the bar either way)
         self.pending_decisions: list[RiskDecision] = []
+        # the intents still in flight, by client_order_id (loaded once; kept current in memory)
+        self._open: dict[str, Intent] = {
+            i.command.client_order_id: i for i in store.intents(open_only=True)
+        }
         # cancels of stale or superseded orders (their intents are CANCELLING in SQL); a
         # restarted engine sends them again (cancelling twice is harmless)
         self.pending_cancels: list[CancelOrder] = [
-            CancelOrder(client_order_id=i.command.client_order_id, reason="stale")
-            for i in store.intents(open_only=True)
+            CancelOrder(client_order_id=coid, reason="stale")
+            for coid, i in self._open.items()
             if i.status == "CANCELLING"
         ]
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
         self.store = store
-        self.clock = clock
+        self.clock: MarketClock = clock if clock is not None else ExchangeClock()
+        for interval, start in store.latest_bars().items():  # where the market was
+            self.clock.observe(_bar_close(interval, start, cal))
+        self.max_signal_delay = (
+            timedelta(seconds=max_signal_delay_seconds)
+            if max_signal_delay_seconds is not None
+            else None
+        )
+        self.safety = SafetyTracker(safety_known)
         self.market = MarketState()
+        self._refresh_safety()
         self.equity = float(initial_equity_rupees)
         self.cash = float(initial_equity_rupees)
         self.states: dict[tuple[str, str], SymbolState] = store.states()
+        self.held_symbols: frozenset[str] = frozenset()
+        self._update_held()
         self.warmup = warmup
+        self._mode = _stored_mode(store)
+        _observe_mode(self._mode)
         # levels whose exit the kill switch refused: recorded once, not on every tick
         self._refused_levels: set[tuple[str, str, str]] = set()
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
@@ -107,14 +152,54 @@ class LiveEngine:
 
     # ---------------------------------------------------------------- control
     @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
     def running(self) -> bool:
-        return self.store.get_meta("running", "false") == "true"
+        return self._mode is Mode.RUNNING
+
+    def _set_mode(self, mode: Mode) -> None:
+        self.store.set_meta("mode", mode.value)
+        self._mode = mode
+        _observe_mode(mode)
 
     def start(self) -> None:
-        self.store.set_meta("running", "true")
+        """Run (from paused or stopped): entries and exits."""
+        self._set_mode(Mode.RUNNING)
 
-    def stop(self) -> None:
-        self.store.set_meta("running", "false")
+    def resume(self) -> None:
+        self.start()
+
+    def pause(self) -> None:
+        """No new entries; exits, stops and targets keep working."""
+        self._set_mode(Mode.PAUSED)
+
+    def stop(self, *, abandon_exits: bool = False) -> None:
+        """Decide nothing more. Only when flat (no position, no order in flight), else
+        `NotFlatError`, unless `abandon_exits`: then open positions are left without their
+        exits, stops and targets until the engine runs again."""
+        if not abandon_exits:
+            held = self.open_positions()
+            if held or self._open:
+                raise NotFlatError(
+                    f"{len(held)} open position(s) and {len(self._open)} order(s) in flight: "
+                    "stopping would leave them without exits, stops and targets; pause or "
+                    "flatten instead, or stop with abandon_exits=true"
+                )
+        self._set_mode(Mode.STOPPED)
+
+    def open_positions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "strategy": k[0],
+                "symbol": k[1],
+                "quantity": s.quantity,
+                "average_price": str(s.average_price),
+            }
+            for k, s in self.states.items()
+            if s.quantity
+        ]
 
     def watches_ticks(self) -> bool:
         """Whether any instance's strategy has intrabar levels (else `market.ticks` is not
@@ -126,22 +211,17 @@ class LiveEngine:
         return {i.config.interval for i in self.instances.values() if i.config.schedule is None}
 
     def status(self) -> dict[str, Any]:
-        open_positions = [
-            {
-                "strategy": k[0],
-                "symbol": k[1],
-                "quantity": s.quantity,
-                "average_price": str(s.average_price),
-            }
-            for k, s in self.states.items()
-            if s.quantity
-        ]
+        now = self.clock.now()
         return {
+            "mode": self._mode.value,
             "running": self.running,
             "kill_switch": self.market.kill_switch,
             "kill_switch_reason": self.market.kill_switch_reason,
             "session_valid": self.market.session_valid,
             "data_stale": self.market.data_stale,
+            "safety_state_known": self.market.safety_known,
+            "safety_state_missing": list(self.market.safety_missing),
+            "market_clock": {"source": self.clock.name, "now": to_ist(now).isoformat()},
             "equity_rupees": f"{self.equity:.2f}",
             "cash_rupees": f"{self.cash:.2f}",
             "strategies": {
@@ -153,9 +233,43 @@ class LiveEngine:
                 }
                 for name, i in self.instances.items()
             },
-            "open_positions": open_positions,
-            "open_intents": len(self.store.intents(open_only=True)),
+            "open_positions": self.open_positions(),
+            "open_intents": len(self._open),
         }
+
+    # ---------------------------------------------------------------- safety state
+    def _refresh_safety(self) -> None:
+        self.market = replace(
+            self.market,
+            safety_known=self.safety.complete,
+            safety_missing=tuple(self.safety.missing()),
+        )
+        metrics.SAFETY_KNOWN.set(1 if self.safety.complete else 0)
+
+    def restore(
+        self,
+        ticket: dict[str, int],
+        *,
+        kill_switch: tuple[bool, str] | None = None,
+        session_valid: bool | None = None,
+        funds: tuple[Decimal, Decimal] | None = None,
+    ) -> None:
+        """What the owners answered over HTTP (kill switch and reason, session validity,
+        equity and cash), asked for with `ticket`; a source the bus spoke about since is
+        newer than the answer and keeps its value."""
+        m = self.market
+        if kill_switch is not None and self.safety.fresh("kill_switch", ticket):
+            m = replace(m, kill_switch=kill_switch[0], kill_switch_reason=kill_switch[1])
+            self.safety.restored("kill_switch")
+        if session_valid is not None and self.safety.fresh("session", ticket):
+            m = replace(m, session_valid=session_valid)
+            self.safety.restored("session")
+        self.market = m
+        if funds is not None and self.safety.fresh("equity", ticket):
+            self.equity, self.cash = float(funds[0]), float(funds[1])
+            self.safety.restored("equity")
+        metrics.KILL_SWITCH.set(1 if self.market.kill_switch else 0)
+        self._refresh_safety()
 
     # ---------------------------------------------------------------- bars
     def _history_of(self, exchange: str, symbol: str, interval: str, need: int) -> list[StoredBar]:
@@ -177,12 +291,20 @@ class LiveEngine:
         st = self.states.get((name, symbol))
         return st.last_bar if st is not None else None
 
-    def on_bar(self, bar: Bar, *, only: str | None = None, decide: bool = True) -> list[PlaceOrder]:
-        """Handle a completed bar; returns the new order commands to publish (already stored).
+    def stale(self, interval: str, order_at: datetime) -> bool:
+        """Whether a decision whose order should have reached the market at `order_at` comes
+        too late on the market clock: more than the configured delay, by default one bar for
+        intraday bars and past the close of that session for daily bars."""
+        now = self.clock.now()
+        if self.max_signal_delay is not None:
+            return now > order_at + self.max_signal_delay
+        if interval == "day":
+            bounds = session_bounds(self.calendar, to_ist(order_at).date())
+            return now > (bounds[1] if bounds is not None else order_at + bar_duration("day"))
+        return now > order_at + bar_duration(interval)
 
-        Bar events go to the instances without a `schedule`; the fixed cycle passes `only` (its
-        instance), and `decide=False` for bars that only warm the history up."""
-        interested = [
+    def _interested(self, bar: Bar, only: str | None) -> list[_Instance]:
+        return [
             i
             for i in self.instances.values()
             if i.config.interval == bar.interval
@@ -190,6 +312,13 @@ class LiveEngine:
             and i.config.exchange == bar.exchange
             and (i.config.name == only if only is not None else i.config.schedule is None)
         ]
+
+    def on_bar(self, bar: Bar, *, only: str | None = None, decide: bool = True) -> list[PlaceOrder]:
+        """Handle a completed bar; returns the new order commands to publish (already stored).
+
+        Bar events go to the instances without a `schedule`; the fixed cycle passes `only` (its
+        instance), and `decide=False` for bars that only warm the history up."""
+        interested = self._interested(bar, only)
         need = max([HISTORY_FLOOR_BARS] + [3 * i.strategy.warmup_bars for i in interested])
         history = self._history_of(bar.exchange, bar.symbol, bar.interval, need)
         stored = StoredBar(
@@ -205,13 +334,13 @@ class LiveEngine:
             history.append(stored)
             if len(history) > max(HISTORY_CAP_BARS, need):
                 del history[:-need]
-        running = self.running
-        open_intents = self.store.intents(open_only=True)
-        open_symbols = {s.command.symbol for s in open_intents}
+        close = _bar_close(bar.interval, bar.start, self.calendar)
+        self.clock.observe(close)
+        at = order_time(bar.interval, bar.start, self.calendar)
         names = {i.config.name for i in interested}
         cancels = [
             i.command.client_order_id
-            for i in open_intents
+            for i in self._open.values()
             if is_new
             and decide
             and i.status != "CANCELLING"
@@ -224,59 +353,31 @@ class LiveEngine:
         states: dict[str, SymbolState] = {}
         intents: list[Intent] = []
         decisions: list[tuple[RiskDecision, str | None]] = []
-        if running and is_new and decide:
-            series = _series(bar.symbol, history)
-            for inst in interested:
-                name = inst.config.name
-                st = self.states.setdefault((name, bar.symbol), SymbolState(state={}))
-                if st.last_bar is not None and st.last_bar >= bar.start:
-                    continue  # this strategy has decided on this bar already
-                st.last_bar = bar.start
-                states[name] = st
-                if bar.symbol in open_symbols:
-                    continue  # an order of this symbol is still in flight
-                inst.risk.mark(self.clock(), self.equity)
-                self._observe_risk(inst)
-                ind = inst.strategy.indicators(series)
-                if st.state is None:
-                    st.state = {}
-                ctx = BarContext(
-                    bar.symbol,
-                    len(series) - 1,
-                    series,
-                    ind,
-                    PositionView(st.quantity, float(st.average_price), st.opened_at),
-                    st.state,
-                    self.equity,
-                    self.cash,
-                )
-                for sig in inst.strategy.on_bar(ctx):
-                    coid = client_order_id(name, bar.symbol, bar.start, sig.leg)
-                    decision = self._decide(
-                        inst,
-                        bar.symbol,
-                        sig.action,
-                        sig.reference_price,
-                        sig.stop,
-                        sig.quantity,
-                        st.quantity,
-                    )
-                    decision = replace(
-                        decision, detail=f"{sig.leg} {sig.reason}; {decision.detail}"
-                    )
-                    metrics.DECISIONS.labels(name, decision.action, decision.reason).inc()
-                    decisions.append((decision, coid if decision.approved else None))
-                    if decision.approved and decision.quantity > 0:
-                        cmd = PlaceOrder(
-                            client_order_id=coid,
-                            exchange=bar.exchange,
-                            symbol=bar.symbol,
-                            side="BUY" if sig.action is Action.ENTER else "SELL",
-                            quantity=decision.quantity,
-                            product=inst.config.product,
-                            strategy=name,
-                        )
-                        intents.append(Intent(cmd, name, "SUBMITTED", 0, False))
+        if self._mode is not Mode.STOPPED and is_new and decide and interested:
+            if self.stale(bar.interval, at):
+                for inst in interested:  # indicators only: the history grew, nothing trades
+                    metrics.STALE_BARS.labels(inst.config.name).inc()
+            else:
+                in_flight = {i.command.symbol for i in self._open.values()}
+                series: BarSeries | None = None
+                for inst in interested:
+                    name = inst.config.name
+                    st = self.states.setdefault((name, bar.symbol), SymbolState(state={}))
+                    if st.last_bar is not None and st.last_bar >= bar.start:
+                        continue  # this strategy has decided on this bar already
+                    if bar.symbol in in_flight:
+                        # an order of this symbol is still in flight: the bar is decided when
+                        # it settles (`_settled`)
+                        metrics.DEFERRED.labels(name).inc()
+                        continue
+                    if series is None:
+                        series = _series(bar.symbol, history)
+                    st.last_bar = bar.start
+                    states[name] = st
+                    self._decide_bar(
+                        inst, st, bar.exchange, bar.symbol, bar.start, series, at, close,
+                        intents, decisions,
+                    )  # fmt: skip
         self.pending_decisions.extend(d for d, _ in decisions)
         new = self.store.record_bar(
             exchange=bar.exchange,
@@ -288,9 +389,130 @@ class LiveEngine:
             decisions=decisions,
             cancels=cancels,
         )
+        self._track(intents, new, cancels)
         self._cancel(cancels, "stale: not filled by the next bar")
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
+        return new
+
+    def _decide_bar(
+        self,
+        inst: _Instance,
+        st: SymbolState,
+        exchange: str,
+        symbol: str,
+        bar_start: datetime,
+        series: BarSeries,
+        at: datetime,
+        mark_at: datetime,
+        intents: list[Intent],
+        decisions: list[tuple[RiskDecision, str | None]],
+    ) -> None:
+        """The strategy's signals on the last bar of `series`, through the risk manager."""
+        name = inst.config.name
+        inst.risk.mark(mark_at, self.equity)
+        self._observe_risk(inst)
+        ind = inst.strategy.indicators(series)
+        if st.state is None:
+            st.state = {}
+        ctx = BarContext(
+            symbol,
+            len(series) - 1,
+            series,
+            ind,
+            PositionView(st.quantity, float(st.average_price), st.opened_at),
+            st.state,
+            self.equity,
+            self.cash,
+        )
+        for sig in inst.strategy.on_bar(ctx):
+            coid = client_order_id(name, symbol, bar_start, sig.leg)
+            decision = self._decide(
+                inst,
+                symbol,
+                sig.action,
+                sig.reference_price,
+                sig.stop,
+                sig.quantity,
+                st.quantity,
+                at,
+            )
+            decision = replace(decision, detail=f"{sig.leg} {sig.reason}; {decision.detail}")
+            metrics.DECISIONS.labels(name, decision.action, decision.reason).inc()
+            decisions.append((decision, coid if decision.approved else None))
+            if decision.approved and decision.quantity > 0:
+                cmd = PlaceOrder(
+                    client_order_id=coid,
+                    exchange=exchange,
+                    symbol=symbol,
+                    side="BUY" if sig.action is Action.ENTER else "SELL",
+                    quantity=decision.quantity,
+                    product=inst.config.product,
+                    strategy=name,
+                )
+                intents.append(Intent(cmd, name, "SUBMITTED", 0, False, bar_start))
+
+    def _track(self, intents: list[Intent], new: list[PlaceOrder], cancels: list[str]) -> None:
+        """Keep the in-memory book of intents in flight in step with what was stored."""
+        created = {c.client_order_id for c in new}
+        for intent in intents:
+            if intent.command.client_order_id in created:
+                self._open[intent.command.client_order_id] = intent
+        for coid in cancels:
+            intent = self._open.get(coid)
+            if intent is not None and intent.status in ("SUBMITTED", "OPEN"):
+                self._open[coid] = replace(intent, status="CANCELLING")
+
+    def _settled(self, exchange: str, symbol: str) -> list[PlaceOrder]:
+        """The symbol's last order settled: decide the bars that waited for it (the latest bar
+        of each instance trading the symbol, when it has not decided on it yet and it is not
+        stale). Returns the new orders (stored)."""
+        if self._mode is Mode.STOPPED or any(
+            i.command.symbol == symbol for i in self._open.values()
+        ):
+            return []
+        new: list[PlaceOrder] = []
+        for inst in self.instances.values():
+            cfg = inst.config
+            if cfg.schedule is not None or symbol not in cfg.universe or cfg.exchange != exchange:
+                continue
+            st = self.states.get((cfg.name, symbol))
+            need = max(HISTORY_FLOOR_BARS, 3 * inst.strategy.warmup_bars)
+            history = self._history_of(exchange, symbol, cfg.interval, need)
+            if st is None or not history:
+                continue
+            last = history[-1]
+            if st.last_bar is not None and st.last_bar >= last.start:
+                continue
+            order_at = order_time(cfg.interval, last.start, self.calendar)
+            if self.stale(cfg.interval, order_at):
+                metrics.STALE_BARS.labels(cfg.name).inc()
+                continue
+            now = self.clock.now()
+            st.last_bar = last.start
+            intents: list[Intent] = []
+            decisions: list[tuple[RiskDecision, str | None]] = []
+            self._decide_bar(
+                inst, st, exchange, symbol, last.start, _series(symbol, history),
+                max(order_at, now), now, intents, decisions,
+            )  # fmt: skip
+            decisions = [
+                (replace(d, detail=f"{d.detail} (decided once the order in flight settled)"), c)
+                for d, c in decisions
+            ]
+            self.pending_decisions.extend(d for d, _ in decisions)
+            created = self.store.record_signals(
+                symbol=symbol,
+                at=last.start,
+                states={cfg.name: st},
+                intents=intents,
+                decisions=decisions,
+                cancels=[],
+            )
+            self._track(intents, created, [])
+            for cmd in created:
+                metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
+            new.extend(created)
         return new
 
     def _cancel(self, coids: list[str], reason: str) -> None:
@@ -299,12 +521,25 @@ class LiveEngine:
             metrics.CANCELS.labels(reason.split(":", 1)[0]).inc()
 
     # ---------------------------------------------------------------- ticks: stops and targets
+    def may_act_on(self, tick: Tick) -> bool:
+        """Cheap test (safe on the event loop): whether a position of the tick's symbol is
+        open, so its levels need looking at. Observes the tick's time on the market clock."""
+        self.clock.observe(tick.exchange_ts)
+        return tick.symbol in self.held_symbols and self._mode is not Mode.STOPPED
+
     def on_tick(self, tick: Tick) -> list[PlaceOrder]:
         """Exit a position whose stop or target a trade reached between bars. One order per
         level and position: its id is derived from (instance, symbol, position opened at,
         leg), and the strategy state marks the level done in the same transaction, so a tick
         delivered again, or a restart, never exits twice. A stop cancels the position's
-        target orders still open (the stop supersedes them)."""
+        target orders still open (the stop supersedes them). A tick older than a minute on
+        the market clock (a backlog) moves nothing."""
+        self.clock.observe(tick.exchange_ts)
+        if self._mode is Mode.STOPPED:
+            return []
+        delay = self.max_signal_delay or TICK_MAX_DELAY
+        if self.clock.now() - tick.exchange_ts > delay:
+            return []
         price = float(tick.last_price)
         hits: list[tuple[_Instance, SymbolState, Level]] = []
         for inst in self.instances.values():
@@ -320,11 +555,9 @@ class LiveEngine:
                 hits.append((inst, st, stop))
             else:
                 hits.extend((inst, st, lv) for lv in levels if lv.hit(price))
-        if not hits or not self.running:
+        if not hits:
             return []
-        of_symbol = [i for i in self.store.intents() if i.command.symbol == tick.symbol]
-        open_intents = [i for i in of_symbol if i.status in OPEN_STATUSES]
-        sent = {i.command.client_order_id for i in of_symbol}
+        open_intents = [i for i in self._open.values() if i.command.symbol == tick.symbol]
         states: dict[str, SymbolState] = {}
         intents: list[Intent] = []
         decisions: list[tuple[RiskDecision, str | None]] = []
@@ -332,7 +565,7 @@ class LiveEngine:
         for inst, st, level in hits:
             name = inst.config.name
             mine = [i for i in open_intents if i.strategy == name]
-            if any(i.leg in ("X", "S") for i in mine):
+            if any(i.leg in EXIT_LEGS for i in mine):
                 continue  # already exiting
             refused_key = (name, tick.symbol, level.leg)
             if self.market.kill_switch and refused_key in self._refused_levels:
@@ -345,7 +578,7 @@ class LiveEngine:
             if level.kind != "stop" and (mine or name in states):
                 continue  # another order of this position is in flight
             coid = client_order_id(name, tick.symbol, st.opened_at or tick.exchange_ts, level.leg)
-            if coid in sent:
+            if self.store.has_intent(coid):
                 continue  # this level's order went out before (filled, rejected or cancelled)
             quantity = min(level.quantity or st.quantity, st.quantity)
             action = Action.EXIT if quantity >= st.quantity else Action.REDUCE
@@ -353,7 +586,7 @@ class LiveEngine:
                 strategy=name,
                 symbol=tick.symbol,
                 action=action.value,
-                at=self.clock(),
+                at=tick.exchange_ts,
                 quantity=quantity,
                 market=self.market,
             )
@@ -382,7 +615,7 @@ class LiveEngine:
                 product=inst.config.product,
                 strategy=name,
             )
-            intents.append(Intent(cmd, name, "SUBMITTED", 0, False))
+            intents.append(Intent(cmd, name, "SUBMITTED", 0, False, tick.exchange_ts))
         self.pending_decisions.extend(d for d, _ in decisions)
         if not decisions:
             return []
@@ -396,10 +629,101 @@ class LiveEngine:
         )
         for name, new_state in states.items():
             self.states[(name, tick.symbol)] = new_state
+        self._track(intents, new, cancels)
         self._cancel(cancels, "superseded: the stop was hit")
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
         return new
+
+    # ---------------------------------------------------------------- flatten
+    def flatten(self) -> dict[str, Any]:
+        """Exit every open position at market (leg `F`, one order per position: its id comes
+        from the position's opening time, so flattening twice sends nothing new), cancel the
+        entries and targets in flight, then pause. A position already exiting is left to its
+        exit; the kill switch refuses the exits (recorded, and said in the answer)."""
+        at = self.clock.now()
+        exits: list[PlaceOrder] = []
+        refused: list[dict[str, str]] = []
+        already: list[str] = []
+        cancels_all: list[str] = []
+        for (name, symbol), st in list(self.states.items()):
+            inst = self.instances.get(name)
+            if inst is None or st.quantity <= 0:
+                continue
+            mine = [
+                i for i in self._open.values() if i.strategy == name and i.command.symbol == symbol
+            ]
+            if any(i.leg in EXIT_LEGS and i.status != "CANCELLING" for i in mine):
+                already.append(f"{name}:{symbol}")
+                continue
+            coid = client_order_id(name, symbol, st.opened_at or at, "F")
+            if self.store.has_intent(coid):
+                already.append(f"{name}:{symbol}")
+                continue
+            decision = inst.risk.check_exit(
+                strategy=name,
+                symbol=symbol,
+                action=Action.EXIT.value,
+                at=at,
+                quantity=st.quantity,
+                market=self.market,
+            )
+            decision = replace(
+                decision,
+                detail="F flatten" + (f"; {decision.detail}" if decision.detail else ""),
+            )
+            metrics.DECISIONS.labels(name, decision.action, decision.reason).inc()
+            intents: list[Intent] = []
+            cancels = [i.command.client_order_id for i in mine if i.status != "CANCELLING"]
+            if decision.approved:
+                cmd = PlaceOrder(
+                    client_order_id=coid,
+                    exchange=inst.config.exchange,
+                    symbol=symbol,
+                    side="SELL",
+                    quantity=st.quantity,
+                    product=inst.config.product,
+                    strategy=name,
+                )
+                intents.append(Intent(cmd, name, "SUBMITTED", 0, False, at))
+            else:
+                refused.append({"strategy": name, "symbol": symbol, "reason": decision.reason})
+                cancels = []
+            self.pending_decisions.append(decision)
+            new = self.store.record_signals(
+                symbol=symbol,
+                at=at,
+                states={},
+                intents=intents,
+                decisions=[(decision, coid if decision.approved else None)],
+                cancels=cancels,
+            )
+            self._track(intents, new, cancels)
+            cancels_all.extend(cancels)
+            exits.extend(new)
+        # entries still in flight would open new positions: cancel them too
+        entries = [
+            coid
+            for coid, i in self._open.items()
+            if i.leg == "E" and i.status in ("SUBMITTED", "OPEN") and coid not in cancels_all
+        ]
+        if entries:
+            self.store.record_signals(
+                symbol="", at=at, states={}, intents=[], decisions=[], cancels=entries
+            )
+            self._track([], [], entries)
+            cancels_all.extend(entries)
+        self._cancel(cancels_all, "flatten: exiting every position")
+        for cmd in exits:
+            metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
+        self._set_mode(Mode.PAUSED)
+        return {
+            "exits": [c.client_order_id for c in exits],
+            "exits_refused": refused,
+            "already_exiting": already,
+            "cancelled": cancels_all,
+            "orders": exits,
+        }
 
     def _decide(
         self,
@@ -410,16 +734,20 @@ class LiveEngine:
         stop: float | None,
         quantity: int | None,
         held: int,
+        at: datetime,
     ) -> RiskDecision:
-        now = self.clock()
         if action is Action.ENTER:
+            if self._mode is Mode.PAUSED:
+                return RiskDecision(
+                    at, inst.config.name, symbol, "ENTER", False, "paused", 0, "engine paused"
+                )
             open_positions = sum(
                 1 for (n, _), s in self.states.items() if n == inst.config.name and s.quantity > 0
             )
             return inst.risk.check_entry(
                 strategy=inst.config.name,
                 symbol=symbol,
-                at=now,
+                at=at,
                 reference_price=price or 0.0,
                 stop=stop,
                 fixed_quantity=quantity,
@@ -431,27 +759,32 @@ class LiveEngine:
             strategy=inst.config.name,
             symbol=symbol,
             action=action.value,
-            at=now,
+            at=at,
             quantity=qty,
             market=self.market,
         )
 
     # ---------------------------------------------------------------- orders, portfolio, system
-    def on_order_event(self, event: Message) -> None:
+    def on_order_event(self, event: Message) -> list[PlaceOrder]:
+        """Move an intent along (a lookup by client_order_id: in memory while in flight, one
+        primary-key read for a late event of a settled order). When the symbol's last order in
+        flight settles, the bars that waited for it are decided: returns those new orders."""
         coid = getattr(event, "client_order_id", None)
-        if coid is None:
-            return
-        intent = next((i for i in self.store.intents() if i.command.client_order_id == coid), None)
+        if coid is None or not isinstance(event, OrderRejected | OrderCancelled | OrderFilled):
+            return []
+        intent = self._open.get(coid) or self.store.intent(coid)
         if intent is None:
-            return  # not one of the loop's orders
+            return []  # not one of the loop's orders
+        symbol, exchange = intent.command.symbol, intent.command.exchange
         if isinstance(event, OrderRejected | OrderCancelled):
+            if intent.status in ("COMPLETE", "REJECTED", "CANCELLED"):
+                return []
             self.store.set_intent_status(
                 coid, "REJECTED" if isinstance(event, OrderRejected) else "CANCELLED"
             )
-            return
-        if not isinstance(event, OrderFilled):
-            return
-        key = (intent.strategy, intent.command.symbol)
+            self._open.pop(coid, None)
+            return self._settled(exchange, symbol)
+        key = (intent.strategy, symbol)
         st = self.states.setdefault(key, SymbolState(state={}))
         new_state = SymbolState(
             st.quantity, st.average_price, st.opened_at, dict(st.state or {}), st.last_bar
@@ -473,31 +806,49 @@ class LiveEngine:
             new_state.quantity = max(0, new_state.quantity - event.quantity)
             if new_state.quantity == 0:
                 new_state = SymbolState(state={}, last_bar=st.last_bar)
-        if self.store.apply_trade(
+        if not self.store.apply_trade(
             trade_id=event.trade_id,
             client_order_id=coid,
             quantity=event.quantity,
             strategy=intent.strategy,
-            symbol=intent.command.symbol,
+            symbol=symbol,
             state=new_state,
             order_quantity=intent.command.quantity,
         ):
-            self.states[key] = new_state
+            return []  # this trade was applied before
+        self.states[key] = new_state
+        self._update_held()
+        filled = intent.filled_quantity + event.quantity
+        if filled < intent.command.quantity:
+            self._open[coid] = replace(intent, status="OPEN", filled_quantity=filled)
+            return []
+        self._open.pop(coid, None)
+        return self._settled(exchange, symbol)
+
+    def _update_held(self) -> None:
+        self.held_symbols = frozenset(s for (_n, s), st in self.states.items() if st.quantity > 0)
 
     def on_system_event(self, event: Message) -> None:
+        """Kill switch, session and data flags: in memory only, so it runs at once on the
+        event loop, whatever the engine is busy with."""
         m = self.market
         if isinstance(event, KillSwitchEngaged):
             m = replace(m, kill_switch=True, kill_switch_reason=event.reason)
+            self.safety.heard("kill_switch")
         elif isinstance(event, KillSwitchReleased):
             m = replace(m, kill_switch=False, kill_switch_reason="")
-            self._refused_levels.clear()
+            self.safety.heard("kill_switch")
+            self._refused_levels = set()
         elif isinstance(event, SessionValid):
             m = replace(m, session_valid=True)
+            self.safety.heard("session")
         elif isinstance(event, SessionExpired):
             m = replace(m, session_valid=False)
+            self.safety.heard("session")
         elif isinstance(event, DataStale):
             m = replace(m, data_stale=True)
         self.market = m
+        self._refresh_safety()
         metrics.KILL_SWITCH.set(1 if m.kill_switch else 0)
 
     def data_fresh(self) -> None:
@@ -506,10 +857,15 @@ class LiveEngine:
             self.market = replace(self.market, data_stale=False)
 
     def on_equity(self, snapshot: EquitySnapshot) -> None:
+        """The portfolio's equity and cash; the day's loss is marked at the market clock's
+        time (not the snapshot's stamp: in sim the two differ)."""
         self.equity = float(snapshot.equity)
         self.cash = float(snapshot.cash)
+        self.safety.heard("equity")
+        self._refresh_safety()
+        now = self.clock.now()
         for inst in self.instances.values():
-            inst.risk.mark(snapshot.at, self.equity)
+            inst.risk.mark(now, self.equity)
             self._observe_risk(inst)
 
     @staticmethod
@@ -521,6 +877,24 @@ class LiveEngine:
             float(inst.config.risk.max_daily_loss_rupees),
             inst.risk.halted_for_the_day,
         )
+
+
+def _stored_mode(store: EngineStore) -> Mode:
+    mode = store.get_meta("mode")
+    if mode is not None:
+        return Mode(mode)
+    # before modes: a running flag
+    return Mode.RUNNING if store.get_meta("running", "false") == "true" else Mode.STOPPED
+
+
+def _observe_mode(mode: Mode) -> None:
+    metrics.RUNNING.set(1 if mode is Mode.RUNNING else 0)
+    metrics.PAUSED.set(1 if mode is Mode.PAUSED else 0)
+
+
+def _bar_close(interval: str, start: datetime, calendar: NseCalendar) -> datetime:
+    """When a bar's trading ends (a daily candle, stamped 00:00 IST, at its session's close)."""
+    return session_open_of(interval, start, calendar) + bar_duration(interval)
 
 
 def _series(symbol: str, history: list[StoredBar]) -> BarSeries:

@@ -15,7 +15,24 @@ ORDERS = Counter(
     ["strategy", "side"],
 )
 KILL_SWITCH = Gauge("dalal_engine_kill_switch", "1 while the kill switch is engaged")
-RUNNING = Gauge("dalal_engine_running", "1 while the live loop trades")
+RUNNING = Gauge("dalal_engine_running", "1 while the live loop runs (entries and exits)")
+PAUSED = Gauge(
+    "dalal_engine_paused", "1 while the live loop is paused (no entries; exits, stops, targets)"
+)
+SAFETY_KNOWN = Gauge(
+    "dalal_engine_safety_state_known",
+    "1 once kill switch, session and equity came from their owners (0: entries refused)",
+)
+STALE_BARS = Counter(
+    "dalal_engine_stale_bars_total",
+    "Bars too old on the market clock to trade on: used for the indicators only",
+    ["strategy"],
+)
+DEFERRED = Counter(
+    "dalal_engine_deferred_decisions_total",
+    "Bar decisions deferred until the symbol's order in flight settles",
+    ["strategy"],
+)
 DAILY_PNL = Gauge(
     "dalal_engine_daily_pnl_rupees",
     "Equity change since the IST day's first mark, as the risk manager sees it",

@@ -3,7 +3,9 @@
 Plain Python, no I/O. Every call returns a `RiskDecision` (approved or refused, with a stable
 reason code and the numbers behind it); the caller records it and counts it in a metric.
 
-Entries are refused (reason code in brackets) when the kill switch is engaged (`kill_switch`),
+Entries are refused (reason code in brackets) while the engine does not yet know the kill switch,
+the session or the equity from their owners (`safety_state_unknown`, see `safety.py`), when the
+kill switch is engaged (`kill_switch`),
 the Kite session is not valid (`session_invalid`), market data is stale (`data_stale`), the
 order would reach the market on an NSE holiday or weekend (`market_holiday`), outside
 09:15-15:30 IST (`market_closed`) or on a day the NSE holiday list does not cover yet
@@ -11,7 +13,14 @@ order would reach the market on an NSE holiday or weekend (`market_holiday`), ou
 and entries stay halted for the rest of that IST day), `max_open_positions` are open
 (`max_open_positions`), `max_orders_per_minute` orders went in the last 60 s
 (`order_rate`), or the size comes out below one share (`size_zero`). Exits are only refused
-while the kill switch is engaged: reducing risk never waits for anything else.
+while the kill switch is engaged: reducing risk never waits for anything else. The live loop
+adds its own codes to the decisions it records: `paused` (an entry while the engine is paused),
+`stale_signal` (a deferred decision whose bar became too old), `order_in_flight` (a bar whose
+decision waits for an order of the symbol to settle; decided then).
+
+Every time here is the market clock's (`clock.py`): the risk day, the order-rate window and the
+market hours follow the exchange's time (kitesim's in sim, the bar's in a backtest), never the
+machine's clock in a replay.
 
 Size of an entry = floor(equity x `risk_per_trade_pct` / stop distance), capped by
 `max_position_pct_of_equity` of equity and by the cash available at the reference price.
@@ -55,6 +64,10 @@ class MarketState:
     kill_switch_reason: str = ""
     session_valid: bool = True
     data_stale: bool = False
+    # False until the kill switch, session and equity came from their owners (a live engine
+    # starts so; a backtest knows its own world)
+    safety_known: bool = True
+    safety_missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,8 @@ class RiskManager:
     def mark_day(self, day: date, equity: float) -> None:
         """`mark` with the IST day already known (the backtester computes it once per bar)."""
         current = self._day
+        if current.day is not None and day < current.day:
+            return  # a late mark of an earlier day (a backlog bar): the day never goes back
         if current.day != day:  # a new day: reset in place (once per bar on daily bars)
             start = current.equity if current.day is not None else equity
             current.day, current.start_equity, current.halted = day, start, False
@@ -259,6 +274,11 @@ class RiskManager:
     def _gate(self, at: datetime, market: MarketState) -> tuple[str, str] | None:
         if market.kill_switch:
             return "kill_switch", market.kill_switch_reason
+        if not market.safety_known:
+            return (
+                "safety_state_unknown",
+                "not yet known from their owners: " + ", ".join(market.safety_missing),
+            )
         if not market.session_valid:
             return "session_invalid", "no valid Kite session"
         if market.data_stale:

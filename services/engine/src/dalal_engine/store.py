@@ -3,8 +3,8 @@
 Tables (prefix `engine_`): the bars the loop has seen (its indicator history), each strategy
 instance's per-symbol state and position, the order intents it emitted (an outbox: written
 before publishing, marked published after), the trades it has applied, its risk decisions,
-backtest jobs (request, progress, summary) and a key/value meta table (whether the loop is
-running). Money is text (exact Decimal) and times
+backtest jobs (request, progress, summary) and a key/value meta table (the loop's mode:
+running, paused or stopped). Money is text (exact Decimal) and times
 are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 """
 
@@ -347,22 +347,42 @@ class EngineStore(db.SqlStore):
             )
 
     def intents(self, *, open_only: bool = False) -> list[Intent]:
+        """Every intent (or the open ones: what the live loop keeps in memory at start)."""
         q = sa.select(intents_t)
         if open_only:
             q = q.where(intents_t.c.status.in_(OPEN_STATUSES))
         with self.engine.connect() as c:
             rows = c.execute(q).all()
-        return [
-            Intent(
-                PlaceOrder.model_validate_json(r.command),
-                r.strategy,
-                r.status,
-                r.filled_quantity,
-                r.published,
-                datetime.fromisoformat(r.created_at),
+        return [_intent(r) for r in rows]
+
+    def intent(self, client_order_id: str) -> Intent | None:
+        """One intent by its id (a primary-key lookup), None when the id is not the loop's."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(intents_t).where(intents_t.c.client_order_id == client_order_id)
+            ).first()
+        return _intent(row) if row is not None else None
+
+    def has_intent(self, client_order_id: str) -> bool:
+        with self.engine.connect() as c:
+            return (
+                c.execute(
+                    sa.select(intents_t.c.client_order_id).where(
+                        intents_t.c.client_order_id == client_order_id
+                    )
+                ).first()
+                is not None
             )
-            for r in rows
-        ]
+
+    def latest_bars(self) -> dict[str, datetime]:
+        """The start of the latest stored bar of each interval (where the market was)."""
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(bars_t.c.interval, sa.func.max(bars_t.c.start)).group_by(
+                    bars_t.c.interval
+                )
+            ).all()
+        return {r[0]: datetime.fromisoformat(r[1]) for r in rows if r[1]}
 
     def set_intent_status(self, client_order_id: str, status: str) -> None:
         with self.engine.begin() as c:
@@ -448,3 +468,14 @@ class EngineStore(db.SqlStore):
         out["request"] = json.loads(out["request"])
         out["summary"] = json.loads(out["summary"]) if out["summary"] else None
         return out
+
+
+def _intent(r: Any) -> Intent:
+    return Intent(
+        PlaceOrder.model_validate_json(r.command),
+        r.strategy,
+        r.status,
+        r.filled_quantity,
+        r.published,
+        datetime.fromisoformat(r.created_at),
+    )
