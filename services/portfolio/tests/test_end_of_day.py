@@ -18,6 +18,7 @@ from dalal_portfolio.ledger import Fill
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
 from dalal_shared.messages import Envelope, EquitySnapshot, KillSwitchEngaged, SessionClosed
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.streams import PORTFOLIO_EVENTS, SYSTEM_EVENTS
 from dalal_shared.testing import bearer, wait_until
 
@@ -92,7 +93,7 @@ def test_session_closed_on_the_bus_publishes_one_end_of_day_snapshot(
         )
         events = end_of_day_events()
         assert [e.session_day for e in events] == [date(2025, 3, 5)]
-        assert D(events[0].equity) == D("100000")
+        assert D(events[0].equity) == INITIAL_CAPITAL_RUPEES  # the default capital, no fills
         assert not r.exists(f"dlq.{SYSTEM_EVENTS}")  # the other system events are not errors
         daily = client.get("/equity-curve", params={"daily": "true"}).json()["points"]
         assert len(daily) == 1
