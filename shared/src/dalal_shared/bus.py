@@ -80,7 +80,7 @@ Handler = Callable[[Envelope], Awaitable[None]]
 DLQ_PREFIX = "dlq."
 DLQ_MAXLEN = 10_000
 DLQ_FIELD_BYTES = 64 * 1024  # one original field kept in a DLQ record, at most
-DLQ_RAW_BYTES = 64 * 1024  # all escaped (non-UTF-8 / oversized) fields of one record, at most
+DLQ_RAW_BYTES = 48 * 1024  # raw bytes of all escaped fields of a record (64 KiB in base64)
 DLQ_MAX_FIELDS = 32
 FAILURES_TTL_SECONDS = 7 * 86_400
 
