@@ -133,6 +133,8 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             "DALAL_PORTFOLIO_URL": settings.url_of("portfolio"),
         },
         "kitesim": {
+            # the simulated exchange survives a restart: same day, tokens, orders, positions
+            "DALAL_KITESIM_STATE_FILE": str(var / "kitesim" / "state.json"),
             "DALAL_KITESIM_REDIRECT_URL": f"{settings.url_of('broker')}/session/callback",
             "DALAL_KITESIM_POSTBACK_URL": f"{settings.url_of('broker')}/postbacks/kite",
         },

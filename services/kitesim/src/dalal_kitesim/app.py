@@ -26,6 +26,7 @@ from dalal_kitesim.exchange import Exchange, ExchangeConfig
 from dalal_kitesim.faults import FaultPlan, RateLimiter, route_class
 from dalal_kitesim.marketdata import BarStore, InstrumentStore
 from dalal_kitesim.session import SessionStore
+from dalal_kitesim.state import StateFile, restore, snapshot
 from dalal_kitesim.ticker import TickerHub
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.fills import FillConfig
@@ -127,7 +128,51 @@ class Simulator:
         self.paused = self.speed == 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
-        self.clock.start()
+        path = settings.kitesim_state_file
+        self.state_file = StateFile(path) if path else None
+        self.dirty = False
+        self._saved_at = 0.0
+        self.exchange.listeners.append(self._mark_dirty)
+        self.sessions.on_change = lambda: self._mark_dirty(None)
+        saved = self.state_file.load(self.identity()) if self.state_file else None
+        if saved is not None:
+            restore(saved, clock=self.clock, exchange=self.exchange, sessions=self.sessions)
+            log.info("kitesim.restored", day=str(self.clock.day), now=self.clock.now.isoformat())
+        else:
+            self.clock.start()
+            self.save()
+
+    # -- persistence (state.py) ---------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What a snapshot must match to be this replay's."""
+        return {
+            "start_date": self.settings.kitesim_start_date.isoformat(),
+            "seed": self.settings.kitesim_seed,
+            "user_id": self.settings.kitesim_user_id,
+        }
+
+    def _mark_dirty(self, _order: Any) -> None:
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the snapshot now (nothing when persistence is off)."""
+        if self.state_file is None:
+            return
+        self.state_file.save(
+            snapshot(
+                clock=self.clock,
+                exchange=self.exchange,
+                sessions=self.sessions,
+                identity=self.identity(),
+            )
+        )
+        self.dirty = False
+        self._saved_at = time.monotonic()
+
+    def save_if_due(self) -> None:
+        """After a clock step: at once when the book changed, else once a second."""
+        if self.state_file is not None and (self.dirty or time.monotonic() - self._saved_at >= 1.0):
+            self.save()
 
     def _token_now(self) -> datetime:
         """The clock tokens expire on (ADR 0005): the wall clock, or the simulated one."""
@@ -181,6 +226,9 @@ class Simulator:
             elapsed, last = now - last, now
             if not self.paused and self.speed > 0:
                 self.clock.advance(elapsed * self.speed)
+                self.save_if_due()
+            elif self.dirty:
+                self.save()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -204,6 +252,7 @@ def build_app(settings: KitesimSettings) -> FastAPI:
             yield
         finally:
             clock_task.cancel()
+            sim.save()
             await sim.aclose()
 
     app = FastAPI(
@@ -234,6 +283,14 @@ def build_app(settings: KitesimSettings) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("kitesim.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
         return _kite_error(GeneralException("An unexpected error occurred in kitesim."))
+
+    @app.middleware("http")
+    async def persist(request: Request, call_next: Any) -> Response:
+        """A request that may have changed something is answered once the state is saved."""
+        response = await call_next(request)
+        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+            sim.save()
+        return response
 
     @app.middleware("http")
     async def limits_and_faults(request: Request, call_next: Any) -> Response:

@@ -250,6 +250,42 @@ class MarketClock:
     def after_square_off(self) -> bool:
         return self._square_off_done
 
+    @property
+    def closed(self) -> bool:
+        """Today's session has closed (the next event is the next open)."""
+        return self._closed
+
+    def restore(
+        self,
+        *,
+        day: date,
+        now: datetime,
+        square_off_done: bool,
+        closed: bool,
+        prev_closes: dict[int, Decimal],
+    ) -> None:
+        """Stand where a saved clock stood (state.py): the day's ticks up to `now` are replayed
+        into the quotes silently (the tick paths are seeded, so they are the ones it saw);
+        nothing is told to listeners, which already acted on them before the restart."""
+        self.day = day
+        self.session = self._session(day)
+        for token, state in self.states.items():
+            if token in prev_closes:
+                state.last_price = prev_closes[token]
+        self._load_day(day)
+        for token, state in self.states.items():
+            if token in prev_closes:
+                state.prev_close = prev_closes[token]
+        while self._queue and self._queue[0][0] <= now:
+            _ts, _seq, token, tick, feed = heapq.heappop(self._queue)
+            self.states[token].apply(tick)
+            self._push(token, feed)
+        self.now = now
+        self._square_off_done = square_off_done
+        self._closed = closed
+        if closed:
+            self._queue = []
+
     def start(self) -> None:
         """Fire the first session's open (call once listeners are registered)."""
         for listener in self.listeners.session_open:

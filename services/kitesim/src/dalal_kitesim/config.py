@@ -57,6 +57,13 @@ class KitesimSettings(DalalSettings):
         None, description="instruments dump to serve instead of the bundled one"
     )
 
+    kitesim_state_file: Path | None = Field(
+        None,
+        description="where kitesim keeps its state (clock, tokens, orders, trades, positions, "
+        "holdings) across restarts, a JSON snapshot; `dalal run` uses var/kitesim/state.json; "
+        "unset: nothing is kept",
+    )
+
     # Market clock.
     kitesim_start_date: date = Field(date(2024, 1, 2), description="first simulated session")
     kitesim_session_seconds: float = Field(
