@@ -63,3 +63,19 @@ def test_bearer_headers_and_exceptions_are_masked(captured: io.StringIO) -> None
     text = captured.getvalue()
     assert ACCESS not in text and SECRET not in text
     assert any("exception" in line for line in _lines(captured))
+
+
+def test_log_files_are_created_private_and_old_ones_tightened(tmp_path) -> None:
+    from dalal_shared.logging import open_log_file
+
+    fresh = tmp_path / "log" / "broker.log"
+    with open_log_file(fresh) as fh:
+        fh.write(b"line\n")
+    old = tmp_path / "log" / "data.log"
+    old.write_bytes(b"before\n")
+    old.chmod(0o644)
+    with open_log_file(old) as fh:
+        fh.write(b"after\n")
+    assert oct(fresh.stat().st_mode & 0o777) == "0o600"
+    assert oct(old.stat().st_mode & 0o777) == "0o600"
+    assert old.read_bytes() == b"before\nafter\n"  # appended, not truncated

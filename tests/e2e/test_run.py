@@ -77,6 +77,20 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         assert login.status_code == 200
         key = (tmp_path / "var" / "api_key").read_text().strip()
         assert oct((tmp_path / "var" / "api_key").stat().st_mode & 0o777) == "0o600"
+        # logs and databases under var/ are the user's alone
+        private = [*(tmp_path / "var" / "log").glob("*.log"), *(tmp_path / "var").glob("*.sqlite3")]
+        assert len(private) >= 6
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in private} == {
+            p.name: "0o600" for p in private
+        }
+        # services read from each other with the read-only key `dalal run` derives: the
+        # portfolio's reconcile reaches the broker's reads (Kite may still have no session)
+        reconcile = httpx.get(
+            f"http://127.0.0.1:{env['DALAL_PORTFOLIO_PORT']}/reconcile",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert "unauthorized" not in reconcile.text, reconcile.text
         engine = f"http://127.0.0.1:{env['DALAL_ENGINE_PORT']}"
         resp = httpx.post(
             f"{engine}/engine/orders",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from importlib.metadata import entry_points
@@ -23,6 +24,7 @@ from dalal_shared.dlqcli import dlq_app
 from dalal_shared.embedded import EmbeddedRedis
 from dalal_shared.errors import ConfigError
 from dalal_shared.httpapp import hash_api_key
+from dalal_shared.logging import PRIVATE_UMASK
 from dalal_shared.settings import derived_read_key, load_settings
 from dalal_shared.stack import (
     StackSettings,
@@ -65,6 +67,8 @@ def run(
     var/log/<service>.log. Ctrl-C stops everything cleanly.
     """
     settings = _settings()
+    # logs, databases, Redis' files, the cache: readable by this user only (children inherit)
+    os.umask(PRIVATE_UMASK)
     names = available_services()
     if only:
         wanted = [n.strip() for n in only.split(",") if n.strip()]

@@ -10,16 +10,21 @@ httpx, celery) alike:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import structlog
 
 MASK = "***"
+LOG_FILE_MODE = 0o600  # logs name orders, positions and the account: owner only
+PRIVATE_UMASK = 0o077  # what `dalal run` creates under var/ is its user's alone
 _SENSITIVE_KEY = re.compile(
     r"(token|secret|password|passwd|api_?key|authorization|checksum|cookie|credential)",
     re.IGNORECASE,
@@ -155,6 +160,17 @@ def configure_logging(
         lg.propagate = True
     logging.getLogger("httpx").setLevel("WARNING")
     logging.getLogger("alembic").setLevel("WARNING")  # one line per plugin at every start
+
+
+def open_log_file(path: Path) -> BinaryIO:
+    """Open `path` for appending, created with mode 0600 (an existing file is tightened to it),
+    its folder created with mode 0700."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+    with contextlib.suppress(OSError):  # not ours to change: keep writing anyway
+        if os.fstat(fd).st_mode & 0o777 != LOG_FILE_MODE:
+            os.fchmod(fd, LOG_FILE_MODE)
+    return os.fdopen(fd, "ab")
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

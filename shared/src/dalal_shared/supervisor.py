@@ -28,6 +28,7 @@ from typing import IO
 import httpx
 
 from dalal_shared.embedded import EmbeddedRedis, die_with_parent, port_in_use
+from dalal_shared.logging import open_log_file
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ class Supervisor:
 
     def _spawn(self, child: _Child) -> None:
         if child.log is None:
-            child.log = self._log_path(child.spec).open("ab")
+            child.log = open_log_file(self._log_path(child.spec))  # mode 0600
         env = {**os.environ, **self.common_env, **child.spec.env}
         if child.spec.port is not None:
             env["DALAL_PORT"] = str(child.spec.port)
