@@ -28,7 +28,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -42,7 +42,7 @@ from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, S
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
 from dalal_shared import fills
-from dalal_shared.calendar import NseCalendar, nse_calendar
+from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown, DayCharges, TradeFill
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.performance import EquityPoint, Report, compute_paise
@@ -50,6 +50,7 @@ from dalal_shared.timeutil import to_ist
 
 ZERO = Decimal("0")
 ZERO2 = Decimal("0.00")
+OPEN_TIME = time(9, 15)  # IST: a requested end after it on a trading day includes that day
 
 
 def _dec(value: float) -> Decimal:
@@ -197,6 +198,11 @@ class BacktestResult:
     curve: EquityCurve
     report: Report
     charges: ChargesBreakdown
+    # the bars the run actually had (first and last bar start in the range, any symbol) and
+    # what falls short of the requested range (a cache that covers less says so)
+    data_start: datetime | None = None
+    data_end: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @cached_property
     def equity(self) -> list[EquityPoint]:
@@ -210,6 +216,9 @@ class BacktestResult:
             "initial_capital_rupees": str(s.initial_capital_rupees),
             "start": s.start.isoformat() if s.start else None,
             "end": s.end.isoformat() if s.end else None,
+            "data_start": to_ist(self.data_start).isoformat() if self.data_start else None,
+            "data_end": to_ist(self.data_end).isoformat() if self.data_end else None,
+            "warnings": list(self.warnings),
             "bars": self.bars,
             "report": self.report.to_json(),
             "charges_rupees": {
@@ -510,6 +519,7 @@ class Backtester:
             exposure_paise,
             initial_equity=s.initial_capital_rupees,
         )
+        data_start, data_end, warnings = _coverage(self.data, windows, s, cal)
         return BacktestResult(
             cfg,
             s,
@@ -521,6 +531,9 @@ class Backtester:
             curve,
             report,
             book.charges,
+            data_start,
+            data_end,
+            warnings,
         )
 
     def _decide_bar(
@@ -600,6 +613,47 @@ class Backtester:
             coid, sym, side, decision.quantity, sig.action, sig.leg, sig.reason, at
         )
         return order, decision
+
+
+def _coverage(
+    data: dict[str, BarSeries],
+    windows: dict[str, tuple[int, int]],
+    settings: BacktestSettings,
+    cal: NseCalendar,
+) -> tuple[datetime | None, datetime | None, list[str]]:
+    """The first and last bar start the run had, and a warning per symbol whose bars start
+    after the requested start's first session or end before the requested end's last one."""
+    firsts, lasts, warnings = [], [], []
+    want_first = want_last = None
+    try:
+        if settings.start is not None:
+            day = to_ist(settings.start).date()
+            want_first = day if cal.is_trading_day(day) else cal.next_trading_day(day)
+        if settings.end is not None:
+            end = to_ist(settings.end)
+            day = end.date()
+            opened = end.time() > OPEN_TIME and cal.is_trading_day(day)
+            want_last = day if opened else cal.previous_trading_day(day)
+    except CalendarCoverageError as exc:  # a date the calendar cannot place: say so
+        warnings.append(f"coverage not checked: {exc}")
+    for sym, (lo, hi) in windows.items():
+        series = data[sym]
+        if hi <= lo:
+            warnings.append(f"{sym}: no bars in the requested range")
+            continue
+        first, last = series.start[lo], series.start[hi - 1]
+        firsts.append(first)
+        lasts.append(last)
+        if want_first is not None and to_ist(first).date() > want_first:
+            warnings.append(
+                f"{sym}: the data starts {to_ist(first).date()}, after the requested "
+                f"{to_ist(settings.start).date()}"  # type: ignore[union-attr]
+            )
+        if want_last is not None and to_ist(last).date() < want_last:
+            warnings.append(
+                f"{sym}: the data ends {to_ist(last).date()}, before the requested end {want_last}"
+            )
+    return (min(firsts) if firsts else None, max(lasts) if lasts else None, warnings)
 
 
 def _with_detail(decision: RiskDecision, sig: Signal) -> RiskDecision:

@@ -25,7 +25,7 @@ from dalal_engine.strategyconfig import StrategyConfig, StrategyConfigError, val
 from dalal_shared.errors import PermanentError
 from dalal_shared.messages import Interval, Symbol
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
-from dalal_shared.timeutil import IST
+from dalal_shared.timeutil import IST, to_ist
 
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -104,6 +104,9 @@ def summary(result: BacktestResult, seconds: float) -> dict[str, Any]:
         "open_trades": len(result.open_trades),
         "charges_rupees": str(result.charges.total),
         "refused_signals": sum(1 for d in result.decisions if not d.approved),
+        "data_start": to_ist(result.data_start).isoformat() if result.data_start else None,
+        "data_end": to_ist(result.data_end).isoformat() if result.data_end else None,
+        "warnings": list(result.warnings),
         "report": result.report.to_json(),
     }
 

@@ -25,7 +25,7 @@ from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.settings import load_settings
 from dalal_shared.stack import StackSettings
-from dalal_shared.timeutil import IST
+from dalal_shared.timeutil import IST, to_ist
 
 console = Console()
 err = Console(stderr=True)
@@ -149,6 +149,12 @@ def backtest(
         raise typer.Exit(1) from None
     json_path, html_path = write_report(result, out, bars=data)
     console.print(summary_table(result, seconds))
+    for warning in result.warnings:  # the data covers less than asked: say so, with the range
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if result.warnings:
+        first = to_ist(result.data_start).date() if result.data_start else "-"
+        last = to_ist(result.data_end).date() if result.data_end else "-"
+        err.print(f"bars used: {first} .. {last}", highlight=False)
     console.print(f"report: {html_path}  data: {json_path}", highlight=False)
 
 
