@@ -30,7 +30,7 @@ from dalal_kitesim.state import StateFile, restore, snapshot
 from dalal_kitesim.ticker import TickerHub
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.fills import FillConfig
-from dalal_shared.httpapp import RequestMetrics
+from dalal_shared.httpapp import BodySizeLimit, RequestMetrics
 from dalal_shared.logging import get_logger
 from dalal_shared.timeutil import utcnow
 
@@ -344,5 +344,6 @@ def build_app(settings: KitesimSettings) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(control.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # 413 over
     app.add_middleware(RequestMetrics, service="kitesim")
     return app
