@@ -132,7 +132,7 @@ def reconcile(
     for p in view.positions:
         key = (p.exchange, p.symbol, p.product)
         broker_qty[key] = broker_qty.get(key, 0) + p.quantity
-        if p.quantity != 0:
+        if p.quantity != 0 and p.product in ("CNC", "MIS"):  # equity rows hold the day only
             day_avg[key] = p.average_price
     broker_qty = {k: q for k, q in broker_qty.items() if q != 0}
     by_key: dict[Key, list[Fill]] = {}
@@ -155,8 +155,8 @@ def reconcile(
             theirs, mine = day_avg[key], ledger_day_average(by_key.get(key, []))
         elif key in holding_avg and not pos.exits:
             theirs, mine = holding_avg[key], pos.average_price
-        else:
-            continue  # conventions differ: each trade's price is compared instead
+        else:  # conventions differ (or an NRML row carries earlier days): each trade's price
+            continue  # is compared instead
         if mine is None or abs(theirs - mine) > price_tolerance_rupees:
             breaks.append(
                 Break("average_price_mismatch", *key, None if mine is None else str(mine),
