@@ -448,25 +448,31 @@ class StreamConsumer:
         stop = self._stop
         while not stop.is_set():
             backlog: list[str] = []
-            for stream in self.handlers:
-                try:
-                    await self._retry_own_failures(stream)
-                    await self._claim_from_dead(stream)
-                    problem = await self._update_gauges(stream)
-                    if problem:
-                        backlog.append(problem)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    error = f"{type(exc).__name__}: {exc}"[:300]
-                    CONSUMER_ERRORS.labels(self.config.group, "maintenance").inc()
-                    if isinstance(exc, REDIS_DOWN):
-                        log.warning("bus.maintenance_failed", stream=stream, error=error)
-                    else:
-                        log.error("bus.maintenance_error", stream=stream, error=error, exc_info=exc)
+            for stream in self.handlers:  # gauges first: they need no lock, never wait a batch
+                problem = await self._survive(stream, self._update_gauges(stream))
+                if problem:
+                    backlog.append(problem)
             self._judge_backlog(backlog)
+            for stream in self.handlers:
+                await self._survive(stream, self._retry_own_failures(stream))
+                await self._survive(stream, self._claim_from_dead(stream))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.config.maintenance_interval_s)
+
+    async def _survive(self, stream: str, step: Awaitable[Any]) -> Any:
+        """One maintenance step; any error is logged and counted, never raised."""
+        try:
+            return await step
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            CONSUMER_ERRORS.labels(self.config.group, "maintenance").inc()
+            if isinstance(exc, REDIS_DOWN):
+                log.warning("bus.maintenance_failed", stream=stream, error=error)
+            else:
+                log.error("bus.maintenance_error", stream=stream, error=error, exc_info=exc)
+            return None
 
     def _judge_backlog(self, problems: list[str]) -> None:
         if self.health is None:
