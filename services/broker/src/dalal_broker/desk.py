@@ -704,8 +704,9 @@ class OrderDesk:
         pending = int(order.get("pending_quantity") or 0)
         avg = order.get("average_price")
         average = Decimal(str(avg)) if avg not in (None, "", 0, 0.0) else None
-        if filled > row.filled_quantity and path != "poll":
-            # the trades behind the new fills come first (polling reads them with the book)
+        if filled > row.filled_quantity and path not in ("poll", "sweep"):
+            # the trades behind the new fills come first (polling and the sweep read them from
+            # the trade book)
             try:
                 for trade in await self.gateway.order_trades(str(order["order_id"])):
                     await self._apply_trade(row, trade)
