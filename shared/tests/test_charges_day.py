@@ -49,6 +49,15 @@ def test_zerodha_calculator_intraday_example():
         assert c.total == D("204.39")
 
 
+def test_stt_is_rounded_to_the_rupee_as_zerodhas_calculator_shows():
+    """Buy 100 @ 100, sell 100 @ 101 intraday: 0.025% x 10,100 = 2.525, and Zerodha's
+    calculator shows STT 3.00 ("STT is rounded off to the nearest rupee", Zerodha's answer at
+    https://tradingqna.com/t/stt-zerodha-brokerage-calculator/21903)."""
+    c = day_charges([buy(100, "100"), sell(100, "101")], "CNC", DAY)
+    assert c.stt == D("3.00")
+    assert c.dp == 0
+
+
 def test_same_day_cnc_round_trip_costs_what_mis_does_and_far_less_than_delivery():
     fills = [buy(100, "1000"), sell(100, "1010")]
     cnc = day_charges(fills, "CNC", DAY)
