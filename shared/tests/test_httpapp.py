@@ -341,3 +341,9 @@ async def test_openapi_documents_the_error_answers_and_metrics_as_text() -> None
     assert "401" not in spec["paths"]["/healthz"]["get"]["responses"]
     metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
+
+
+async def test_open_probes_are_open_to_reads_only() -> None:
+    async with _client(_read_app(), key=None) as client:
+        resp = await client.post("/healthz", json={})
+    assert (resp.status_code, resp.json()["error"]) == (401, "unauthorized")

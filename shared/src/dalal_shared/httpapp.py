@@ -134,7 +134,8 @@ class ApiKeyAuth:
     """ASGI middleware in front of routing, so a new route cannot forget it.
 
     Mutating requests need `Authorization: Bearer <api key>` (or `X-API-Key`); reads need the
-    API key or the read-only key when `read_key_required`. `public_paths` need nothing.
+    API key or the read-only key when `read_key_required`. `public_paths` need nothing;
+    `open_read_paths` (probes, metrics, docs) need nothing to be read.
     """
 
     def __init__(
@@ -145,12 +146,14 @@ class ApiKeyAuth:
         read_digest: str | None = None,
         read_key_required: bool = True,
         public_paths: Iterable[str] = (),
+        open_read_paths: Iterable[str] = (),
     ):
         self.app = app
         self.digest = digest.encode() if digest else None
         self.read_digest = read_digest.encode() if read_digest else None
         self.read_key_required = read_key_required
         self.public_paths = frozenset(public_paths)
+        self.open_read_paths = frozenset(open_read_paths)
 
     @staticmethod
     def _presented(headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -171,7 +174,7 @@ class ApiKeyAuth:
         if scope["type"] != "http" or scope["path"] in self.public_paths:
             return None
         mutating = scope["method"] in MUTATING_METHODS
-        if not mutating and not self.read_key_required:
+        if not mutating and (not self.read_key_required or scope["path"] in self.open_read_paths):
             return None
         presented = self._presented(scope["headers"])
         candidate = hashlib.sha256(presented).hexdigest().encode() if presented else b""
@@ -399,13 +402,9 @@ def create_app(
         lifespan=lifespan,
     )
     public = [*public_paths]
-    open_paths = {
-        *OPS_PATHS,
-        *(p for p in (app.docs_url, app.redoc_url, app.openapi_url) if p),
-        *public,
-    }
+    open_reads = {*OPS_PATHS, *(p for p in (app.docs_url, app.redoc_url, app.openapi_url) if p)}
     if app.docs_url:
-        open_paths.add(f"{app.docs_url}/oauth2-redirect")
+        open_reads.add(f"{app.docs_url}/oauth2-redirect")
     checks = dict(readiness or {})
     # every long-lived task (consumers, lease loop, feed, relays) dead, wedged or behind: red
     checks.setdefault("tasks", task_registry().check)
@@ -506,7 +505,7 @@ def create_app(
         if app.openapi_schema is None:
             app.openapi_schema = document_errors(
                 generate_openapi(),
-                public_paths=open_paths,
+                public_paths={*open_reads, *public},
                 read_key_required=policy.read_key_required,
             )
         return app.openapi_schema
@@ -518,7 +517,8 @@ def create_app(
         digest=policy.api_key_digest,
         read_digest=policy.read_key_digest,
         read_key_required=policy.read_key_required,
-        public_paths=open_paths,
+        public_paths=public,
+        open_read_paths=open_reads,
     )
     app.add_middleware(
         BodySizeLimit,
