@@ -2,7 +2,7 @@
 
 Time is simulated and UTC inside. Each trading day of the NSE calendar, every replayed instrument
 turns its bars of that day (the finest interval its data root has: minute, 3/5/10/15/30/60-minute
-or day, `BarStore.replay_series`) into ticks along `dalal_shared.fills.tick_path`.
+or day, `BarStore.replay_day`) into ticks along `dalal_shared.fills.tick_path`.
 `run_until(t)` delivers, in time order, every tick and
 every session event (open, MIS square-off at 15:20, close) up to `t`. `advance(seconds)` moves
 by *session* seconds: the night between a close and the next open costs nothing, so a 60 s real
@@ -11,18 +11,16 @@ session replays 22,500 s of market time.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from dalal_kitesim.marketdata import BarStore, Instrument
 from dalal_shared.calendar import NseCalendar, Session
 from dalal_shared.fills import Bar, Tick, tick_path
 from dalal_shared.intervals import INTERVAL_MINUTES
-from dalal_shared.timeutil import IST
 
 
 @dataclass
@@ -84,14 +82,6 @@ class MarketState:
         self.bar_start = tick.bar_start
         self.bar_volume = tick.bar_volume
         self.ticks_today += 1
-
-
-def bars_on(bars: list[Bar], day: date) -> list[Bar]:
-    """The bars of one IST day from a time-sorted series (binary search: series are long)."""
-    start = datetime.combine(day, time(0, 0), tzinfo=IST)
-    lo = bisect.bisect_left(bars, start, key=lambda b: b.start)
-    hi = bisect.bisect_left(bars, start + timedelta(days=1), key=lambda b: b.start)
-    return bars[lo:hi]
 
 
 TickListener = Callable[[list[tuple[int, Tick]]], None]
@@ -199,16 +189,11 @@ class MarketClock:
                 state.prev_close = before[-1].close
                 state.last_price = before[-1].close
 
-    def replay_interval(self, symbol: str) -> str | None:
-        found = self.bars.replay_series(symbol)
-        return None if found is None else found[0]
-
     def _bars_of_day(self, symbol: str, day: date) -> tuple[list[Bar], timedelta]:
-        found = self.bars.replay_series(symbol)
+        found = self.bars.replay_day(symbol, day)
         if found is None:
             return [], timedelta(0)
-        interval, bars = found
-        todays = bars_on(bars, day)
+        interval, todays = found
         if interval == "day":
             return todays, self.session.close - self.session.open
         return todays, timedelta(minutes=INTERVAL_MINUTES[interval])

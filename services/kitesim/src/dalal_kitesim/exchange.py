@@ -493,6 +493,12 @@ class Exchange:
             return self.reject_message
         if order.product == "MIS" and self.clock.after_square_off:
             return "MIS orders are blocked after the intraday square-off time (15:20)."
+        if self.last_price(order.instrument_token) <= 0:
+            # no bars of it anywhere: it would never trade, so it is refused, not left OPEN
+            return (
+                f"kitesim has no prices for {order.exchange}:{order.tradingsymbol}: "
+                "add its bars to DALAL_KITESIM_DATA_DIR (see docs/kitesim.md)."
+            )
         if order.transaction_type == "SELL" and order.product == "CNC":
             if order.quantity > self.sellable_quantity(order.instrument_token, exclude=order):
                 return "Insufficient holdings: you can sell only the shares you hold (CNC)."

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from dalal_kitesim.clock import MarketClock, MarketState, bars_on
+from dalal_kitesim.clock import MarketClock, MarketState
 from dalal_kitesim.marketdata import BarStore, Instrument, OiBar, bar_oi
 from dalal_shared.fills import Bar
 from dalal_shared.intervals import INTERVAL_MINUTES
@@ -69,12 +69,12 @@ def _partial(
         return None  # nothing has traded yet in this candle
     if interval == "day":
         return _bar(bar.start, state.open, state.high, state.low, state.last_price, state.volume)
-    found = store.replay_series(inst.tradingsymbol, inst.exchange)
+    found = store.replay_day(inst.tradingsymbol, clock.day, inst.exchange)
     if found is None or found[0] == "day":
         return None
     step = timedelta(minutes=INTERVAL_MINUTES[found[0]])
     now = clock.now
-    today = bars_on(found[1], clock.day)
+    today = found[1]
     parts = [b for b in today if bar.start <= b.start < finish and b.start + step <= now]
     running = _running(state, bar.start, finish, now, step)
     if running is not None:

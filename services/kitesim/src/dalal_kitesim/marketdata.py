@@ -11,11 +11,12 @@ that has any file of it, so a user's 5-minute file is never mixed with (or overr
 15-minute or minute bars. Within a root, Parquet wins over CSV. An interval with no file of its
 own is built from a finer one that divides it (5minute from minute, 60minute from 15minute, day
 from any intraday interval). The market clock replays the finest interval the symbol's root has
-(`replay_series`).
+(`replay_day`: per day, so minute bars for one month and 15-minute bars for the year both play).
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
@@ -198,6 +199,14 @@ def resample(bars: list[Bar], minutes: int) -> list[Bar]:
     return out
 
 
+def bars_on(bars: list[Bar], day: date) -> list[Bar]:
+    """The bars of one IST day from a time-sorted series (binary search: series are long)."""
+    start = datetime.combine(day, time(0, 0), tzinfo=IST)
+    lo = bisect.bisect_left(bars, start, key=lambda b: b.start)
+    hi = bisect.bisect_left(bars, start + timedelta(days=1), key=lambda b: b.start)
+    return bars[lo:hi]
+
+
 def resample_days(bars: list[Bar]) -> list[Bar]:
     """Intraday bars into daily bars (one per IST date, starting at the 09:15 open)."""
     out: list[Bar] = []
@@ -329,14 +338,15 @@ class BarStore:
         own = self._raw(symbol, interval, exchange)
         if own is not None:
             return own
-        if interval == "day":
-            found = self.replay_series(symbol, exchange)
-            if found is None or found[0] == "day":
-                return None
-            key = (exchange, symbol, f"day<{found[0]}")
-            if key not in self._cache:
-                self._cache[key] = resample_days(found[1])
-            return self._cache[key]
+        if interval == "day":  # from the coarsest intraday file (usually the longest history)
+            for finer in sorted(INTERVAL_MINUTES, key=INTERVAL_MINUTES.__getitem__, reverse=True):
+                source = None if finer == "day" else self._raw(symbol, finer, exchange)
+                if source:
+                    key = (exchange, symbol, f"day<{finer}")
+                    if key not in self._cache:
+                        self._cache[key] = resample_days(source)
+                    return self._cache[key]
+            return None
         minutes = INTERVAL_MINUTES[interval]
         for finer, fm in sorted(INTERVAL_MINUTES.items(), key=lambda kv: -kv[1]):
             if finer == "day" or fm >= minutes or minutes % fm:
@@ -349,12 +359,18 @@ class BarStore:
                 return self._cache[key]
         return None
 
-    def replay_series(self, symbol: str, exchange: str = "NSE") -> tuple[str, list[Bar]] | None:
-        """The finest interval with a file of its own in the symbol's root, and its bars."""
+    def replay_day(
+        self, symbol: str, day: date, exchange: str = "NSE"
+    ) -> tuple[str, list[Bar]] | None:
+        """What the market clock replays of `symbol` on `day`: the bars of that day of the
+        finest interval with a file of its own in the symbol's root that has any (minute bars
+        for January, 15-minute for the rest of the year, day bars after that)."""
         for interval in sorted(INTERVAL_MINUTES, key=INTERVAL_MINUTES.__getitem__):
             bars = self._raw(symbol, interval, exchange)
             if bars:
-                return interval, bars
+                todays = bars_on(bars, day)
+                if todays:
+                    return interval, todays
         return None
 
     def between(
