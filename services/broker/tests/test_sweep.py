@@ -100,20 +100,29 @@ async def test_the_sweep_adds_missing_trades_once_and_leaves_pending_sends_to_re
     journal.update("d-1", broker_order_id="K1")
     pending = PlaceOrder(client_order_id="d-2", symbol="TCS", side="BUY", quantity=1)
     journal.insert(pending, corr="d-2", status="PENDING", send_attempts=1)
-    book.order_book = [order("K1", "d-1", 3), order("K2", "d-2", 1), order("K3", None, 2)]
+    given_up = PlaceOrder(client_order_id="d-3", symbol="TCS", side="BUY", quantity=1)
+    journal.insert(given_up, corr="d-3", status="REJECTED", reason="kite_unavailable")
+    book.order_book = [
+        order("K1", "d-1", 3),
+        order("K2", "d-2", 1),
+        order("K3", None, 2),
+        order("K4", "d-3", 1),
+    ]
     book.trade_book = [
         trade("T1", "K1", 1),
         trade("T2", "K1", 2),  # both lost: no postback, no ticker message, no poll
         trade("T3", "K2", 1),  # the send's outcome is unknown to the journal: recover() owns it
         trade("T4", "K3", 2),  # placed by hand in Kite
+        trade("T5", "K4", 1),  # at Kite under the tag of an order the journal gave up on
     ]
 
-    assert await desk.sweep_trades() == 3
+    assert await desk.sweep_trades() == 4
     got = await fills(aredis)
     assert sorted((f.client_order_id, f.trade_id, f.quantity) for f in got) == [
         ("d-1", "T1", 1),
         ("d-1", "T2", 2),
         ("xK3", "T4", 2),
+        ("xK4", "T5", 1),
     ]
     row = journal.get("d-1")
     assert row is not None and (row.status, row.filled_quantity) == ("COMPLETE", 3)
@@ -135,11 +144,12 @@ async def test_the_sweep_adds_missing_trades_once_and_leaves_pending_sends_to_re
     ) == [
         ("d-1", "COMPLETE"),
         ("xK3", "COMPLETE"),
+        ("xK4", "COMPLETE"),
     ]
 
     # a second sweep finds nothing new
     assert await desk.sweep_trades() == 0
-    assert len(await fills(aredis)) == 3
+    assert len(await fills(aredis)) == 4
     assert journal.traded_quantity("d-1") == 3
     assert sum(int(t["quantity"]) for t in journal.trades_of("xK3")) == 2  # type: ignore[call-overload]
     assert Decimal(str(journal.trades_of("xK3")[0]["price"])) == Decimal("3500")

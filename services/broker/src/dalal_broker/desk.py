@@ -610,15 +610,25 @@ class OrderDesk:
 
     async def _external_row(self, order: dict[str, Any] | None, order_id: str) -> OrderRow | None:
         """The journal row for a traded order the journal does not know: None when it carries
-        the tag of a Dalal order still PENDING (recover() resolves that one first)."""
+        the tag of a Dalal order still PENDING (recover() resolves that one first). Any other
+        order (a second order under a Dalal tag included) is journaled as external, so its fills
+        reach the ledger."""
         if order is None:
             log.error("trades.sweep_order_unknown", broker_order_id=order_id)
             return None
         tag = order.get("tag")
         if tag:
             mine = await asyncio.to_thread(self.journal.get, str(tag))
-            if mine is not None and mine.broker_order_id in (None, order_id):
-                return None if mine.broker_order_id is None else mine
+            if mine is not None and mine.status == PENDING:
+                return None
+            if mine is not None:
+                log.error(
+                    "trades.sweep_tag_mismatch",
+                    client_order_id=mine.client_order_id,
+                    journal_status=mine.status,
+                    journal_broker_order_id=mine.broker_order_id,
+                    broker_order_id=order_id,
+                )
         command = external_order(order)
         if command is None:
             log.error(
