@@ -25,6 +25,7 @@ async def main() -> None:
     parser.add_argument("--consumer", required=True)
     parser.add_argument("--claim-idle-ms", type=int, default=30_000)
     parser.add_argument("--hang-on", default=None, help="corr of an entry to hang on before ack")
+    parser.add_argument("--max-deliveries", type=int, default=5)
     args = parser.parse_args()
 
     redis = aioredis.Redis.from_url(args.redis)
@@ -46,6 +47,7 @@ async def main() -> None:
             consumer=args.consumer,
             block_ms=100,
             claim_idle_ms=args.claim_idle_ms,
+            max_deliveries=args.max_deliveries,
             maintenance_interval_s=0.05,
         ),
         {args.stream: handle},

@@ -9,9 +9,14 @@ ack; when it raises, the entry stays pending and only the hook runs again.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -238,3 +243,48 @@ async def test_the_hook_sees_each_dead_letter_and_a_failing_hook_keeps_the_entry
     )
     assert failed_hooks == 2
     assert not await aredis.hgetall(failures_key(STREAM, "hook"))
+
+
+WORKER = Path(__file__).with_name("bus_worker.py")
+
+
+@pytest.mark.slow
+async def test_a_command_whose_consumers_are_sigkilled_six_times_is_still_handled(
+    redis_url: str, aredis: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Real consumer processes, each SIGKILLed while it holds the order (max_deliveries=2):
+    the seventh consumer handles it; nothing reaches the DLQ (issue 14's lost orders)."""
+    await Publisher(aredis, source="t").publish(STREAM, order("killed"), corr="killed")
+
+    def worker(name: str, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), "--redis", redis_url, "--stream", STREAM,
+             "--group", "procs", "--consumer", name, "--claim-idle-ms", "100",
+             "--max-deliveries", "2", *extra],
+            stdout=(tmp_path / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    for i in range(6):
+        proc = worker(f"w{i}", "--hang-on", "killed")
+        try:
+            await poll(lambda n=f"w{i}": _equals(aredis.get("hanging"), n.encode()), timeout=60)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    last = worker("survivor")
+    try:
+        await poll(lambda: settled(aredis, "procs"), timeout=60)
+    finally:
+        last.send_signal(signal.SIGTERM)
+        assert last.wait(15) == 0
+    deliveries = [d.decode() for d in await aredis.lrange("deliveries", 0, -1)]
+    assert deliveries == [f"w{i}:killed" for i in range(6)] + ["survivor:killed"]
+    assert await aredis.xlen(dlq_name(STREAM)) == 0
+    assert await aredis.get("effects:killed") == b"1"  # applied once (idempotent handler)
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
