@@ -44,7 +44,11 @@ async def submit_order(command: PlaceOrder, request: Request) -> JSONResponse:
     book = request.app.state.book
     intent, created = book.submit(command)
     if created:
-        await request.app.state.runtime.publisher.publish(ORDERS_COMMANDS, command)
+        try:
+            await request.app.state.runtime.publisher.publish(ORDERS_COMMANDS, command)
+        except Exception:  # not sent (Redis down: a 503): the client's retry must send it
+            book.withdraw(command.client_order_id)
+            raise
     return JSONResponse(_view(intent), status_code=202 if created else 200)
 
 

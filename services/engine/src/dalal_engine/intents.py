@@ -48,6 +48,11 @@ class IntentBook:
         self._intents[command.client_order_id] = intent
         return intent, True
 
+    def withdraw(self, client_order_id: str) -> None:
+        """Forget an intent whose command could not be sent (the bus was down), so a retry of
+        the same order is new again and goes out."""
+        self._intents.pop(client_order_id, None)
+
     def get(self, client_order_id: str) -> OrderIntent:
         try:
             return self._intents[client_order_id]
