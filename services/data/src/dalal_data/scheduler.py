@@ -99,37 +99,50 @@ async def run(settings: DataSettings, stop: asyncio.Event) -> None:
 
     last = await clock() - CATCH_UP  # a restart just after a due time still sends it
     holding = False
+    backoff = 1.0
     try:
         while not stop.is_set():
-            now = await clock()
-            if await lease.acquire():
-                if not holding:
-                    log.info("scheduler.lease_taken", owner=lease.owner)
-                    last = min(last, now - CATCH_UP)
-                holding = True
-                set_scheduler_leader(True)
-                for due in due_between(jobs, calendar, last, now):
-                    if await dispatch(due):
-                        SCHEDULER_SENT.labels(due.job.name.rsplit(".", 1)[-1]).inc()
-                        log.info("scheduler.sent", job=due.job.name, day=str(due.day))
-                last = now
-                wait = settings.scheduler_lease_seconds / 3
-                try:
-                    until_next = (next_due(jobs, calendar, now).at - now).total_seconds()
-                    wait = min(wait, max(0.5, until_next))
-                except ValueError:
-                    log.error(
-                        "scheduler.calendar_not_covered",
-                        day=str(now.date()),
-                        hint="update dalal_shared's NSE holiday list",
-                    )
-            else:
+            try:
+                now = await clock()
+                if await lease.acquire():
+                    if not holding:
+                        log.info("scheduler.lease_taken", owner=lease.owner)
+                        last = min(last, now - CATCH_UP)
+                    holding = True
+                    set_scheduler_leader(True)
+                    for due in due_between(jobs, calendar, last, now):
+                        if await dispatch(due):
+                            SCHEDULER_SENT.labels(due.job.name.rsplit(".", 1)[-1]).inc()
+                            log.info("scheduler.sent", job=due.job.name, day=str(due.day))
+                    last = now
+                    wait = settings.scheduler_lease_seconds / 3
+                    try:
+                        until_next = (next_due(jobs, calendar, now).at - now).total_seconds()
+                        wait = min(wait, max(0.5, until_next))
+                    except ValueError:
+                        log.error(
+                            "scheduler.calendar_not_covered",
+                            day=str(now.date()),
+                            hint="update dalal_shared's NSE holiday list",
+                        )
+                else:
+                    if holding:
+                        log.warning("scheduler.lease_lost")
+                    holding = False
+                    set_scheduler_leader(False)
+                    last = now
+                    wait = settings.scheduler_lease_seconds / 3
+            except Exception as exc:  # Redis down, a timeout: not the holder until it answers
                 if holding:
-                    log.warning("scheduler.lease_lost")
+                    log.warning("scheduler.lease_lost", error=repr(exc)[:300])
+                else:
+                    log.warning("scheduler.error", error=repr(exc)[:300])
                 holding = False
                 set_scheduler_leader(False)
-                last = now
-                wait = settings.scheduler_lease_seconds / 3
+                wait = min(backoff, settings.scheduler_lease_seconds / 3)
+                backoff = min(backoff * 2, 30.0)
+            else:
+                backoff = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
     finally:
