@@ -68,6 +68,7 @@ class ReferencePrices:
         self.max_age_seconds = max_age_seconds
         self.catch_up = catch_up  # reads the ticks published up to now (the tick reader's)
         self.retry_seconds = retry_seconds
+        self._ltp_lock = asyncio.Lock()
 
     async def lookup(self, keys: Iterable[Key]) -> dict[Key, Decimal]:
         """The reference price of each instrument that has one (absent: none known)."""
@@ -86,8 +87,17 @@ class ReferencePrices:
             else:
                 ask.append(key)
         if ask and self.ltp is not None:
-            quotes = await self._ltp([f"{e}:{s}" for e, s in ask])
-            for key in ask:
+            # one LTP call at a time (Kite allows 1/s): orders waiting behind it for the same
+            # instrument take the price it brought
+            async with self._ltp_lock:
+                for key in ask:
+                    price = self.last.get(key, self.max_age_seconds)
+                    if price is not None:
+                        out[key] = price
+                        REFERENCE.labels("ltp").inc()
+                still = [k for k in ask if k not in out]
+                quotes = await self._ltp([f"{e}:{s}" for e, s in still]) if still else {}
+            for key in still:
                 quote = quotes.get(f"{key[0]}:{key[1]}") or {}
                 price = quote.get("last_price")
                 if price not in (None, 0, 0.0):
