@@ -65,13 +65,13 @@ def test_a_huge_market_order_is_refused_on_every_path_and_never_reaches_kite(
         assert (type(event).__name__, event.reason) == ("OrderRejected", "max_order_value")
     assert metric(broker, "dalal_broker_reference_prices_total", source="ltp") >= 1
 
-    # no price anywhere (kitesim replays no ITC): refused, not waved through
-    unpriced = broker.post("/orders", market_buy("nopx-http", 1, symbol="ITC"))
+    # no price anywhere (kitesim prices no YESBANK, and no tick came): refused, not waved through
+    unpriced = broker.post("/orders", market_buy("nopx-http", 1, symbol="YESBANK"))
     assert (unpriced.json()["status"], unpriced.json()["reason"]) == (
         "REJECTED",
         "no_reference_price",
     )
-    send(redis_url, market_buy("nopx-bus", 1, symbol="ITC"))
+    send(redis_url, market_buy("nopx-bus", 1, symbol="YESBANK"))
     assert rejected_by_bus(broker, "nopx-bus")["reason"] == "no_reference_price"
 
     # a MARKET order within the limit still goes
