@@ -3,7 +3,8 @@ AXISBANK bars one at a time, holds a history from which every indicator of `sma_
 `swing` (EMA and Wilder's ATR are path dependent) equals, bit for bit, what the backtester
 computes over the whole series at the same bar; so every decision a flat symbol would get
 (the strategy's signals on that bar) is the same. 1,004 bars: past the 300-bar floor where the
-live engine used to slide its window (re-seeding the EMA/ATR every bar)."""
+live engine used to slide its window (re-seeding the EMA/ATR every bar), and across a
+restart (which used to reload only the last 300 bars)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from dalal_engine import bars
 from dalal_engine.live import LiveEngine, _series
 from dalal_engine.store import EngineStore
-from dalal_engine.strategy import BarContext, PositionView
+from dalal_engine.strategy import BarContext, BarSeries, PositionView
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar
 
@@ -41,30 +42,41 @@ def same(a: object, b: object) -> bool:
     return a == b
 
 
-def test_live_history_gives_the_backtesters_indicators_and_decisions(tmp_path: Path) -> None:
-    configs = load_text(CONFIG)
-    live = LiveEngine(
-        configs,
+def bar_of(series: BarSeries, i: int) -> Bar:
+    return Bar(
+        symbol="AXISBANK",
+        interval="15minute",
+        start=series.start[i],
+        open=Decimal(f"{series.open[i]:.2f}"),
+        high=Decimal(f"{series.high[i]:.2f}"),
+        low=Decimal(f"{series.low[i]:.2f}"),
+        close=Decimal(f"{series.close[i]:.2f}"),
+        volume=int(series.volume[i]),
+    )
+
+
+def engine(tmp_path: Path) -> LiveEngine:
+    return LiveEngine(
+        load_text(CONFIG),
         EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
         initial_equity_rupees=Decimal("1000000"),
     )
+
+
+def test_live_history_gives_the_backtesters_indicators_and_decisions(tmp_path: Path) -> None:
+    """Fed bar by bar, restarted two thirds of the way (a new engine on the same database):
+    the same indicators and signals as the backtester at every bar, before and after."""
     series = bars.load("AXISBANK", "15minute", data_dir=FIXTURES)
-    strategies = {c.name: c.build() for c in configs}
+    strategies = {c.name: c.build() for c in load_text(CONFIG)}
     whole = {name: s.indicators(series) for name, s in strategies.items()}
     flat = PositionView()
     compared = 0
+    live = engine(tmp_path)
+    restart_at = 2 * len(series) // 3
     for i in range(len(series)):
-        bar = Bar(
-            symbol="AXISBANK",
-            interval="15minute",
-            start=series.start[i],
-            open=Decimal(f"{series.open[i]:.2f}"),
-            high=Decimal(f"{series.high[i]:.2f}"),
-            low=Decimal(f"{series.low[i]:.2f}"),
-            close=Decimal(f"{series.close[i]:.2f}"),
-            volume=int(series.volume[i]),
-        )
-        live.on_bar(bar, decide=False)  # the history the live engine decides on
+        if i == restart_at:
+            live = engine(tmp_path)  # the history comes back from the store
+        live.on_bar(bar_of(series, i), decide=False)  # the history the live engine decides on
         held = _series("AXISBANK", live._history[("NSE", "AXISBANK", "15minute")])
         assert held.start[-1] == series.start[i]
         j = len(held) - 1

@@ -275,14 +275,17 @@ class LiveEngine:
     def _history_of(self, exchange: str, symbol: str, interval: str, need: int) -> list[StoredBar]:
         key = (exchange, symbol, interval)
         if key not in self._history:
-            bars = self.store.bars(exchange, symbol, interval, need)
-            if self.warmup is not None and len(bars) < need:
+            # every stored bar (up to the cap) and `need` warm-up bars before the first: after
+            # a restart the history starts where it started before, so the indicators (and
+            # the backtester's over the same bars) stay the same
+            bars = self.store.bars(exchange, symbol, interval, max(HISTORY_CAP_BARS, need))
+            if self.warmup is not None:
                 older = [
                     b
                     for b in self.warmup(exchange, symbol, interval)
                     if not bars or b.start < bars[0].start
                 ]
-                bars = older[-(need - len(bars)) :] + bars if need > len(bars) else bars
+                bars = older[-need:] + bars
             self._history[key] = bars
         return self._history[key]
 
