@@ -153,3 +153,24 @@ def test_a_bad_setting_stops_the_service_with_one_line_naming_it(
     assert len(naming) == 1, proc.stderr[-2000:]
     assert naming[0].startswith(f"dalal-{module.removeprefix('dalal_')}: ")
     assert "pw-not-shown" not in proc.stderr
+
+
+class _Linked(DalalSettings):
+    broker_url: str = "http://127.0.0.1:8001"
+    data_url: str | None = None
+
+
+@pytest.mark.parametrize(
+    "value", ["not-valid-\x01", "http://broker:80 01", "broker:8001", "http://h:x/"]
+)
+def test_every_url_setting_must_be_a_url(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DALAL_BROKER_URL", value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings(_Linked)
+    assert exc.value.message.startswith("invalid configuration: DALAL_BROKER_URL: ")
+    assert "\x01" not in exc.value.message
+
+
+def test_a_good_url_setting_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DALAL_DATA_URL", "http://data:8002")
+    assert load_settings(_Linked).data_url == "http://data:8002"

@@ -11,7 +11,7 @@ import hmac
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dalal_shared.errors import ConfigError
@@ -111,6 +111,23 @@ class DalalSettings(BaseSettings):
             raise ValueError("must be a redis://host:port/db, rediss:// or unix:// URL")
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("must name a host (redis://host:port/db)")
+        return value
+
+    @field_validator("*")
+    @classmethod
+    def _any_url(cls, value: object, info: ValidationInfo) -> object:
+        """Every `*_url` setting of every service: a URL, no spaces or control characters."""
+        if not (info.field_name or "").endswith("_url") or not isinstance(value, str):
+            return value
+        if not value.isprintable() or any(c.isspace() for c in value):
+            raise ValueError("must be a URL, without spaces or control characters")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if not parts.scheme or "://" not in value:
+            raise ValueError("must be a URL with a scheme (scheme://host...)")
         return value
 
     @field_validator("api_key_sha256", "read_api_key_sha256")

@@ -24,17 +24,21 @@ class EngineSettings(DalalSettings):
     initial_capital_rupees: Decimal = Field(
         INITIAL_CAPITAL_RUPEES,
         gt=0,
-        description="the equity when DALAL_PORTFOLIO_URL is empty (no portfolio to ask)",
+        description="the equity when DALAL_EQUITY_SOURCE=initial_capital (no portfolio)",
     )
     broker_url: str = Field(
         "http://127.0.0.1:8001",
         description="broker-gateway root: the kill switch and the Kite session are read there "
         "at start (entries are refused until they are known)",
     )
-    portfolio_url: str | None = Field(
+    portfolio_url: str = Field(
         "http://127.0.0.1:8003",
-        description="portfolio root: equity and cash are read there at start; empty: no "
-        "portfolio, the equity is DALAL_INITIAL_CAPITAL_RUPEES (replays and tests)",
+        description="portfolio root: equity and cash are read there at start",
+    )
+    equity_source: Literal["portfolio", "initial_capital"] = Field(
+        "portfolio",
+        description="where equity and cash come from: the portfolio (its snapshots and "
+        "GET /portfolio), or DALAL_INITIAL_CAPITAL_RUPEES when no portfolio runs (replays)",
     )
     safety_refresh_seconds: float = Field(
         60.0, gt=0, le=3600, description="how often kill switch, session and equity are re-read"
@@ -50,6 +54,7 @@ class EngineSettings(DalalSettings):
     max_signal_delay_seconds: float | None = Field(
         None,
         gt=0,
+        le=31 * 86400,
         description="a bar whose order would reach the market later than this after its time "
         "is used for indicators only (default: one bar intraday, the session for daily bars)",
     )
@@ -74,7 +79,7 @@ class EngineSettings(DalalSettings):
         None, ge=1, le=65535, description="worker: serve Prometheus /metrics here"
     )
 
-    @field_validator("portfolio_url", "market_clock_redis_key")
+    @field_validator("market_clock_redis_key")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None
