@@ -10,7 +10,7 @@ UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(TOOLS)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
 
-.PHONY: help install run test test-fast lint format up down bench clean
+.PHONY: help install run test test-fast lint format up down bench chaos clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ down: ## docker compose down
 
 bench: install ## Run the benchmarks and print ratios against the reference approaches
 	.venv/bin/python bench/bus.py
+
+chaos: install ## Long chaos run of the order path (>= 100 SIGKILLs, Redis kills, Kite faults; ~30 min)
+	.venv/bin/python scripts/chaos.py $(CHAOS_ARGS)
 
 clean: ## Remove the venv, tools and local state under var/
 	rm -rf .venv $(TOOLS) var .pytest_cache .ruff_cache
