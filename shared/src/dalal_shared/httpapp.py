@@ -355,6 +355,8 @@ def document_errors(
                 extra["401"] = "no API key, or a wrong one"
                 if mutating:
                     extra["403"] = "the read-only key cannot change anything"
+            elif mutating and path not in OPS_PATHS:
+                extra["401"] = "the request's own credentials (Kite's checksum) do not match"
             if "{" in path:
                 extra["404"] = "no such resource"
             if mutating:
