@@ -57,7 +57,7 @@ def replay_settings() -> dict[str, object]:
     return {
         "market_clock": "exchange",
         "broker_url": nowhere(),
-        "portfolio_url": "",
+        "equity_source": "initial_capital",
         "read_key_required": False,
     }
 
@@ -66,7 +66,7 @@ def replay_env() -> dict[str, str]:
     return {
         "DALAL_MARKET_CLOCK": "exchange",
         "DALAL_BROKER_URL": nowhere(),
-        "DALAL_PORTFOLIO_URL": "",
+        "DALAL_EQUITY_SOURCE": "initial_capital",
         "DALAL_READ_KEY_REQUIRED": "false",
     }
 

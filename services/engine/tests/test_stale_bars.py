@@ -84,7 +84,7 @@ def test_a_restarted_engine_trades_nothing_on_a_backlog_of_old_bars(
         "DALAL_BUS_BLOCK_MS": "50",
         "DALAL_CONSUMER_NAME": "engine-0",
         "DALAL_BROKER_URL": nowhere(),
-        "DALAL_PORTFOLIO_URL": "",
+        "DALAL_EQUITY_SOURCE": "initial_capital",
         # the market clock is the wall clock (live), the default
     }
     engine = service_processes.start("dalal_engine", env, name="engine")

@@ -73,7 +73,8 @@ def build_app(settings: EngineSettings) -> FastAPI:
         clock=clock,
         max_signal_delay_seconds=settings.max_signal_delay_seconds,
         # no portfolio to ask: the configured capital is the equity
-        safety_known=() if settings.portfolio_url else ("equity",),
+        safety_known=("equity",) if settings.equity_source == "initial_capital" else (),
+        start_mode=settings.start_mode,
     )
     gate = EngineGate()
     publisher = runtime.publisher
@@ -98,7 +99,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
     broker = BrokerClient(settings.broker_url, api_key=api_key, timeout=5.0)
     portfolio = (
         PortfolioClient(settings.portfolio_url, api_key=api_key, timeout=5.0)
-        if settings.portfolio_url
+        if settings.equity_source == "portfolio"
         else None
     )
     scheduled = [c for c in configs if c.schedule is not None]

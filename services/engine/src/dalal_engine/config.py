@@ -21,6 +21,11 @@ class EngineSettings(DalalSettings):
     strategies_file: Path | None = Field(
         None, description="YAML of the strategy instances the live loop runs (none: no strategies)"
     )
+    start_mode: Literal["stopped", "running"] = Field(
+        "stopped",
+        description="the mode of an engine with none stored yet (its first start); later "
+        "starts keep the stored one. Sim's `dalal run` starts it running",
+    )
     initial_capital_rupees: Decimal = Field(
         INITIAL_CAPITAL_RUPEES,
         gt=0,

@@ -105,6 +105,7 @@ class LiveEngine:
         warmup: Callable[[str, str, str], list[StoredBar]] | None = None,
         max_signal_delay_seconds: float | None = None,
         safety_known: tuple[str, ...] = (),
+        start_mode: str = "stopped",
     ):
         cal = calendar or nse_calendar()
         self.calendar = cal
@@ -142,7 +143,7 @@ class LiveEngine:
         self.held_symbols: frozenset[str] = frozenset()
         self._update_held()
         self.warmup = warmup
-        self._mode = _stored_mode(store)
+        self._mode = _stored_mode(store, Mode(start_mode))
         _observe_mode(self._mode)
         # levels whose exit the kill switch refused: recorded once, not on every tick
         self._refused_levels: set[tuple[str, str, str]] = set()
@@ -364,6 +365,9 @@ class LiveEngine:
                 in_flight = {i.command.symbol for i in self._open.values()}
                 series: BarSeries | None = None
                 for inst in interested:
+                    # the day's loss is marked at every bar's close, decided on or not
+                    inst.risk.mark(close, self.equity)
+                    self._observe_risk(inst)
                     name = inst.config.name
                     st = self.states.setdefault((name, bar.symbol), SymbolState(state={}))
                     if st.last_bar is not None and st.last_bar >= bar.start:
@@ -882,12 +886,15 @@ class LiveEngine:
         )
 
 
-def _stored_mode(store: EngineStore) -> Mode:
+def _stored_mode(store: EngineStore, first: Mode = Mode.STOPPED) -> Mode:
+    """The mode stored last; `first` (DALAL_START_MODE) when none was ever stored."""
     mode = store.get_meta("mode")
     if mode is not None:
         return Mode(mode)
-    # before modes: a running flag
-    return Mode.RUNNING if store.get_meta("running", "false") == "true" else Mode.STOPPED
+    running = store.get_meta("running")  # before modes: a running flag
+    if running is not None:
+        return Mode.RUNNING if running == "true" else Mode.STOPPED
+    return first
 
 
 def _observe_mode(mode: Mode) -> None:
