@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from dalal_data.bars import BarBuilder, OpenBar
 from dalal_data.config import DataSettings
+from dalal_data.kite import NoKiteSession
 from dalal_data.tickbus import TickRow, TickWriter
 from dalal_data.tickerproto import RawTick, decode_frame
 from dalal_data.watchdog import Watchdog
@@ -50,6 +51,7 @@ FEED_FAILURES = Counter(
     "Times the feed failed as a whole (Redis outage, lease error, ...) and restarted",
 )
 FEED_BACKOFF_START, FEED_BACKOFF_MAX = 1.0, 30.0
+SESSION_POLL_SECONDS = 5.0  # without a Kite session: look again this often
 MARKET_OPEN = Gauge(
     "dalal_data_market_open",
     "1 while an NSE session is open per the calendar, on the feed's exchange clock",
@@ -126,6 +128,7 @@ class Feed:
         self._last_delivery = _time.monotonic()  # the last tick published, from any source
         self.lease_ok = True  # the last lease check answered (False: Redis unreachable)
         self.last_error: str | None = None
+        self.waiting_for_session = False
         self.health: TaskHealth | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -152,9 +155,11 @@ class Feed:
         tell whether it is) the holder, and in watched hours the last tick is older than the
         stale limit or no ticker connection is up. A replica that waits while another holds
         the lease is not stale."""
-        if not self.holding and self.lease_ok:
-            return False
         if not self.watchdog.market_open(now):
+            return False
+        if self.waiting_for_session:
+            return True  # no session, no ticks
+        if not self.holding and self.lease_ok:
             return False
         if self.watchdog.stale or not self.connections:
             return True
@@ -169,6 +174,7 @@ class Feed:
             "reconnects": self.reconnects,
             "stale": self.stale(now),
             "last_error": self.last_error,
+            "waiting_for_session": self.waiting_for_session,
             "stale_episodes": self.watchdog.episodes,
             "tick_age_seconds": self.watchdog.age_seconds(now),
             "fallback_polls": self.fallback_polls,
@@ -192,6 +198,17 @@ class Feed:
                         backoff = FEED_BACKOFF_START
                 except asyncio.CancelledError:
                     raise
+                except NoKiteSession as exc:  # nobody logged in yet: waiting is not a fault
+                    self.holding = False
+                    self.waiting_for_session = True
+                    if self.last_error != str(exc):
+                        log.info("feed.waiting_for_session", error=str(exc)[:300])
+                    self.last_error = str(exc)
+                    health.beat()
+                    with contextlib.suppress(Exception):
+                        await self.lease.release()  # a replica with a session may take it
+                    await self._wait(SESSION_POLL_SECONDS)
+                    backoff = FEED_BACKOFF_START
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"[:300]
                     self.last_error = error
@@ -226,6 +243,7 @@ class Feed:
             return True
         self.holding = True
         await self._resolve()
+        self.waiting_for_session = False
         groups = partition(
             sorted(self.names),
             self.settings.feed_max_instruments_per_connection,
