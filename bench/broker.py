@@ -111,6 +111,9 @@ def main() -> int:
             "DALAL_KITESIM_SESSION_SECONDS": "0",
             "DALAL_KITESIM_RATE_ORDERS_PER_MINUTE": "0",
             "DALAL_KITESIM_TOKEN_EXPIRY": "false",
+            # orders priced far from the market on purpose (rest forever / cross at once): no
+            # circuit limits (kitesim rejects those like Kite by default)
+            "DALAL_KITESIM_CIRCUIT_BAND_PCT": "0",
             "DALAL_LOG_FORMAT": "json",
             **rates,
         },

@@ -343,9 +343,10 @@ def test_reconcile_runs_by_itself_and_dalal_reconcile_lists_breaks(tmp_path: Pat
             "request_token"
         ]
         kite.generate_session(token, api_secret="kitesim_secret_0123456789")
-        kite.place_order(
+        below = round(kite.ltp("NSE:TCS")["NSE:TCS"]["last_price"] * 0.9 * 20) / 20
+        kite.place_order(  # resting below the market, inside the day's circuit band
             variety="regular", exchange="NSE", tradingsymbol="TCS", transaction_type="BUY",
-            quantity=1, product="CNC", order_type="LIMIT", price=1.0, tag="by-hand",
+            quantity=1, product="CNC", order_type="LIMIT", price=below, tag="by-hand",
         )  # fmt: skip
         broken = dalal_reconcile()
         assert broken.returncode == 1

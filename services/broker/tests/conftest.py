@@ -71,6 +71,9 @@ def kitesim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
             "DALAL_PORT": str(port),
             "DALAL_KITESIM_SESSION_SECONDS": "0",  # manual clock
             "DALAL_KITESIM_TOKEN_EXPIRY": "false",
+            # orders priced far from the market on purpose (rest forever / cross at once): no
+            # circuit limits (kitesim rejects those like Kite by default)
+            "DALAL_KITESIM_CIRCUIT_BAND_PCT": "0",
             "DALAL_LOG_FORMAT": "json",
         },
         log_path=tmp_path_factory.mktemp("kitesim") / "kitesim.log",

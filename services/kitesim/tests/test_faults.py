@@ -30,7 +30,7 @@ def test_order_accepted_but_reply_times_out(kitesim):
     kitesim.control("/faults", {"kind": "timeout_after_accept", "seconds": 1, "route": "orders"})
     with pytest.raises(requests.exceptions.Timeout):
         slow.place_order(
-            "regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=100.0, tag="lost-reply"
+            "regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=1100.0, tag="lost-reply"
         )
     book = KiteConnect(api_key=API_KEY, root=kitesim.root, access_token=slow.access_token)
     assert [o["tag"] for o in book.orders()] == ["lost-reply"]  # it was placed
@@ -39,8 +39,8 @@ def test_order_accepted_but_reply_times_out(kitesim):
 def test_reject_next_orders(kitesim, kite):
     kitesim.advance(seconds=60)
     kitesim.control("/orders/reject", {"count": 1, "message": "RMS: blocked"})
-    first = kite.place_order("regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=100.0)
-    second = kite.place_order("regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=100.0)
+    first = kite.place_order("regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=1100.0)
+    second = kite.place_order("regular", "NSE", "RELIANCE", "BUY", 1, "CNC", "LIMIT", price=1100.0)
     assert kite.order_history(first)[-1]["status"] == "REJECTED"
     assert kite.order_history(first)[-1]["status_message"] == "RMS: blocked"
     assert kite.order_history(second)[-1]["status"] == "OPEN"

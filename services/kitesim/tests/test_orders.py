@@ -96,7 +96,7 @@ def test_market_order_needs_protection_and_fills_at_next_tick_with_costs(kitesim
 
 def test_cancel_and_validation_errors(kitesim, kite):
     kitesim.advance(seconds=60)
-    oid = place(kite, price=100.0)
+    oid = place(kite, price=1100.0)  # below the market, inside the day's band
     assert kite.cancel_order("regular", oid) == oid
     assert status(kite, oid)["status"] == "CANCELLED"
     assert status(kite, oid)["cancelled_quantity"] == 10
@@ -146,7 +146,7 @@ def test_stop_loss_triggers_then_fills(kitesim, kite):
 
 def test_ioc_cancels_what_does_not_fill(kitesim, kite):
     kitesim.advance(seconds=60)
-    oid = place(kite, price=100.0, validity="IOC")
+    oid = place(kite, price=1100.0, validity="IOC")
     kitesim.advance(seconds=60)
     final = status(kite, oid)
     assert final["status"] == "CANCELLED" and final["filled_quantity"] == 0
@@ -211,7 +211,7 @@ def test_market_closed_amo_and_cnc_to_holdings(kitesim, kite):
 
 def test_a_modification_is_checked_against_the_funds_like_a_new_order(kitesim, kite):
     kitesim.advance(seconds=60)
-    low = grid(ltp(kitesim) * Decimal("0.8"))  # rests below the market
+    low = grid(ltp(kitesim) * Decimal("0.9"))  # rests below the market
     oid = place(kite, quantity=10, price=float(low))
     assert status(kite, oid)["status"] == "OPEN"
     available = Decimal(str(kite.margins("equity")["net"]))

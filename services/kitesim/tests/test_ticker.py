@@ -1,5 +1,6 @@
 import base64
 import threading
+from decimal import Decimal
 
 import pytest
 from kiteconnect import KiteTicker
@@ -78,13 +79,17 @@ def test_kiteticker_streams_ticks_and_order_updates(kitesim):
             lambda: [t for t in ticks if t["instrument_token"] == NIFTY], message="nifty"
         )[-1]
         assert nifty["mode"] == "ltp" and nifty["tradable"] is False
+        steps = (state.last_price * Decimal("1.02") / Decimal("0.05")).quantize(Decimal(1))
+        price = float(steps * Decimal("0.05"))  # above the market: fills at the next tick
         oid = kite.place_order(
-            "regular", "NSE", "RELIANCE", "BUY", 1, "MIS", "LIMIT", price=100.0, tag="ws1"
+            "regular", "NSE", "RELIANCE", "BUY", 1, "MIS", "LIMIT", price=price, tag="ws1"
         )
+        kitesim.advance(seconds=60)
         update = wait_until(
             lambda: [o for o in orders if o["order_id"] == oid], message="order update"
-        )[-1]
-        assert update["status"] == "OPEN" and update["tag"] == "ws1"
+        )
+        # as on Kite: nothing for the accepted order, then its completion
+        assert [u["status"] for u in update] == ["COMPLETE"] and update[0]["tag"] == "ws1"
         # a silent ticker keeps the connection open but sends nothing, heartbeats included
         kitesim.control("/ticker/silence", {"silent": True})
         seen = len(ticks)

@@ -57,7 +57,10 @@ async def form(request: Request) -> dict[str, str]:
 
 # -- session ----------------------------------------------------------------------------------
 LOGIN_PAGE = """<!doctype html><html><head><title>kitesim login</title></head><body>
-<h1>Kite Connect (kitesim)</h1><form method="post" action="/connect/login">
+<h1>Kite Connect (kitesim)</h1>
+<p>This is <b>kitesim</b>, Dalal's exchange simulator, not Zerodha: no real account, no real
+money. Any password works; press Login to go back to Dalal logged in.</p>
+<form method="post" action="/connect/login">
 <input type="hidden" name="api_key" value="{api_key}">
 <label>User ID <input name="user_id" value="{user_id}"></label>
 <label>Password <input name="password" type="password" value=""></label>
@@ -224,19 +227,23 @@ async def historical(request: Request, token: str, interval: str) -> JSONRespons
 
 
 # -- quotes -----------------------------------------------------------------------------------
-def _instrument_keys(request: Request) -> list[str]:
+QUOTE_MAX_INSTRUMENTS = 500  # Kite: /quote takes 500 instruments, /quote/ltp and /ohlc 1000
+LTP_MAX_INSTRUMENTS = 1000
+
+
+def _instrument_keys(request: Request, limit: int) -> list[str]:
     keys = request.query_params.getlist("i")
     if not keys:
         raise InputException("Missing `i`: pass one or more EXCHANGE:SYMBOL instruments.")
-    if len(keys) > 1000:
-        raise InputException("At most 1000 instruments per request.")
+    if len(keys) > limit:
+        raise InputException(f"At most {limit} instruments per request.")
     return keys
 
 
-def _states(request: Request) -> list[tuple[str, Any]]:
+def _states(request: Request, limit: int = LTP_MAX_INSTRUMENTS) -> list[tuple[str, Any]]:
     sim = sim_of(request)
     out = []
-    for key in _instrument_keys(request):
+    for key in _instrument_keys(request, limit):
         inst = sim.instruments.lookup(key)
         state = sim.clock.state(inst.instrument_token) if inst else None
         if state is not None and state.last_price > 0:
@@ -288,9 +295,10 @@ async def quote(request: Request) -> JSONResponse:
     auth(request)
     sim = sim_of(request)
     out = {}
-    for key, s in _states(request):
+    for key, s in _states(request, QUOTE_MAX_INSTRUMENTS):
         bids, asks = synthetic_depth(s, sim.fill_config.spread_bps)
         close = s.prev_close
+        limits = sim.exchange.circuit_limits(s.instrument.instrument_token) or (0, 0)
         out[key] = {
             "instrument_token": s.instrument.instrument_token,
             "timestamp": kite_time(s.timestamp or sim.clock.now),
@@ -305,8 +313,8 @@ async def quote(request: Request) -> JSONResponse:
             "oi_day_high": 0,
             "oi_day_low": 0,
             "net_change": float(s.last_price - close) if close else 0,
-            "lower_circuit_limit": float((close * 8 / 10).quantize(s.instrument.tick_size or 1)),
-            "upper_circuit_limit": float((close * 12 / 10).quantize(s.instrument.tick_size or 1)),
+            "lower_circuit_limit": float(limits[0]),
+            "upper_circuit_limit": float(limits[1]),
             "ohlc": _ohlc(s),
             "depth": {
                 "buy": [

@@ -93,6 +93,7 @@ class Simulator:
                 require_market_protection=settings.kitesim_require_market_protection,
                 default_market_protection_pct=settings.kitesim_default_market_protection_pct,
                 fill=self.fill_config,
+                circuit_band_pct=settings.kitesim_circuit_band_pct,
             ),
         )
         self.sessions = SessionStore(
@@ -132,7 +133,7 @@ class Simulator:
         self.state_file = StateFile(path) if path else None
         self.dirty = False
         self._saved_at = 0.0
-        self.exchange.listeners.append(self._mark_dirty)
+        self.exchange.on_change = lambda: self._mark_dirty(None)
         self.sessions.on_change = lambda: self._mark_dirty(None)
         saved = self.state_file.load(self.identity()) if self.state_file else None
         if saved is not None:

@@ -84,6 +84,13 @@ class KitesimSettings(DalalSettings):
     kitesim_require_market_protection: bool = Field(
         True, description="MARKET orders need market_protection (SEBI retail-algo rules, 2026)"
     )
+    kitesim_circuit_band_pct: Decimal = Field(
+        Decimal("20"),
+        ge=0,
+        le=100,
+        description="the daily price band around the previous close (NSE's circuit limits); "
+        "orders priced outside it are rejected as on Kite; 0 = no limits",
+    )
     kitesim_default_market_protection_pct: Decimal = Field(
         Decimal("3"), gt=0, le=100, description="what market_protection=-1 (automatic) means"
     )

@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from dalal_kitesim.clock import MarketClock
@@ -249,6 +249,7 @@ class ExchangeConfig:
     require_market_protection: bool
     default_market_protection_pct: Decimal
     fill: FillConfig
+    circuit_band_pct: Decimal = Decimal("20")  # NSE price band around the previous close
 
 
 OrderListener = Callable[[dict[str, Any]], None]
@@ -262,6 +263,7 @@ class Exchange:
         self.instruments = instruments
         self.config = config
         self.listeners: list[OrderListener] = []
+        self.on_change: Callable[[], None] = lambda: None  # any order changed (state.py)
         self.orders: dict[str, Order] = {}
         self.trades: list[Trade] = []
         self.positions: dict[tuple[int, str], Position] = {}
@@ -290,11 +292,52 @@ class Exchange:
             order.status_message = message
         order.exchange_update_timestamp = self.now if order.exchange_order_id else None
         order.history.append(order.to_kite())
+        self.on_change()
 
-    def _announce(self, order: Order) -> None:
+    def _announce(self, order: Order, *, update: bool = False) -> None:
+        """Push an order change as Kite does (postback, ticker): a rejection, a cancellation,
+        a completion, and `UPDATE` for a partial fill or a modification. Kite pushes nothing
+        for an order that was merely accepted (OPEN, TRIGGER PENDING, AMO REQ RECEIVED)."""
         payload = order.to_kite()
+        if update:
+            payload["status"] = "UPDATE"
         for listener in self.listeners:
             listener(payload)
+
+    def circuit_limits(self, token: int) -> tuple[Decimal, Decimal] | None:
+        """The day's price band: `circuit_band_pct` around the previous close (the last price
+        before any close is known); None for an index or an instrument without prices."""
+        inst = self.instruments.get(token)
+        state = self.clock.state(token)
+        if inst is None or inst.is_index or state is None or self.config.circuit_band_pct <= 0:
+            return None
+        reference = state.prev_close or state.last_price
+        if reference <= 0:
+            return None
+        tick = inst.tick_size or Decimal("0.05")
+        band = reference * self.config.circuit_band_pct / 100
+        lower = ((reference - band) / tick).to_integral_value(ROUND_CEILING) * tick
+        upper = ((reference + band) / tick).to_integral_value(ROUND_FLOOR) * tick
+        return lower.quantize(Decimal("0.01")), upper.quantize(Decimal("0.01"))
+
+    def circuit_reason(self, token: int, price: Decimal, trigger: Decimal) -> str | None:
+        """Kite's message for a price or trigger outside the day's band, else None."""
+        limits = self.circuit_limits(token)
+        if limits is None:
+            return None
+        lower, upper = limits
+        for value in (v for v in (price, trigger) if v > 0):
+            if value > upper:
+                return (
+                    f"Your order price is higher than the current upper circuit limit of "
+                    f"{upper}. Place an order within the daily range."
+                )
+            if value < lower:
+                return (
+                    f"Your order price is lower than the current lower circuit limit of "
+                    f"{lower}. Place an order within the daily range."
+                )
+        return None
 
     def _next_order_id(self) -> str:
         self._order_seq += 1
@@ -359,6 +402,17 @@ class Exchange:
                 "in the multiple of tick size for this script."
             )
 
+    @staticmethod
+    def _check_disclosed(disclosed: int, quantity: int) -> None:
+        if disclosed < 0 or disclosed > quantity:
+            raise InputException(
+                "Invalid `disclosed_quantity`: it should be less than or equal to the quantity."
+            )
+        if disclosed and disclosed * 10 < quantity:
+            raise InputException(
+                "Invalid `disclosed_quantity`: it should be at least 10% of the quantity."
+            )
+
     # -- placing ------------------------------------------------------------------------------
     def place(self, variety: str, params: Mapping[str, str], *, system: bool = False) -> Order:
         if variety not in VARIETIES:
@@ -421,6 +475,7 @@ class Exchange:
         if tag is not None and len(tag) > 20:
             raise InputException("Invalid `tag`: at most 20 characters.")
         disclosed = self._int(params, "disclosed_quantity") or 0
+        self._check_disclosed(disclosed, quantity)
         in_session = self.clock.in_session
         if variety == "regular" and not in_session:
             raise InputException(
@@ -455,8 +510,7 @@ class Exchange:
         self._record(order, "PUT ORDER REQ RECEIVED")
         self._record(order, "VALIDATION PENDING")
         if variety == "amo":
-            self._record(order, "AMO REQ RECEIVED")
-            self._announce(order)
+            self._record(order, "AMO REQ RECEIVED")  # accepted: Kite pushes nothing
             return order
         self._admit(order)
         return order
@@ -482,8 +536,7 @@ class Exchange:
                 self.config.fill.tick_size,
             )
         status = "TRIGGER PENDING" if order.order_type in ("SL", "SL-M") else "OPEN"
-        self._record(order, status)
-        self._announce(order)
+        self._record(order, status)  # accepted: Kite pushes nothing
 
     def _rms_reason(self, order: Order) -> str | None:
         if order.square_off:
@@ -499,6 +552,9 @@ class Exchange:
                 f"kitesim has no prices for {order.exchange}:{order.tradingsymbol}: "
                 "add its bars to DALAL_KITESIM_DATA_DIR (see docs/kitesim.md)."
             )
+        circuit = self.circuit_reason(order.instrument_token, order.price, order.trigger_price)
+        if circuit is not None:
+            return circuit
         if order.transaction_type == "SELL" and order.product == "CNC":
             if order.quantity > self.sellable_quantity(order.instrument_token, exclude=order):
                 return "Insufficient holdings: you can sell only the shares you hold (CNC)."
@@ -580,6 +636,36 @@ class Exchange:
             (trigger if trigger is not None else order.trigger_price) <= 0
         ):
             raise InputException(f"Invalid `trigger_price`: an {order_type} order needs one.")
+        if params.get("disclosed_quantity") not in (None, ""):
+            disclosed = self._int(params, "disclosed_quantity") or 0
+        else:
+            disclosed = order.disclosed_quantity
+        self._check_disclosed(disclosed, order.quantity if quantity is None else quantity)
+        protection = self._decimal(params, "market_protection")
+        if order_type in ("MARKET", "SL-M"):
+            if protection is None and order.order_type != order_type:
+                protection = ZERO  # a change to MARKET / SL-M names its own protection
+            if protection is not None:
+                if protection == 0 and self.config.require_market_protection:
+                    raise InputException(
+                        "Market orders need `market_protection` (-1 for automatic, "
+                        "or a percentage above 0 up to 100)."
+                    )
+                if protection == -1:
+                    protection = self.config.default_market_protection_pct
+                elif protection < 0 or protection > 100:
+                    raise InputException(
+                        "Invalid `market_protection`: -1 or a percentage above 0 up to 100."
+                    )
+        new_price = price if price is not None else order.price
+        new_trigger = trigger if trigger is not None else order.trigger_price
+        circuit = self.circuit_reason(
+            order.instrument_token,
+            new_price if order_type in ("LIMIT", "SL") else ZERO,
+            new_trigger if order_type in ("SL", "SL-M") else ZERO,
+        )
+        if circuit is not None and not order.square_off:
+            raise OrderException(circuit)
         self._recheck_margin(order, order_type, quantity, price, trigger)
         if order.status != "AMO REQ RECEIVED":
             self._record(order, "MODIFY VALIDATION PENDING")
@@ -592,6 +678,19 @@ class Exchange:
             order.trigger_price = trigger
         if order_type in ("MARKET", "SL-M"):
             order.price = ZERO
+            if protection is not None:
+                order.market_protection = protection
+            if order.market_protection > 0 and (order_type == "MARKET" or order.triggered):
+                reference = self.last_price(order.instrument_token)
+                order.protection_price = protection_limit(
+                    order.transaction_type,
+                    reference,
+                    order.market_protection,
+                    self.config.fill.tick_size,
+                )
+        else:
+            order.protection_price = None
+        order.disclosed_quantity = disclosed
         order.order_type = order_type
         order.validity = validity
         order.modified = True
@@ -602,7 +701,7 @@ class Exchange:
             self._record(order, "MODIFIED")
             pending_trigger = order_type in ("SL", "SL-M") and not order.triggered
             self._record(order, "TRIGGER PENDING" if pending_trigger else "OPEN")
-        self._announce(order)
+        self._announce(order, update=True)
         return order
 
     def _recheck_margin(
@@ -739,9 +838,10 @@ class Exchange:
         if order.pending_quantity == 0:
             self._record(order, "COMPLETE")
             self._charge(order)
+            self._announce(order)
         else:
             self._record(order, "OPEN")
-        self._announce(order)
+            self._announce(order, update=True)  # a partial fill
 
     def _charge(self, order: Order) -> None:
         """The broker's square-off fee; the trade charges are booked per fill (`_fill`)."""
