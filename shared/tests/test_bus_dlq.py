@@ -147,6 +147,21 @@ async def test_a_handler_that_keeps_raising_is_dead_lettered_after_max_deliverie
     assert not await aredis.hgetall(failures_key(STREAM, "fail"))
 
 
+async def test_a_first_delivery_dead_letter_leaves_no_failure_records(
+    aredis: aioredis.Redis,
+) -> None:
+    await Publisher(aredis, source="t").publish(STREAM, order("perm"))
+    await aredis.xadd(STREAM, {b"type": b"\xff"})
+
+    async def handle(_env: Envelope) -> None:
+        raise PermanentError("never", code="nope")
+
+    async with Running(StreamConsumer(aredis, fast_config("once", "a"), {STREAM: handle})):
+        await poll(lambda: settled(aredis, "once"))
+    assert await aredis.xlen(dlq_name(STREAM)) == 2
+    assert not await aredis.hgetall(failures_key(STREAM, "once"))
+
+
 async def test_crash_deliveries_and_failures_are_counted_apart(aredis: aioredis.Redis) -> None:
     """Crashes do not use up the failure budget: 10 crash deliveries then 2 failures (of 3
     allowed) and a success leave the entry handled, not dead-lettered."""

@@ -672,7 +672,9 @@ class StreamConsumer:
         if failed_now:
             await self._record_failures(stream, failed_now)
         if dead:
-            to_ack.extend(await self._dead_letter(stream, dead))
+            acked_dead = await self._dead_letter(stream, dead)
+            to_ack.extend(acked_dead)
+            clear.extend(i for i in acked_dead if i not in clear)  # its `:dead` marker goes too
         if to_ack:
             done = set(to_ack)
             clear = [i for i in clear if i in done]
