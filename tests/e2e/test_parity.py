@@ -95,14 +95,6 @@ def sim_stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProce
             "dalal_kitesim",
             {"DALAL_KITESIM_SESSION_SECONDS": "0", "DALAL_KITESIM_TOKEN_EXPIRY": "false"},
         )
-        engine = start(
-            "engine",
-            "dalal_engine",
-            {
-                "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/engine.sqlite3",
-                "DALAL_STRATEGIES_FILE": str(tmp_path / "strategies.yaml"),
-            },
-        )
         sim.wait_healthy(timeout=60)
         broker = start(
             "broker",
@@ -114,6 +106,19 @@ def sim_stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProce
                 "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/broker.sqlite3",
                 "DALAL_ENFORCE_MARKET_HOURS": "false",
                 "DALAL_POLL_INTERVAL_SECONDS": "0.2",
+            },
+        )
+        engine = start(
+            "engine",
+            "dalal_engine",
+            {
+                "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/engine.sqlite3",
+                "DALAL_STRATEGIES_FILE": str(tmp_path / "strategies.yaml"),
+                # kill switch and session from the broker; no portfolio runs here
+                "DALAL_BROKER_URL": broker.base_url,
+                "DALAL_EQUITY_SOURCE": "initial_capital",
+                # the replay's own clock: the exchange times of the bars
+                "DALAL_MARKET_CLOCK": "exchange",
             },
         )
         engine.wait_healthy(timeout=60)
