@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
+import yaml
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,6 +25,29 @@ WORKERS = (
 
 
 SIM_CLOCK_KEY = "dalal:sim:exchange-clock"
+SIM_STRATEGIES_FILE = Path(__file__).parent / "sim" / "strategies.yaml"
+ALWAYS_WATCHED = ("NSE:NIFTY 50",)  # the market's pulse on `dalal status` and Grafana
+
+
+def strategies_universe(path: Path) -> list[str]:
+    """`EXCHANGE:SYMBOL` of every strategy's universe in an engine strategies file, in order
+    (the file's format: services/engine strategyconfig.py; a single strategy may stand alone).
+    An unreadable file gives none: the engine reports the file's problem itself."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    entries = doc.get("strategies", [doc]) if isinstance(doc, dict) else []
+    out: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        exchange = str(entry.get("exchange") or "NSE")
+        for symbol in entry.get("universe") or []:
+            key = f"{exchange}:{symbol}"
+            if key not in out:
+                out.append(key)
+    return out
 
 
 class StackSettings(BaseSettings):
@@ -51,6 +75,12 @@ class StackSettings(BaseSettings):
         description="a child up this long before it died is restarted after the shortest pause",
     )
     api_key: SecretStr | None = Field(None, description="bearer key; default: var/api_key")
+    strategies_file: Path | None = Field(
+        None, description="the engine's strategies; sim default: dalal_shared/sim/strategies.yaml"
+    )
+    feed_symbols: str | None = Field(
+        None, description="the feed's EXCHANGE:SYMBOL list; default: the strategies' universe"
+    )
 
     def port_of(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
@@ -140,6 +170,21 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
         },
     }
     if sim:
+        # the engine trades out of the box: the user's strategies or the sim default, running
+        # from its first start (a mode the user sets later is kept), on kitesim's clock
+        strategies = settings.strategies_file or SIM_STRATEGIES_FILE
+        env_by_service["engine"].update(
+            DALAL_STRATEGIES_FILE=str(strategies),
+            DALAL_START_MODE="running",
+            DALAL_MARKET_CLOCK="exchange",
+            DALAL_MARKET_CLOCK_REDIS_KEY=SIM_CLOCK_KEY,
+            DALAL_BROKER_URL=settings.url_of("broker"),
+            DALAL_PORTFOLIO_URL=settings.url_of("portfolio"),
+        )
+        # the feed follows the strategies' universe unless the user names the symbols
+        feed_symbols = settings.feed_symbols or ",".join(
+            dict.fromkeys([*strategies_universe(strategies), *ALWAYS_WATCHED])
+        )
         kite = {
             "DALAL_KITE_ROOT_URL": settings.url_of("kitesim"),
             "DALAL_KITE_API_KEY": "kitesim_key",
@@ -149,7 +194,7 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
         data_env.update(
             kite,
             DALAL_FEED_ENABLED="true",
-            DALAL_FEED_SYMBOLS="NSE:RELIANCE,NSE:TCS,NSE:INFY,NSE:NIFTY 50",
+            DALAL_FEED_SYMBOLS=feed_symbols,
             DALAL_FEED_WATCH_ALWAYS="true",  # kitesim's clock is not the wall clock
             # the scheduler's timed jobs (pre-market check, end of day) follow kitesim's days:
             # the feed shares its exchange clock through Redis

@@ -1,0 +1,90 @@
+"""`make run` trades out of the box: `dalal run` with no settings of the user's, a login the way
+a browser does it (the broker's login link -> kitesim's login page, any password -> the broker's
+callback), and nothing else: the engine, running the default sim strategies, places an order
+that fills at kitesim, and the portfolio books it. kitesim runs at its default speed and token
+settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dalal_shared.testing import free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
+WORKERS = ("data-worker", "scheduler", "engine-worker")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
+    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
+    env["DALAL_REDIS_PORT"] = str(free_port())
+    for name in SERVICES:
+        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
+    for worker in WORKERS:
+        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
+    out = tmp_path / "run.out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dalal_shared.cli", "run"],
+        env=env,
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: "Dalal is running" in out.read_text(), timeout=120, message="stack up")
+        key = (tmp_path / "var" / "api_key").read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
+
+        def get(service: str, path: str) -> Any:
+            r = httpx.get(f"{url[service]}{path}", headers=auth, timeout=30)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        # the browser: the broker's login link, kitesim's page, any password, the callback
+        page = httpx.get(f"{url['broker']}/session/login", follow_redirects=True, timeout=30)
+        assert page.status_code == 200 and "simulator" in page.text.lower()
+        assert "any password" in page.text.lower()
+        done = httpx.post(
+            f"{url['kitesim']}/connect/login",
+            data={"api_key": "kitesim_key", "user_id": "KS0001", "password": "anything"},
+            follow_redirects=True,
+            timeout=60,
+        )
+        assert done.status_code == 200 and "logged in" in done.text, done.text
+        assert get("broker", "/session")["valid"] is True
+
+        def engine_fill() -> list[dict[str, Any]]:
+            # no one but the engine places orders here
+            return [o for o in get("broker", "/orders") if o["filled_quantity"] > 0]
+
+        filled = wait_until(engine_fill, timeout=180, interval=2, message="an engine order filled")
+        assert filled[0]["symbol"] in ("RELIANCE", "TCS", "INFY")
+        wait_until(
+            lambda: get("portfolio", "/positions?include_closed=true"),
+            timeout=60,
+            message="the portfolio books the fill",
+        )
+        assert get("engine", "/engine/status")["mode"] == "running"
+        assert get("broker", "/session")["valid"] is True  # still, a replayed day or more later
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
