@@ -51,6 +51,11 @@ def stack(redis_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         }
         if name == "broker":
             env |= {"DALAL_KITE_API_KEY": "simkey", "DALAL_KITE_API_SECRET": KITE_SECRET}
+        if name == "engine":  # the owners of its safety state (kill switch, session; equity)
+            env |= {
+                "DALAL_BROKER_URL": services["broker"].base_url,
+                "DALAL_PORTFOLIO_URL": services["portfolio"].base_url,
+            }
         services[name] = ServiceProcess(
             f"dalal_{name}", env=env, log_path=log_dir / f"{name}.log", port=port
         ).start()
