@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -16,6 +17,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from dalal_kitesim import margins as calculators
 from dalal_kitesim.errors import InputException, KiteError, TokenException
 from dalal_kitesim.exchange import kite_time
 from dalal_kitesim.history import candles_until_now
@@ -328,6 +330,34 @@ async def quote(request: Request) -> JSONResponse:
             },
         }
     return ok(out)
+
+
+# -- margin and charges calculators ----------------------------------------------------------
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        raise InputException("The body must be JSON: a list of orders.") from None
+
+
+@router.post("/margins/orders")
+async def margins_orders(request: Request) -> JSONResponse:
+    auth(request)
+    return ok(calculators.order_margins(sim_of(request).exchange, await _json_body(request)))
+
+
+@router.post("/margins/basket")
+async def margins_basket(request: Request) -> JSONResponse:
+    auth(request)
+    compact = request.query_params.get("mode") == "compact"
+    body = await _json_body(request)
+    return ok(calculators.basket_margins(sim_of(request).exchange, body, compact=compact))
+
+
+@router.post("/charges/orders")
+async def charges_orders(request: Request) -> JSONResponse:
+    auth(request)
+    return ok(calculators.contract_note(sim_of(request).exchange, await _json_body(request)))
 
 
 # -- orders -----------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ KITE_PATH_PREFIXES = (
     "/orders",
     "/trades",
     "/portfolio",
+    "/margins",
+    "/charges",
 )
 
 
