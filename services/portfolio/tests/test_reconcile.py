@@ -11,6 +11,7 @@ from dalal_portfolio.ledger import Book, Fill
 from dalal_portfolio.reconcile import (
     BrokerHolding,
     BrokerPosition,
+    BrokerTrade,
     BrokerView,
     ledger_day_average,
     reconcile,
@@ -143,3 +144,20 @@ def test_missing_on_either_side_is_still_a_break() -> None:
         ("missing_at_broker", "TCS", "CNC"),
         ("missing_in_ledger", "WIPRO", "MIS"),
     ]
+
+
+def test_fills_given_once_as_an_iterator_serve_positions_and_trades() -> None:
+    b = book(fill("a", "BUY", 10, "100", DAY2, product="MIS"))
+    view = BrokerView(
+        positions=[BrokerPosition(symbol="INFY", product="MIS", quantity=10,
+                                  average_price=D("100"))],
+        trades=[BrokerTrade(trade_id="a", symbol="INFY", product="MIS", side="BUY", quantity=10,
+                            price=D("100"))],
+    )  # fmt: skip
+    result = reconcile(b.positions(), iter(b.fills()), view)
+    assert result.clean and result.trades_compared == 1
+    extra = BrokerTrade(trade_id="z", symbol="INFY", product="MIS", side="BUY", quantity=1,
+                        price=D("100"))  # fmt: skip
+    missing = BrokerView(positions=view.positions, trades=[*(view.trades or []), extra])
+    kinds_found = [x.kind for x in reconcile(b.positions(), iter(b.fills()), missing).breaks]
+    assert kinds_found == ["trade_missing_in_ledger"]

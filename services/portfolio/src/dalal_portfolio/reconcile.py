@@ -152,19 +152,19 @@ def reconcile(
             breaks.append(Break("quantity_mismatch", *key, str(pos.quantity), str(qty)))
             continue
         if key in day_avg:
-            theirs, mine = day_avg[key], ledger_day_average(by_key.get(key, []))
+            broker_avg, ledger_avg = day_avg[key], ledger_day_average(by_key.get(key, []))
         elif key in holding_avg and not pos.exits:
-            theirs, mine = holding_avg[key], pos.average_price
+            broker_avg, ledger_avg = holding_avg[key], pos.average_price
         else:  # conventions differ (or an NRML row carries earlier days): each trade's price
             continue  # is compared instead
-        if mine is None or abs(theirs - mine) > price_tolerance_rupees:
+        if ledger_avg is None or abs(broker_avg - ledger_avg) > price_tolerance_rupees:
             breaks.append(
-                Break("average_price_mismatch", *key, None if mine is None else str(mine),
-                      str(theirs))
+                Break("average_price_mismatch", *key,
+                      None if ledger_avg is None else str(ledger_avg), str(broker_avg))
             )  # fmt: skip
     trades_compared = 0
     if view.trades is not None:
-        mine = {f.trade_id: f for f in fills if f.charged}
+        mine = {f.trade_id: f for f in all_fills if f.charged}
         theirs = {t.trade_id: t for t in view.trades}
         trades_compared = len(theirs)
         for trade_id, t in sorted(theirs.items()):
