@@ -300,11 +300,11 @@ def _exercise(operation: Any, base: str, examples: int, found: list[str], calls:
 
 
 def test_schemathesis_finds_no_unhandled_error_on_any_service(stack: Stack) -> None:
-    """Every operation of every service, `DALAL_SCHEMATHESIS_EXAMPLES` (default 10) generated
+    """Every operation of every service, `DALAL_SCHEMATHESIS_EXAMPLES` (default 20) generated
     requests each, with the API key: no 500, no 5xx without a stable error code."""
     import schemathesis
 
-    examples = int(os.environ.get("DALAL_SCHEMATHESIS_EXAMPLES", "10"))
+    examples = int(os.environ.get("DALAL_SCHEMATHESIS_EXAMPLES", "20"))
     found: list[str] = []
     calls: list[int] = []
     for name in SERVICES:
