@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dalal_engine.app import build_app
 from dalal_engine.backtests import BacktestRequest, run
 from dalal_engine.config import EngineSettings
-from dalal_shared.testing import ServiceProcess, free_port, wait_until
+from dalal_shared.testing import ServiceProcess, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -68,7 +68,7 @@ def client(env: dict[str, str], tmp_path: Path) -> Iterator[TestClient]:
         api_key=KEY,
         bus_block_ms=50,
     )
-    with TestClient(build_app(settings)) as c:
+    with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c
 
 

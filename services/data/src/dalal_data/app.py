@@ -51,7 +51,7 @@ def build_app(settings: DataSettings) -> FastAPI:
 
     app = create_app(
         NAME,
-        api_key_digest=settings.api_key_digest(),
+        settings=settings,
         readiness={"redis": runtime.check_redis, "cache_dir": cache_writable},
         lifespan=lifespan,
         description="data-cache: Parquet candle cache over Kite's historical API, live ticks",
