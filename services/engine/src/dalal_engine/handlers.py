@@ -69,8 +69,7 @@ async def publish_new(
         for command in await asyncio.to_thread(live.store.unpublished):
             await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
             await asyncio.to_thread(live.store.mark_published, command.client_order_id)
-        cancels, live.pending_cancels = live.pending_cancels, []
-        for cancel in cancels:
+        for cancel in live.take_cancels():
             await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
 
 
@@ -78,7 +77,7 @@ async def publish_decisions(
     live: LiveEngine, publisher: Publisher, *, corr: str | None = None
 ) -> None:
     """Every risk decision (taken or refused, with its reason) as a RiskDecided event."""
-    decisions, live.pending_decisions = live.pending_decisions, []
+    decisions = live.take_decisions()
     if decisions:
         await publisher.publish_many(
             ENGINE_DECISIONS,

@@ -29,7 +29,8 @@ swap in-memory values and run on the loop at once (a kill switch never waits for
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -109,7 +110,9 @@ class LiveEngine:
     ):
         cal = calendar or nse_calendar()
         self.calendar = cal
-        # decisions made since the last publish (stored in SQL with the bar either way)
+        # decisions made since the last publish (stored in SQL with the bar either way); the
+        # lock makes "take what is pending" atomic against a worker thread adding to it
+        self._pending = threading.Lock()
         self.pending_decisions: list[RiskDecision] = []
         # the intents still in flight, by client_order_id (loaded once; kept current in memory)
         self._open: dict[str, Intent] = {
@@ -385,7 +388,7 @@ class LiveEngine:
                         inst, st, bar.exchange, bar.symbol, bar.start, series, at, close,
                         intents, decisions,
                     )  # fmt: skip
-        self.pending_decisions.extend(d for d, _ in decisions)
+        self._add_decisions(d for d, _ in decisions)
         new = self.store.record_bar(
             exchange=bar.exchange,
             symbol=bar.symbol,
@@ -507,7 +510,7 @@ class LiveEngine:
                 (replace(d, detail=f"{d.detail} (decided once the order in flight settled)"), c)
                 for d, c in decisions
             ]
-            self.pending_decisions.extend(d for d, _ in decisions)
+            self._add_decisions(d for d, _ in decisions)
             created = self.store.record_signals(
                 symbol=symbol,
                 at=last.start,
@@ -524,8 +527,25 @@ class LiveEngine:
 
     def _cancel(self, coids: list[str], reason: str) -> None:
         for coid in coids:
-            self.pending_cancels.append(CancelOrder(client_order_id=coid, reason=reason))
+            with self._pending:
+                self.pending_cancels.append(CancelOrder(client_order_id=coid, reason=reason))
             metrics.CANCELS.labels(reason.split(":", 1)[0]).inc()
+
+    def _add_decisions(self, decisions: Iterable[RiskDecision]) -> None:
+        with self._pending:
+            self.pending_decisions.extend(decisions)
+
+    def take_cancels(self) -> list[CancelOrder]:
+        """The cancels to publish (and no longer pending)."""
+        with self._pending:
+            out, self.pending_cancels = self.pending_cancels, []
+        return out
+
+    def take_decisions(self) -> list[RiskDecision]:
+        """The decisions to publish (and no longer pending)."""
+        with self._pending:
+            out, self.pending_decisions = self.pending_decisions, []
+        return out
 
     # ---------------------------------------------------------------- ticks: stops and targets
     def may_act_on(self, tick: Tick) -> bool:
@@ -623,7 +643,7 @@ class LiveEngine:
                 strategy=name,
             )
             intents.append(Intent(cmd, name, "SUBMITTED", 0, False, tick.exchange_ts))
-        self.pending_decisions.extend(d for d, _ in decisions)
+        self._add_decisions(d for d, _ in decisions)
         if not decisions:
             return []
         new = self.store.record_signals(
@@ -696,7 +716,7 @@ class LiveEngine:
             else:
                 refused.append({"strategy": name, "symbol": symbol, "reason": decision.reason})
                 cancels = []
-            self.pending_decisions.append(decision)
+            self._add_decisions([decision])
             new = self.store.record_signals(
                 symbol=symbol,
                 at=at,
