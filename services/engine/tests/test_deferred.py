@@ -23,7 +23,7 @@ from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, Envelope, OrderFilled, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS, ORDERS_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 
 KEY = "engine-deferred-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -101,7 +101,7 @@ def test_bars_waiting_for_an_order_are_decided_when_it_fills(
             for g in r.xinfo_groups(stream)
         )
 
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
         assert client.post("/engine/start", headers=AUTH).json()["running"]
         wait_until(lambda: client.get("/engine/status").json()["safety_state_known"])
         done: set[str] = set()

@@ -30,7 +30,7 @@ from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, Envelope, EquitySnapshot, OrderFilled
 from dalal_shared.streams import PORTFOLIO_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 from dalal_shared.timeutil import to_ist
 
 KEY = "engine-clock-test-key-0123456789"
@@ -76,7 +76,7 @@ def app(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         **replay_settings(),
     )
     announce_safe(redis.Redis.from_url(redis_url))
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
         yield client
 
 

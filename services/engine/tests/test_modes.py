@@ -23,7 +23,7 @@ from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Envelope, Message, OrderFilled, PlaceOrder, Tick
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS
-from dalal_shared.testing import wait_until
+from dalal_shared.testing import bearer, wait_until
 
 KEY = "engine-modes-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -106,7 +106,7 @@ def held(redis_url: str, tmp_path: Path) -> Iterator[Held]:
     probe.start()
     bars = infy_bars()
     n = next(k for k, b in enumerate(bars) if probe.on_bar(b))
-    with TestClient(build_app(settings)) as client:
+    with TestClient(build_app(settings), headers=bearer(settings)) as client:
         assert client.post("/engine/start", headers=AUTH).json()["mode"] == "running"
         wait_until(lambda: client.get("/engine/status").json()["safety_state_known"])
         h = Held(client, bus, None, 0.0, bars[n + 1].start + timedelta(hours=10))  # type: ignore[arg-type]
