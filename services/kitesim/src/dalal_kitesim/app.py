@@ -26,7 +26,7 @@ from dalal_kitesim.exchange import Exchange, ExchangeConfig
 from dalal_kitesim.faults import FaultPlan, RateLimiter, route_class
 from dalal_kitesim.marketdata import BarStore, InstrumentStore
 from dalal_kitesim.session import SessionStore
-from dalal_kitesim.state import StateFile, restore, snapshot
+from dalal_kitesim.state import OrderCache, StateFile, restore, snapshot
 from dalal_kitesim.ticker import TickerHub
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.fills import FillConfig
@@ -135,6 +135,7 @@ class Simulator:
         self.state_file = StateFile(path) if path else None
         self.dirty = False
         self._saved_at = 0.0
+        self._order_cache: OrderCache = {}
         self.exchange.on_change = lambda: self._mark_dirty(None)
         self.sessions.on_change = lambda: self._mark_dirty(None)
         saved = self.state_file.load(self.identity()) if self.state_file else None
@@ -157,7 +158,7 @@ class Simulator:
     def _mark_dirty(self, _order: Any) -> None:
         self.dirty = True
 
-    def save(self) -> None:
+    def save(self, *, sync: bool = False) -> None:
         """Write the snapshot now (nothing when persistence is off)."""
         if self.state_file is None:
             return
@@ -167,7 +168,9 @@ class Simulator:
                 exchange=self.exchange,
                 sessions=self.sessions,
                 identity=self.identity(),
-            )
+                cache=self._order_cache,
+            ),
+            sync=sync,
         )
         self.dirty = False
         self._saved_at = time.monotonic()
@@ -255,7 +258,7 @@ def build_app(settings: KitesimSettings) -> FastAPI:
             yield
         finally:
             clock_task.cancel()
-            sim.save()
+            sim.save(sync=True)
             await sim.aclose()
 
     app = FastAPI(
@@ -291,7 +294,9 @@ def build_app(settings: KitesimSettings) -> FastAPI:
     async def persist(request: Request, call_next: Any) -> Response:
         """A request that may have changed something is answered once the state is saved."""
         response = await call_next(request)
-        if request.method in ("POST", "PUT", "DELETE", "PATCH"):
+        if request.method in ("POST", "PUT", "DELETE", "PATCH") and (
+            sim.dirty or request.url.path.startswith("/_sim")
+        ):
             sim.save()
         return response
 

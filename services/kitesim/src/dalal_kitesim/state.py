@@ -2,13 +2,15 @@
 time, tokens (the ticker reconnects with its token), the day's orders with their history, trades,
 positions, holdings, funds and the charges of the day.
 
-One JSON snapshot, written atomically (a temporary file in the same directory, fsync, rename), so a
-SIGKILL leaves the previous snapshot or the new one, never half of one. The simulator writes it
-before answering any request that changed something and after each clock step that changed the
-book (so no client sees an order or a fill that a crash would forget), and at least once a
-second while the clock runs. Decimals and times are tagged (`{"$d": "1.05"}`, `{"$t": iso}`), so
-money stays exact. The snapshot belongs to one replay: a different start date or seed starts
-afresh (the old file is left as `<name>.stale`).
+One JSON snapshot, written atomically (a temporary file in the same directory, then a rename), so
+a SIGKILL leaves the previous snapshot or the new one, never half of one (the last save before a
+shutdown is also fsynced; a crash of the machine itself may lose the last moments). The
+simulator writes it before answering any request that changed something and after each clock
+step that changed the book (so no client sees an order or a fill that a crash would forget), and
+at least once a second while the clock runs. An order is re-encoded only when it changed, and
+its history is kept as each entry's changes. Decimals and times are tagged (`{"$d": "1.05"}`,
+`{"$t": iso}`), so money stays exact. The snapshot belongs to one replay: a different start date
+or seed starts afresh (the old file is left as `<name>.stale`).
 """
 
 from __future__ import annotations
@@ -70,10 +72,57 @@ def _fields(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     }
 
 
+def history_deltas(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An order's history (Kite's order dicts, JSON-safe already) as each entry's changes from
+    the one before: most of ~45 fields never change, so this is a fraction of the size."""
+    out: list[dict[str, Any]] = []
+    before: dict[str, Any] = {}
+    for entry in history:
+        out.append({k: v for k, v in entry.items() if k not in before or before[k] != v})
+        before = entry
+    return out
+
+
+def history_entries(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    before: dict[str, Any] = {}
+    for delta in deltas:
+        before = {**before, **delta}
+        out.append(before)
+    return out
+
+
+OrderCache = dict[str, tuple[tuple[Any, ...], str]]
+ORDERS_SLOT = "\u0000orders"  # where the orders' JSON goes into the snapshot's text
+
+
+def _order(order: Order, cache: OrderCache) -> str:
+    """An order's saved JSON, re-encoded only when something of it changed since last time."""
+    key = (
+        len(order.history), order.status, order.filled_quantity, order.seen_tick,
+        order.filled_in_bar, order.bar_start, order.triggered, order.protection_price,
+    )  # fmt: skip
+    hit = cache.get(order.order_id)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    row = {**_fields(order, ("history",)), "history": history_deltas(order.history)}
+    text = json.dumps(row, separators=(",", ":"))
+    cache[order.order_id] = (key, text)
+    return text
+
+
 # -- what is saved --------------------------------------------------------------------------
 def snapshot(
-    *, clock: MarketClock, exchange: Exchange, sessions: SessionStore, identity: dict[str, Any]
+    *,
+    clock: MarketClock,
+    exchange: Exchange,
+    sessions: SessionStore,
+    identity: dict[str, Any],
+    cache: OrderCache | None = None,
 ) -> dict[str, Any]:
+    cache = {} if cache is None else cache
+    for gone in [oid for oid in cache if oid not in exchange.orders]:
+        del cache[gone]
     return {
         "version": VERSION,
         "identity": identity,
@@ -88,7 +137,9 @@ def snapshot(
         },
         "sessions": sessions.dump(),
         "exchange": {
-            "orders": [_fields(o) for o in exchange.orders.values()],
+            # JSON text already (spliced in by `dumps`): an unchanged order costs nothing
+            "orders": ORDERS_SLOT,
+            "orders_json": "[" + ",".join(_order(o, cache) for o in exchange.orders.values()) + "]",
             "trades": [
                 {
                     "trade_id": t.trade_id,
@@ -129,7 +180,8 @@ def restore(
     ex = data["exchange"]
     orders = {}
     for row in ex["orders"]:
-        order = Order(**decode(row))
+        fields = decode({k: v for k, v in row.items() if k != "history"})
+        order = Order(**fields, history=history_entries(row["history"]))
         orders[order.order_id] = order
     exchange.orders = orders
     exchange.trades = []
@@ -205,11 +257,24 @@ class StateFile:
     def _set_aside(self) -> None:
         os.replace(self.path, self.path.with_name(self.path.name + ".stale"))
 
-    def save(self, data: dict[str, Any]) -> None:
+    @staticmethod
+    def dumps(data: dict[str, Any]) -> str:
+        ex = data["exchange"]
+        orders = ex.pop("orders_json", None)
+        text = json.dumps(data, separators=(",", ":"))
+        if orders is not None:
+            text = text.replace(json.dumps(ORDERS_SLOT), orders, 1)
+            ex["orders_json"] = orders
+        return text
+
+    def save(self, data: dict[str, Any], *, sync: bool = False) -> None:
+        """Replace the snapshot atomically. The rename alone survives a SIGKILL of kitesim (the
+        file is in the OS's cache); `sync` (at shutdown) also flushes it to the disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with open(tmp, "w") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
+            fh.write(self.dumps(data))
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, self.path)
