@@ -17,7 +17,7 @@ from engine_fixtures import announce_safe, replay_env
 
 from dalal_shared.messages import Envelope, KillSwitchEngaged, Tick
 from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS
-from dalal_shared.testing import ServiceProcesses, wait_until
+from dalal_shared.testing import ServiceProcesses, bearer, wait_until
 from dalal_shared.timeutil import IST
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,9 @@ def test_the_kill_switch_flips_while_50000_ticks_are_queued(
     backlog: list[int] = []
 
     def flipped() -> bool:
-        status = httpx.get(f"{engine.base_url}/engine/status", timeout=10).json()
+        status = httpx.get(
+            f"{engine.base_url}/engine/status", headers=bearer(KEY), timeout=10
+        ).json()
         if status["kill_switch"]:
             backlog.append(undelivered(client) or 0)
             return True
@@ -89,5 +91,5 @@ def test_the_kill_switch_flips_while_50000_ticks_are_queued(
     assert backlog[0] > TICKS // 2  # flipped with most of the ticks still queued
     # and the ticks are consumed all the same
     wait_until(lambda: undelivered(client) == 0, message="the backlog drained", timeout=120)
-    status = httpx.get(f"{engine.base_url}/engine/status", timeout=10).json()
+    status = httpx.get(f"{engine.base_url}/engine/status", headers=bearer(KEY), timeout=10).json()
     assert status["kill_switch"] is True and status["kill_switch_reason"] == "drill under load"

@@ -91,7 +91,9 @@ def test_a_restarted_engine_trades_nothing_on_a_backlog_of_old_bars(
     auth = {"Authorization": f"Bearer {KEY}"}
     assert httpx.post(f"{engine.base_url}/engine/start", headers=auth).json()["running"]
     wait_until(
-        lambda: httpx.get(f"{engine.base_url}/engine/status").json()["safety_state_known"],
+        lambda: httpx.get(f"{engine.base_url}/engine/status", headers=auth).json()[
+            "safety_state_known"
+        ],
         message="safety state known",
     )
     engine.kill()
@@ -111,7 +113,7 @@ def test_a_restarted_engine_trades_nothing_on_a_backlog_of_old_bars(
     wait_until(consumed, message="the backlog consumed", timeout=120)
     orders = [Envelope.from_fields(f).message for _id, f in client.xrange(ORDERS_COMMANDS)]
     assert [o for o in orders if isinstance(o, PlaceOrder)] == []
-    status = httpx.get(f"{engine.base_url}/engine/status").json()
+    status = httpx.get(f"{engine.base_url}/engine/status", headers=auth).json()
     assert status["running"] is True and status["open_intents"] == 0
     metrics = httpx.get(f"{engine.base_url}/metrics").text.splitlines()
     assert "dalal_engine_running 1.0" in metrics  # the restarted engine says it runs
