@@ -243,6 +243,24 @@ def test_probes_and_docs_need_no_key(stack: Stack) -> None:
             assert httpx.get(f"{stack.url(name)}{path}").status_code == 200, (name, path)
 
 
+def test_each_services_openapi_documents_its_error_answers(stack: Stack) -> None:
+    for name in SERVICES:
+        spec = httpx.get(f"{stack.url(name)}/openapi.json").json()
+        assert set(spec["components"]["schemas"]["Error"]["required"]) == {"error", "message"}
+        assert list(spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == [
+            "text/plain"
+        ]
+        documented = {
+            status
+            for item in spec["paths"].values()
+            for method, operation in item.items()
+            for status in operation.get("responses", {})
+        }
+        assert {"401", "404", "409", "413", "503"} <= documented, name
+    postback = httpx.get(f"{stack.url('broker')}/openapi.json").json()["paths"]["/postbacks/kite"]
+    assert {"401", "413"} <= set(postback["post"]["responses"])
+
+
 def test_an_order_while_redis_is_down_is_a_503(
     service_processes: ServiceProcesses, tmp_path: Path
 ) -> None:
