@@ -122,16 +122,34 @@ def test_a_short_compares_the_day_sell_average() -> None:
     assert kinds(b, view) == []
 
 
-def test_holding_average_is_compared_while_no_exit_happened() -> None:
+def test_holding_average_is_the_brokers_over_day_netted_lots() -> None:
     b = book(fill("a", "BUY", 10, "100", DAY1), fill("b", "BUY", 10, "110", DAY1))
     good = BrokerView(holdings=[BrokerHolding(symbol="INFY", quantity=20, average_price=D("105"))])
     bad = BrokerView(holdings=[BrokerHolding(symbol="INFY", quantity=20, average_price=D("120"))])
     assert kinds(b, good) == []
     assert kinds(b, bad) == [("average_price_mismatch", "INFY", "CNC")]
-    # after a partial exit FIFO (110) and a weighted average (105) differ: not a break
+    # after a partial exit FIFO (Kite's Console: 110) and a weighted average (kitesim: 105)
+    # differ: either is the broker's figure, anything else is a break
     b.apply(fill("c", "SELL", 10, "115", DAY2))
-    after = BrokerView(holdings=[BrokerHolding(symbol="INFY", quantity=10, average_price=D("105"))])
-    assert kinds(b, after) == []
+    for broker, expected in (
+        ("105", []),
+        ("110", []),
+        ("120", [("average_price_mismatch", "INFY", "CNC")]),
+    ):
+        view = BrokerView(
+            holdings=[BrokerHolding(symbol="INFY", quantity=10, average_price=D(broker))]
+        )
+        assert kinds(b, view) == expected, broker
+    # bought, sold and bought again in one day: the day adds its net (10) at its buy average
+    # (105) to the holding, while the ledger's FIFO lot is the last buy (110)
+    same_day = book(
+        fill("d", "BUY", 10, "100", DAY1, symbol="TCS"),
+        fill("e", "SELL", 10, "104", DAY1.replace(hour=11), symbol="TCS"),
+        fill("f", "BUY", 10, "110", DAY1.replace(hour=12), symbol="TCS"),
+    )
+    assert same_day.positions()[0].average_price == D("110")
+    held = BrokerView(holdings=[BrokerHolding(symbol="TCS", quantity=10, average_price=D("105"))])
+    assert kinds(same_day, held) == []
 
 
 def test_missing_on_either_side_is_still_a_break() -> None:

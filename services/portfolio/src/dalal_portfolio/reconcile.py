@@ -17,10 +17,10 @@ Like with like (Kite's model, which kitesim follows):
   (value / quantity) for a net long, the day's sells for a net short, whatever was sold in
   between. It is compared with the same figure from the ledger's fills of that key on that day
   (the IST day of the key's latest fill), not with the ledger's FIFO average of the open lots. A
-  holding's average (no position row that day) is compared with the ledger's average only when
-  the ledger's open cycle has had no exit: then FIFO (Kite/Console) and a running weighted
-  average (kitesim) agree; after a partial exit the conventions differ and each trade's price is
-  checked instead (`trade_mismatch`).
+  holding's average (no position row that day) is compared with the ledger's fills averaged the
+  broker's ways (`ledger_holding_averages`): per-trade FIFO (Console), or the days' net lots
+  (intraday buy-and-sell netted first) FIFO or weighted (kitesim: a sale keeps the average);
+  the broker's figure must match one of them.
 """
 
 from __future__ import annotations
@@ -153,10 +153,12 @@ def reconcile(
             continue
         if key in day_avg:
             broker_avg, ledger_avg = day_avg[key], ledger_day_average(by_key.get(key, []))
-        elif key in holding_avg and not pos.exits:
-            broker_avg, ledger_avg = holding_avg[key], pos.average_price
-        else:  # conventions differ (or an NRML row carries earlier days): each trade's price
-            continue  # is compared instead
+        elif key in holding_avg:
+            broker_avg = holding_avg[key]
+            candidates = [pos.average_price, *ledger_holding_averages(by_key.get(key, []))]
+            ledger_avg = min(candidates, key=lambda a: abs(a - broker_avg), default=None)
+        else:  # an NRML row carries earlier days: each trade's price is compared instead
+            continue
         if ledger_avg is None or abs(broker_avg - ledger_avg) > price_tolerance_rupees:
             breaks.append(
                 Break("average_price_mismatch", *key,
@@ -193,6 +195,45 @@ def reconcile(
                           f"{f.side} {f.quantity} @ {f.price}", None, trade_id)
                 )  # fmt: skip
     return Reconciliation(breaks, len(set(ledger) | set(broker_qty)), trades_compared)
+
+
+def ledger_holding_averages(fills: Iterable[Fill]) -> list[Decimal]:
+    """A holding's average price computed from the ledger the broker's ways: each IST day's
+    trades net first (a day that buys and sells is partly intraday; what it adds is its net at
+    the day's buy average, what it removes its net sale), then the days' net lots average FIFO
+    and as a running weighted average (kitesim: a sale keeps the average). Both, in that order;
+    empty when nothing is held. (Per-trade FIFO, Console's rule for delivery lots, is the
+    ledger's own `Position.average_price`.)"""
+    days: dict[object, list[Fill]] = {}
+    for f in sorted(fills, key=Fill.sort_key):
+        days.setdefault(to_ist(f.filled_at).date(), []).append(f)
+    lots: list[list[Decimal]] = []  # [quantity, price], oldest first
+    held, weighted = Decimal(0), Decimal(0)
+    for day_fills in days.values():
+        bought = sum(f.quantity for f in day_fills if f.side == "BUY")
+        sold = sum(f.quantity for f in day_fills if f.side == "SELL")
+        net = Decimal(bought - sold)
+        if net > 0:
+            value = sum((f.price * f.quantity for f in day_fills if f.side == "BUY"), Decimal(0))
+            price = value / bought
+            weighted = (weighted * held + price * net) / (held + net)
+            held += net
+            lots.append([net, price])
+        elif net < 0:
+            held += net
+            remaining = -net
+            while remaining > 0 and lots:
+                take = min(remaining, lots[0][0])
+                lots[0][0] -= take
+                remaining -= take
+                if lots[0][0] == 0:
+                    lots.pop(0)
+        if held <= 0:
+            held, weighted, lots = Decimal(0), Decimal(0), []
+    if held <= 0:
+        return []
+    fifo = sum((q * p for q, p in lots), Decimal(0)) / sum((q for q, _p in lots), Decimal(0))
+    return [fifo.quantize(Decimal("0.0001")), weighted.quantize(Decimal("0.0001"))]
 
 
 def ledger_day_average(fills: Iterable[Fill]) -> Decimal | None:
