@@ -343,7 +343,10 @@ class LiveEngine:
                 del history[:-need]
         close = _bar_close(bar.interval, bar.start, self.calendar)
         self.clock.observe(close)
-        at = order_time(bar.interval, bar.start, self.calendar)
+        order_at = order_time(bar.interval, bar.start, self.calendar)
+        # the order reaches the market at its order time (the backtester's instant), or now
+        # when the bar is handled later than that
+        at = max(order_at, self.clock.now())
         names = {i.config.name for i in interested}
         cancels = [
             i.command.client_order_id
@@ -361,7 +364,7 @@ class LiveEngine:
         intents: list[Intent] = []
         decisions: list[tuple[RiskDecision, str | None]] = []
         if self._mode is not Mode.STOPPED and is_new and decide and interested:
-            if self.stale(bar.interval, at):
+            if self.stale(bar.interval, order_at):
                 for inst in interested:  # indicators only: the history grew, nothing trades
                     metrics.STALE_BARS.labels(inst.config.name).inc()
             else:
