@@ -88,6 +88,7 @@ VICTIMS = ("broker", "engine", "portfolio")
 HARNESS_SYMBOLS = ("RELIANCE", "TCS", "INFY", "SBIN")
 ENGINE_SYMBOLS = ("TCS", "INFY")  # 15-minute bars at kitesim: ticks often enough to fill
 KITE_TIMEOUT_SECONDS = 7.0  # the broker's default DALAL_KITE_TIMEOUT_SECONDS
+HTTP_RETRY_SECONDS = 300  # a client retries POST /orders (same id) this long before giving up
 LAST_SIM_TIME = (14, 50)  # the clock stops here: before MIS square-off, inside one session
 STRATEGIES = """
 strategies:
@@ -412,6 +413,7 @@ class Sent:
     via: str  # "http" or "stream"
     answer: str = ""  # http: the journal status answered, or "unanswered"; stream: "published"
     attempts: int = 0
+    errors: Counter[str] = field(default_factory=Counter)  # what the failed attempts met
 
 
 @dataclass
@@ -430,6 +432,8 @@ class Figures:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     cancelled_unplaced: int = 0
     lost: int = 0
+    lost_never_acknowledged: int = 0  # of which: HTTP orders the broker never answered 200
+    http_attempt_errors: dict[str, int] = field(default_factory=dict)
     duplicated: int = 0
     http_unanswered: int = 0
     kite_orders_by_status: dict[str, int] = field(default_factory=dict)
@@ -539,7 +543,7 @@ class Chaos:
     def _post(self, sent: Sent) -> None:
         """POST /orders until the broker answers (a user retries the same id on errors)."""
         body = sent.command.model_dump(mode="json", exclude_none=True)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + HTTP_RETRY_SECONDS
         while time.monotonic() < deadline:
             sent.attempts += 1
             try:
@@ -552,11 +556,13 @@ class Chaos:
                 if r.status_code == 200:
                     sent.answer = str(r.json().get("status"))
                     return
+                code = _error_code(r)
                 if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
-                    sent.answer = f"http_{r.status_code}:{r.json().get('error')}"
+                    sent.answer = f"http_{r.status_code}:{code}"
                     return
-            except httpx.HTTPError:
-                pass
+                sent.errors[f"{r.status_code}:{code}"] += 1
+            except httpx.HTTPError as exc:
+                sent.errors[type(exc).__name__] += 1
             time.sleep(0.5)
         sent.answer = "unanswered"
 
@@ -667,15 +673,17 @@ class Chaos:
         )
 
     def clock(self) -> None:
-        """Kitesim's manual clock, 4 market seconds every 0.5 s (a minute bar every ~8 s),
-        stopped at 14:50 IST."""
+        """Kitesim's manual clock: 4 market seconds per step, a step every 0.5 s at most (a
+        minute bar every ~8 s when kitesim keeps up), stopped at 14:50 IST."""
         while not self.stop_chaos.is_set() or not self.settling_done.is_set():
+            started = time.monotonic()
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
-                now = datetime.fromisoformat(self.stack.control("/state", {}, "GET")["now"])
-                ist = now.astimezone(IST)
-                if (ist.hour, ist.minute) < LAST_SIM_TIME:
-                    self.stack.control("/clock/advance", {"seconds": 4})
-            time.sleep(0.5)
+                now = datetime.fromisoformat(
+                    self.stack.control("/clock/advance", {"seconds": 4})["now"]
+                )
+                if (now.astimezone(IST).hour, now.astimezone(IST).minute) >= LAST_SIM_TIME:
+                    return
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
 
     def _t(self) -> str:
         return f"{time.monotonic() - self.t0:6.1f}s"
@@ -743,6 +751,10 @@ class Chaos:
         f.orders_http = sum(1 for s in self.sent.values() if s.via == "http")
         f.orders_stream = f.orders_sent - f.orders_http
         f.http_unanswered = sum(1 for s in self.sent.values() if s.answer == "unanswered")
+        f.http_attempt_errors = dict(sum((s.errors for s in self.sent.values()), Counter()))
+        f.lost_never_acknowledged = sum(
+            1 for x in r["failures"] if x["check"] == "a_lost" and x.get("answer") == "unanswered"
+        )
         for key in (
             "engine_commands",
             "minute_bars",
@@ -876,6 +888,7 @@ def check(stack: Stack, sent: dict[str, Sent]) -> dict[str, Any]:
                     "origin": origin,
                     "journal": row,
                     "answer": sent[coid].answer if coid in sent else None,
+                    "attempt_errors": dict(sent[coid].errors) if coid in sent else None,
                 }
             )
 
@@ -1006,6 +1019,13 @@ def check(stack: Stack, sent: dict[str, Sent]) -> dict[str, Any]:
     }
 
 
+def _error_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("error"))
+    except ValueError:
+        return "not_json"
+
+
 def _positions(body: Any) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         return list(body.get("positions", []))
@@ -1062,9 +1082,10 @@ def table(report: dict[str, Any]) -> str:
         ("placed at kitesim once", f["placed"]),
         ("rejected with a reason", f"{f['rejected']} {json.dumps(f['rejected_by_reason'])}"),
         ("cancelled before placement", f["cancelled_unplaced"]),
-        ("LOST", f["lost"]),
+        ("LOST (never acknowledged)", f"{f['lost']} ({f['lost_never_acknowledged']})"),
         ("DUPLICATED", f["duplicated"]),
         ("HTTP unanswered", f["http_unanswered"]),
+        ("HTTP failed attempts", json.dumps(f["http_attempt_errors"])),
         ("kitesim orders by status", json.dumps(f["kite_orders_by_status"])),
         ("kitesim trades / ledger trades", f"{f['kite_trades']} / {f['ledger_trades']}"),
         ("TRADE MISMATCHES", f["trade_mismatches"]),
