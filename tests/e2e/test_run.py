@@ -208,6 +208,7 @@ def _redis_children(proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_run_restarts_a_killed_embedded_redis_with_its_data(tmp_path: Path) -> None:
     """SIGKILL the embedded Redis of a running `dalal run`: it comes back on the same port with
     what it held (AOF), and the services it serves are ready again."""
@@ -273,6 +274,7 @@ def test_run_restarts_a_killed_embedded_redis_with_its_data(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_reconcile_runs_by_itself_and_dalal_reconcile_lists_breaks(tmp_path: Path) -> None:
     """Under `dalal run` (kitesim, broker, portfolio): once logged in both books reconcile by
     themselves (ReconcileCompleted on system.events, clean); `dalal reconcile` says clean
