@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
+import time
 from importlib.metadata import entry_points
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
@@ -211,7 +213,8 @@ def login(
     """Log in to Kite for today: prints the login URL, then completes the session.
 
     Open the URL, log in, and either let Kite redirect to the broker's /session/callback
-    (configure that as your app's redirect URL) or paste the URL you were sent to here.
+    (configure that as your app's redirect URL; kitesim's default): the command notices and
+    finishes by itself; or paste the URL you were sent to here.
     """
     settings = _settings()
     with BrokerClient(settings.url_of("broker"), api_key=settings.local_api_key()) as broker:
@@ -222,9 +225,20 @@ def login(
             raise typer.Exit(1) from None
         if request_token is None:
             console.print(f"Open this URL and log in:\n  {session['login_url']}")
-            request_token = typer.prompt(
-                "Paste the URL Kite redirected you to (or just its request_token)"
+            console.print(
+                "Waiting for the browser to reach the broker's /session/callback; or paste "
+                "the URL Kite redirected you to (or just its request_token): ",
+                end="",
             )
+            sys.stdout.flush()
+            request_token = _wait_for_login(broker, session.get("login_at"))
+            if request_token is None:  # the browser completed it at the broker
+                session = broker.session()
+                console.print(
+                    f"\n[green]logged in[/green] as {session['user_id']}; "
+                    f"the session is valid until {session['expires_at']}"
+                )
+                return
         token = _request_token_from(request_token)
         if token is None:
             err_console.print(
@@ -242,6 +256,33 @@ def login(
         f"[green]logged in[/green] as {session['user_id']}; "
         f"the session is valid until {session['expires_at']}"
     )
+
+
+def _wait_for_login(
+    broker: BrokerClient, before: str | None, timeout_seconds: float = 900.0
+) -> str | None:
+    """A line typed (or piped) in, or None once the broker holds a session newer than `before`
+    (the browser reached /session/callback). Polls the broker every second."""
+    deadline = time.monotonic() + timeout_seconds
+    reading = True
+    while time.monotonic() < deadline:
+        if reading:
+            ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+            if ready:
+                line = sys.stdin.readline()
+                if line.strip():
+                    return line
+                reading = line != ""  # EOF: only the broker can finish it now
+        else:
+            time.sleep(1.0)
+        try:
+            now = broker.session()
+        except (ServiceUnavailable, ServiceError):
+            continue
+        if now.get("valid") and now.get("login_at") != before:
+            return None
+    err_console.print("\n[red]dalal login:[/red] no login within 15 minutes; run it again")
+    raise typer.Exit(1)
 
 
 def _request_token_from(text: str) -> str | None:
