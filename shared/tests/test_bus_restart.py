@@ -98,7 +98,8 @@ async def test_the_consumer_survives_an_unexpected_exception_in_its_loop(
     task = asyncio.create_task(consumer.run())
     try:
         await Publisher(aredis, source="t").publish(STREAM, CancelOrder(client_order_id="after"))
-        await poll(lambda: true_(lambda: seen == ["after"]))
+        await poll(lambda: true_(lambda: "after" in seen), timeout=90)
+        assert seen == ["after"], seen
         await registry.check()  # healthy again once it reads
     finally:
         consumer.stop()
