@@ -8,6 +8,7 @@ import contextlib
 from dalal_portfolio import metrics
 from dalal_portfolio.service import PortfolioService
 from dalal_shared.bus import Publisher
+from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import message_types
 from dalal_shared.timeutil import utcnow
@@ -60,17 +61,31 @@ class PeriodicTasks:
         metrics.update(self.service.valuation(), self.service.peak_equity())
 
     async def _every(self, seconds: float, job: str) -> None:
-        while not self._stop.is_set():
-            try:
-                if job == "snapshot":
-                    await asyncio.to_thread(self.service.snapshot)
-                    metrics.SNAPSHOTS.inc()
-                await self.outbox.flush()
-                await asyncio.to_thread(self.update_metrics)
-            except Exception as exc:  # keep the loop alive; the next round retries
-                log.warning("portfolio.task_failed", job=job, error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        # the outbox relay reports to /readyz: red while a round fails (Redis unreachable) or
+        # stalls; the snapshot job only logs (a failed snapshot waits for its next round)
+        relay = job == "outbox"
+        health = task_registry().register(
+            f"portfolio:{job}", stale_after_seconds=max(120.0, 3 * seconds)
+        )
+        try:
+            while not self._stop.is_set():
+                try:
+                    if job == "snapshot":
+                        await asyncio.to_thread(self.service.snapshot)
+                        metrics.SNAPSHOTS.inc()
+                    await self.outbox.flush()
+                    await asyncio.to_thread(self.update_metrics)
+                    health.beat()
+                except Exception as exc:  # keep the loop alive; the next round retries
+                    log.warning("portfolio.task_failed", job=job, error=repr(exc))
+                    if relay:
+                        health.backoff(repr(exc))
+                    else:
+                        health.beat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        finally:
+            health.close()
 
     async def start(self) -> None:
         try:
