@@ -138,6 +138,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         tracker[:] = [
             supervised("track", desk.track_forever),
             supervised("sweep", desk.sweep_forever),
+            supervised("session-watch", session.watch),
         ]
         if follower is not None:
             tracker.append(supervised("paper-follower", follower.run))
