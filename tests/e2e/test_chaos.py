@@ -44,6 +44,8 @@ def test_every_command_placed_once_or_rejected_and_every_fill_in_the_ledger(
             redis_kills=1,
             faults=12,
             seed=14,
+            # two minutes of orders: the engine sees ~20 minute bars a symbol under the kills
+            orders_per_second=0.5,
             workdir=tmp_path / "chaos",
             settle_seconds=240,
             say=lines.append,

@@ -67,6 +67,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dalal_shared.aio import cancel_and_wait, wait_event
 from dalal_shared.errors import PermanentError
 from dalal_shared.health import TaskHealth, TaskRegistry, task_registry
 from dalal_shared.logging import get_logger
@@ -392,14 +393,11 @@ class StreamConsumer:
                         "bus.consumer_error", group=self.config.group, error=error, exc_info=exc
                     )
                 health.backoff(error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                await wait_event(stop, backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
             finally:
                 if maintenance is not None:
-                    maintenance.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await maintenance
+                    await cancel_and_wait(maintenance)
 
     # ------------------------------------------------------------------ reading
 
@@ -456,8 +454,7 @@ class StreamConsumer:
             for stream in self.handlers:
                 await self._survive(stream, self._retry_own_failures(stream))
                 await self._survive(stream, self._claim_from_dead(stream))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.maintenance_interval_s)
+            await wait_event(stop, self.config.maintenance_interval_s)
 
     async def _survive(self, stream: str, step: Awaitable[Any]) -> Any:
         """One maintenance step; any error is logged and counted, never raised."""
@@ -783,6 +780,7 @@ class StreamConsumer:
             # error counters exported from the start (0) for each group, for the dashboards
             REDELIVERED.labels(stream, self.config.group)
             DEAD_LETTERED.labels(stream, self.config.group)
+            DEAD_LETTER_HOOK_FAILED.labels(stream, self.config.group)
             if self.config.max_pending and info.pending > self.config.max_pending:
                 problem = f"{stream}: {info.pending} pending > {self.config.max_pending}"
             elif self.config.max_lag and info.lag > self.config.max_lag:

@@ -23,6 +23,7 @@ from typing import Literal
 
 from prometheus_client import Counter, Gauge
 
+from dalal_shared.aio import wait_event
 from dalal_shared.bus import Publisher
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import ReconcileCompleted
@@ -123,8 +124,7 @@ class ReconcileRunner:
                 log.info("reconcile.deferred", scope=self.scope, trigger=trigger, error=str(exc))
                 if self._pending is None:  # a newer request replaces this one
                     self._pending = (trigger, day)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.retry_seconds)
+                await wait_event(self._wake, self.retry_seconds)
                 self._wake.set()
 
     def start(self) -> None:

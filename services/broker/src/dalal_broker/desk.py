@@ -16,7 +16,6 @@ trade, OrderCancelled, OrderRejected) through the journal's outbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,6 +31,7 @@ from dalal_broker.kite import KiteRejected, KiteSessionError, KiteUnavailable
 from dalal_broker.orders import GuardContext, admit, market_protection, order_value
 from dalal_broker.prices import ReferencePrices
 from dalal_broker.session import SessionManager
+from dalal_shared.aio import wait_event
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
@@ -838,10 +838,7 @@ class OrderDesk:
             except Exception as exc:  # keep tracking whatever one round did
                 log.error("order.track_failed", error=repr(exc))
             self._poll_now.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._poll_now.wait(), timeout=self.settings.poll_interval_seconds
-                )
+            await wait_event(self._poll_now, self.settings.poll_interval_seconds)
 
 
 def _kite_time(value: Any) -> datetime:

@@ -28,6 +28,7 @@ from dalal_data.tickbus import TickRow, TickWriter
 from dalal_data.tickerproto import RawTick, decode_frame
 from dalal_data.watchdog import Watchdog
 from dalal_data.wiring import Core
+from dalal_shared.aio import wait_event
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.errors import PermanentError
@@ -286,8 +287,7 @@ class Feed:
         return f"no ticks for {self.watchdog.age_seconds(now):.0f} s in market hours"
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        await wait_event(self._stop, seconds)
 
     async def _resolve(self) -> None:
         for exchange, symbol in self.symbols:

@@ -16,7 +16,6 @@ makes a simulated clock (an ISO time in Redis) its `now`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
@@ -29,6 +28,7 @@ from dalal_data.jobs import record_run
 from dalal_data.metrics import SCHEDULER_SENT, set_scheduler_leader
 from dalal_data.schedule import Due, Job, due_between, next_due
 from dalal_data.tasks import INSTRUMENTS, NIGHTLY, PREMARKET, QUEUE, make_celery
+from dalal_shared.aio import wait_event
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
@@ -143,8 +143,7 @@ async def run(settings: DataSettings, stop: asyncio.Event) -> None:
                 backoff = min(backoff * 2, 30.0)
             else:
                 backoff = 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+            await wait_event(stop, wait)
     finally:
         if holding:
             await lease.release()

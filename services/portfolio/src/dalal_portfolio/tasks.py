@@ -7,6 +7,7 @@ import contextlib
 
 from dalal_portfolio import metrics
 from dalal_portfolio.service import PortfolioService
+from dalal_shared.aio import wait_event
 from dalal_shared.bus import Publisher
 from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
@@ -82,8 +83,7 @@ class PeriodicTasks:
                         health.backoff(repr(exc))
                     else:
                         health.beat()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+                await wait_event(self._stop, seconds)
         finally:
             health.close()
 
