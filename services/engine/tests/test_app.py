@@ -200,3 +200,17 @@ def test_the_end_of_a_session_is_not_an_error_for_the_engine(
     )
     assert not r.exists(f"dlq.{SYSTEM_EVENTS}")
     assert client.get("/engine/status").status_code == 200
+
+
+def test_the_engines_own_loops_are_supervised_and_reported(client: TestClient) -> None:
+    """The safety-state reader (and every cycle and clock follower) runs under the task
+    registry: `dalal_task_up` reports it, and a dead or failing loop turns /readyz red."""
+
+    def up() -> str | None:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith('dalal_task_up{task="engine:safety-state"}'):
+                return line
+        return None
+
+    line = wait_until(up, timeout=20, message="the safety-state task in dalal_task_up")
+    assert line.endswith(" 1.0"), line

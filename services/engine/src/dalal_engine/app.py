@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ from dalal_engine.tasks import make_celery
 from dalal_shared import candlestore
 from dalal_shared.bus import Handler
 from dalal_shared.clients import BrokerClient, DataClient, PortfolioClient
+from dalal_shared.health import supervise
 from dalal_shared.httpapp import create_app
 from dalal_shared.logging import get_logger
 from dalal_shared.service import ServiceRuntime
@@ -135,24 +136,35 @@ def build_app(settings: EngineSettings) -> FastAPI:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
 
+    def supervised(name: str, job: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            supervise(f"engine:{name}", lambda _health: job(), stale_after_seconds=None)
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # intents stored before a crash go out first; with the bus down the process still
         # starts (/readyz says why) and keeps trying in the background
         published = await publish_stored()
         async with runtime.lifespan(app):
-            tasks = [asyncio.create_task(c.run_forever(publish_all)) for c in cycles]
+            # each long-lived job restarted with back-off if it ends or fails (see /readyz)
+            tasks = [
+                supervised(f"cycle:{c.config.name}", lambda c=c: c.run_forever(publish_all))
+                for c in cycles
+            ]
             tasks.append(
-                asyncio.create_task(
-                    restore_safety(
+                supervised(
+                    "safety-state",
+                    lambda: restore_safety(
                         live, broker, portfolio, refresh_seconds=settings.safety_refresh_seconds
-                    )
+                    ),
                 )
             )
             if isinstance(clock, ExchangeClock) and settings.market_clock_redis_key:
+                key = settings.market_clock_redis_key
                 tasks.append(
-                    asyncio.create_task(
-                        follow_shared_clock(clock, runtime.redis, settings.market_clock_redis_key)
+                    supervised(
+                        "market-clock", lambda: follow_shared_clock(clock, runtime.redis, key)
                     )
                 )
             if not published:
