@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# tests run in parallel, a test file per worker at a time (most wait on real processes)
+TEST_WORKERS ?= 2
 TOOLS := .tools
 UV_SYSTEM := $(shell command -v uv 2>/dev/null)
 UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(TOOLS)/bin/uv)
@@ -32,7 +34,7 @@ run: install ## Start the whole stack on the embedded default (Redis, services) 
 
 test: install ## Run every test (installs test tools such as docker-compose and promtool when missing)
 	@bash scripts/install-test-tools.sh || true
-	@.venv/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
