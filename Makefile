@@ -38,9 +38,10 @@ test: install ## Run every test (installs test tools such as docker-compose and 
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
-lint: install ## ruff check and format check
+lint: install ## ruff check and format check, import contracts (.importlinter)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports --no-cache
 
 format: install ## Apply ruff fixes and formatting
 	.venv/bin/ruff check --fix .
