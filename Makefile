@@ -38,6 +38,9 @@ test: install ## Run every test (installs test tools such as docker-compose and 
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
+test-fast: install ## The tests that start no server or process (no `slow`, no `integration`; about a minute)
+	@.venv/bin/python -m pytest -n $(TEST_WORKERS) -m "not slow and not integration" $(PYTEST_ARGS)
+
 lint: install ## ruff check and format check, import contracts (.importlinter)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .

@@ -56,3 +56,26 @@ def service_processes(tmp_path: Path) -> Iterator[ServiceProcesses]:
     group = ServiceProcesses(tmp_path / "processes")
     yield group
     group.stop_all()
+
+
+# fixtures that stand for a real server or process: a test using one (directly or through
+# another fixture) is an integration test, whatever its author marked
+SERVER_FIXTURES = frozenset(
+    {
+        "redis_server_url",
+        "postgres_admin_url",
+        "service_processes",
+        "kitesim",
+        "shared_kitesim",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lanes (`make test-fast` runs neither): `integration` is added to every test that uses
+    a server fixture or lives in tests/e2e; `slow` tests (whole stacks) are integration too."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        end_to_end = "e2e" in Path(str(item.fspath)).parts  # tests/e2e: processes, always
+        if names & SERVER_FIXTURES or end_to_end or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.integration)
