@@ -7,6 +7,7 @@ from `Envelope.from_fields` / `Envelope.wrap` + `to_fields`, for good entries an
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -14,6 +15,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+from dalal_shared import ids
 from dalal_shared.bus import decode_envelope, observe_many, wrap_fields
 from dalal_shared.messages import MAX_FIELD_BYTES, Envelope, MessageDecodeError, PlaceOrder, Tick
 
@@ -126,3 +128,13 @@ def test_wrap_fields_time_is_utc_and_aware() -> None:
     assert envelope.ts.tzinfo is not None and envelope.ts.utcoffset() == timedelta(0)
     assert datetime.fromisoformat(fields["ts"]).tzinfo is not None
     assert abs(datetime.now(UTC) - envelope.ts) < timedelta(minutes=5)
+
+
+def test_new_ids_are_spelled_as_before() -> None:
+    rng = random.Random(20)
+    cases = [(0, 0), ((1 << 48) - 1, (1 << 80) - 1)]
+    cases += [(rng.getrandbits(48), rng.getrandbits(80)) for _ in range(2000)]
+    for ms, rand in cases:
+        assert ids._ulid(ms, rand) == ids._b32(ms, 10) + ids._b32(rand, 16)
+    made = [ids.new_id() for _ in range(1000)]
+    assert made == sorted(made) and len(set(made)) == len(made)

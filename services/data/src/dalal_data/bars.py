@@ -28,6 +28,7 @@ class OpenBar:
     low: Decimal
     close: Decimal
     volume: int
+    corr: str | None = None  # the id of the tick that closed it: its bar's envelope `corr`
 
 
 def bar_window(
@@ -51,12 +52,21 @@ class BarBuilder:
         self._open: dict[str, dict[str, OpenBar]] = {}  # symbol -> interval -> bar
         self._cum: dict[str, tuple[date, int]] = {}
 
-    def on_tick(self, symbol: str, price: Decimal, cum_volume: int, ts: datetime) -> list[OpenBar]:
-        """Feed one tick; returns the bars it closed (oldest first)."""
+    def on_tick(
+        self,
+        symbol: str,
+        price: Decimal,
+        cum_volume: int,
+        ts: datetime,
+        corr: str | None = None,
+    ) -> list[OpenBar]:
+        """Feed one tick; returns the bars it closed (oldest first), each carrying `corr` (the
+        closing tick's envelope id) so the bar, the decision and the order trace back to it."""
         bars = self._open.setdefault(symbol, {})
         closed = [b for b in bars.values() if b.end <= ts]
         for b in closed:
             del bars[b.interval]
+            b.corr = corr
         day = ts.astimezone(IST).date()
         prev_day, prev_cum = self._cum.get(symbol, (day, 0))
         if prev_day != day:

@@ -33,6 +33,7 @@ from dalal_shared.bus import Publisher
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.errors import PermanentError
 from dalal_shared.health import TaskHealth, task_registry
+from dalal_shared.ids import new_id
 from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import Bar, DataStale
@@ -341,6 +342,7 @@ class Feed:
     async def on_raw_ticks(self, raws: list[RawTick], *, source: str = "ticker") -> None:
         now = utcnow()
         rows: list[TickRow] = []
+        ids: list[str] = []  # each tick's envelope id: the corr of the bars it closes
         bars: list[OpenBar] = []
         names = self.names
         on_tick = self.builder.on_tick
@@ -355,14 +357,16 @@ class Feed:
             ):
                 self._market_ref = (ts, _time.monotonic())
             rows.append((raw.instrument_token, exchange, symbol, raw.last_price, raw.volume, ts))
+            tick_id = new_id()
+            ids.append(tick_id)
             if raw.exchange_ts is not None or self._market_ref is not None:
                 # a tick without exchange time before any with one (a snapshot) has no bar
-                bars.extend(on_tick(symbol, raw.last_price, raw.volume, ts))
+                bars.extend(on_tick(symbol, raw.last_price, raw.volume, ts, tick_id))
         if not rows:
             return
         if source == "ticker":
             self.watchdog.on_tick(now)
-        await self.ticks.publish(rows)
+        await self.ticks.publish(rows, ids)
         self._last_delivery = _time.monotonic()
         TICKS.labels(source).inc(len(rows))
         if bars:
@@ -384,6 +388,7 @@ class Feed:
                     close=b.close,
                     volume=b.volume,
                 ),
+                corr=b.corr,
             )
             BARS.labels(b.interval).inc()
 

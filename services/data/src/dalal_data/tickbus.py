@@ -90,11 +90,17 @@ class TickWriter:
             f'"exchange_ts":"{text}"}}'
         )
 
-    async def publish(self, rows: Sequence[TickRow]) -> int:
-        """Append one Tick envelope per row to the stream; the number appended."""
+    async def publish(self, rows: Sequence[TickRow], ids: Sequence[str] | None = None) -> int:
+        """Append one Tick envelope per row to the stream; the number appended. `ids` (one
+        `new_id()` per row, made by the caller) become the envelopes' `id` and `corr`, so a bar
+        the tick closes can carry the same correlation id."""
         if not rows:
             return 0
-        payloads = [new_id() + self.data(row) for row in rows]
+        if ids is None:
+            ids = [new_id() for _ in rows]
+        elif len(ids) != len(rows) or any(len(i) != ID_LENGTH for i in ids):
+            raise ValueError(f"one {ID_LENGTH}-character id per row")
+        payloads = [i + self.data(row) for i, row in zip(ids, rows, strict=True)]
         stamp = utcnow().isoformat()  # the envelopes' `ts`: this publish
         n = await self._script(
             keys=[self.stream],
