@@ -56,8 +56,14 @@ up: ## docker compose up (sim mode; needs Docker and a .env made from .env.examp
 down: ## docker compose down
 	docker compose --profile sim down
 
-bench: install ## Run the benchmarks and print ratios against the reference approaches
-	.venv/bin/python bench/bus.py
+bench: install ## Run every benchmark in a quick mode (full runs and figures: bench/README.md)
+	@# quick runs are smoke runs: a missed target is reported, not fatal (-), so all of them run
+	-.venv/bin/python bench/bus.py --quick
+	-.venv/bin/python bench/broker.py --quick
+	-.venv/bin/python bench/kitesim.py --quick
+	-.venv/bin/python bench/portfolio.py --fills 300 --rates 200 --seconds 2 --warmup 1 --no-postgres
+	-.venv/bin/python bench/data_cache.py --symbols 5 --ticks 5000
+	-.venv/bin/python bench/backtest.py --repeat 1 --rounds 1
 
 chaos: install ## Long chaos run of the order path (>= 100 SIGKILLs, Redis kills, Kite faults; ~30 min)
 	.venv/bin/python scripts/chaos.py $(CHAOS_ARGS)
