@@ -252,7 +252,9 @@ def _construct(values: dict[str, Any]) -> Envelope:
 
 
 _SOURCES: dict[bytes, str] = {}  # decoded `source` values (a handful of service names)
-_last_stamp: list[Any] = [b"", None]  # the last `ts` parsed: a batch of ticks shares one
+# the last `ts` parsed, as one (raw, parsed) tuple replaced whole (safe across threads): a
+# batch of ticks shares one stamp
+_last_stamp: list[tuple[bytes, Any]] = [(b"", None)]
 
 
 def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
@@ -272,13 +274,14 @@ def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
                 data, ident = fields[b"data"], fields[b"id"]
                 source, corr, stamp = fields[b"source"], fields[b"corr"], fields[b"ts"]
                 if len(data) + len(ident) + len(source) + len(corr) + len(stamp) <= MAX_FIELD_BYTES:
-                    if stamp == _last_stamp[0]:
-                        ts = _last_stamp[1]
+                    last = _last_stamp[0]
+                    if stamp == last[0]:
+                        ts = last[1]
                     else:
                         ts = datetime.fromisoformat(stamp.decode())
                         if ts.tzinfo is None or ts.utcoffset() is None:
                             raise ValueError("naive ts")
-                        _last_stamp[0], _last_stamp[1] = stamp, ts
+                        _last_stamp[0] = (stamp, ts)
                     source_text = _SOURCES.get(source)
                     if source_text is None:
                         source_text = source.decode()
