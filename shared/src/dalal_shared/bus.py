@@ -181,7 +181,7 @@ def escape(value: Any, limit: int = DLQ_FIELD_BYTES) -> str:
     return text
 
 
-def dlq_fields(raw_fields: Mapping[Any, Any]) -> tuple[dict[str, str], bool]:
+def dlq_fields(raw_fields: Mapping[Any, Any]) -> tuple[dict[Any, Any], bool]:
     """The original fields of an entry as stored in a DLQ record, and whether they are kept
     exactly (`lossless`: a replay re-publishes the very entry).
 
@@ -577,7 +577,7 @@ class StreamConsumer:
         for stream in self.handlers:
             last = "0"
             while not self._stop.is_set():
-                resp = await self.redis.xreadgroup(
+                resp: Any = await self.redis.xreadgroup(
                     self.config.group,
                     self.config.consumer,
                     {stream: last},
@@ -590,7 +590,7 @@ class StreamConsumer:
                 last = _s(entries[-1][0])
 
     async def _read_new(self) -> None:
-        resp = await self.redis.xreadgroup(
+        resp: Any = await self.redis.xreadgroup(
             self.config.group,
             self.config.consumer,
             {stream: ">" for stream in self.handlers},
@@ -656,10 +656,10 @@ class StreamConsumer:
                 consumername=self.config.consumer,
                 idle=self.config.retry_idle_ms,
             )
-            ids = [_s(r["message_id"]) for r in rows]
+            ids: list[Any] = [_s(r["message_id"]) for r in rows]
             if not ids:
                 return
-            entries = await self.redis.xclaim(
+            entries: Any = await self.redis.xclaim(
                 stream, self.config.group, self.config.consumer, self.config.retry_idle_ms, ids
             )
             await self._process_locked(stream, entries, redelivery=True)
@@ -998,7 +998,7 @@ async def group_info(redis: aioredis.Redis, stream: str, group: str) -> GroupInf
         if lag is None:
             # Redis < 7 has no lag field: count the entries after last-delivered-id, capped
             # (every counted entry comes back over the wire; 100k cost seconds when behind)
-            rest = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_COUNT_CAP)
+            rest: Any = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_COUNT_CAP)
             lag = len(rest)
         return GroupInfo(stream, group, int(g["pending"]), int(lag), last)
     return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import io
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -248,5 +249,5 @@ class NseCalendar:
 def nse_calendar() -> NseCalendar:
     """The calendar built from the holiday list shipped with dalal_shared."""
     source = resources.files("dalal_shared").joinpath("data/nse_holidays.csv")
-    with source.open("r", newline="") as fh:
+    with io.StringIO(source.read_text(encoding="utf-8"), newline="") as fh:
         return NseCalendar._from_rows(csv.DictReader(fh))

@@ -149,7 +149,8 @@ def read_coverage(root: Path, exchange: str, interval: str, symbol: str) -> list
     path = coverage_path(root, exchange, interval, symbol)
     if not path.exists():
         return []
-    return json.loads(path.read_text()).get("ranges", [])
+    ranges: list[list[str]] = json.loads(path.read_text()).get("ranges", [])
+    return ranges
 
 
 def write_coverage(

@@ -19,6 +19,7 @@ Synchronous (redis-py): the `dalal dlq` CLI and runbooks use it directly against
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,12 +122,13 @@ class DeadLetters:
             out[name.removeprefix(DLQ_PREFIX)] = int(self.redis.xlen(key))
         return dict(sorted(out.items()))
 
-    def list(self, stream: str, *, limit: int = 100) -> list[DeadEntry]:
+    def list(self, stream: str, *, limit: int = 100) -> builtins.list[DeadEntry]:
         key = dlq_name(stream)
-        return [_parse(key, i, f) for i, f in self.redis.xrange(key, count=limit)]
+        rows: Any = self.redis.xrange(key, count=limit)
+        return [_parse(key, i, f) for i, f in rows]
 
-    def list_all(self, *, limit: int = 100) -> list[DeadEntry]:
-        out: list[DeadEntry] = []
+    def list_all(self, *, limit: int = 100) -> builtins.list[DeadEntry]:
+        out: builtins.list[DeadEntry] = []
         for stream in self.streams():
             out.extend(self.list(stream, limit=limit))
         return out
@@ -138,7 +140,7 @@ class DeadLetters:
         for s in streams:
             key = dlq_name(s)
             try:
-                rows = self.redis.xrange(key, min=dlq_id, max=dlq_id, count=1)
+                rows: Any = self.redis.xrange(key, min=dlq_id, max=dlq_id, count=1)
             except redis.ResponseError:
                 rows = []  # not a stream id: maybe an envelope id
             if rows:
@@ -149,7 +151,7 @@ class DeadLetters:
         where = f"dlq.{stream}" if stream else "any DLQ"
         raise DlqError(f"no dead letter {dlq_id!r} in {where}")
 
-    def replay(self, entries: Iterable[DeadEntry], *, maxlen: int = 100_000) -> list[str]:
+    def replay(self, entries: Iterable[DeadEntry], *, maxlen: int = 100_000) -> builtins.list[str]:
         """Publish each original entry again (once per original entry id, even when several
         groups dead-lettered it) to its stream; delete its records. The new stream ids."""
         chosen = list(entries)
@@ -160,14 +162,13 @@ class DeadLetters:
                 "lossy (bytes that are not UTF-8 or too large): it cannot be replayed; "
                 "inspect it with `dalal dlq show` and purge it"
             )
-        published: list[str] = []
+        published: builtins.list[str] = []
         done: set[tuple[str, str]] = set()
         for entry in chosen:
             key = (entry.stream, entry.entry_id or entry.dlq_id)
             if key not in done:
-                new_id = self.redis.xadd(
-                    entry.stream, entry.fields, maxlen=maxlen, approximate=True
-                )
+                fields: dict[Any, Any] = dict(entry.fields)
+                new_id = self.redis.xadd(entry.stream, fields, maxlen=maxlen, approximate=True)
                 published.append(escape(new_id))
                 done.add(key)
             self.redis.xdel(dlq_name(entry.stream), entry.dlq_id)

@@ -20,6 +20,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -70,7 +71,7 @@ class Lease:
             )
 
     async def holder(self) -> str | None:
-        raw = await self.redis.get(self.key)
+        raw: Any = await self.redis.get(self.key)
         return raw.decode() if raw else None
 
 

@@ -127,7 +127,7 @@ def configure_logging(
     renderer: Any
     if json_output:
         renderer = structlog.processors.JSONRenderer()
-        shared_tail = [structlog.processors.format_exc_info, _final_redact]
+        shared_tail: list[Any] = [structlog.processors.format_exc_info, _final_redact]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
         shared_tail = [_final_redact]

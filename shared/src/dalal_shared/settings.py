@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -18,7 +18,7 @@ from dalal_shared.errors import ConfigError
 
 ENV_PREFIX = "DALAL_"
 
-S = TypeVar("S", bound="DalalSettings")
+S = TypeVar("S", bound=BaseSettings)
 
 
 class DalalSettings(BaseSettings):
@@ -187,7 +187,7 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build `cls` from the environment; raise ConfigError naming each bad variable."""
     try:
         return cls(**overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
@@ -39,7 +40,7 @@ def build_app(settings: DataSettings) -> FastAPI:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.lifespan(app):
             if feed is not None:
                 await feed.start()

@@ -378,9 +378,9 @@ class Feed:
             await self.publisher.publish(
                 bars_stream(b.interval),
                 Bar(
-                    exchange=exchange_of.get(b.symbol, "NSE"),  # type: ignore[arg-type]
+                    exchange=exchange_of.get(b.symbol, "NSE"),
                     symbol=b.symbol,
-                    interval=b.interval,  # type: ignore[arg-type]
+                    interval=b.interval,
                     start=b.start,
                     open=b.open,
                     high=b.high,

@@ -36,7 +36,7 @@ async def record_run(redis: aioredis.Redis, job: str, outcome: dict[str, Any]) -
 
 
 async def last_runs(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
-    raw = await redis.hgetall(RUNS_KEY)
+    raw: Any = await redis.hgetall(RUNS_KEY)
     return {k.decode(): json.loads(v) for k, v in raw.items()}
 
 
@@ -108,7 +108,7 @@ class JobStore:
             for sym in symbols:
                 pipe.hset(key, f"s:{sym}", json.dumps({"state": "queued"}))
             pipe.expire(key, JOB_TTL_SECONDS)
-            pipe.zadd(JOBS_INDEX, {job_id: meta["created"]})
+            pipe.zadd(JOBS_INDEX, {job_id: float(meta["created"])})
             await pipe.execute()
         if self.enqueue is None:
             raise BadBackfill("no job queue configured")
@@ -128,7 +128,7 @@ class JobStore:
         return json.loads(raw) if raw else None
 
     async def status(self, job_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(self._key(job_id))
+        raw: Any = await self.redis.hgetall(self._key(job_id))
         if not raw:
             return None
         fields = {k.decode(): json.loads(v) for k, v in raw.items()}
@@ -137,7 +137,7 @@ class JobStore:
         return {"job_id": job_id, **meta, **progress(symbols, time.time()), "symbols": symbols}
 
     async def recent(self, n: int = 20) -> list[dict[str, Any]]:
-        ids = await self.redis.zrevrange(JOBS_INDEX, 0, n - 1)
+        ids: Any = await self.redis.zrevrange(JOBS_INDEX, 0, n - 1)
         out = []
         for raw_id in ids:
             status = await self.status(raw_id.decode())

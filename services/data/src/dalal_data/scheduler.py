@@ -19,6 +19,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -59,7 +60,7 @@ def clock_of(settings: DataSettings, redis: aioredis.Redis) -> Clock:
 
     async def now() -> datetime:
         if key is not None:
-            raw = await redis.get(key)
+            raw: Any = await redis.get(key)
             if raw:
                 return ensure_aware(datetime.fromisoformat(raw.decode()))
         return utcnow()

@@ -66,7 +66,7 @@ class TickWriter:
         if head is None:
             Tick(
                 instrument_token=token,
-                exchange=exchange,  # type: ignore[arg-type]
+                exchange=exchange,
                 symbol=symbol,
                 last_price=Decimal(1),
                 exchange_ts=utcnow(),

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -91,7 +92,7 @@ async def follow_shared_clock(
     """Read kitesim's clock (an ISO time the feed writes at `key`) into `clock`."""
     while True:
         with contextlib.suppress(RedisError, ValueError, OSError):
-            raw = await redis.get(key)
+            raw: Any = await redis.get(key)
             if raw:
                 clock.share(datetime.fromisoformat(raw.decode()))
         await asyncio.sleep(every_seconds)

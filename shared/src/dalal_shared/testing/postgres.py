@@ -64,4 +64,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
     """Each test using it runs twice: on a SQLite file and on a fresh PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/test.sqlite3"
-    return request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
