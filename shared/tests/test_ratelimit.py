@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import itertools
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dalal_shared.ratelimit import (
     Bucket,
@@ -16,6 +17,7 @@ from dalal_shared.ratelimit import (
     RateLimitTimeout,
 )
 
+_EXAMPLES = itertools.count()
 T0 = 1_750_000_000_000  # a fixed millisecond clock for deterministic tests
 
 
@@ -67,14 +69,50 @@ async def test_limit_is_shared_between_independent_clients(redis_url: str):
         await b.aclose()
 
 
+class FakeTime:
+    """An epoch clock that moves only when the limiter sleeps on it."""
+
+    def __init__(self, start_ms: int = T0) -> None:
+        self.now = start_ms / 1000
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 async def test_acquire_waits_instead_of_failing(aredis: aioredis.Redis):
-    limiter = RateLimiter(aredis)
-    started = time.monotonic()
-    waits = await asyncio.gather(*(limiter.acquire("historical") for _ in range(6)))
-    elapsed = time.monotonic() - started
-    # six tokens at 3/s from a full bucket of 3: the last three had to wait for refills
-    assert elapsed >= 0.9
-    assert sorted(waits)[-1] >= 0.9
+    t = FakeTime()
+    limiter = RateLimiter(aredis, clock=t.clock, sleep=t.sleep)
+    waits = [await limiter.acquire("historical") for _ in range(6)]
+    # six tokens at 3/s from a full bucket of 3: the first three at once, each later one a
+    # third of a second after the one before
+    assert waits[:3] == [0, 0, 0]
+    for w in waits[3:]:
+        assert w == pytest.approx(1 / 3, abs=0.01)
+    assert t.now - T0 / 1000 == pytest.approx(1.0, abs=0.02)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(gaps=st.lists(st.integers(min_value=0, max_value=2_000), min_size=1, max_size=60))
+async def test_never_more_than_capacity_plus_refill(aredis: aioredis.Redis, gaps: list[int]):
+    """Whatever the request times, the orders class grants at most its burst plus what its
+    buckets refill over the span, and never refuses a request that finds a full bucket."""
+    limits = {"orders": EndpointClass("orders", (Bucket(5, 2.0),), daily_cap=None)}
+    limiter = RateLimiter(aredis, namespace=f"prop-{next(_EXAMPLES)}", limits=limits)
+    now, granted = T0, 0
+    for gap in gaps:
+        now += gap
+        ok, wait = await limiter.try_acquire("orders", now_ms=now)
+        granted += ok
+        assert ok or wait > 0
+    span_seconds = (now - T0) / 1000
+    assert 1 <= granted <= 5 + 2.5 * span_seconds + 1e-9  # 5 tokens per 2 s
 
 
 async def test_acquire_gives_up_after_its_timeout(aredis: aioredis.Redis):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -135,10 +136,16 @@ class RateLimiter:
         *,
         namespace: str = "default",
         limits: dict[str, EndpointClass] | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
+        """`clock` (epoch seconds) replaces Redis' TIME and the monotonic clock of `acquire`,
+        and `sleep` its waits: tests drive the buckets through time without waiting."""
         self.redis = redis
         self.namespace = namespace
         self.limits = limits or KITE_LIMITS
+        self._clock = clock
+        self._sleep = sleep
         self._script = redis.register_script(_LUA)
 
     def _keys(self, cls: EndpointClass, day: str) -> list[str]:
@@ -172,20 +179,22 @@ class RateLimiter:
 
     async def acquire(self, endpoint_class: str, *, timeout_seconds: float = 10.0) -> float:
         """Wait for a token (at most `timeout_seconds`); return the seconds waited."""
-        started = time.monotonic()
+        now = self._clock or time.monotonic
+        started = now()
         deadline = started + timeout_seconds
         while True:
-            granted, wait = await self.try_acquire(endpoint_class)
+            now_ms = round(self._clock() * 1000) if self._clock else None
+            granted, wait = await self.try_acquire(endpoint_class, now_ms=now_ms)
             if granted:
-                waited = time.monotonic() - started
+                waited = now() - started
                 WAIT_SECONDS.labels(endpoint_class).observe(waited)
                 return waited
-            if time.monotonic() + wait > deadline:
+            if now() + wait > deadline:
                 TIMEOUTS.labels(endpoint_class).inc()
                 raise RateLimitTimeout(
                     f"no {endpoint_class} rate-limit token within {timeout_seconds:.1f}s"
                 )
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
     def _class(self, name: str) -> EndpointClass:
         try:
