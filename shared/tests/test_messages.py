@@ -102,6 +102,9 @@ SAMPLES: list[m.Message] = [
     ),
     m.SessionValid(user_id="AB1234", expires_at=T0),
     m.SessionExpired(reason="TokenException"),
+    m.KiteSessionRefused(
+        service="data", reason="TokenException: Incorrect `api_key` or `access_token`."
+    ),
     m.SessionClosed(day=date(2024, 6, 14), closed_at=datetime(2024, 6, 14, 10, 5, tzinfo=UTC)),
     m.DataStale(feed="ticker-0", last_tick_at=T0, age_seconds=12.5),
     m.KillSwitchEngaged(reason="daily loss", engaged_by="risk"),

@@ -15,10 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from dalal_shared.bus import wrap_fields
+from dalal_shared.messages import KiteSessionRefused
+from dalal_shared.streams import SYSTEM_EVENTS
 from dalal_shared.testing import ServiceProcess, free_port, wait_until
 
-from .conftest import AUTH, Broker, Sim, system_events
+from .conftest import AUTH, Broker, Sim, metric, system_events
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +139,47 @@ def test_token_killed_by_kitesims_clock_flips_the_session_without_an_order(
     broker.login(kitesim)  # a new login: both agree again
     assert broker.get("/session").json()["valid"] is kitesim_says_valid(kitesim) is True
     assert datetime.fromisoformat(broker.get("/session").json()["expires_at"])
+
+
+def test_a_token_refused_to_another_service_flips_the_session_at_once(
+    start_broker, kitesim: Sim, redis_url: str
+) -> None:
+    """The data service's candles call met TokenException (KiteSessionRefused on
+    system.events): the broker checks at once, long before its watchdog's next round."""
+    broker = KeyedBroker(start_broker(wait_leader=False, DALAL_SESSION_CHECK_SECONDS="3600").proc)
+    wait_until(lambda: broker.get("/status").json()["leader"], message="broker leads")
+    broker.login(kitesim)
+    publish = redis.Redis.from_url(redis_url)
+    try:
+        # a stale report while Kite still honours the token changes nothing
+        _, fields = wrap_fields(KiteSessionRefused(service="data", reason="old"), source="data")
+        publish.xadd(SYSTEM_EVENTS, fields)
+        wait_until(
+            lambda: (
+                metric(
+                    broker,
+                    "dalal_bus_messages_handled_total",
+                    stream=SYSTEM_EVENTS,
+                    group="broker",
+                    type="KiteSessionRefused",
+                )
+                >= 1
+            ),
+            timeout=30,
+            message="the broker handled the report",
+        )
+        assert broker.get("/session").json()["valid"] is True
+        kitesim.control("/session/expire", {})  # Kite kills the token (e.g. a login elsewhere)
+        assert broker.get("/session").json()["valid"] is True  # nobody has asked Kite yet
+        _, fields = wrap_fields(
+            KiteSessionRefused(service="data", reason="TokenException"), source="data"
+        )
+        publish.xadd(SYSTEM_EVENTS, fields)
+        wait_until(
+            lambda: broker.get("/session").json()["valid"] is False,
+            timeout=30,
+            message="the broker checked the session on the report",
+        )
+        assert "SessionExpired" in system_events(redis_url)
+    finally:
+        publish.close()

@@ -28,12 +28,12 @@ DATA_KEY = "data-test-key-0123456789"
 
 def data_settings(kitesim: Kitesim, redis_url: str, cache_dir: Path, **extra: Any) -> DataSettings:
     extra.setdefault("api_key", DATA_KEY)
+    extra.setdefault("kite_access_token", kitesim.access_token())
     return DataSettings(
         redis_url=redis_url,
         cache_dir=cache_dir,
         kite_root_url=kitesim.root,
         kite_api_key=API_KEY,
-        kite_access_token=kitesim.access_token(),
         **extra,
     )
 

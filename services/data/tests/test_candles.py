@@ -181,3 +181,32 @@ async def test_csv_and_arrow_on_request_and_coverage_lists_missing_sessions(
         "2024-02-01",
         "2024-02-02",
     ]
+
+
+async def test_a_refused_token_is_reported_to_the_broker_on_the_bus(make_data, redis_url: str):
+    """Kite answers TokenException: the request fails with a clear code and the data service
+    publishes KiteSessionRefused on system.events (the broker checks its session at once)."""
+    import redis.asyncio as aioredis
+
+    from dalal_shared.bus import decode_envelope
+    from dalal_shared.messages import KiteSessionRefused
+    from dalal_shared.streams import SYSTEM_EVENTS
+
+    data = make_data(kite_access_token="a-token-kite-never-issued")
+    params = {"interval": "day", "from": "2023-01-02", "to": "2023-01-31"}
+    resp = await candles(data, "RELIANCE", **params)
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"] == "no_session"
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await client.xrange(SYSTEM_EVENTS)
+    finally:
+        await client.aclose()
+    reports = [
+        m
+        for m in (decode_envelope(f).message for _, f in entries)
+        if isinstance(m, KiteSessionRefused)
+    ]
+    assert reports and reports[-1].service == "data"
+    assert "TokenException" in reports[-1].reason
+    assert "a-token-kite-never-issued" not in reports[-1].reason  # never the token itself

@@ -7,7 +7,7 @@ silently, so a new message type never vanishes unseen.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from dalal_shared.bus import Handler
@@ -30,5 +30,17 @@ def dispatcher(table: Mapping[type[Message], TypedHandler | None]) -> Handler:
         handler = by_name[envelope.type]
         if handler is not None:
             await handler(envelope.message, envelope)
+
+    return handle
+
+
+def all_of(handlers: Sequence[Handler]) -> Handler:
+    """One handler running each of `handlers` in turn (one consumer group per service and
+    stream: two consumers in one group would split the stream's entries between them)."""
+    chosen = tuple(handlers)
+
+    async def handle(envelope: Envelope) -> None:
+        for handler in chosen:
+            await handler(envelope)
 
     return handle

@@ -256,6 +256,16 @@ class SessionExpired(Message):
 
 
 @register
+class KiteSessionRefused(Message):
+    """A service other than the broker had a Kite call refused with TokenException (the data
+    service's candles or instruments). The broker, which owns the session, checks it at once:
+    if Kite refuses it too it publishes SessionExpired; a stale report changes nothing."""
+
+    service: str
+    reason: str
+
+
+@register
 class DataStale(Message):
     feed: str
     last_tick_at: AwareDatetime | None = None

@@ -22,9 +22,10 @@ from dalal_broker.paper import PaperBroker, TickFollower
 from dalal_broker.prices import LastPrices, ReferencePrices
 from dalal_broker.reconciling import broker_runner
 from dalal_broker.reconciling import system_events_handler as reconcile_triggers
-from dalal_broker.session import SessionManager
+from dalal_broker.session import SessionManager, session_reports_handler
 from dalal_shared import db
 from dalal_shared.bus import default_consumer_name
+from dalal_shared.dispatch import all_of
 from dalal_shared.fills import FillConfig
 from dalal_shared.health import supervise
 from dalal_shared.httpapp import create_app
@@ -198,8 +199,11 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         await asyncio.to_thread(db.ping, journal.engine)
 
     runtime.consume({ORDERS_COMMANDS: order_commands(desk)}, on_dead_letter=dead_letters(desk))
+    # one consumer of system.events (one group: two would split its entries between them)
+    system_handlers = [session_reports_handler(session)]
     if settings.reconcile_enabled:
-        runtime.consume({SYSTEM_EVENTS: reconcile_triggers(reconciler)})
+        system_handlers.append(reconcile_triggers(reconciler))
+    runtime.consume({SYSTEM_EVENTS: all_of(system_handlers)})
     app = create_app(
         NAME,
         settings=settings,

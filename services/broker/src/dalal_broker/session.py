@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 from prometheus_client import Gauge
 
 from dalal_broker.kite import KiteGateway, KiteSessionError
-from dalal_shared.bus import Publisher
+from dalal_shared.bus import Handler, Publisher
 from dalal_shared.errors import PermanentError
 from dalal_shared.kitesession import KiteSessionRecord, SessionStore, token_expiry
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import SessionExpired, SessionValid
+from dalal_shared.messages import Envelope, KiteSessionRefused, SessionExpired, SessionValid
 from dalal_shared.streams import SYSTEM_EVENTS
 from dalal_shared.timeutil import utcnow
 
@@ -168,3 +168,17 @@ class SessionManager:
             "expires_at": record.expires_at.isoformat(),
             "login_url": self.login_url(),
         }
+
+
+def session_reports_handler(session: SessionManager) -> Handler:
+    """`system.events`: another service's Kite call was refused (KiteSessionRefused): check the
+    session now instead of at the watchdog's next round, so `/session`, the engine and
+    `dalal status` flip within one event when Kite has killed the token."""
+
+    async def handle(envelope: Envelope) -> None:
+        message = envelope.message
+        if isinstance(message, KiteSessionRefused) and session.current is not None:
+            log.info("session.refused_elsewhere", service=message.service, reason=message.reason)
+            await session.check()
+
+    return handle

@@ -81,8 +81,12 @@ class KiteGateway:
         timeout_seconds: float = 10.0,
         max_attempts: int = 6,
         ratelimit_wait_seconds: float = 60.0,
+        on_token_refused: Callable[[str], Awaitable[None]] | None = None,
     ):
+        """`on_token_refused(reason)` is awaited when Kite answers TokenException (the data
+        service tells the broker, which owns the session, to check it at once)."""
         self.api_key = api_key
+        self.on_token_refused = on_token_refused
         self.root_url = root_url
         self.token_source = token_source
         self.limiter = limiter
@@ -103,6 +107,14 @@ class KiteGateway:
             self._client, self._token = client, token
         return self._client
 
+    async def _report_token_refused(self, reason: str) -> None:
+        if self.on_token_refused is None:
+            return
+        try:
+            await self.on_token_refused(reason)
+        except Exception as exc:  # the caller still gets NoKiteSession; the watchdog catches up
+            log.warning("kite.token_report_failed", error=type(exc).__name__)
+
     async def _call(self, endpoint_class: str, fn: Callable[[KiteConnect], T]) -> T:
         delay = 0.2
         for attempt in range(1, self.max_attempts + 1):
@@ -113,6 +125,7 @@ class KiteGateway:
                 result = await asyncio.to_thread(fn, kite)
             except kex.TokenException as exc:
                 KITE_CALLS.labels(endpoint_class, "token_error").inc()
+                await self._report_token_refused(f"TokenException: {str(exc)[:200]}")
                 raise NoKiteSession(f"Kite refused the session: {exc}; log in again") from None
             except kex.InputException as exc:
                 KITE_CALLS.labels(endpoint_class, "input_error").inc()

@@ -80,7 +80,7 @@ async def backfill_symbol(settings: DataSettings, job_id: str, payload: dict[str
         current = await jobs.symbol_state(job_id, symbol)
         if current and current.get("state") == "done":
             return "done"  # a redelivered task: nothing left to do
-        core = build_core(settings, redis)
+        core = build_core(settings, redis, source="data-worker")
         await jobs.update(job_id, symbol, state="running", started=time.time())
         await _progress(jobs, job_id)
         start = parse_bound(payload["from"], end=False)
@@ -126,7 +126,7 @@ async def nightly_sync(settings: DataSettings) -> dict[str, int]:
     """Top every cached series up to the last closed session."""
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
-        core = build_core(settings, redis)
+        core = build_core(settings, redis, source="data-worker")
         last = last_closed_session(nse_calendar(), utcnow())
         synced = failed = 0
         for exchange, interval, symbol in cs.cached_files(settings.cache_dir):
@@ -155,7 +155,7 @@ async def nightly_sync(settings: DataSettings) -> dict[str, int]:
 async def refresh_instruments(settings: DataSettings, exchanges: list[str]) -> dict[str, int]:
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
-        core = build_core(settings, redis)
+        core = build_core(settings, redis, source="data-worker")
         result = {ex: await core.instruments.refresh(ex) for ex in exchanges}
         await record_run(redis, "refresh_instruments", {"state": "succeeded", **result})
         return result

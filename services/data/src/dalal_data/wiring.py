@@ -15,10 +15,13 @@ from dalal_data.candles import CandleService
 from dalal_data.config import DataSettings
 from dalal_data.instruments import InstrumentsMaster
 from dalal_data.kite import KiteGateway, NoKiteSession
+from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.kitesession import SessionStore
 from dalal_shared.logging import get_logger
+from dalal_shared.messages import KiteSessionRefused
 from dalal_shared.ratelimit import RateLimiter
+from dalal_shared.streams import SYSTEM_EVENTS
 
 log = get_logger(__name__)
 
@@ -87,7 +90,17 @@ class Core:
     candles: CandleService
 
 
-def build_core(settings: DataSettings, redis: aioredis.Redis) -> Core:
+def token_refused_reporter(redis: aioredis.Redis, source: str) -> Any:
+    """Publish KiteSessionRefused on system.events (the broker checks the session at once)."""
+    publisher = Publisher(redis, source=source)
+
+    async def report(reason: str) -> None:
+        await publisher.publish(SYSTEM_EVENTS, KiteSessionRefused(service=source, reason=reason))
+
+    return report
+
+
+def build_core(settings: DataSettings, redis: aioredis.Redis, *, source: str = "data") -> Core:
     gateway = KiteGateway(
         api_key=settings.kite_api_key,
         root_url=settings.kite_root_url,
@@ -96,6 +109,7 @@ def build_core(settings: DataSettings, redis: aioredis.Redis) -> Core:
         timeout_seconds=settings.kite_timeout_seconds,
         max_attempts=settings.kite_max_attempts,
         ratelimit_wait_seconds=settings.kite_ratelimit_wait_seconds,
+        on_token_refused=token_refused_reporter(redis, source),
     )
     instruments = InstrumentsMaster(settings.cache_dir, gateway.instruments)
     candles = CandleService(

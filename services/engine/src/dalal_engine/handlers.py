@@ -25,6 +25,7 @@ from dalal_shared.messages import (
     EquitySnapshot,
     KillSwitchEngaged,
     KillSwitchReleased,
+    KiteSessionRefused,
     Message,
     OrderAccepted,
     OrderCancelled,
@@ -190,5 +191,6 @@ def system_events_handler(live: LiveEngine) -> Handler:
             DataStale: on_event,
             SessionClosed: None,  # end-of-day work is the portfolio's; the risk day rolls itself
             ReconcileCompleted: None,  # for alerts and operators
+            KiteSessionRefused: None,  # the broker checks; its SessionExpired follows
         }
     )

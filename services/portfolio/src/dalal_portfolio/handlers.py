@@ -21,6 +21,7 @@ from dalal_shared.messages import (
     Envelope,
     KillSwitchEngaged,
     KillSwitchReleased,
+    KiteSessionRefused,
     Message,
     ModifyOrder,
     OrderAccepted,
@@ -118,6 +119,7 @@ def system_events_handler(
             DataStale: None,
             KillSwitchEngaged: None,
             KillSwitchReleased: None,
+            KiteSessionRefused: None,
         }
     )
 
