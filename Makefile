@@ -41,10 +41,11 @@ test: install ## Run every test (installs test tools such as docker-compose and 
 test-fast: install ## The tests that start no server or process (no `slow`, no `integration`; about a minute)
 	@.venv/bin/python -m pytest -n $(TEST_WORKERS) -m "not slow and not integration" $(PYTEST_ARGS)
 
-lint: install ## ruff check and format check, import contracts (.importlinter)
+lint: install ## ruff check and format check, import contracts (.importlinter), mypy (pyproject.toml)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports --no-cache
+	.venv/bin/mypy
 
 format: install ## Apply ruff fixes and formatting
 	.venv/bin/ruff check --fix .

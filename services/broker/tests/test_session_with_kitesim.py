@@ -183,3 +183,13 @@ def test_a_token_refused_to_another_service_flips_the_session_at_once(
         assert "SessionExpired" in system_events(redis_url)
     finally:
         publish.close()
+
+
+def test_a_login_that_meets_kites_rate_limit_asks_again(start_broker, kitesim: Sim) -> None:
+    """Kite answers the token exchange with 429 (refused before it looked at the one-time
+    request token): the broker asks again and the login completes."""
+    broker = start(start_broker)
+    kitesim.control("/faults", {"kind": "status", "status": 429, "count": 2, "route": "other"})
+    broker.login(kitesim)
+    assert broker.get("/session").json()["valid"] is True
+    assert kitesim.control("/state", method="GET")["faults_pending"] == 0

@@ -6,7 +6,7 @@ HTTP exception; an unreachable service is a `ServiceUnavailable` (a TemporaryErr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Self, overload
 
 import httpx
 
@@ -37,7 +37,7 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ServiceClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -63,8 +63,26 @@ class ServiceClient:
             return resp.json()
         return resp.text
 
+    def request_object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """`request` for routes that answer a JSON object (anything else is a bad answer)."""
+        body = self.request(method, path, **kwargs)
+        if not isinstance(body, dict):
+            raise ServiceError(
+                self.service, 502, "bad_response", f"{path} answered {type(body).__name__}"
+            )
+        return body
+
+    def request_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """`request` for routes that answer a JSON array."""
+        body = self.request(method, path, **kwargs)
+        if not isinstance(body, list):
+            raise ServiceError(
+                self.service, 502, "bad_response", f"{path} answered {type(body).__name__}"
+            )
+        return body
+
     def health(self) -> dict[str, Any]:
-        return self.request("GET", "/healthz")
+        return self.request_object("GET", "/healthz")
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         """(ready, per-dependency state); a 503 is an answer here, not an error."""
@@ -82,14 +100,14 @@ class BrokerClient(ServiceClient):
     service = "broker"
 
     def place_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/orders", json=order)
+        return self.request_object("POST", "/orders", json=order)
 
     def session(self) -> dict[str, Any]:
-        return self.request("GET", "/session")
+        return self.request_object("GET", "/session")
 
     def kill_switch(self) -> dict[str, Any]:
         """`GET /kill-switch`: {"engaged": bool, "reason", "by", "at"}."""
-        return self.request("GET", "/kill-switch")
+        return self.request_object("GET", "/kill-switch")
 
     def complete_login(self, request_token: str) -> None:
         """What Kite's redirect does: the broker completes the session with the token."""
@@ -97,25 +115,26 @@ class BrokerClient(ServiceClient):
 
     def positions(self) -> dict[str, Any]:
         """Kite's positions as the broker passes them through: {"net": [...], "day": [...]}."""
-        return self.request("GET", "/positions")
+        return self.request_object("GET", "/positions")
 
     def holdings(self) -> list[dict[str, Any]]:
         """Kite's holdings as the broker passes them through."""
-        return self.request("GET", "/holdings")
+        return self.request_list("GET", "/holdings")
 
     def trades(self) -> list[dict[str, Any]]:
         """The broker journal's trades with their orders' symbol, side and product."""
-        return self.request("GET", "/trades")["trades"]
+        trades: list[dict[str, Any]] = self.request_object("GET", "/trades")["trades"]
+        return trades
 
 
 class EngineClient(ServiceClient):
     service = "engine"
 
     def submit_order(self, order: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/engine/orders", json=order)
+        return self.request_object("POST", "/engine/orders", json=order)
 
     def order(self, client_order_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/engine/orders/{client_order_id}")
+        return self.request_object("GET", f"/engine/orders/{client_order_id}")
 
 
 class DataClient(ServiceClient):
@@ -127,7 +146,7 @@ class DataClient(ServiceClient):
         """`GET /candles/{exchange}/{symbol}` as JSON (bounds: yyyy-mm-dd[Thh:mm[:ss]] IST):
         `columns` and `candles` rows [ts (IST ISO), open, high, low, close, volume, oi]."""
         params = {"from": from_, "interval": interval} | ({"to": to} if to else {})
-        return self.request("GET", f"/candles/{exchange}/{symbol}", params=params)
+        return self.request_object("GET", f"/candles/{exchange}/{symbol}", params=params)
 
 
 class PortfolioClient(ServiceClient):
@@ -135,7 +154,7 @@ class PortfolioClient(ServiceClient):
 
     def portfolio(self) -> dict[str, Any]:
         """`GET /portfolio`: cash, equity, P&L and capital (money as decimal strings)."""
-        return self.request("GET", "/portfolio")
+        return self.request_object("GET", "/portfolio")
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {
@@ -146,7 +165,26 @@ CLIENTS: dict[str, type[ServiceClient]] = {
 }
 
 
+@overload
+def client_for(
+    service: Literal["broker"], base_url: str, *, api_key: str | None = None
+) -> BrokerClient: ...
+@overload
+def client_for(
+    service: Literal["data"], base_url: str, *, api_key: str | None = None
+) -> DataClient: ...
+@overload
+def client_for(
+    service: Literal["portfolio"], base_url: str, *, api_key: str | None = None
+) -> PortfolioClient: ...
+@overload
+def client_for(
+    service: Literal["engine"], base_url: str, *, api_key: str | None = None
+) -> EngineClient: ...
+@overload
+def client_for(service: str, base_url: str, *, api_key: str | None = None) -> ServiceClient: ...
 def client_for(service: str, base_url: str, *, api_key: str | None = None) -> ServiceClient:
+    """The typed client of `service` (the base client for any other name)."""
     cls = CLIENTS.get(service, ServiceClient)
     client = cls(base_url, api_key=api_key)
     if cls is ServiceClient:

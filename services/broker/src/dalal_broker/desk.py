@@ -321,7 +321,7 @@ class OrderDesk:
                 except KiteSessionError:
                     return await self._session_lost(coid)
                 except (KiteUnavailable, RateLimitTimeout):
-                    return await asyncio.to_thread(self.journal.get, coid)  # stays PENDING
+                    return await asyncio.to_thread(self.journal.require, coid)  # stays PENDING
                 if found is not None:
                     RECOVERED.labels("found_at_kite").inc()
                     return await self._accepted(coid, str(found["order_id"]), started)
@@ -354,7 +354,7 @@ class OrderDesk:
             found = await self.gateway.find_by_tag(coid)
         except (KiteUnavailable, RateLimitTimeout, KiteSessionError):
             # still PENDING: recover() resolves it when Kite answers again
-            return await asyncio.to_thread(self.journal.get, coid)
+            return await asyncio.to_thread(self.journal.require, coid)
         if found is not None:
             return await self._accepted(coid, str(found["order_id"]), started)
         return await self._rejected(
@@ -783,7 +783,7 @@ class OrderDesk:
                 )
             )
         updated = await asyncio.to_thread(
-            self.journal.update,
+            self.journal.update_if,
             coid,
             status=status,
             filled_quantity=filled,
@@ -818,7 +818,8 @@ class OrderDesk:
                 batch = await asyncio.to_thread(self.journal.take_outbox)
                 if not batch:
                     return published
-                for _seq, stream, fields in batch:
+                for _seq, stream, stored in batch:
+                    fields: dict[Any, Any] = stored
                     await self.publisher.redis.xadd(
                         stream, fields, maxlen=self.publisher.maxlen, approximate=True
                     )

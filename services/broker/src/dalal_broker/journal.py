@@ -10,11 +10,14 @@ crash between the two loses no event.
 
 from __future__ import annotations
 
+import builtins
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -151,6 +154,13 @@ class Journal:
                 outbox_t.insert().values(stream=stream, fields=json.dumps(env.to_fields()))
             )
 
+    def require(self, client_order_id: str) -> OrderRow:
+        """The row of an order known to be journaled (a missing one is a bug: KeyError)."""
+        row = self.get(client_order_id)
+        if row is None:
+            raise KeyError(f"no journal row for {client_order_id}")
+        return row
+
     def get(self, client_order_id: str) -> OrderRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(
@@ -203,11 +213,29 @@ class Journal:
         assert row is not None
         return row, True
 
+    @overload
     def update(
         self,
         client_order_id: str,
         *,
-        events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
+        events: Sequence[tuple[str, Message]] = ...,
+        expect: None = None,
+        **values: object,
+    ) -> OrderRow: ...
+    @overload
+    def update(
+        self,
+        client_order_id: str,
+        *,
+        events: Sequence[tuple[str, Message]] = ...,
+        expect: tuple[str, int],
+        **values: object,
+    ) -> OrderRow | None: ...
+    def update(
+        self,
+        client_order_id: str,
+        *,
+        events: Sequence[tuple[str, Message]] = (),
         expect: tuple[str, int] | None = None,
         **values: object,
     ) -> OrderRow | None:
@@ -230,6 +258,17 @@ class Journal:
         row = self.get(client_order_id)
         assert row is not None
         return row
+
+    def update_if(
+        self,
+        client_order_id: str,
+        *,
+        expect: tuple[str, int],
+        events: Sequence[tuple[str, Message]] = (),
+        **values: object,
+    ) -> OrderRow | None:
+        """`update` only while the row is still in `expect` (status, filled_quantity)."""
+        return self.update(client_order_id, events=events, expect=expect, **values)
 
     def count_attempt(self, client_order_id: str) -> None:
         with self.engine.begin() as conn:
@@ -341,7 +380,7 @@ class Journal:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).all()]
 
-    def live(self) -> list[OrderRow]:
+    def live(self) -> builtins.list[OrderRow]:
         """Orders not yet in a terminal state (pending sends and open orders)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -351,12 +390,14 @@ class Journal:
 
     OUTBOX_BATCH = 500
 
-    def take_outbox(self, limit: int = OUTBOX_BATCH) -> list[tuple[int, str, dict[str, str]]]:
+    def take_outbox(
+        self, limit: int = OUTBOX_BATCH
+    ) -> builtins.list[tuple[int, str, dict[str, str]]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox_t).order_by(outbox_t.c.seq).limit(limit)).all()
         return [(r.seq, r.stream, json.loads(r.fields)) for r in rows]
 
-    def drop_outbox(self, seqs: list[int]) -> None:
+    def drop_outbox(self, seqs: builtins.list[int]) -> None:
         if seqs:
             with self.engine.begin() as conn:
                 conn.execute(outbox_t.delete().where(outbox_t.c.seq.in_(seqs)))

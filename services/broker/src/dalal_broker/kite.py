@@ -70,6 +70,12 @@ def classify(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 
+def rate_limited(exc: BaseException) -> bool:
+    """Kite refused the call with a 429 before handling it (safe to send again later)."""
+    cause = exc.__cause__ if isinstance(exc, KiteUnavailable) else exc
+    return isinstance(cause, kex.NetworkException) and getattr(cause, "code", None) == 429
+
+
 def _reject_code(exc: BaseException) -> str:
     text = str(exc).lower()
     if "margin" in text or "funds" in text:

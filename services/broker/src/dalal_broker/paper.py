@@ -282,7 +282,9 @@ class PaperBroker:
         for row in self.journal.list(limit=5000):
             c = row.command
             for t in self.journal.trades_of(row.client_order_id):
-                if t["filled_at"].astimezone(IST).date() != today:  # type: ignore[union-attr]
+                filled_at = t["filled_at"]
+                assert isinstance(filled_at, datetime)
+                if filled_at.astimezone(IST).date() != today:
                     continue
                 p = book.setdefault(
                     (c.exchange, c.symbol, c.product),

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from prometheus_client import Gauge
 
-from dalal_broker.kite import KiteGateway, KiteSessionError
+from dalal_broker.kite import KiteGateway, KiteSessionError, KiteUnavailable, rate_limited
 from dalal_shared.bus import Handler, Publisher
 from dalal_shared.errors import PermanentError
 from dalal_shared.kitesession import KiteSessionRecord, SessionStore, token_expiry
@@ -36,6 +36,9 @@ TOKEN_EXPIRES = Gauge(
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+
+
+LOGIN_ATTEMPTS = 4  # a login that meets Kite's rate limit asks again (1.5 s in all)
 
 
 class LoginFailed(PermanentError):
@@ -80,10 +83,18 @@ class SessionManager:
         request_token = request_token.strip()
         if not _TOKEN.fullmatch(request_token):
             raise LoginFailed("request_token must be the token Kite redirected with")
-        try:
-            data = await self.gateway.generate_session(request_token, self.api_secret)
-        except PermanentError as exc:
-            raise LoginFailed(f"Kite refused the login: {exc.message}") from None
+        for attempt in range(1, LOGIN_ATTEMPTS + 1):
+            try:
+                data = await self.gateway.generate_session(request_token, self.api_secret)
+                break
+            except PermanentError as exc:
+                raise LoginFailed(f"Kite refused the login: {exc.message}") from None
+            except KiteUnavailable as exc:
+                # a 429 was refused before Kite looked at the token: the one-time request
+                # token is still good, so ask again (anything else may have used it up)
+                if attempt == LOGIN_ATTEMPTS or not rate_limited(exc):
+                    raise
+                await asyncio.sleep(0.5 * attempt)
         now = utcnow()
         record = KiteSessionRecord(
             user_id=str(data.get("user_id", "")),

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dalal_shared.clients import ServiceError, ServiceUnavailable, client_for
+from dalal_shared.clients import DataClient, ServiceError, ServiceUnavailable, client_for
 from dalal_shared.settings import load_settings
 from dalal_shared.stack import StackSettings
 
@@ -20,7 +20,7 @@ app = typer.Typer(
 console = Console()
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> DataClient:
     settings = load_settings(StackSettings)
     return client_for("data", settings.url_of("data"), api_key=settings.local_api_key())
 

@@ -95,12 +95,13 @@ class JobStore:
             raise BadBackfill(f"bad backfill request: {exc.errors()[0]['msg']}") from None
         job_id = new_id()
         key = self._key(job_id)
+        created = time.time()
         meta = {
             "exchange": req.exchange,
             "interval": req.interval,
             "from": req.from_,
             "to": req.to,
-            "created": time.time(),
+            "created": created,
         }
         symbols = list(dict.fromkeys(s.upper() for s in req.symbols))
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -108,7 +109,7 @@ class JobStore:
             for sym in symbols:
                 pipe.hset(key, f"s:{sym}", json.dumps({"state": "queued"}))
             pipe.expire(key, JOB_TTL_SECONDS)
-            pipe.zadd(JOBS_INDEX, {job_id: float(meta["created"])})
+            pipe.zadd(JOBS_INDEX, {job_id: created})
             await pipe.execute()
         if self.enqueue is None:
             raise BadBackfill("no job queue configured")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -149,7 +150,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
         async with runtime.lifespan(app):
             # each long-lived job restarted with back-off if it ends or fails (see /readyz)
             tasks = [
-                supervised(f"cycle:{c.config.name}", lambda c=c: c.run_forever(publish_all))
+                supervised(f"cycle:{c.config.name}", partial(c.run_forever, publish_all))
                 for c in cycles
             ]
             tasks.append(

@@ -44,6 +44,7 @@ from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, ses
 from dalal_shared import fills
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown, DayCharges, TradeFill
+from dalal_shared.charges import Side as ChargeSide
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.performance import EquityPoint, Report, compute_paise
 from dalal_shared.timeutil import to_ist
@@ -298,7 +299,7 @@ class _Book:
                 sym,
                 cfg.product,
                 day,
-                TradeFill(order.client_order_id, order.side.value, got, price),
+                TradeFill(order.client_order_id, ChargeSide(order.side.value), got, price),
             )
             sell = order.side is fills.Side.SELL
             self.charges = self.charges + ch
@@ -647,7 +648,7 @@ def _coverage(
         if want_first is not None and to_ist(first).date() > want_first:
             warnings.append(
                 f"{sym}: the data starts {to_ist(first).date()}, after the requested "
-                f"{to_ist(settings.start).date()}"  # type: ignore[union-attr]
+                f"{to_ist(settings.start).date() if settings.start else want_first}"
             )
         if want_last is not None and to_ist(last).date() < want_last:
             warnings.append(

@@ -63,7 +63,7 @@ class IntentBook:
         """Move an intent along; events for orders this engine did not send are ignored."""
         coid = getattr(event, "client_order_id", None)
         intent = self._intents.get(coid) if coid else None
-        if intent is None:
+        if intent is None or coid is None:
             return None
         now = utcnow()
         if isinstance(event, OrderRejected):

@@ -472,9 +472,9 @@ class LiveEngine:
             if intent.command.client_order_id in created:
                 self._open[intent.command.client_order_id] = intent
         for coid in cancels:
-            intent = self._open.get(coid)
-            if intent is not None and intent.status in ("SUBMITTED", "OPEN"):
-                self._open[coid] = replace(intent, status="CANCELLING")
+            open_intent = self._open.get(coid)
+            if open_intent is not None and open_intent.status in ("SUBMITTED", "OPEN"):
+                self._open[coid] = replace(open_intent, status="CANCELLING")
 
     def _settled(self, exchange: str, symbol: str) -> list[PlaceOrder]:
         """The symbol's last order settled: decide the bars that waited for it (the latest bar

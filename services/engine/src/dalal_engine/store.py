@@ -278,7 +278,7 @@ class EngineStore(db.SqlStore):
                 )
             )
             new.append(intent.command)
-        for decision, coid in decisions:
+        for decision, decided_coid in decisions:
             c.execute(
                 sa.insert(decisions_t).values(
                     at=iso(decision.at),
@@ -289,7 +289,7 @@ class EngineStore(db.SqlStore):
                     reason=decision.reason,
                     quantity=decision.quantity,
                     detail=decision.detail[:400],
-                    client_order_id=coid,
+                    client_order_id=decided_coid,
                 )
             )
         return new

@@ -38,7 +38,7 @@ def ok(data: Any) -> JSONResponse:
 
 
 def sim_of(request: Request | WebSocket) -> Simulator:
-    return request.app.state.sim  # type: ignore[no-any-return]
+    return request.app.state.sim
 
 
 def auth(request: Request) -> AccessSession:

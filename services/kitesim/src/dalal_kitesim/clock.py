@@ -312,14 +312,14 @@ class MarketClock:
             elif square is not None and when == square:
                 self.now = when.astimezone(UTC)
                 self._square_off_done = True
-                for listener in self.listeners.square_off:
-                    listener(when)
+                for on_square_off in self.listeners.square_off:
+                    on_square_off(when)
             else:
                 self.now = when.astimezone(UTC)
                 self._closed = True
                 self._queue = []
-                for listener in self.listeners.session_close:
-                    listener(when)
+                for on_close in self.listeners.session_close:
+                    on_close(when)
         if target > self.now:
             self.now = target.astimezone(UTC)
         return delivered

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _sim(request: Request) -> Simulator:
-    return request.app.state.sim  # type: ignore[no-any-return]
+    return request.app.state.sim
 
 
 def require_key(request: Request) -> None:

@@ -25,6 +25,7 @@ from dalal_shared.charges import (
     TradeFill,
     auto_square_off_charge,
 )
+from dalal_shared.charges import Side as ChargeSide
 from dalal_shared.fills import (
     FillConfig,
     OrderTerms,
@@ -198,7 +199,10 @@ class Position:
         value = self.sell_value - self.buy_value
         pnl = value + q * last_price
         average = self.buy_price if q > 0 else self.sell_price if q < 0 else ZERO
-        r = lambda v: _num(Decimal(v).quantize(Decimal("0.01")))  # noqa: E731
+
+        def r(v: Decimal | int) -> Any:
+            return _num(Decimal(v).quantize(Decimal("0.01")))
+
         return {
             "tradingsymbol": self.instrument.tradingsymbol,
             "exchange": self.instrument.exchange,
@@ -827,7 +831,7 @@ class Exchange:
             inst.tradingsymbol,
             order.product,
             ts.astimezone(IST).date(),
-            TradeFill(order.order_id, order.transaction_type, quantity, price),
+            TradeFill(order.order_id, ChargeSide(order.transaction_type), quantity, price),
         )
         if order.transaction_type == "BUY":
             position.buy_quantity += quantity
@@ -986,7 +990,7 @@ class Exchange:
                 "delivery": r(f["delivery"]),
             },
         }
-        commodity = copy.deepcopy(equity)
+        commodity: dict[str, Any] = copy.deepcopy(equity)
         commodity["enabled"] = False
         commodity["net"] = 0
         for section in ("available", "utilised"):

@@ -26,7 +26,7 @@ from typing import Any
 from dalal_kitesim.clock import MarketClock
 from dalal_kitesim.exchange import Exchange, Holding, Order, Position, Trade
 from dalal_kitesim.session import SessionStore
-from dalal_shared.charges import ChargesBreakdown, TradeFill
+from dalal_shared.charges import ChargesBreakdown, Side, TradeFill
 from dalal_shared.logging import get_logger
 from dalal_shared.timeutil import IST
 
@@ -186,11 +186,11 @@ def restore(
     exchange.orders = orders
     exchange.trades = []
     for row in ex["trades"]:
-        order = orders.get(row["order_id"])
-        if order is None:
+        traded = orders.get(row["order_id"])
+        if traded is None:
             continue
         exchange.trades.append(
-            Trade(row["trade_id"], order, row["quantity"], decode(row["price"]), decode(row["ts"]))
+            Trade(row["trade_id"], traded, row["quantity"], decode(row["price"]), decode(row["ts"]))
         )
     exchange.positions = {}
     for row in ex["positions"]:
@@ -220,7 +220,7 @@ def restore(
                 trade.ts.astimezone(IST).date(),
                 TradeFill(
                     trade.order.order_id,
-                    trade.order.transaction_type,
+                    Side(trade.order.transaction_type),
                     trade.quantity,
                     trade.price,
                 ),
@@ -252,7 +252,7 @@ class StateFile:
             )
             self._set_aside()
             return None
-        return data  # type: ignore[no-any-return]
+        return data
 
     def _set_aside(self) -> None:
         os.replace(self.path, self.path.with_name(self.path.name + ".stale"))

@@ -126,7 +126,7 @@ def reconcile(
     day_avg: dict[Key, Decimal] = {}  # a position row: Kite's day average
     holding_avg: dict[Key, Decimal] = {}
     for h in view.holdings:
-        key = (h.exchange, h.symbol, "CNC")
+        key: Key = (h.exchange, h.symbol, "CNC")
         broker_qty[key] = broker_qty.get(key, 0) + h.quantity
         holding_avg[key] = h.average_price
     for p in view.positions:
@@ -170,18 +170,18 @@ def reconcile(
         theirs = {t.trade_id: t for t in view.trades}
         trades_compared = len(theirs)
         for trade_id, t in sorted(theirs.items()):
-            f = mine.get(trade_id)
+            mine_f = mine.get(trade_id)
             key = (t.exchange, t.symbol, t.product)
-            if f is None:
+            if mine_f is None:
                 desc = f"{t.side} {t.quantity} @ {t.price}"
                 breaks.append(Break("trade_missing_in_ledger", *key, None, desc, trade_id))
-            elif (f.symbol, f.side, f.quantity, f.product) != (
+            elif (mine_f.symbol, mine_f.side, mine_f.quantity, mine_f.product) != (
                 t.symbol, t.side, t.quantity, t.product
-            ) or abs(f.price - t.price) > price_tolerance_rupees:  # fmt: skip
+            ) or abs(mine_f.price - t.price) > price_tolerance_rupees:  # fmt: skip
                 breaks.append(
                     Break(
                         "trade_mismatch", *key,
-                        f"{f.side} {f.quantity} {f.product} @ {f.price}",
+                        f"{mine_f.side} {mine_f.quantity} {mine_f.product} @ {mine_f.price}",
                         f"{t.side} {t.quantity} {t.product} @ {t.price}",
                         trade_id,
                     )
