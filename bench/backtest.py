@@ -46,11 +46,11 @@ def _config(symbols: list[str]):  # type: ignore[no-untyped-def]
 def run_dalal(repeat: int, *, portfolio: bool = False) -> dict[str, Any]:
     """One backtest per symbol (as the peers run), or one over all six symbols (`portfolio`:
     the per-run costs, e.g. the performance report, are paid once for the six)."""
-    from dalal_engine import bars
+    from dalal_engine import history
     from dalal_engine.backtest import Backtester, BacktestSettings
     from dalal_shared.timeutil import to_ist
 
-    data = {s: bars.load(s, "day", data_dir=DATA) for s in SYMBOLS}
+    data = {s: history.load(s, "day", data_dir=DATA) for s in SYMBOLS}
     trades: dict[str, list[list[str]]] = {}
     n_bars, t0 = 0, time.perf_counter()
     for _ in range(repeat):

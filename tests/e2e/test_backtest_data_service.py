@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_kitesim.testing import API_KEY, Kitesim
 from dalal_shared.clients import DataClient
 from dalal_shared.testing import DATA_SERVICE_KEY, data_service, free_port
@@ -61,10 +61,10 @@ def test_a_backtest_over_the_data_service_equals_the_one_over_the_files(
     start = datetime(2022, 1, 1, tzinfo=IST)
     end = datetime(2023, 12, 31, 23, 59, tzinfo=IST)
     with DataClient(data_url, timeout=120, api_key=DATA_SERVICE_KEY) as client:
-        served = bars.from_service(
+        served = history.from_service(
             client, "INFY", "day", start=start, end=end, warmup_bars=30
         )  # fmt: skip
-    files = bars.load("INFY", "day", data_dir=KITESIM_DATA, end=end)
+    files = history.load("INFY", "day", data_dir=KITESIM_DATA, end=end)
     first = files.start.index(served.start[0])
     assert served.start[0] < start  # the warm-up reaches back before --from
     assert served.start == files.start[first:]

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from dalal_engine.backtest import Backtester, BacktestSettings
-from dalal_engine.bars import read_csv
+from dalal_engine.history import read_csv
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, Envelope, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS

@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 from pathlib import Path
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester
 from dalal_engine.strategyconfig import validate_document
 from dalal_portfolio.ledger import Book, Fill
@@ -26,7 +26,7 @@ def test_ledger_charges_equal_the_backtesters_for_the_same_fills():
             "params": {"fast_bars": 3, "slow_bars": 8, "fixed_quantity": 100},
         }
     )[0]
-    data = {"AXISBANK": bars.load("AXISBANK", "15minute", data_dir=FIXTURES)}
+    data = {"AXISBANK": history.load("AXISBANK", "15minute", data_dir=FIXTURES)}
     result = Backtester(cfg, data).run()
     assert len(result.trades) > 20
     book = Book(D("1000000"))

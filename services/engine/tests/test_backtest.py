@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.risk import MarketState
 from dalal_engine.strategyconfig import validate_document
@@ -37,7 +37,7 @@ def rows(symbol: str) -> list[dict[str, object]]:
 
 def run(symbol: str, **market: object) -> BacktestResult:
     cfg = validate_document({"name": "hand", "strategy": "swing", "universe": [symbol]})[0]
-    data = {symbol: bars.load(symbol, "day", data_dir=FIXTURES)}
+    data = {symbol: history.load(symbol, "day", data_dir=FIXTURES)}
     feed = (lambda _at: MarketState(**market)) if market else None  # type: ignore[arg-type]
     return Backtester(cfg, data, BacktestSettings(CAPITAL, start=START), market=feed).run()
 
@@ -209,7 +209,7 @@ def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
             "risk": {"max_open_positions": 1, "max_daily_loss_rupees": "2500"},
         }
     )[0]
-    infy = bars.load("INFY", "day", data_dir=FIXTURES)
+    infy = history.load("INFY", "day", data_dir=FIXTURES)
     keep = [i for i in range(len(infy)) if i % 7 != 3]  # INFY misses some of RELIANCE's days
     data = {
         "INFY": replace(
@@ -222,7 +222,7 @@ def test_skipping_bars_where_nothing_can_happen_changes_nothing() -> None:
             volume=infy.volume[keep],
             _seconds=None,
         ),
-        "RELIANCE": bars.load("RELIANCE", "day", data_dir=FIXTURES),
+        "RELIANCE": history.load("RELIANCE", "day", data_dir=FIXTURES),
     }
     fast = Backtester(cfg, data, BacktestSettings(CAPITAL)).run()
     every = EveryBar(cfg.build().params)
@@ -247,7 +247,7 @@ def test_a_backtest_past_the_holiday_list_runs_and_says_why_entries_wait() -> No
         {"name": "cov", "strategy": "sma_cross", "universe": ["INFY"],
          "params": {"fast_bars": 3, "slow_bars": 10}}
     )[0]  # fmt: skip
-    data = {"INFY": bars.load("INFY", "day", data_dir=FIXTURES)}
+    data = {"INFY": history.load("INFY", "day", data_dir=FIXTURES)}
     result = Backtester(cfg, data, BacktestSettings(CAPITAL), calendar=until_feb).run()
     march = [d for d in result.decisions if d.at.date() >= date(2021, 3, 1)]
     entries = [d for d in march if d.action == "ENTER"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, FillRecord
 from dalal_engine.strategyconfig import validate_document
 from dalal_shared.timeutil import to_ist
@@ -52,7 +52,7 @@ def result() -> BacktestResult:
             "params": {"fast_bars": 3, "slow_bars": 8, "fixed_quantity": 100},
         }
     )[0]
-    data = {"AXISBANK": bars.load("AXISBANK", "15minute", data_dir=FIXTURES)}
+    data = {"AXISBANK": history.load("AXISBANK", "15minute", data_dir=FIXTURES)}
     return Backtester(cfg, data).run()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestSettings
 from dalal_engine.strategyconfig import validate_document
 from dalal_shared.timeutil import IST
@@ -68,7 +68,7 @@ def test_the_first_session_after_a_holiday_start_is_coverage_enough() -> None:
     # requested from a Sunday: the data starting the Monday after covers it
     cfg = validate_document({"name": "c", "strategy": "sma_cross", "universe": ["INFY"],
                              "params": {"fast_bars": 5, "slow_bars": 20}})[0]  # fmt: skip
-    data = {"INFY": bars.load("INFY", "day", data_dir=FIXTURES)}
+    data = {"INFY": history.load("INFY", "day", data_dir=FIXTURES)}
     s = BacktestSettings(
         start=datetime(2020, 11, 1, tzinfo=IST), end=datetime(2021, 4, 1, tzinfo=IST)
     )

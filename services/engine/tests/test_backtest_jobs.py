@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from dalal_engine.app import build_app
-from dalal_engine.backtests import BacktestRequest, run
+from dalal_engine.backtest_jobs import BacktestRequest, run
 from dalal_engine.config import EngineSettings
 from dalal_shared.testing import ServiceProcess, bearer, free_port, wait_until
 

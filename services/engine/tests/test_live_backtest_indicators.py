@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.live import LiveEngine, _series
 from dalal_engine.store import EngineStore
 from dalal_engine.strategy import BarContext, BarSeries, PositionView
@@ -66,7 +66,7 @@ def engine(tmp_path: Path) -> LiveEngine:
 def test_live_history_gives_the_backtesters_indicators_and_decisions(tmp_path: Path) -> None:
     """Fed bar by bar, restarted two thirds of the way (a new engine on the same database):
     the same indicators and signals as the backtester at every bar, before and after."""
-    series = bars.load("AXISBANK", "15minute", data_dir=FIXTURES)
+    series = history.load("AXISBANK", "15minute", data_dir=FIXTURES)
     strategies = {c.name: c.build() for c in load_text(CONFIG)}
     whole = {name: s.indicators(series) for name, s in strategies.items()}
     flat = PositionView()

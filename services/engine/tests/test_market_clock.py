@@ -23,8 +23,8 @@ from fastapi.testclient import TestClient
 
 from dalal_engine.app import build_app
 from dalal_engine.backtest import Backtester, BacktestSettings
-from dalal_engine.bars import read_csv
 from dalal_engine.config import EngineSettings
+from dalal_engine.history import read_csv
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings, EquityCurve
 from dalal_engine.charts import downsample, format_inr, nice_ticks, time_ticks
 from dalal_engine.report import monthly_returns, report_page, write_report, yearly_returns
@@ -80,7 +80,7 @@ def test_axis_labels_read_like_a_trader_writes_them() -> None:
 
 def backtest() -> tuple[BacktestResult, dict[str, BarSeries]]:
     cfg = validate_document({"name": "page", "strategy": "swing", "universe": list(SYMBOLS)})[0]
-    data = {s: bars.load(s, "day", data_dir=FIXTURES) for s in SYMBOLS}
+    data = {s: history.load(s, "day", data_dir=FIXTURES) for s in SYMBOLS}
     settings = BacktestSettings(D("1000000"), start=datetime(2021, 1, 1, tzinfo=IST))
     return Backtester(cfg, data, settings).run(), data
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from prometheus_client import Counter
 
-from dalal_data.instruments import InstrumentsMaster
+from dalal_data.instruments import InstrumentMaster
 from dalal_data.planning import (
     SPAN_DAYS,
     Chunk,
@@ -112,7 +112,7 @@ class CandleService:
         *,
         root: Path,
         calendar: NseCalendar,
-        instruments: InstrumentsMaster,
+        instruments: InstrumentMaster,
         kite: Historical,
         lock: KeyLock | None = None,
         now: Callable[[], datetime] = utcnow,

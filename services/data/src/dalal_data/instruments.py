@@ -35,7 +35,7 @@ class Instrument:
 Fetch = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 
-class InstrumentsMaster:
+class InstrumentMaster:
     """Symbol -> instrument per exchange, from a dump no older than today (IST)."""
 
     FIELDS = ("instrument_token", "exchange", "tradingsymbol", "segment")

@@ -13,7 +13,7 @@ from redis.exceptions import LockError
 
 from dalal_data.candles import CandleService
 from dalal_data.config import DataSettings
-from dalal_data.instruments import InstrumentsMaster
+from dalal_data.instruments import InstrumentMaster
 from dalal_data.kite import KiteGateway, NoKiteSession
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
@@ -86,7 +86,7 @@ def redis_lock(redis: aioredis.Redis, ttl_seconds: float = 60.0) -> Any:
 @dataclass
 class Core:
     gateway: KiteGateway
-    instruments: InstrumentsMaster
+    instruments: InstrumentMaster
     candles: CandleService
 
 
@@ -111,7 +111,7 @@ def build_core(settings: DataSettings, redis: aioredis.Redis, *, source: str = "
         ratelimit_wait_seconds=settings.kite_ratelimit_wait_seconds,
         on_token_refused=token_refused_reporter(redis, source),
     )
-    instruments = InstrumentsMaster(settings.cache_dir, gateway.instruments)
+    instruments = InstrumentMaster(settings.cache_dir, gateway.instruments)
     candles = CandleService(
         root=settings.cache_dir,
         calendar=nse_calendar(),

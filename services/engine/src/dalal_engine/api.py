@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from dalal_engine.backtests import parse_request
+from dalal_engine.backtest_jobs import parse_request
 from dalal_engine.handlers import publish_decisions, publish_new
 from dalal_engine.intents import OrderIntent
 from dalal_engine.strategy import describe, registry

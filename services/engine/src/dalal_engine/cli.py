@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
@@ -104,7 +104,7 @@ def backtest(
             warmup = cfg.build().warmup_bars
             with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
                 data = {
-                    s: bars.from_service(
+                    s: history.from_service(
                         client,
                         s,
                         cfg.interval,
@@ -117,7 +117,7 @@ def backtest(
                 }
         else:
             data = {
-                s: bars.load(
+                s: history.load(
                     s,
                     cfg.interval,
                     cache_dir=None if data_dir else cache_dir,

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from dalal_engine.backtests import PROGRESS_EVERY_SECONDS, BacktestRequest, run
+from dalal_engine.backtest_jobs import PROGRESS_EVERY_SECONDS, BacktestRequest, run
 from dalal_engine.config import EngineSettings
 from dalal_engine.store import EngineStore
 from dalal_shared.logging import get_logger

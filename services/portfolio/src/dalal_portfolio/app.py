@@ -15,12 +15,12 @@ from dalal_portfolio.handlers import (
     system_events_handler,
     ticks_handler,
 )
+from dalal_portfolio.loops import OutboxPublisher, PeriodicTasks
 from dalal_portfolio.open_orders import OpenOrders
 from dalal_portfolio.reconcile import HttpBrokerView
 from dalal_portfolio.reconciling import portfolio_runner
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
-from dalal_portfolio.tasks import OutboxPublisher, PeriodicTasks
 from dalal_shared.httpapp import create_app
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, SYSTEM_EVENTS

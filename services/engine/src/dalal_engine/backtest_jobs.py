@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dalal_engine import bars
+from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfig, StrategyConfigError, validate_document
@@ -124,7 +124,7 @@ def run(
     start = datetime.combine(request.from_, dtime(0), tzinfo=IST)
     end = datetime.combine(request.to, dtime(23, 59), tzinfo=IST)
     data = {
-        s: bars.load(
+        s: history.load(
             s, cfg.interval, cache_dir=cache_dir, data_dir=data_dir, exchange=cfg.exchange, end=end
         )
         for s in cfg.universe
