@@ -112,6 +112,12 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
             [*_dalal(), "status"], env=env, capture_output=True, text=True, timeout=60
         )
         assert status.returncode == 0, status.stdout + status.stderr
+        # the trading state at a glance: mode, session, kill switch, the guards, the engine
+        shown = " ".join(status.stdout.split())
+        assert "mode: sim" in shown and "session: not valid" in shown, shown
+        assert "kill switch: off" in shown
+        assert "max order value Rs 500000" in shown
+        assert "engine: running" in shown
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0

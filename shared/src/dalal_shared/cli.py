@@ -161,8 +161,53 @@ def status() -> None:
         style = "green" if ready == "yes" else "red"
         table.add_row(name, url, alive, f"[{style}]{ready}[/{style}]", detail)
     console.print(table)
+    _trading_state(settings)
     if not all_ready:
         raise typer.Exit(1)
+
+
+def _trading_state(settings: StackSettings) -> None:
+    """Session, kill switch, guards (broker) and the engine's mode, when they can answer."""
+    key = settings.local_api_key()
+    lines: list[str] = []
+    with ServiceClient(settings.url_of("broker"), api_key=key) as broker:
+        broker.service = "broker"
+        try:
+            b = broker.request_object("GET", "/status")
+        except (ServiceUnavailable, ServiceError):
+            b = None
+    if b is not None:
+        session = b.get("session") or {}
+        valid = session.get("valid")
+        expiry = session.get("expires_at") or "-"
+        lines.append(
+            f"mode: {b.get('mode')}   session: {'valid until ' + expiry if valid else 'not valid'}"
+        )
+        ks = b.get("kill_switch") or {}
+        lines.append(
+            "kill switch: "
+            + (f"ENGAGED ({ks.get('reason') or 'no reason'})" if ks.get("engaged") else "off")
+        )
+        g = b.get("guards") or {}
+        cap = g.get("live_capital_cap_rupees")
+        lines.append(
+            f"guards: max order value Rs {g.get('max_order_value_rupees')}"
+            + (f", live capital cap Rs {cap}" if cap else "")
+            + f", {g.get('max_orders_per_second')} orders/s"
+        )
+    if "engine" in available_services():
+        with ServiceClient(settings.url_of("engine"), api_key=key) as engine:
+            engine.service = "engine"
+            try:
+                e = engine.request_object("GET", "/engine/status")
+                lines.append(
+                    f"engine: {e.get('mode')}"
+                    + ("" if e.get("safety_state_known") else " (safety state not yet known)")
+                )
+            except (ServiceUnavailable, ServiceError):
+                pass
+    for line in lines:
+        console.print(line, highlight=False)
 
 
 @app.command()

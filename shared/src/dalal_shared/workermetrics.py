@@ -74,10 +74,12 @@ def install_task_metrics() -> None:
     _installed = True
 
 
-def serve_metrics(port: int | None) -> bool:
-    """Serve the default registry on `port` (all interfaces) in a daemon thread."""
+def serve_metrics(port: int | None, host: str = "127.0.0.1") -> bool:
+    """Serve the default registry on `host:port` in a daemon thread: loopback unless the
+    deployment says otherwise (DALAL_HOST, as for the HTTP APIs; compose and k8s set 0.0.0.0
+    so Prometheus can reach the container)."""
     if port is None:
         return False
-    start_http_server(port)
-    log.info("metrics.serving", port=port)
+    start_http_server(port, addr=host)
+    log.info("metrics.serving", host=host, port=port)
     return True

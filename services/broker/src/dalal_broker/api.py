@@ -277,8 +277,17 @@ async def get_trades(
 @router.get("/status", tags=["ops"], summary="Placer role, session and kill switch at a glance")
 async def status(request: Request) -> dict[str, Any]:
     state = request.app.state
+    s = state.desk.settings
     return {
         "leader": state.desk.leader,
+        "mode": s.mode,
         "session": state.session.view(),
         "kill_switch": (await state.kill_switch.state()).view(),
+        # the guards every order meets last (money as decimal strings)
+        "guards": {
+            "max_order_value_rupees": str(s.max_order_value_rupees),
+            "live_capital_cap_rupees": str(s.live_capital_cap_rupees) if s.mode == "live" else None,
+            "max_orders_per_second": s.max_orders_per_second,
+            "market_hours_enforced": s.enforce_market_hours,
+        },
     }

@@ -154,7 +154,7 @@ async def run(settings: DataSettings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     settings = bootstrap_settings("data-scheduler", DataSettings)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.host)
 
     async def amain() -> None:
         stop = asyncio.Event()

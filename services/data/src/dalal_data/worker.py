@@ -36,7 +36,7 @@ async def _restore_premarket(settings: DataSettings) -> None:
 def main() -> None:
     settings = bootstrap_settings("data-worker", DataSettings)
     install_task_metrics()
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.host)
     asyncio.run(_restore_premarket(settings))
     app = make_celery(settings)
     pool = os.environ.get("DALAL_WORKER_POOL", "solo")

@@ -21,7 +21,7 @@ log = get_logger(__name__)
 def main() -> None:
     settings = bootstrap_settings("engine-worker", EngineSettings)
     install_task_metrics()
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.host)
     app = make_celery(settings)
     pool = os.environ.get("DALAL_WORKER_POOL", "solo")
     app.worker_main(
