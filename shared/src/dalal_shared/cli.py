@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dalal_shared.cli_trading import register as register_trading_commands
 from dalal_shared.clients import (
     BrokerClient,
     ServiceClient,
@@ -339,6 +340,7 @@ def _request_token_from(text: str) -> str | None:
 
 
 app.add_typer(dlq_app, name="dlq")
+register_trading_commands(app)
 
 
 def _load_plugins() -> None:

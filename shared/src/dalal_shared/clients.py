@@ -7,10 +7,16 @@ HTTP exception; an unreachable service is a `ServiceUnavailable` (a TemporaryErr
 from __future__ import annotations
 
 from typing import Any, Literal, Self, overload
+from urllib.parse import quote as _quote
 
 import httpx
 
 from dalal_shared.errors import DalalError, TemporaryError
+
+
+def quote_path(segment: str) -> str:
+    """One path segment, escaped (an id with a slash stays one segment)."""
+    return _quote(segment, safe="")
 
 
 class ServiceError(DalalError):
@@ -126,6 +132,39 @@ class BrokerClient(ServiceClient):
         trades: list[dict[str, Any]] = self.request_object("GET", "/trades")["trades"]
         return trades
 
+    def orders(self, *, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """`GET /orders`: the journal's orders, newest first (optionally of one status)."""
+        params: dict[str, Any] = {"limit": limit} | ({"status": status} if status else {})
+        return self.request_list("GET", "/orders", params=params)
+
+    def order(self, client_order_id: str) -> dict[str, Any]:
+        """`GET /orders/{id}`: one order with its trades and charges."""
+        return self.request_object("GET", f"/orders/{quote_path(client_order_id)}")
+
+    def cancel(self, client_order_id: str) -> dict[str, Any]:
+        return self.request_object("DELETE", f"/orders/{quote_path(client_order_id)}")
+
+    def modify(self, client_order_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """`PATCH /orders/{id}` with quantity / price / trigger_price / order_type."""
+        return self.request_object("PATCH", f"/orders/{quote_path(client_order_id)}", json=changes)
+
+    def engage_kill_switch(
+        self, reason: str, *, cancel_open_orders: bool = False
+    ) -> dict[str, Any]:
+        body = {"reason": reason, "cancel_open_orders": cancel_open_orders}
+        return self.request_object("POST", "/kill-switch/engage", json=body)
+
+    def release_kill_switch(self) -> dict[str, Any]:
+        return self.request_object("POST", "/kill-switch/release")
+
+    def status(self) -> dict[str, Any]:
+        """`GET /status`: mode, session, kill switch and guards."""
+        return self.request_object("GET", "/status")
+
+    def quotes(self, instruments: list[str]) -> dict[str, Any]:
+        """`GET /quote?symbols=NSE:INFY,TCS`: {"quotes": [...], "missing": [...]}."""
+        return self.request_object("GET", "/quote", params={"symbols": ",".join(instruments)})
+
 
 class EngineClient(ServiceClient):
     service = "engine"
@@ -134,7 +173,23 @@ class EngineClient(ServiceClient):
         return self.request_object("POST", "/engine/orders", json=order)
 
     def order(self, client_order_id: str) -> dict[str, Any]:
-        return self.request_object("GET", f"/engine/orders/{client_order_id}")
+        return self.request_object("GET", f"/engine/orders/{quote_path(client_order_id)}")
+
+    def status(self) -> dict[str, Any]:
+        """`GET /engine/status`: mode, safety state, market clock, strategies, positions."""
+        return self.request_object("GET", "/engine/status")
+
+    def control(self, action: Literal["pause", "resume", "flatten", "start"]) -> dict[str, Any]:
+        """`POST /engine/{action}`: the engine's status after the step."""
+        return self.request_object("POST", f"/engine/{action}")
+
+    def strategies(self) -> dict[str, Any]:
+        """`GET /strategies`: registered strategies and configured instances."""
+        return self.request_object("GET", "/strategies")
+
+    def set_strategy_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        action = "enable" if enabled else "disable"
+        return self.request_object("POST", f"/strategies/{quote_path(name)}/{action}")
 
 
 class DataClient(ServiceClient):
@@ -155,6 +210,21 @@ class PortfolioClient(ServiceClient):
     def portfolio(self) -> dict[str, Any]:
         """`GET /portfolio`: cash, equity, P&L and capital (money as decimal strings)."""
         return self.request_object("GET", "/portfolio")
+
+    def positions(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
+        """`GET /positions`: open positions (every one with include_closed)."""
+        params = {"include_closed": "true"} if include_closed else {}
+        positions: list[dict[str, Any]] = self.request_object("GET", "/positions", params=params)[
+            "positions"
+        ]
+        return positions
+
+    def trades(self) -> list[dict[str, Any]]:
+        """`GET /trades`: closed round trips, newest last."""
+        trades: list[dict[str, Any]] = self.request_object(
+            "GET", "/trades", params={"limit": 10_000}
+        )["trades"]
+        return trades
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {

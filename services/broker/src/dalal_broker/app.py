@@ -20,6 +20,7 @@ from dalal_broker.kite import KiteGateway
 from dalal_broker.orderstream import OrderStream, ticker_base
 from dalal_broker.paper import PaperBroker, TickFollower
 from dalal_broker.prices import LastPrices, ReferencePrices
+from dalal_broker.quote import install as install_quote
 from dalal_broker.reconciling import broker_runner
 from dalal_broker.reconciling import system_events_handler as reconcile_triggers
 from dalal_broker.session import SessionManager, session_reports_handler
@@ -220,4 +221,5 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     state.reconciler = reconciler
     state.api_secret = api_secret
     app.include_router(router)
+    install_quote(app, reference_prices)
     return app
