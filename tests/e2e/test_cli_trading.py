@@ -3,15 +3,21 @@ as a user runs it: real `dalal` processes against the whole stack started as rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
+from dalal_shared.bus import Publisher
+from dalal_shared.messages import Tick
+from dalal_shared.streams import MARKET_TICKS
 from dalal_shared.testing import free_port, wait_until
 
 from .conftest import API_KEY, Stack
@@ -39,6 +45,15 @@ def dalal(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Comple
         input=stdin,
         timeout=60,
     )
+
+
+async def _publish_tick(redis_url: str, symbol: str, price: Decimal) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    tick = Tick(instrument_token=1, symbol=symbol, last_price=price, exchange_ts=datetime.now(UTC))
+    await Publisher(client, source="test").publish(MARKET_TICKS, tick)
+    await client.aclose()
 
 
 def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Path) -> None:
@@ -102,9 +117,16 @@ def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Pa
     listed = dalal(env, "strategies", "list", "--json")
     assert listed.returncode == 0 and "registered" in json.loads(listed.stdout)
 
-    # quote: no tick and no Kite session -> listed as missing, exit 1; bad symbol -> 2
-    q = dalal(env, "quote", "INFY", "--json")
-    assert q.returncode == 1 and json.loads(q.stdout)["missing"] == ["NSE:INFY"]
+    # quote: the last tick the broker saw; no tick and no Kite session -> missing, exit 1
+    asyncio.run(_publish_tick(stack.redis_url, "TCS", Decimal("3512.45")))
+    q = dalal(env, "quote", "TCS", "NSE:INFY", "--json")
+    assert q.returncode == 1
+    assert json.loads(q.stdout) == {
+        "quotes": [{"exchange": "NSE", "symbol": "TCS", "last_price": "3512.45", "source": "tick"}],
+        "missing": ["NSE:INFY"],
+    }
+    shown = dalal(env, "quote", "tcs")
+    assert shown.returncode == 0 and "3512.45" in shown.stdout and "tick" in shown.stdout
     bad_symbol = dalal(env, "quote", "in fy!")
     assert bad_symbol.returncode == 2 and "'IN FY!'" in bad_symbol.stderr
 

@@ -47,7 +47,10 @@ async def get_quote(
 ) -> dict[str, Any]:
     keys = parse_instruments(symbols)
     prices: ReferencePrices = request.app.state.reference_prices
-    from_ticks = {k: p for k in keys if (p := prices.last.get(k, prices.max_age_seconds))}
+    age = prices.max_age_seconds
+    if prices.catch_up is not None and any(prices.last.get(k, age) is None for k in keys):
+        await prices.catch_up()  # a tick published a moment ago counts as a tick
+    from_ticks = {k: p for k in keys if (p := prices.last.get(k, age))}
     looked_up = await prices.lookup([k for k in keys if k not in from_ticks])
     quotes = []
     for key in keys:
