@@ -146,3 +146,31 @@ def test_unreachable_services_exit_3_with_one_line(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) == 1
     engine = dalal(env, "engine", "status")
     assert engine.returncode == 3 and "engine is not reachable" in engine.stderr
+
+
+def test_status_shows_the_trading_state_at_a_glance(stack: Stack, tmp_path: Path) -> None:
+    env = _env(stack, tmp_path)
+    engaged = httpx.post(
+        f"{stack.url('broker')}/kill-switch/engage", headers=AUTH, json={"reason": "status test"}
+    )
+    assert engaged.is_success
+    try:
+        done = dalal(env, "status", "--json")
+        state = json.loads(done.stdout)
+        for name in ("broker", "data", "portfolio", "engine"):
+            assert state["services"][name]["ready"] is True
+        assert state["broker"]["session"]["valid"] is False
+        assert state["broker"]["kill_switch"]["engaged"] is True
+        assert state["engine"]["mode"]
+        # no workers run beside this stack: shown as down, not hidden
+        assert state["workers"]["engine-worker"]["up"] is False
+        # no Kite session: neither book could be reconciled yet
+        assert state["reconcile"]["broker"] == {"at": None, "breaks": None}
+        shown = " ".join(dalal(env, "status").stdout.split())
+        assert "session: not valid" in shown
+        assert "kill switch: ENGAGED (status test)" in shown
+        assert f"engine: {state['engine']['mode']}" in shown
+        assert "engine-worker DOWN" in shown
+        assert "last reconcile (broker): none yet" in shown
+    finally:
+        httpx.post(f"{stack.url('broker')}/kill-switch/release", headers=AUTH)

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
 import sys
 import time
 from importlib.metadata import entry_points
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dalal_shared.cli_status import gather as gather_status
 from dalal_shared.cli_trading import register as register_trading_commands
 from dalal_shared.clients import (
     BrokerClient,
     ServiceClient,
     ServiceError,
     ServiceUnavailable,
-    client_for,
 )
 from dalal_shared.dlqcli import dlq_app
 from dalal_shared.embedded import EmbeddedRedis
@@ -137,46 +138,43 @@ def run(
 
 
 @app.command()
-def status() -> None:
-    """Show every service at a glance: alive, ready, and why not."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Show the stack at a glance: every service alive and ready (and why not), the Kite session
+    and its expiry, the kill switch, the guards, the engine's mode, the workers and the last
+    reconciliation of each book. Exit code 1 when a service is not ready."""
     settings = _settings()
+    state = gather_status(settings)
+    if as_json:
+        print(json.dumps(state, indent=2, default=str))
+        if not state["all_ready"]:
+            raise typer.Exit(1)
+        return
     table = Table(title="Dalal status")
     for column in ("service", "url", "alive", "ready", "detail"):
         table.add_column(column)
-    all_ready = True
-    for name in available_services():
-        url = settings.url_of(name)
-        alive, ready, detail = "no", "no", ""
-        with client_for(name, url) as client:
-            try:
-                client.health()
-                alive = "yes"
-                ok, checks = client.readiness()
-                ready = "yes" if ok else "no"
-                detail = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
-            except ServiceUnavailable:
-                detail = "not reachable"
-            except ServiceError as exc:
-                detail = exc.message
-        all_ready &= ready == "yes"
-        style = "green" if ready == "yes" else "red"
-        table.add_row(name, url, alive, f"[{style}]{ready}[/{style}]", detail)
+    for name, s in state["services"].items():
+        style = "green" if s["ready"] else "red"
+        ready = "yes" if s["ready"] else "no"
+        table.add_row(
+            name,
+            s["url"],
+            "yes" if s["alive"] else "no",
+            f"[{style}]{ready}[/{style}]",
+            s["detail"],
+        )
     console.print(table)
-    _trading_state(settings)
-    if not all_ready:
+    for line in _trading_state(state):
+        console.print(line, highlight=False)
+    if not state["all_ready"]:
         raise typer.Exit(1)
 
 
-def _trading_state(settings: StackSettings) -> None:
-    """Session, kill switch, guards (broker) and the engine's mode, when they can answer."""
-    key = settings.local_api_key()
+def _trading_state(state: dict[str, Any]) -> list[str]:
+    """Session, kill switch, guards (broker), the engine's mode, workers, last reconciliations."""
     lines: list[str] = []
-    with ServiceClient(settings.url_of("broker"), api_key=key) as broker:
-        broker.service = "broker"
-        try:
-            b = broker.request_object("GET", "/status")
-        except (ServiceUnavailable, ServiceError):
-            b = None
+    b = state["broker"]
     if b is not None:
         session = b.get("session") or {}
         valid = session.get("valid")
@@ -196,19 +194,26 @@ def _trading_state(settings: StackSettings) -> None:
             + (f", live capital cap Rs {cap}" if cap else "")
             + f", {g.get('max_orders_per_second')} orders/s"
         )
-    if "engine" in available_services():
-        with ServiceClient(settings.url_of("engine"), api_key=key) as engine:
-            engine.service = "engine"
-            try:
-                e = engine.request_object("GET", "/engine/status")
-                lines.append(
-                    f"engine: {e.get('mode')}"
-                    + ("" if e.get("safety_state_known") else " (safety state not yet known)")
-                )
-            except (ServiceUnavailable, ServiceError):
-                pass
-    for line in lines:
-        console.print(line, highlight=False)
+    e = state["engine"]
+    if e is not None:
+        lines.append(
+            f"engine: {e.get('mode')}"
+            + ("" if e.get("safety_state_known") else " (safety state not yet known)")
+        )
+    if state["workers"]:
+        lines.append(
+            "workers: "
+            + ", ".join(f"{w} {'up' if v['up'] else 'DOWN'}" for w, v in state["workers"].items())
+        )
+    for scope, last in state["reconcile"].items():
+        if last is None:
+            continue
+        if last["at"] is None:
+            lines.append(f"last reconcile ({scope}): none yet")
+        else:
+            outcome = "clean" if not last["breaks"] else f"{last['breaks']} break(s)"
+            lines.append(f"last reconcile ({scope}): {last['at']}, {outcome}")
+    return lines
 
 
 @app.command()
