@@ -17,13 +17,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
@@ -376,6 +377,72 @@ def document_errors(
     return schema
 
 
+DOCS_ASSETS_PATH = "/docs-assets"
+_DOCS_ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+
+
+def _docs_assets() -> dict[str, Path]:
+    """Swagger UI's and ReDoc's files, shipped by the fastapi-offline package."""
+    import fastapi_offline
+
+    static = Path(fastapi_offline.__file__).parent / "static"
+    return {f.name: f for f in static.iterdir() if f.suffix in _DOCS_ASSET_TYPES}
+
+
+def offline_docs(app: FastAPI) -> set[str]:
+    """`/docs` (Swagger UI), `/docs/oauth2-redirect` and `/redoc` whose scripts, styles and icon
+    come from the service itself under `/docs-assets/`, never from a CDN; the paths to leave
+    open to reads without a key."""
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+
+    assets = _docs_assets()
+    openapi_url = app.openapi_url or "/openapi.json"
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> Response:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS_PATH}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get(DOCS_ASSETS_PATH + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        path = assets.get(name)
+        if path is None:
+            raise DalalError(f"no docs asset {name}", code="not_found", status_code=404)
+        return FileResponse(
+            path,
+            media_type=_DOCS_ASSET_TYPES[path.suffix],
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    paths = {openapi_url, "/docs", "/docs/oauth2-redirect", "/redoc"}
+    return paths | {f"{DOCS_ASSETS_PATH}/{name}" for name in assets}
+
+
 def create_app(
     service: str,
     *,
@@ -403,11 +470,11 @@ def create_app(
         version=__version__,
         description=description,
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets: /docs works with no internet
+        redoc_url=None,
     )
     public = [*public_paths]
-    open_reads = {*OPS_PATHS, *(p for p in (app.docs_url, app.redoc_url, app.openapi_url) if p)}
-    if app.docs_url:
-        open_reads.add(f"{app.docs_url}/oauth2-redirect")
+    open_reads = {*OPS_PATHS, *offline_docs(app)}
     checks = dict(readiness or {})
     # every long-lived task (consumers, lease loop, feed, relays) dead, wedged or behind: red
     checks.setdefault("tasks", task_registry().check)
