@@ -62,8 +62,10 @@ def _client(command: str, cls: type[C]) -> Iterator[C]:
     except ServiceError as exc:
         if exc.status_code in (502, 503, 504):
             raise _fail(command, exc.message, UNREACHABLE) from None
-        # an unknown id or a value the service finds invalid is bad input; a refusal is not
-        code = BAD_INPUT if exc.status_code in (404, 422) else FAILED
+        # an unknown id or a value the service finds malformed is bad input; a refusal (a
+        # guard's 422 such as max_order_value or kill_switch, a 409 order_closed) is not
+        bad = exc.status_code == 404 or exc.code == "validation_error"
+        code = BAD_INPUT if bad else FAILED
         raise _fail(command, exc.message, code) from None
     finally:
         client.close()
