@@ -116,6 +116,8 @@ def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Pa
     assert status.returncode == 0 and "engine:" in status.stdout
     listed = dalal(env, "strategies", "list", "--json")
     assert listed.returncode == 0 and "registered" in json.loads(listed.stdout)
+    unknown = dalal(env, "strategies", "disable", "no-such-strategy")
+    assert unknown.returncode == 2 and "'no-such-strategy'" in unknown.stderr
 
     # quote: the last tick the broker saw; no tick and no Kite session -> missing, exit 1
     asyncio.run(_publish_tick(stack.redis_url, "TCS", Decimal("3512.45")))

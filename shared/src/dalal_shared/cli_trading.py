@@ -426,7 +426,9 @@ engine_app.command(
 
 # ---------------------------------------------------------------- strategies
 
-strategies_app = typer.Typer(help="The engine's strategies.", no_args_is_help=True)
+strategies_app = typer.Typer(
+    help="The engine's strategy instances: list, enable, disable.", no_args_is_help=True
+)
 
 
 @strategies_app.command("list")
@@ -450,6 +452,33 @@ def strategies_list(as_json: AsJson = False) -> None:
         ["name", "description"],
         [[r.get("name"), r.get("description")] for r in body.get("registered", [])],
     )
+
+
+def _switch_strategy(command: str, name: str, enabled: bool, as_json: bool) -> None:
+    with _client(command, EngineClient) as engine:
+        body = engine.set_strategy_enabled(name, enabled)
+    if as_json:
+        _print_json(body)
+    else:
+        console.print(f"{name}: {'enabled' if enabled else 'disabled'}", highlight=False)
+
+
+@strategies_app.command("enable")
+def strategies_enable(
+    name: Annotated[str, typer.Argument(help="the instance's name (strategies list)")],
+    as_json: AsJson = False,
+) -> None:
+    """Let a strategy instance enter positions again."""
+    _switch_strategy("strategies enable", name, True, as_json)
+
+
+@strategies_app.command("disable")
+def strategies_disable(
+    name: Annotated[str, typer.Argument(help="the instance's name (strategies list)")],
+    as_json: AsJson = False,
+) -> None:
+    """No new entries from a strategy instance; exits, stops and targets keep working."""
+    _switch_strategy("strategies disable", name, False, as_json)
 
 
 # ---------------------------------------------------------------- quotes

@@ -9,6 +9,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from dalal_engine import strategy_control
 from dalal_engine.api import backtests_router, router, strategies_router
 from dalal_engine.clock import ExchangeClock, MarketClock, WallClock
 from dalal_engine.config import EngineSettings
@@ -199,5 +200,6 @@ def build_app(settings: EngineSettings) -> FastAPI:
     app.state.backtests_dir = settings.backtests_dir
     app.include_router(router)
     app.include_router(strategies_router)
+    app.include_router(strategy_control.router)
     app.include_router(backtests_router)
     return app

@@ -29,6 +29,7 @@ swap in-memory values and run on the loop at once (a kill switch never waits for
 from __future__ import annotations
 
 import enum
+import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -75,6 +76,9 @@ HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at
 HISTORY_CAP_BARS = 20_000
 TICK_MAX_DELAY = timedelta(seconds=60)  # a tick older than this on the market clock moves no level
 EXIT_LEGS = ("X", "S", "F")  # orders that close the whole position
+
+
+DISABLED_KEY = "disabled_strategies"
 
 
 class Mode(enum.StrEnum):
@@ -147,6 +151,8 @@ class LiveEngine:
         self._update_held()
         self.warmup = warmup
         self._mode = _stored_mode(store, Mode(start_mode))
+        # strategies switched off by hand (no new entries; their exits keep working)
+        self.disabled: set[str] = set(json.loads(store.get_meta(DISABLED_KEY) or "[]"))
         _observe_mode(self._mode)
         # levels whose exit the kill switch refused: recorded once, not on every tick
         self._refused_levels: set[tuple[str, str, str]] = set()
@@ -155,6 +161,17 @@ class LiveEngine:
             self._observe_risk(inst)
 
     # ---------------------------------------------------------------- control
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Switch one strategy instance's entries on or off (kept across restarts); its exits,
+        stop-losses and targets keep working either way. KeyError for an unknown instance."""
+        if name not in self.instances:
+            raise KeyError(name)
+        if enabled:
+            self.disabled.discard(name)
+        else:
+            self.disabled.add(name)
+        self.store.set_meta(DISABLED_KEY, json.dumps(sorted(self.disabled)))
+
     @property
     def mode(self) -> Mode:
         return self._mode
@@ -231,6 +248,7 @@ class LiveEngine:
             "strategies": {
                 name: {
                     "strategy": i.config.strategy,
+                    "enabled": name not in self.disabled,
                     "interval": i.config.interval,
                     "universe": i.config.universe,
                     "risk": i.risk.state(),
@@ -770,6 +788,17 @@ class LiveEngine:
             if self._mode is Mode.PAUSED:
                 return RiskDecision(
                     at, inst.config.name, symbol, "ENTER", False, "paused", 0, "engine paused"
+                )
+            if inst.config.name in self.disabled:
+                return RiskDecision(
+                    at,
+                    inst.config.name,
+                    symbol,
+                    "ENTER",
+                    False,
+                    "strategy_disabled",
+                    0,
+                    "strategy disabled",
                 )
             open_positions = sum(
                 1 for (n, _), s in self.states.items() if n == inst.config.name and s.quantity > 0
