@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from dalal_shared.bus import Publisher
 from dalal_shared.messages import Tick
@@ -56,6 +57,7 @@ async def _publish_tick(redis_url: str, symbol: str, price: Decimal) -> None:
     await client.aclose()
 
 
+@pytest.mark.slow  # some 40 s: a dozen `dalal` processes, each about 2 s to start
 def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Path) -> None:
     env = _env(stack, tmp_path)
     # an order the broker rejects (no Kite session): listed, shown, not open
@@ -129,6 +131,12 @@ def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Pa
     }
     shown = dalal(env, "quote", "tcs")
     assert shown.returncode == 0 and "3512.45" in shown.stdout and "tick" in shown.stdout
+    # the route names a malformed instrument and refuses too many at once
+    bad = httpx.get(f"{stack.url('broker')}/quote", params={"symbols": "INFY,in fy!"}, headers=AUTH)
+    assert bad.status_code == 422 and "'IN FY!'" in bad.json()["message"]
+    many = ",".join(f"S{i}" for i in range(51))
+    too_many = httpx.get(f"{stack.url('broker')}/quote", params={"symbols": many}, headers=AUTH)
+    assert too_many.status_code == 422 and "at most 50" in too_many.json()["message"]
     bad_symbol = dalal(env, "quote", "in fy!")
     assert bad_symbol.returncode == 2 and "'IN FY!'" in bad_symbol.stderr
 
