@@ -14,7 +14,7 @@ from dalal_shared.messages import OrderFilled, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS
 from dalal_shared.testing import wait_until
 
-from .conftest import AUTH, Sim, checksum, events, system_events
+from .conftest import AUTH, Sim, checksum, events, metric, system_events
 
 
 def limit_buy(coid: str, symbol: str = "RELIANCE", qty: int = 2, price: str = "9000") -> dict:
@@ -287,3 +287,34 @@ def test_bad_order_input_is_a_4xx(broker) -> None:
     assert broker.get("/orders/none-such").status_code == 404
     bad_login = broker.get("/session/callback", params={"request_token": "bad token!"})
     assert (bad_login.status_code, bad_login.json()["error"]) == (400, "login_failed")
+
+
+def test_an_http_order_is_on_the_bus_too_and_placed_once(
+    broker, kitesim: Sim, shared_redis_url
+) -> None:
+    """POST /orders writes the command to orders.commands (the portfolio holds its funds as
+    for any order); the broker's own consumer finds it placed: one order at Kite. A retry and
+    a reused id add nothing to the stream."""
+    placed = broker.post("/orders", limit_buy("http-1"))
+    assert placed.status_code == 200, placed.text
+    assert placed.json()["status"] == "OPEN"
+    assert broker.post("/orders", limit_buy("http-1")).status_code == 200
+    assert broker.post("/orders", limit_buy("http-1", qty=3)).status_code == 409
+    commands = events(shared_redis_url, ORDERS_COMMANDS, coid="http-1")
+    assert [c.message for c in commands] == [PlaceOrder(**limit_buy("http-1"))]
+    wait_until(
+        lambda: (
+            metric(
+                broker,
+                "dalal_bus_messages_handled_total",
+                stream=ORDERS_COMMANDS,
+                group="broker",
+                type="PlaceOrder",
+            )
+            >= 1
+        ),
+        timeout=30,
+        message="the broker's consumer handled the bus copy",
+    )
+    assert len(kitesim.orders_tagged("http-1")) == 1
+    assert broker.order("http-1")["status"] in ("OPEN", "COMPLETE")

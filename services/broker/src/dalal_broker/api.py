@@ -24,7 +24,7 @@ from dalal_shared.messages import (
     PositiveRupees,
     Quantity,
 )
-from dalal_shared.streams import SYSTEM_EVENTS
+from dalal_shared.streams import ORDERS_COMMANDS, SYSTEM_EVENTS
 from dalal_shared.timeutil import IST
 
 log = get_logger(__name__)
@@ -64,7 +64,14 @@ async def callback(
 
 @router.post("/orders", tags=["orders"], summary="Place an order (idempotent on client_order_id)")
 async def place_order(command: PlaceOrder, request: Request) -> dict[str, Any]:
-    row = await request.app.state.desk.place(command)
+    """The command goes on `orders.commands` too (the portfolio holds its funds as for any
+    order), then through the same guards as every order; the answer is its journal row."""
+    publisher = request.app.state.runtime.publisher
+
+    async def announce(cmd: PlaceOrder) -> None:
+        await publisher.publish(ORDERS_COMMANDS, cmd)
+
+    row = await request.app.state.desk.place_announced(command, announce)
     return row.view()
 
 

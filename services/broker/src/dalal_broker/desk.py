@@ -16,6 +16,7 @@ trade, OrderCancelled, OrderRejected) through the journal's outbox.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -146,6 +147,8 @@ class OrderDesk:
         self._flush_lock = asyncio.Lock()  # one outbox reader: an event is published once
         self._poll_now = asyncio.Event()
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
+        # POST /orders placements under way: the bus copy of their command waits for them
+        self._http_placing: dict[str, asyncio.Event] = {}
 
     @property
     def can_trade(self) -> bool:
@@ -153,11 +156,50 @@ class OrderDesk:
 
     # ------------------------------------------------------------------ placing
 
+    async def place_announced(
+        self, command: PlaceOrder, announce: Callable[[PlaceOrder], Awaitable[object]]
+    ) -> OrderRow:
+        """POST /orders: the command is written to `orders.commands` first (`announce`), so
+        every consumer sees an HTTP order as it sees one from the bus (the portfolio holds its
+        funds), then placed here and answered with its row. The broker's own consumer, meeting
+        the same command, waits for this placement and finds it journaled (`after_http`); if
+        this process dies in between, the consumer places it after the restart."""
+        if not self.leader:
+            raise NotLeader("this broker replica is not the active order placer; retry shortly")
+        coid = command.client_order_id
+        known = await asyncio.to_thread(self.journal.get, coid)
+        if known is not None:  # a retry (its row), or a reused id (never announced)
+            if known.command != command:
+                raise ConflictError(f"client_order_id {coid} was used for another order")
+            return known
+        done = self._http_placing.get(coid)
+        if done is None:
+            done = self._http_placing[coid] = asyncio.Event()
+        try:
+            await announce(command)
+            return await self.place(command)
+        finally:
+            if self._http_placing.get(coid) is done:
+                del self._http_placing[coid]
+            done.set()
+
+    async def after_http(self, client_order_id: str) -> None:
+        """Wait for a POST /orders placement of this order under way in this process."""
+        done = self._http_placing.get(client_order_id)
+        if done is not None:
+            await done.wait()
+
     async def place(self, command: PlaceOrder, corr: str | None = None) -> OrderRow:
         """Idempotent on client_order_id: a command seen before returns its journal row."""
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
+        if coid not in self._in_flight:  # seen before (a bus copy, a retry): no Kite call
+            known = await asyncio.to_thread(self.journal.get, coid)
+            if known is not None:
+                if known.command != command:
+                    raise ConflictError(f"client_order_id {coid} was used for another order")
+                return known
         reference = await self._reference(command)  # a Kite call maybe: outside the lock
         async with self._lock:
             rejection = admit(command, await self._guard_context(command, reference))

@@ -19,6 +19,7 @@ def order_commands(desk: OrderDesk) -> Handler:
     acknowledged: retrying cannot help. Temporary errors propagate, so the bus redelivers."""
 
     async def on_place(command: PlaceOrder, envelope: Envelope) -> None:
+        await desk.after_http(command.client_order_id)  # a POST /orders copy: placed there
         await desk.place(command, corr=envelope.corr)
 
     async def on_cancel(command: CancelOrder, _envelope: Envelope) -> None:
