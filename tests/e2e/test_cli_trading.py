@@ -62,7 +62,7 @@ def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Pa
     env = _env(stack, tmp_path)
     # an order the broker rejects (no Kite session): listed, shown, not open
     order = {"client_order_id": "cli-INFY-1", "symbol": "INFY", "side": "BUY", "quantity": 3}
-    assert httpx.post(f"{stack.url('engine')}/engine/orders", headers=AUTH, json=order).is_success
+    assert httpx.post(f"{stack.url('broker')}/orders", headers=AUTH, json=order).is_success
     wait_until(
         lambda: any(
             o["client_order_id"] == "cli-INFY-1"

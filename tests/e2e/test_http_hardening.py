@@ -261,7 +261,7 @@ def test_each_services_openapi_documents_its_error_answers(stack: Stack) -> None
     assert {"401", "413"} <= set(postback["post"]["responses"])
 
 
-def test_an_order_while_redis_is_down_is_a_503(
+def test_an_order_while_redis_is_down_is_refused_and_never_sent(
     service_processes: ServiceProcesses, tmp_path: Path
 ) -> None:
     engine = service_processes.start(
@@ -274,10 +274,16 @@ def test_an_order_while_redis_is_down_is_a_503(
         },
     )
     order = {"client_order_id": "outage-1", "symbol": "INFY", "side": "BUY", "quantity": 1}
-    for _attempt in range(2):  # the retry is not taken for an order already sent
+    for _attempt in range(2):  # the retry is refused the same way
         resp = httpx.post(f"{engine.base_url}/engine/orders", json=order, headers=AUTH, timeout=30)
-        assert resp.status_code == 503, resp.text
-        assert resp.json()["error"] == "dependency_unavailable"
+        # no bus and no broker to ask: the engine knows neither kill switch nor session, so
+        # its risk manager refuses before anything could go out (the 503 of a stored order
+        # whose publication fails: services/engine/tests/test_manual_orders_route.py)
+        assert resp.status_code == 422, resp.text
+        assert (resp.json()["error"], resp.json()["reason"]) == (
+            "risk_refused",
+            "safety_state_unknown",
+        )
     lost = httpx.get(f"{engine.base_url}/engine/orders/outage-1", headers=AUTH)
     assert lost.status_code == 404  # nothing claims to be on its way
 

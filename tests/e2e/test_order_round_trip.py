@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import redis
 
 from dalal_shared.bus import Publisher, group_info
-from dalal_shared.messages import Envelope, OrderRejected, PlaceOrder
-from dalal_shared.streams import ORDERS_COMMANDS, ORDERS_EVENTS
+from dalal_shared.messages import Envelope, OrderRejected, PlaceOrder, RiskDecided, SessionValid
+from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS, ORDERS_EVENTS, SYSTEM_EVENTS
 from dalal_shared.testing import wait_until
 
 from .conftest import API_KEY, Stack
@@ -33,14 +35,61 @@ def _consumed_by(client: redis.Redis, group: str, entry_id: bytes) -> bool:
     return False
 
 
+def _engine_status(stack: Stack) -> dict:
+    return httpx.get(f"{stack.url('engine')}/engine/status", headers=AUTH).json()
+
+
+def _engine_hears_a_session(stack: Stack) -> None:
+    """The engine is told (on `system.events`, as the broker says it after a login) that a
+    Kite session is valid, while the broker itself has none: so an order the engine's risk
+    manager lets through is rejected by the broker's own session check."""
+    client = redis.Redis.from_url(stack.redis_url)
+    message = SessionValid(user_id="AB1234", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    client.xadd(SYSTEM_EVENTS, Envelope.wrap(message, source="broker").to_fields())
+    client.close()
+    wait_until(lambda: _engine_status(stack)["session_valid"], message="the engine heard it")
+
+
+def test_engine_order_is_refused_by_its_risk_manager_without_a_session(stack: Stack) -> None:
+    wait_until(
+        lambda: _engine_status(stack)["safety_state_known"], message="the engine asked the owners"
+    )
+    order = {"client_order_id": "rt-none-1", "symbol": "INFY", "side": "BUY", "quantity": 5}
+    resp = httpx.post(f"{stack.url('engine')}/engine/orders", headers=AUTH, json=order)
+    assert resp.status_code == 422, resp.text
+    assert (resp.json()["error"], resp.json()["reason"]) == ("risk_refused", "session_invalid")
+    gone = httpx.get(f"{stack.url('engine')}/engine/orders/rt-none-1", headers=AUTH)
+    assert gone.status_code == 404  # nothing on its way
+    client = redis.Redis.from_url(stack.redis_url)
+    assert not any(
+        getattr(Envelope.from_fields(f).message, "client_order_id", None) == "rt-none-1"
+        for _i, f in client.xrange(ORDERS_COMMANDS)
+    )
+    # the refusal itself is on the bus, with its reason
+    decided = [Envelope.from_fields(f).message for _i, f in client.xrange(ENGINE_DECISIONS)]
+    assert any(
+        isinstance(d, RiskDecided) and d.strategy == "manual" and d.reason == "session_invalid"
+        for d in decided
+    )
+    client.close()
+
+
 def test_engine_order_is_rejected_by_broker_without_session_and_seen_by_all(
     stack: Stack,
 ) -> None:
+    _engine_hears_a_session(stack)
     client = redis.Redis.from_url(stack.redis_url)
-    order = {"client_order_id": "rt-INFY-1", "symbol": "INFY", "side": "BUY", "quantity": 5}
+    order = {
+        "client_order_id": "rt-INFY-1",
+        "symbol": "INFY",
+        "side": "BUY",
+        "quantity": 5,
+        "order_type": "LIMIT",
+        "price": "1500",
+    }
     resp = httpx.post(f"{stack.url('engine')}/engine/orders", headers=AUTH, json=order)
-    assert resp.status_code == 202
-    assert resp.json()["status"] == "SUBMITTED"
+    assert resp.status_code == 202, resp.text
+    assert (resp.json()["status"], resp.json()["strategy"]) == ("SUBMITTED", "manual")
 
     status = wait_until(
         lambda: (
@@ -114,8 +163,16 @@ async def test_same_command_twice_on_the_bus_yields_one_decision(stack: Stack) -
 
 
 def test_engine_refuses_a_reused_id_for_a_different_order(stack: Stack) -> None:
+    _engine_hears_a_session(stack)
     url = f"{stack.url('engine')}/engine/orders"
-    first = {"client_order_id": "reuse-1", "symbol": "SBIN", "side": "BUY", "quantity": 1}
+    first = {
+        "client_order_id": "reuse-1",
+        "symbol": "SBIN",
+        "side": "BUY",
+        "quantity": 1,
+        "order_type": "LIMIT",
+        "price": "600",
+    }
     assert httpx.post(url, headers=AUTH, json=first).status_code == 202
     again = httpx.post(url, headers=AUTH, json=first)
     assert again.status_code == 200

@@ -92,18 +92,22 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
         )
         assert "unauthorized" not in reconcile.text, reconcile.text
         engine = f"http://127.0.0.1:{env['DALAL_ENGINE_PORT']}"
-        resp = httpx.post(
-            f"{engine}/engine/orders",
-            headers={"Authorization": f"Bearer {key}"},
-            json={"client_order_id": "run-1", "symbol": "INFY", "side": "BUY", "quantity": 1},
+        broker = f"http://127.0.0.1:{env['DALAL_BROKER_PORT']}"
+        auth = {"Authorization": f"Bearer {key}"}
+        order = {"client_order_id": "run-1", "symbol": "INFY", "side": "BUY", "quantity": 1}
+        # not logged in to kitesim: the engine's risk manager refuses it itself ...
+        wait_until(
+            lambda: httpx.get(f"{engine}/engine/status", headers=auth).json()["safety_state_known"],
+            message="the engine asked the broker and the portfolio",
         )
-        assert resp.status_code == 202
+        refused = httpx.post(f"{engine}/engine/orders", headers=auth, json=order)
+        assert (refused.status_code, refused.json()["reason"]) == (422, "session_invalid")
+        # ... and the broker's route rejects it with its reason, announced on the bus
+        placed = httpx.post(f"{broker}/orders", headers=auth, json=order)
+        assert (placed.json()["status"], placed.json()["reason"]) == ("REJECTED", "no_session")
         wait_until(
             lambda: (
-                httpx.get(
-                    f"{engine}/engine/orders/run-1", headers={"Authorization": f"Bearer {key}"}
-                ).json()["status"]
-                == "REJECTED"
+                httpx.get(f"{broker}/orders/run-1", headers=auth).json()["status"] == "REJECTED"
             ),
             message="round trip through the embedded redis",
         )

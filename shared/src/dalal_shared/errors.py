@@ -14,9 +14,17 @@ class DalalError(Exception):
     code: str = "internal_error"
     status_code: int = 500
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        extra: dict[str, object] | None = None,
+    ):
         super().__init__(message)
         self.message = message
+        self.extra: dict[str, object] = extra or {}  # more fields of the HTTP error body
         if code is not None:
             self.code = code
         if status_code is not None:

@@ -482,7 +482,9 @@ def create_app(
 
     @app.exception_handler(DalalError)
     async def _dalal_error(_request: Request, exc: DalalError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+        return JSONResponse(
+            error_body(exc.code, exc.message, **exc.extra), status_code=exc.status_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -10,51 +11,104 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from dalal_engine.backtest_jobs import parse_request
 from dalal_engine.handlers import publish_decisions, publish_new
-from dalal_engine.intents import OrderIntent
+from dalal_engine.live import RiskRefused
+from dalal_engine.store import Intent
 from dalal_engine.strategy import describe, registry
 from dalal_engine.tasks import send
-from dalal_shared.errors import ConflictError, NotFoundError
+from dalal_shared.errors import ConflictError, DalalError, NotFoundError
 from dalal_shared.ids import new_id
+from dalal_shared.logging import get_logger
 from dalal_shared.messages import PlaceOrder
-from dalal_shared.streams import ORDERS_COMMANDS
 from dalal_shared.timeutil import utcnow
 
+log = get_logger(__name__)
 router = APIRouter(prefix="/engine", tags=["orders"])
 
 
-def _view(intent: OrderIntent) -> dict[str, Any]:
+def _view(intent: Intent) -> dict[str, Any]:
     return {
         "client_order_id": intent.command.client_order_id,
+        "strategy": intent.strategy,
         "symbol": intent.command.symbol,
         "side": intent.command.side,
         "quantity": intent.command.quantity,
         "status": intent.status,
-        "reason": intent.reason,
+        "reason": intent.reason or None,
         "filled_quantity": intent.filled_quantity,
-        "updated_at": intent.updated_at.isoformat(),
+        "created_at": intent.created_at.isoformat() if intent.created_at else None,
     }
+
+
+async def _reference_price(request: Request, command: PlaceOrder) -> float:
+    """What a hand-sent order is valued at: its limit (or SL-M trigger) price, else the
+    broker's quote (last tick, else Kite's LTP), else the symbol's last bar here; 0 when none
+    is known (the risk manager then refuses it `no_reference_price`)."""
+    if command.order_type in ("LIMIT", "SL") and command.price is not None:
+        return float(command.price)
+    if command.order_type == "SL-M" and command.trigger_price is not None:
+        return float(command.trigger_price)
+    try:
+        body = await asyncio.to_thread(
+            request.app.state.broker.quotes, [f"{command.exchange}:{command.symbol}"]
+        )
+        for q in body.get("quotes", []):
+            if q.get("symbol") == command.symbol and q.get("exchange") == command.exchange:
+                return float(q["last_price"])
+    except (DalalError, KeyError, TypeError, ValueError) as exc:
+        log.warning("engine.quote_failed", symbol=command.symbol, error=str(exc)[:200])
+    store = request.app.state.live.store
+    last = await asyncio.to_thread(store.last_close, command.exchange, command.symbol)
+    return last or 0.0
 
 
 @router.post(
     "/orders",
-    summary="Send a manual order intent to the broker (idempotent on client_order_id)",
+    summary="Send an order by hand through the engine's risk manager (idempotent on "
+    "client_order_id)",
     status_code=202,
+    responses={
+        409: {"description": "the client_order_id was used for another order"},
+        422: {"description": "refused by the risk manager: `reason` names the rule"},
+        503: {"description": "the bus is unreachable: nothing was sent; send it again"},
+    },
 )
 async def submit_order(command: PlaceOrder, request: Request) -> JSONResponse:
-    book = request.app.state.book
-    intent, created = book.submit(command)
-    if created:
+    """The order becomes a durable intent of strategy `manual` after the risk manager's
+    check (kill switch, safety state, session, order rate, its value against the manual
+    book's position cap and the cash), and goes out through the engine's outbox; the broker's
+    guards stay the last line. 202 with the intent when new, 200 when the same order was sent
+    before, 422 `risk_refused` with `reason`, 409 for another order under a used id."""
+    live = request.app.state.live
+    publisher = request.app.state.runtime.publisher
+    gate = request.app.state.gate
+    known = await asyncio.to_thread(live.store.intent, command.client_order_id)
+    if known is not None and known.command == command:
+        intent, created = await _step(request, live.revive, known), False
+    else:
+        price = await _reference_price(request, command) if known is None else 0.0
         try:
-            await request.app.state.runtime.publisher.publish(ORDERS_COMMANDS, command)
-        except Exception:  # not sent (Redis down: a 503): the client's retry must send it
-            book.withdraw(command.client_order_id)
+            intent, created = await _step(request, live.submit_manual, command, price)
+        except RiskRefused:
+            with contextlib.suppress(Exception):  # the refusal on the bus when it can be
+                await publish_decisions(live, publisher)
             raise
+    try:
+        await publish_new(live, publisher, gate)
+        await publish_decisions(live, publisher)
+    except Exception:  # not sent (Redis down: a 503): never sent later by surprise
+        if intent.status == "SUBMITTED":
+            await _step(request, live.unsent, command.client_order_id)
+        raise
     return JSONResponse(_view(intent), status_code=202 if created else 200)
 
 
 @router.get("/orders/{client_order_id}", summary="What became of an order intent")
 async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
-    return _view(request.app.state.book.get(client_order_id))
+    """Any intent of the engine: sent by hand (strategy `manual`) or by a strategy."""
+    intent = await asyncio.to_thread(request.app.state.live.store.intent, client_order_id)
+    if intent is None:
+        raise NotFoundError(f"no order with client_order_id {client_order_id}")
+    return _view(intent)
 
 
 async def _step(request: Request, fn: Any, *args: Any, **kwargs: Any) -> Any:

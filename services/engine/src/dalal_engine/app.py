@@ -24,7 +24,6 @@ from dalal_engine.handlers import (
     system_events_handler,
     ticks_handler,
 )
-from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
 from dalal_engine.restore import follow_shared_clock, restore_safety
 from dalal_engine.sharding import consumer_group, shard_configs
@@ -52,7 +51,6 @@ NAME = "engine"
 
 def build_app(settings: EngineSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
-    book = IntentBook()
     configs = load_file(settings.strategies_file) if settings.strategies_file else []
     configs = shard_configs(configs, settings.shard_index, settings.shard_count)
     store = EngineStore.open(settings.shard_database_url)  # runs the migrations
@@ -85,7 +83,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
     # switch or a fill never waits behind a backlog of ticks and bars
     control: dict[str, Handler] = {
         SYSTEM_EVENTS: system_events_handler(live),
-        ORDERS_EVENTS: order_events_handler(book, live, publisher, gate),
+        ORDERS_EVENTS: order_events_handler(live, publisher, gate),
         PORTFOLIO_EVENTS: portfolio_events_handler(live, gate),
     }
     data: dict[str, Handler] = {}
@@ -192,7 +190,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
         description="engine: strategies, risk manager, live loop and backtester",
     )
     app.state.runtime = runtime
-    app.state.book = book
+    app.state.broker = broker  # reference prices of hand-sent MARKET orders
     app.state.live = live
     app.state.gate = gate
     app.state.cycles = cycles

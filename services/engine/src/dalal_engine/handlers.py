@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dalal_engine.intents import IntentBook
 from dalal_engine.live import LiveEngine
 from dalal_shared.bus import Handler, Publisher
 from dalal_shared.dispatch import dispatcher
@@ -114,17 +113,12 @@ async def publish_outcome(
 
 
 def order_events_handler(
-    book: IntentBook,
-    live: LiveEngine | None = None,
-    publisher: Publisher | None = None,
-    gate: EngineGate | None = None,
+    live: LiveEngine, publisher: Publisher | None = None, gate: EngineGate | None = None
 ) -> Handler:
+    """Order events move the engine's intents along (strategy and hand-sent ones alike)."""
     gate = gate or EngineGate()
 
     async def on_event(event: Message, envelope: Envelope) -> None:
-        book.apply(event)
-        if live is None:
-            return
         new = await gate.run(live.on_order_event, event)
         if publisher is not None:  # bars that waited for this order, decided now
             await publish_outcome(live, publisher, gate, new, corr=envelope.corr)

@@ -42,14 +42,21 @@ import numpy as np
 from dalal_engine import metrics
 from dalal_engine.clock import ExchangeClock, MarketClock
 from dalal_engine.orderids import client_order_id
-from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
+from dalal_engine.risk import (
+    MANUAL,
+    AccountState,
+    MarketState,
+    RiskConfig,
+    RiskDecision,
+    RiskManager,
+)
 from dalal_engine.safety import SafetyTracker
 from dalal_engine.store import EngineStore, Intent, StoredBar, SymbolState
 from dalal_engine.strategy import Action, BarContext, BarSeries, Level, PositionView, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_duration, order_time, session_bounds, session_open_of
 from dalal_shared.calendar import NseCalendar, nse_calendar
-from dalal_shared.errors import ConflictError
+from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
     Bar,
     CancelOrder,
@@ -58,6 +65,7 @@ from dalal_shared.messages import (
     KillSwitchEngaged,
     KillSwitchReleased,
     Message,
+    OrderAccepted,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
@@ -91,6 +99,21 @@ class NotFlatError(ConflictError):
     code = "not_flat"
 
 
+class RiskRefused(PermanentError):
+    """A manual order the risk manager refused (422 `risk_refused`; `reason` is its code)."""
+
+    code = "risk_refused"
+    status_code = 422
+
+    def __init__(self, decision: RiskDecision):
+        detail = f": {decision.detail}" if decision.detail else ""
+        super().__init__(
+            f"refused by the engine's risk manager ({decision.reason}){detail}",
+            extra={"reason": decision.reason},
+        )
+        self.reason = decision.reason
+
+
 @dataclass
 class _Instance:
     config: StrategyConfig
@@ -111,6 +134,7 @@ class LiveEngine:
         max_signal_delay_seconds: float | None = None,
         safety_known: tuple[str, ...] = (),
         start_mode: str = "stopped",
+        manual_risk: RiskConfig | None = None,
     ):
         cal = calendar or nse_calendar()
         self.calendar = cal
@@ -132,6 +156,10 @@ class LiveEngine:
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
+        if MANUAL in self.instances:
+            raise ValueError(f"{MANUAL!r} is the name of hand-sent orders: rename that instance")
+        # orders sent by hand through the engine: their own book (strategy "manual") and limits
+        self.manual_risk = RiskManager(manual_risk or RiskConfig(), cal)
         self.store = store
         self.clock: MarketClock = clock if clock is not None else ExchangeClock()
         for interval, start in store.latest_bars().items():  # where the market was
@@ -200,8 +228,8 @@ class LiveEngine:
         """Decide nothing more. Only when flat (no position, no order in flight), else
         `NotFlatError`, unless `abandon_exits`: then open positions are left without their
         exits, stops and targets until the engine runs again."""
-        if not abandon_exits:
-            held = self.open_positions()
+        if not abandon_exits:  # hand-sent positions have no exits here to strand
+            held = [p for p in self.open_positions() if p["strategy"] != MANUAL]
             if held or self._open:
                 raise NotFlatError(
                     f"{len(held)} open position(s) and {len(self._open)} order(s) in flight: "
@@ -824,25 +852,100 @@ class LiveEngine:
         )
 
     # ---------------------------------------------------------------- orders, portfolio, system
+    # ---------------------------------------------------------------- orders sent by hand
+    def submit_manual(self, command: PlaceOrder, reference_price: float) -> tuple[Intent, bool]:
+        """An order sent by hand (`POST /engine/orders`): the same path as a strategy's
+        order. Checked by the manual book's risk manager (`RiskManager.check_manual`, valued
+        at `reference_price`), then stored as an intent of strategy `manual` with its decision
+        in one transaction (the outbox: `publish_new` sends it). Returns (intent, created):
+        the id seen before with the same order gives its intent; with another order,
+        `ConflictError`; a refusal raises `RiskRefused` (the decision is recorded and pending
+        for publication either way)."""
+        coid = command.client_order_id
+        known = self.store.intent(coid)
+        if known is not None:
+            if known.command != command:
+                raise ConflictError(f"client_order_id {coid} was already used for another order")
+            return known, False
+        now = self.clock.now()
+        held = self.states.get((MANUAL, command.symbol))
+        decision = self.manual_risk.check_manual(
+            symbol=command.symbol,
+            side=command.side,
+            quantity=command.quantity,
+            held=held.quantity if held is not None else 0,
+            at=now,
+            reference_price=reference_price,
+            account=AccountState(
+                self.equity,
+                self.cash,
+                sum(1 for (n, _s), st in self.states.items() if n == MANUAL and st.quantity),
+            ),
+            market=self.market,
+        )
+        intent = Intent(command, MANUAL, "SUBMITTED", 0, False, now)
+        self.store.record_signals(
+            symbol=command.symbol,
+            at=now,
+            states={},
+            intents=[intent] if decision.approved else [],
+            decisions=[(decision, coid)],
+            cancels=[],
+        )
+        self._add_decisions([decision])
+        metrics.DECISIONS.labels(MANUAL, decision.action, decision.reason).inc()
+        if not decision.approved:
+            raise RiskRefused(decision)
+        metrics.ORDERS.labels(MANUAL, command.side).inc()
+        return intent, True
+
+    def unsent(self, client_order_id: str) -> None:
+        """A manual intent whose publication failed (the bus is down, the caller was told
+        503): REJECTED `bus_unavailable`, so it never goes out later by surprise; the same
+        request again revives it (`revive`)."""
+        self.store.set_intent_status(
+            client_order_id, "REJECTED", "bus_unavailable", only_from=("SUBMITTED",)
+        )
+
+    def revive(self, intent: Intent) -> Intent:
+        """The same manual order again after `unsent`: back to SUBMITTED, to be published."""
+        if intent.status == "REJECTED" and intent.reason == "bus_unavailable":
+            self.store.set_intent_status(
+                intent.command.client_order_id, "SUBMITTED", "", only_from=("REJECTED",)
+            )
+            return replace(intent, status="SUBMITTED", reason=None)
+        return intent
+
     def on_order_event(self, event: Message) -> list[PlaceOrder]:
         """Move an intent along (a lookup by client_order_id: in memory while in flight, one
         primary-key read for a late event of a settled order). When the symbol's last order in
         flight settles, the bars that waited for it are decided: returns those new orders."""
         coid = getattr(event, "client_order_id", None)
-        if coid is None or not isinstance(event, OrderRejected | OrderCancelled | OrderFilled):
+        if coid is None or not isinstance(
+            event, OrderRejected | OrderCancelled | OrderFilled | OrderAccepted
+        ):
             return []
         intent = self._open.get(coid) or self.store.intent(coid)
         if intent is None:
             return []  # not one of the loop's orders
         symbol, exchange = intent.command.symbol, intent.command.exchange
+        manual = intent.strategy == MANUAL  # no strategy waits for it
+        if isinstance(event, OrderAccepted):
+            if intent.status == "SUBMITTED":
+                self.store.set_intent_status(coid, "OPEN", only_from=("SUBMITTED",))
+                if coid in self._open:
+                    self._open[coid] = replace(intent, status="OPEN")
+            return []
         if isinstance(event, OrderRejected | OrderCancelled):
             if intent.status in ("COMPLETE", "REJECTED", "CANCELLED"):
                 return []
             self.store.set_intent_status(
-                coid, "REJECTED" if isinstance(event, OrderRejected) else "CANCELLED"
+                coid,
+                "REJECTED" if isinstance(event, OrderRejected) else "CANCELLED",
+                event.reason or None,
             )
             self._open.pop(coid, None)
-            return self._settled(exchange, symbol)
+            return [] if manual else self._settled(exchange, symbol)
         key = (intent.strategy, symbol)
         st = self.states.setdefault(key, SymbolState(state={}))
         new_state = SymbolState(
@@ -878,6 +981,8 @@ class LiveEngine:
         self.states[key] = new_state
         self._update_held()
         filled = intent.filled_quantity + event.quantity
+        if manual:
+            return []
         if filled < intent.command.quantity:
             self._open[coid] = replace(intent, status="OPEN", filled_quantity=filled)
             return []

@@ -42,6 +42,8 @@ from dalal_engine.timing import day_of_number
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.timeutil import ensure_aware, to_ist
 
+MANUAL = "manual"  # the strategy name of orders sent by hand through the engine
+
 
 class RiskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -248,6 +250,67 @@ class RiskManager:
         self._rate_exceeded(at)  # keeps the window current
         self._orders.append(at)
         return RiskDecision(at, strategy, symbol, action, True, "ok", quantity=quantity)
+
+    def check_manual(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        quantity: int,
+        held: int,
+        at: datetime,
+        reference_price: float,
+        account: AccountState,
+        market: MarketState,
+    ) -> RiskDecision:
+        """A manual order (the engine's order route): a SELL of at most the shares the manual
+        book holds is an exit (`check_exit`); anything else is an entry, refused by the same
+        gate as a strategy's (kill switch, unknown safety state, no session; not market hours
+        or stale data: the person decides, the broker's guards stay the last line), the order
+        rate, and a value over `max_position_pct_of_equity` of equity or, for a BUY, over the
+        cash (`position_cap`, never resized: a manual order goes as asked or not at all)."""
+        ensure_aware(at)
+        if side == "SELL" and 0 < quantity <= held:
+            action = "EXIT" if quantity == held else "REDUCE"
+            return self.check_exit(
+                strategy=MANUAL, symbol=symbol, action=action, at=at, quantity=quantity,
+                market=market,
+            )  # fmt: skip
+
+        def refuse(reason: str, detail: str) -> RiskDecision:
+            return RiskDecision(at, MANUAL, symbol, "ENTER", False, reason, 0, detail)
+
+        if market.kill_switch:
+            return refuse("kill_switch", market.kill_switch_reason)
+        if not market.safety_known:
+            return refuse(
+                "safety_state_unknown",
+                "not yet known from their owners: " + ", ".join(market.safety_missing),
+            )
+        if not market.session_valid:
+            return refuse("session_invalid", "no valid Kite session")
+        if self._rate_exceeded(at):
+            return refuse(
+                "order_rate", f"{self.config.max_orders_per_minute} orders in the last minute"
+            )
+        if reference_price <= 0:
+            return refuse("no_reference_price", "no price to value the order at")
+        value = quantity * reference_price
+        cap = account.equity * self.config.max_position_pct_of_equity / 100
+        if value > cap:
+            return refuse(
+                "position_cap",
+                f"{quantity} x {reference_price:.2f} = {value:,.2f} rupees is over "
+                f"{self.config.max_position_pct_of_equity:g}% of equity ({cap:,.2f})",
+            )
+        if side == "BUY" and value > max(account.cash, 0.0):
+            return refuse(
+                "insufficient_cash",
+                f"{quantity} x {reference_price:.2f} = {value:,.2f} rupees is over the cash "
+                f"({account.cash:,.2f})",
+            )
+        self._orders.append(at)
+        return RiskDecision(at, MANUAL, symbol, "ENTER", True, "ok", quantity)
 
     def size(
         self,

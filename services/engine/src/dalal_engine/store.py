@@ -64,6 +64,8 @@ intents_t = sa.Table(
     sa.Column("filled_quantity", sa.Integer, nullable=False),
     sa.Column("published", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
+    # why it ended REJECTED or CANCELLED (the broker's reason, or `bus_unavailable`)
+    sa.Column("reason", sa.String(200)),
 )
 trades_t = sa.Table(
     "engine_trades",
@@ -139,6 +141,7 @@ class Intent:
     filled_quantity: int
     published: bool
     created_at: datetime | None = None  # the signal bar's start (a tick's time for levels)
+    reason: str | None = None  # why it was rejected or cancelled
 
     @property
     def leg(self) -> str:
@@ -333,7 +336,7 @@ class EngineStore(db.SqlStore):
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(intents_t.c.command)
-                .where(~intents_t.c.published)
+                .where(~intents_t.c.published, intents_t.c.status != "REJECTED")
                 .order_by(intents_t.c.created_at)
             ).all()
         return [PlaceOrder.model_validate_json(r.command) for r in rows]
@@ -374,6 +377,17 @@ class EngineStore(db.SqlStore):
                 is not None
             )
 
+    def last_close(self, exchange: str, symbol: str) -> float | None:
+        """The close of the symbol's latest stored bar of any interval (None: never seen)."""
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(bars_t.c.close)
+                .where(bars_t.c.exchange == exchange, bars_t.c.symbol == symbol)
+                .order_by(bars_t.c.start.desc())
+                .limit(1)
+            ).first()
+        return float(row[0]) if row is not None else None
+
     def latest_bars(self) -> dict[str, datetime]:
         """The start of the latest stored bar of each interval (where the market was)."""
         with self.engine.connect() as c:
@@ -384,13 +398,24 @@ class EngineStore(db.SqlStore):
             ).all()
         return {r[0]: datetime.fromisoformat(r[1]) for r in rows if r[1]}
 
-    def set_intent_status(self, client_order_id: str, status: str) -> None:
+    def set_intent_status(
+        self,
+        client_order_id: str,
+        status: str,
+        reason: str | None = None,
+        *,
+        only_from: tuple[str, ...] | None = None,
+    ) -> bool:
+        """Move an intent to `status` (from one of `only_from` when given); False when no
+        row changed."""
+        q = sa.update(intents_t).where(intents_t.c.client_order_id == client_order_id)
+        if only_from is not None:
+            q = q.where(intents_t.c.status.in_(only_from))
+        values: dict[str, Any] = {"status": status}
+        if reason is not None:
+            values["reason"] = reason[:200]
         with self.engine.begin() as c:
-            c.execute(
-                sa.update(intents_t)
-                .where(intents_t.c.client_order_id == client_order_id)
-                .values(status=status)
-            )
+            return bool(c.execute(q.values(**values)).rowcount)
 
     def apply_trade(
         self,
@@ -478,4 +503,5 @@ def _intent(r: Any) -> Intent:
         r.filled_quantity,
         r.published,
         datetime.fromisoformat(r.created_at),
+        r.reason,
     )
