@@ -81,6 +81,30 @@ def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_pat
         )
         assert get("engine", "/engine/status")["mode"] == "running"
         assert get("broker", "/session")["valid"] is True  # still, a replayed day or more later
+
+        # by hand through the engine: a huge MARKET order is valued at the broker's quote and
+        # refused by the engine's risk manager, never reaching the broker; a small one goes
+        def by_hand(coid: str, quantity: int) -> httpx.Response:
+            order = {"client_order_id": coid, "symbol": "INFY", "side": "BUY", "quantity": quantity}
+            target = f"{url['engine']}/engine/orders"
+            return httpx.post(target, headers=auth, json=order, timeout=30)
+
+        huge = by_hand("hand-huge", 10_000_000)
+        assert (huge.status_code, huge.json()["reason"]) == (422, "position_cap"), huge.text
+        assert all(o["client_order_id"] != "hand-huge" for o in get("broker", "/orders"))
+        small = by_hand("hand-small", 1)
+        assert small.status_code == 202, small.text
+        placed = wait_until(
+            lambda: [o for o in get("broker", "/orders") if o["client_order_id"] == "hand-small"],
+            timeout=60,
+            message="the hand-sent order at the broker",
+        )
+        assert placed[0]["quantity"] == 1
+        wait_until(
+            lambda: get("engine", "/engine/orders/hand-small")["status"] != "SUBMITTED",
+            timeout=60,
+            message="the engine hears what became of it",
+        )
     finally:
         proc.terminate()
         try:
