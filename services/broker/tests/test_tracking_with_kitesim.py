@@ -170,7 +170,12 @@ def test_engaging_the_kill_switch_can_cancel_open_orders(
     for coid in ("kc-1", "kc-2"):
         [at_kite] = kitesim.orders_tagged(coid)
         assert at_kite["status"] == "CANCELLED"
-        assert broker.order(coid)["status"] == "CANCELLED"
+        # the journal follows Kite's book (at once, or at the next poll when the sync after
+        # the cancel met Kite's rate limit on a loaded machine)
+        wait_until(
+            lambda coid=coid: broker.order(coid)["status"] == "CANCELLED",
+            message=f"{coid} cancelled in the journal",
+        )
         assert "OrderCancelled" in [e.type for e in events(redis_url, coid=coid)]
     blocked = broker.post("/orders", limit_buy("kc-3", symbol="ITC", qty=1, price="1"))
     assert blocked.json()["reason"] == "kill_switch"

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dalal_shared.errors import PermanentError
 from dalal_shared.ids import new_id
@@ -99,6 +99,39 @@ class CancelOrder(Message):
     reason: str | None = None
 
 
+@register
+class ProtectPosition(Message):
+    """Keep a protective stop (and optional target) for a CNC holding at the exchange: a Kite
+    GTT that places a SELL LIMIT when the price reaches `stop_price` (or `target_price`), so
+    it fires while Dalal is down. `client_order_id` is the id the order it places will carry
+    in the journal and in its events. Sent again with other terms, the GTT is modified."""
+
+    kind: ClassVar = "command"
+    client_order_id: ClientOrderId
+    exchange: Exchange = "NSE"
+    symbol: Symbol
+    product: Literal["CNC"] = "CNC"
+    quantity: Quantity
+    stop_price: PositiveRupees
+    target_price: PositiveRupees | None = None
+    strategy: str | None = None
+
+    @model_validator(mode="after")
+    def _target_above_stop(self) -> ProtectPosition:
+        if self.target_price is not None and self.target_price <= self.stop_price:
+            raise ValueError("target_price must be above stop_price")
+        return self
+
+
+@register
+class CancelProtection(Message):
+    """Remove the protection (the GTT) of `client_order_id`; nothing when there is none."""
+
+    kind: ClassVar = "command"
+    client_order_id: ClientOrderId
+    reason: str | None = None
+
+
 # ---------------------------------------------------------------- orders: events
 
 
@@ -150,6 +183,29 @@ class OrderCancelled(Message):
     broker_order_id: str | None = None
     filled_quantity: int = Field(0, ge=0)
     reason: str = ""
+
+
+@register
+class ProtectionPlaced(Message):
+    """The protection of `client_order_id` is live at the exchange (placed or modified)."""
+
+    client_order_id: ClientOrderId
+    gtt_id: int
+    stop_price: PositiveRupees
+    target_price: PositiveRupees | None = None
+
+
+@register
+class ProtectionRemoved(Message):
+    """The protection of `client_order_id` is gone: `triggered` (its order was placed under
+    that id; its fills follow as usual), `cancelled`, `expired`, `failed` (Kite refused it or
+    its order; `message` says why)."""
+
+    client_order_id: ClientOrderId
+    reason: Literal["triggered", "cancelled", "expired", "failed"]
+    gtt_id: int | None = None
+    broker_order_id: str | None = None
+    message: str = ""
 
 
 # ---------------------------------------------------------------- market data

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from dalal_broker.desk import NotLeader
 from dalal_broker.instrument_store import instrument_view
 from dalal_broker.postback import verify_postback
 from dalal_broker.reconciling import journal_breaks
@@ -17,11 +18,13 @@ from dalal_shared.charges import RatesNotKnownError, order_charges
 from dalal_shared.errors import DalalError, NotFoundError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
+    CancelProtection,
     KillSwitchEngaged,
     KillSwitchReleased,
     ModifyOrder,
     PlaceOrder,
     PositiveRupees,
+    ProtectPosition,
     Quantity,
 )
 from dalal_shared.streams import ORDERS_COMMANDS, SYSTEM_EVENTS
@@ -150,6 +153,57 @@ async def modify_order(client_order_id: str, body: ModifyBody, request: Request)
 @router.delete("/orders/{client_order_id}", tags=["orders"], summary="Cancel an open order")
 async def cancel_order(client_order_id: str, request: Request) -> dict[str, Any]:
     return (await request.app.state.desk.cancel(client_order_id)).view()
+
+
+async def _protection(request: Request, client_order_id: str) -> dict[str, Any]:
+    row = await asyncio.to_thread(request.app.state.journal.protection, client_order_id)
+    if row is None:
+        raise NotFoundError(f"no protection with client_order_id {client_order_id}")
+    return row.view()
+
+
+@router.post(
+    "/protections",
+    tags=["protections"],
+    summary="Keep a stop (and target) for a CNC holding at the exchange, as a Kite GTT",
+)
+async def protect_position(command: ProtectPosition, request: Request) -> dict[str, Any]:
+    """The same as a `ProtectPosition` on `orders.commands`: placed (or modified when the
+    terms changed) and answered with its row; `client_order_id` is the id the order it places
+    will carry. Status ACTIVE, or FAILED with Kite's reason."""
+    if not request.app.state.desk.leader:
+        raise NotLeader("this broker replica is not the active order placer; retry shortly")
+    await request.app.state.protections.protect(command)
+    return await _protection(request, command.client_order_id)
+
+
+@router.get("/protections", tags=["protections"], summary="Protective GTTs, oldest first")
+async def list_protections(
+    request: Request, status: Annotated[str | None, Query(max_length=16)] = None
+) -> list[dict[str, Any]]:
+    statuses = [status.upper()] if status else None
+    rows = await asyncio.to_thread(request.app.state.journal.protections, statuses)
+    return [r.view() for r in rows]
+
+
+@router.get("/protections/{client_order_id}", tags=["protections"], summary="One protection")
+async def get_protection(client_order_id: str, request: Request) -> dict[str, Any]:
+    return await _protection(request, client_order_id)
+
+
+@router.delete(
+    "/protections/{client_order_id}", tags=["protections"], summary="Remove a protection's GTT"
+)
+async def remove_protection(client_order_id: str, request: Request) -> dict[str, Any]:
+    if not request.app.state.desk.leader:
+        raise NotLeader("this broker replica is not the active order placer; retry shortly")
+    await _protection(request, client_order_id)  # 404 for an unknown id
+    try:
+        command = CancelProtection(client_order_id=client_order_id, reason="by hand")
+    except ValueError:
+        raise NotFoundError(f"no protection with client_order_id {client_order_id}") from None
+    await request.app.state.protections.cancel(command)
+    return await _protection(request, client_order_id)
 
 
 @router.post("/postbacks/kite", tags=["orders"], summary="Kite order postbacks (checksummed)")

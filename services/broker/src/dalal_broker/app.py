@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -20,6 +21,8 @@ from dalal_broker.kite import KiteGateway
 from dalal_broker.orderstream import OrderStream, ticker_base
 from dalal_broker.paper import PaperBroker, TickFollower
 from dalal_broker.prices import LastPrices, ReferencePrices
+from dalal_broker.protections import ProtectionDesk
+from dalal_broker.protections import watch_forever as watch_protections
 from dalal_broker.quote import install as install_quote
 from dalal_broker.reconciling import broker_runner
 from dalal_broker.reconciling import system_events_handler as reconcile_triggers
@@ -91,6 +94,15 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         publisher=runtime.publisher,
         prices=reference_prices,
     )
+    protections = ProtectionDesk(
+        journal=journal,
+        gateway=gateway if paper is None else None,
+        prices=reference_prices,
+        protection_pct=settings.market_protection_pct,
+        flush=desk.flush_outbox,
+        expire_session=session.expire,
+    )
+    desk.before_external = protections.check
     instruments = InstrumentStore(runtime.redis, gateway)
     holder = settings.consumer_name or default_consumer_name()
     lease = Lease(runtime.redis, LEASE_NAME, ttl_seconds=settings.lease_ttl_seconds, owner=holder)
@@ -141,6 +153,15 @@ def build_app(settings: BrokerSettings) -> FastAPI:
             supervised("track", desk.track_forever),
             supervised("sweep", desk.sweep_forever),
             supervised("session-watch", session.watch),
+            supervised(
+                "protections",
+                partial(
+                    watch_protections,
+                    protections,
+                    every_seconds=settings.protection_check_seconds,
+                    ready=lambda: desk.leader and session.valid,
+                ),
+            ),
         ]
         if follower is not None:
             tracker.append(supervised("paper-follower", follower.run))
@@ -199,7 +220,9 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)
 
-    runtime.consume({ORDERS_COMMANDS: order_commands(desk)}, on_dead_letter=dead_letters(desk))
+    runtime.consume(
+        {ORDERS_COMMANDS: order_commands(desk, protections)}, on_dead_letter=dead_letters(desk)
+    )
     # one consumer of system.events (one group: two would split its entries between them)
     system_handlers = [session_reports_handler(session)]
     if settings.reconcile_enabled:
@@ -219,6 +242,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     state.kill_switch, state.instruments, state.gateway = kill_switch, instruments, gateway
     state.adapter = adapter
     state.reconciler = reconciler
+    state.protections = protections
     state.api_secret = api_secret
     app.include_router(router)
     install_quote(app, reference_prices)

@@ -61,6 +61,9 @@ class BrokerSettings(DalalSettings):
         30.0, gt=0, description="how often the held Kite session is checked (a profile call)"
     )
     lease_ttl_seconds: float = Field(10.0, gt=1)
+    protection_check_seconds: float = Field(
+        5.0, gt=0, description="how often protective GTTs are read back from Kite (fired?)"
+    )
     trade_sweep_seconds: float = Field(
         60.0, gt=0, description="how often Kite's day trade book is swept for missing trades"
     )

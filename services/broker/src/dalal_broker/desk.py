@@ -149,6 +149,9 @@ class OrderDesk:
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
         # POST /orders placements under way: the bus copy of their command waits for them
         self._http_placing: dict[str, asyncio.Event] = {}
+        # asked before a traded order nobody journaled is called external: a protective GTT
+        # that fired places orders without a tag (protections.ProtectionDesk.check)
+        self.before_external: Callable[[], Awaitable[object]] | None = None
 
     @property
     def can_trade(self) -> bool:
@@ -602,6 +605,7 @@ class OrderDesk:
         added = 0
         book: dict[str, dict[str, Any]] | None = None  # Kite's orders, read when needed
         touched: dict[str, OrderRow] = {}
+        checked = False
         async with self._apply_lock:
             for trade in missing:
                 order_id = str(trade.get("order_id"))
@@ -609,6 +613,10 @@ class OrderDesk:
                     self.journal.by_broker_id, order_id
                 )
                 origin = "dalal"
+                if row is None and self.before_external is not None and not checked:
+                    checked = True  # once a sweep: a fired GTT's order gets its own id first
+                    await self.before_external()
+                    row = await asyncio.to_thread(self.journal.by_broker_id, order_id)
                 if row is None:
                     if book is None:
                         book = await self._order_book()

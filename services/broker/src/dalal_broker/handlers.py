@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from dalal_broker.desk import OrderDesk
+from dalal_broker.protections import ProtectionDesk
 from dalal_shared.bus import DeadLetter, DeadLetterHook, Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.errors import PermanentError
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import CancelOrder, Envelope, ModifyOrder, PlaceOrder
+from dalal_shared.messages import (
+    CancelOrder,
+    CancelProtection,
+    Envelope,
+    ModifyOrder,
+    PlaceOrder,
+    ProtectPosition,
+)
 
 log = get_logger(__name__)
 
 
-def order_commands(desk: OrderDesk) -> Handler:
+def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> Handler:
     """PlaceOrder, ModifyOrder and CancelOrder; each idempotent on client_order_id.
 
     A refused modify or cancel (unknown or closed order, a guard, Kite's refusal) is logged and
@@ -44,7 +52,23 @@ def order_commands(desk: OrderDesk) -> Handler:
                 message=exc.message,
             )
 
-    return dispatcher({PlaceOrder: on_place, CancelOrder: on_cancel, ModifyOrder: on_modify})
+    async def on_protect(command: ProtectPosition, _envelope: Envelope) -> None:
+        if protections is not None:
+            await protections.protect(command)
+
+    async def on_unprotect(command: CancelProtection, _envelope: Envelope) -> None:
+        if protections is not None:
+            await protections.cancel(command)
+
+    return dispatcher(
+        {
+            PlaceOrder: on_place,
+            CancelOrder: on_cancel,
+            ModifyOrder: on_modify,
+            ProtectPosition: on_protect,
+            CancelProtection: on_unprotect,
+        }
+    )
 
 
 def dead_letters(desk: OrderDesk) -> DeadLetterHook:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from dalal_shared import db
-from dalal_shared.messages import Envelope, Message, PlaceOrder
+from dalal_shared.messages import Envelope, Message, PlaceOrder, ProtectPosition
 from dalal_shared.sqltypes import Money, UtcDateTime
 from dalal_shared.timeutil import utcnow
 
@@ -61,6 +61,19 @@ trades_t = sa.Table(
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("price", Money, nullable=False),
     sa.Column("filled_at", UtcDateTime, nullable=False),
+)
+protections_t = sa.Table(
+    "broker_protections",
+    metadata,
+    sa.Column("client_order_id", sa.String(20), primary_key=True),  # of the order it places
+    sa.Column("command", sa.Text, nullable=False),  # the ProtectPosition now in force
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("gtt_id", sa.BigInteger),
+    sa.Column("broker_order_id", sa.String(64)),  # the order a triggered GTT placed
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_broker_protections_status", "status"),
 )
 outbox_t = sa.Table(
     "broker_outbox",
@@ -117,6 +130,49 @@ class OrderRow:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
         }
+
+
+@dataclass(frozen=True)
+class ProtectionRow:
+    """A protective GTT: PENDING (being placed: Kite may have it), ACTIVE, then TRIGGERED,
+    CANCELLED, EXPIRED or FAILED."""
+
+    client_order_id: str
+    command: ProtectPosition
+    status: str
+    gtt_id: int | None
+    broker_order_id: str | None
+    message: str | None
+    updated_at: datetime
+
+    def view(self) -> dict[str, object]:
+        c = self.command
+        return {
+            "client_order_id": self.client_order_id,
+            "status": self.status,
+            "gtt_id": self.gtt_id,
+            "broker_order_id": self.broker_order_id,
+            "message": self.message,
+            "exchange": c.exchange,
+            "symbol": c.symbol,
+            "quantity": c.quantity,
+            "stop_price": str(c.stop_price),
+            "target_price": str(c.target_price) if c.target_price is not None else None,
+            "strategy": c.strategy,
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def _protection(r: sa.Row) -> ProtectionRow:
+    return ProtectionRow(
+        client_order_id=r.client_order_id,
+        command=ProtectPosition.model_validate_json(r.command),
+        status=r.status,
+        gtt_id=r.gtt_id,
+        broker_order_id=r.broker_order_id,
+        message=r.message,
+        updated_at=r.updated_at,
+    )
 
 
 def _row(r: sa.Row) -> OrderRow:
@@ -311,7 +367,7 @@ class Journal:
         return True
 
     def insert_external(
-        self, command: PlaceOrder, *, broker_order_id: str, message: str
+        self, command: PlaceOrder, *, broker_order_id: str, message: str, reason: str = "external"
     ) -> tuple[OrderRow, bool]:
         """Journal an order placed outside Dalal (by hand in Kite), found through its trades:
         OPEN with Kite's order id, reason `external`; (existing row, False) when already there."""
@@ -325,7 +381,7 @@ class Journal:
                         corr=command.client_order_id,
                         status="OPEN",
                         broker_order_id=broker_order_id,
-                        reason="external",
+                        reason=reason,
                         message=message,
                         filled_quantity=0,
                         send_attempts=0,
@@ -340,6 +396,55 @@ class Journal:
         row = self.get(command.client_order_id)
         assert row is not None
         return row, True
+
+    # ------------------------------------------------------------------ protections (GTT)
+    def protection(self, client_order_id: str) -> ProtectionRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                protections_t.select().where(protections_t.c.client_order_id == client_order_id)
+            ).first()
+        return _protection(r) if r is not None else None
+
+    def protections(self, statuses: Sequence[str] | None = None) -> builtins.list[ProtectionRow]:
+        q = protections_t.select().order_by(protections_t.c.created_at)
+        if statuses is not None:
+            q = q.where(protections_t.c.status.in_(list(statuses)))
+        with self.engine.connect() as conn:
+            return [_protection(r) for r in conn.execute(q)]
+
+    def put_protection(
+        self,
+        command: ProtectPosition,
+        status: str,
+        *,
+        gtt_id: int | None = None,
+        broker_order_id: str | None = None,
+        message: str | None = None,
+        events: builtins.list[tuple[str, Message]] | None = None,
+    ) -> None:
+        """Write a protection's state (insert or replace), its events in the same
+        transaction."""
+        now = utcnow()
+        values = {
+            "command": command.model_dump_json(),
+            "status": status,
+            "gtt_id": gtt_id,
+            "broker_order_id": broker_order_id,
+            "message": message,
+            "updated_at": now,
+        }
+        coid = command.client_order_id
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                protections_t.update()
+                .where(protections_t.c.client_order_id == coid)
+                .values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(
+                    protections_t.insert().values(client_order_id=coid, created_at=now, **values)
+                )
+            self._outbox(conn, events or [], coid)
 
     def traded_quantity(self, client_order_id: str) -> int:
         """The quantity of the order's recorded trades."""

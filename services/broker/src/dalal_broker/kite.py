@@ -185,6 +185,25 @@ class KiteGateway:
     async def holdings(self) -> list[dict[str, Any]]:
         return await self.call("other", self._kite.holdings)
 
+    # ------------------------------------------------------------------ GTT (protections)
+
+    async def place_gtt(self, **request: Any) -> int:
+        """A GTT trigger (`gtt_terms.gtt_request` gives the arguments); its id."""
+        return int((await self.call("orders", self._kite.place_gtt, **request))["trigger_id"])
+
+    async def modify_gtt(self, trigger_id: int, **request: Any) -> int:
+        done = await self.call("orders", self._kite.modify_gtt, trigger_id, **request)
+        return int(done["trigger_id"])
+
+    async def delete_gtt(self, trigger_id: int) -> None:
+        await self.call("orders", self._kite.delete_gtt, trigger_id)
+
+    async def gtt(self, trigger_id: int) -> dict[str, Any]:
+        return await self.call("other", self._kite.get_gtt, trigger_id)
+
+    async def gtts(self) -> list[dict[str, Any]]:
+        return await self.call("other", self._kite.get_gtts)
+
     async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
         """The order Kite knows under `tag` (our client_order_id), if any: the check before any
         resend after an unknown outcome."""

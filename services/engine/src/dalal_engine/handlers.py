@@ -34,6 +34,8 @@ from dalal_shared.messages import (
     PositionClosed,
     PositionOpened,
     PositionReduced,
+    ProtectionPlaced,
+    ProtectionRemoved,
     ReconcileCompleted,
     RiskDecided,
     SessionClosed,
@@ -130,6 +132,8 @@ def order_events_handler(
             OrderUpdated: on_event,
             OrderFilled: on_event,
             OrderCancelled: on_event,
+            ProtectionPlaced: None,  # the stop at the exchange (its order's fills come as usual)
+            ProtectionRemoved: None,
         }
     )
 

@@ -402,6 +402,46 @@ async def order_trades(request: Request, order_id: str) -> JSONResponse:
     return ok([t.to_kite() for t in ex.trades if t.order.order_id == order_id])
 
 
+# -- GTT (gtt.py) -------------------------------------------------------------------------------
+def _trigger_id(raw: str) -> int:
+    if not raw.isdigit():
+        raise InputException(f"Invalid trigger id {raw!r}.")
+    return int(raw)
+
+
+@router.post("/gtt/triggers")
+async def gtt_place(request: Request) -> JSONResponse:
+    auth(request)
+    gtt = sim_of(request).gtts.place(await form(request))
+    return ok({"trigger_id": gtt.id})
+
+
+@router.get("/gtt/triggers")
+async def gtt_list(request: Request) -> JSONResponse:
+    auth(request)
+    return ok([g.to_kite() for g in sim_of(request).gtts.triggers.values()])
+
+
+@router.get("/gtt/triggers/{trigger_id}")
+async def gtt_get(request: Request, trigger_id: str) -> JSONResponse:
+    auth(request)
+    return ok(sim_of(request).gtts.get(_trigger_id(trigger_id)).to_kite())
+
+
+@router.put("/gtt/triggers/{trigger_id}")
+async def gtt_modify(request: Request, trigger_id: str) -> JSONResponse:
+    auth(request)
+    gtt = sim_of(request).gtts.modify(_trigger_id(trigger_id), await form(request))
+    return ok({"trigger_id": gtt.id})
+
+
+@router.delete("/gtt/triggers/{trigger_id}")
+async def gtt_delete(request: Request, trigger_id: str) -> JSONResponse:
+    auth(request)
+    gtt = sim_of(request).gtts.delete(_trigger_id(trigger_id))
+    return ok({"trigger_id": gtt.id})
+
+
 @router.get("/trades")
 async def trades(request: Request) -> JSONResponse:
     auth(request)

@@ -24,6 +24,7 @@ from dalal_kitesim.config import KitesimSettings, bundled_data_dir
 from dalal_kitesim.errors import GeneralException, InputException, KiteError, NetworkException
 from dalal_kitesim.exchange import Exchange, ExchangeConfig
 from dalal_kitesim.faults import FaultPlan, RateLimiter, route_class
+from dalal_kitesim.gtt import GttBook
 from dalal_kitesim.marketdata import BarStore, InstrumentStore
 from dalal_kitesim.session import SessionStore
 from dalal_kitesim.state import OrderCache, StateFile, restore, snapshot
@@ -98,6 +99,7 @@ class Simulator:
                 circuit_band_pct=settings.kitesim_circuit_band_pct,
             ),
         )
+        self.gtts = GttBook(self.exchange)  # after the exchange: an order fired matches next
         self.sessions = SessionStore(
             api_key=settings.kitesim_api_key,
             api_secret=settings.kitesim_api_secret.get_secret_value(),
@@ -138,9 +140,16 @@ class Simulator:
         self._order_cache: OrderCache = {}
         self.exchange.on_change = lambda: self._mark_dirty(None)
         self.sessions.on_change = lambda: self._mark_dirty(None)
+        self.gtts.on_change = lambda: self._mark_dirty(None)
         saved = self.state_file.load(self.identity()) if self.state_file else None
         if saved is not None:
-            restore(saved, clock=self.clock, exchange=self.exchange, sessions=self.sessions)
+            restore(
+                saved,
+                clock=self.clock,
+                exchange=self.exchange,
+                sessions=self.sessions,
+                gtts=self.gtts,
+            )
             log.info("kitesim.restored", day=str(self.clock.day), now=self.clock.now.isoformat())
         else:
             self.clock.start()
@@ -167,6 +176,7 @@ class Simulator:
                 clock=self.clock,
                 exchange=self.exchange,
                 sessions=self.sessions,
+                gtts=self.gtts,
                 identity=self.identity(),
                 cache=self._order_cache,
             ),

@@ -25,6 +25,7 @@ from typing import Any
 
 from dalal_kitesim.clock import MarketClock
 from dalal_kitesim.exchange import Exchange, Holding, Order, Position, Trade
+from dalal_kitesim.gtt import GttBook
 from dalal_kitesim.session import SessionStore
 from dalal_shared.charges import ChargesBreakdown, Side, TradeFill
 from dalal_shared.logging import get_logger
@@ -119,6 +120,7 @@ def snapshot(
     sessions: SessionStore,
     identity: dict[str, Any],
     cache: OrderCache | None = None,
+    gtts: GttBook | None = None,
 ) -> dict[str, Any]:
     cache = {} if cache is None else cache
     for gone in [oid for oid in cache if oid not in exchange.orders]:
@@ -136,6 +138,7 @@ def snapshot(
             },
         },
         "sessions": sessions.dump(),
+        "gtts": gtts.dump() if gtts is not None else {},
         "exchange": {
             # JSON text already (spliced in by `dumps`): an unchanged order costs nothing
             "orders": ORDERS_SLOT,
@@ -166,7 +169,12 @@ def snapshot(
 
 
 def restore(
-    data: dict[str, Any], *, clock: MarketClock, exchange: Exchange, sessions: SessionStore
+    data: dict[str, Any],
+    *,
+    clock: MarketClock,
+    exchange: Exchange,
+    sessions: SessionStore,
+    gtts: GttBook | None = None,
 ) -> None:
     c = data["clock"]
     clock.restore(
@@ -177,6 +185,8 @@ def restore(
         prev_closes={int(k): Decimal(v) for k, v in c["prev_closes"].items()},
     )
     sessions.restore(data["sessions"])
+    if gtts is not None:
+        gtts.load(data.get("gtts") or {})
     ex = data["exchange"]
     orders = {}
     for row in ex["orders"]:

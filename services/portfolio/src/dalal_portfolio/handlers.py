@@ -17,6 +17,7 @@ from dalal_shared.bus import Handler
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.messages import (
     CancelOrder,
+    CancelProtection,
     DataStale,
     Envelope,
     KillSwitchEngaged,
@@ -30,6 +31,9 @@ from dalal_shared.messages import (
     OrderRejected,
     OrderUpdated,
     PlaceOrder,
+    ProtectionPlaced,
+    ProtectionRemoved,
+    ProtectPosition,
     ReconcileCompleted,
     SessionClosed,
     SessionExpired,
@@ -66,6 +70,8 @@ def order_events_handler(
         OrderRejected: on_event,
         OrderUpdated: on_event,
         OrderCancelled: on_event,
+        ProtectionPlaced: None,  # a GTT at Kite: no order yet, nothing held
+        ProtectionRemoved: None,  # a triggered one's order and fills come as usual
     }
     if service is not None:
         table[OrderFilled] = on_fill
@@ -85,7 +91,15 @@ def commands_handler(service: PortfolioService) -> Handler:
     async def on_modify(command: ModifyOrder, _envelope: Envelope) -> None:
         await asyncio.to_thread(service.order_modified, command)
 
-    return dispatcher({PlaceOrder: on_place, CancelOrder: None, ModifyOrder: on_modify})
+    return dispatcher(
+        {
+            PlaceOrder: on_place,
+            CancelOrder: None,
+            ModifyOrder: on_modify,
+            ProtectPosition: None,  # a GTT sells what is held: no funds to hold
+            CancelProtection: None,
+        }
+    )
 
 
 def system_events_handler(
