@@ -117,7 +117,36 @@ SAMPLES: list[m.Message] = [
         day=date(2024, 6, 14),
         completed_at=datetime(2024, 6, 14, 10, 6, tzinfo=UTC),
     ),
+    m.ProtectPosition(
+        client_order_id="G-2406141005-ab12",
+        symbol="RELIANCE",
+        quantity=10,
+        stop_price=Decimal("2850.05"),
+        target_price=Decimal("3100"),
+        strategy="swing",
+    ),
+    m.CancelProtection(client_order_id="G-2406141005-ab12", reason="exiting"),
+    m.ProtectionPlaced(
+        client_order_id="G-2406141005-ab12", gtt_id=105099, stop_price=Decimal("2850.05")
+    ),
+    m.ProtectionRemoved(
+        client_order_id="G-2406141005-ab12",
+        reason="triggered",
+        gtt_id=105099,
+        broker_order_id="240614000012345",
+    ),
 ]
+
+
+def test_a_protection_target_must_be_above_its_stop() -> None:
+    with pytest.raises(ValidationError, match="target_price"):
+        m.ProtectPosition(
+            client_order_id="g1",
+            symbol="INFY",
+            quantity=1,
+            stop_price=Decimal("1500"),
+            target_price=Decimal("1400"),
+        )
 
 
 def test_every_registered_type_has_a_sample() -> None:

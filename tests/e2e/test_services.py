@@ -128,10 +128,12 @@ def test_typed_clients_map_errors_to_codes(stack: Stack) -> None:
     )
 
     with EngineClient(stack.url("engine"), api_key=API_KEY) as engine:
-        made = engine.submit_order(
-            {"client_order_id": "cl-1", "symbol": "TCS", "side": "BUY", "quantity": 1}
-        )
-        assert made["status"] == "SUBMITTED"
+        with pytest.raises(ServiceError) as refused:  # no Kite session: the risk manager says no
+            engine.submit_order(
+                {"client_order_id": "cl-1", "symbol": "TCS", "side": "BUY", "quantity": 1}
+            )
+        assert refused.value.status_code == 422
+        assert refused.value.code == "risk_refused"
         with pytest.raises(ServiceError) as exc:
             engine.order("never-sent")
         assert (exc.value.status_code, exc.value.code) == (404, "not_found")

@@ -65,9 +65,16 @@ class EngineGate:
 async def publish_new(
     live: LiveEngine, publisher: Publisher, gate: EngineGate, *, corr: str | None = None
 ) -> None:
-    """Publish every stored intent not published yet (the outbox), then mark it; then the
-    cancels of stale or superseded orders (stored as CANCELLING before)."""
+    """The protections at the exchange that changed (exchange_stop), then every stored intent
+    not published yet (the outbox), then mark it; then the cancels of stale or superseded
+    orders (stored as CANCELLING before)."""
     async with gate.outbox:
+        if live.protects:  # stops at the exchange first: a GTT goes before its exit order
+            protections, wanted = await gate.run(live.protection_commands)
+            for message in protections:
+                await publisher.publish(ORDERS_COMMANDS, message, corr=corr)
+            if protections:
+                live.protections_sent(wanted)
         for command in await asyncio.to_thread(live.store.unpublished):
             await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
             await asyncio.to_thread(live.store.mark_published, command.client_order_id)

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,7 @@ from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
     Bar,
     CancelOrder,
+    CancelProtection,
     DataStale,
     EquitySnapshot,
     KillSwitchEngaged,
@@ -70,6 +71,7 @@ from dalal_shared.messages import (
     OrderFilled,
     OrderRejected,
     PlaceOrder,
+    ProtectPosition,
     SessionExpired,
     SessionValid,
     Tick,
@@ -84,6 +86,8 @@ HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at
 HISTORY_CAP_BARS = 20_000
 TICK_MAX_DELAY = timedelta(seconds=60)  # a tick older than this on the market clock moves no level
 EXIT_LEGS = ("X", "S", "F")  # orders that close the whole position
+PROTECT_LEG = "G"  # the exit a protective GTT at the exchange places (exchange_stop)
+TICK = Decimal("0.05")
 
 
 DISABLED_KEY = "disabled_strategies"
@@ -187,6 +191,10 @@ class LiveEngine:
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
         for inst in self.instances.values():
             self._observe_risk(inst)
+        # what the exchange holds for each protected position (exchange_stop), as last sent;
+        # empty at start, so a restarted engine sends every protection again (idempotent)
+        self._protected: dict[tuple[str, str], ProtectPosition] = {}
+        self.protects = any(i.config.exchange_stop for i in self.instances.values())
 
     # ---------------------------------------------------------------- control
     def set_enabled(self, name: str, enabled: bool) -> None:
@@ -852,6 +860,74 @@ class LiveEngine:
         )
 
     # ---------------------------------------------------------------- orders, portfolio, system
+    # ---------------------------------------------------------------- stops at the exchange
+    def protection_commands(
+        self,
+    ) -> tuple[list[ProtectPosition | CancelProtection], dict[tuple[str, str], ProtectPosition]]:
+        """What the exchange should hold for each position of an `exchange_stop` instance:
+        its stop for the whole quantity as a `ProtectPosition` (a GTT at the broker), sent
+        when it differs from what was sent last (a new position, a trailed stop, a partial
+        exit); a `CancelProtection` once the position is closed or an exit of its own is in
+        flight (published before that exit, so the two never both sell). Returns the commands
+        and the new state, to be passed to `protections_sent` once they are published. The
+        exit the GTT places is stored as an intent (leg G) so its fills close the position."""
+        wanted: dict[tuple[str, str], ProtectPosition] = {}
+        exiting = {
+            (i.strategy, i.command.symbol) for i in self._open.values() if i.leg in EXIT_LEGS
+        }
+        for (name, symbol), st in self.states.items():
+            inst = self.instances.get(name)
+            if (
+                inst is None
+                or not inst.config.exchange_stop
+                or st.quantity <= 0
+                or st.opened_at is None
+                or (name, symbol) in exiting
+            ):
+                continue
+            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
+            levels = inst.strategy.levels(pos, st.state or {})
+            stop = next((lv for lv in levels if lv.kind == "stop"), None)
+            if stop is None:
+                continue
+            price = (Decimal(str(stop.price)) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
+            if price <= 0:
+                continue
+            wanted[(name, symbol)] = ProtectPosition(
+                client_order_id=client_order_id(name, symbol, st.opened_at, PROTECT_LEG),
+                exchange=inst.config.exchange,
+                symbol=symbol,
+                quantity=st.quantity,
+                stop_price=price,
+                strategy=name,
+            )
+        out: list[ProtectPosition | CancelProtection] = []
+        for key, cmd in wanted.items():
+            if self._protected.get(key) != cmd:
+                exit_order = PlaceOrder(
+                    client_order_id=cmd.client_order_id,
+                    exchange=cmd.exchange,
+                    symbol=cmd.symbol,
+                    side="SELL",
+                    quantity=cmd.quantity,
+                    product="CNC",
+                    strategy=cmd.strategy,
+                )
+                self.store.put_protection_intent(exit_order, key[0], self.clock.now())
+                out.append(cmd)
+        for key, cmd in self._protected.items():
+            if key not in wanted:
+                out.append(
+                    CancelProtection(
+                        client_order_id=cmd.client_order_id,
+                        reason="the position closed or is exiting",
+                    )
+                )
+        return out, wanted
+
+    def protections_sent(self, wanted: dict[tuple[str, str], ProtectPosition]) -> None:
+        self._protected = wanted
+
     # ---------------------------------------------------------------- orders sent by hand
     def submit_manual(self, command: PlaceOrder, reference_price: float) -> tuple[Intent, bool]:
         """An order sent by hand (`POST /engine/orders`): the same path as a strategy's

@@ -398,6 +398,39 @@ class EngineStore(db.SqlStore):
             ).all()
         return {r[0]: datetime.fromisoformat(r[1]) for r in rows if r[1]}
 
+    def put_protection_intent(self, command: PlaceOrder, strategy: str, at: datetime) -> None:
+        """The exit a protective GTT will place, as an intent of `strategy` (status GTT: not
+        in flight, never published by the outbox), so its fills move the position; its
+        quantity follows the protection's while it has not fired."""
+        coid = command.client_order_id
+        with self.engine.begin() as c:
+            done = c.execute(
+                sa.update(intents_t)
+                .where(intents_t.c.client_order_id == coid, intents_t.c.status == "GTT")
+                .values(command=command.model_dump_json())
+            ).rowcount
+            if (
+                done
+                or c.execute(
+                    sa.select(intents_t.c.client_order_id).where(
+                        intents_t.c.client_order_id == coid
+                    )
+                ).first()
+            ):
+                return
+            c.execute(
+                sa.insert(intents_t).values(
+                    client_order_id=coid,
+                    strategy=strategy,
+                    symbol=command.symbol,
+                    command=command.model_dump_json(),
+                    status="GTT",
+                    filled_quantity=0,
+                    published=True,
+                    created_at=iso(at),
+                )
+            )
+
     def set_intent_status(
         self,
         client_order_id: str,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dalal_engine.risk import RiskConfig
 from dalal_engine.strategy import Strategy, StrategyParams, registry
@@ -56,6 +56,17 @@ class StrategyConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     schedule: Schedule | None = None
+    exchange_stop: bool = Field(
+        False,
+        description="keep each position's stop at the exchange too (a Kite GTT through the "
+        "broker), so it fires while Dalal is down; CNC only",
+    )
+
+    @model_validator(mode="after")
+    def _exchange_stop_needs_cnc(self) -> StrategyConfig:
+        if self.exchange_stop and self.product != "CNC":
+            raise ValueError("exchange_stop needs product CNC (Kite's GTT holds delivery sells)")
+        return self
 
     def build(self) -> Strategy:
         cls = registry()[self.strategy]
