@@ -5,6 +5,7 @@ modified in place, removed, refused with Kite's reason, and sent as a bus comman
 
 from __future__ import annotations
 
+import json
 import signal
 from decimal import Decimal
 from typing import Any
@@ -125,6 +126,17 @@ def test_a_gtt_fires_while_the_broker_is_down_and_its_fills_arrive_after_restart
     assert sum(f.quantity for f in fills) == 10 and {f.side for f in fills} == {"SELL"}
     # the holding is gone at Kite, and the journal agrees with Kite's books
     assert restarted.get("/reconcile").json()["ok"]
+    # the restarted broker's log tells the story as an audit trail (JSON lines)
+    trail = [
+        json.loads(line)
+        for line in restarted.proc.output().splitlines()
+        if line.startswith("{") and '"audit": true' in line
+    ]
+    told = {(t["event"], t.get("client_order_id")) for t in trail}
+    assert {
+        ("protection.removed", "prot-exit"),
+        ("order.filled", "prot-exit"),
+    } <= told, sorted(told)
 
 
 def test_a_protection_is_modified_removed_refused_and_taken_from_the_bus(

@@ -4,6 +4,7 @@ is refused with a code naming the field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def worker(env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcess]:
     port = free_port()
     proc = ServiceProcess(
         "dalal_engine.worker",
-        env={**env, "DALAL_METRICS_PORT": str(port)},
+        env={**env, "DALAL_METRICS_PORT": str(port), "DALAL_LOG_FORMAT": "json"},
         log_path=tmp_path / "worker.log",
         port=port,  # the metrics server answers /healthz too
     ).start()
@@ -122,6 +123,11 @@ def test_a_backtest_job_runs_on_the_worker_like_the_backtester(
         == 1
     )
     assert counted[("dalal_worker_task_seconds_count", (("task", "run_backtest"),))] == 1
+    # the worker's log is JSON lines, Celery's own included (no banner, no bare prints)
+    lines = [line for line in worker.output().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines]  # a non-JSON line fails here
+    assert any(p.get("logger", "").startswith("celery") for p in parsed)
+    assert all(p["service"] == "engine-worker" for p in parsed)
 
 
 @pytest.mark.parametrize(

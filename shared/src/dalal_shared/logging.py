@@ -160,6 +160,7 @@ def configure_logging(
         lg.propagate = True
     logging.getLogger("httpx").setLevel("WARNING")
     logging.getLogger("alembic").setLevel("WARNING")  # one line per plugin at every start
+    logging.captureWarnings(True)  # Python warnings (Celery's root warning...) as log lines
 
 
 def open_log_file(path: Path) -> BinaryIO:

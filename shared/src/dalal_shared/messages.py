@@ -266,6 +266,7 @@ class PositionClosed(Message):
     realised_pnl: Rupees
     charges: Rupees = Decimal("0")
     closed_at: AwareDatetime
+    reason: str = ""  # why the closing order was placed (e.g. "stop-loss (S-...)"), when known
 
 
 @register

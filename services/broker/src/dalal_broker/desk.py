@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,12 +34,15 @@ from dalal_broker.orders import GuardContext, admit, market_protection, order_va
 from dalal_broker.prices import ReferencePrices
 from dalal_broker.session import SessionManager
 from dalal_shared.aio import wait_event
+from dalal_shared.audit import audit
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
+    Envelope,
     Message,
+    MessageDecodeError,
     ModifyOrder,
     OrderAccepted,
     OrderCancelled,
@@ -180,6 +184,7 @@ class OrderDesk:
             done = self._http_placing[coid] = asyncio.Event()
         try:
             await announce(command)
+            audit(log, command, via="http")
             return await self.place(command)
         finally:
             if self._http_placing.get(coid) is done:
@@ -874,6 +879,9 @@ class OrderDesk:
                         stream, fields, maxlen=self.publisher.maxlen, approximate=True
                     )
                 await asyncio.to_thread(self.journal.drop_outbox, [b[0] for b in batch])
+                for _seq, _stream, stored in batch:  # the audit trail, once each is out
+                    with suppress(MessageDecodeError):
+                        audit(log, Envelope.from_fields(stored).message)
                 published += len(batch)
                 if len(batch) < self.journal.OUTBOX_BATCH:  # that was all of it
                     return published

@@ -40,8 +40,10 @@ def main() -> None:
     asyncio.run(_restore_premarket(settings))
     app = make_celery(settings)
     pool = os.environ.get("DALAL_WORKER_POOL", "solo")
-    app.worker_main(
-        [
+    # --quiet: no ASCII banner on stdout, so every line is a log line (JSON in containers)
+    app.start(
+        argv=[
+            "--quiet",
             "worker",
             f"--pool={pool}",
             "-Q",

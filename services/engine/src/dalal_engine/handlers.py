@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dalal_engine.live import LiveEngine
+from dalal_shared.audit import audit
 from dalal_shared.bus import Handler, Publisher
 from dalal_shared.dispatch import dispatcher
+from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
     Bar,
     DataStale,
@@ -46,6 +48,7 @@ from dalal_shared.messages import (
 from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 
 class EngineGate:
@@ -73,13 +76,16 @@ async def publish_new(
             protections, wanted = await gate.run(live.protection_commands)
             for message in protections:
                 await publisher.publish(ORDERS_COMMANDS, message, corr=corr)
+                audit(log, message)
             if protections:
                 live.protections_sent(wanted)
         for command in await asyncio.to_thread(live.store.unpublished):
             await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
             await asyncio.to_thread(live.store.mark_published, command.client_order_id)
+            audit(log, command)
         for cancel in live.take_cancels():
             await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
+            audit(log, cancel)
 
 
 async def publish_decisions(
@@ -88,23 +94,22 @@ async def publish_decisions(
     """Every risk decision (taken or refused, with its reason) as a RiskDecided event."""
     decisions = live.take_decisions()
     if decisions:
-        await publisher.publish_many(
-            ENGINE_DECISIONS,
-            [
-                RiskDecided(
-                    strategy=d.strategy,
-                    symbol=d.symbol,
-                    action=d.action,
-                    approved=d.approved,
-                    reason=d.reason,
-                    quantity=d.quantity,
-                    detail=d.detail[:500],
-                    decided_at=d.at,
-                )
-                for d in decisions
-            ],
-            corr=corr,
-        )
+        events = [
+            RiskDecided(
+                strategy=d.strategy,
+                symbol=d.symbol,
+                action=d.action,
+                approved=d.approved,
+                reason=d.reason,
+                quantity=d.quantity,
+                detail=d.detail[:500],
+                decided_at=d.at,
+            )
+            for d in decisions
+        ]
+        await publisher.publish_many(ENGINE_DECISIONS, events, corr=corr)
+        for event in events:
+            audit(log, event)
 
 
 async def publish_outcome(

@@ -24,8 +24,10 @@ def main() -> None:
     serve_metrics(settings.metrics_port, settings.host)
     app = make_celery(settings)
     pool = os.environ.get("DALAL_WORKER_POOL", "solo")
-    app.worker_main(
-        [
+    # --quiet: no ASCII banner on stdout, so every line is a log line (JSON in containers)
+    app.start(
+        argv=[
+            "--quiet",
             "worker",
             f"--pool={pool}",
             "-Q",

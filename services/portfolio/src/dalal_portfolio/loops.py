@@ -8,6 +8,7 @@ import contextlib
 from dalal_portfolio import metrics
 from dalal_portfolio.service import PortfolioService
 from dalal_shared.aio import wait_event
+from dalal_shared.audit import audit
 from dalal_shared.bus import Publisher
 from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
@@ -36,6 +37,7 @@ class OutboxPublisher:
                 for entry in entries:
                     message = types[entry.type].model_validate_json(entry.payload)
                     await self.publisher.publish(entry.stream, message, corr=entry.corr)
+                    audit(log, message)
                 await asyncio.to_thread(
                     self.service.store.mark_published, [e.id for e in entries], now=utcnow()
                 )

@@ -45,6 +45,7 @@ from dalal_shared.messages import (
     PositionReduced,
 )
 from dalal_shared.money import paise
+from dalal_shared.orderlegs import exit_reason
 from dalal_shared.streams import PORTFOLIO_EVENTS
 from dalal_shared.timeutil import utcnow
 
@@ -63,6 +64,7 @@ def fill_from_message(msg: OrderFilled) -> Fill:
         quantity=msg.quantity,
         price=msg.price,
         filled_at=msg.filled_at,
+        reason=exit_reason(msg.client_order_id),  # "stop-loss (S-...)": what the order was for
     )
 
 
@@ -82,6 +84,7 @@ def events_for(fill: Fill, pos: Position, effect: FillEffect) -> list[Message]:
                 realised_pnl=trip.realised_gross,
                 charges=trip.charges,
                 closed_at=fill.filled_at,
+                reason=(trip.exits[-1].reason if trip.exits else "") or "",
             )
         )
     if effect.kind == "reduced":
