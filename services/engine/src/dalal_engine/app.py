@@ -24,12 +24,13 @@ from dalal_engine.handlers import (
     system_events_handler,
     ticks_handler,
 )
-from dalal_engine.live import LiveEngine
+from dalal_engine.live import HISTORY_FLOOR_BARS, LiveEngine
 from dalal_engine.restore import follow_shared_clock, restore_safety
 from dalal_engine.sharding import consumer_group, shard_configs
 from dalal_engine.store import EngineStore, StoredBar
 from dalal_engine.strategyconfig import StrategyConfigError, load_file
 from dalal_engine.tasks import make_celery
+from dalal_engine.warmup import Warmup, from_data_service
 from dalal_shared import candlestore
 from dalal_shared.bus import Handler
 from dalal_shared.clients import BrokerClient, DataClient, PortfolioClient
@@ -54,8 +55,15 @@ def build_app(settings: EngineSettings) -> FastAPI:
     configs = load_file(settings.strategies_file) if settings.strategies_file else []
     configs = shard_configs(configs, settings.shard_index, settings.shard_count)
     store = EngineStore.open(settings.shard_database_url)  # runs the migrations
-    warmup = None
-    if settings.candle_cache_dir is not None:
+    clock: MarketClock = ExchangeClock() if settings.market_clock == "exchange" else WallClock()
+    api_key = settings.client_api_key()
+    warmup: Warmup | None = None
+    warmup_client: DataClient | None = None
+    if settings.data_url:  # the owner of market history; it fills gaps from Kite first
+        warmup_client = DataClient(settings.data_url, api_key=api_key, timeout=60.0)
+        need = max([HISTORY_FLOOR_BARS, *(3 * c.build().warmup_bars for c in configs)])
+        warmup = from_data_service(warmup_client, clock.now, bars=need)
+    elif settings.candle_cache_dir is not None:
         root = settings.candle_cache_dir
 
         def warmup(exchange: str, symbol: str, interval: str) -> list[StoredBar]:
@@ -65,7 +73,6 @@ def build_app(settings: EngineSettings) -> FastAPI:
                 for r in t
             ]
 
-    clock: MarketClock = ExchangeClock() if settings.market_clock == "exchange" else WallClock()
     live = LiveEngine(
         configs,
         store,
@@ -96,7 +103,6 @@ def build_app(settings: EngineSettings) -> FastAPI:
     runtime.consume(control, group=group)
     if data:
         runtime.consume(data, group=group)
-    api_key = settings.client_api_key()
     broker = BrokerClient(settings.broker_url, api_key=api_key, timeout=5.0)
     portfolio = (
         PortfolioClient(settings.portfolio_url, api_key=api_key, timeout=5.0)
@@ -178,6 +184,8 @@ def build_app(settings: EngineSettings) -> FastAPI:
                 if data_client is not None:
                     data_client.close()
                 broker.close()
+                if warmup_client is not None:
+                    warmup_client.close()
                 if portfolio is not None:
                     portfolio.close()
                 store.close()
