@@ -19,8 +19,8 @@ K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 API_SERVICES = {"broker": 8001, "data": 8002, "portfolio": 8003, "engine": 8004}
 WORKERS = {"data-worker": 8012, "scheduler": 8013, "engine-worker": 8014}
-SINGLE_WRITERS = {"broker", "data-ticker", "scheduler"}
-HPA_TARGETS = {"data", "portfolio", "data-worker", "engine-worker"}
+SINGLE_WRITERS = {"broker", "data-ticker", "scheduler", "portfolio"}
+HPA_TARGETS = {"data", "data-worker", "engine-worker"}
 SECRET = "dalal-secrets"
 MONITORING = {"prometheus", "grafana", "alertmanager"}  # single pods of their own kind
 
@@ -164,7 +164,7 @@ def test_prod_uses_external_stores_and_autoscales_the_stateless_parts(
         assert hpas[name]["spec"]["minReplicas"] >= 1
     for pdb in _of(docs, "PodDisruptionBudget").values():
         name = pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
-        if name in {"data", "portfolio"}:
+        if name == "data":
             assert pdb["spec"]["minAvailable"] == 1  # scaled: one pod always serves
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
+from dalal_portfolio import metrics
 from dalal_portfolio.api import router
 from dalal_portfolio.config import PortfolioSettings
 from dalal_portfolio.handlers import (
@@ -21,11 +23,17 @@ from dalal_portfolio.reconcile import HttpBrokerView
 from dalal_portfolio.reconciling import portfolio_runner
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import LedgerStore
+from dalal_shared.bus import default_consumer_name
+from dalal_shared.errors import TemporaryError
 from dalal_shared.httpapp import create_app
+from dalal_shared.lease import Lease, LeaseLoop
+from dalal_shared.logging import get_logger
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, SYSTEM_EVENTS
 
 NAME = "portfolio"
+LEASE_NAME = "portfolio-ledger"
+log = get_logger(__name__)
 
 
 def build_app(settings: PortfolioSettings) -> FastAPI:
@@ -65,27 +73,75 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     )
 
     async def check_database() -> None:
-        import asyncio
-
         await asyncio.to_thread(store.ping)
+
+    # one ledger writer at a time (ADR 0013): the lease holder consumes the streams, keeps the
+    # book and serves the API; another replica waits as a standby (not ready) and takes over,
+    # reloading the book from the database, when the writer is gone
+    holder = settings.consumer_name or default_consumer_name()
+    lease = Lease(runtime.redis, LEASE_NAME, ttl_seconds=settings.lease_ttl_seconds, owner=holder)
+    consuming: list[asyncio.Task[None]] = []
+
+    async def take_lead() -> None:
+        await asyncio.to_thread(service.load)  # what the previous writer committed
+        consuming[:] = [asyncio.create_task(c.run()) for c in runtime.consumers]
+        await tasks.start()
+        if settings.reconcile_enabled:
+            reconciler.start()  # the after-start run, retried until the broker can answer
+        metrics.LEDGER_WRITER.set(1)
+        log.info("portfolio.writer", holder=holder)
+
+    async def give_up_lead() -> None:
+        metrics.LEDGER_WRITER.set(0)
+        await reconciler.stop()
+        for c in runtime.consumers:
+            c.stop()  # at the next batch boundary
+        if consuming:
+            _done, pending = await asyncio.wait(consuming, timeout=5)
+            for task in pending:
+                task.cancel()
+        consuming.clear()
+        await tasks.stop()
+        log.warning("portfolio.standby", holder=holder)
+
+    writer = LeaseLoop(
+        lease,
+        on_acquired=take_lead,
+        on_lost=give_up_lead,
+        renew_every_seconds=settings.lease_ttl_seconds / 3,
+    )
+
+    async def check_writer() -> None:
+        if not writer.held:
+            raise TemporaryError(
+                "standby: another replica writes the ledger (this one takes over when it stops)",
+                code="standby",
+            )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            await tasks.start()
-            if settings.reconcile_enabled:
-                reconciler.start()  # the after-start run, retried until the broker can answer
-            try:
-                yield
-            finally:
-                await reconciler.stop()
-                await tasks.stop()
-                store.close()
+        writer_task = asyncio.create_task(writer.run())
+        try:
+            yield
+        finally:
+            writer_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await writer_task
+            if writer.held:
+                await give_up_lead()
+            await runtime.stop()
+            with suppress(Exception):
+                await lease.release()
+            store.close()
 
     app = create_app(
         NAME,
         settings=settings,
-        readiness={"redis": runtime.check_redis, "database": check_database},
+        readiness={
+            "redis": runtime.check_redis,
+            "database": check_database,
+            "ledger_writer": check_writer,
+        },
         lifespan=lifespan,
         description="portfolio: ledger, positions, charges, performance, reconciliation",
     )

@@ -28,6 +28,12 @@ class PortfolioSettings(DalalSettings):
         description="base URL of the broker-gateway (GET /reconcile reads its view from there)",
     )
     broker_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    lease_ttl_seconds: float = Field(
+        10.0,
+        gt=1,
+        description="the ledger writer's lease: a second replica takes over this long after "
+        "the writer died",
+    )
     outbox_interval_seconds: float = Field(
         1.0, ge=0.01, le=60, description="how often unpublished portfolio events are retried"
     )

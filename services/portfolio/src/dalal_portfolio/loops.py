@@ -90,6 +90,7 @@ class PeriodicTasks:
             health.close()
 
     async def start(self) -> None:
+        self._stop.clear()  # started again after a stop (the writer's lease came back)
         try:
             await self.outbox.flush()  # events committed before a crash go out first
         except Exception as exc:  # e.g. Redis down at start: the outbox task retries;
@@ -104,3 +105,4 @@ class PeriodicTasks:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._tasks = []

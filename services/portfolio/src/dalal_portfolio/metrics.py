@@ -42,3 +42,8 @@ def update(v: Valuation, peak_equity: Decimal) -> None:
     dd = max(peak_equity - v.equity, Decimal(0))
     DRAWDOWN.set(float(dd))
     DRAWDOWN_RATIO.set(float(dd / peak_equity) if peak_equity > 0 else 0.0)
+
+
+LEDGER_WRITER = Gauge(
+    "dalal_portfolio_ledger_writer", "1 on the replica that writes the ledger (holds the lease)"
+)
