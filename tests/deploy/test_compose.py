@@ -116,10 +116,14 @@ def test_the_data_worker_shares_the_candle_cache(rendered_compose: dict[str, Any
     assert _volume_mounts(worker)[cache] == _volume_mounts(data)[cache] == "parquet-cache"
 
 
-def test_the_engine_worker_reads_the_candle_cache(rendered_compose: dict[str, Any]) -> None:
-    worker = rendered_compose["services"]["engine-worker"]
-    cache = worker["environment"]["DALAL_CANDLE_CACHE_DIR"]
-    assert _volume_mounts(worker)[cache] == "parquet-cache"
+def test_only_the_data_service_touches_the_candle_cache(rendered_compose: dict[str, Any]) -> None:
+    services = rendered_compose["services"]
+    for name in ("engine", "engine-worker"):  # their bars come over the candles API
+        service = services[name]
+        assert service["environment"]["DALAL_DATA_URL"] == "http://data:8002", name
+        assert "DALAL_CANDLE_CACHE_DIR" not in service["environment"], name
+        assert "parquet-cache" not in _volume_mounts(service).values(), name
+    assert "parquet-cache" in _volume_mounts(services["data"]).values()
 
 
 def test_exactly_one_scheduler(rendered_compose: dict[str, Any]) -> None:

@@ -274,3 +274,19 @@ def test_the_engine_runs_the_strategies_of_its_configmap(
     text = files[path.name]
     assert text == (K8S / "base" / "strategies.yaml").read_text()
     assert load_file(K8S / "base" / "strategies.yaml")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_data_service_mounts_the_candle_cache(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    deployments = _of(rendered[overlay], "Deployment")
+    for name in ("engine", "engine-worker"):  # bars over the data service's candles API
+        spec = deployments[name]["spec"]["template"]["spec"]
+        claims = {
+            v.get("persistentVolumeClaim", {}).get("claimName") for v in spec.get("volumes", [])
+        }
+        assert "parquet-cache" not in claims, name
+        env = _env(_container(deployments[name]))
+        assert env["DALAL_DATA_URL"]["value"] == "http://data:8002", name
+        assert "DALAL_CANDLE_CACHE_DIR" not in env, name

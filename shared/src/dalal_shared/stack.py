@@ -154,10 +154,10 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
         },
         "engine": {
             "DALAL_DATABASE_URL": f"sqlite:///{var / 'engine.sqlite3'}",
-            # the data service's Parquet cache: indicator warm-up, and the bars of backtest jobs
-            "DALAL_CANDLE_CACHE_DIR": str(var / "cache"),
             "DALAL_BACKTESTS_DIR": str(var / "backtests"),
-            "DALAL_DATA_URL": settings.url_of("data"),  # the fixed-cycle schedule
+            # the owner of market history, over HTTP: indicator warm-up, the bars of backtest
+            # jobs and the fixed-cycle schedule (no service reads another's files)
+            "DALAL_DATA_URL": settings.url_of("data"),
             # the owners of the safety state (kill switch, session; equity), read at start
             "DALAL_BROKER_URL": settings.url_of("broker"),
             "DALAL_PORTFOLIO_URL": settings.url_of("portfolio"),

@@ -22,6 +22,7 @@ from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfig, StrategyConfigError, validate_document
+from dalal_shared.clients import DataClient
 from dalal_shared.errors import PermanentError
 from dalal_shared.messages import Interval, Symbol
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
@@ -118,20 +119,43 @@ def run(
     cache_dir: Path | None,
     data_dir: Path | None,
     progress: Any = None,
+    data: DataClient | None = None,
 ) -> tuple[BacktestResult, dict[str, Any]]:
-    """Load the bars, run the backtester, write the report; (result, summary)."""
+    """Load the bars (CSV files in `data_dir`, else the data service's candles API through
+    `data`, which fetches what its cache lacks from Kite, else a Parquet cache), run the
+    backtester, write the report; (result, summary)."""
     cfg = request.config()
     start = datetime.combine(request.from_, dtime(0), tzinfo=IST)
     end = datetime.combine(request.to, dtime(23, 59), tzinfo=IST)
-    data = {
-        s: history.load(
-            s, cfg.interval, cache_dir=cache_dir, data_dir=data_dir, exchange=cfg.exchange, end=end
-        )
-        for s in cfg.universe
-    }
+    if data is not None and data_dir is None:
+        warmup = cfg.build().warmup_bars
+        bars = {
+            s: history.from_service(
+                data,
+                s,
+                cfg.interval,
+                start=start,
+                end=end,
+                warmup_bars=warmup,
+                exchange=cfg.exchange,
+            )
+            for s in cfg.universe
+        }
+    else:
+        bars = {
+            s: history.load(
+                s,
+                cfg.interval,
+                cache_dir=cache_dir,
+                data_dir=data_dir,
+                exchange=cfg.exchange,
+                end=end,
+            )
+            for s in cfg.universe
+        }
     settings = BacktestSettings(request.capital_rupees, start=start, end=end)
     t0 = time.perf_counter()
-    result = Backtester(cfg, data, settings).run(progress)
+    result = Backtester(cfg, bars, settings).run(progress)
     seconds = time.perf_counter() - t0
-    write_report(result, out_dir, bars=data)
+    write_report(result, out_dir, bars=bars)
     return result, summary(result, seconds)

@@ -16,6 +16,7 @@ from celery import Celery
 from dalal_engine.backtest_jobs import PROGRESS_EVERY_SECONDS, BacktestRequest, run
 from dalal_engine.config import EngineSettings
 from dalal_engine.store import EngineStore
+from dalal_shared.clients import DataClient
 from dalal_shared.logging import get_logger
 from dalal_shared.timeutil import utcnow
 
@@ -65,6 +66,11 @@ def run_backtest(settings: EngineSettings, backtest_id: str) -> str:
             eta = elapsed / done * (total - done) if done else None
             store.update_backtest(backtest_id, bars_done=done, bars_total=total, eta_seconds=eta)
 
+        data = (  # the owner of market history, over HTTP, when the worker knows its URL
+            DataClient(settings.data_url, api_key=settings.client_api_key(), timeout=300.0)
+            if settings.data_url and not settings.backtest_data_dir
+            else None
+        )
         try:
             _result, summary = run(
                 request,
@@ -72,6 +78,7 @@ def run_backtest(settings: EngineSettings, backtest_id: str) -> str:
                 cache_dir=None if settings.backtest_data_dir else settings.candle_cache_dir,
                 data_dir=settings.backtest_data_dir,
                 progress=progress,
+                data=data,
             )
         except Exception as exc:
             store.update_backtest(
@@ -82,6 +89,9 @@ def run_backtest(settings: EngineSettings, backtest_id: str) -> str:
             )
             log.warning("backtest.failed", backtest=backtest_id, error=type(exc).__name__)
             raise
+        finally:
+            if data is not None:
+                data.close()
         store.update_backtest(
             backtest_id, status="done", finished_at=utcnow(), eta_seconds=0.0, summary=summary
         )
