@@ -27,6 +27,7 @@ from dalal_shared.messages import (
     ProtectionPlaced,
     ProtectionRemoved,
     ProtectPosition,
+    ReconcileCompleted,
     RiskDecided,
 )
 from dalal_shared.orderlegs import order_reason
@@ -48,6 +49,7 @@ EVENTS: dict[type[Message], str] = {
     PositionReduced: "position.reduced",
     PositionClosed: "position.closed",
     RiskDecided: "risk.decided",
+    ReconcileCompleted: "reconcile.completed",
     KillSwitchEngaged: "kill_switch.engaged",
     KillSwitchReleased: "kill_switch.released",
 }

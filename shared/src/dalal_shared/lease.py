@@ -102,8 +102,11 @@ class LeaseLoop:
         self.held = False
 
     async def _acquire(self) -> bool:
-        # bounded: past the TTL an answer means nothing (the lease may have lapsed meanwhile)
-        return await asyncio.wait_for(self.lease.acquire(), timeout=self.renew_every)
+        # bounded: past the TTL an answer means nothing (the lease may have lapsed meanwhile).
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that lands
+        # as the call completes, and the loop would then outlive its process's shutdown
+        async with asyncio.timeout(self.renew_every):
+            return await self.lease.acquire()
 
     async def run(self) -> None:
         health = self.registry.register(

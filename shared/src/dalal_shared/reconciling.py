@@ -24,6 +24,7 @@ from typing import Literal
 from prometheus_client import Counter, Gauge
 
 from dalal_shared.aio import wait_event
+from dalal_shared.audit import audit
 from dalal_shared.bus import Publisher
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import ReconcileCompleted
@@ -89,6 +90,7 @@ class ReconcileRunner:
             completed_at=utcnow(),
         )
         await self.publisher.publish(SYSTEM_EVENTS, event)
+        audit(log, event)
         BREAKS.labels(self.scope).set(event.breaks)
         LAST_RUN.labels(self.scope).set(event.completed_at.timestamp())
         RUNS.labels(self.scope, "breaks" if event.breaks else "clean").inc()

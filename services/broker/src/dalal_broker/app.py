@@ -213,9 +213,9 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                 _done, pending = await asyncio.wait(tasks, timeout=5)
                 for task in pending:
                     task.cancel()
-            await runtime.stop()
             with suppress(Exception):
-                await lease.release()
+                await lease.release()  # before the Redis client closes: a successor starts now
+            await runtime.stop()
 
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)

@@ -881,7 +881,8 @@ class OrderDesk:
                 await asyncio.to_thread(self.journal.drop_outbox, [b[0] for b in batch])
                 for _seq, _stream, stored in batch:  # the audit trail, once each is out
                     with suppress(MessageDecodeError):
-                        audit(log, Envelope.from_fields(stored).message)
+                        envelope = Envelope.from_fields(stored)
+                        audit(log, envelope.message, corr=envelope.corr)
                 published += len(batch)
                 if len(batch) < self.journal.OUTBOX_BATCH:  # that was all of it
                     return published

@@ -76,16 +76,16 @@ async def publish_new(
             protections, wanted = await gate.run(live.protection_commands)
             for message in protections:
                 await publisher.publish(ORDERS_COMMANDS, message, corr=corr)
-                audit(log, message)
+                audit(log, message, corr=corr)
             if protections:
                 live.protections_sent(wanted)
         for command in await asyncio.to_thread(live.store.unpublished):
             await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
             await asyncio.to_thread(live.store.mark_published, command.client_order_id)
-            audit(log, command)
+            audit(log, command, corr=corr)
         for cancel in live.take_cancels():
             await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
-            audit(log, cancel)
+            audit(log, cancel, corr=corr)
 
 
 async def publish_decisions(
@@ -109,7 +109,7 @@ async def publish_decisions(
         ]
         await publisher.publish_many(ENGINE_DECISIONS, events, corr=corr)
         for event in events:
-            audit(log, event)
+            audit(log, event, corr=corr)
 
 
 async def publish_outcome(

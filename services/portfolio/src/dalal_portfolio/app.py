@@ -124,14 +124,14 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
         try:
             yield
         finally:
-            writer_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await writer_task
+            while not writer_task.done():  # until it is really over, whatever it was doing
+                writer_task.cancel()
+                await asyncio.wait([writer_task], timeout=1)
             if writer.held:
                 await give_up_lead()
-            await runtime.stop()
             with suppress(Exception):
-                await lease.release()
+                await lease.release()  # before the Redis client closes: a successor starts now
+            await runtime.stop()
             store.close()
 
     app = create_app(

@@ -37,7 +37,7 @@ class OutboxPublisher:
                 for entry in entries:
                     message = types[entry.type].model_validate_json(entry.payload)
                     await self.publisher.publish(entry.stream, message, corr=entry.corr)
-                    audit(log, message)
+                    audit(log, message, corr=entry.corr)
                 await asyncio.to_thread(
                     self.service.store.mark_published, [e.id for e in entries], now=utcnow()
                 )
