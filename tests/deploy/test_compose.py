@@ -265,12 +265,19 @@ def test_published_ports_bind_to_loopback_only(rendered_compose: dict[str, Any])
             assert ip == "127.0.0.1", f"{name} publishes a port on {ip}"
 
 
+# secrets of optional features: unset unless the user sets them, never a default value
+OPTIONAL_SECRETS = {"DALAL_TELEGRAM_BOT_TOKEN"}
+
+
 def test_required_secrets_are_interpolated_with_a_message() -> None:
     refs = _referenced_variables()
     for name in REQUIRED_SECRETS:
         assert refs.get(name) == {":?"}, f"{name} must always be ${{{name}:?message}}"
+    text = COMPOSE_FILE.read_text()
     for name, ops in refs.items():
-        if SECRET_NAME.search(name):
+        if name in OPTIONAL_SECRETS:
+            assert ops == {":-"} and f"${{{name}:-}}" in text, f"{name}: empty unless set"
+        elif SECRET_NAME.search(name):
             assert ops == {":?"}, f"secret-like {name} has a default or may be empty: {ops}"
 
 

@@ -28,12 +28,36 @@ from dalal_shared.errors import TemporaryError
 from dalal_shared.httpapp import create_app
 from dalal_shared.lease import Lease, LeaseLoop
 from dalal_shared.logging import get_logger
+from dalal_shared.messages import Envelope
+from dalal_shared.notify import Notifier, Sink, TelegramSink, WebhookSink
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, SYSTEM_EVENTS
+from dalal_shared.streams import (
+    MARKET_TICKS,
+    ORDERS_COMMANDS,
+    ORDERS_EVENTS,
+    PORTFOLIO_EVENTS,
+    SYSTEM_EVENTS,
+)
 
 NAME = "portfolio"
 LEASE_NAME = "portfolio-ledger"
 log = get_logger(__name__)
+
+
+def notification_sinks(settings: PortfolioSettings) -> list[Sink]:
+    """Telegram when a bot token and a chat are set, a webhook when its URL is."""
+    sinks: list[Sink] = []
+    if settings.telegram_bot_token is not None and settings.telegram_chat_id:
+        sinks.append(
+            TelegramSink(
+                settings.telegram_bot_token.get_secret_value(),
+                settings.telegram_chat_id,
+                api_base=settings.telegram_api_url,
+            )
+        )
+    if settings.notify_webhook_url:
+        sinks.append(WebhookSink(settings.notify_webhook_url))
+    return sinks
 
 
 def build_app(settings: PortfolioSettings) -> FastAPI:
@@ -71,6 +95,19 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
             ),
         }
     )
+
+    notifier = Notifier(
+        notification_sinks(settings), min_interval_seconds=settings.notify_min_interval_seconds
+    )
+    if notifier.enabled:  # its own group: it sees every entry, whatever the ledger consumes
+
+        async def notify(envelope: Envelope) -> None:
+            notifier.offer(envelope.message)
+
+        runtime.consume(
+            {ORDERS_EVENTS: notify, SYSTEM_EVENTS: notify, PORTFOLIO_EVENTS: notify},
+            group=f"{NAME}-notifier",
+        )
 
     async def check_database() -> None:
         await asyncio.to_thread(store.ping)
@@ -121,9 +158,12 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer_task = asyncio.create_task(writer.run())
+        notify_task = asyncio.create_task(notifier.run()) if notifier.enabled else None
         try:
             yield
         finally:
+            if notify_task is not None:
+                notify_task.cancel()
             while not writer_task.done():  # until it is really over, whatever it was doing
                 writer_task.cancel()
                 await asyncio.wait([writer_task], timeout=1)

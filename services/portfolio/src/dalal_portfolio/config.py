@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.settings import DalalSettings
@@ -28,6 +28,21 @@ class PortfolioSettings(DalalSettings):
         description="base URL of the broker-gateway (GET /reconcile reads its view from there)",
     )
     broker_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    telegram_bot_token: SecretStr | None = Field(
+        None, description="notifications: the Telegram bot's token (from @BotFather)"
+    )
+    telegram_chat_id: str | None = Field(
+        None, max_length=64, description="notifications: the chat the bot writes to"
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Telegram's Bot API root (a test server in tests)"
+    )
+    notify_webhook_url: str | None = Field(
+        None, description="notifications: also POST each batch as JSON to this URL"
+    )
+    notify_min_interval_seconds: float = Field(
+        1.1, gt=0, le=3600, description="at most one notification request per sink this often"
+    )
     lease_ttl_seconds: float = Field(
         10.0,
         gt=1,
@@ -47,3 +62,9 @@ class PortfolioSettings(DalalSettings):
     reconcile_confirm_seconds: float = Field(
         20.0, ge=0, le=600, description="pause before the second look at breaks found"
     )
+
+    @field_validator("telegram_bot_token", "telegram_chat_id", "notify_webhook_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty value (compose passes `${VAR:-}` through) means not configured."""
+        return None if value == "" else value
