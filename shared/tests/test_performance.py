@@ -101,6 +101,25 @@ def test_equity_curve_outputs() -> None:
     assert "<script src" not in page  # self-contained
 
 
+def test_the_equity_curve_page_has_axes_a_person_can_read() -> None:
+    import re
+    import xml.etree.ElementTree as ET
+
+    page = curve_html(curve("1000000", "1012500", "987250.5"), title="Account")
+    svg = ET.fromstring(re.search(r"<svg.*</svg>", page, re.S).group(0))  # type: ignore[union-attr]
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = {t.get("class"): [] for t in svg.iter(f"{ns}text")}
+    for t in svg.iter(f"{ns}text"):
+        texts[t.get("class")].append(t.text or "")
+    values = [float(v.replace(",", "")) for v in texts["y-tick"]]
+    assert len(values) >= 3 and values == sorted(values)
+    assert values[0] <= 987250.5 and values[-1] >= 1012500  # the curve lies within the axis
+    assert len(texts["x-tick"]) == 5 and all(re.search(r"\d{2} \w{3}", x) for x in texts["x-tick"])
+    assert sum(1 for line in svg.iter(f"{ns}line") if line.get("class") == "axis") == 2
+    labels = " ".join(texts[None])
+    assert "Equity (₹)" in labels and "Time (IST)" in labels
+
+
 def test_the_paise_arrays_form_gives_the_same_report() -> None:
     """A backtest hands its curve over as arrays in paise with IST day numbers: the report is
     the one `compute` makes from the same points (several points a day, a drawdown that

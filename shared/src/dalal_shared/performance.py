@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import pairwise
 from operator import attrgetter
@@ -331,10 +331,27 @@ def curve_json(points: Sequence[EquityPoint]) -> list[dict[str, str]]:
     return out
 
 
+def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About `count` round values from one at or under `lo` to one at or over `hi` (1, 2 or 5
+    times a power of ten apart)."""
+    span = (hi - lo) or abs(hi) or 1.0
+    raw = span / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    value = math.floor(lo / step) * step  # from a round value at or under lo ...
+    ticks = [value]
+    while value < hi:  # ... to one at or over hi
+        value += step
+        ticks.append(value)
+    return ticks
+
+
 def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") -> str:
-    """A self-contained HTML page with the equity curve as inline SVG (no scripts, no CDN)."""
+    """A self-contained HTML page with the equity curve as inline SVG (no scripts, no CDN):
+    a rupee axis with round values and gridlines, a time axis with IST dates."""
     pts = sorted(points, key=lambda p: p.at)
-    width, height, pad = 900, 360, 50
+    width, height = 900, 380
+    left, right, top, bottom = 90, 20, 30, 50
     body: str
     if len(pts) < 2:
         body = "<p>Not enough equity points to draw a curve yet.</p>"
@@ -342,25 +359,55 @@ def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") ->
         t0, t1 = pts[0].at.timestamp(), pts[-1].at.timestamp()
         lo = float(min(p.equity for p in pts))
         hi = float(max(p.equity for p in pts))
+        ticks_v = _nice_ticks(lo, hi)
+        lo, hi = min(lo, ticks_v[0]), max(hi, ticks_v[-1])
         span_t = (t1 - t0) or 1.0
         span_v = (hi - lo) or 1.0
+        plot_w, plot_h = width - left - right, height - top - bottom
 
-        def xy(p: EquityPoint) -> str:
-            x = pad + (p.at.timestamp() - t0) / span_t * (width - 2 * pad)
-            y = height - pad - (float(p.equity) - lo) / span_v * (height - 2 * pad)
-            return f"{x:.1f},{y:.1f}"
+        def x_of(ts: float) -> float:
+            return left + (ts - t0) / span_t * plot_w
 
-        line = " ".join(xy(p) for p in pts)
-        first, last = to_ist(pts[0].at), to_ist(pts[-1].at)
-        body = (
+        def y_of(value: float) -> float:
+            return top + plot_h - (value - lo) / span_v * plot_h
+
+        line = " ".join(f"{x_of(p.at.timestamp()):.1f},{y_of(float(p.equity)):.1f}" for p in pts)
+        parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'role="img" aria-label="{html.escape(title)}">'
-            f'<rect width="{width}" height="{height}" fill="white"/>'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>'
-            f'<text x="{pad}" y="{pad - 15}" font-size="12">max {hi:,.2f}</text>'
-            f'<text x="{pad}" y="{height - 15}" font-size="12">min {lo:,.2f} · '
-            f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} IST</text></svg>"
-        )
+            f'role="img" aria-label="{html.escape(title)}" font-family="sans-serif">',
+            f'<rect width="{width}" height="{height}" fill="white"/>',
+        ]
+        for value in ticks_v:  # the rupee axis: gridlines and labels
+            y = y_of(value)
+            parts.append(
+                f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                'stroke="#e5e5e5"/>'
+                f'<text class="y-tick" x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+                f'text-anchor="end">{value:,.0f}</text>'
+            )
+        days = 5
+        for i in range(days):  # the time axis: evenly spaced IST dates
+            ts = t0 + span_t * i / (days - 1)
+            label = to_ist(datetime.fromtimestamp(ts, tz=UTC))
+            fmt = "%d %b %H:%M" if span_t < 3 * 86400 else "%d %b %Y"
+            parts.append(
+                f'<text class="x-tick" x="{x_of(ts):.1f}" y="{height - bottom + 18}" '
+                f'font-size="11" text-anchor="middle">{label:{fmt}}</text>'
+            )
+        parts += [
+            f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" '
+            'stroke="#333"/>',
+            f'<line class="axis" x1="{left}" x2="{width - right}" y1="{height - bottom}" '
+            f'y2="{height - bottom}" stroke="#333"/>',
+            f'<text x="14" y="{top + plot_h / 2:.0f}" font-size="12" '
+            f'transform="rotate(-90 14 {top + plot_h / 2:.0f})" text-anchor="middle">'
+            "Equity (₹)</text>",
+            f'<text x="{left + plot_w / 2:.0f}" y="{height - 8}" font-size="12" '
+            'text-anchor="middle">Time (IST)</text>',
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>',
+            "</svg>",
+        ]
+        body = "".join(parts)
     data = json.dumps(curve_json(pts)).replace("</", "<\\/")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"

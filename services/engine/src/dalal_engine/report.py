@@ -468,9 +468,9 @@ h2{font-size:16px;margin:28px 0 8px;color:#1f2937}
 .subtitle,.note{color:#6b7280;margin:4px 0 12px}
 .figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(175px,1fr));gap:10px;
 margin:16px 0}
-.figure{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:10px 12px}
+.figure{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:10px 12px;min-width:0}
 .figure .label{font-size:12px;color:#6b7280;text-transform:uppercase;letter-spacing:.03em}
-.figure .value{font-size:19px;font-weight:600;margin-top:2px;white-space:nowrap}
+.figure .value{font-size:19px;font-weight:600;margin-top:2px;overflow-wrap:anywhere}
 .gain{color:#15803d}.loss{color:#b91c1c}
 svg{display:block;max-width:100%;height:auto;background:#fff;border:1px solid #e5e7eb;
 border-radius:8px}

@@ -58,15 +58,23 @@ async def form(request: Request) -> dict[str, str]:
 
 
 # -- session ----------------------------------------------------------------------------------
-LOGIN_PAGE = """<!doctype html><html><head><title>kitesim login</title></head><body>
+LOGIN_PAGE = """<!doctype html><html><head><title>kitesim login</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:sans-serif;background:#f4f5f7;display:flex;justify-content:center;
+padding:40px 12px}}main{{background:#fff;border:1px solid #ddd;border-radius:8px;padding:24px;
+max-width:380px;width:100%}}h1{{font-size:20px;margin:0 0 8px}}p{{color:#444;font-size:14px}}
+label{{display:block;margin:12px 0 4px;font-size:13px}}input{{width:100%;padding:8px;
+box-sizing:border-box}}button{{margin-top:16px;width:100%;padding:10px;background:#e8590c;
+color:#fff;border:0;border-radius:4px;font-size:15px}}.sim{{background:#fff3bf;padding:8px;
+border-radius:4px}}</style></head><body><main>
 <h1>Kite Connect (kitesim)</h1>
-<p>This is <b>kitesim</b>, Dalal's exchange simulator, not Zerodha: no real account, no real
-money. Any password works; press Login to go back to Dalal logged in.</p>
+<p class="sim">This is <b>kitesim</b>, Dalal's exchange simulator, not Zerodha: no real
+account, no real money. Any password works; press Login to go back to Dalal logged in.</p>
 <form method="post" action="/connect/login">
 <input type="hidden" name="api_key" value="{api_key}">
 <label>User ID <input name="user_id" value="{user_id}"></label>
 <label>Password <input name="password" type="password" value=""></label>
-<button type="submit">Login</button></form></body></html>"""
+<button type="submit">Login</button></form></main></body></html>"""
 
 
 @router.get("/connect/login", response_class=HTMLResponse, include_in_schema=False)
