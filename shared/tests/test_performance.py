@@ -111,7 +111,7 @@ def test_the_equity_curve_page_has_axes_a_person_can_read() -> None:
     texts = {t.get("class"): [] for t in svg.iter(f"{ns}text")}
     for t in svg.iter(f"{ns}text"):
         texts[t.get("class")].append(t.text or "")
-    values = [float(v.replace(",", "")) for v in texts["y-tick"]]
+    values = [float(v.replace(",", "")) for v in texts["y-tick"]]  # Indian grouping: 10,00,000
     assert len(values) >= 3 and values == sorted(values)
     assert values[0] <= 987250.5 and values[-1] >= 1012500  # the curve lies within the axis
     assert len(texts["x-tick"]) == 5 and all(re.search(r"\d{2} \w{3}", x) for x in texts["x-tick"])

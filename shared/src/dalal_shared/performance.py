@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from dalal_shared.axes import format_inr, nice_ticks, tick_decimals
 from dalal_shared.timeutil import to_ist
 
 TRADING_DAYS_PER_YEAR = 252
@@ -331,21 +332,6 @@ def curve_json(points: Sequence[EquityPoint]) -> list[dict[str, str]]:
     return out
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About `count` round values from one at or under `lo` to one at or over `hi` (1, 2 or 5
-    times a power of ten apart)."""
-    span = (hi - lo) or abs(hi) or 1.0
-    raw = span / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    value = math.floor(lo / step) * step  # from a round value at or under lo ...
-    ticks = [value]
-    while value < hi:  # ... to one at or over hi
-        value += step
-        ticks.append(value)
-    return ticks
-
-
 def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") -> str:
     """A self-contained HTML page with the equity curve as inline SVG (no scripts, no CDN):
     a rupee axis with round values and gridlines, a time axis with IST dates."""
@@ -359,7 +345,8 @@ def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") ->
         t0, t1 = pts[0].at.timestamp(), pts[-1].at.timestamp()
         lo = float(min(p.equity for p in pts))
         hi = float(max(p.equity for p in pts))
-        ticks_v = _nice_ticks(lo, hi)
+        ticks_v = nice_ticks(lo, hi)
+        decimals = tick_decimals(ticks_v)
         lo, hi = min(lo, ticks_v[0]), max(hi, ticks_v[-1])
         span_t = (t1 - t0) or 1.0
         span_v = (hi - lo) or 1.0
@@ -383,16 +370,17 @@ def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") ->
                 f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
                 'stroke="#e5e5e5"/>'
                 f'<text class="y-tick" x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
-                f'text-anchor="end">{value:,.0f}</text>'
+                f'text-anchor="end">{format_inr(value, decimals)}</text>'
             )
         days = 5
         for i in range(days):  # the time axis: evenly spaced IST dates
             ts = t0 + span_t * i / (days - 1)
             label = to_ist(datetime.fromtimestamp(ts, tz=UTC))
             fmt = "%d %b %H:%M" if span_t < 3 * 86400 else "%d %b %Y"
+            anchor = "start" if i == 0 else "end" if i == days - 1 else "middle"
             parts.append(
                 f'<text class="x-tick" x="{x_of(ts):.1f}" y="{height - bottom + 18}" '
-                f'font-size="11" text-anchor="middle">{label:{fmt}}</text>'
+                f'font-size="11" text-anchor="{anchor}">{label:{fmt}}</text>'
             )
         parts += [
             f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{height - bottom}" '
