@@ -68,7 +68,7 @@ def backtest(
     data_url: Annotated[
         str | None,
         typer.Option(
-            help="the data service (e.g. http://127.0.0.1:8012) instead of the cache: bars "
+            help="the data service (e.g. http://127.0.0.1:8002) instead of the cache: bars "
             "through its candles API, which fetches what its cache misses from Kite"
         ),
     ] = None,
