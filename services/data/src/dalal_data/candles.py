@@ -30,7 +30,10 @@ from dalal_data.planning import (
 from dalal_shared import candlestore as cs
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar
 from dalal_shared.errors import PermanentError
+from dalal_shared.logging import get_logger
 from dalal_shared.timeutil import IST, ensure_aware, utcnow
+
+log = get_logger(__name__)
 
 CACHE_REQUESTS = Counter(
     "dalal_data_cache_requests_total",
@@ -172,6 +175,16 @@ class CandleService:
         else:
             result = "partial"
         CACHE_REQUESTS.labels(result).inc()
+        if chunks:  # Kite was asked: say what came in (a cache hit is only a metric)
+            log.info(
+                "candles.fetched",
+                exchange=exchange,
+                symbol=symbol,
+                interval=interval,
+                days_missing=len(missing),
+                kite_requests=len(chunks),
+                result=result,
+            )
         return FetchReport(result, len(days), len(missing), chunks)
 
     async def get(

@@ -128,9 +128,17 @@ class FixedCycle:
         while True:
             try:
                 fetched = await asyncio.to_thread(self.fetch_all, symbols, self.live.clock.now())
-                await self.gate.run(self.decide, fetched)
+                orders = await self.gate.run(self.decide, fetched)
                 await publish()
                 self.last_error = None
+                log.info(
+                    "cycle.completed",
+                    strategy=self.config.name,
+                    symbols=len(symbols),
+                    bars=sum(len(b) for b in fetched.values()),
+                    orders=len(orders),
+                    cycle=self.cycles,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a data-service outage must not end the schedule
