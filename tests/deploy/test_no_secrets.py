@@ -19,6 +19,8 @@ from .conftest import COMPOSE_FILE, ROOT, SECRET_NAME
 DEPLOY = ROOT / "deploy"
 # ${VAR:?message}: compose refuses to start without VAR; the only form a secret may take
 REQUIRED_REFERENCE = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
+# an optional feature's secret: the user's own variable, empty unless set (never a default)
+OPTIONAL_REFERENCE = re.compile(r"^\$\{(?P<name>[A-Z_][A-Z0-9_]*):-\}$")
 # names that look secret but hold none
 NOT_SECRETS = {"DALAL_KITESIM_POSTBACK_URL"}
 
@@ -71,6 +73,9 @@ def _literal_secrets(path: Path) -> list[str]:
         if isinstance(value, dict) and "secretKeyRef" in value:
             continue
         if isinstance(value, str) and REQUIRED_REFERENCE.match(value):
+            continue
+        optional = OPTIONAL_REFERENCE.match(value) if isinstance(value, str) else None
+        if optional is not None and optional.group("name") == name:
             continue
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         bad.append(f"{shown} {where}: {name} has a literal value")

@@ -142,12 +142,22 @@ def test_injected_5xx_and_429_never_duplicate(broker, kitesim: Sim) -> None:
     resp = broker.post("/orders", limit_buy("flaky-1", symbol="SBIN", qty=1, price="2000"))
     assert resp.json()["status"] == "OPEN", resp.text
     assert len(kitesim.orders_tagged("flaky-1")) == 1
-    # every attempt failing: a clear rejection, and still nothing placed twice
+    # every attempt failing: a clear rejection, or (when even the look-up before a resend
+    # fails: the tracker's polls and the sends share the injected 503s) an outcome still
+    # unknown that recovery resolves once Kite answers; never an order placed twice
     kitesim.control("/faults", {"kind": "status", "status": 503, "count": 50, "route": "orders"})
     gone = broker.post("/orders", limit_buy("flaky-2", symbol="SBIN", qty=1, price="2000"))
-    assert (gone.json()["status"], gone.json()["reason"]) == ("REJECTED", "kite_unavailable")
+    assert gone.json()["status"] in ("REJECTED", "PENDING"), gone.text
+    if gone.json()["status"] == "REJECTED":
+        assert gone.json()["reason"] == "kite_unavailable"
     httpx.delete(f"{kitesim.root}/_sim/faults")
-    assert kitesim.orders_tagged("flaky-2") == []
+    final = wait_until(
+        lambda: (o := broker.order("flaky-2"))["status"] != "PENDING" and o,
+        timeout=60,
+        message="the unknown outcome resolved once Kite answers",
+    )
+    placed = kitesim.orders_tagged("flaky-2")
+    assert len(placed) == (0 if final["status"] == "REJECTED" else 1), (final, placed)
 
 
 def test_kite_rejection_is_final(broker, kitesim: Sim, shared_redis_url) -> None:
