@@ -157,6 +157,8 @@ def start_kitesim(
         kitesim_token_expiry=False,
         kitesim_data_dir=data_dir,
         kitesim_instruments_csv=instruments,
+        # a fixed past is read (up to the bundled data's end), not a replay at its clock
+        kitesim_history_after_now=True,
     )
     server = uvicorn.Server(
         uvicorn.Config(
