@@ -12,7 +12,7 @@ UV := $(if $(UV_SYSTEM),$(UV_SYSTEM),$(TOOLS)/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
 
-.PHONY: help install run test test-fast lint format up down bench chaos clean
+.PHONY: help install run test test-fast lint format up down bench soak chaos clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,7 +34,7 @@ run: install ## Start the whole stack on the embedded default (Redis, services) 
 
 test: install ## Run every test (installs test tools such as docker-compose and promtool when missing)
 	@bash scripts/install-test-tools.sh || true
-	@.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not soak" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
@@ -66,6 +66,9 @@ bench: install ## Run every benchmark in a quick mode (full runs and figures: be
 	-.venv/bin/python bench/data_cache.py --symbols 5 --ticks 5000
 	-.venv/bin/python bench/backtest.py --repeat 1 --rounds 1
 	-.venv/bin/python bench/latency.py --quick
+
+soak: install ## Whole-stack scenarios at sim speed that take minutes (e.g. a GTT stop firing while the broker is down)
+	.venv/bin/python -m pytest -m soak $(PYTEST_ARGS)
 
 chaos: install ## Long chaos run of the order path (>= 100 SIGKILLs, Redis kills, Kite faults; ~30 min)
 	.venv/bin/python scripts/chaos.py $(CHAOS_ARGS)
