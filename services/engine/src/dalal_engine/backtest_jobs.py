@@ -127,32 +127,9 @@ def run(
     cfg = request.config()
     start = datetime.combine(request.from_, dtime(0), tzinfo=IST)
     end = datetime.combine(request.to, dtime(23, 59), tzinfo=IST)
-    if data is not None and data_dir is None:
-        warmup = cfg.build().warmup_bars
-        bars = {
-            s: history.from_service(
-                data,
-                s,
-                cfg.interval,
-                start=start,
-                end=end,
-                warmup_bars=warmup,
-                exchange=cfg.exchange,
-            )
-            for s in cfg.universe
-        }
-    else:
-        bars = {
-            s: history.load(
-                s,
-                cfg.interval,
-                cache_dir=cache_dir,
-                data_dir=data_dir,
-                exchange=cfg.exchange,
-                end=end,
-            )
-            for s in cfg.universe
-        }
+    bars = history.load_universe(
+        cfg, start=start, end=end, data=data, cache_dir=cache_dir, data_dir=data_dir
+    )
     settings = BacktestSettings(request.capital_rupees, start=start, end=end)
     t0 = time.perf_counter()
     result = Backtester(cfg, bars, settings).run(progress)

@@ -101,32 +101,16 @@ def backtest(
         if data_dir is not None and data_url:
             raise typer.BadParameter("give --data-dir or --data-url, not both")
         if data_url:
-            warmup = cfg.build().warmup_bars
             with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
-                data = {
-                    s: history.from_service(
-                        client,
-                        s,
-                        cfg.interval,
-                        start=start,
-                        end=end,
-                        warmup_bars=warmup,
-                        exchange=cfg.exchange,
-                    )
-                    for s in cfg.universe
-                }
+                data = history.load_universe(cfg, start=start, end=end, data=client)
         else:
-            data = {
-                s: history.load(
-                    s,
-                    cfg.interval,
-                    cache_dir=None if data_dir else cache_dir,
-                    data_dir=data_dir,
-                    exchange=cfg.exchange,
-                    end=end,
-                )
-                for s in cfg.universe
-            }
+            data = history.load_universe(
+                cfg,
+                start=start,
+                end=end,
+                cache_dir=None if data_dir else cache_dir,
+                data_dir=data_dir,
+            )
         settings = BacktestSettings(Decimal(str(capital)), start=start, end=end)
         runner = Backtester(cfg, data, settings)
         with Progress(

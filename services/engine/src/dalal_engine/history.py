@@ -23,6 +23,7 @@ from dalal_shared.errors import PermanentError
 from dalal_shared.timeutil import to_ist
 
 if TYPE_CHECKING:
+    from dalal_engine.strategyconfig import StrategyConfig
     from dalal_shared.clients import DataClient
 
 
@@ -138,3 +139,41 @@ def from_service(
     frame = pd.DataFrame(rows, columns=body["columns"])
     frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601", utc=True)
     return _before(_series(symbol, frame), end)  # the API's `to` is inclusive
+
+
+def load_universe(
+    config: StrategyConfig,
+    *,
+    start: datetime,
+    end: datetime,
+    data: DataClient | None = None,
+    cache_dir: Path | None = None,
+    data_dir: Path | None = None,
+) -> dict[str, BarSeries]:
+    """Every symbol of `config`'s universe: CSV files in `data_dir`, else the data service's
+    candles API through `data` (warm-up included), else the Parquet cache."""
+    if data is not None and data_dir is None:
+        warmup = config.build().warmup_bars
+        return {
+            s: from_service(
+                data,
+                s,
+                config.interval,
+                start=start,
+                end=end,
+                warmup_bars=warmup,
+                exchange=config.exchange,
+            )
+            for s in config.universe
+        }
+    return {
+        s: load(
+            s,
+            config.interval,
+            cache_dir=cache_dir,
+            data_dir=data_dir,
+            exchange=config.exchange,
+            end=end,
+        )
+        for s in config.universe
+    }

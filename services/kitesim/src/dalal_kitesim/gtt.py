@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from dalal_kitesim.errors import InputException, KiteError
-from dalal_kitesim.exchange import Exchange, kite_time
+from dalal_kitesim.exchange import Exchange, _num, kite_time
 from dalal_shared.fills import Tick
 
 TYPES = ("single", "two-leg")
@@ -33,11 +33,6 @@ STATUSES = ("active", "triggered", "disabled", "expired", "cancelled", "rejected
 MAX_ACTIVE = 250
 MIN_DISTANCE = Decimal("0.0025")  # a trigger at least 0.25% away from the last price
 VALIDITY = timedelta(days=365)
-
-
-def _num(value: Decimal) -> float | int:
-    f = float(value)
-    return int(f) if f == int(f) else f
 
 
 @dataclass
