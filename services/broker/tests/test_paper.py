@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from dalal_shared import fills
-from dalal_shared.messages import Envelope, PlaceOrder, Tick
+from dalal_broker.gtt_terms import stop_limit
+from dalal_shared.messages import Envelope, PlaceOrder, ProtectPosition, Tick
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS
 from dalal_shared.testing import ServiceProcesses, free_port, wait_until
 from dalal_shared.timeutil import IST
@@ -49,7 +50,7 @@ class Market:
         )
         self.client.xadd(MARKET_TICKS, Envelope.wrap(tick, source="data").to_fields())
 
-    def command(self, command: PlaceOrder) -> None:
+    def command(self, command: PlaceOrder | ProtectPosition) -> None:
         self.client.xadd(ORDERS_COMMANDS, Envelope.wrap(command, source="engine").to_fields())
 
 
@@ -67,7 +68,7 @@ def order(coid: str, symbol: str, side: str, qty: int, order_type: str, price: s
     return body
 
 
-def starter(redis_url: str, processes: ServiceProcesses) -> Callable[[], Broker]:
+def starter(redis_url: str, processes: ServiceProcesses, **env: str) -> Callable[[], Broker]:
     db = processes.log_dir / "broker.sqlite3"
 
     def start() -> Broker:
@@ -86,6 +87,7 @@ def starter(redis_url: str, processes: ServiceProcesses) -> Callable[[], Broker]
                 "DALAL_POLL_INTERVAL_SECONDS": "0.3",
                 "DALAL_BUS_BLOCK_MS": "100",
                 "DALAL_LOG_FORMAT": "json",
+                **env,
             },
             name="paper-broker",
         )
@@ -273,5 +275,74 @@ def test_paper_orders_survive_a_restart(redis_url, service_processes) -> None:
         assert [(f.quantity, f.price) for f in got] == [(5, first_price), (15, Decimal("3490"))]
         assert len({f.trade_id for f in got}) == 2
         assert [t["quantity"] for t in done["trades"]] == [5, 15]
+    finally:
+        market.client.close()
+
+
+def test_a_paper_stop_at_the_exchange_fires_on_the_ticks_after_a_crash(
+    redis_url, service_processes
+) -> None:
+    """Paper mode keeps protective GTTs in its own book with Kite's behaviour: placed from the
+    bus, modified in place over HTTP, kept across a SIGKILL, fired by the tick that crosses the
+    stop, its untagged LIMIT order journaled under the protection's id and filled."""
+    start = starter(redis_url, service_processes, DALAL_PROTECTION_CHECK_SECONDS="0.3")
+    market = Market(redis_url)
+    try:
+        broker = start()
+        market.tick("LT", "3500", volume=1_000)
+        assert broker.post("/orders", order("pg-buy", "LT", "BUY", 20, "MARKET")).status_code == 200
+        market.tick("LT", "3501", at=T0 + timedelta(seconds=1))
+        settled(broker, "pg-buy", "COMPLETE", 20)
+
+        market.command(
+            ProtectPosition(
+                client_order_id="pg-stop", symbol="LT", quantity=20, stop_price=Decimal("3400")
+            )
+        )
+        placed = wait_until(
+            lambda: (
+                (r := broker.get("/protections/pg-stop")).status_code == 200
+                and r.json()["status"] == "ACTIVE"
+                and r.json()
+            ),
+            message="the paper GTT is active",
+        )
+        gtt_id = placed["gtt_id"]
+        body = {"client_order_id": "pg-stop", "symbol": "LT", "quantity": 20, "stop_price": "3420"}
+        moved = broker.post("/protections", body).json()
+        assert (moved["status"], moved["gtt_id"], moved["stop_price"]) == ("ACTIVE", gtt_id, "3420")
+
+        market.tick("LT", "3421", at=T0 + timedelta(seconds=2))  # above the stop: nothing
+        assert broker.get("/protections/pg-stop").json()["status"] == "ACTIVE"
+        assert broker.get("/orders/pg-stop").status_code == 404
+        broker.proc.kill()
+
+        again = start()
+        assert again.get("/protections/pg-stop").json()["status"] == "ACTIVE"
+        market.tick("LT", "3419", at=T0 + timedelta(minutes=1))  # crosses the stop
+        done = wait_until(
+            lambda: (
+                (o := again.get("/orders/pg-stop")).status_code == 200
+                and o.json()["status"] == "COMPLETE"
+                and o.json()
+            ),
+            message="the fired GTT's order journaled under the protection's id and filled",
+        )
+        limit = stop_limit(Decimal("3420"), Decimal("3"))  # the broker's market protection
+        assert (done["side"], done["filled_quantity"], done["reason"]) == ("SELL", 20, "gtt")
+        assert Decimal(done["price"]) == limit
+        assert Decimal(done["average_price"]) == bid("3419", market=False)  # above its limit
+        shown = again.get("/protections/pg-stop").json()
+        assert (shown["status"], shown["gtt_id"]) == ("TRIGGERED", gtt_id)
+        seen = events(redis_url, coid="pg-stop")
+        assert [e.message.reason for e in seen if e.type == "ProtectionRemoved"] == ["triggered"]
+        assert sum(f.quantity for f in fills_of(redis_url, "pg-stop")) == 20
+        # a cancel after it fired changes nothing, and a fired stop never fires twice
+        market.tick("LT", "3300", at=T0 + timedelta(minutes=2))
+        assert again.get("/orders/pg-stop").json()["filled_quantity"] == 20
+        assert sorted(o["client_order_id"] for o in again.get("/orders").json()) == [
+            "pg-buy",
+            "pg-stop",
+        ]
     finally:
         market.client.close()

@@ -79,6 +79,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                 slippage_bps=settings.paper_slippage_bps,
                 max_participation=settings.paper_max_participation,
             ),
+            protection_pct=settings.market_protection_pct,
         )
         adapter = paper
     last_prices = LastPrices()
@@ -96,7 +97,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     )
     protections = ProtectionDesk(
         journal=journal,
-        gateway=gateway if paper is None else None,
+        gateway=gateway if paper is None else paper,  # the paper book holds paper GTTs
         prices=reference_prices,
         protection_pct=settings.market_protection_pct,
         flush=desk.flush_outbox,
@@ -159,7 +160,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
                     watch_protections,
                     protections,
                     every_seconds=settings.protection_check_seconds,
-                    ready=lambda: desk.leader and session.valid,
+                    ready=lambda: desk.leader and (session.valid or not desk.needs_session),
                 ),
             ),
         ]

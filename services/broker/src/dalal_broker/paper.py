@@ -14,9 +14,16 @@ stream one tick at a time:
 * MARKET / SL-M orders carry market protection from the last price seen when they arrive (or the
   trigger), and never fill beyond it.
 
-The book is in memory; its live orders are rebuilt from the journal at start (`restore`), so
-paper orders survive a restart. A fill not yet journaled when the process dies never happened:
-the order meets later ticks again.
+Protective stops (GTTs) are kept here too, with the gateway's GTT calls and Kite's GTT shapes,
+so `protections.ProtectionDesk` runs unchanged in paper mode: a trigger watches the ticks of its
+symbol and, once crossed, places its LIMIT order in the paper book without a tag (as Kite's GTT
+orders come), filled by the same model from that tick on; the trigger then reads `triggered`
+with the order's id, and the protection desk journals that order under the protection's id.
+
+The book is in memory; its live orders (and the active triggers, from the journal's ACTIVE
+protections) are rebuilt at start (`restore`), so paper orders and stops survive a restart. A
+fill not yet journaled when the process dies never happened: the order meets later ticks again
+(a trigger whose order was not journaled yet is active again and fires on a later tick).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
-from dalal_broker.journal import Journal, OrderRow
+from dalal_broker.gtt_terms import gtt_request
+from dalal_broker.journal import Journal, OrderRow, ProtectionRow
 from dalal_broker.kite import KiteRejected
 from dalal_broker.prices import LastPrices
 from dalal_shared import fills
@@ -63,6 +71,7 @@ class PaperOrder:
     fill_value: Decimal = ZERO
     trades: int = 0
     protection_price: Decimal | None = None
+    untagged: bool = False  # placed by a trigger (Kite's GTT orders carry no tag)
     seen_tick: bool = False
     bar_start: datetime | None = None
     filled_in_bar: int = 0
@@ -110,8 +119,8 @@ class PaperOrder:
             "cancelled_quantity": (
                 t.quantity - self.filled_quantity if self.status == "CANCELLED" else 0
             ),
-            "tag": t.client_order_id,
-            "tags": [t.client_order_id],
+            "tag": None if self.untagged else t.client_order_id,
+            "tags": [] if self.untagged else [t.client_order_id],
         }
 
 
@@ -134,6 +143,81 @@ class PaperTrade:
 
 
 @dataclass
+class PaperGtt:
+    """A GTT trigger in the paper book, read back in Kite's shape (`to_kite`)."""
+
+    id: int
+    kind: str  # "single" or "two-leg"
+    exchange: str
+    symbol: str
+    values: list[Decimal]
+    orders: list[dict[str, Any]]  # Kite's order legs (transaction_type, quantity, price, ...)
+    fires_above: bool  # a single trigger set above the price fires on a rise
+    created_at: datetime
+    status: str = "active"
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    def leg_for(self, price: Decimal) -> int | None:
+        """Which leg the price fires (None: not crossed)."""
+        if self.kind == "two-leg":
+            lower, upper = self.values
+            return 0 if price <= lower else 1 if price >= upper else None
+        (value,) = self.values
+        crossed = price >= value if self.fires_above else price <= value
+        return 0 if crossed else None
+
+    def to_kite(self) -> dict[str, Any]:
+        results = self.results or [None] * len(self.orders)
+        return {
+            "id": self.id,
+            "type": self.kind,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "condition": {
+                "exchange": self.exchange,
+                "tradingsymbol": self.symbol,
+                "trigger_values": [float(v) for v in self.values],
+            },
+            "orders": [
+                {**leg, "exchange": self.exchange, "tradingsymbol": self.symbol, "result": r}
+                for leg, r in zip(self.orders, results, strict=True)
+            ],
+        }
+
+
+def _gtt_from_request(gtt_id: int, request: dict[str, Any], created_at: datetime) -> PaperGtt:
+    """A trigger from kiteconnect's `place_gtt` arguments, checked as Kite checks them."""
+    kind = request.get("trigger_type")
+    values = [Decimal(str(v)) for v in request.get("trigger_values") or []]
+    orders = [dict(o) for o in request.get("orders") or []]
+    want = {"single": 1, "two-leg": 2}.get(str(kind))
+    if want is None or len(values) != want or len(orders) != want:
+        raise KiteRejected(
+            f"a {kind} trigger takes matching trigger values and orders", code="input"
+        )
+    if any(v <= 0 for v in values) or any(o.get("order_type") != "LIMIT" for o in orders):
+        raise KiteRejected("trigger values must be positive and GTT orders LIMIT", code="input")
+    last = Decimal(str(request.get("last_price") or 0))
+    if kind == "two-leg" and not values[0] < last < values[1]:
+        raise KiteRejected(
+            f"for a two-leg trigger the last price {last} must lie between its values",
+            code="input",
+        )
+    return PaperGtt(
+        id=gtt_id,
+        kind=str(kind),
+        exchange=str(request["exchange"]),
+        symbol=str(request["tradingsymbol"]),
+        values=values,
+        orders=orders,
+        fires_above=kind == "single" and values[0] > last,
+        created_at=created_at,
+    )
+
+
+@dataclass
 class _Market:
     """What the adapter knows of one symbol's trading from the ticks."""
 
@@ -151,24 +235,53 @@ def _rejected(message: str) -> KiteRejected:
 class PaperBroker:
     """The order calls of `KiteGateway`, answered from a local book filled by ticks."""
 
-    def __init__(self, journal: Journal, fill: fills.FillConfig | None = None):
+    def __init__(
+        self,
+        journal: Journal,
+        fill: fills.FillConfig | None = None,
+        *,
+        protection_pct: Decimal = Decimal("2"),
+    ):
         self.journal = journal
         self.fill = fill or fills.FillConfig()
+        self.protection_pct = protection_pct  # the stop leg's limit under its trigger (restore)
         self._orders: dict[str, PaperOrder] = {}
         self._trades: list[PaperTrade] = []
         self._markets: dict[tuple[str, str], _Market] = {}
+        self._gtts: dict[int, PaperGtt] = {}
+        self._gtt_seq = int(utcnow().timestamp() * 1000)  # ids stay unique across restarts
 
     # ------------------------------------------------------------------ restart
 
     def restore(self) -> int:
-        """Rebuild the live orders from the journal (blocking SQL: run it in a thread)."""
+        """Rebuild the live orders and the active triggers from the journal (blocking SQL: run
+        it in a thread); how many orders."""
         restored = 0
         for row in self.journal.live():
             if row.broker_order_id is None or row.broker_order_id in self._orders:
                 continue
             self._restore(row)
             restored += 1
+        for protection in self.journal.protections(["ACTIVE"]):
+            if protection.gtt_id is not None and protection.gtt_id not in self._gtts:
+                self._restore_gtt(protection)
         return restored
+
+    def _restore_gtt(self, row: ProtectionRow) -> None:
+        assert row.gtt_id is not None
+        c = row.command
+        request = gtt_request(c, c.stop_price, self.protection_pct)
+        values = [c.stop_price] if c.target_price is None else [c.stop_price, c.target_price]
+        self._gtts[row.gtt_id] = PaperGtt(
+            id=row.gtt_id,
+            kind=request["trigger_type"],
+            exchange=c.exchange,
+            symbol=c.symbol,
+            values=values,
+            orders=request["orders"],
+            fires_above=False,  # a protection's stop sells on a fall
+            created_at=row.updated_at,
+        )
 
     def _restore(self, row: OrderRow) -> None:
         assert row.broker_order_id is not None
@@ -265,7 +378,7 @@ class PaperBroker:
 
     async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
         for order in self._orders.values():
-            if order.terms.client_order_id == tag:
+            if not order.untagged and order.terms.client_order_id == tag:
                 return order.to_kite()
         return None
 
@@ -314,6 +427,79 @@ class PaperBroker:
             )
         return {"net": net, "day": net}
 
+    # ------------------------------------------------------------------ GTT triggers
+
+    async def place_gtt(self, **request: Any) -> int:
+        self._gtt_seq += 1
+        gtt = _gtt_from_request(self._gtt_seq, request, utcnow())
+        self._gtts[gtt.id] = gtt
+        return gtt.id
+
+    async def modify_gtt(self, trigger_id: int, **request: Any) -> int:
+        old = self._active_gtt(trigger_id, "modified")
+        self._gtts[trigger_id] = _gtt_from_request(trigger_id, request, old.created_at)
+        return trigger_id
+
+    async def delete_gtt(self, trigger_id: int) -> None:
+        gtt = self._active_gtt(trigger_id, "deleted")
+        gtt.status, gtt.updated_at = "deleted", utcnow()
+
+    async def gtt(self, trigger_id: int) -> dict[str, Any]:
+        gtt = self._gtts.get(trigger_id)
+        if gtt is None:
+            raise KiteRejected(f"Invalid trigger id {trigger_id}.", code="input")
+        return gtt.to_kite()
+
+    async def gtts(self) -> list[dict[str, Any]]:
+        return [g.to_kite() for g in self._gtts.values()]
+
+    def _active_gtt(self, trigger_id: int, verb: str) -> PaperGtt:
+        gtt = self._gtts.get(trigger_id)
+        if gtt is None:
+            raise KiteRejected(f"Invalid trigger id {trigger_id}.", code="input")
+        if gtt.status != "active":
+            raise KiteRejected(
+                f"Trigger {trigger_id} is {gtt.status} and cannot be {verb}.", code="input"
+            )
+        return gtt
+
+    def _fire(self, gtt: PaperGtt, leg: int, tick: fills.Tick) -> int:
+        """Place the crossed leg's LIMIT order (untagged, as Kite's) and meet it with the tick
+        that fired it; the trigger reads `triggered` with the order's id."""
+        spec = gtt.orders[leg]
+        order = PaperOrder(
+            order_id=f"paper-{new_id()}",
+            terms=PlaceOrder(
+                client_order_id=f"GTT-{gtt.id}"[:20],
+                exchange=gtt.exchange,
+                symbol=gtt.symbol,
+                side=spec["transaction_type"],
+                quantity=int(spec["quantity"]),
+                order_type="LIMIT",
+                product=spec.get("product") or "CNC",
+                price=Decimal(str(spec["price"])),
+            ),
+            placed_at=utcnow(),
+            status="OPEN",
+            untagged=True,
+        )
+        self._orders[order.order_id] = order
+        gtt.results = [None] * len(gtt.orders)
+        gtt.results[leg] = {
+            "transaction_type": spec["transaction_type"],
+            "quantity": int(spec["quantity"]),
+            "price": float(spec["price"]),
+            "triggered_at": float(tick.price),
+            "timestamp": tick.ts,
+            "order_result": {"status": "success", "order_id": order.order_id},
+        }
+        gtt.status, gtt.updated_at = "triggered", utcnow()
+        log.info(
+            "paper.gtt_triggered", gtt_id=gtt.id, order_id=order.order_id, price=str(tick.price)
+        )
+        PAPER_BOOK.set(len(self._orders))
+        return self._match(order, tick)
+
     def _open(self, order_id: str, verb: str) -> PaperOrder:
         order = self._orders.get(order_id)
         if order is None:
@@ -358,6 +544,11 @@ class PaperBroker:
         for order in list(self._orders.values()):
             if order.key == key and order.is_open:
                 made += self._match(order, model_tick)
+        for gtt in list(self._gtts.values()):
+            if gtt.status == "active" and (gtt.exchange, gtt.symbol) == key:
+                leg = gtt.leg_for(tick.last_price)
+                if leg is not None:
+                    made += self._fire(gtt, leg, model_tick) or 1  # a new order to journal
         return made
 
     def _match(self, order: PaperOrder, tick: fills.Tick) -> int:

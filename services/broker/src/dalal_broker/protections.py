@@ -12,7 +12,8 @@ holding when the price reaches the stop (or the target), so it fires while Dalal
   and the engine under that id; `ProtectionRemoved(triggered)`. Expired, deleted-by-hand and
   failed GTTs are reported the same way.
 
-Paper mode has no exchange to hold a GTT: a protection is refused there (`failed`).
+In paper mode the paper book holds the triggers (`paper.PaperBroker` answers the same GTT calls
+in Kite's shapes and fires them on the ticks), so everything above runs unchanged.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge
 
 from dalal_broker.gtt_terms import GttOutcome, gtt_request, read_gtt, same_terms, triggered_order
 from dalal_broker.journal import Journal, ProtectionRow
-from dalal_broker.kite import KiteGateway, KiteRejected, KiteSessionError
+from dalal_broker.kite import KiteRejected, KiteSessionError
 from dalal_broker.prices import ReferencePrices
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
@@ -51,19 +52,34 @@ LIVE = ("PENDING", "ACTIVE")
 ENDED = {"cancelled": "CANCELLED", "expired": "EXPIRED", "failed": "FAILED"}
 
 
+class GttVenue(Protocol):
+    """Where the triggers live: Kite (`kite.KiteGateway`) or the paper book
+    (`paper.PaperBroker`), with kiteconnect's GTT arguments and Kite's GTT dicts."""
+
+    async def place_gtt(self, **request: Any) -> int: ...
+
+    async def modify_gtt(self, trigger_id: int, **request: Any) -> int: ...
+
+    async def delete_gtt(self, trigger_id: int) -> None: ...
+
+    async def gtt(self, trigger_id: int) -> dict[str, Any]: ...
+
+    async def gtts(self) -> list[dict[str, Any]]: ...
+
+
 class ProtectionDesk:
     def __init__(
         self,
         *,
         journal: Journal,
-        gateway: KiteGateway | None,
+        gateway: GttVenue | None,
         prices: ReferencePrices,
         protection_pct: Decimal,
         flush: Callable[[], Awaitable[object]],
         expire_session: Callable[[str], Awaitable[None]],
     ):
         self.journal = journal
-        self.gateway = gateway  # None in paper mode
+        self.gateway = gateway  # None: no venue (every protection fails)
         self.prices = prices
         self.protection_pct = protection_pct
         self.flush = flush
@@ -111,7 +127,7 @@ class ProtectionDesk:
         if row is not None and row.status == "ACTIVE" and same_terms(row.command, command):
             return  # a redelivery
         if self.gateway is None:
-            await self._fail(command, "paper mode has no exchange to hold a GTT", None)
+            await self._fail(command, "no venue holds GTTs here", None)
             return
         price = await self.prices.price(command.exchange, command.symbol)
         if price is None:
