@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from dalal_shared import fills
 from dalal_broker.gtt_terms import stop_limit
+from dalal_shared import fills
 from dalal_shared.messages import Envelope, PlaceOrder, ProtectPosition, Tick
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS
 from dalal_shared.testing import ServiceProcesses, free_port, wait_until

@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 
+from dalal_engine import sweeps
 from dalal_engine.backtest_jobs import parse_request
 from dalal_engine.handlers import publish_decisions, publish_new
 from dalal_engine.live import RiskRefused
 from dalal_engine.store import Intent
 from dalal_engine.strategy import describe, registry
-from dalal_engine.tasks import send
+from dalal_engine.sweeps import MAX_POINTS
+from dalal_engine.tasks import send, send_sweep
 from dalal_shared.errors import ConflictError, DalalError, NotFoundError
 from dalal_shared.ids import new_id
 from dalal_shared.logging import get_logger
@@ -254,4 +256,97 @@ async def backtest_report(request: Request, backtest_id: str, fmt: str) -> FileR
     path = request.app.state.backtests_dir / backtest_id / name
     if not path.exists():
         raise NotFoundError(f"the report of {backtest_id} is not on this host's disk")
+    return FileResponse(path, media_type="application/json" if fmt == "json" else "text/html")
+
+
+sweeps_router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+def _sweep_view(sweep: dict[str, Any], top: int) -> dict[str, Any]:
+    sid = sweep["id"]
+    request = sweeps.SweepRequest.model_validate(sweep["request"])
+    trials = sweep["trials"]
+    ended = [t for t in trials if t["status"] in ("done", "failed")]
+    seconds = [t["seconds"] for t in ended if t["seconds"] is not None]
+    running = sum(1 for t in trials if t["status"] == "running")
+    left = len(trials) - len(ended)
+    # ETA: the mean trial time, spread over the trials running at once (the workers)
+    eta = (
+        round(sum(seconds) / len(seconds) * left / max(1, running), 1)
+        if seconds and left
+        else (0.0 if not left else None)
+    )
+    out: dict[str, Any] = {
+        "id": sid,
+        "status": sweep["status"],
+        "objective": request.objective,
+        "request": sweep["request"],
+        "progress": {
+            "trials_done": len(ended),
+            "trials_total": len(trials),
+            "running": running,
+            "failed": sum(1 for t in trials if t["status"] == "failed"),
+            "fraction": round(len(ended) / len(trials), 4) if trials else 1.0,
+            "eta_seconds": eta,
+        },
+        "results": [
+            {"n": t["n"], "params": t["params"], "metrics": t["metrics"], "seconds": t["seconds"]}
+            for t in sweeps.ranked(trials, request.objective)[:top]
+        ],
+        "failures": [
+            {"n": t["n"], "params": t["params"], "error": t["error"]}
+            for t in trials
+            if t["status"] == "failed"
+        ][:top],
+        "workers": sorted({t["worker"] for t in trials if t["worker"]}),
+        "best": sweep["best"],
+        "error": sweep["error"],
+        "created_at": sweep["created_at"],
+        "finished_at": sweep["finished_at"],
+    }
+    if sweep["status"] == "done":
+        out["links"] = {"html": f"/sweeps/{sid}/report.html", "json": f"/sweeps/{sid}/report.json"}
+    return out
+
+
+async def _sweep(request: Request, sweep_id: str) -> dict[str, Any]:
+    sweep = await asyncio.to_thread(request.app.state.live.store.sweep, sweep_id)
+    if sweep is None:
+        raise NotFoundError(f"no sweep {sweep_id}")
+    return sweep
+
+
+@sweeps_router.post(
+    "",
+    status_code=202,
+    summary="Backtest every point of a parameter grid on the engine workers; poll GET /sweeps/{id}",
+)
+async def create_sweep(request: Request, body: Annotated[Any, Body()]) -> JSONResponse:
+    parsed = sweeps.parse_sweep(body)
+    sweep_id = new_id()
+    store = request.app.state.live.store
+    points = list(parsed.points())
+    await asyncio.to_thread(store.create_sweep, sweep_id, parsed.to_json(), points, utcnow())
+    await asyncio.to_thread(send_sweep, request.app.state.celery, sweep_id, len(points))
+    return JSONResponse(_sweep_view(await _sweep(request, sweep_id), 20), status_code=202)
+
+
+@sweeps_router.get("/{sweep_id}", summary="Progress, the ranked results and (when done) the best")
+async def get_sweep(
+    request: Request, sweep_id: str, top: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 20
+) -> dict[str, Any]:
+    return _sweep_view(await _sweep(request, sweep_id), top)
+
+
+@sweeps_router.get("/{sweep_id}/report.{fmt}", summary="The best point's report (json or html)")
+async def sweep_report(request: Request, sweep_id: str, fmt: str) -> FileResponse:
+    sweep = await _sweep(request, sweep_id)
+    if fmt not in ("json", "html"):
+        raise NotFoundError(f"no report format {fmt!r}; json or html")
+    if sweep["status"] != "done":
+        raise ConflictError(f"sweep {sweep_id} is {sweep['status']}, not done")
+    name = "result.json" if fmt == "json" else "report.html"
+    path = request.app.state.backtests_dir / "sweeps" / sweep_id / name
+    if not path.exists():
+        raise NotFoundError(f"the report of sweep {sweep_id} is not on this host's disk")
     return FileResponse(path, media_type="application/json" if fmt == "json" else "text/html")

@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from dalal_engine import strategy_control
-from dalal_engine.api import backtests_router, router, strategies_router
+from dalal_engine.api import backtests_router, router, strategies_router, sweeps_router
 from dalal_engine.clock import ExchangeClock, MarketClock, WallClock
 from dalal_engine.config import EngineSettings
 from dalal_engine.cycle import FixedCycle
@@ -202,10 +202,11 @@ def build_app(settings: EngineSettings) -> FastAPI:
     app.state.live = live
     app.state.gate = gate
     app.state.cycles = cycles
-    app.state.celery = make_celery(settings)  # only sends backtest tasks
+    app.state.celery = make_celery(settings)  # only sends backtest and sweep tasks
     app.state.backtests_dir = settings.backtests_dir
     app.include_router(router)
     app.include_router(strategies_router)
     app.include_router(strategy_control.router)
     app.include_router(backtests_router)
+    app.include_router(sweeps_router)
     return app

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,6 +29,7 @@ from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST, to_ist
 
 PROGRESS_EVERY_SECONDS = 0.5
+R = TypeVar("R", bound="BacktestRequest")
 
 
 class BadBacktestRequest(PermanentError):
@@ -78,10 +79,17 @@ class BacktestRequest(BaseModel):
 
 def parse_request(body: Any) -> BacktestRequest:
     """Validate a request body; BadBacktestRequest with code `invalid_<field>` otherwise."""
+    request = parse_model(BacktestRequest, body)
+    request.config()  # the strategy and its parameters
+    return request
+
+
+def parse_model(model: type[R], body: Any) -> R:
+    """`body` as `model`; BadBacktestRequest naming the first bad field otherwise."""
     if not isinstance(body, dict):
         raise BadBacktestRequest("the body must be a JSON object", code="invalid_body")
     try:
-        request = BacktestRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
@@ -92,8 +100,6 @@ def parse_request(body: Any) -> BacktestRequest:
         field = (loc[0] if loc else "body").removesuffix("_")
         where = ".".join(loc).replace("from_", "from") or field
         raise BadBacktestRequest(f"{where}: {msg}", code=f"invalid_{field}") from None
-    request.config()  # the strategy and its parameters
-    return request
 
 
 def summary(result: BacktestResult, seconds: float) -> dict[str, Any]:

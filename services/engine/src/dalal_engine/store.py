@@ -3,7 +3,8 @@
 Tables (prefix `engine_`): the bars the loop has seen (its indicator history), each strategy
 instance's per-symbol state and position, the order intents it emitted (an outbox: written
 before publishing, marked published after), the trades it has applied, its risk decisions,
-backtest jobs (request, progress, summary) and a key/value meta table (the loop's mode:
+backtest jobs (request, progress, summary), parameter sweeps and their trials, and a key/value
+meta table (the loop's mode:
 running, paused or stopped). Money is text (exact Decimal) and times
 are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 """
@@ -99,6 +100,32 @@ backtests_t = sa.Table(
     sa.Column("summary", sa.Text),
     sa.Column("error", sa.String(500)),
     sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("finished_at", sa.String(40)),
+)
+sweeps_t = sa.Table(
+    "engine_sweeps",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, running, finishing, done
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("trials_total", sa.Integer, nullable=False),
+    sa.Column("best", sa.Text),  # the best trial (JSON), once done
+    sa.Column("error", sa.String(500)),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+)
+sweep_trials_t = sa.Table(
+    "engine_sweep_trials",
+    metadata,
+    sa.Column("sweep_id", sa.String(40), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),  # the point's place in the grid
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, running, done, failed
+    sa.Column("metrics", sa.Text),
+    sa.Column("error", sa.String(500)),
+    sa.Column("worker", sa.String(120)),
+    sa.Column("seconds", sa.Float),
     sa.Column("started_at", sa.String(40)),
     sa.Column("finished_at", sa.String(40)),
 )
@@ -526,6 +553,143 @@ class EngineStore(db.SqlStore):
         out["request"] = json.loads(out["request"])
         out["summary"] = json.loads(out["summary"]) if out["summary"] else None
         return out
+
+    # ------------------------------------------------------------------ sweeps
+    def create_sweep(
+        self, sweep_id: str, request: dict[str, Any], points: list[dict[str, Any]], at: datetime
+    ) -> None:
+        """The sweep and one queued trial per grid point, in one transaction."""
+        with self.engine.begin() as c:
+            c.execute(
+                sa.insert(sweeps_t).values(
+                    id=sweep_id,
+                    status="queued",
+                    request=json.dumps(request),
+                    trials_total=len(points),
+                    created_at=iso(at),
+                )
+            )
+            c.execute(
+                sa.insert(sweep_trials_t),
+                [
+                    {"sweep_id": sweep_id, "n": n, "params": json.dumps(p), "status": "queued"}
+                    for n, p in enumerate(points)
+                ],
+            )
+
+    def sweep(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep with its trials (grid order), or None."""
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(sweeps_t).where(sweeps_t.c.id == sweep_id)).first()
+            if row is None:
+                return None
+            trials = c.execute(
+                sa.select(sweep_trials_t)
+                .where(sweep_trials_t.c.sweep_id == sweep_id)
+                .order_by(sweep_trials_t.c.n)
+            ).all()
+        out = dict(row._mapping)
+        out["request"] = json.loads(out["request"])
+        out["best"] = json.loads(out["best"]) if out["best"] else None
+        out["trials"] = [_trial(t) for t in trials]
+        return out
+
+    def start_trial(
+        self, sweep_id: str, n: int, worker: str, at: datetime
+    ) -> dict[str, Any] | None:
+        """Mark a trial running (again, after a worker died in it); None when it has ended
+        already (a redelivered task) or is unknown."""
+        with self.engine.begin() as c:
+            done = c.execute(
+                sa.update(sweep_trials_t)
+                .where(
+                    sweep_trials_t.c.sweep_id == sweep_id,
+                    sweep_trials_t.c.n == n,
+                    sweep_trials_t.c.status.in_(["queued", "running"]),
+                )
+                .values(status="running", worker=worker[:120], started_at=iso(at))
+            ).rowcount
+            if not done:
+                return None
+            c.execute(
+                sa.update(sweeps_t)
+                .where(sweeps_t.c.id == sweep_id, sweeps_t.c.status == "queued")
+                .values(status="running")
+            )
+            row = c.execute(
+                sa.select(sweep_trials_t).where(
+                    sweep_trials_t.c.sweep_id == sweep_id, sweep_trials_t.c.n == n
+                )
+            ).one()
+        return _trial(row)
+
+    def finish_trial(
+        self,
+        sweep_id: str,
+        n: int,
+        *,
+        metrics: dict[str, Any] | None,
+        error: str | None,
+        seconds: float,
+        at: datetime,
+    ) -> bool:
+        """Record a trial's end (done with its metrics, or failed with why); True when every
+        trial of the sweep has ended and this call claimed the sweep's finishing (exactly one
+        caller does)."""
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(sweep_trials_t)
+                .where(
+                    sweep_trials_t.c.sweep_id == sweep_id,
+                    sweep_trials_t.c.n == n,
+                    sweep_trials_t.c.status == "running",
+                )
+                .values(
+                    status="failed" if error else "done",
+                    metrics=json.dumps(metrics) if metrics is not None else None,
+                    error=error[:500] if error else None,
+                    seconds=seconds,
+                    finished_at=iso(at),
+                )
+            )
+        with self.engine.begin() as c:
+            open_trials = c.execute(
+                sa.select(sa.func.count()).where(
+                    sweep_trials_t.c.sweep_id == sweep_id,
+                    sweep_trials_t.c.status.in_(["queued", "running"]),
+                )
+            ).scalar_one()
+            if open_trials:
+                return False
+            return bool(
+                c.execute(
+                    sa.update(sweeps_t)
+                    .where(sweeps_t.c.id == sweep_id, sweeps_t.c.status.in_(["queued", "running"]))
+                    .values(status="finishing")
+                ).rowcount
+            )
+
+    def finish_sweep(
+        self, sweep_id: str, *, best: dict[str, Any] | None, error: str | None, at: datetime
+    ) -> None:
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(sweeps_t)
+                .where(sweeps_t.c.id == sweep_id)
+                .values(
+                    status="failed" if error else "done",
+                    best=json.dumps(best) if best is not None else None,
+                    error=error[:500] if error else None,
+                    finished_at=iso(at),
+                )
+            )
+
+
+def _trial(r: Any) -> dict[str, Any]:
+    out = dict(r._mapping)
+    out["params"] = json.loads(out["params"])
+    out["metrics"] = json.loads(out["metrics"]) if out["metrics"] else None
+    return out
 
 
 def _intent(r: Any) -> Intent:
