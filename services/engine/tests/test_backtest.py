@@ -5,6 +5,7 @@ from the raw CSV with independent arithmetic."""
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 from datetime import date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP
@@ -253,3 +254,12 @@ def test_a_backtest_past_the_holiday_list_runs_and_says_why_entries_wait() -> No
     entries = [d for d in march if d.action == "ENTER"]
     assert entries and {d.reason for d in entries} == {"calendar_not_covered"}
     assert len(result.equity) == len(data["INFY"])
+
+
+def test_gzipped_csv_files_are_read_like_plain_ones(tmp_path: Path) -> None:
+    """kitesim ships most daily files as `.csv.gz`: `--data-dir` reads them as they are."""
+    plain = Path(__file__).parent / "fixtures" / "INFY.csv"
+    (tmp_path / "INFY.csv.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    got = history.load("INFY", "day", data_dir=tmp_path)
+    want = history.load("INFY", "day", data_dir=plain.parent)
+    assert got.start == want.start and list(got.close) == list(want.close)

@@ -77,10 +77,13 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
 
 
 def find_csv(data_dir: Path, interval: str, symbol: str) -> Path | None:
+    """`<dir>/<interval>/<SYMBOL>.csv` or `<dir>/<SYMBOL>.csv`, plain or gzipped (`.csv.gz`,
+    as kitesim ships most of its daily files)."""
     name = symbol.replace(" ", "") + ".csv"
-    for candidate in (data_dir / interval / name, data_dir / name):
-        if candidate.exists():
-            return candidate
+    for folder in (data_dir / interval, data_dir):
+        for candidate in (folder / name, folder / (name + ".gz")):
+            if candidate.exists():
+                return candidate
     return None
 
 

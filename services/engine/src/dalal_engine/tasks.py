@@ -117,11 +117,23 @@ def _sources(settings: EngineSettings) -> dict[str, Any]:
     }
 
 
+_STORES: dict[str, EngineStore] = {}
+
+
+def _sweep_store(url: str) -> EngineStore:
+    """One store per worker process for sweep trials (connecting and checking the migrations
+    costs more than a small trial)."""
+    store = _STORES.get(url)
+    if store is None:
+        store = _STORES[url] = EngineStore.open(url)
+    return store
+
+
 def run_sweep_trial(settings: EngineSettings, sweep_id: str, n: int) -> str:
     """One grid point of a sweep: its backtest on this worker's cached bars, the metrics in
     its row; the worker that ends the sweep's last trial ranks them and writes the best
     point's report (`<backtests dir>/sweeps/<id>/`)."""
-    store = EngineStore.open(settings.shard_database_url)
+    store = _sweep_store(settings.shard_database_url)
     data = _data_client(settings)
     try:
         sweep = store.sweep(sweep_id)
@@ -157,7 +169,6 @@ def run_sweep_trial(settings: EngineSettings, sweep_id: str, n: int) -> str:
     finally:
         if data is not None:
             data.close()
-        store.close()
 
 
 def _finish_sweep(
