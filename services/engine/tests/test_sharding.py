@@ -54,21 +54,24 @@ def test_a_shard_index_out_of_range_names_the_variable(monkeypatch: pytest.Monke
         load_settings(EngineSettings)
 
 
-def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: Path) -> None:
+def run_engines(redis_url: str, tmp_path: Path, count: int) -> list[PlaceOrder]:
+    """`count` shards of the engine (1: a single process) on one Redis, every bar of INFY and
+    SBIN published once; the PlaceOrder commands they sent."""
     (tmp_path / "strategies.yaml").write_text(CONFIG)
     r = redis.Redis.from_url(redis_url)
+    r.flushdb()
     announce_safe(r)
     bars = infy_bars()
     with ExitStack() as stack:
         shards = []
-        for index in range(2):
+        for index in range(count):
             settings = EngineSettings(
                 redis_url=redis_url,
                 api_key=KEY,
-                database_url=f"sqlite:///{tmp_path}/engine-{{shard}}.sqlite3",
+                database_url=f"sqlite:///{tmp_path}/engine-{count}-{{shard}}.sqlite3",
                 strategies_file=tmp_path / "strategies.yaml",
                 shard_index=index,
-                shard_count=2,
+                shard_count=count,
                 bus_block_ms=50,
                 **replay_settings(),
             )
@@ -78,8 +81,8 @@ def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: P
         universes = [
             c.get("/engine/status").json()["strategies"]["cross"]["universe"] for c in shards
         ]
-        assert universes == [["INFY"], ["SBIN"]]
-        assert (tmp_path / "engine-0.sqlite3").exists() and (tmp_path / "engine-1.sqlite3").exists()
+        assert universes == ([["INFY"], ["SBIN"]] if count == 2 else [["INFY", "SBIN"]])
+        assert all((tmp_path / f"engine-{count}-{i}.sqlite3").exists() for i in range(count))
         # the same series for both symbols: each would enter on the same bars
         for bar in bars:
             for symbol in ("INFY", "SBIN"):
@@ -87,20 +90,33 @@ def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: P
                 r.xadd("market.bars.day", Envelope.wrap(moved, source="data").to_fields())
         last = r.xrevrange("market.bars.day", count=1)[0][0]
 
+        names = (
+            [f"engine-shard-{i}-of-{count}".encode() for i in range(count)]
+            if count > 1
+            else [b"engine"]
+        )
+
         def all_read() -> bool:
             groups = {g["name"]: g for g in r.xinfo_groups("market.bars.day")}
             return all(
                 g in groups and groups[g]["last-delivered-id"] == last and groups[g]["pending"] == 0
-                for g in (b"engine-shard-0-of-2", b"engine-shard-1-of-2")
+                for g in names
             )
 
-        wait_until(all_read, message="both shards read every bar in their own group")
-        orders = [
+        wait_until(all_read, message="every shard read every bar in its own group")
+        return [
             m for _id, f in r.xrange(ORDERS_COMMANDS)
             if isinstance(m := Envelope.from_fields(f).message, PlaceOrder)
         ]  # fmt: skip
-        by_symbol = {
-            s: [o.client_order_id for o in orders if o.symbol == s] for s in ("INFY", "SBIN")
-        }
-        assert by_symbol["INFY"] and len(by_symbol["INFY"]) == len(by_symbol["SBIN"])
-        assert len(set(by_symbol["INFY"])) == len(by_symbol["INFY"])  # none sent twice
+
+
+def test_each_symbols_orders_come_from_its_one_shard(redis_url: str, tmp_path: Path) -> None:
+    orders = run_engines(redis_url, tmp_path, 2)
+    by_symbol = {s: [o.client_order_id for o in orders if o.symbol == s] for s in ("INFY", "SBIN")}
+    assert by_symbol["INFY"] and len(by_symbol["INFY"]) == len(by_symbol["SBIN"])
+    assert len(set(by_symbol["INFY"])) == len(by_symbol["INFY"])  # none sent twice
+    # two shards send what one engine sends on the same bars: the same orders, ids included
+    single = run_engines(redis_url, tmp_path, 1)
+    assert sorted(o.model_dump_json() for o in orders) == sorted(
+        o.model_dump_json() for o in single
+    )

@@ -35,9 +35,14 @@ def writer_gauge(proc: ServiceProcess) -> float:
 
 
 def test_one_writer_and_a_standby_that_takes_over_exactly(
-    redis_url: str, proc_env: dict[str, str], tmp_path: Path, service_processes: ServiceProcesses
+    redis_url: str,
+    proc_env: dict[str, str],
+    database_url: str,
+    tmp_path: Path,
+    service_processes: ServiceProcesses,
 ) -> None:
-    env = {**proc_env, "DALAL_LEASE_TTL_SECONDS": "2"}
+    """On a SQLite file (one box) and on PostgreSQL (the replicas' shared database)."""
+    env = {**proc_env, "DALAL_DATABASE_URL": database_url, "DALAL_LEASE_TTL_SECONDS": "2"}
     client = redis.Redis.from_url(redis_url)
     messages = recorded_fills(80)
     first, second = messages[:100], messages[100:]
