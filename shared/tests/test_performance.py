@@ -142,3 +142,25 @@ def test_the_paise_arrays_form_gives_the_same_report() -> None:
     assert got == expected
     assert expected.max_drawdown > 0 and expected.days < len(points)
     assert compute_paise([], *(np.zeros(0, dtype=np.int64),) * 3) == compute([], [])
+
+
+def test_drawdown_counts_intraday_falls_from_the_initial_capital() -> None:
+    """One day of marks that fell from the initial capital: the report, the paise form of a
+    backtest and the curve's drawdown column all see the same fall (day closes alone see
+    none: one close, no earlier peak)."""
+    opening = datetime(2025, 1, 2, 9, 15, tzinfo=IST)
+    points = [
+        EquityPoint(opening + timedelta(minutes=5 * i), D(v), D("0"))
+        for i, v in enumerate(["99800", "95000", "97000"])
+    ]
+    r = compute([], points, initial_equity=D("100000"))
+    assert r.max_drawdown_rupees == D("5000.00") and r.max_drawdown == pytest.approx(0.05)
+    days = np.array([(p.at.date() - date(1970, 1, 1)).days for p in points], dtype=np.int64)
+    paise = np.array([int(p.equity * 100) for p in points], dtype=np.int64)
+    same = compute_paise([], days, paise, np.zeros(3, dtype=np.int64), initial_equity=D("100000"))
+    assert same.max_drawdown_rupees == r.max_drawdown_rupees
+    assert same.max_drawdown == pytest.approx(r.max_drawdown)
+    column = [D(p["drawdown"]) for p in curve_json(points, D("100000"))]
+    assert column == [D("0.002000"), D("0.050000"), D("0.030000")]
+    # without an initial equity the first point is the first peak, as before
+    assert compute([], points).max_drawdown_rupees == D("4800.00")

@@ -8,9 +8,13 @@ day. Conventions (state them, since every tool differs):
   = mean / downside deviation x sqrt(252), downside deviation = sqrt(mean(min(r, 0)^2)) over all
   days; the risk-free rate is an argument (annual, default 0);
 * CAGR = (final / initial) ^ (365.25 / calendar days) - 1, None under one day of history;
-* max drawdown is the largest fall from a running peak of the daily curve, as a fraction of the
-  peak; its duration is the calendar days from that peak until equity regained it (or until the
-  last point, if it has not); `longest_drawdown_days` is the longest time spent under any peak;
+* drawdown is measured on **every recorded point** (intraday marks included), from a running
+  peak that starts at the initial equity: the same definition for the report's figure, its
+  underwater chart, the portfolio's `/performance`, its drawdown gauges on `/metrics` and the
+  equity curve's `drawdown` column (`running_drawdown`). Max drawdown is the largest such fall
+  as a fraction of the peak; its duration is the calendar days from that peak until equity
+  regained it (or until the last point, if it has not); `longest_drawdown_days` is the longest
+  time spent under any peak;
 * exposure is the fraction of days that ended with any open position, and the average gross
   exposure as a fraction of equity;
 * a trade with net P&L > 0 is a win; = 0 or less is a loss (the seed's rule).
@@ -201,6 +205,32 @@ def _drawdown(
     )
 
 
+def running_drawdown(
+    equity: Sequence[Decimal], initial_equity: Decimal | None = None
+) -> list[Decimal]:
+    """Each point's fall below the running peak (which starts at `initial_equity` when given),
+    as a fraction of that peak: the drawdown column of the equity curve."""
+    out: list[Decimal] = []
+    peak = initial_equity
+    for value in equity:
+        peak = value if peak is None or value > peak else peak
+        out.append((peak - value) / peak if peak > 0 else Decimal("0"))
+    return out
+
+
+def _with_start(
+    days: list[int], values: list[float], exact: Callable[[int], Decimal], initial: Decimal | None
+) -> tuple[list[int], list[float], Callable[[int], Decimal]]:
+    """The points with the initial equity before the first, as the first peak."""
+    if initial is None or not days:
+        return days, values, exact
+    return (
+        [days[0], *days],
+        [float(initial), *values],
+        lambda i: initial if i == 0 else exact(i - 1),
+    )
+
+
 def compute(
     trade_pnls: Sequence[Decimal],
     equity: Sequence[EquityPoint],
@@ -209,16 +239,33 @@ def compute(
     risk_free_annual: float = 0.0,
 ) -> Report:
     """Every statistic of the module docstring, from closed-trade P&Ls and an equity curve."""
-    days, points = _daily(equity)
+    ordered = sorted(equity, key=_AT)
+    all_days = [
+        int((p.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400) for p in ordered if _aware(p)
+    ]
+    dd = _drawdown(
+        *_with_start(
+            all_days, [float(p.equity) for p in ordered], lambda i: ordered[i].equity,
+            initial_equity,
+        )
+    )  # fmt: skip
+    days, points = _daily(ordered)
     return _report(
         trade_pnls,
         days,
-        [float(p.equity) for p in points],  # once, for returns, drawdown, exposure
+        [float(p.equity) for p in points],  # once, for returns and exposure
         [float(p.gross_exposure) for p in points],
         lambda i: points[i].equity,
         initial_equity,
         risk_free_annual,
+        dd,
     )
+
+
+def _aware(point: EquityPoint) -> bool:
+    if point.at.tzinfo is None:
+        to_ist(point.at)  # raises: a naive time has no day
+    return True
 
 
 def compute_paise(
@@ -238,6 +285,14 @@ def compute_paise(
     else:
         last = np.zeros(0, dtype=np.int64)
     equity_day = equity_paise[last]
+    dd = _drawdown(
+        *_with_start(
+            days.tolist(),
+            (equity_paise / 100).tolist(),
+            lambda i: Decimal(int(equity_paise[i])).scaleb(-2),
+            initial_equity,
+        )
+    )
     return _report(
         trade_pnls,
         days[last].tolist(),
@@ -246,6 +301,7 @@ def compute_paise(
         lambda i: Decimal(int(equity_day[i])).scaleb(-2),
         initial_equity,
         risk_free_annual,
+        dd,
     )
 
 
@@ -257,9 +313,10 @@ def _report(
     exact: Callable[[int], Decimal],
     initial_equity: Decimal | None,
     risk_free_annual: float,
+    dd: Drawdown,
 ) -> Report:
     """The report from the daily curve: day numbers, equity and exposure as floats, and the
-    exact equity of a point (`exact(i)`) where rupees are reported."""
+    exact equity of a point (`exact(i)`) where rupees are reported; `dd` from every point."""
     wins = [p for p in trade_pnls if p > 0]
     losses = [p for p in trade_pnls if p <= 0]
     n = len(trade_pnls)
@@ -269,7 +326,6 @@ def _report(
     start = initial_equity if initial_equity is not None else first
     final = exact(len(values) - 1) if values else start
     returns = _returns(values)
-    dd = _drawdown(days, values, exact)
     cagr = None
     if len(values) >= 2 and start > 0 and final > 0:
         span = days[-1] - days[0]
@@ -314,13 +370,14 @@ def _q(value: Decimal) -> Decimal:
 # ---------------------------------------------------------------- equity curve output
 
 
-def curve_json(points: Sequence[EquityPoint]) -> list[dict[str, str]]:
-    """The equity curve with its running drawdown, one entry per point."""
+def curve_json(
+    points: Sequence[EquityPoint], initial_equity: Decimal | None = None
+) -> list[dict[str, str]]:
+    """The equity curve with its running drawdown (`running_drawdown`), one entry per point."""
     out = []
-    peak: Decimal | None = None
-    for p in sorted(points, key=lambda p: p.at):
-        peak = p.equity if peak is None or p.equity > peak else peak
-        dd = (peak - p.equity) / peak if peak > 0 else Decimal("0")
+    ordered = sorted(points, key=lambda p: p.at)
+    falls = running_drawdown([p.equity for p in ordered], initial_equity)
+    for p, dd in zip(ordered, falls, strict=True):
         out.append(
             {
                 "at": p.at.isoformat(),
@@ -332,7 +389,12 @@ def curve_json(points: Sequence[EquityPoint]) -> list[dict[str, str]]:
     return out
 
 
-def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") -> str:
+def curve_html(
+    points: Sequence[EquityPoint],
+    *,
+    title: str = "Equity curve",
+    initial_equity: Decimal | None = None,
+) -> str:
     """A self-contained HTML page with the equity curve as inline SVG (no scripts, no CDN):
     a rupee axis with round values and gridlines, a time axis with IST dates."""
     pts = sorted(points, key=lambda p: p.at)
@@ -396,7 +458,7 @@ def curve_html(points: Sequence[EquityPoint], *, title: str = "Equity curve") ->
             "</svg>",
         ]
         body = "".join(parts)
-    data = json.dumps(curve_json(pts)).replace("</", "<\\/")
+    data = json.dumps(curve_json(pts, initial_equity)).replace("</", "<\\/")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title></head><body>"

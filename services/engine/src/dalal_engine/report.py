@@ -80,7 +80,11 @@ def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = N
         _subtitle(result),
         _key_figures(result),
         "<h2>Equity and drawdown</h2>",
-        _equity_chart(curve.close_seconds, curve.equity_paise),
+        _equity_chart(
+            curve.close_seconds,
+            curve.equity_paise,
+            float(result.settings.initial_capital_rupees),
+        ),
         _symbol_charts(result, bars) if bars else "",
         "<h2>Monthly returns</h2>",
         _monthly_table(monthly),
@@ -251,13 +255,16 @@ def _figure(label: str, value: str, tone: str) -> str:
 # ---------------------------------------------------------------- charts
 
 
-def _equity_chart(close_seconds: NDArray[np.int64], equity_paise: NDArray[np.int64]) -> str:
-    """Equity (rupees) above its drawdown from the running peak (percent), one shared x axis."""
+def _equity_chart(
+    close_seconds: NDArray[np.int64], equity_paise: NDArray[np.int64], initial: float
+) -> str:
+    """Equity (rupees) above its drawdown from the running peak (percent; the peak starts at
+    the initial capital, as the report's max drawdown), one shared x axis."""
     if len(close_seconds) < 2:
         return "<p class='note'>Not enough equity points to draw a curve.</p>"
     seconds = close_seconds.astype(np.float64)
     equity = equity_paise.astype(np.float64) / 100
-    drawdown = equity / np.maximum.accumulate(equity) - 1.0
+    drawdown = equity / np.maximum(np.maximum.accumulate(equity), initial) - 1.0
     domain = (float(seconds[0]), float(seconds[-1]))
     top = Box(left=84, top=24, width=860, height=280)
     bottom = Box(left=84, top=top.bottom + 34, width=860, height=120)

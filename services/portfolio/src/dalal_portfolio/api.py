@@ -103,10 +103,13 @@ def get_equity_curve(
     format: Literal["json", "html"] = "json",
     daily: bool = Query(False, description="only the end-of-day snapshots, one per session"),
 ) -> Any:
-    points = _service(request).equity_points(end_of_day_only=daily)
+    service = _service(request)
+    points = service.equity_points(end_of_day_only=daily)
+    initial = service.book.initial_capital  # the first peak of the drawdown column
     if format == "html":
-        return HTMLResponse(performance.curve_html(points, title="Dalal equity curve"))
-    return {"points": performance.curve_json(points)}
+        page = performance.curve_html(points, title="Dalal equity curve", initial_equity=initial)
+        return HTMLResponse(page)
+    return {"points": performance.curve_json(points, initial)}
 
 
 def _reconcile(service: PortfolioService, view: BrokerView) -> dict[str, Any]:

@@ -167,7 +167,8 @@ class PortfolioService:
             )
             book.blocked_funds = self.holds.total()
             self.version += 1
-            self._peak_equity = max((s.equity for s in self.store.snapshots()), default=capital)
+            # the drawdown's running peak starts at the initial capital (dalal_shared.performance)
+            self._peak_equity = max([capital, *(s.equity for s in self.store.snapshots())])
 
     def peak_equity(self) -> Decimal:
         """The highest equity recorded or seen now (for the drawdown gauge)."""
