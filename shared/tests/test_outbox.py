@@ -28,7 +28,8 @@ def store(tmp_path: Path) -> tuple[sa.Engine, sa.Table]:
     return engine, table
 
 
-def _write(engine: sa.Engine, table: sa.Table, reasons: list[str]) -> list[Envelope]:
+def _write(engine: sa.Engine, table: sa.Table, reasons: list[str]) -> list[str]:
+    """The envelope ids written."""
     with engine.begin() as conn:
         return [
             outbox.add(conn, table, STREAM, KillSwitchEngaged(reason=r, engaged_by="t"), source="t")
@@ -56,7 +57,7 @@ async def test_rows_publish_in_order_with_their_ids_and_are_pruned(store, aredis
     relay = outbox.OutboxRelay(engine, table, aredis)
     assert await relay.drain() == 3
     got = await _stream(aredis)
-    assert [e.id for e in got] == [e.id for e in written]
+    assert [e.id for e in got] == written
     assert [e.message.reason for e in got] == ["a", "b", "c"]  # type: ignore[attr-defined]
     assert _rows(engine, table) == 0
     assert _metric("dalal_outbox_published_total", outbox="test_outbox") == before + 3
@@ -83,7 +84,7 @@ async def test_relay_killed_between_publish_and_prune_republishes_the_same_id(
     store, aredis
 ) -> None:
     engine, table = store
-    [env] = _write(engine, table, ["once"])
+    [env_id] = _write(engine, table, ["once"])
     relay = outbox.OutboxRelay(engine, table, aredis)
 
     def die(_seqs: list[int]) -> None:
@@ -96,7 +97,7 @@ async def test_relay_killed_between_publish_and_prune_republishes_the_same_id(
     # a new relay (the restarted process) publishes the row again: same envelope id
     assert await outbox.OutboxRelay(engine, table, aredis).drain() == 1
     got = await _stream(aredis)
-    assert [e.id for e in got] == [env.id, env.id]
+    assert [e.id for e in got] == [env_id, env_id]
     assert _rows(engine, table) == 0
 
 
@@ -124,14 +125,14 @@ async def test_running_relay_publishes_what_is_written(store, aredis) -> None:
     relay = outbox.OutboxRelay(engine, table, aredis)
     task = asyncio.create_task(relay.run())
     try:
-        [env] = _write(engine, table, ["live"])
+        [env_id] = _write(engine, table, ["live"])
         relay.wake()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while not await aredis.xlen(STREAM):
             assert loop.time() < deadline
             await asyncio.sleep(0.01)
-        assert [e.id for e in await _stream(aredis)] == [env.id]
+        assert [e.id for e in await _stream(aredis)] == [env_id]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -79,11 +79,13 @@ def test_clean_and_messy_delivery_write_the_same_rows(tmp_path) -> None:
 def test_every_new_fill_queues_its_position_events(tmp_path) -> None:
     service = run(f"sqlite:///{tmp_path}/o.sqlite3", SESSION)
     try:
-        types = [e.type for e in service.store.unpublished()]
+        pending = service.store.pending_events()
+        types = [e["type"] for e in pending]
         assert types.count("PositionClosed") == 2  # INFY and TCS
         assert "PositionReduced" in types and "PositionOpened" in types
-        service.store.mark_published([e.id for e in service.store.unpublished()], now=NOW)
+        assert len({e["id"] for e in pending}) == len(pending)  # each envelope its own id
+        assert service.store.pending_events() == pending  # ids fixed when written
         service.apply_fill(SESSION[0])  # a redelivery queues nothing
-        assert service.store.unpublished() == []
+        assert service.store.pending_events() == pending
     finally:
         service.store.close()

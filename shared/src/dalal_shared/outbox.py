@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,18 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
     )
 
 
+def row(stream: str, message: Message, *, source: str, corr: str | None = None) -> dict[str, Any]:
+    """The values of one outbox row (insert them into `outbox_table` in the caller's
+    transaction): the envelope, its id fixed now, as the stream entry's fields."""
+    envelope, fields = wrap_fields(message, source=source, corr=corr)
+    return {
+        "envelope_id": envelope.id,
+        "stream": stream,
+        "fields": json.dumps(fields, separators=(",", ":")),
+        "created_at": datetime.now(UTC),
+    }
+
+
 def add(
     conn: Connection,
     table: Table,
@@ -77,18 +89,12 @@ def add(
     *,
     source: str,
     corr: str | None = None,
-) -> Envelope:
-    """Write one envelope to the outbox in the caller's transaction; its id is fixed now."""
-    envelope, fields = wrap_fields(message, source=source, corr=corr)
-    conn.execute(
-        insert(table).values(
-            envelope_id=envelope.id,
-            stream=stream,
-            fields=json.dumps(fields, separators=(",", ":")),
-            created_at=datetime.now(UTC),
-        )
-    )
-    return envelope
+) -> str:
+    """Write one envelope to the outbox in the caller's transaction; its id (returned) is fixed
+    now."""
+    values = row(stream, message, source=source, corr=corr)
+    conn.execute(insert(table).values(**values))
+    return str(values["envelope_id"])
 
 
 class OutboxRelay:
@@ -103,9 +109,11 @@ class OutboxRelay:
         batch: int = 200,
         maxlen: int = 100_000,
         idle_seconds: float = 0.05,
+        on_published: Callable[[list[Envelope]], None] | None = None,
     ):
         self.engine, self.table, self.redis = engine, table, redis
         self.batch, self.maxlen, self.idle_seconds = batch, maxlen, idle_seconds
+        self.on_published = on_published  # e.g. the audit trail's lines, after Redis has them
         self.name = table.name
         self._wake = asyncio.Event()
 
@@ -156,6 +164,8 @@ class OutboxRelay:
                 raise
             await asyncio.to_thread(self._prune, [seq for seq, _, _ in rows])
             PUBLISHED_ROWS.labels(self.name).inc(len(rows))
+            if self.on_published is not None:
+                self.on_published([Envelope.from_fields(f) for _, _, f in rows])
         await asyncio.to_thread(self._gauges)
         return len(rows)
 

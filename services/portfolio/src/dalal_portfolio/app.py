@@ -65,7 +65,7 @@ def build_app(settings: PortfolioSettings) -> FastAPI:
     store = LedgerStore.open(settings.database_url)  # runs the migrations
     service = PortfolioService(store, initial_capital=settings.initial_capital_rupees)
     service.load()
-    outbox = OutboxPublisher(service, runtime.publisher)
+    outbox = OutboxPublisher(service, runtime.redis)
     tasks = PeriodicTasks(
         service,
         outbox,

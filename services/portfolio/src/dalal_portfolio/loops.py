@@ -5,43 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import redis.asyncio as aioredis
+
 from dalal_portfolio import metrics
 from dalal_portfolio.service import PortfolioService
+from dalal_portfolio.store import outbox_t
 from dalal_shared.aio import wait_event
 from dalal_shared.audit import audit
-from dalal_shared.bus import Publisher
 from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import message_types
-from dalal_shared.timeutil import utcnow
+from dalal_shared.messages import Envelope
+from dalal_shared.outbox import OutboxRelay
 
 log = get_logger(__name__)
 
 
 class OutboxPublisher:
-    """Publishes queued portfolio events (at least once: after commit, and again on start)."""
+    """Publishes the portfolio's outbox (`dalal_shared.outbox`): after each commit (`flush`),
+    on start and every round, in write order, each row with the envelope id it was written
+    with; an audit line per event once Redis has it."""
 
-    def __init__(self, service: PortfolioService, publisher: Publisher):
-        self.service = service
-        self.publisher = publisher
+    def __init__(self, service: PortfolioService, redis: aioredis.Redis):
+        self.relay = OutboxRelay(service.store.engine, outbox_t, redis, on_published=self._audit)
         self._lock = asyncio.Lock()
 
+    @staticmethod
+    def _audit(envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            audit(log, envelope.message, corr=envelope.corr)
+
     async def flush(self) -> int:
-        async with self._lock:
-            sent = 0
-            while True:
-                entries = await asyncio.to_thread(self.service.store.unpublished)
-                if not entries:
-                    return sent
-                types = message_types()
-                for entry in entries:
-                    message = types[entry.type].model_validate_json(entry.payload)
-                    await self.publisher.publish(entry.stream, message, corr=entry.corr)
-                    audit(log, message, corr=entry.corr)
-                await asyncio.to_thread(
-                    self.service.store.mark_published, [e.id for e in entries], now=utcnow()
-                )
-                sent += len(entries)
+        async with self._lock:  # one relay at a time: rows go out once, in order
+            return await self.relay.drain()
 
 
 class PeriodicTasks:

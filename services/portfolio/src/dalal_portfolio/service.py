@@ -29,7 +29,7 @@ from dalal_portfolio.ledger import (
 )
 from dalal_portfolio.seed import SeedState, seed_fills, seed_metrics, seed_round_trips
 from dalal_portfolio.store import LedgerStore, SnapshotRow
-from dalal_shared import performance
+from dalal_shared import outbox, performance
 from dalal_shared.errors import ConflictError, NotFoundError
 from dalal_shared.messages import (
     EquitySnapshot,
@@ -49,7 +49,8 @@ from dalal_shared.orderlegs import exit_reason
 from dalal_shared.streams import PORTFOLIO_EVENTS
 from dalal_shared.timeutil import utcnow
 
-OutboxEvent = tuple[str, str, str, str | None]
+OutboxEvent = dict[str, Any]  # dalal_shared.outbox.row values
+SOURCE = "portfolio"  # the envelopes' source, as the service's own publisher sets it
 
 
 def fill_from_message(msg: OrderFilled) -> Fill:
@@ -114,7 +115,9 @@ def _trade_ids(trip: RoundTrip) -> set[str]:
 
 
 def _outbox(messages: list[Message], corr: str | None) -> list[OutboxEvent]:
-    return [(PORTFOLIO_EVENTS, type(m).__name__, m.model_dump_json(), corr) for m in messages]
+    """The outbox rows of `messages`: each envelope's id is fixed here, so a publish repeated
+    after a crash repeats it and consumers can tell."""
+    return [outbox.row(PORTFOLIO_EVENTS, m, source=SOURCE, corr=corr) for m in messages]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from dalal_portfolio.blocked import Hold
 from dalal_portfolio.ledger import CashMovement, Exit, Fill, Lot, Position, RoundTrip, q4
-from dalal_shared import db
+from dalal_shared import db, outbox
 from dalal_shared.sqltypes import Money, UtcDateTime
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -110,17 +110,10 @@ snapshots_t = sa.Table(
     sa.Column("session_day", sa.Date, nullable=True),
     sa.Index("ux_portfolio_snapshots_session_day", "session_day", unique=True),
 )
-outbox_t = sa.Table(
-    "portfolio_outbox",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("stream", sa.String(100), nullable=False),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("corr", sa.String(64)),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("published_at", UtcDateTime, index=True),
-)
+# the events of a change, written in its transaction (dalal_shared.outbox: the envelope and its
+# id fixed when written, so a publish repeated after a crash repeats the same id; rows are
+# deleted once Redis has them)
+outbox_t = outbox.outbox_table(metadata, "portfolio_event_outbox")
 meta_t = sa.Table(
     "portfolio_meta",
     metadata,
@@ -142,15 +135,6 @@ holds_t = sa.Table(
     sa.Column("placed", sa.Boolean, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    id: int
-    stream: str
-    type: str
-    payload: str
-    corr: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,17 +340,11 @@ class LedgerStore(db.SqlStore):
             ).first()
             return found is not None
 
-    def unpublished(self, limit: int = 500) -> list[OutboxEntry]:
+    def pending_events(self) -> list[dict[str, str]]:
+        """The events written and not yet published (their stream entry fields), in order."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(outbox_t)
-                .where(outbox_t.c.published_at.is_(None))
-                .order_by(outbox_t.c.id)
-                .limit(limit)
-            ).mappings()
-            return [
-                OutboxEntry(r["id"], r["stream"], r["type"], r["payload"], r["corr"]) for r in rows
-            ]
+            rows = conn.execute(sa.select(outbox_t.c.fields).order_by(outbox_t.c.seq)).all()
+        return [json.loads(r.fields) for r in rows]
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """The ledger tables as plain sorted rows (no surrogate ids, no wall-clock columns)."""
@@ -377,10 +355,11 @@ class LedgerStore(db.SqlStore):
                 cols = [c for c in table.c if c.name not in skip]
                 rows = conn.execute(sa.select(*cols)).all()
                 out[table.name] = sorted(tuple(r) for r in rows)
-            outbox = conn.execute(
-                sa.select(outbox_t.c.stream, outbox_t.c.type, outbox_t.c.payload)
-            ).all()
-            out["portfolio_outbox"] = sorted(tuple(r) for r in outbox)
+            events = conn.execute(sa.select(outbox_t.c.stream, outbox_t.c.fields)).all()
+            out["portfolio_event_outbox"] = sorted(  # without the ids and times
+                (r.stream, json.loads(r.fields)["type"], json.loads(r.fields)["data"])
+                for r in events
+            )
         return out
 
     # ------------------------------------------------------------ writes
@@ -389,7 +368,7 @@ class LedgerStore(db.SqlStore):
         self,
         fill: Fill,
         position: Position,
-        events: Iterable[tuple[str, str, str, str | None]],
+        events: Iterable[dict[str, Any]],
         *,
         now: datetime,
         changed_charges: dict[str, Decimal] | None = None,
@@ -423,14 +402,9 @@ class LedgerStore(db.SqlStore):
                 },
             )
             self._write_position(conn, position, changed_charges, new_round_trips)
-            if events:
-                conn.execute(
-                    _INSERT_OUTBOX,
-                    [
-                        {"stream": st, "type": ty, "payload": pl, "corr": co, "created_at": now}
-                        for st, ty, pl, co in events
-                    ],
-                )
+            rows = list(events)  # dalal_shared.outbox.row values
+            if rows:
+                conn.execute(_INSERT_OUTBOX, rows)
 
     def _write_position(
         self,
@@ -498,9 +472,7 @@ class LedgerStore(db.SqlStore):
                 )
             )
 
-    def record_snapshot(
-        self, row: SnapshotRow, event: tuple[str, str, str, str | None] | None = None
-    ) -> bool:
+    def record_snapshot(self, row: SnapshotRow, event: dict[str, Any] | None = None) -> bool:
         """Store a snapshot and its event in one transaction; False (nothing stored) when it
         is the end-of-day snapshot of a day that already has one."""
         try:
@@ -511,17 +483,10 @@ class LedgerStore(db.SqlStore):
             return False
         return True
 
-    def _insert_snapshot(
-        self, row: SnapshotRow, event: tuple[str, str, str, str | None] | None
-    ) -> None:
+    def _insert_snapshot(self, row: SnapshotRow, event: dict[str, Any] | None) -> None:
         with self.engine.begin() as conn:
             if event is not None:
-                stream, type_, payload, corr = event
-                conn.execute(
-                    sa.insert(outbox_t).values(
-                        stream=stream, type=type_, payload=payload, corr=corr, created_at=row.at
-                    )
-                )
+                conn.execute(_INSERT_OUTBOX, [event])
             conn.execute(
                 sa.insert(snapshots_t).values(
                     at=row.at,
@@ -534,12 +499,6 @@ class LedgerStore(db.SqlStore):
                     session_day=row.session_day,
                 )
             )
-
-    def mark_published(self, ids: list[int], *, now: datetime) -> None:
-        if not ids:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(sa.update(outbox_t).where(outbox_t.c.id.in_(ids)).values(published_at=now))
 
     def record_seed_import(
         self,
