@@ -23,6 +23,7 @@ from dalal_shared.messages import (
     OrderFilled,
     OrderRejected,
     PlaceOrder,
+    RiskDecided,
 )
 
 ORDER = PlaceOrder(client_order_id="m1", symbol="INFY", side="BUY", quantity=10)
@@ -56,6 +57,11 @@ def unpublished(live: LiveEngine) -> list[str]:
     return [c.client_order_id for c in live.store.unpublished()]
 
 
+def decisions(live: LiveEngine) -> list[RiskDecided]:
+    """The RiskDecided events waiting in the engine's outbox."""
+    return [m for m in live.store.outbox_messages() if isinstance(m, RiskDecided)]
+
+
 def test_an_order_is_a_durable_intent_in_the_outbox_and_a_reused_id_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -63,7 +69,7 @@ def test_an_order_is_a_durable_intent_in_the_outbox_and_a_reused_id_is_refused(
     intent, created = live.submit_manual(ORDER, PRICE)
     assert created and (intent.strategy, intent.status) == (MANUAL, "SUBMITTED")
     assert unpublished(live) == ["m1"]
-    [decision] = live.take_decisions()
+    [decision] = decisions(live)
     assert (decision.strategy, decision.approved, decision.quantity) == (MANUAL, True, 10)
     again, created_again = live.submit_manual(ORDER, PRICE)
     assert not created_again and again.command == ORDER
@@ -80,7 +86,7 @@ def test_a_huge_market_order_is_refused_and_never_stored(tmp_path: Path) -> None
         live.submit_manual(huge, PRICE)
     assert refused.value.reason == "position_cap" and refused.value.status_code == 422
     assert live.store.intent("huge") is None and unpublished(live) == []
-    [decision] = live.take_decisions()
+    [decision] = decisions(live)
     assert (decision.approved, decision.reason) == (False, "position_cap")
     assert live.store.decisions(5)[0]["client_order_id"] == "huge"
     # over the cash (within the position cap of a larger equity)
@@ -126,7 +132,7 @@ def test_order_events_move_the_intent_and_fills_count_once(tmp_path: Path) -> No
     sell = PlaceOrder(client_order_id="m2", symbol="INFY", side="SELL", quantity=10)
     exit_intent, _ = live.submit_manual(sell, 0.0)
     assert exit_intent.status == "SUBMITTED"
-    assert live.take_decisions()[-1].action == "EXIT"
+    assert decisions(live)[-1].action == "EXIT"
 
 
 def test_a_rejection_and_a_cancel_keep_their_reason(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import (
+    CancelOrder,
     KillSwitchEngaged,
     KillSwitchReleased,
     OrderCancelled,
@@ -109,16 +110,27 @@ async def test_refusals_are_published_with_their_reason(tmp_path: Path, aredis) 
     from dalal_shared.messages import Envelope, RiskDecided
     from dalal_shared.streams import ENGINE_DECISIONS
 
+    from dalal_engine.store import outbox_t
+    from dalal_shared.outbox import OutboxRelay
+
     live = engine(tmp_path)
+    live.relay = OutboxRelay(live.store.engine, outbox_t, aredis)  # as the app wires it
     live.on_system_event(KillSwitchEngaged(reason="drill", engaged_by="test"))
     handle = bars_handler(live, Publisher(aredis, source="engine"), EngineGate())
+    corrs = set()
     for bar in infy_bars():
-        await handle(Envelope.wrap(bar, source="data"))
-    published = [Envelope.from_fields(f).message for _i, f in await aredis.xrange(ENGINE_DECISIONS)]
+        envelope = Envelope.wrap(bar, source="data")
+        corrs.add(envelope.corr)
+        await handle(envelope)
+    entries = [Envelope.from_fields(f) for _i, f in await aredis.xrange(ENGINE_DECISIONS)]
+    published = [e.message for e in entries]
     assert published
     assert all(isinstance(m, RiskDecided) for m in published)
     assert {(m.approved, m.reason, m.symbol) for m in published} == {(False, "kill_switch", "INFY")}
     assert len(published) == len(live.store.decisions())
+    assert live.store.outbox_messages() == []  # pruned once Redis had them
+    # each decision carries the correlation id of the bar it was made on (traced from the feed)
+    assert {e.corr for e in entries} <= corrs
 
 
 SWING = """
@@ -161,6 +173,11 @@ def open_swing_position(tmp_path: Path) -> tuple[LiveEngine, int, float]:
     raise AssertionError("swing never entered on the INFY fixture")
 
 
+def cancels(live: LiveEngine) -> list[CancelOrder]:
+    """The CancelOrder commands waiting in the engine's outbox."""
+    return [m for m in live.store.outbox_messages() if isinstance(m, CancelOrder)]
+
+
 def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -> None:
     live, qty, entry = open_swing_position(tmp_path)
     st = live.states[("sw", "INFY")].state
@@ -186,7 +203,7 @@ def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -
     (exit_,) = again.on_tick(tick(stop - 0.05, 3))
     assert (exit_.side, exit_.quantity) == ("SELL", qty)
     assert exit_.client_order_id.startswith("S-")
-    assert [(c.client_order_id, c.reason.split(":")[0]) for c in again.pending_cancels] == [
+    assert [(c.client_order_id, c.reason.split(":")[0]) for c in cancels(again)] == [
         (reduce.client_order_id, "superseded")
     ]
     assert again.on_tick(tick(stop - 0.50, 4)) == []  # already exiting
@@ -198,8 +215,9 @@ def test_ticks_hit_targets_and_the_stop_between_bars_once_each(tmp_path: Path) -
     )
     restarted.start()
     assert restarted.on_tick(tick(stop - 0.05, 3)) == []
-    # the restarted engine sends the cancel again (the broker treats it idempotently)
-    assert [c.client_order_id for c in restarted.pending_cancels] == [reduce.client_order_id]
+    # the restarted engine sends the cancel again (the broker treats it idempotently): the
+    # outbox still holds the first (never published here) and the one queued at start
+    assert [c.client_order_id for c in cancels(restarted)] == [reduce.client_order_id] * 2
 
 
 def test_a_stale_entry_is_cancelled_at_the_next_bar_and_frees_the_symbol(tmp_path: Path) -> None:
@@ -209,15 +227,15 @@ def test_a_stale_entry_is_cancelled_at_the_next_bar_and_frees_the_symbol(tmp_pat
     while not (orders := live.on_bar(bars[n])):
         n += 1
     (entry,) = orders
-    assert live.pending_cancels == []
+    assert cancels(live) == []
     assert live.on_bar(bars[n + 1]) == []  # not filled by the next bar
-    (cancel,) = live.pending_cancels
+    (cancel,) = cancels(live)
     assert cancel.client_order_id == entry.client_order_id
+    assert cancel.reason == "stale: not filled by the next bar"
     (intent,) = live.store.intents(open_only=True)
     assert intent.status == "CANCELLING"
-    live.pending_cancels.clear()
     live.on_bar(bars[n + 2])
-    assert live.pending_cancels == []  # asked once
+    assert cancels(live) == [cancel]  # asked once
     live.on_order_event(
         OrderCancelled(client_order_id=entry.client_order_id, reason="cancelled by engine")
     )
@@ -239,3 +257,44 @@ def test_the_kill_switch_refuses_an_intrabar_stop_once_and_says_so(tmp_path: Pat
     live.on_system_event(KillSwitchReleased(released_by="test"))
     (exit_,) = live.on_tick(tick(stop - 1, 6))
     assert (exit_.side, exit_.quantity) == ("SELL", qty)
+
+
+async def test_decisions_and_cancels_of_a_step_survive_a_crash_before_publishing(
+    tmp_path: Path, aredis
+) -> None:
+    """Written in the step's transaction, not kept in memory: an engine that dies after the
+    step and before the publish sends them after its restart, under the ids they were given."""
+    from dalal_engine.handlers import drain_outbox
+    from dalal_engine.store import outbox_t
+    from dalal_shared.messages import Envelope, RiskDecided
+    from dalal_shared.outbox import OutboxRelay
+    from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
+
+    live = engine(tmp_path)
+    bars = infy_bars()
+    n = 0
+    while not live.on_bar(bars[n]):
+        n += 1
+    live.on_bar(bars[n + 1])  # the entry is stale: a cancel, and the decisions so far
+    written = live.store.outbox_messages()
+    assert any(isinstance(m, CancelOrder) for m in written)
+    assert any(isinstance(m, RiskDecided) for m in written)
+    del live  # the process dies here: nothing was published
+
+    again = engine(tmp_path)
+    again.relay = OutboxRelay(again.store.engine, outbox_t, aredis)
+    await drain_outbox(again, always=True)  # what the app does at start
+    sent = [
+        Envelope.from_fields(f).message
+        for stream in (ENGINE_DECISIONS, ORDERS_COMMANDS)
+        for _i, f in await aredis.xrange(stream)
+    ]
+    cancels_sent = [m for m in sent if isinstance(m, CancelOrder)]
+    # the stored cancel and the one requeued for the CANCELLING intent at start: same order
+    assert {c.client_order_id for c in cancels_sent} == {
+        m.client_order_id for m in written if isinstance(m, CancelOrder)
+    }
+    assert [m for m in sent if isinstance(m, RiskDecided)] == [
+        m for m in written if isinstance(m, RiskDecided)
+    ]
+    assert again.store.outbox_messages() == []

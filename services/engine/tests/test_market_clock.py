@@ -28,7 +28,7 @@ from dalal_engine.history import read_csv
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
-from dalal_shared.messages import Bar, Envelope, EquitySnapshot, OrderFilled
+from dalal_shared.messages import Bar, Envelope, EquitySnapshot, OrderFilled, RiskDecided
 from dalal_shared.streams import PORTFOLIO_EVENTS
 from dalal_shared.testing import bearer, wait_until
 from dalal_shared.timeutil import to_ist
@@ -168,7 +168,11 @@ def test_live_decisions_match_the_backtesters_with_market_hours(tmp_path: Path) 
     def key(d: Any) -> tuple[Any, ...]:
         return (d.action, d.approved, d.reason, d.quantity, d.at)
 
-    ours = [key(d) for d in live.pending_decisions]
+    ours = [
+        (d.action, d.approved, d.reason, d.quantity, d.decided_at)
+        for d in live.store.outbox_messages()
+        if isinstance(d, RiskDecided)
+    ]
     theirs = [key(d) for d in result.decisions]
     assert len(ours) >= 10
     assert ours == theirs

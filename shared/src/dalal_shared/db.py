@@ -106,8 +106,10 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
-def upgrade(engine: Engine, script_location: str | Path, *, version_table: str) -> None:
-    """Run the Alembic migrations in `script_location` up to head on `engine`.
+def upgrade(
+    engine: Engine, script_location: str | Path, *, version_table: str, target: str = "head"
+) -> None:
+    """Run the Alembic migrations in `script_location` up to `target` (head) on `engine`.
 
     The migrations' env.py takes the connection from `config.attributes["connection"]` and
     the version table from `config.attributes["version_table"]`.
@@ -121,7 +123,7 @@ def upgrade(engine: Engine, script_location: str | Path, *, version_table: str) 
         with engine.begin() as conn:
             config.attributes["connection"] = conn
             config.attributes["version_table"] = version_table
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
     except DBAPIError as exc:  # unreachable, refused, bad credentials: one line naming the URL
         reason = " ".join(str(exc.orig or exc).split())[:300]
         raise ConfigError(

@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 
 from dalal_shared.bus import wrap_fields
 from dalal_shared.health import TaskHealth, supervise
-from dalal_shared.messages import Envelope, Message
+from dalal_shared.messages import Envelope, Message, MessageDecodeError
 
 PENDING = Gauge("dalal_outbox_pending_rows", "Outbox rows not yet published", ["outbox"])
 PUBLISHED_ROWS = Counter("dalal_outbox_published_total", "Outbox rows published", ["outbox"])
@@ -165,7 +165,7 @@ class OutboxRelay:
             await asyncio.to_thread(self._prune, [seq for seq, _, _ in rows])
             PUBLISHED_ROWS.labels(self.name).inc(len(rows))
             if self.on_published is not None:
-                self.on_published([Envelope.from_fields(f) for _, _, f in rows])
+                self.on_published(_decoded(rows))
         await asyncio.to_thread(self._gauges)
         return len(rows)
 
@@ -190,6 +190,15 @@ class OutboxRelay:
         await supervise(
             f"outbox.{self.name}", self._loop, initial_backoff_seconds=0.1, max_backoff_seconds=5.0
         )
+
+
+def _decoded(rows: list[tuple[int, str, Mapping[str, str]]]) -> list[Envelope]:
+    """The envelopes of published rows (one this version cannot read is left out)."""
+    out = []
+    for _, _, fields in rows:
+        with contextlib.suppress(MessageDecodeError):
+            out.append(Envelope.from_fields(fields))
+    return out
 
 
 def stored_envelope(fields: Mapping[str, Any]) -> Envelope:

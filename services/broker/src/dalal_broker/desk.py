@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,7 +26,7 @@ from prometheus_client import Counter, Histogram
 from dalal_broker.adapter import OrderAdapter
 from dalal_broker.config import BrokerSettings
 from dalal_broker.external import external_order
-from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow
+from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow, outbox_t
 from dalal_broker.killswitch import KillSwitch
 from dalal_broker.kite import KiteRejected, KiteSessionError, KiteUnavailable
 from dalal_broker.orders import GuardContext, admit, market_protection, order_value
@@ -42,7 +41,6 @@ from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
     Envelope,
     Message,
-    MessageDecodeError,
     ModifyOrder,
     OrderAccepted,
     OrderCancelled,
@@ -51,6 +49,7 @@ from dalal_shared.messages import (
     OrderUpdated,
     PlaceOrder,
 )
+from dalal_shared.outbox import OutboxRelay
 from dalal_shared.ratelimit import DailyCapReached, RateLimitTimeout
 from dalal_shared.streams import ORDERS_EVENTS
 from dalal_shared.timeutil import IST, utcnow
@@ -149,6 +148,14 @@ class OrderDesk:
         self._lock = asyncio.Lock()
         self._apply_lock = asyncio.Lock()  # one order update at a time in this process
         self._flush_lock = asyncio.Lock()  # one outbox reader: an event is published once
+        self._relay = OutboxRelay(
+            journal.engine,
+            outbox_t,
+            publisher.redis,
+            batch=500,
+            maxlen=publisher.maxlen,
+            on_published=self._audit,
+        )
         self._poll_now = asyncio.Event()
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
         # POST /orders placements under way: the bus copy of their command waits for them
@@ -867,25 +874,14 @@ class OrderDesk:
         (a crash between publish and drop re-publishes it with the same envelope id)."""
         if not self.leader:
             return 0
-        published = 0
         async with self._flush_lock:
-            while True:
-                batch = await asyncio.to_thread(self.journal.take_outbox)
-                if not batch:
-                    return published
-                for _seq, stream, stored in batch:
-                    fields: dict[Any, Any] = stored
-                    await self.publisher.redis.xadd(
-                        stream, fields, maxlen=self.publisher.maxlen, approximate=True
-                    )
-                await asyncio.to_thread(self.journal.drop_outbox, [b[0] for b in batch])
-                for _seq, _stream, stored in batch:  # the audit trail, once each is out
-                    with suppress(MessageDecodeError):
-                        envelope = Envelope.from_fields(stored)
-                        audit(log, envelope.message, corr=envelope.corr)
-                published += len(batch)
-                if len(batch) < self.journal.OUTBOX_BATCH:  # that was all of it
-                    return published
+            return await self._relay.drain()
+
+    @staticmethod
+    def _audit(envelopes: list[Envelope]) -> None:
+        """The audit trail, once each event is out."""
+        for envelope in envelopes:
+            audit(log, envelope.message, corr=envelope.corr)
 
     async def track_forever(self) -> None:
         """Poll Kite while orders are live (faster after a postback or a new order)."""

@@ -11,7 +11,6 @@ crash between the two loses no event.
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +21,8 @@ from typing import overload
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from dalal_shared import db
-from dalal_shared.messages import Envelope, Message, PlaceOrder, ProtectPosition
+from dalal_shared import db, outbox
+from dalal_shared.messages import Message, PlaceOrder, ProtectPosition
 from dalal_shared.sqltypes import Money, UtcDateTime
 from dalal_shared.timeutil import utcnow
 
@@ -75,13 +74,9 @@ protections_t = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_broker_protections_status", "status"),
 )
-outbox_t = sa.Table(
-    "broker_outbox",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("stream", sa.String(64), nullable=False),
-    sa.Column("fields", sa.Text, nullable=False),
-)
+# events written in the transaction that changes the journal (dalal_shared.outbox: whole
+# envelopes, ids fixed when written, deleted once Redis has them)
+outbox_t = outbox.outbox_table(metadata, "broker_outbox")
 
 
 @dataclass(frozen=True)
@@ -204,11 +199,9 @@ class Journal:
         db.upgrade(self.engine, MIGRATIONS, version_table=VERSION_TABLE)
 
     def _outbox(self, conn: sa.Connection, events: list[tuple[str, Message]], corr: str) -> None:
-        for stream, message in events:
-            env = Envelope.wrap(message, source=self.source, corr=corr)
-            conn.execute(
-                outbox_t.insert().values(stream=stream, fields=json.dumps(env.to_fields()))
-            )
+        rows = [outbox.row(st, m, source=self.source, corr=corr) for st, m in events]
+        if rows:
+            conn.execute(outbox_t.insert(), rows)
 
     def require(self, client_order_id: str) -> OrderRow:
         """The row of an order known to be journaled (a missing one is a bug: KeyError)."""
@@ -492,17 +485,3 @@ class Journal:
                 sa.select(orders_t).where(orders_t.c.status.not_in(list(TERMINAL)))
             ).all()
         return [_row(r) for r in rows]
-
-    OUTBOX_BATCH = 500
-
-    def take_outbox(
-        self, limit: int = OUTBOX_BATCH
-    ) -> builtins.list[tuple[int, str, dict[str, str]]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(outbox_t).order_by(outbox_t.c.seq).limit(limit)).all()
-        return [(r.seq, r.stream, json.loads(r.fields)) for r in rows]
-
-    def drop_outbox(self, seqs: builtins.list[int]) -> None:
-        if seqs:
-            with self.engine.begin() as conn:
-                conn.execute(outbox_t.delete().where(outbox_t.c.seq.in_(seqs)))

@@ -16,7 +16,9 @@ from dalal_engine.config import EngineSettings
 from dalal_engine.cycle import FixedCycle
 from dalal_engine.handlers import (
     EngineGate,
+    audit_published,
     bars_handler,
+    drain_outbox,
     order_events_handler,
     portfolio_events_handler,
     publish_decisions,
@@ -27,7 +29,7 @@ from dalal_engine.handlers import (
 from dalal_engine.live import HISTORY_FLOOR_BARS, LiveEngine
 from dalal_engine.restore import follow_shared_clock, restore_safety
 from dalal_engine.sharding import consumer_group, shard_configs
-from dalal_engine.store import EngineStore, StoredBar
+from dalal_engine.store import EngineStore, StoredBar, outbox_t
 from dalal_engine.strategyconfig import StrategyConfigError, load_file
 from dalal_engine.tasks import make_celery
 from dalal_engine.warmup import Warmup, from_data_service
@@ -37,6 +39,7 @@ from dalal_shared.clients import BrokerClient, DataClient, PortfolioClient
 from dalal_shared.health import supervise
 from dalal_shared.httpapp import create_app
 from dalal_shared.logging import get_logger
+from dalal_shared.outbox import OutboxRelay
 from dalal_shared.service import ServiceRuntime
 from dalal_shared.streams import (
     MARKET_TICKS,
@@ -84,6 +87,8 @@ def build_app(settings: EngineSettings) -> FastAPI:
         safety_known=("equity",) if settings.equity_source == "initial_capital" else (),
         start_mode=settings.start_mode,
     )
+    # decisions and cancels: the store's outbox, published after each step that wrote to it
+    live.relay = OutboxRelay(store.engine, outbox_t, runtime.redis, on_published=audit_published)
     gate = EngineGate()
     publisher = runtime.publisher
     # control apart from market data: two consumers, each its own task and lock, so a kill
@@ -128,9 +133,11 @@ def build_app(settings: EngineSettings) -> FastAPI:
         await asyncio.to_thread(store.ping)
 
     async def publish_stored() -> bool:
-        """Publish the intents stored before a crash; False while the bus is unreachable."""
+        """Publish the intents, cancels and decisions stored before a crash; False while the
+        bus is unreachable."""
         try:
             await publish_new(live, publisher, gate)
+            await drain_outbox(live, always=True)
             return True
         except Exception as exc:
             log.warning("engine.outbox_publish_failed", error=repr(exc))
@@ -141,6 +148,15 @@ def build_app(settings: EngineSettings) -> FastAPI:
         while not await publish_stored():
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
+
+    async def retry_outbox() -> None:
+        """A step's outbox rows whose publish failed (Redis away) go out once it is back."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await drain_outbox(live)
+            except Exception as exc:
+                log.warning("engine.outbox_publish_failed", error=repr(exc))
 
     def supervised(name: str, job: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         return asyncio.create_task(
@@ -175,6 +191,7 @@ def build_app(settings: EngineSettings) -> FastAPI:
                 )
             if not published:
                 tasks.append(asyncio.create_task(retry_stored()))
+            tasks.append(supervised("outbox", retry_outbox))
             try:
                 yield
             finally:

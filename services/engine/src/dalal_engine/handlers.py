@@ -39,13 +39,12 @@ from dalal_shared.messages import (
     ProtectionPlaced,
     ProtectionRemoved,
     ReconcileCompleted,
-    RiskDecided,
     SessionClosed,
     SessionExpired,
     SessionValid,
     Tick,
 )
-from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
+from dalal_shared.streams import ORDERS_COMMANDS
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -69,8 +68,8 @@ async def publish_new(
     live: LiveEngine, publisher: Publisher, gate: EngineGate, *, corr: str | None = None
 ) -> None:
     """The protections at the exchange that changed (exchange_stop), then every stored intent
-    not published yet (the outbox), then mark it; then the cancels of stale or superseded
-    orders (stored as CANCELLING before)."""
+    not published yet (the orders' outbox), then mark it; then the store's outbox: the cancels
+    and decisions of the same steps, written with them (ids and corr fixed then)."""
     async with gate.outbox:
         if live.protects:  # stops at the exchange first: a GTT goes before its exit order
             protections, wanted = await gate.run(live.protection_commands)
@@ -83,33 +82,34 @@ async def publish_new(
             await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
             await asyncio.to_thread(live.store.mark_published, command.client_order_id)
             audit(log, command, corr=corr)
-        for cancel in live.take_cancels():
-            await publisher.publish(ORDERS_COMMANDS, cancel, corr=corr)
-            audit(log, cancel, corr=corr)
+        await drain_outbox(live)
+
+
+async def drain_outbox(live: LiveEngine, *, always: bool = False) -> None:
+    """Publish the store's outbox when a step wrote to it (or `always`: at start, and on the
+    retry loop after a failure); the flag is cleared only once Redis has the rows."""
+    store = live.store
+    if live.relay is None or not (always or store.outbox_written):
+        return
+    store.outbox_written = False
+    try:
+        await live.relay.drain()
+    except Exception:
+        store.outbox_written = True  # the next step or the retry loop tries again
+        raise
 
 
 async def publish_decisions(
     live: LiveEngine, publisher: Publisher, *, corr: str | None = None
 ) -> None:
-    """Every risk decision (taken or refused, with its reason) as a RiskDecided event."""
-    decisions = live.take_decisions()
-    if decisions:
-        events = [
-            RiskDecided(
-                strategy=d.strategy,
-                symbol=d.symbol,
-                action=d.action,
-                approved=d.approved,
-                reason=d.reason,
-                quantity=d.quantity,
-                detail=d.detail[:500],
-                decided_at=d.at,
-            )
-            for d in decisions
-        ]
-        await publisher.publish_many(ENGINE_DECISIONS, events, corr=corr)
-        for event in events:
-            audit(log, event, corr=corr)
+    """The decisions (RiskDecided) and cancels the last steps wrote to the store's outbox."""
+    await drain_outbox(live)
+
+
+def audit_published(envelopes: list[Envelope]) -> None:
+    """The audit line of each decision and cancel, once Redis has it."""
+    for envelope in envelopes:
+        audit(log, envelope.message, corr=envelope.corr)
 
 
 async def publish_outcome(
@@ -120,10 +120,9 @@ async def publish_outcome(
     *,
     corr: str | None = None,
 ) -> None:
-    """After a step: the new orders and cancels (the outbox), then the decisions."""
-    if new or live.pending_cancels:
+    """After a step: the new orders, then the cancels and decisions (the outbox)."""
+    if new or live.store.outbox_written:
         await publish_new(live, publisher, gate, corr=corr)
-    await publish_decisions(live, publisher, corr=corr)
 
 
 def order_events_handler(
@@ -133,7 +132,7 @@ def order_events_handler(
     gate = gate or EngineGate()
 
     async def on_event(event: Message, envelope: Envelope) -> None:
-        new = await gate.run(live.on_order_event, event)
+        new = await gate.run(live.traced, envelope.corr, live.on_order_event, event)
         if publisher is not None:  # bars that waited for this order, decided now
             await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
 
@@ -153,7 +152,7 @@ def order_events_handler(
 def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Handler:
     async def on_bar(bar: Bar, envelope: Envelope) -> None:
         live.data_fresh()
-        new = await gate.run(live.on_bar, bar)
+        new = await gate.run(live.traced, envelope.corr, live.on_bar, bar)
         await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
 
     return dispatcher({Bar: on_bar})
@@ -168,7 +167,7 @@ def ticks_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> H
         if not live.may_act_on(tick):
             await asyncio.sleep(0)  # let control events in between the ticks of a batch
             return
-        new = await gate.run(live.on_tick, tick)
+        new = await gate.run(live.traced, envelope.corr, live.on_tick, tick)
         await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
 
     return dispatcher({Tick: on_tick})

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import enum
 import json
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -59,7 +58,6 @@ from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
     Bar,
-    CancelOrder,
     CancelProtection,
     DataStale,
     EquitySnapshot,
@@ -86,6 +84,19 @@ HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at
 HISTORY_CAP_BARS = 20_000
 TICK_MAX_DELAY = timedelta(seconds=60)  # a tick older than this on the market clock moves no level
 EXIT_LEGS = ("X", "S", "F")  # orders that close the whole position
+T = TypeVar("T")
+
+
+class OutboxRelayLike(Protocol):
+    """What publishes the store's outbox (`dalal_shared.outbox.OutboxRelay`)."""
+
+    async def drain(self) -> int: ...
+
+
+# why the engine cancels an order of its own (CancelOrder.reason)
+STALE = "stale: not filled by the next bar"
+SUPERSEDED = "superseded: the stop was hit"
+FLATTEN = "flatten: exiting every position"
 PROTECT_LEG = "G"  # the exit a protective GTT at the exchange places (exchange_stop)
 TICK = Decimal("0.05")
 
@@ -142,21 +153,16 @@ class LiveEngine:
     ):
         cal = calendar or nse_calendar()
         self.calendar = cal
-        # decisions made since the last publish (stored in SQL with the bar either way); the
-        # lock makes "take what is pending" atomic against a worker thread adding to it
-        self._pending = threading.Lock()
-        self.pending_decisions: list[RiskDecision] = []
         # the intents still in flight, by client_order_id (loaded once; kept current in memory)
         self._open: dict[str, Intent] = {
             i.command.client_order_id: i for i in store.intents(open_only=True)
         }
-        # cancels of stale or superseded orders (their intents are CANCELLING in SQL); a
-        # restarted engine sends them again (cancelling twice is harmless)
-        self.pending_cancels: list[CancelOrder] = [
-            CancelOrder(client_order_id=coid, reason="stale")
-            for coid, i in self._open.items()
-            if i.status == "CANCELLING"
-        ]
+        # decisions (RiskDecided) and cancels of stale or superseded orders go to the store's
+        # outbox in the transaction of their step; a restarted engine sends the cancels of
+        # intents still CANCELLING again (cancelling twice is harmless)
+        store.requeue_cancels()
+        # the relay that publishes that outbox (set by the app; None in process-free tests)
+        self.relay: OutboxRelayLike | None = None
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
@@ -445,7 +451,6 @@ class LiveEngine:
                         inst, st, bar.exchange, bar.symbol, bar.start, series, at, close,
                         intents, decisions,
                     )  # fmt: skip
-        self._add_decisions(d for d, _ in decisions)
         new = self.store.record_bar(
             exchange=bar.exchange,
             symbol=bar.symbol,
@@ -455,9 +460,10 @@ class LiveEngine:
             intents=intents,
             decisions=decisions,
             cancels=cancels,
+            cancel_reason=STALE,
         )
         self._track(intents, new, cancels)
-        self._cancel(cancels, "stale: not filled by the next bar")
+        self._cancel(cancels, STALE)
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
         return new
@@ -567,7 +573,6 @@ class LiveEngine:
                 (replace(d, detail=f"{d.detail} (decided once the order in flight settled)"), c)
                 for d, c in decisions
             ]
-            self._add_decisions(d for d, _ in decisions)
             created = self.store.record_signals(
                 symbol=symbol,
                 at=last.start,
@@ -582,27 +587,20 @@ class LiveEngine:
             new.extend(created)
         return new
 
-    def _cancel(self, coids: list[str], reason: str) -> None:
-        for coid in coids:
-            with self._pending:
-                self.pending_cancels.append(CancelOrder(client_order_id=coid, reason=reason))
+    @staticmethod
+    def _cancel(coids: list[str], reason: str) -> None:
+        """Count the cancels a step stored (their CancelOrder went to the outbox with it)."""
+        for _coid in coids:
             metrics.CANCELS.labels(reason.split(":", 1)[0]).inc()
 
-    def _add_decisions(self, decisions: Iterable[RiskDecision]) -> None:
-        with self._pending:
-            self.pending_decisions.extend(decisions)
-
-    def take_cancels(self) -> list[CancelOrder]:
-        """The cancels to publish (and no longer pending)."""
-        with self._pending:
-            out, self.pending_cancels = self.pending_cancels, []
-        return out
-
-    def take_decisions(self) -> list[RiskDecision]:
-        """The decisions to publish (and no longer pending)."""
-        with self._pending:
-            out, self.pending_decisions = self.pending_decisions, []
-        return out
+    def traced(self, corr: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one step with the correlation id of the event that caused it: the outbox rows
+        it writes (decisions, cancels) carry it. Steps are serialised by the gate."""
+        self.store.corr = corr
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.store.corr = None
 
     # ---------------------------------------------------------------- ticks: stops and targets
     def may_act_on(self, tick: Tick) -> bool:
@@ -700,7 +698,6 @@ class LiveEngine:
                 strategy=name,
             )
             intents.append(Intent(cmd, name, "SUBMITTED", 0, False, tick.exchange_ts))
-        self._add_decisions(d for d, _ in decisions)
         if not decisions:
             return []
         new = self.store.record_signals(
@@ -710,11 +707,12 @@ class LiveEngine:
             intents=intents,
             decisions=decisions,
             cancels=cancels,
+            cancel_reason=SUPERSEDED,
         )
         for name, new_state in states.items():
             self.states[(name, tick.symbol)] = new_state
         self._track(intents, new, cancels)
-        self._cancel(cancels, "superseded: the stop was hit")
+        self._cancel(cancels, SUPERSEDED)
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
         return new
@@ -773,7 +771,6 @@ class LiveEngine:
             else:
                 refused.append({"strategy": name, "symbol": symbol, "reason": decision.reason})
                 cancels = []
-            self._add_decisions([decision])
             new = self.store.record_signals(
                 symbol=symbol,
                 at=at,
@@ -781,6 +778,7 @@ class LiveEngine:
                 intents=intents,
                 decisions=[(decision, coid if decision.approved else None)],
                 cancels=cancels,
+                cancel_reason=FLATTEN,
             )
             self._track(intents, new, cancels)
             cancels_all.extend(cancels)
@@ -793,11 +791,12 @@ class LiveEngine:
         ]
         if entries:
             self.store.record_signals(
-                symbol="", at=at, states={}, intents=[], decisions=[], cancels=entries
-            )
+                symbol="", at=at, states={}, intents=[], decisions=[], cancels=entries,
+                cancel_reason=FLATTEN,
+            )  # fmt: skip
             self._track([], [], entries)
             cancels_all.extend(entries)
-        self._cancel(cancels_all, "flatten: exiting every position")
+        self._cancel(cancels_all, FLATTEN)
         for cmd in exits:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
         self._set_mode(Mode.PAUSED)
@@ -968,7 +967,6 @@ class LiveEngine:
             decisions=[(decision, coid)],
             cancels=[],
         )
-        self._add_decisions([decision])
         metrics.DECISIONS.labels(MANUAL, decision.action, decision.reason).inc()
         if not decision.approved:
             raise RiskRefused(decision)

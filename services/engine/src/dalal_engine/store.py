@@ -21,8 +21,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from dalal_engine.risk import RiskDecision
-from dalal_shared import db
-from dalal_shared.messages import PlaceOrder
+from dalal_shared import db, outbox
+from dalal_shared.messages import CancelOrder, Envelope, Message, PlaceOrder, RiskDecided
+from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 from dalal_shared.timeutil import to_utc
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -129,6 +130,11 @@ sweep_trials_t = sa.Table(
     sa.Column("started_at", sa.String(40)),
     sa.Column("finished_at", sa.String(40)),
 )
+# what a step publishes besides its orders (RiskDecided events, CancelOrder commands), written in
+# the step's transaction with the envelope ids fixed then (dalal_shared.outbox); the order
+# commands keep their own outbox, the intents table (a hand-sent order must never go out late)
+outbox_t = outbox.outbox_table(metadata, "engine_outbox")
+SOURCE = "engine"
 meta_t = sa.Table(
     "engine_meta",
     metadata,
@@ -181,6 +187,11 @@ OPEN_STATUSES = ("SUBMITTED", "OPEN", "CANCELLING")  # in flight: may still fill
 class EngineStore(db.SqlStore):
     migrations = MIGRATIONS
     version_table = VERSION_TABLE
+    # the correlation id of the event being handled (`LiveEngine.traced`): the outbox rows a
+    # step writes carry it, so a decision or a cancel traces back to its bar or tick
+    corr: str | None = None
+    # set when a step wrote outbox rows: the handlers publish them after the step
+    outbox_written: bool = False
 
     # ---------------------------------------------------------------- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -224,6 +235,7 @@ class EngineStore(db.SqlStore):
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
         cancels: list[str] | None = None,
+        cancel_reason: str = "",
     ) -> list[PlaceOrder]:
         """Store a bar with what it caused, in one transaction; returns the intents that are new
         (an intent whose id exists already is the same signal decided again: not new)."""
@@ -250,7 +262,9 @@ class EngineStore(db.SqlStore):
                         volume=bar.volume,
                     )
                 )
-            return self._record(c, symbol, bar.start, states, intents, decisions, cancels or [])
+            return self._record(
+                c, symbol, bar.start, states, intents, decisions, cancels or [], cancel_reason
+            )
 
     def record_signals(
         self,
@@ -261,11 +275,12 @@ class EngineStore(db.SqlStore):
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
         cancels: list[str],
+        cancel_reason: str = "",
     ) -> list[PlaceOrder]:
         """Store what a tick or a bar caused without a bar (levels hit, stale orders to
         cancel: those intents become CANCELLING), in one transaction; returns new intents."""
         with self.engine.begin() as c:
-            return self._record(c, symbol, at, states, intents, decisions, cancels)
+            return self._record(c, symbol, at, states, intents, decisions, cancels, cancel_reason)
 
     def _record(
         self,
@@ -276,17 +291,24 @@ class EngineStore(db.SqlStore):
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
         cancels: list[str],
+        cancel_reason: str = "",
     ) -> list[PlaceOrder]:
+        """The rows of one step; its cancels and decisions also go to the outbox (in this
+        transaction, after its intents: the relay publishes them after the new orders)."""
         new: list[PlaceOrder] = []
+        events: list[dict[str, Any]] = []
         for coid in cancels:
-            c.execute(
+            moved = c.execute(
                 sa.update(intents_t)
                 .where(
                     intents_t.c.client_order_id == coid,
                     intents_t.c.status.in_(("SUBMITTED", "OPEN")),
                 )
                 .values(status="CANCELLING")
-            )
+            ).rowcount
+            if moved:
+                cancel = CancelOrder(client_order_id=coid, reason=cancel_reason[:200] or None)
+                events.append(outbox.row(ORDERS_COMMANDS, cancel, source=SOURCE, corr=self.corr))
         for strategy, st in states.items():
             self._put_state(c, strategy, symbol, st)
         for intent in intents:
@@ -322,7 +344,52 @@ class EngineStore(db.SqlStore):
                     client_order_id=decided_coid,
                 )
             )
+            event = RiskDecided(
+                strategy=decision.strategy,
+                symbol=decision.symbol,
+                action=decision.action,
+                approved=decision.approved,
+                reason=decision.reason,
+                quantity=decision.quantity,
+                detail=decision.detail[:500],
+                decided_at=decision.at,
+            )
+            events.append(outbox.row(ENGINE_DECISIONS, event, source=SOURCE, corr=self.corr))
+        if events:
+            c.execute(sa.insert(outbox_t), events)
+            self.outbox_written = True
         return new
+
+    def outbox_messages(self) -> list[Message]:
+        """What the outbox holds, not yet published, in write order (decoded)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(outbox_t.c.fields).order_by(outbox_t.c.seq)).all()
+        return [Envelope.from_fields(json.loads(r.fields)).message for r in rows]
+
+    def requeue_cancels(self) -> int:
+        """A CancelOrder in the outbox for every intent still CANCELLING (at start: cancelling
+        twice is harmless, a cancel lost with a crash of an older version is not); how many."""
+        with self.engine.begin() as c:
+            coids = [
+                r[0]
+                for r in c.execute(
+                    sa.select(intents_t.c.client_order_id).where(intents_t.c.status == "CANCELLING")
+                )
+            ]
+            if coids:
+                c.execute(
+                    sa.insert(outbox_t),
+                    [
+                        outbox.row(
+                            ORDERS_COMMANDS,
+                            CancelOrder(client_order_id=coid, reason="stale"),
+                            source=SOURCE,
+                        )
+                        for coid in coids
+                    ],
+                )
+                self.outbox_written = True
+        return len(coids)
 
     def _put_state(self, c: sa.Connection, strategy: str, symbol: str, st: SymbolState) -> None:
         c.execute(
