@@ -106,12 +106,11 @@ def test_daily_loss_limit_refuses_entries_with_its_reason(tmp_path: Path) -> Non
 
 async def test_refusals_are_published_with_their_reason(tmp_path: Path, aredis) -> None:
     from dalal_engine.handlers import EngineGate, bars_handler
+    from dalal_engine.store import outbox_t
     from dalal_shared.bus import Publisher
     from dalal_shared.messages import Envelope, RiskDecided
-    from dalal_shared.streams import ENGINE_DECISIONS
-
-    from dalal_engine.store import outbox_t
     from dalal_shared.outbox import OutboxRelay
+    from dalal_shared.streams import ENGINE_DECISIONS
 
     live = engine(tmp_path)
     live.relay = OutboxRelay(live.store.engine, outbox_t, aredis)  # as the app wires it
