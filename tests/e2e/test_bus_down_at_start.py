@@ -30,7 +30,7 @@ def seed_portfolio(url: str) -> None:
     service.load()
     fill = Fill("T1", "c1", "b1", "NSE", "INFY", "BUY", "CNC", 5, Decimal("1500"), AT)
     assert service.apply_fill(fill)
-    assert store.unpublished()
+    assert store.pending_events()
     store.close()
 
 

@@ -263,3 +263,23 @@ def test_gzipped_csv_files_are_read_like_plain_ones(tmp_path: Path) -> None:
     got = history.load("INFY", "day", data_dir=tmp_path)
     want = history.load("INFY", "day", data_dir=plain.parent)
     assert got.start == want.start and list(got.close) == list(want.close)
+
+
+def test_a_csv_is_sorted_a_repeated_time_keeps_its_last_row_and_a_bad_header_is_named(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "X.csv").write_text(
+        "date,open,high,low,close,volume\n"
+        "2024-01-03,12,13,11,12.5,300\n"
+        "2024-01-02,10,11,9,10.5,100\n"
+        "2024-01-03,20,21,19,20.5,\n"  # the same day again (no volume): this row counts
+    )
+    s = history.load("X", "day", data_dir=tmp_path)
+    assert [t.isoformat() for t in s.start] == [
+        "2024-01-01T18:30:00+00:00",  # 00:00 IST, the Kite daily candle's stamp
+        "2024-01-02T18:30:00+00:00",
+    ]
+    assert list(s.close) == [10.5, 20.5] and list(s.volume) == [100, 0]
+    (tmp_path / "Y.csv").write_text("day,price\n2024-01-02,10\n")
+    with pytest.raises(history.NoBarsError, match="no column date, open, high, low, close"):
+        history.load("Y", "day", data_dir=tmp_path)

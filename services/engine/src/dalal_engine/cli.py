@@ -20,11 +20,8 @@ from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
 from dalal_engine.report import write_report
 from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
-from dalal_shared.clients import DataClient
 from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
-from dalal_shared.settings import load_settings
-from dalal_shared.stack import StackSettings
 from dalal_shared.timeutil import IST, to_ist
 
 console = Console()
@@ -43,6 +40,9 @@ def _params(pairs: list[str]) -> dict[str, object]:
 
 def _local_api_key() -> str | None:
     """The key for the data service's read routes: DALAL_API_KEY, else var/api_key."""
+    from dalal_shared.settings import load_settings  # the stack's settings: only with --data-url
+    from dalal_shared.stack import StackSettings
+
     return load_settings(StackSettings).local_api_key()
 
 
@@ -101,6 +101,8 @@ def backtest(
         if data_dir is not None and data_url:
             raise typer.BadParameter("give --data-dir or --data-url, not both")
         if data_url:
+            from dalal_shared.clients import DataClient  # httpx: only with --data-url
+
             with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
                 data = history.load_universe(cfg, start=start, end=end, data=client)
         else:

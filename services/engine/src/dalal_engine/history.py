@@ -9,20 +9,22 @@ a daily `date` is `YYYY-MM-DD` and means the Kite daily candle stamped 00:00 IST
 from __future__ import annotations
 
 import bisect
+import gzip
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+from numpy.typing import NDArray
 
 from dalal_engine.strategy import BarSeries
 from dalal_engine.timing import warmup_days
-from dalal_shared import candlestore
 from dalal_shared.errors import PermanentError
 from dalal_shared.timeutil import to_ist
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dalal_engine.strategyconfig import StrategyConfig
     from dalal_shared.clients import DataClient
 
@@ -65,15 +67,56 @@ def _before(series: BarSeries, end: datetime) -> BarSeries:
     )
 
 
+_IST_SECONDS = 19_800  # a daily bar is the Kite candle stamped 00:00 IST of its day
+_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+
+
 def read_csv(path: Path, symbol: str) -> BarSeries:
-    frame = pd.read_csv(path)
-    text = frame["date"].astype(str)
-    if text.str.len().max() <= 10:  # daily: the Kite candle of that IST day
-        ts = pd.to_datetime(text, format="%Y-%m-%d").dt.tz_localize("Asia/Kolkata")
+    """A `date,open,high,low,close,volume` file (plain or `.gz`) as bars, sorted by time, a
+    repeated time keeping its last row. Parsed with the standard library and numpy (no
+    pandas: `dalal backtest` spends its time on the backtest, not on importing a parser)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as fh:
+        lines = fh.read().splitlines()
+    header = [h.strip().lower() for h in lines[0].split(",")] if lines else []
+    missing = [c for c in _COLUMNS if c not in header]
+    if missing:
+        raise NoBarsError(f"{path}: no column {', '.join(missing)} (want {','.join(_COLUMNS)})")
+    rows = [line.split(",") for line in lines[1:] if line.strip()]
+    if not rows:
+        raise NoBarsError(f"{path}: no bars")
+    cols = list(zip(*rows, strict=True))
+    at = {name: header.index(name) for name in _COLUMNS}
+    dates: tuple[str, ...] = cols[at["date"]]
+    if max(len(d) for d in dates) <= 10:  # daily: the Kite candle of that IST day
+        seconds = np.array(dates, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64)
+        seconds -= _IST_SECONDS
     else:
-        ts = pd.to_datetime(text, format="ISO8601")
-    frame = frame.assign(ts=ts.dt.tz_convert(UTC))
-    return _series(symbol, frame)
+        seconds = np.fromiter(
+            (int(datetime.fromisoformat(d).timestamp()) for d in dates),
+            dtype=np.int64,
+            count=len(dates),
+        )
+    order = np.argsort(seconds, kind="stable")
+    seconds = seconds[order]
+    keep = np.append(seconds[1:] != seconds[:-1], True)  # the last row of a repeated time
+    picked = order[keep]
+    seconds = seconds[keep]
+
+    def column(name: str) -> NDArray[np.float64]:
+        return np.array(cols[at[name]], dtype=np.float64)[picked]
+
+    volume = np.array([v or "0" for v in cols[at["volume"]]], dtype=np.float64)[picked]
+    return BarSeries(
+        symbol=symbol,
+        start=tuple(datetime.fromtimestamp(int(t), UTC) for t in seconds),
+        open=column("open"),
+        high=column("high"),
+        low=column("low"),
+        close=column("close"),
+        volume=volume.astype(np.int64),
+        _seconds=seconds,
+    )
 
 
 def find_csv(data_dir: Path, interval: str, symbol: str) -> Path | None:
@@ -104,13 +147,15 @@ def load(
             raise NoBarsError(f"no CSV for {symbol} ({interval}) under {data_dir}")
         series = read_csv(path, symbol)
     elif cache_dir is not None:
+        from dalal_shared import candlestore  # pyarrow: only when reading the Parquet cache
+
         table = candlestore.read(Path(cache_dir), exchange, interval, symbol)
         if table.num_rows == 0:
             raise NoBarsError(
                 f"no cached {interval} bars for {exchange}:{symbol} under {cache_dir} "
                 "(run `dalal data backfill` first, or pass --data-dir with CSVs)"
             )
-        series = _series(symbol, table.to_pandas())
+        series = _series(symbol, table.to_pandas())  # pandas comes with pyarrow's conversion
     else:
         raise NoBarsError("give a Parquet cache dir or a CSV data dir")
     if end is not None:
@@ -139,6 +184,8 @@ def from_service(
     rows = body["candles"]
     if not rows:
         raise NoBarsError(f"the data service has no {interval} bars for {exchange}:{symbol}")
+    import pandas as pd  # only here: the CSV path does without it
+
     frame = pd.DataFrame(rows, columns=body["columns"])
     frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601", utc=True)
     return _before(_series(symbol, frame), end)  # the API's `to` is inclusive
