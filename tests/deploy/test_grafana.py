@@ -36,7 +36,6 @@ REQUIRED = {
         "dalal_data_bars_emitted_total",
         "dalal_data_cache_requests_total",
         "dalal_kite_calls_total",
-        "dalal_data_kite_calls_total",
         "dalal_kite_ratelimit_wait_seconds_bucket",
         "dalal_kite_429_total",
         "dalal_data_backfill_symbols_done",

@@ -140,7 +140,7 @@ async def test_worker_metrics_backfill_progress_and_the_premarket_session_check(
     assert value(samples, "dalal_worker_tasks_total", task=task, state="failed") == 1
     assert value(samples, "dalal_worker_task_seconds_count", task=task) == 3
     ok_calls = value(
-        samples, "dalal_data_kite_calls_total", endpoint_class="historical", outcome="ok"
+        samples, "dalal_kite_calls_total", service="data", endpoint_class="historical", outcome="ok"
     )
     assert ok_calls == 2  # one 5-year request per known symbol
     assert value(samples, "dalal_kite_ratelimit_wait_seconds_count", endpoint_class="historical")

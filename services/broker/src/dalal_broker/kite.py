@@ -1,88 +1,38 @@
-"""The Kite adapter: the official `kiteconnect` client behind Dalal's error classes.
-
-Every call waits for a token of its endpoint class from the shared rate limiter, runs the
-(blocking) client in a thread, and turns Kite's exceptions into errors that say what to do:
-
-* `KiteSessionError`  - TokenException: the session is dead; stop and ask for a login.
-* `KiteRejected`      - Input/Order/Margin/Permission errors: the order is refused; never retry.
-* `KiteUnavailable`   - network errors, timeouts, 429, 5xx, unparseable replies: the outcome is
-  unknown; for an order, look it up by tag before any resend.
+"""The broker's Kite gateway: the official `kiteconnect` client through the shared Kite
+adapter (`dalal_shared.kite`: one error classification, one metric family with
+`service="broker"`). Nothing here retries: an order whose outcome is unknown
+(`KiteUnavailable`) is looked up by its tag before any resend (the desk does it).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-import requests
 from kiteconnect import KiteConnect
-from kiteconnect import exceptions as kex
-from prometheus_client import Counter
 
-from dalal_shared.errors import PermanentError, TemporaryError
+from dalal_shared.kite import (
+    KiteCaller,
+    KiteRejected,
+    KiteSessionError,
+    KiteUnavailable,
+    classify,
+    rate_limited,
+)
 from dalal_shared.messages import PlaceOrder
-from dalal_shared.ratelimit import KITE_LIMITS, RateLimiter
+from dalal_shared.ratelimit import RateLimiter
+
+__all__ = [
+    "KiteGateway",
+    "KiteRejected",
+    "KiteSessionError",
+    "KiteUnavailable",
+    "classify",
+    "rate_limited",
+]
 
 T = TypeVar("T")
-
-KITE_CALLS = Counter(
-    "dalal_kite_calls_total",
-    "Kite API calls by endpoint class and outcome",
-    ["endpoint_class", "outcome"],
-)
-KITE_429 = Counter(
-    "dalal_kite_429_total",
-    "HTTP 429 answers still seen from Kite (the limiter should prevent)",
-    ["endpoint_class"],
-)
-for _endpoint_class in KITE_LIMITS:  # exported from the start (0), so dashboards see each class
-    KITE_429.labels(_endpoint_class)
-
-
-class KiteSessionError(PermanentError):
-    code = "session_expired"
-    status_code = 403
-
-
-class KiteRejected(PermanentError):
-    code = "kite_rejected"
-    status_code = 422
-
-
-class KiteUnavailable(TemporaryError):
-    code = "kite_unavailable"
-
-
-def classify(exc: BaseException) -> Exception:
-    """Map anything the official client raises to one of our three classes."""
-    if isinstance(exc, kex.TokenException):
-        return KiteSessionError(str(exc))
-    if isinstance(exc, kex.InputException | kex.OrderException | kex.PermissionException):
-        return KiteRejected(str(exc), code=_reject_code(exc))
-    if isinstance(exc, kex.NetworkException | kex.DataException | kex.GeneralException):
-        return KiteUnavailable(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, requests.RequestException | OSError | TimeoutError):
-        return KiteUnavailable(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, kex.KiteException):
-        return KiteUnavailable(f"{type(exc).__name__}: {exc}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-
-
-def rate_limited(exc: BaseException) -> bool:
-    """Kite refused the call with a 429 before handling it (safe to send again later)."""
-    cause = exc.__cause__ if isinstance(exc, KiteUnavailable) else exc
-    return isinstance(cause, kex.NetworkException) and getattr(cause, "code", None) == 429
-
-
-def _reject_code(exc: BaseException) -> str:
-    text = str(exc).lower()
-    if "margin" in text or "funds" in text:
-        return "margin"
-    if isinstance(exc, kex.InputException):
-        return "input"
-    return "order"
 
 
 class KiteGateway:
@@ -102,24 +52,16 @@ class KiteGateway:
         self.limiter = limiter
         self.rate_limit_timeout_seconds = rate_limit_timeout_seconds
         self._kite = KiteConnect(api_key, root=root_url, timeout=timeout_seconds)
+        self._caller = KiteCaller(
+            "broker", limiter, rate_limit_timeout_seconds=rate_limit_timeout_seconds
+        )
 
     def set_access_token(self, token: str | None) -> None:
         self._kite.set_access_token(token)
 
     async def call(self, endpoint_class: str, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        await self.limiter.acquire(endpoint_class, timeout_seconds=self.rate_limit_timeout_seconds)
-        try:
-            result = await asyncio.to_thread(fn, *args, **kw)
-        except BaseException as exc:
-            if isinstance(exc, kex.NetworkException) and getattr(exc, "code", None) == 429:
-                KITE_429.labels(endpoint_class).inc()
-            mapped = classify(exc)
-            KITE_CALLS.labels(endpoint_class, type(mapped).__name__).inc()
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        KITE_CALLS.labels(endpoint_class, "ok").inc()
-        return result
+        """One call, never retried (see the module docstring)."""
+        return await self._caller.call(endpoint_class, fn, *args, **kw)
 
     # ------------------------------------------------------------------ session
 

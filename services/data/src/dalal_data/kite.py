@@ -1,40 +1,32 @@
-"""The Kite edge of the data service: the official `kiteconnect` client (run in a thread),
-behind the shared Redis rate limiter, with retries of Kite's temporary failures only.
+"""The Kite edge of the data service: the official `kiteconnect` client through the shared
+Kite adapter (`dalal_shared.kite`: the broker's error classification and metric family, with
+`service="data"`), behind the shared Redis rate limiter.
 
-A 429 or a 5xx is retried, each attempt taking a fresh limiter token (so retries never exceed
-the shared rate); a TokenException means the daily login is missing and is not retried; an
-InputException is the caller's fault.
+Every call here is a read, so Kite's temporary failures (a 429, a 5xx, the network) are retried,
+each attempt taking a fresh limiter token (retries never exceed the shared rate); a
+TokenException means the daily login is missing and is not retried (the broker, which owns the
+session, is told at once); a refusal (an InputException, any other 4xx) is the caller's fault.
+The service's HTTP answers keep their own codes: `no_session` (503) and `kite_rejected` (502).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import kiteconnect.exceptions as kex
-import requests
 from kiteconnect import KiteConnect
-from prometheus_client import Counter
 
+from dalal_shared import kite as shared_kite
 from dalal_shared.errors import PermanentError, TemporaryError
 from dalal_shared.logging import get_logger
-from dalal_shared.ratelimit import KITE_LIMITS, RateLimiter
+from dalal_shared.ratelimit import RateLimiter
 from dalal_shared.timeutil import IST
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-KITE_CALLS = Counter(
-    "dalal_data_kite_calls_total",
-    "Kite REST calls made by the data service, by endpoint class and outcome",
-    ["endpoint_class", "outcome"],
-)
-for _endpoint_class in KITE_LIMITS:  # 429s exported from the start (0), for the dashboards
-    KITE_CALLS.labels(_endpoint_class, "429")
 
 
 class KiteUnavailable(TemporaryError):
@@ -94,6 +86,13 @@ class KiteGateway:
         self.max_attempts = max_attempts
         self.ratelimit_wait_seconds = ratelimit_wait_seconds
         self.log = CallLog()
+        self._caller = shared_kite.KiteCaller(
+            "data",
+            limiter,
+            rate_limit_timeout_seconds=ratelimit_wait_seconds,
+            max_attempts=max_attempts,
+            on_attempt=self.log.record,
+        )
         self._client: KiteConnect | None = None
         self._token: str | None = None
 
@@ -116,43 +115,18 @@ class KiteGateway:
             log.warning("kite.token_report_failed", error=type(exc).__name__)
 
     async def _call(self, endpoint_class: str, fn: Callable[[KiteConnect], T]) -> T:
-        delay = 0.2
-        for attempt in range(1, self.max_attempts + 1):
-            kite = await self._kite()
-            await self.limiter.acquire(endpoint_class, timeout_seconds=self.ratelimit_wait_seconds)
-            self.log.record(endpoint_class)
-            try:
-                result = await asyncio.to_thread(fn, kite)
-            except kex.TokenException as exc:
-                KITE_CALLS.labels(endpoint_class, "token_error").inc()
-                await self._report_token_refused(f"TokenException: {str(exc)[:200]}")
-                raise NoKiteSession(f"Kite refused the session: {exc}; log in again") from None
-            except kex.InputException as exc:
-                KITE_CALLS.labels(endpoint_class, "input_error").inc()
-                raise KiteRejected(f"Kite refused the request: {exc}") from None
-            except (kex.KiteException, requests.RequestException) as exc:
-                status = getattr(exc, "code", None)
-                outcome = "429" if status == 429 else "error"
-                KITE_CALLS.labels(endpoint_class, outcome).inc()
-                if isinstance(exc, kex.KiteException) and status is not None and status < 429:
-                    raise KiteRejected(f"Kite refused the request: {exc}") from None
-                if attempt == self.max_attempts:
-                    raise KiteUnavailable(
-                        f"Kite {endpoint_class} failed {attempt} times; last: {exc}"
-                    ) from None
-                log.warning(
-                    "kite.retry",
-                    endpoint_class=endpoint_class,
-                    attempt=attempt,
-                    status=status,
-                    error=str(exc)[:200],
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            KITE_CALLS.labels(endpoint_class, "ok").inc()
-            return result
-        raise AssertionError("unreachable")
+        kite = await self._kite()
+        try:
+            return await self._caller.call(endpoint_class, fn, kite, retry=True)
+        except shared_kite.KiteSessionError as exc:
+            await self._report_token_refused(f"TokenException: {str(exc)[:200]}")
+            raise NoKiteSession(f"Kite refused the session: {exc}; log in again") from None
+        except shared_kite.KiteRejected as exc:
+            raise KiteRejected(f"Kite refused the request: {exc}") from None
+        except shared_kite.KiteUnavailable as exc:
+            raise KiteUnavailable(
+                f"Kite {endpoint_class} failed {self.max_attempts} times; last: {exc}"
+            ) from None
 
     async def historical(
         self, token: int, interval: str, start: datetime, end: datetime

@@ -104,7 +104,8 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     seconds = seconds[keep]
 
     def column(name: str) -> NDArray[np.float64]:
-        return np.array(cols[at[name]], dtype=np.float64)[picked]
+        values: NDArray[np.float64] = np.array(cols[at[name]], dtype=np.float64)[picked]
+        return values
 
     volume = np.array([v or "0" for v in cols[at["volume"]]], dtype=np.float64)[picked]
     return BarSeries(
