@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from dalal_broker.adapter import BrokerOrder
 from dalal_broker.external import external_id, external_order
 
 KITE_ORDER = {
@@ -23,7 +24,7 @@ KITE_ORDER = {
 
 
 def test_an_external_order_keeps_kites_terms_under_a_stable_id() -> None:
-    command = external_order(KITE_ORDER)
+    command = external_order(BrokerOrder.from_kite(KITE_ORDER))
     assert command is not None
     assert command.client_order_id == "x240102000000017" == external_id("240102000000017")
     assert (command.symbol, command.side, command.quantity, command.product) == (
@@ -48,7 +49,9 @@ def test_a_long_or_odd_kite_order_id_still_fits_a_client_order_id() -> None:
 
 
 def test_a_market_order_has_no_price_and_an_unmodelled_product_is_not_recorded() -> None:
-    market = external_order({**KITE_ORDER, "order_type": "MARKET", "price": 0})
+    market = external_order(
+        BrokerOrder.from_kite({**KITE_ORDER, "order_type": "MARKET", "price": 0})
+    )
     assert market is not None and market.price is None
-    assert external_order({**KITE_ORDER, "product": "MTF"}) is None
-    assert external_order({**KITE_ORDER, "exchange": "NCO"}) is None
+    assert external_order(BrokerOrder.from_kite({**KITE_ORDER, "product": "MTF"})) is None
+    assert external_order(BrokerOrder.from_kite({**KITE_ORDER, "exchange": "NCO"})) is None

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from dalal_broker.adapter import BrokerOrder, BrokerTrade
 from dalal_broker.config import BrokerSettings
 from dalal_broker.desk import OrderDesk
 from dalal_broker.journal import Journal
@@ -27,11 +28,11 @@ class TradeBook:
         self.order_book: list[dict[str, Any]] = []
         self.trade_book: list[dict[str, Any]] = []
 
-    async def trades(self) -> list[dict[str, Any]]:
-        return list(self.trade_book)
+    async def trades(self) -> list[BrokerTrade]:
+        return [BrokerTrade.from_kite(t) for t in self.trade_book]
 
-    async def orders(self) -> list[dict[str, Any]]:
-        return list(self.order_book)
+    async def orders(self) -> list[BrokerOrder]:
+        return [BrokerOrder.from_kite(o) for o in self.order_book]
 
 
 class Session:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from dalal_broker.adapter import BrokerOrder
 from dalal_broker.desk import NotLeader
 from dalal_broker.instrument_store import instrument_view
 from dalal_broker.postback import verify_postback
@@ -217,7 +218,7 @@ async def postback(request: Request) -> dict[str, str]:
 
         raise BadPostback("postback body must be a JSON object")
     verify_postback(payload, request.app.state.api_secret)
-    await request.app.state.desk.apply_order_update(payload)
+    await request.app.state.desk.apply_order_update(BrokerOrder.from_kite(payload))
     await request.app.state.desk.flush_outbox()
     return {"status": "ok"}
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from dalal_broker.adapter import OrderAdapter
+from dalal_broker.adapter import BrokerOrder, BrokerTrade, OrderAdapter
 from dalal_broker.config import BrokerSettings
 from dalal_broker.external import external_order
 from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow, outbox_t
@@ -52,7 +52,7 @@ from dalal_shared.messages import (
 from dalal_shared.outbox import OutboxRelay
 from dalal_shared.ratelimit import DailyCapReached, RateLimitTimeout
 from dalal_shared.streams import ORDERS_EVENTS
-from dalal_shared.timeutil import IST, utcnow
+from dalal_shared.timeutil import utcnow
 
 log = get_logger(__name__)
 
@@ -381,7 +381,7 @@ class OrderDesk:
                     return await asyncio.to_thread(self.journal.require, coid)  # stays PENDING
                 if found is not None:
                     RECOVERED.labels("found_at_kite").inc()
-                    return await self._accepted(coid, str(found["order_id"]), started)
+                    return await self._accepted(coid, found.order_id, started)
                 RECOVERED.labels("not_at_kite").inc()
             if attempt > 0 or not fresh:
                 await asyncio.to_thread(self.journal.count_attempt, coid)
@@ -413,7 +413,7 @@ class OrderDesk:
             # still PENDING: recover() resolves it when Kite answers again
             return await asyncio.to_thread(self.journal.require, coid)
         if found is not None:
-            return await self._accepted(coid, str(found["order_id"]), started)
+            return await self._accepted(coid, found.order_id, started)
         return await self._rejected(
             coid,
             "kite_unavailable",
@@ -584,11 +584,11 @@ class OrderDesk:
             return
         async with self._apply_lock:
             for trade in trades:
-                row = live.get(str(trade.get("order_id")))
+                row = live.get(trade.order_id)
                 if row is not None:
                     await self._apply_trade(row, trade)
             for order in orders:
-                row = live.get(str(order.get("order_id")))
+                row = live.get(order.order_id)
                 if row is not None:
                     await self._apply_order_update(order, "poll")
         await self.flush_outbox()
@@ -611,16 +611,16 @@ class OrderDesk:
             SWEEPS.labels("failed").inc()
             log.warning("trades.sweep_failed", error=str(exc))
             return 0
-        ids = [str(t.get("trade_id")) for t in trades if t.get("trade_id") is not None]
+        ids = [t.trade_id for t in trades]
         known = await asyncio.to_thread(self.journal.known_trades, ids)
-        missing = [t for t in trades if str(t.get("trade_id")) not in known]
+        missing = [t for t in trades if t.trade_id not in known]
         added = 0
-        book: dict[str, dict[str, Any]] | None = None  # Kite's orders, read when needed
+        book: dict[str, BrokerOrder] | None = None  # Kite's orders, read when needed
         touched: dict[str, OrderRow] = {}
         checked = False
         async with self._apply_lock:
             for trade in missing:
-                order_id = str(trade.get("order_id"))
+                order_id = trade.order_id
                 row = touched.get(order_id) or await asyncio.to_thread(
                     self.journal.by_broker_id, order_id
                 )
@@ -647,7 +647,7 @@ class OrderDesk:
                     log.warning(
                         "trades.sweep_added",
                         client_order_id=row.client_order_id,
-                        trade_id=str(trade.get("trade_id")),
+                        trade_id=trade.trade_id,
                         origin=origin,
                     )
             # the order's own state follows its trades (a held COMPLETE, an external order)
@@ -661,16 +661,16 @@ class OrderDesk:
         await self.flush_outbox()
         return added
 
-    async def _order_book(self) -> dict[str, dict[str, Any]] | None:
+    async def _order_book(self) -> dict[str, BrokerOrder] | None:
         try:
-            return {str(o.get("order_id")): o for o in await self.gateway.orders()}
+            return {o.order_id: o for o in await self.gateway.orders()}
         except KiteSessionError:
             await self.session.expire("TokenException from Kite")
         except (KiteUnavailable, RateLimitTimeout) as exc:
             log.warning("trades.sweep_failed", error=str(exc))
         return None
 
-    async def _external_row(self, order: dict[str, Any] | None, order_id: str) -> OrderRow | None:
+    async def _external_row(self, order: BrokerOrder | None, order_id: str) -> OrderRow | None:
         """The journal row for a traded order the journal does not know: None when it carries
         the tag of a Dalal order still PENDING (recover() resolves that one first). Any other
         order (a second order under a Dalal tag included) is journaled as external, so its fills
@@ -678,9 +678,9 @@ class OrderDesk:
         if order is None:
             log.error("trades.sweep_order_unknown", broker_order_id=order_id)
             return None
-        tag = order.get("tag")
+        tag = order.tag
         if tag:
-            mine = await asyncio.to_thread(self.journal.get, str(tag))
+            mine = await asyncio.to_thread(self.journal.get, tag)
             if mine is not None and mine.status == PENDING:
                 return None
             if mine is not None:
@@ -696,8 +696,8 @@ class OrderDesk:
             log.error(
                 "trades.sweep_external_unrecordable",
                 broker_order_id=order_id,
-                symbol=order.get("tradingsymbol"),
-                product=order.get("product"),
+                symbol=order.symbol,
+                product=order.product,
             )
             return None
         row, created = await asyncio.to_thread(
@@ -727,18 +727,18 @@ class OrderDesk:
                 log.error("trades.sweep_error", error=repr(exc))
             await asyncio.sleep(self.settings.trade_sweep_seconds)
 
-    async def _apply_trade(self, row: OrderRow, trade: dict[str, Any]) -> bool:
-        filled_at = _kite_time(trade.get("fill_timestamp") or trade.get("exchange_timestamp"))
+    async def _apply_trade(self, row: OrderRow, trade: BrokerTrade) -> bool:
+        filled_at = trade.filled_at
         event = OrderFilled(
             client_order_id=row.client_order_id,
-            broker_order_id=str(trade["order_id"]),
-            trade_id=str(trade["trade_id"]),
+            broker_order_id=trade.order_id,
+            trade_id=trade.trade_id,
             exchange=row.command.exchange,
             symbol=row.command.symbol,
             side=row.command.side,
             product=row.command.product,
-            quantity=int(trade["quantity"]),
-            price=Decimal(str(trade["average_price"])),
+            quantity=trade.quantity,
+            price=trade.price,
             filled_at=filled_at,
         )
         added = await asyncio.to_thread(
@@ -755,32 +755,31 @@ class OrderDesk:
             LATENCY.labels("fill").observe(max(0.0, (utcnow() - row.created_at).total_seconds()))
         return added
 
-    async def apply_order_update(self, order: dict[str, Any], path: str = "postback") -> bool:
-        """One Kite order dict (a postback, a ticker order message) -> journal + events.
+    async def apply_order_update(self, order: BrokerOrder, path: str = "postback") -> bool:
+        """One order update (a postback, a ticker order message, a poll) -> journal + events.
 
         The three paths (postback, ticker, polling) meet here: an update already recorded,
         stale or transient changes nothing, so each change yields its events once."""
         async with self._apply_lock:
             return await self._apply_order_update(order, path)
 
-    async def _apply_order_update(self, order: dict[str, Any], path: str) -> bool:
-        row = await asyncio.to_thread(self.journal.by_broker_id, str(order.get("order_id")))
-        status = str(order.get("status", "")).upper()
-        filled = int(order.get("filled_quantity") or 0)
+    async def _apply_order_update(self, order: BrokerOrder, path: str) -> bool:
+        row = await asyncio.to_thread(self.journal.by_broker_id, order.order_id)
+        status = order.status
+        filled = order.filled_quantity
         if row is None or row.terminal or status in TRANSIENT_STATUSES:
             UPDATES.labels(path, "ignored").inc()
             return False
         if filled < row.filled_quantity or (status == row.status and filled == row.filled_quantity):
             UPDATES.labels(path, "duplicate").inc()
             return False
-        pending = int(order.get("pending_quantity") or 0)
-        avg = order.get("average_price")
-        average = Decimal(str(avg)) if avg not in (None, "", 0, 0.0) else None
+        pending = order.pending_quantity
+        average = order.average_price
         if filled > row.filled_quantity and path not in ("poll", "sweep"):
             # the trades behind the new fills come first (polling and the sweep read them from
             # the trade book)
             try:
-                for trade in await self.gateway.order_trades(str(order["order_id"])):
+                for trade in await self.gateway.order_trades(order.order_id):
                     await self._apply_trade(row, trade)
             except KiteSessionError:
                 await self.session.expire("TokenException from Kite")
@@ -828,7 +827,7 @@ class OrderDesk:
                         client_order_id=coid,
                         broker_order_id=row.broker_order_id,
                         filled_quantity=filled,
-                        reason=str(order.get("status_message") or ""),
+                        reason=order.status_message,
                     ),
                 )
             )
@@ -840,7 +839,7 @@ class OrderDesk:
                         client_order_id=coid,
                         broker_order_id=row.broker_order_id,
                         reason="exchange",
-                        message=str(order.get("status_message") or "rejected by Kite/exchange"),
+                        message=order.status_message or "rejected by Kite/exchange",
                     ),
                 )
             )
@@ -853,7 +852,7 @@ class OrderDesk:
             events=events,
             expect=(row.status, row.filled_quantity),
             **(
-                {"reason": "exchange", "message": str(order.get("status_message") or "")}
+                {"reason": "exchange", "message": order.status_message}
                 if status == "REJECTED"
                 else {}
             ),
@@ -895,13 +894,3 @@ class OrderDesk:
                 log.error("order.track_failed", error=repr(exc))
             self._poll_now.clear()
             await wait_event(self._poll_now, self.settings.poll_interval_seconds)
-
-
-def _kite_time(value: Any) -> datetime:
-    """Kite sends naive IST timestamps (the client parses them without a zone)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=IST)
-    if isinstance(value, str) and value:
-        parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=IST)
-    return utcnow()

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from decimal import Decimal
-from typing import Any
 
 from pydantic import ValidationError
 
+from dalal_broker.adapter import BrokerOrder
 from dalal_shared.messages import PlaceOrder
 
 PREFIX = "x"  # Dalal's own client order ids are 26-character ULIDs or caller-chosen ids
@@ -28,33 +27,23 @@ def external_id(broker_order_id: str) -> str:
     return PREFIX + hashlib.sha256(broker_order_id.encode()).hexdigest()[:19]
 
 
-def _price(value: Any) -> Decimal | None:
-    if value in (None, "", 0, 0.0, "0"):
-        return None
-    price = Decimal(str(value))
-    return price if price > 0 else None
-
-
-def external_order(order: dict[str, Any]) -> PlaceOrder | None:
-    """The terms of a Kite order dict as a PlaceOrder, or None when they cannot be recorded
-    (an exchange, product or symbol Dalal does not model)."""
-    order_type = str(order.get("order_type") or "MARKET")
-    price = _price(order.get("price"))
-    trigger = _price(order.get("trigger_price"))
+def external_order(order: BrokerOrder) -> PlaceOrder | None:
+    """The terms of an order placed outside Dalal as a PlaceOrder, or None when they cannot be
+    recorded (an exchange, product or symbol Dalal does not model)."""
     try:
         return PlaceOrder(
-            client_order_id=external_id(str(order["order_id"])),
-            exchange=order.get("exchange") or "NSE",
-            symbol=str(order.get("tradingsymbol") or ""),
-            side=str(order.get("transaction_type") or ""),
-            quantity=int(order.get("quantity") or 0),
-            order_type=order_type,
-            product=str(order.get("product") or ""),
-            price=price if order_type in ("LIMIT", "SL") else None,
-            trigger_price=trigger if order_type in ("SL", "SL-M") else None,
-            validity="IOC" if order.get("validity") == "IOC" else "DAY",
-            variety="amo" if order.get("variety") == "amo" else "regular",
+            client_order_id=external_id(order.order_id),
+            exchange=order.exchange or "NSE",
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            product=order.product,
+            price=order.price if order.order_type in ("LIMIT", "SL") else None,
+            trigger_price=order.trigger_price if order.order_type in ("SL", "SL-M") else None,
+            validity="IOC" if order.validity == "IOC" else "DAY",
+            variety="amo" if order.variety == "amo" else "regular",
             strategy="external",
         )
-    except (ValidationError, KeyError, ValueError, ArithmeticError):
+    except (ValidationError, ValueError, ArithmeticError):
         return None

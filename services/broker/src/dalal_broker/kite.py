@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from kiteconnect import KiteConnect
 
+from dalal_broker.adapter import BrokerOrder, BrokerTrade
 from dalal_shared.kite import (
     KiteCaller,
     KiteRejected,
@@ -108,14 +109,15 @@ class KiteGateway:
     async def modify_order(self, variety: str, order_id: str, **changes: Any) -> str:
         return str(await self.call("orders", self._kite.modify_order, variety, order_id, **changes))
 
-    async def orders(self) -> list[dict[str, Any]]:
-        return await self.call("other", self._kite.orders)
+    async def orders(self) -> list[BrokerOrder]:
+        return [BrokerOrder.from_kite(o) for o in await self.call("other", self._kite.orders)]
 
-    async def trades(self) -> list[dict[str, Any]]:
-        return await self.call("other", self._kite.trades)
+    async def trades(self) -> list[BrokerTrade]:
+        return [BrokerTrade.from_kite(t) for t in await self.call("other", self._kite.trades)]
 
-    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
-        return await self.call("other", self._kite.order_trades, order_id)
+    async def order_trades(self, order_id: str) -> list[BrokerTrade]:
+        got = await self.call("other", self._kite.order_trades, order_id)
+        return [BrokerTrade.from_kite(t) for t in got]
 
     async def ltp(self, instruments: list[str]) -> dict[str, Any]:
         """Kite's last traded price of each `EXCHANGE:SYMBOL` it knows (a `quote`-class call)."""
@@ -146,10 +148,7 @@ class KiteGateway:
     async def gtts(self) -> list[dict[str, Any]]:
         return await self.call("other", self._kite.get_gtts)
 
-    async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
+    async def find_by_tag(self, tag: str) -> BrokerOrder | None:
         """The order Kite knows under `tag` (our client_order_id), if any: the check before any
         resend after an unknown outcome."""
-        for order in await self.orders():
-            if order.get("tag") == tag or tag in (order.get("tags") or []):
-                return order
-        return None
+        return next((o for o in await self.orders() if o.carries(tag)), None)

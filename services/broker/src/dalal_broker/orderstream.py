@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlparse, urlunparse
 import websockets
 from prometheus_client import Counter, Gauge
 
+from dalal_broker.adapter import BrokerOrder
 from dalal_broker.desk import OrderDesk
 from dalal_broker.session import SessionManager
 from dalal_shared.logging import get_logger
@@ -131,7 +132,7 @@ class OrderStream:
         order = payload.get("data")
         if isinstance(order, dict) and order.get("order_id"):
             try:
-                await self.desk.apply_order_update(order, "ticker")
+                await self.desk.apply_order_update(BrokerOrder.from_kite(order), "ticker")
                 await self.desk.flush_outbox()
             except Exception as exc:  # one bad update must not end the connection
                 log.error("order_stream.update_failed", error=repr(exc))

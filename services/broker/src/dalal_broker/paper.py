@@ -38,6 +38,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
+from dalal_broker.adapter import BrokerOrder, BrokerTrade
 from dalal_broker.gtt_terms import gtt_request
 from dalal_broker.journal import Journal, OrderRow, ProtectionRow
 from dalal_broker.kite import KiteRejected
@@ -367,19 +368,19 @@ class PaperBroker:
         order.updated_at = utcnow()
         return order_id
 
-    async def orders(self) -> list[dict[str, Any]]:
-        return [o.to_kite() for o in self._orders.values()]
+    async def orders(self) -> list[BrokerOrder]:
+        return [BrokerOrder.from_kite(o.to_kite()) for o in self._orders.values()]
 
-    async def trades(self) -> list[dict[str, Any]]:
-        return [t.to_kite() for t in self._trades]
+    async def trades(self) -> list[BrokerTrade]:
+        return [BrokerTrade.from_kite(t.to_kite()) for t in self._trades]
 
-    async def order_trades(self, order_id: str) -> list[dict[str, Any]]:
-        return [t.to_kite() for t in self._trades if t.order_id == order_id]
+    async def order_trades(self, order_id: str) -> list[BrokerTrade]:
+        return [BrokerTrade.from_kite(t.to_kite()) for t in self._trades if t.order_id == order_id]
 
-    async def find_by_tag(self, tag: str) -> dict[str, Any] | None:
+    async def find_by_tag(self, tag: str) -> BrokerOrder | None:
         for order in self._orders.values():
             if not order.untagged and order.terms.client_order_id == tag:
-                return order.to_kite()
+                return BrokerOrder.from_kite(order.to_kite())
         return None
 
     async def positions(self) -> dict[str, Any]:

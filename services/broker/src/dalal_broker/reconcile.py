@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dalal_broker.adapter import BrokerOrder, BrokerTrade
 from dalal_broker.journal import OrderRow
 
 
@@ -27,8 +28,8 @@ class Break:
 def reconcile(
     journal_orders: list[OrderRow],
     journal_trades: dict[str, int],
-    kite_orders: list[dict[str, Any]],
-    kite_trades: list[dict[str, Any]],
+    kite_orders: list[BrokerOrder],
+    kite_trades: list[BrokerTrade],
 ) -> list[Break]:
     """`journal_trades`: filled quantity per broker order id as recorded from trades."""
     breaks: list[Break] = []
@@ -36,13 +37,12 @@ def reconcile(
     by_tag = {r.client_order_id: r for r in journal_orders}
     kite_filled: dict[str, int] = {}
     for t in kite_trades:
-        oid = str(t.get("order_id"))
-        kite_filled[oid] = kite_filled.get(oid, 0) + int(t.get("quantity") or 0)
+        kite_filled[t.order_id] = kite_filled.get(t.order_id, 0) + t.quantity
     for order in kite_orders:
-        oid = str(order.get("order_id"))
+        oid = order.order_id
         row = by_broker.get(oid)
         if row is None:
-            tag = order.get("tag")
+            tag = order.tag
             tagged = by_tag.get(tag) if tag else None
             if tagged is not None:
                 breaks.append(
@@ -60,13 +60,12 @@ def reconcile(
                         "unknown_order",
                         None,
                         oid,
-                        f"order {oid} ({order.get('tradingsymbol')} "
-                        f"{order.get('transaction_type')} {order.get('quantity')}) "
+                        f"order {oid} ({order.symbol} {order.side} {order.quantity}) "
                         "is not in the journal: placed by hand?",
                     )
                 )
             continue
-        status = str(order.get("status", "")).upper()
+        status = order.status
         if status != row.status and status in ("COMPLETE", "CANCELLED", "REJECTED"):
             breaks.append(
                 Break(
@@ -86,7 +85,7 @@ def reconcile(
                     f"trades, Kite reports {kite_filled.get(oid, 0)}",
                 )
             )
-    kite_ids = {str(o.get("order_id")) for o in kite_orders}
+    kite_ids = {o.order_id for o in kite_orders}
     for row in journal_orders:
         if row.broker_order_id and row.broker_order_id not in kite_ids and not row.terminal:
             breaks.append(
