@@ -170,11 +170,13 @@ class OutboxRelay:
         return len(rows)
 
     async def drain(self) -> int:
-        """Publish until the table is empty."""
+        """Publish until the table is empty (a batch shorter than `batch` was the last)."""
         total = 0
-        while n := await self.publish_once():
+        while True:
+            n = await self.publish_once()
             total += n
-        return total
+            if n < self.batch:
+                return total
 
     async def _loop(self, health: TaskHealth) -> None:
         while True:
