@@ -137,3 +137,14 @@ async def test_running_relay_publishes_what_is_written(store, aredis) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_concurrent_drains_send_each_row_once(store, aredis) -> None:
+    """A handler's drain after its step and a retry loop's drain at the same moment: one
+    process never reads and sends the same rows twice."""
+    engine, table = store
+    written = _write(engine, table, [f"r{i}" for i in range(25)])
+    relay = outbox.OutboxRelay(engine, table, aredis, batch=10)
+    counts = await asyncio.gather(relay.drain(), relay.drain(), relay.drain())
+    assert sum(counts) == 25
+    assert [e.id for e in await _stream(aredis)] == written

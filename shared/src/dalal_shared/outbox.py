@@ -116,6 +116,9 @@ class OutboxRelay:
         self.on_published = on_published  # e.g. the audit trail's lines, after Redis has them
         self.name = table.name
         self._wake = asyncio.Event()
+        # one publish at a time in this process: two callers (a handler after its step, a
+        # retry loop) never read and send the same rows twice
+        self._publishing = asyncio.Lock()
 
     def wake(self) -> None:
         """Something was written: publish without waiting for the idle poll."""
@@ -154,6 +157,10 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish one batch (in order) and prune it; return how many rows were published.
         A failure to publish leaves the rows for the next call (then same envelope ids)."""
+        async with self._publishing:
+            return await self._publish_batch()
+
+    async def _publish_batch(self) -> int:
         rows = await asyncio.to_thread(self._pending)
         if rows:
             try:
