@@ -165,12 +165,14 @@ def load_bars(
     data_dir: Path | None,
     data: DataClient | None = None,
     cache: BarCache = BARS,
+    scope: str = "",
 ) -> dict[str, BarSeries]:
-    """The bars of a request's universe, loaded once per process and kept (`cache`)."""
+    """The bars of a request's universe, loaded once per `scope` (a sweep: its points share
+    them; the next sweep reads the history again, which may have grown) and kept (`cache`)."""
     cfg = request.config()
     start, end = window(request)
     source = str(data_dir) if data_dir else ("data-service" if data else str(cache_dir))
-    key = (source, cfg.exchange, cfg.interval, tuple(cfg.universe), start, end)
+    key = (scope, source, cfg.exchange, cfg.interval, tuple(cfg.universe), start, end)
     return cache.get(
         key,
         lambda: history.load_universe(
@@ -186,9 +188,12 @@ def run_trial(
     data_dir: Path | None,
     data: DataClient | None = None,
     cache: BarCache = BARS,
+    scope: str = "",
 ) -> BacktestResult:
     """One point's backtest on the (shared) bars of its universe."""
-    bars = load_bars(request, cache_dir=cache_dir, data_dir=data_dir, data=data, cache=cache)
+    bars = load_bars(
+        request, cache_dir=cache_dir, data_dir=data_dir, data=data, cache=cache, scope=scope
+    )
     start, end = window(request)
     settings = BacktestSettings(request.capital_rupees, start=start, end=end)
     return Backtester(request.config(), bars, settings).run()

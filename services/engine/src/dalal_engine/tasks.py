@@ -149,7 +149,7 @@ def run_sweep_trial(settings: EngineSettings, sweep_id: str, n: int) -> str:
         error: str | None = None
         try:
             result = sweeps.run_trial(
-                request.trial(trial["params"]), data=data, **_sources(settings)
+                request.trial(trial["params"]), data=data, scope=sweep_id, **_sources(settings)
             )
             metrics = sweeps.trial_metrics(result)
         except Exception as exc:  # a point that cannot run (no bars...) fails alone
@@ -187,8 +187,8 @@ def _finish_sweep(
     best = order[0]
     try:
         trial = request.trial(best["params"])
-        result = sweeps.run_trial(trial, data=data, **_sources(settings))
-        bars = sweeps.load_bars(trial, data=data, **_sources(settings))
+        result = sweeps.run_trial(trial, data=data, scope=sweep_id, **_sources(settings))
+        bars = sweeps.load_bars(trial, data=data, scope=sweep_id, **_sources(settings))
         write_report(result, settings.backtests_dir / "sweeps" / sweep_id, bars=bars)
     except Exception as exc:
         store.finish_sweep(
