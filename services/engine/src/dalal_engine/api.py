@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -248,14 +249,19 @@ async def get_backtest(request: Request, backtest_id: str) -> dict[str, Any]:
 @backtests_router.get("/{backtest_id}/report.{fmt}", summary="The report (json or html)")
 async def backtest_report(request: Request, backtest_id: str, fmt: str) -> FileResponse:
     job = await _job(request, backtest_id)
+    folder = request.app.state.backtests_dir / backtest_id
+    return _report_file(folder, fmt, job["status"], f"backtest {backtest_id}")
+
+
+def _report_file(folder: Path, fmt: str, status: str, what: str) -> FileResponse:
+    """A finished run's `result.json` or `report.html` (a backtest's, or a sweep's best)."""
     if fmt not in ("json", "html"):
         raise NotFoundError(f"no report format {fmt!r}; json or html")
-    if job["status"] != "done":
-        raise ConflictError(f"backtest {backtest_id} is {job['status']}, not done")
-    name = "result.json" if fmt == "json" else "report.html"
-    path = request.app.state.backtests_dir / backtest_id / name
+    if status != "done":
+        raise ConflictError(f"{what} is {status}, not done")
+    path = folder / ("result.json" if fmt == "json" else "report.html")
     if not path.exists():
-        raise NotFoundError(f"the report of {backtest_id} is not on this host's disk")
+        raise NotFoundError(f"the report of {what} is not on this host's disk")
     return FileResponse(path, media_type="application/json" if fmt == "json" else "text/html")
 
 
@@ -341,12 +347,5 @@ async def get_sweep(
 @sweeps_router.get("/{sweep_id}/report.{fmt}", summary="The best point's report (json or html)")
 async def sweep_report(request: Request, sweep_id: str, fmt: str) -> FileResponse:
     sweep = await _sweep(request, sweep_id)
-    if fmt not in ("json", "html"):
-        raise NotFoundError(f"no report format {fmt!r}; json or html")
-    if sweep["status"] != "done":
-        raise ConflictError(f"sweep {sweep_id} is {sweep['status']}, not done")
-    name = "result.json" if fmt == "json" else "report.html"
-    path = request.app.state.backtests_dir / "sweeps" / sweep_id / name
-    if not path.exists():
-        raise NotFoundError(f"the report of sweep {sweep_id} is not on this host's disk")
-    return FileResponse(path, media_type="application/json" if fmt == "json" else "text/html")
+    folder = request.app.state.backtests_dir / "sweeps" / sweep_id
+    return _report_file(folder, fmt, sweep["status"], f"sweep {sweep_id}")
