@@ -6,11 +6,13 @@ the day's trading, in order, across services."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dalal_shared.messages import (
     CancelOrder,
     CancelProtection,
+    Envelope,
     KillSwitchEngaged,
     KillSwitchReleased,
     Message,
@@ -73,3 +75,14 @@ def audit(logger: Any, message: Message, **context: Any) -> None:
     if line is not None:
         name, fields = line
         logger.info(name, audit=True, **fields, **context)
+
+
+def audit_envelopes(logger: Any) -> Callable[[list[Envelope]], None]:
+    """An outbox relay's `on_published` hook: each event's audit line (with its `corr`) once
+    Redis has it."""
+
+    def hook(envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            audit(logger, envelope.message, corr=envelope.corr)
+
+    return hook

@@ -97,9 +97,7 @@ def _daily(points: Sequence[EquityPoint]) -> tuple[list[int], list[EquityPoint]]
     last_points: list[EquityPoint] = []
     previous = None
     for point in sorted(points, key=_AT):
-        if point.at.tzinfo is None:
-            to_ist(point.at)  # raises: a naive time has no day
-        day = int((point.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400)
+        day = _day_number(point.at)
         if day == previous:
             last_points[-1] = point
         else:
@@ -107,6 +105,13 @@ def _daily(points: Sequence[EquityPoint]) -> tuple[list[int], list[EquityPoint]]
             last_points.append(point)
             previous = day
     return days, last_points
+
+
+def _day_number(at: datetime) -> int:
+    """The IST day of an aware time, as days since 1970-01-01 (a naive time raises)."""
+    if at.tzinfo is None:
+        to_ist(at)  # raises: a naive time has no day
+    return int((at.timestamp() + _IST_OFFSET_SECONDS) // 86_400)
 
 
 def _date(day: int) -> date:
@@ -240,9 +245,7 @@ def compute(
 ) -> Report:
     """Every statistic of the module docstring, from closed-trade P&Ls and an equity curve."""
     ordered = sorted(equity, key=_AT)
-    all_days = [
-        int((p.at.timestamp() + _IST_OFFSET_SECONDS) // 86_400) for p in ordered if _aware(p)
-    ]
+    all_days = [_day_number(p.at) for p in ordered]
     dd = _drawdown(
         *_with_start(
             all_days, [float(p.equity) for p in ordered], lambda i: ordered[i].equity,
@@ -260,12 +263,6 @@ def compute(
         risk_free_annual,
         dd,
     )
-
-
-def _aware(point: EquityPoint) -> bool:
-    if point.at.tzinfo is None:
-        to_ist(point.at)  # raises: a naive time has no day
-    return True
 
 
 def compute_paise(

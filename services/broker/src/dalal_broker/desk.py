@@ -33,13 +33,12 @@ from dalal_broker.orders import GuardContext, admit, market_protection, order_va
 from dalal_broker.prices import ReferencePrices
 from dalal_broker.session import SessionManager
 from dalal_shared.aio import wait_event
-from dalal_shared.audit import audit
+from dalal_shared.audit import audit, audit_envelopes
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
 from dalal_shared.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
-    Envelope,
     Message,
     ModifyOrder,
     OrderAccepted,
@@ -147,14 +146,13 @@ class OrderDesk:
         self.needs_session = settings.mode != "paper"
         self._lock = asyncio.Lock()
         self._apply_lock = asyncio.Lock()  # one order update at a time in this process
-        self._flush_lock = asyncio.Lock()  # one outbox reader: an event is published once
         self._relay = OutboxRelay(
             journal.engine,
             outbox_t,
             publisher.redis,
             batch=500,
             maxlen=publisher.maxlen,
-            on_published=self._audit,
+            on_published=audit_envelopes(log),
         )
         self._poll_now = asyncio.Event()
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
@@ -873,14 +871,7 @@ class OrderDesk:
         (a crash between publish and drop re-publishes it with the same envelope id)."""
         if not self.leader:
             return 0
-        async with self._flush_lock:
-            return await self._relay.drain()
-
-    @staticmethod
-    def _audit(envelopes: list[Envelope]) -> None:
-        """The audit trail, once each event is out."""
-        for envelope in envelopes:
-            audit(log, envelope.message, corr=envelope.corr)
+        return await self._relay.drain()  # the relay sends one batch at a time
 
     async def track_forever(self) -> None:
         """Poll Kite while orders are live (faster after a postback or a new order)."""

@@ -16,7 +16,6 @@ from dalal_engine.config import EngineSettings
 from dalal_engine.cycle import FixedCycle
 from dalal_engine.handlers import (
     EngineGate,
-    audit_published,
     bars_handler,
     drain_outbox,
     order_events_handler,
@@ -34,6 +33,7 @@ from dalal_engine.strategyconfig import StrategyConfigError, load_file
 from dalal_engine.tasks import make_celery
 from dalal_engine.warmup import Warmup, from_data_service
 from dalal_shared import candlestore
+from dalal_shared.audit import audit_envelopes
 from dalal_shared.bus import Handler
 from dalal_shared.clients import BrokerClient, DataClient, PortfolioClient
 from dalal_shared.health import supervise
@@ -88,7 +88,9 @@ def build_app(settings: EngineSettings) -> FastAPI:
         start_mode=settings.start_mode,
     )
     # decisions and cancels: the store's outbox, published after each step that wrote to it
-    live.relay = OutboxRelay(store.engine, outbox_t, runtime.redis, on_published=audit_published)
+    live.relay = OutboxRelay(
+        store.engine, outbox_t, runtime.redis, on_published=audit_envelopes(log)
+    )
     gate = EngineGate()
     publisher = runtime.publisher
     # control apart from market data: two consumers, each its own task and lock, so a kill

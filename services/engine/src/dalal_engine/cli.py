@@ -28,7 +28,8 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _params(pairs: list[str]) -> dict[str, object]:
+def parse_params(pairs: list[str]) -> dict[str, object]:
+    """`--param key=value` options as strategy parameters (values read as YAML: 10, 1.5, true)."""
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -91,7 +92,7 @@ def backtest(
                 "strategy": strategy,
                 "interval": interval,
                 "universe": [s.strip().upper() for s in symbols.split(",") if s.strip()],
-                "params": _params(param or []),
+                "params": parse_params(param or []),
             }
             if strategy == "sma_cross" and not param:
                 doc["params"] = {"fast_bars": 10, "slow_bars": 30}

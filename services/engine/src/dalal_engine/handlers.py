@@ -106,12 +106,6 @@ async def publish_decisions(
     await drain_outbox(live)
 
 
-def audit_published(envelopes: list[Envelope]) -> None:
-    """The audit line of each decision and cancel, once Redis has it."""
-    for envelope in envelopes:
-        audit(log, envelope.message, corr=envelope.corr)
-
-
 async def publish_outcome(
     live: LiveEngine,
     publisher: Publisher,

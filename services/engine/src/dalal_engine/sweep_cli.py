@@ -16,6 +16,7 @@ from rich.table import Table
 
 from dalal_engine import sweeps
 from dalal_engine.backtest_jobs import BadBacktestRequest
+from dalal_engine.cli import parse_params
 from dalal_engine.report import write_report
 from dalal_shared.clients import EngineClient, ServiceError, ServiceUnavailable
 from dalal_shared.errors import ConfigError, DalalError
@@ -46,16 +47,6 @@ def _grid(items: list[str]) -> dict[str, list[Any]]:
         if not sep or not name.strip() or not values.strip():
             raise typer.BadParameter(f"--grid wants name=v1,v2,..., got {item!r}")
         out[name.strip()] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
-    return out
-
-
-def _params(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"--param wants name=value, got {item!r}")
-        out[name.strip()] = yaml.safe_load(value)
     return out
 
 
@@ -174,7 +165,7 @@ def sweep(
         "from": from_,
         "to": to,
         "interval": interval,
-        "params": _params(param or []),
+        "params": parse_params(param or []),
         "grid": _grid(grid),
         "objective": objective,
         "capital_rupees": str(capital),

@@ -70,8 +70,7 @@ class SweepRequest(BacktestRequest):
 
     def trial(self, point: dict[str, Any]) -> BacktestRequest:
         """The backtest of one point: the fixed params with the point's on top."""
-        body = self.to_json()
-        body.pop("grid"), body.pop("objective")
+        body = {k: v for k, v in self.to_json().items() if k not in ("grid", "objective")}
         body["params"] = {**self.params, **point}
         return BacktestRequest.model_validate(body)
 

@@ -11,10 +11,9 @@ from dalal_portfolio import metrics
 from dalal_portfolio.service import PortfolioService
 from dalal_portfolio.store import outbox_t
 from dalal_shared.aio import wait_event
-from dalal_shared.audit import audit
+from dalal_shared.audit import audit_envelopes
 from dalal_shared.health import task_registry
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import Envelope
 from dalal_shared.outbox import OutboxRelay
 
 log = get_logger(__name__)
@@ -26,17 +25,12 @@ class OutboxPublisher:
     with; an audit line per event once Redis has it."""
 
     def __init__(self, service: PortfolioService, redis: aioredis.Redis):
-        self.relay = OutboxRelay(service.store.engine, outbox_t, redis, on_published=self._audit)
-        self._lock = asyncio.Lock()
-
-    @staticmethod
-    def _audit(envelopes: list[Envelope]) -> None:
-        for envelope in envelopes:
-            audit(log, envelope.message, corr=envelope.corr)
+        self.relay = OutboxRelay(
+            service.store.engine, outbox_t, redis, on_published=audit_envelopes(log)
+        )
 
     async def flush(self) -> int:
-        async with self._lock:  # one relay at a time: rows go out once, in order
-            return await self.relay.drain()
+        return await self.relay.drain()  # the relay sends one batch at a time, in order
 
 
 class PeriodicTasks:
