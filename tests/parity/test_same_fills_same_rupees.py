@@ -1,7 +1,8 @@
 """The same fills give the same rupees everywhere: the backtester's fills of a run with many
 same-day CNC round trips, booked by the portfolio ledger (as kitesim's trades would reach it),
 cost exactly what the backtester charged, fill by fill and in total, and leave the same
-realised P&L. Both book charges with `dalal_shared.charges` per scrip and day."""
+realised P&L, round trip by round trip: both book fills with the one accounting kernel,
+`dalal_shared.accounting` (FIFO lots, Zerodha's charges per scrip and day)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def test_ledger_charges_equal_the_backtesters_for_the_same_fills():
     assert book.charges() == result.charges.total
     for fill, record in zip(fills, result.fills, strict=True):
         assert position.fill_charges[fill.trade_id] == record.charges
-    closed_net = sum((t.net_pnl for t in result.trades), D(0))
-    ledger_net = sum((t.realised_net for t in book.round_trips()), D(0))
-    assert abs(ledger_net - closed_net) < D("0.01")  # the ledger keeps 4 decimals per exit
+    # one accounting kernel (dalal_shared.accounting): the same round trips, to the last digit
+    trips = book.round_trips()
+    assert len(trips) == len(result.trades)
+    for trip, trade in zip(trips, result.trades, strict=True):
+        assert (trip.opened_at, trip.closed_at) == (trade.opened_at, trade.closed_at)
+        assert (trip.quantity, trip.entry_price) == (trade.quantity, trade.entry_price)
+        assert trip.realised_gross == trade.gross_pnl
+        assert trip.charges == trade.charges
+        assert trip.realised_net == trade.net_pnl

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dalal_engine.app import build_app
 from dalal_engine.backtest_jobs import BacktestRequest, run
 from dalal_engine.config import EngineSettings
+from dalal_shared.money import paise
 from dalal_shared.testing import ServiceProcess, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,9 @@ def test_a_backtest_job_runs_on_the_worker_like_the_backtester(
     assert got["charges_rupees"] == summary["charges_rupees"]
 
     report = client.get(done["links"]["json"]).json()
-    assert [t["net_pnl"] for t in report["trades"]] == [str(t.net_pnl) for t in result.trades]
+    assert [t["net_pnl"] for t in report["trades"]] == [
+        str(paise(t.net_pnl)) for t in result.trades
+    ]
     html = client.get(done["links"]["html"])
     assert html.status_code == 200 and "<svg" in html.text
 

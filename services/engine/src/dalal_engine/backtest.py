@@ -4,9 +4,10 @@ Event-driven: indicators are computed once per symbol (vectorised), then one lea
 the union of the symbols' bar times. At each time, for each symbol with a bar:
 1. orders decided on the previous bar meet this bar's ticks (`dalal_shared.fills`: seeded tick
    path, MARKET at the first tick with spread and slippage, the volume cap; what the bar cannot
-   fill is cancelled, as a DAY order would be), and pay Zerodha's charges: what the fill adds
-   to its scrip's day (`dalal_shared.charges.DayCharges`: a same-day CNC buy and sell are
-   intraday for the matched quantity, the DP charge once per scrip and day of delivery sells);
+   fill is cancelled, as a DAY order would be), and are booked by the shared accounting kernel
+   (`dalal_shared.accounting`, the portfolio ledger's: FIFO lots, realised P&L, and Zerodha's
+   charges as what the fill adds to its scrip's day, so a same-day CNC buy and sell are
+   intraday for the matched quantity and the DP charge is paid once per scrip and day);
 2. the account is marked to market at the close (one equity point per bar time) and the risk
    manager sees the mark (the day's loss);
 3. the strategy sees the completed bar and returns signals, which the risk manager turns into
@@ -41,11 +42,10 @@ from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManag
 from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, Signal, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
-from dalal_shared import fills
+from dalal_shared import accounting, fills
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
-from dalal_shared.charges import ChargesBreakdown, DayCharges, TradeFill
-from dalal_shared.charges import Side as ChargeSide
-from dalal_shared.money import INITIAL_CAPITAL_RUPEES
+from dalal_shared.charges import ChargesBreakdown
+from dalal_shared.money import INITIAL_CAPITAL_RUPEES, paise, q4
 from dalal_shared.performance import EquityPoint, Report, compute_paise
 from dalal_shared.timeutil import to_ist
 
@@ -139,14 +139,16 @@ class Trade:
                 }
                 for e in self.exits
             ],
-            "gross_pnl": str(self.gross_pnl),
-            "charges": str(self.charges),
-            "net_pnl": str(self.net_pnl),
+            "gross_pnl": str(paise(self.gross_pnl)),
+            "charges": str(paise(self.charges)),
+            "net_pnl": str(paise(self.net_pnl)),
         }
 
 
 @dataclass(slots=True)
 class _Position:
+    """What a strategy sees of its position (the kernel's figures) and its open round trip."""
+
     quantity: int = 0
     average_price: Decimal = ZERO
     opened_at: datetime | None = None
@@ -240,7 +242,9 @@ _OPEN_MARKET = MarketState()  # a backtest's market, unless a feed says otherwis
 
 
 class _Book:
-    """The account of one run: exact cash, positions, round trips, fills and charges."""
+    """The account of one run: exact cash, and per symbol the shared accounting kernel
+    (`dalal_shared.accounting`: FIFO lots, realised P&L, Zerodha's charges per scrip and day),
+    the one the portfolio ledger books live fills with, so the same fills give the same rupees."""
 
     def __init__(self, config: StrategyConfig, settings: BacktestSettings, symbols: list[str]):
         self.config, self.settings = config, settings
@@ -250,21 +254,29 @@ class _Book:
         self.cash_paise = _paise(self.cash)
         self.held: dict[str, int] = {}  # symbol -> shares, for the open positions
         self.positions = {sym: _Position() for sym in symbols}
+        self.accounts = {
+            sym: accounting.PositionReplay(("NSE", sym, config.product)) for sym in symbols
+        }
         self.states: dict[str, dict[str, Any]] = {sym: {} for sym in symbols}
         self.trades: list[Trade] = []
         self.fills: list[FillRecord] = []
-        self.charges = ChargesBreakdown()
-        self.day_charges = DayCharges()
+
+    @property
+    def charges(self) -> ChargesBreakdown:
+        total = ChargesBreakdown()
+        for account in self.accounts.values():
+            total = total + account.pos.charges_breakdown
+        return total
 
     def fill(self, sym: str, bar: fills.Bar, orders: list[PendingOrder]) -> None:
         """The orders decided on the previous bar meet this bar's ticks. The bar's first tick
         alone fills most MARKET orders: the rest of the seeded path is built only when an
         order is still open after it."""
-        cfg, s = self.config, self.settings
+        s = self.settings
         ticks: list[fills.Tick] | None = None
         first_tick = fills.opening_tick(bar)
-        pos = self.positions[sym]
         for order in orders:
+            pos = self.positions[sym]
             qty_wanted = order.quantity
             if order.side is fills.Side.SELL:
                 qty_wanted = min(qty_wanted, pos.quantity)
@@ -290,61 +302,63 @@ class _Book:
                 k += 1
             if got == 0 or first_at is None:
                 continue  # what the bar cannot fill is cancelled, as a DAY order would be
-            price = (notional / got).quantize(Decimal("0.0001"))
-            day = to_ist(first_at).date()
-            # what this fill adds to its scrip's day: a same-day CNC sell turns the day's buys
-            # intraday for the matched quantity (dalal_shared.charges), the ledger's rule
-            ch = self.day_charges.add(
-                "NSE",
-                sym,
-                cfg.product,
-                day,
-                TradeFill(order.client_order_id, ChargeSide(order.side.value), got, price),
+            self._book(sym, order, got, q4(notional / got), first_at)
+
+    def _book(self, sym: str, order: PendingOrder, got: int, price: Decimal, at: datetime) -> None:
+        """One fill through the kernel: cash, the strategy's position, the round trip."""
+        coid = order.client_order_id
+        account = self.accounts[sym]
+        effect = account.step(
+            accounting.Fill(
+                trade_id=coid,
+                client_order_id=coid,
+                broker_order_id=coid,
+                exchange="NSE",
+                symbol=sym,
+                side=order.side.value,
+                product=self.config.product,
+                quantity=got,
+                price=price,
+                filled_at=at,
+                reason=order.reason,
             )
-            sell = order.side is fills.Side.SELL
-            self.charges = self.charges + ch
-            record = FillRecord(
-                order.client_order_id,
-                sym,
-                order.side.value,
-                got,
-                price,
-                first_at,
-                order.leg,
-                order.reason,
-                ch.total,
-            )
-            self.fills.append(record)
-            if not sell:
-                self._set_cash(self.cash - notional - ch.total)
-                if pos.quantity == 0:
-                    pos.trade = Trade(sym, first_at, got, price, charges=ch.total)
-                    pos.opened_at = first_at
-                    pos.average_price = price
-                else:  # scale-in (no built-in strategy does it)
-                    total = pos.average_price * pos.quantity + notional
-                    pos.average_price = (total / (pos.quantity + got)).quantize(Decimal("0.0001"))
-                    assert pos.trade is not None
-                    pos.trade.quantity += got
-                    pos.trade.charges += ch.total
-                pos.quantity += got
-                self.held[sym] = pos.quantity
-            else:
-                self._set_cash(self.cash + notional - ch.total)
-                assert pos.trade is not None
-                trade = pos.trade
-                trade.exits.append(record)
-                trade.charges += ch.total
-                trade.gross_pnl += (price - pos.average_price) * got
-                pos.quantity -= got
-                self.held[sym] = pos.quantity
-                if pos.quantity == 0:
-                    trade.gross_pnl = trade.gross_pnl.quantize(Decimal("0.01"))
-                    trade.closed_at = first_at
-                    self.trades.append(trade)
-                    self.positions[sym] = pos = _Position()
-                    del self.held[sym]
-                    self.states[sym].clear()
+        )
+        kp = account.pos
+        charge = kp.fill_charges[coid]
+        record = FillRecord(
+            coid, sym, order.side.value, got, price, at, order.leg, order.reason, charge
+        )
+        self.fills.append(record)
+        signed = got if order.side is fills.Side.BUY else -got
+        self._set_cash(self.cash - price * signed - charge)
+        pos = self.positions[sym]
+        pos.quantity, pos.average_price, pos.opened_at = kp.quantity, kp.average_price, kp.opened_at
+        if effect.kind == "opened":
+            pos.trade = Trade(sym, at, got, price, charges=charge)
+        elif effect.kind == "increased":  # scale-in (no built-in strategy does it)
+            assert pos.trade is not None
+            pos.trade.quantity += got
+            pos.trade.entry_price = kp.average_price
+            pos.trade.charges += charge
+        else:  # an exit: the strategy's sells never exceed what it holds
+            trade = pos.trade
+            assert trade is not None
+            trade.exits.append(record)
+            trade.charges += charge
+            trade.gross_pnl += effect.realised_gross
+        if kp.quantity:
+            self.held[sym] = kp.quantity
+        elif effect.kind == "closed":
+            trip = kp.round_trips[-1]  # the kernel's round trip is the trade's figures
+            trade = pos.trade
+            assert trade is not None
+            trade.quantity, trade.entry_price = trip.quantity, trip.entry_price
+            trade.gross_pnl, trade.charges = trip.realised_gross, trip.charges
+            trade.closed_at = at
+            self.trades.append(trade)
+            self.positions[sym] = _Position()
+            self.held.pop(sym, None)
+            self.states[sym].clear()
 
     def _set_cash(self, cash: Decimal) -> None:
         self.cash, self.cash_f, self.cash_paise = cash, float(cash), _paise(cash)

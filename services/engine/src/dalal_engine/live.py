@@ -54,6 +54,7 @@ from dalal_engine.store import EngineStore, Intent, StoredBar, SymbolState
 from dalal_engine.strategy import Action, BarContext, BarSeries, Level, PositionView, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_duration, order_time, session_bounds, session_open_of
+from dalal_shared import accounting
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
@@ -686,7 +687,7 @@ class LiveEngine:
             cancels.extend(superseded)
             state = dict(st.state or {})
             inst.strategy.on_level(level, state)
-            new_state = SymbolState(st.quantity, st.average_price, st.opened_at, state, st.last_bar)
+            new_state = replace(st, state=state)
             states[name] = new_state
             cmd = PlaceOrder(
                 client_order_id=coid,
@@ -1022,14 +1023,8 @@ class LiveEngine:
             return [] if manual else self._settled(exchange, symbol)
         key = (intent.strategy, symbol)
         st = self.states.setdefault(key, SymbolState(state={}))
-        new_state = SymbolState(
-            st.quantity, st.average_price, st.opened_at, dict(st.state or {}), st.last_bar
-        )
+        new_state = _after_fill(st, event)
         if event.side == "BUY":
-            total = new_state.average_price * new_state.quantity + event.price * event.quantity
-            new_state.quantity += event.quantity
-            new_state.average_price = (total / new_state.quantity).quantize(Decimal("0.0001"))
-            new_state.opened_at = new_state.opened_at or event.filled_at
             inst = self.instances.get(intent.strategy)
             if inst is not None:
                 inst.strategy.on_entry_filled(
@@ -1038,10 +1033,8 @@ class LiveEngine:
                     ),
                     new_state.state if new_state.state is not None else {},
                 )
-        else:
-            new_state.quantity = max(0, new_state.quantity - event.quantity)
-            if new_state.quantity == 0:
-                new_state = SymbolState(state={}, last_bar=st.last_bar)
+        elif new_state.quantity == 0:
+            new_state = SymbolState(state={}, last_bar=st.last_bar)
         if not self.store.apply_trade(
             trade_id=event.trade_id,
             client_order_id=coid,
@@ -1147,4 +1140,43 @@ def _series(symbol: str, history: list[StoredBar]) -> BarSeries:
         low=np.array([b.low for b in history], dtype=np.float64),
         close=np.array([b.close for b in history], dtype=np.float64),
         volume=np.array([b.volume for b in history], dtype=np.int64),
+    )
+
+
+def _after_fill(st: SymbolState, event: OrderFilled) -> SymbolState:
+    """A strategy's position after one of its fills, by the shared accounting kernel (FIFO
+    lots, the portfolio ledger's and the backtester's rule). A strategy's view never goes
+    short: a sell beyond what it holds (a hand-made trade) reduces it to flat."""
+    quantity = event.quantity if event.side == "BUY" else min(event.quantity, st.quantity)
+    lots = st.lots
+    if st.quantity and not lots:  # a state from before lots were kept: one lot at its average
+        at = st.opened_at or event.filled_at
+        lots = [accounting.Lot(st.quantity, st.average_price, at, "", accounting.ZERO)]
+    account = accounting.PositionReplay.holding(
+        (event.exchange, event.symbol, event.product), lots, st.opened_at
+    )
+    if quantity:
+        account.step(
+            accounting.Fill(
+                trade_id=event.trade_id,
+                client_order_id=event.client_order_id,
+                broker_order_id=event.broker_order_id,
+                exchange=event.exchange,
+                symbol=event.symbol,
+                side=event.side,
+                product=event.product,
+                quantity=quantity,
+                price=event.price,
+                filled_at=event.filled_at,
+                charged=False,  # the engine sizes on positions; the ledger owns the charges
+            )
+        )
+    pos = account.pos
+    return SymbolState(
+        pos.quantity,
+        pos.average_price,
+        pos.opened_at,
+        dict(st.state or {}),
+        st.last_bar,
+        list(pos.lots),
     )

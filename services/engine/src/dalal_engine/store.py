@@ -12,7 +12,7 @@ are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from dalal_engine.risk import RiskDecision
 from dalal_shared import db, outbox
+from dalal_shared.accounting import ZERO, Lot
 from dalal_shared.messages import CancelOrder, Envelope, Message, PlaceOrder, RiskDecided
 from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_COMMANDS
 from dalal_shared.timeutil import to_utc
@@ -54,6 +55,7 @@ state_t = sa.Table(
     sa.Column("opened_at", sa.String(40)),
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("last_bar", sa.String(40)),
+    sa.Column("lots", sa.Text),  # JSON: the open FIFO lots (migration 0006)
 )
 intents_t = sa.Table(
     "engine_intents",
@@ -147,6 +149,35 @@ def iso(value: datetime) -> str:
     return to_utc(value).isoformat()
 
 
+def _lot_json(lot: Lot) -> dict[str, str | int]:
+    return {
+        "quantity": lot.quantity,
+        "price": str(lot.price),
+        "opened_at": iso(lot.opened_at),
+        "trade_id": lot.trade_id,
+    }
+
+
+def _lots(row: Any) -> list[Lot]:
+    """The stored lots; a state saved before migration 0006 held one position at its average
+    price, which is one lot."""
+    if row.lots:
+        return [
+            Lot(
+                int(d["quantity"]),
+                Decimal(d["price"]),
+                datetime.fromisoformat(d["opened_at"]),
+                d["trade_id"],
+                ZERO,
+            )
+            for d in json.loads(row.lots)
+        ]
+    if row.quantity and row.opened_at:
+        opened = datetime.fromisoformat(row.opened_at)
+        return [Lot(row.quantity, Decimal(row.average_price), opened, "", ZERO)]
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBar:
     start: datetime
@@ -164,6 +195,9 @@ class SymbolState:
     opened_at: datetime | None = None
     state: dict[str, Any] | None = None
     last_bar: datetime | None = None
+    # the open FIFO lots (`dalal_shared.accounting`): quantity and average price above are
+    # the kernel's figures for them, the portfolio ledger's for the same fills
+    lots: list[Lot] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +438,7 @@ class EngineStore(db.SqlStore):
                 opened_at=iso(st.opened_at) if st.opened_at else None,
                 state=json.dumps(st.state or {}),
                 last_bar=iso(st.last_bar) if st.last_bar else None,
+                lots=json.dumps([_lot_json(lot) for lot in st.lots]),
             )
         )
 
@@ -421,6 +456,7 @@ class EngineStore(db.SqlStore):
                 datetime.fromisoformat(r.opened_at) if r.opened_at else None,
                 json.loads(r.state),
                 datetime.fromisoformat(r.last_bar) if r.last_bar else None,
+                _lots(r),
             )
             for r in rows
         }

@@ -9,389 +9,59 @@ what makes it exact under at-least-once, out-of-order delivery:
   (`filled_at`, then `trade_id`) whenever one of them arrives, so a late fill lands where it
   belongs in time and FIFO matching is the same as if delivery had been clean.
 
-Charges come from `dalal_shared.charges`, per scrip and IST day: a fill pays what it adds to
-its day's charges (`ScripDay`), so a same-day CNC buy and sell are charged as intraday for the
-matched quantity (the sell carries the difference, negative when it gives back the buy's
-delivery STT and stamp), brokerage is per executed order (`broker_order_id`), and the DP
-charge is paid once per scrip and day when shares are delivered out. A closing
-fill's realised P&L net of charges subtracts its own charges and the entry charges of the lots
-it closes, pro rata.
-
-Quantities are signed (short positions are negative: intraday shorts). Money is Decimal.
+What a fill does to its position (FIFO lots, realised P&L, Zerodha's charges per scrip and day)
+is the shared accounting kernel, `dalal_shared.accounting`, the one the backtester and the
+engine use too; this module adds idempotency, cash and the valuation.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import Literal
 
-from dalal_shared.charges import ChargesBreakdown, ScripDay, TradeFill
+from dalal_shared.accounting import (
+    ZERO,
+    Exit,
+    Fill,
+    FillEffect,
+    InvalidFill,
+    Lot,
+    Position,
+    PositionKey,
+    PositionReplay,
+    RoundTrip,
+    replay,
+    replay_state,
+)
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.money import q4
-from dalal_shared.timeutil import to_ist
 
-ZERO = Decimal("0")
-
-PositionKey = tuple[str, str, str]  # exchange, symbol, product
+__all__ = [
+    "ZERO",
+    "Applied",
+    "Book",
+    "CashMovement",
+    "ConflictingFill",
+    "Exit",
+    "Fill",
+    "FillEffect",
+    "InsufficientFunds",
+    "InvalidFill",
+    "Lot",
+    "Position",
+    "PositionKey",
+    "RoundTrip",
+    "Valuation",
+    "q4",
+    "replay",
+]
 
 
 class ConflictingFill(ConflictError):
     code = "conflicting_fill"
-
-
-class InvalidFill(PermanentError):
-    code = "invalid_fill"
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One Kite trade (an order fills in one or more trades)."""
-
-    trade_id: str
-    client_order_id: str
-    broker_order_id: str
-    exchange: str
-    symbol: str
-    side: Literal["BUY", "SELL"]
-    product: str
-    quantity: int
-    price: Decimal
-    filled_at: datetime
-    reason: str | None = None  # why this order was placed (exit reason), when known
-    charged: bool = True  # False for fills imported from a seed state (no charges known)
-
-    def __post_init__(self) -> None:
-        if self.quantity <= 0:
-            raise InvalidFill(f"trade {self.trade_id}: quantity must be positive")
-        if self.price <= 0:
-            raise InvalidFill(f"trade {self.trade_id}: price must be positive")
-        if self.side not in ("BUY", "SELL"):
-            raise InvalidFill(f"trade {self.trade_id}: side must be BUY or SELL")
-        if self.filled_at.tzinfo is None:
-            raise InvalidFill(f"trade {self.trade_id}: filled_at must be timezone-aware")
-
-    @property
-    def key(self) -> PositionKey:
-        return (self.exchange, self.symbol, self.product)
-
-    @property
-    def signed_quantity(self) -> int:
-        return self.quantity if self.side == "BUY" else -self.quantity
-
-    def sort_key(self) -> tuple[datetime, str]:
-        return (self.filled_at, self.trade_id)
-
-    def same_trade(self, other: Fill) -> bool:
-        """Whether `other` is a redelivery of this trade (reason may be learnt later)."""
-        return replace(other, reason=self.reason) == self
-
-
-@dataclass(slots=True)
-class Lot:
-    """An open FIFO lot: signed quantity at a price, with the entry charges not yet realised."""
-
-    quantity: int
-    price: Decimal
-    opened_at: datetime
-    trade_id: str
-    entry_charges: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """A fill that reduced or closed a position (the seed's partial_exit_1/2, generalised)."""
-
-    trade_id: str
-    client_order_id: str
-    quantity: int
-    price: Decimal
-    at: datetime
-    reason: str
-    realised_gross: Decimal
-    charges: Decimal
-    realised_net: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class RoundTrip:
-    """A position from flat to flat: one closed trade for performance statistics."""
-
-    exchange: str
-    symbol: str
-    product: str
-    direction: Literal["LONG", "SHORT"]
-    quantity: int  # the largest absolute quantity held
-    entry_price: Decimal  # quantity-weighted average of the entries
-    exit_price: Decimal  # quantity-weighted average of the exits
-    opened_at: datetime
-    closed_at: datetime
-    realised_gross: Decimal
-    charges: Decimal
-    realised_net: Decimal
-    exits: tuple[Exit, ...]
-    source: str = "ledger"
-
-
-@dataclass(frozen=True, slots=True)
-class FillEffect:
-    """What one fill did to its position in the canonical replay (drives bus events)."""
-
-    trade_id: str
-    kind: Literal["opened", "increased", "reduced", "closed", "flipped"]
-    quantity_after: int
-    average_price_after: Decimal
-    closed_quantity: int
-    realised_gross: Decimal
-    charges: Decimal  # charges of the round trip, when closed
-    reason: str
-
-
-@dataclass(slots=True)
-class Position:
-    """A position's state after replaying its fills."""
-
-    exchange: str
-    symbol: str
-    product: str
-    quantity: int = 0
-    lots: list[Lot] = field(default_factory=list)
-    realised_gross: Decimal = ZERO  # over every round trip of this key
-    realised_net: Decimal = ZERO
-    charges: Decimal = ZERO  # every charge paid on this key's fills
-    charges_breakdown: ChargesBreakdown = field(default_factory=ChargesBreakdown)
-    opened_at: datetime | None = None  # of the current open cycle
-    exits: list[Exit] = field(default_factory=list)  # of the current open cycle
-    round_trips: list[RoundTrip] = field(default_factory=list)
-    effects: dict[str, FillEffect] = field(default_factory=dict)
-    fill_charges: dict[str, Decimal] = field(default_factory=dict)
-    fills: int = 0
-    last_fill_at: datetime | None = None
-
-    @property
-    def key(self) -> PositionKey:
-        return (self.exchange, self.symbol, self.product)
-
-    @property
-    def is_open(self) -> bool:
-        return self.quantity != 0
-
-    @property
-    def average_price(self) -> Decimal:
-        """Quantity-weighted price of the open lots (0 when flat)."""
-        if not self.quantity:
-            return ZERO
-        cost = sum((lot.price * lot.quantity for lot in self.lots), ZERO)
-        return q4(cost / self.quantity)
-
-    @property
-    def cost(self) -> Decimal:
-        """Signed cost of the open lots (negative for a short)."""
-        return sum((lot.price * lot.quantity for lot in self.lots), ZERO)
-
-    @property
-    def open_entry_charges(self) -> Decimal:
-        return sum((lot.entry_charges for lot in self.lots), ZERO)
-
-    def unrealised(self, mark: Decimal | None) -> Decimal:
-        """Gross unrealised P&L at `mark` (the average price when no mark is known)."""
-        if not self.quantity or mark is None:
-            return ZERO
-        return q4(mark * self.quantity - self.cost)
-
-
-# ---------------------------------------------------------------- replay
-
-
-class _Cycle:
-    """Accumulates one flat-to-flat round trip during a replay."""
-
-    def __init__(self, direction: Literal["LONG", "SHORT"], opened_at: datetime):
-        self.direction = direction
-        self.opened_at = opened_at
-        self.max_quantity = 0
-        self.entry_qty = 0
-        self.entry_value = ZERO
-        self.exit_qty = 0
-        self.exit_value = ZERO
-        self.gross = ZERO
-        self.charges = ZERO
-        self.exits: list[Exit] = []
-
-
-def _split(amount: Decimal, part: int, whole: int) -> Decimal:
-    return amount if part == whole else q4(amount * part / whole)
-
-
-class _Replay:
-    """One position built fill by fill in canonical order (filled_at, trade_id).
-
-    Everything a fill does depends only on the fills before it in that order (its charges on
-    its order's earlier fills and on the day's earlier delivery sells; its P&L on the open
-    lots), so a fill that sorts after every known fill of its key is one more `step`; a fill
-    that sorts earlier means a replay from the start.
-    """
-
-    def __init__(self, key: PositionKey):
-        self.pos = Position(*key)
-        self.cycle: _Cycle | None = None
-        self.last: tuple[datetime, str] | None = None
-        self._days: dict[date, ScripDay] = {}
-
-    def _charge(self, fill: Fill) -> ChargesBreakdown:
-        """The fill's charges: what it adds to its scrip's IST day (`dalal_shared.charges`:
-        a same-day CNC buy and sell are intraday for the matched quantity, brokerage per
-        order, the DP charge once a day when shares are delivered out). Negative when a
-        same-day sell turns a buy booked at delivery rates intraday."""
-        if not fill.charged:
-            return ChargesBreakdown()
-        trade_day = to_ist(fill.filled_at).date()
-        day = self._days.get(trade_day)
-        if day is None:
-            day = self._days[trade_day] = ScripDay(fill.product, trade_day)
-        charge = day.add(
-            TradeFill(fill.broker_order_id, fill.side, fill.quantity, fill.price)  # type: ignore[arg-type]
-        )
-        self.pos.charges_breakdown = self.pos.charges_breakdown + charge
-        self.pos.charges = self.pos.charges_breakdown.total
-        return charge
-
-    def step(self, fill: Fill) -> None:
-        pos = self.pos
-        self.last = fill.sort_key()
-        fill_charge = self._charge(fill).total
-        pos.fill_charges[fill.trade_id] = fill_charge
-        pos.fills += 1
-        pos.last_fill_at = fill.filled_at
-        signed = fill.signed_quantity
-        before = pos.quantity
-        remaining = abs(signed)
-        closed_qty = 0
-        gross = ZERO
-        released_entry = ZERO
-        # 1) close against opposite lots, FIFO
-        while remaining and pos.lots and (pos.lots[0].quantity > 0) != (signed > 0):
-            lot = pos.lots[0]
-            take = min(remaining, abs(lot.quantity))
-            direction = 1 if lot.quantity > 0 else -1
-            gross += (fill.price - lot.price) * take * direction
-            share = _split(lot.entry_charges, take, abs(lot.quantity))
-            released_entry += share
-            lot.entry_charges -= share
-            lot.quantity -= take * direction
-            remaining -= take
-            closed_qty += take
-            if lot.quantity == 0:
-                pos.lots.pop(0)
-        # 2) what is left opens (or adds to) a position in the fill's direction
-        opening_charge = _split(fill_charge, remaining, fill.quantity) if remaining else ZERO
-        closing_charge = fill_charge - opening_charge
-        if closed_qty:
-            assert self.cycle is not None
-            net = gross - closing_charge - released_entry
-            reason = fill.reason or fill.client_order_id
-            exit_ = Exit(
-                trade_id=fill.trade_id,
-                client_order_id=fill.client_order_id,
-                quantity=closed_qty,
-                price=fill.price,
-                at=fill.filled_at,
-                reason=reason,
-                realised_gross=q4(gross),
-                charges=q4(closing_charge + released_entry),
-                realised_net=q4(net),
-            )
-            pos.realised_gross += gross
-            pos.realised_net += net
-            self.cycle.gross += gross
-            self.cycle.charges += closing_charge + released_entry
-            self.cycle.exit_qty += closed_qty
-            self.cycle.exit_value += fill.price * closed_qty
-            self.cycle.exits.append(exit_)
-            pos.exits.append(exit_)
-        pos.quantity = before + signed
-        flat_now = not pos.lots
-        round_trip_charges = ZERO
-        if closed_qty and flat_now:
-            assert self.cycle is not None
-            round_trip_charges = self.cycle.charges
-            pos.round_trips.append(_close_cycle(pos, self.cycle, fill.filled_at))
-            self.cycle = None
-            pos.exits = []
-            pos.opened_at = None
-        if remaining:
-            if self.cycle is None:
-                self.cycle = _Cycle("LONG" if signed > 0 else "SHORT", fill.filled_at)
-                pos.opened_at = fill.filled_at
-            self.cycle.entry_qty += remaining
-            self.cycle.entry_value += fill.price * remaining
-            pos.lots.append(
-                Lot(
-                    quantity=remaining if signed > 0 else -remaining,
-                    price=fill.price,
-                    opened_at=fill.filled_at,
-                    trade_id=fill.trade_id,
-                    entry_charges=opening_charge,
-                )
-            )
-        if self.cycle is not None:
-            self.cycle.max_quantity = max(self.cycle.max_quantity, abs(pos.quantity))
-        kind: Literal["opened", "increased", "reduced", "closed", "flipped"]
-        if before == 0:
-            kind = "opened"
-        elif closed_qty == 0:
-            kind = "increased"
-        elif remaining:
-            kind = "flipped"
-        elif pos.quantity == 0:
-            kind = "closed"
-        else:
-            kind = "reduced"
-        pos.effects[fill.trade_id] = FillEffect(
-            trade_id=fill.trade_id,
-            kind=kind,
-            quantity_after=pos.quantity,
-            average_price_after=pos.average_price,
-            closed_quantity=closed_qty,
-            realised_gross=q4(gross),
-            charges=q4(round_trip_charges),
-            reason=fill.reason or fill.client_order_id,
-        )
-        pos.realised_gross = q4(pos.realised_gross)
-        pos.realised_net = q4(pos.realised_net)
-
-
-def replay(key: PositionKey, fills: Iterable[Fill]) -> Position:
-    """Rebuild one position from its fills, in canonical order (filled_at, trade_id)."""
-    return _replay(key, fills).pos
-
-
-def _replay(key: PositionKey, fills: Iterable[Fill]) -> _Replay:
-    state = _Replay(key)
-    for fill in sorted(fills, key=Fill.sort_key):
-        state.step(fill)
-    return state
-
-
-def _close_cycle(pos: Position, cycle: _Cycle, closed_at: datetime) -> RoundTrip:
-    return RoundTrip(
-        exchange=pos.exchange,
-        symbol=pos.symbol,
-        product=pos.product,
-        direction=cycle.direction,
-        quantity=cycle.max_quantity,
-        entry_price=q4(cycle.entry_value / cycle.entry_qty),
-        exit_price=q4(cycle.exit_value / cycle.exit_qty),
-        opened_at=cycle.opened_at,
-        closed_at=closed_at,
-        realised_gross=q4(cycle.gross),
-        charges=q4(cycle.charges),
-        realised_net=q4(cycle.gross - cycle.charges),
-        exits=tuple(cycle.exits),
-    )
 
 
 # ---------------------------------------------------------------- cash
@@ -436,7 +106,7 @@ class Book:
         self._fills: dict[str, Fill] = {}
         self._by_key: dict[PositionKey, dict[str, Fill]] = defaultdict(dict)
         self._positions: dict[PositionKey, Position] = {}
-        self._replays: dict[PositionKey, _Replay] = {}
+        self._replays: dict[PositionKey, PositionReplay] = {}
         self._cash: dict[str, CashMovement] = {}
         self.imported_round_trips: list[RoundTrip] = []  # closed trades from a seed import
         self.blocked_funds = ZERO  # value of open buy orders, set by the open-order book
@@ -465,8 +135,8 @@ class Book:
             state = self._rebuild(fill.key)
         return Applied(fill, False, state.pos, state.pos.effects[fill.trade_id])
 
-    def _rebuild(self, key: PositionKey) -> _Replay:
-        state = _replay(key, self._by_key[key].values())
+    def _rebuild(self, key: PositionKey) -> PositionReplay:
+        state = replay_state(key, self._by_key[key].values())
         self._replays[key] = state
         self._positions[key] = state.pos
         return state
