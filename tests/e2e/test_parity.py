@@ -1,12 +1,17 @@
 """Parity: for a replayed period, the orders the live loop sends in sim mode are the orders the
-backtester makes on the same bars.
+backtester makes on the same bars, they fill at the same prices, and the portfolio ledger books
+the same round trips, realised P&L and charges as the backtester, to the paisa.
 
-Real processes on a real Redis: kitesim (manual clock), the broker logged in to it, and the
-engine running `sma_cross` from a strategies file. The test plays the data feed: each day it
-publishes the previous session's daily bar (kitesim's own NSE data) on `market.bars.day` while
-kitesim's clock stands at the next session's open; the engine's orders go through the broker to
-kitesim and fill there, and the fills come back to the engine (which is how it knows it holds a
-position to exit). The backtester runs the same strategy config over the same bars in process.
+Real processes on a real Redis: kitesim (manual clock), the broker logged in to it, the engine
+running the strategy from a strategies file, and the portfolio. The test plays the data feed:
+each session it publishes that session's daily bar (kitesim's own NSE data) on
+`market.bars.day` once kitesim's clock stands after the close; the engine's orders go out as
+after-market orders (the market is closed), Kite's way of reaching the next session's open,
+which is where the backtester fills them. kitesim replays days past its 15-minute data from
+the daily bars, so the session's first tick is the daily open, the backtester's fill tick; both
+apply `dalal_shared.fills` (spread, slippage). The fills come back to the engine (which is how
+it knows it holds a position to exit) and to the portfolio ledger; the backtester runs the same
+strategy config over the same bars in process, and both book with `dalal_shared.accounting`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dalal_engine.backtest import Backtester, BacktestSettings
 from dalal_engine.history import read_csv
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, Envelope, PlaceOrder
+from dalal_shared.money import paise
 from dalal_shared.streams import ORDERS_COMMANDS
 from dalal_shared.testing import ServiceProcess, free_port, wait_until
 from dalal_shared.timeutil import IST
@@ -43,8 +49,12 @@ universe: [INFY]
 params: {fast_bars: 3, slow_bars: 8, fixed_quantity: 10}
 risk: {enforce_market_hours: false, max_orders_per_minute: 200}
 """
-SIM_START = date(2024, 1, 2)  # kitesim's first session
-REPLAY_DAYS = 40  # decision bars replayed: 2024-01-01 .. about 2024-02-27
+# after kitesim's 15-minute data (it ends 2024-11-08), so sessions replay daily bars. The window
+# avoids 2025-01-17, when INFY opened 4% below the previous close: kitesim, as Kite, leaves a
+# MARKET order beyond its market protection (3% by default) unfilled, and the backtester has no
+# market-protection model, so there the two part ways (ADR 0015).
+SIM_START = date(2025, 4, 15)
+REPLAY_DAYS = 58  # decision bars replayed: 2025-04-15 .. 2025-07-08, three round trips
 WARMUP_DAYS = 20
 
 
@@ -93,7 +103,11 @@ def sim_stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProce
         sim = start(
             "kitesim",
             "dalal_kitesim",
-            {"DALAL_KITESIM_SESSION_SECONDS": "0", "DALAL_KITESIM_TOKEN_EXPIRY": "false"},
+            {
+                "DALAL_KITESIM_SESSION_SECONDS": "0",
+                "DALAL_KITESIM_TOKEN_EXPIRY": "false",
+                "DALAL_KITESIM_START_DATE": SIM_START.isoformat(),
+            },
         )
         sim.wait_healthy(timeout=60)
         broker = start(
@@ -121,8 +135,14 @@ def sim_stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, ServiceProce
                 "DALAL_MARKET_CLOCK": "exchange",
             },
         )
+        portfolio = start(
+            "portfolio",
+            "dalal_portfolio",
+            {"DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/portfolio.sqlite3"},
+        )
         engine.wait_healthy(timeout=60)
         broker.wait_healthy(timeout=60)
+        portfolio.wait_healthy(timeout=60)
         yield started
     finally:
         for proc in started.values():
@@ -151,10 +171,11 @@ def place_orders(client: redis.Redis) -> list[PlaceOrder]:
     return out
 
 
-def test_live_orders_through_kitesim_equal_the_backtesters(
+def test_live_orders_and_money_through_kitesim_equal_the_backtesters(
     sim_stack: dict[str, ServiceProcess], redis_url: str
 ) -> None:
     sim, broker, engine = sim_stack["kitesim"], sim_stack["broker"], sim_stack["engine"]
+    portfolio = sim_stack["portfolio"]
     client = redis.Redis.from_url(redis_url)
     token = control(sim, "/login", {})["request_token"]
     r = httpx.get(f"{broker.base_url}/session/callback", params={"request_token": token})
@@ -170,28 +191,27 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
 
     history = bars()
     first = next(i for i, b in enumerate(history) if b.start.date() >= SIM_START)
+    assert history[first].start.date() == SIM_START
     # warm-up bars while the loop is stopped: history only, no decisions
-    for bar in history[first - WARMUP_DAYS : first - 1]:
+    for bar in history[first - WARMUP_DAYS : first]:
         last = client.xadd("market.bars.day", Envelope.wrap(bar, source="data").to_fields())
     wait_until(lambda: consumed(client, "market.bars.day", "engine", last), message="warm-up")
     assert httpx.post(f"{engine.base_url}/engine/start", headers=AUTH).json()["running"]
 
-    # each decision bar is published while kitesim stands at the next session's open
-    replay = history[first - 1 : first - 1 + REPLAY_DAYS]
+    # each session's bar is published once kitesim stands after that session's close
+    replay = history[first : first + REPLAY_DAYS]
     for k, bar in enumerate(replay):
-        session = history[first + k].start.date()
-        until = datetime.combine(session, time(9, 16), tzinfo=IST)
-        if k:
-            control(sim, "/clock/advance", {"until": until.isoformat()})
-        else:
-            control(sim, "/clock/advance", {"seconds": 60})  # into the first session
+        after_close = datetime.combine(bar.start.date(), time(15, 31), tzinfo=IST)
+        control(sim, "/clock/advance", {"until": after_close.isoformat()})
         before = len(place_orders(client))
         entry = client.xadd("market.bars.day", Envelope.wrap(bar, source="data").to_fields())
         wait_until(
             lambda entry=entry: consumed(client, "market.bars.day", "engine", entry),
             message="bar consumed",
         )
-        for order in place_orders(client)[before:]:
+        new = place_orders(client)[before:]
+        for order in new:
+            assert order.variety == "amo"  # the market is closed: for the next open
             coid = order.client_order_id
             wait_until(
                 lambda coid=coid: (
@@ -199,7 +219,10 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
                 ),
                 message=f"{coid} at the broker",
             )
-            control(sim, "/clock/advance", {"seconds": 300})  # ticks: the MARKET order fills
+        if new:
+            session = history[first + k + 1].start.date()
+            opened = datetime.combine(session, time(9, 20), tzinfo=IST)
+            control(sim, "/clock/advance", {"until": opened.isoformat()})  # the AMOs fill
             wait_until(
                 lambda: (
                     httpx.get(f"{engine.base_url}/engine/status", headers=AUTH).json()[
@@ -207,7 +230,7 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
                     ]
                     == 0
                 ),
-                message=f"{coid} filled and seen by the engine",
+                message="the orders filled and seen by the engine",
             )
     live = [(o.client_order_id, o.side, o.quantity) for o in place_orders(client)]
 
@@ -220,3 +243,28 @@ def test_live_orders_through_kitesim_equal_the_backtesters(
     backtest = [(f.client_order_id, f.side, f.quantity) for f in result.fills]
     assert len(live) >= 4 and live[0][1] == "BUY"
     assert live == backtest
+
+    # the same fill prices at kitesim (its order book through the broker)
+    for f in result.fills:
+        order = httpx.get(f"{broker.base_url}/orders/{f.client_order_id}", headers=AUTH).json()
+        assert Decimal(str(order["average_price"])) == f.price, (order, f)
+
+    # and the same money: the ledger's round trips are the backtester's trades, to the paisa
+    def ledger_trips() -> list[dict[str, Any]] | None:
+        trips = httpx.get(f"{portfolio.base_url}/trades", headers=AUTH).json()["trades"]
+        return trips if len(trips) == len(result.trades) else None
+
+    trips = wait_until(ledger_trips, message="the ledger has every round trip")
+    assert len(trips) >= 3
+    for trip, trade in zip(trips, result.trades, strict=True):
+        assert Decimal(trip["entry_price"]) == trade.entry_price
+        assert trip["quantity"] == trade.quantity
+        assert trip["realised_pnl_gross"] == str(paise(trade.gross_pnl))
+        assert trip["charges"] == str(paise(trade.charges))
+        assert trip["realised_pnl_net"] == str(paise(trade.net_pnl))
+    summary = httpx.get(f"{portfolio.base_url}/performance", headers=AUTH).json()
+    closed_net = sum((t.net_pnl for t in result.trades), Decimal(0))
+    open_charges = sum((t.charges for t in result.open_trades), Decimal(0))
+    assert Decimal(summary["realised_pnl_net_rupees"]) == paise(closed_net)
+    assert Decimal(summary["charges_rupees"]) == paise(result.charges.total)
+    assert result.charges.total == sum((t.charges for t in result.trades), open_charges)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -55,7 +55,7 @@ from dalal_engine.strategy import Action, BarContext, BarSeries, Level, Position
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_duration, order_time, session_bounds, session_open_of
 from dalal_shared import accounting
-from dalal_shared.calendar import NseCalendar, nse_calendar
+from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
     Bar,
@@ -522,9 +522,22 @@ class LiveEngine:
                     side="BUY" if sig.action is Action.ENTER else "SELL",
                     quantity=decision.quantity,
                     product=inst.config.product,
+                    variety=self._variety(),
                     strategy=name,
                 )
                 intents.append(Intent(cmd, name, "SUBMITTED", 0, False, bar_start))
+
+    def _variety(self) -> Literal["regular", "amo"]:
+        """`amo` when the market is closed now (by the market clock): a decision on a daily
+        bar, or on the bar that ends at the close, reaches the market at the next session's
+        open as an after-market order, the instant the backtester fills it at. Kite takes
+        equity AMOs from 16:00 to 08:58 IST (regular orders in session only)."""
+        now = self.clock.now()
+        try:
+            open_now = self.calendar.session_at(now, assume_regular=True) is not None
+        except CalendarCoverageError:
+            open_now = True
+        return "regular" if open_now else "amo"
 
     def _track(self, intents: list[Intent], new: list[PlaceOrder], cancels: list[str]) -> None:
         """Keep the in-memory book of intents in flight in step with what was stored."""
