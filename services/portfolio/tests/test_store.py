@@ -89,3 +89,22 @@ def test_every_new_fill_queues_its_position_events(tmp_path) -> None:
         assert service.store.pending_events() == pending
     finally:
         service.store.close()
+
+
+def test_api_times_are_ist_before_and_after_a_restart(tmp_path) -> None:
+    """Kite's fills come in IST, the store keeps UTC: a position's and a round trip's times
+    read the same, in IST (+05:30), before and after a restart."""
+    url = f"sqlite:///{tmp_path}/t.sqlite3"
+    first = run(url, SESSION)
+    before = (first.positions(include_closed=True), first.trades())
+    first.store.close()
+    again = open_service(url)
+    try:
+        after = (again.positions(include_closed=True), again.trades())
+        assert after == before
+        positions, trips = after
+        stamps = [p["opened_at"] for p in positions if p["opened_at"]]
+        stamps += [t[k] for t in trips for k in ("opened_at", "closed_at")]
+        assert stamps and all(s.endswith("+05:30") for s in stamps)
+    finally:
+        again.store.close()

@@ -32,7 +32,7 @@ from typing import Literal
 from dalal_shared.charges import ChargesBreakdown, ScripDay, TradeFill
 from dalal_shared.errors import PermanentError
 from dalal_shared.money import q4
-from dalal_shared.timeutil import to_ist
+from dalal_shared.timeutil import to_ist, to_utc
 
 ZERO = Decimal("0")
 
@@ -69,6 +69,9 @@ class Fill:
             raise InvalidFill(f"trade {self.trade_id}: side must be BUY or SELL")
         if self.filled_at.tzinfo is None:
             raise InvalidFill(f"trade {self.trade_id}: filled_at must be timezone-aware")
+        # UTC inside, whatever zone the fill came in (Kite's are IST): a position's times read
+        # the same before and after a restart (the store keeps UTC)
+        object.__setattr__(self, "filled_at", to_utc(self.filled_at))
 
     @property
     def key(self) -> PositionKey:

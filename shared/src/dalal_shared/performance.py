@@ -377,7 +377,7 @@ def curve_json(
     for p, dd in zip(ordered, falls, strict=True):
         out.append(
             {
-                "at": p.at.isoformat(),
+                "at": to_ist(p.at).isoformat(),  # IST at the edges
                 "equity": str(p.equity),
                 "gross_exposure": str(p.gross_exposure),
                 "drawdown": str(dd.quantize(Decimal("0.000001"))),

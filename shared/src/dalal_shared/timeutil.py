@@ -24,3 +24,8 @@ def to_ist(value: datetime) -> datetime:
 
 def to_utc(value: datetime) -> datetime:
     return ensure_aware(value).astimezone(UTC)
+
+
+def ist_iso(value: datetime) -> str:
+    """A time at an API edge: ISO 8601 in IST (+05:30), whatever zone it was kept in."""
+    return to_ist(value).isoformat()

@@ -47,7 +47,7 @@ from dalal_shared.messages import (
 from dalal_shared.money import paise
 from dalal_shared.orderlegs import exit_reason
 from dalal_shared.streams import PORTFOLIO_EVENTS
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import ist_iso, utcnow
 
 OutboxEvent = dict[str, Any]  # dalal_shared.outbox.row values
 SOURCE = "portfolio"  # the envelopes' source, as the service's own publisher sets it
@@ -488,7 +488,7 @@ class PortfolioService:
                     "symbol": p.symbol,
                     "entry_price": float(p.average_price),
                     "qty": p.quantity,
-                    "entry_time": p.opened_at.isoformat() if p.opened_at else None,
+                    "entry_time": ist_iso(p.opened_at) if p.opened_at else None,
                     "partial_exit_1": len(p.exits) >= 1,
                     "partial_exit_2": len(p.exits) >= 2,
                     "product": p.product,
@@ -498,9 +498,9 @@ class PortfolioService:
                     "symbol": t.symbol,
                     "entry_price": float(t.entry_price),
                     "qty": t.quantity,
-                    "entry_time": t.opened_at.isoformat(),
+                    "entry_time": ist_iso(t.opened_at),
                     "exit_price": float(t.exit_price),
-                    "exit_time": t.closed_at.isoformat(),
+                    "exit_time": ist_iso(t.closed_at),
                     "exit_reason": t.exits[-1].reason if t.exits else "",
                     "pnl": float(t.realised_net),
                     "pnl_pct": float((t.exit_price - t.entry_price) / t.entry_price)
@@ -532,12 +532,12 @@ def position_json(p: Position, mark: Decimal | None) -> dict[str, Any]:
         "realised_pnl_gross": str(paise(p.realised_gross)),
         "realised_pnl_net": str(paise(p.realised_net)),
         "charges": str(paise(p.charges)),
-        "opened_at": p.opened_at.isoformat() if p.opened_at else None,
+        "opened_at": ist_iso(p.opened_at) if p.opened_at else None,
         "lots": [
             {
                 "quantity": lot.quantity,
-                "price": str(lot.price),
-                "opened_at": lot.opened_at.isoformat(),
+                "price": str(q4(lot.price)),
+                "opened_at": ist_iso(lot.opened_at),
             }
             for lot in p.lots
         ],
@@ -550,8 +550,8 @@ def exit_json(e: Any) -> dict[str, Any]:
     return {
         "trade_id": e.trade_id,
         "quantity": e.quantity,
-        "price": str(e.price),
-        "at": e.at.isoformat(),
+        "price": str(q4(e.price)),
+        "at": ist_iso(e.at),
         "reason": e.reason,
         "realised_pnl_gross": str(paise(e.realised_gross)),
         "charges": str(paise(e.charges)),
@@ -568,8 +568,8 @@ def trip_json(t: RoundTrip) -> dict[str, Any]:
         "quantity": t.quantity,
         "entry_price": str(t.entry_price),
         "exit_price": str(t.exit_price),
-        "opened_at": t.opened_at.isoformat(),
-        "closed_at": t.closed_at.isoformat(),
+        "opened_at": ist_iso(t.opened_at),
+        "closed_at": ist_iso(t.closed_at),
         "realised_pnl_gross": str(paise(t.realised_gross)),
         "charges": str(paise(t.charges)),
         "realised_pnl_net": str(paise(t.realised_net)),
