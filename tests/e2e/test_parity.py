@@ -4,8 +4,8 @@ the same round trips, realised P&L and charges as the backtester, to the paisa.
 
 Real processes on a real Redis: kitesim (manual clock), the broker logged in to it, the engine
 running the strategy from a strategies file (`sma_cross` at a fixed quantity; `swing`, sized by
-risk on the portfolio's equity, with partial exits), and the portfolio. The test plays the data feed:
-each session it publishes that session's daily bar (kitesim's own NSE data) on
+risk on the portfolio's equity, with partial exits), and the portfolio. The test plays the
+data feed: each session it publishes that session's daily bar (kitesim's own NSE data) on
 `market.bars.day` once kitesim's clock stands after the close; the engine's orders go out as
 after-market orders (the market is closed), Kite's way of reaching the next session's open,
 which is where the backtester fills them. kitesim replays days past its 15-minute data from

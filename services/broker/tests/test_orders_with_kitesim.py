@@ -100,6 +100,8 @@ async def test_the_same_command_twice_on_the_bus_places_one_order(
 
     wait_until(both_consumed, message="both commands consumed")
     assert len(kitesim.orders_tagged("bus-dup-1")) == 1
+    shown = broker.order("bus-dup-1")
+    assert shown["created_at"].endswith("+05:30") and shown["updated_at"].endswith("+05:30")
     await client.aclose()
 
 

@@ -63,7 +63,9 @@ def test_a_hand_sent_order_goes_out_once_and_a_huge_one_is_refused(
         again = client.post("/engine/orders", json=LIMIT)
         assert again.status_code == 200
         assert len(_commands(redis_url, "hand-1")) == 1
-        assert client.get("/engine/orders/hand-1").json()["status"] == "SUBMITTED"
+        shown = client.get("/engine/orders/hand-1").json()
+        assert shown["status"] == "SUBMITTED"
+        assert shown["created_at"].endswith("+05:30")  # API times are IST
         conflict = client.post("/engine/orders", json={**LIMIT, "quantity": 11})
         assert conflict.status_code == 409
 
@@ -83,6 +85,8 @@ def test_a_hand_sent_order_goes_out_once_and_a_huge_one_is_refused(
             isinstance(d, RiskDecided) and (d.strategy, d.reason) == ("manual", "position_cap")
             for d in decided
         )
+        signals = client.get("/signals").json()
+        assert signals and all(d["at"].endswith("+05:30") for d in signals)
 
         # a MARKET order with no price anywhere (no broker quote, no bar here) is not waved on
         market = {k: v for k, v in LIMIT.items() if k not in ("order_type", "price")}

@@ -29,7 +29,7 @@ from dalal_shared.messages import (
     Quantity,
 )
 from dalal_shared.streams import ORDERS_COMMANDS, SYSTEM_EVENTS
-from dalal_shared.timeutil import IST
+from dalal_shared.timeutil import IST, ist_iso
 
 log = get_logger(__name__)
 
@@ -61,7 +61,7 @@ async def callback(
     await request.app.state.instruments.ensure_fresh(True)
     return HTMLResponse(
         f"<h1>Dalal: logged in as {record.user_id}</h1>"
-        f"<p>The session is valid until {record.expires_at.isoformat()}. "
+        f"<p>The session is valid until {ist_iso(record.expires_at)}. "
         "You can close this tab.</p>"
     )
 
@@ -117,7 +117,7 @@ async def get_order(client_order_id: str, request: Request) -> dict[str, Any]:
                 "trade_id": t["trade_id"],
                 "quantity": t["quantity"],
                 "price": str(t["price"]),
-                "filled_at": t["filled_at"].isoformat(),
+                "filled_at": ist_iso(t["filled_at"]),
             }
             for t in trades
         ],
@@ -328,7 +328,7 @@ async def get_trades(
                         "product": c.product,
                         "quantity": t["quantity"],
                         "price": str(t["price"]),
-                        "filled_at": t["filled_at"].isoformat(),
+                        "filled_at": ist_iso(t["filled_at"]),
                     }
                 )
         return sorted(out, key=lambda t: (t["filled_at"], t["trade_id"]))

@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from dalal_shared import db, outbox
 from dalal_shared.messages import Message, PlaceOrder, ProtectPosition
 from dalal_shared.sqltypes import Money, UtcDateTime
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import ist_iso, utcnow
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version_broker"
@@ -122,8 +122,8 @@ class OrderRow:
             "trigger_price": str(c.trigger_price) if c.trigger_price is not None else None,
             "filled_quantity": self.filled_quantity,
             "average_price": str(self.average_price) if self.average_price is not None else None,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": ist_iso(self.created_at),
+            "updated_at": ist_iso(self.updated_at),
         }
 
 
@@ -154,7 +154,7 @@ class ProtectionRow:
             "stop_price": str(c.stop_price),
             "target_price": str(c.target_price) if c.target_price is not None else None,
             "strategy": c.strategy,
-            "updated_at": self.updated_at.isoformat(),
+            "updated_at": ist_iso(self.updated_at),
         }
 
 

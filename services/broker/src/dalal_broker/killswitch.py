@@ -10,7 +10,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
 
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import ist_iso, utcnow
 
 KEY = "killswitch"
 ENGAGED = Gauge("dalal_kill_switch_engaged", "1 while the kill switch is engaged")
@@ -28,7 +28,7 @@ class KillSwitchState:
             "engaged": self.engaged,
             "reason": self.reason,
             "by": self.by,
-            "at": self.at.isoformat() if self.at else None,
+            "at": ist_iso(self.at) if self.at else None,
         }
 
 

@@ -24,7 +24,7 @@ from dalal_shared.kitesession import KiteSessionRecord, SessionStore, token_expi
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import Envelope, KiteSessionRefused, SessionExpired, SessionValid
 from dalal_shared.streams import SYSTEM_EVENTS
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import ist_iso, utcnow
 
 log = get_logger(__name__)
 
@@ -175,8 +175,8 @@ class SessionManager:
             "valid": record.is_valid(),
             "user_id": record.user_id,
             "user_name": record.user_name,
-            "login_at": record.login_at.isoformat(),
-            "expires_at": record.expires_at.isoformat(),
+            "login_at": ist_iso(record.login_at),
+            "expires_at": ist_iso(record.expires_at),
             "login_url": self.login_url(),
         }
 

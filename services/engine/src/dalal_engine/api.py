@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from dalal_shared.errors import ConflictError, DalalError, NotFoundError
 from dalal_shared.ids import new_id
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import PlaceOrder
-from dalal_shared.timeutil import utcnow
+from dalal_shared.timeutil import ist_iso, utcnow
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/engine", tags=["orders"])
@@ -38,7 +39,7 @@ def _view(intent: Intent) -> dict[str, Any]:
         "status": intent.status,
         "reason": intent.reason or None,
         "filled_quantity": intent.filled_quantity,
-        "created_at": intent.created_at.isoformat() if intent.created_at else None,
+        "created_at": ist_iso(intent.created_at) if intent.created_at else None,
     }
 
 
@@ -187,7 +188,13 @@ async def list_strategies(request: Request) -> dict[str, Any]:
 @strategies_router.get("/signals", summary="Latest risk decisions on strategy signals")
 async def list_signals(request: Request, limit: int = 200) -> list[dict[str, Any]]:
     store = request.app.state.live.store
-    return await asyncio.to_thread(store.decisions, max(1, min(limit, 1000)))
+    rows = await asyncio.to_thread(store.decisions, max(1, min(limit, 1000)))
+    return [{**row, "at": _ist(row["at"])} for row in rows]
+
+
+def _ist(stored: str | None) -> str | None:
+    """A time the store keeps as UTC ISO text, as the API shows times: IST (+05:30)."""
+    return ist_iso(datetime.fromisoformat(stored)) if stored else None
 
 
 backtests_router = APIRouter(prefix="/backtests", tags=["backtests"])
@@ -206,9 +213,9 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
             "fraction": round(done / total, 4) if total else 0.0,
             "eta_seconds": None if job["eta_seconds"] is None else round(job["eta_seconds"], 1),
         },
-        "created_at": job["created_at"],
-        "started_at": job["started_at"],
-        "finished_at": job["finished_at"],
+        "created_at": _ist(job["created_at"]),
+        "started_at": _ist(job["started_at"]),
+        "finished_at": _ist(job["finished_at"]),
         "error": job["error"],
     }
     if job["status"] == "done":
@@ -307,8 +314,8 @@ def _sweep_view(sweep: dict[str, Any], top: int) -> dict[str, Any]:
         "workers": sorted({t["worker"] for t in trials if t["worker"]}),
         "best": sweep["best"],
         "error": sweep["error"],
-        "created_at": sweep["created_at"],
-        "finished_at": sweep["finished_at"],
+        "created_at": _ist(sweep["created_at"]),
+        "finished_at": _ist(sweep["finished_at"]),
     }
     if sweep["status"] == "done":
         out["links"] = {"html": f"/sweeps/{sid}/report.html", "json": f"/sweeps/{sid}/report.json"}
