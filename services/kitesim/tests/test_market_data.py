@@ -1,4 +1,5 @@
 from datetime import date, datetime
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -193,3 +194,32 @@ def test_a_dalal_parquet_cache_is_served(tmp_path):
         )
     finally:
         server.stop()
+
+
+def _replayed_prices(noise: str) -> dict[int, list[object]]:
+    """RELIANCE's and SBIN's ticks over the first half hour of 2 January 2024."""
+    app = build_app(
+        KitesimSettings(
+            kitesim_session_seconds=0, kitesim_tick_interval_seconds=5, kitesim_tick_noise_bps=noise
+        )
+    )
+    clock = app.state.sim.clock
+    seen: dict[int, list[object]] = {}
+    clock.listeners.ticks.append(
+        lambda batch: [seen.setdefault(token, []).append(tick) for token, tick in batch]
+    )
+    clock.run_until(datetime.fromisoformat("2024-01-02T09:45:00+05:30"))
+    return seen
+
+
+def test_tick_noise_for_load_tests_is_seeded_inside_the_bar_and_off_by_default():
+    plain, noisy, again = _replayed_prices("0"), _replayed_prices("20"), _replayed_prices("20")
+    assert [t.price for t in noisy[RELIANCE]] == [t.price for t in again[RELIANCE]]
+    for token, ticks in noisy.items():
+        base = plain[token]
+        assert [t.ts for t in ticks] == [t.ts for t in base]
+        assert ticks[0].price == base[0].price  # the open stays
+        for tick, ref in zip(ticks, base, strict=True):
+            assert abs(tick.price - ref.price) <= ref.price * 20 / 10_000 + Decimal("0.05")
+            assert (tick.price / Decimal("0.05")) % 1 == 0  # on the tick grid
+    assert any(t.price != r.price for t, r in zip(noisy[RELIANCE], plain[RELIANCE], strict=True))

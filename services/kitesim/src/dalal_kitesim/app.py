@@ -80,6 +80,7 @@ class Simulator:
             start_date=settings.kitesim_start_date,
             seed=settings.kitesim_seed,
             tick_interval_seconds=settings.kitesim_tick_interval_seconds,
+            tick_noise_bps=settings.kitesim_tick_noise_bps,
         )
         self.fill_config = FillConfig(
             spread_bps=settings.kitesim_spread_bps,

@@ -12,14 +12,15 @@ session replays 22,500 s of market time.
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from dalal_kitesim.marketdata import BarStore, Instrument
 from dalal_shared.calendar import NseCalendar, Session
-from dalal_shared.fills import Bar, Tick, tick_path
+from dalal_shared.fills import Bar, Tick, round_to_tick, tick_path
 from dalal_shared.intervals import INTERVAL_MINUTES
 
 
@@ -91,8 +92,8 @@ EventListener = Callable[[datetime], None]
 class _DayTicks:
     """One instrument's ticks of one session, a bar's tick path at a time."""
 
-    __slots__ = ("_bar", "_bars", "_duration", "_key", "_n", "_open", "_pos", "_seed", "_size",
-                 "_ticks")  # fmt: skip
+    __slots__ = ("_bar", "_bars", "_duration", "_key", "_n", "_noise", "_open", "_pos", "_seed",
+                 "_size", "_ticks")  # fmt: skip
 
     def __init__(
         self,
@@ -104,8 +105,10 @@ class _DayTicks:
         seed: int,
         key: str,
         tick_size: Decimal,
+        noise_bps: Decimal = Decimal(0),
     ):
         self._bars, self._duration, self._open = bars, duration, session_open
+        self._noise = noise_bps
         self._n, self._seed, self._key, self._size = ticks_per_bar, seed, key, tick_size
         self._bar = 0
         self._ticks: list[Tick] = []
@@ -124,10 +127,30 @@ class _DayTicks:
                 bar, self._duration, seed=self._seed, key=self._key,
                 ticks_per_bar=self._n, tick_size=self._size,
             )  # fmt: skip
+            if self._noise:
+                self._ticks = _jitter(
+                    self._ticks, bar, self._noise, self._size, self._seed, self._key
+                )
             self._pos = 0
         tick = self._ticks[self._pos]
         self._pos += 1
         return tick
+
+
+def _jitter(
+    ticks: list[Tick], bar: Bar, noise_bps: Decimal, size: Decimal, seed: int, key: str
+) -> list[Tick]:
+    """The path's inner ticks moved by up to `noise_bps` either way (seeded, on the tick grid,
+    inside the bar's range; open and close kept): a load test's prices that turn often."""
+    rng = random.Random(f"{seed}:{key}:{bar.start.isoformat()}:noise")
+    out = [ticks[0]]
+    for tick in ticks[1:-1]:
+        move = tick.price * noise_bps / 10_000 * Decimal(rng.uniform(-1, 1))
+        price = round_to_tick(tick.price + move, size)
+        out.append(replace(tick, price=min(max(price, bar.low), bar.high)))
+    if len(ticks) > 1:
+        out.append(ticks[-1])
+    return out
 
 
 @dataclass
@@ -150,11 +173,13 @@ class MarketClock:
         start_date: date,
         seed: int,
         tick_interval_seconds: int = 60,
+        tick_noise_bps: Decimal = Decimal(0),
     ):
         self.calendar = calendar
         self.bars = bars
         self.seed = seed
         self.tick_interval_seconds = tick_interval_seconds
+        self.tick_noise_bps = tick_noise_bps
         self.states: dict[int, MarketState] = {
             i.instrument_token: MarketState(i) for i in instruments
         }
@@ -216,6 +241,7 @@ class MarketClock:
                 seed=self.seed,
                 key=state.instrument.tradingsymbol,
                 tick_size=state.instrument.tick_size or Decimal("0.05"),
+                noise_bps=self.tick_noise_bps,
             )
             self._push(token, feed)
         heapq.heapify(self._queue)

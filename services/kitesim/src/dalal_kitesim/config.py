@@ -76,6 +76,13 @@ class KitesimSettings(DalalSettings):
     kitesim_tick_interval_seconds: int = Field(
         60, ge=1, description="simulated seconds between ticks of an instrument"
     )
+    kitesim_tick_noise_bps: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=1000,
+        description="load tests: move the inner ticks of each bar's path by up to this many "
+        "basis points, seeded (0: the plain path the backtester's fill model uses)",
+    )
 
     # Fill model (dalal_shared.fills).
     kitesim_spread_bps: Decimal = Field(Decimal("2"), ge=0)
