@@ -102,3 +102,16 @@ def test_refuses_unknown_dates_and_bad_quantity():
         order_charges("BUY", "CNC", 1, D("100"), date(2019, 1, 1))
     with pytest.raises(ValueError, match="quantity"):
         order_charges("BUY", "CNC", 0, D("100"), DAY_2025)
+
+
+def test_breakdowns_add_and_subtract_field_by_field() -> None:
+    from dataclasses import fields
+
+    from dalal_shared.charges import ChargesBreakdown
+
+    names = [f.name for f in fields(ChargesBreakdown)]
+    a = ChargesBreakdown(*(D(k + 1) for k in range(len(names))))
+    b = ChargesBreakdown(*(D(10 * (k + 1)) for k in range(len(names))))
+    for name in names:  # every component, none left out by a hand-written sum
+        assert getattr(a + b, name) == getattr(a, name) + getattr(b, name)
+        assert getattr(b - a, name) == getattr(b, name) - getattr(a, name)

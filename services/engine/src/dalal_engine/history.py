@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_engine.strategy import BarSeries
+from dalal_engine.strategy import BarSeries, BarStarts
 from dalal_engine.timing import warmup_days
 from dalal_shared.errors import PermanentError
 from dalal_shared.timeutil import to_ist
@@ -110,7 +110,7 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     volume = np.array([v or "0" for v in cols[at["volume"]]], dtype=np.float64)[picked]
     return BarSeries(
         symbol=symbol,
-        start=tuple(datetime.fromtimestamp(int(t), UTC) for t in seconds),
+        start=BarStarts(seconds),  # datetimes made when read
         open=column("open"),
         high=column("high"),
         low=column("low"),

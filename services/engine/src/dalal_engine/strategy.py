@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,12 +58,53 @@ class Level:
         return last_price <= self.price if self.kind == "stop" else last_price >= self.price
 
 
+class BarStarts(Sequence[datetime]):
+    """Bar start times made from epoch seconds when read: a backtest over 60,000 bars reads a
+    few thousand of them (the bars where something is decided), so building every datetime up
+    front is wasted work. Indexing, slicing, `bisect` and comparison behave as on a tuple."""
+
+    __slots__ = ("_cache", "_seconds")
+
+    def __init__(self, seconds: NDArray[np.int64]):
+        self._seconds = seconds
+        self._cache: dict[int, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._seconds)
+
+    @overload
+    def __getitem__(self, index: int) -> datetime: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> BarStarts: ...
+
+    def __getitem__(self, index: int | slice) -> datetime | BarStarts:
+        if isinstance(index, slice):
+            return BarStarts(self._seconds[index])
+        n = len(self._seconds)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("bar index out of range")
+        found = self._cache.get(index)
+        if found is None:
+            found = self._cache[index] = datetime.fromtimestamp(int(self._seconds[index]), UTC)
+        return found
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True, slots=True)
 class BarSeries:
     """One symbol's bars as arrays (bar start times UTC-aware, prices float64 rupees)."""
 
     symbol: str
-    start: tuple[datetime, ...]
+    start: Sequence[datetime]
     open: NDArray[np.float64]
     high: NDArray[np.float64]
     low: NDArray[np.float64]
