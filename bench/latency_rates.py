@@ -6,9 +6,9 @@ simulated second, the session speed setting the rate; each bar's path jittered b
 seeded, so prices turn often and every symbol trades) -> its Kite ticker WebSocket -> the data
 service's feed (binary packets parsed, `Tick`s on `market.ticks`, minute bars built from them
 on `market.bars.minute`) -> the engine (`sma_cross`, 1 over 2 minute bars, trading 5 of the 50
-symbols by default: decides on each bar, publishes `PlaceOrder`) -> the broker (journal, guards, the MARKET order
-valued at the last tick, placed at kitesim over REST with the official `kiteconnect` client's
-wire format) -> `OrderAccepted`.
+symbols by default: decides on each bar, publishes `PlaceOrder`) -> the broker (journal, guards,
+the MARKET order valued at the last tick, placed at kitesim over REST with the official
+`kiteconnect` client's wire format) -> `OrderAccepted` -> `OrderFilled`.
 
 Every hop is stamped on the bus and traced by its correlation id: a bar carries the envelope id
 of the tick that closed it, the engine's `PlaceOrder` the bar's, the broker's `OrderAccepted` the
@@ -18,7 +18,8 @@ command's. Measured per order (wall clock, one machine):
   the run, and for the bars that led to an order)
 * engine: bar -> `PlaceOrder` on `orders.commands`
 * broker: `PlaceOrder` -> `OrderAccepted` (includes kitesim's REST answer)
-* end to end: closing tick -> `PlaceOrder`, closing tick -> `OrderAccepted`
+* end to end: closing tick -> `PlaceOrder`, -> `OrderAccepted`, -> `OrderFilled` (the fill
+  comes at kitesim's next tick of the symbol, so that hop includes waiting for it)
 * kitesim's own REST latency (`place_order` of a far LIMIT, then cancelled), measured apart.
 
 The rate achieved is the ticks that reached `market.ticks` per second of the run (kitesim,
@@ -248,9 +249,12 @@ def measure(client: redis.Redis, t0: float, t1: float, rest: list[float]) -> dic
         if f[b"type"] == b"PlaceOrder":
             commands.setdefault(f[b"corr"], stamp(f[b"ts"]))
     accepted: dict[bytes, float] = {}
+    filled: dict[bytes, float] = {}
     for _id, f in client.xrange(ORDERS_EVENTS):
         if f[b"type"] == b"OrderAccepted":
             accepted.setdefault(f[b"corr"], stamp(f[b"ts"]))
+        elif f[b"type"] == b"OrderFilled":
+            filled.setdefault(f[b"corr"], stamp(f[b"ts"]))
     hops: dict[str, list[float]] = {k: [] for k in HOPS}
     for corr, at_bar in bars.items():  # every bar, not only those that led to an order
         at_tick = ticks.get(corr)
@@ -266,6 +270,9 @@ def measure(client: redis.Redis, t0: float, t1: float, rest: list[float]) -> dic
         if at_acc is not None:
             hops["broker: PlaceOrder -> OrderAccepted"].append(at_acc - at_cmd)
             hops["tick -> OrderAccepted"].append(at_acc - at_tick)
+        at_fill = filled.get(corr)
+        if at_fill is not None:  # the fill, at kitesim's next tick, carries the same corr
+            hops["tick -> OrderFilled"].append(at_fill - at_tick)
     return {
         "ticks_per_second": n_ticks / (t1 - t0),
         "orders": len(hops["tick -> PlaceOrder"]),
@@ -281,6 +288,7 @@ HOPS = (
     "broker: PlaceOrder -> OrderAccepted",
     "tick -> PlaceOrder",
     "tick -> OrderAccepted",
+    "tick -> OrderFilled",
 )
 
 
