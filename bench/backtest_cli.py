@@ -91,9 +91,26 @@ def run_dalal(folder: Path, symbols: list[str], interval: str, work: Path) -> tu
     config.write_text(CONFIG.format(interval=interval, universe=", ".join(symbols), n=len(symbols)))
     out = work / f"out-{interval}"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    cmd = [str(DALAL), "backtest", "--config", str(config), "--data-dir", str(folder),
-           "--from", "2020-10-01", "--to", "2025-09-30", "--capital", "1000000000000",
-           "--interval", interval, "--out", str(out)]  # fmt: skip
+    cmd = [
+        str(DALAL),
+        "backtest",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(folder),
+        "--from",
+        "2020-10-01",
+        "--to",
+        "2025-09-30",
+        "--capital",
+        "1000000000000",
+        "--interval",
+        interval,
+        "--out",
+        str(out),
+        "--market-protection",
+        "0",
+    ]  # fmt: skip  (backtrader has no market protection)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
     seconds = time.perf_counter() - t0

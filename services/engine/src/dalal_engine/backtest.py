@@ -28,7 +28,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from functools import cached_property
@@ -65,6 +65,10 @@ class BacktestSettings:
     end: datetime | None = None  # bars before this
     fill: fills.FillConfig = field(default_factory=fills.FillConfig)
     seed: int = 7  # of the tick paths
+    # the market protection MARKET orders carry (the broker's DALAL_MARKET_PROTECTION_PCT,
+    # SEBI's rule for API orders): never filled beyond this % of the last price when placed
+    # (the decision bar's close), as at Kite and kitesim; None: no protection
+    market_protection_pct: Decimal | None = Decimal("3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class PendingOrder:
     leg: str
     reason: str
     decided_at: datetime
+    reference: Decimal | None = None  # the last price when it was placed (the bar's close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,9 @@ class BacktestResult:
     data_start: datetime | None = None
     data_end: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    # orders the bar they met could not fill (beyond their market protection, or no volume):
+    # cancelled, as a DAY order is at the close
+    unfilled: list[PendingOrder] = field(default_factory=list)
 
     @cached_property
     def equity(self) -> list[EquityPoint]:
@@ -232,6 +240,17 @@ class BacktestResult:
             "trades": [t.to_json() for t in self.trades],
             "open_trades": [t.to_json() for t in self.open_trades],
             "fills": [f.to_json() for f in self.fills],
+            "unfilled": [
+                {
+                    "client_order_id": o.client_order_id,
+                    "symbol": o.symbol,
+                    "side": o.side.value,
+                    "quantity": o.quantity,
+                    "leg": o.leg,
+                    "reason": o.reason,
+                }
+                for o in self.unfilled
+            ],
             "decisions": [d.to_json() for d in self.decisions],
         }
 
@@ -260,6 +279,7 @@ class _Book:
         self.states: dict[str, dict[str, Any]] = {sym: {} for sym in symbols}
         self.trades: list[Trade] = []
         self.fills: list[FillRecord] = []
+        self.unfilled: list[PendingOrder] = []
 
     @property
     def charges(self) -> ChargesBreakdown:
@@ -281,6 +301,11 @@ class _Book:
             if order.side is fills.Side.SELL:
                 qty_wanted = min(qty_wanted, pos.quantity)
             got, notional, first_at = 0, ZERO, None
+            limit = None
+            if s.market_protection_pct and order.reference is not None:
+                limit = fills.protection_limit(
+                    order.side, order.reference, s.market_protection_pct, s.fill.tick_size
+                )
             k = 0
             while got < qty_wanted:
                 if k == 0:
@@ -293,7 +318,9 @@ class _Book:
                     if k >= len(ticks):
                         break
                     tick = ticks[k]
-                terms = fills.OrderTerms(order.side, fills.OrderType.MARKET, qty_wanted - got)
+                terms = fills.OrderTerms(
+                    order.side, fills.OrderType.MARKET, qty_wanted - got, protection_price=limit
+                )
                 f = fills.match(terms, tick, s.fill, resting=k > 0, filled_in_bar=got)
                 if f is not None:
                     got += f.quantity
@@ -301,7 +328,8 @@ class _Book:
                     first_at = first_at or tick.ts
                 k += 1
             if got == 0 or first_at is None:
-                continue  # what the bar cannot fill is cancelled, as a DAY order would be
+                self.unfilled.append(order)  # cancelled, as a DAY order would be
+                continue
             self._book(sym, order, got, q4(notional / got), first_at)
 
     def _book(self, sym: str, order: PendingOrder, got: int, price: Decimal, at: datetime) -> None:
@@ -549,6 +577,7 @@ class Backtester:
             data_start,
             data_end,
             warnings,
+            book.unfilled,
         )
 
     def _decide_bar(
@@ -584,7 +613,7 @@ class Backtester:
             order, decision = self._decide(sig, sym, ts, at, pos.quantity, account)
             decisions.append(decision)
             if order is not None:
-                pending.append(order)
+                pending.append(replace(order, reference=_dec(float(series.close[i]))))
 
     def _decide(
         self,

@@ -76,6 +76,15 @@ def backtest(
     capital: Annotated[float, typer.Option(help="initial capital, rupees")] = float(
         INITIAL_CAPITAL_RUPEES
     ),
+    market_protection: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=100,
+            help="market protection of MARKET orders, % of the last price (the broker's "
+            "default, as Kite needs one); 0 = fill at any price (as most backtesters do)",
+        ),
+    ] = 3.0,
     out: Annotated[Path, typer.Option(help="report folder")] = Path("var/backtests/latest"),
 ) -> None:
     """Backtest a strategy over cached bars; print a summary and write result.json + report.html."""
@@ -114,7 +123,12 @@ def backtest(
                 cache_dir=None if data_dir else cache_dir,
                 data_dir=data_dir,
             )
-        settings = BacktestSettings(Decimal(str(capital)), start=start, end=end)
+        settings = BacktestSettings(
+            Decimal(str(capital)),
+            start=start,
+            end=end,
+            market_protection_pct=Decimal(str(market_protection)) or None,
+        )
         runner = Backtester(cfg, data, settings)
         with Progress(
             TextColumn("backtest"),
