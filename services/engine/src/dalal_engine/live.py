@@ -1161,12 +1161,8 @@ def _after_fill(st: SymbolState, event: OrderFilled) -> SymbolState:
     lots, the portfolio ledger's and the backtester's rule). A strategy's view never goes
     short: a sell beyond what it holds (a hand-made trade) reduces it to flat."""
     quantity = event.quantity if event.side == "BUY" else min(event.quantity, st.quantity)
-    lots = st.lots
-    if st.quantity and not lots:  # a state from before lots were kept: one lot at its average
-        at = st.opened_at or event.filled_at
-        lots = [accounting.Lot(st.quantity, st.average_price, at, "", accounting.ZERO)]
     account = accounting.PositionReplay.holding(
-        (event.exchange, event.symbol, event.product), lots, st.opened_at
+        (event.exchange, event.symbol, event.product), st.lots, st.opened_at
     )
     if quantity:
         account.step(
