@@ -49,7 +49,6 @@ name: parity
 strategy: sma_cross
 universe: [INFY]
 params: {fast_bars: 3, slow_bars: 8, fixed_quantity: 10}
-risk: {enforce_market_hours: false, max_orders_per_minute: 200}
 """,
     # sized by risk on the equity the portfolio reports (flat between trades: cash), with
     # partial exits at targets 1 and 2 on one bar and trailing and time stops
@@ -59,7 +58,6 @@ strategy: swing
 universe: [INFY]
 params: {trend_sma_bars: 10, breakout_bars: 5, pullback_ema_bars: 5, atr_bars: 5,
          time_stop_bars: 8}
-risk: {enforce_market_hours: false, max_orders_per_minute: 200}
 """,
 }
 # The first session replayed, per strategy; both after kitesim's 15-minute data (it ends
@@ -152,7 +150,6 @@ def sim_stack(
                 "DALAL_KITE_API_KEY": KITE_KEY,
                 "DALAL_KITE_API_SECRET": KITE_SECRET,
                 "DALAL_DATABASE_URL": f"sqlite:///{tmp_path}/broker.sqlite3",
-                "DALAL_ENFORCE_MARKET_HOURS": "false",
                 "DALAL_POLL_INTERVAL_SECONDS": "0.2",
             },
         )
