@@ -8,13 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, ClassVar
 
-import pytest
 from engine_fixtures import KNOWN, infy_bars
 
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
-from dalal_engine.strategyconfig import StrategyConfigError, load_text
+from dalal_engine.strategies.swing import Swing
+from dalal_engine.strategy import Level, PositionView, register, registry
+from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import CancelProtection, OrderFilled, PlaceOrder, ProtectPosition, Tick
 from dalal_shared.timeutil import IST
 
@@ -136,6 +138,53 @@ def test_the_gtt_order_fills_close_the_position(tmp_path: Path) -> None:
     assert sent(restarted) == []  # nothing held, nothing sent (this engine sent none before)
 
 
-def test_exchange_stop_needs_cnc() -> None:
-    with pytest.raises(StrategyConfigError, match="exchange_stop"):
-        load_text(SWING + "product: MIS\n")
+def test_exchange_stop_is_a_gtt_for_cnc_and_an_sl_m_for_mis() -> None:
+    (cnc,) = load_text(SWING)
+    (mis,) = load_text(SWING + "product: MIS\n")
+    assert (cnc.product, cnc.exchange_stop) == ("CNC", True)
+    assert (mis.product, mis.exchange_stop) == ("MIS", True)
+
+
+class WholeTargetSwing(Swing):
+    """swing with one more target, at 3 R, that sells all that is left (no built-in strategy
+    has one: swing's targets are partial and the rest trails)."""
+
+    name: ClassVar[str] = "swing_whole_target_test"
+
+    def levels(self, position: PositionView, state: dict[str, Any]) -> list[Level]:
+        out = super().levels(position, state)
+        if out:
+            final = state["entry_price"] + 3 * state["risk_per_share"]
+            out.append(Level("T3", "target", final, None))
+        return out
+
+
+def test_a_target_that_sells_the_whole_position_rides_as_the_gtts_second_leg(
+    tmp_path: Path,
+) -> None:
+    if WholeTargetSwing.name not in registry():
+        register(WholeTargetSwing)
+    live = LiveEngine(
+        load_text(SWING.replace("strategy: swing", f"strategy: {WholeTargetSwing.name}")),
+        EngineStore.open(f"sqlite:///{tmp_path}/engine.sqlite3"),
+        initial_equity_rupees=Decimal("1000000"),
+        safety_known=KNOWN,
+    )
+    live.start()
+    entry, _price = open_position(live)
+    (oco,) = sent(live)
+    assert isinstance(oco, ProtectPosition)
+    st = live.states[("sw", "INFY")].state
+    final = Decimal(str(st["entry_price"] + 3 * st["risk_per_share"]))
+    assert oco.quantity == entry.quantity
+    assert oco.target_price is not None
+    assert final <= oco.target_price < final + Decimal("0.05")  # up to the tick
+    assert oco.stop_price < oco.target_price
+
+
+def test_partial_targets_stay_with_the_engine(tmp_path: Path) -> None:
+    live = engine(tmp_path)
+    open_position(live)
+    (protect,) = sent(live)
+    assert isinstance(protect, ProtectPosition)
+    assert protect.target_price is None  # swing's targets sell a third each: not the GTT's

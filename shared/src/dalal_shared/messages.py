@@ -161,6 +161,7 @@ class OrderUpdated(Message):
     # the order's terms after a modification (None: unchanged or not known)
     quantity: int | None = Field(None, gt=0)
     price: Rupees | None = None
+    trigger_price: Rupees | None = None
 
 
 @register

@@ -547,6 +547,7 @@ class OrderDesk:
             average_price=row.average_price,
             quantity=new.quantity,  # the new terms: the portfolio re-prices its hold
             price=new.price,
+            trigger_price=new.trigger_price,  # an SL-M's new trigger (the engine's stops)
         )
         async with self._apply_lock:
             result = await asyncio.to_thread(

@@ -113,9 +113,11 @@ async def publish_outcome(
     new: list[Any],
     *,
     corr: str | None = None,
+    protect: bool = False,
 ) -> None:
-    """After a step: the new orders, then the cancels and decisions (the outbox)."""
-    if new or live.store.outbox_written:
+    """After a step: the new orders, then the cancels and decisions (the outbox); with
+    stops at the exchange, after every order event and bar (a fill or a bar moves them)."""
+    if new or live.store.outbox_written or protect:
         await publish_new(live, publisher, gate, corr=corr)
 
 
@@ -128,7 +130,9 @@ def order_events_handler(
     async def on_event(event: Message, envelope: Envelope) -> None:
         new = await gate.run(live.traced, envelope.corr, live.on_order_event, event)
         if publisher is not None:  # bars that waited for this order, decided now
-            await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
+            await publish_outcome(
+                live, publisher, gate, new, corr=envelope.corr, protect=live.protects
+            )
 
     return dispatcher(
         {
@@ -147,7 +151,7 @@ def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Ha
     async def on_bar(bar: Bar, envelope: Envelope) -> None:
         live.data_fresh()
         new = await gate.run(live.traced, envelope.corr, live.on_bar, bar)
-        await publish_outcome(live, publisher, gate, new, corr=envelope.corr)
+        await publish_outcome(live, publisher, gate, new, corr=envelope.corr, protect=live.protects)
 
     return dispatcher({Bar: on_bar})
 

@@ -33,7 +33,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -50,7 +50,7 @@ from dalal_engine.risk import (
     RiskManager,
 )
 from dalal_engine.safety import SafetyTracker
-from dalal_engine.store import EngineStore, Intent, StoredBar, SymbolState
+from dalal_engine.store import TERMINAL_STATUSES, EngineStore, Intent, StoredBar, SymbolState
 from dalal_engine.strategy import Action, BarContext, BarSeries, Level, PositionView, Strategy
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_duration, order_time, session_bounds, session_open_of
@@ -65,10 +65,12 @@ from dalal_shared.messages import (
     KillSwitchEngaged,
     KillSwitchReleased,
     Message,
+    ModifyOrder,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
     OrderRejected,
+    OrderUpdated,
     PlaceOrder,
     ProtectPosition,
     SessionExpired,
@@ -98,7 +100,13 @@ class OutboxRelayLike(Protocol):
 STALE = "stale: not filled by the next bar"
 SUPERSEDED = "superseded: the stop was hit"
 FLATTEN = "flatten: exiting every position"
-PROTECT_LEG = "G"  # the exit a protective GTT at the exchange places (exchange_stop)
+PROTECT_LEG = "G"  # the exit a protective GTT at the exchange places (exchange_stop, CNC)
+# an MIS position's stop at the exchange (exchange_stop, MIS) is an SL-M sell, legs P1, P2, ...:
+# a fresh id for each one placed after the last was cancelled (a journaled id never goes twice)
+SLM_LEG = "P"
+MAKE_WAY = "make way: the engine's own sell goes once the stop at the exchange is cancelled"
+SLM_SOLD = "the stop at the exchange sold first"
+SLM_TOO_BIG = "the stop at the exchange covered more than the position holds"
 TICK = Decimal("0.05")
 
 
@@ -202,6 +210,12 @@ class LiveEngine:
         # empty at start, so a restarted engine sends every protection again (idempotent)
         self._protected: dict[tuple[str, str], ProtectPosition] = {}
         self.protects = any(i.config.exchange_stop for i in self.instances.values())
+        # MIS stops at the exchange (SL-M): the terms last asked of each by a ModifyOrder, and
+        # the stop price of the last one the broker or Kite refused (not placed again until the
+        # stop moves; the engine's own intrabar stop covers the position meanwhile)
+        self._slm_asked: dict[str, tuple[Decimal, int]] = {}
+        self._slm_refused: dict[tuple[str, str], Decimal] = {}
+        self._resume_held()
 
     # ---------------------------------------------------------------- control
     def set_enabled(self, name: str, enabled: bool) -> None:
@@ -429,7 +443,7 @@ class LiveEngine:
                 for inst in interested:  # indicators only: the history grew, nothing trades
                     metrics.STALE_BARS.labels(inst.config.name).inc()
             else:
-                in_flight = {i.command.symbol for i in self._open.values()}
+                in_flight = {i.command.symbol for i in self._open.values() if not _is_slm(i)}
                 series: BarSeries | None = None
                 for inst in interested:
                     # the day's loss is marked at every bar's close, decided on or not
@@ -452,6 +466,7 @@ class LiveEngine:
                         inst, st, bar.exchange, bar.symbol, bar.start, series, at, close,
                         intents, decisions,
                     )  # fmt: skip
+        intents, make_way = self._hold(intents)
         new = self.store.record_bar(
             exchange=bar.exchange,
             symbol=bar.symbol,
@@ -460,10 +475,10 @@ class LiveEngine:
             states=states,
             intents=intents,
             decisions=decisions,
-            cancels=cancels,
+            cancels=[*cancels, *make_way],
             cancel_reason=STALE,
         )
-        self._track(intents, new, cancels)
+        self._track(intents, new, [*cancels, *(c for c, _ in make_way)])
         self._cancel(cancels, STALE)
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
@@ -549,13 +564,15 @@ class LiveEngine:
             open_intent = self._open.get(coid)
             if open_intent is not None and open_intent.status in ("SUBMITTED", "OPEN"):
                 self._open[coid] = replace(open_intent, status="CANCELLING")
+            elif open_intent is not None and open_intent.status == "HELD":
+                del self._open[coid]  # never published: cancelled in the store at once
 
     def _settled(self, exchange: str, symbol: str) -> list[PlaceOrder]:
         """The symbol's last order settled: decide the bars that waited for it (the latest bar
         of each instance trading the symbol, when it has not decided on it yet and it is not
         stale). Returns the new orders (stored)."""
         if self._mode is Mode.STOPPED or any(
-            i.command.symbol == symbol for i in self._open.values()
+            i.command.symbol == symbol and not _is_slm(i) for i in self._open.values()
         ):
             return []
         new: list[PlaceOrder] = []
@@ -587,15 +604,16 @@ class LiveEngine:
                 (replace(d, detail=f"{d.detail} (decided once the order in flight settled)"), c)
                 for d, c in decisions
             ]
+            intents, make_way = self._hold(intents)
             created = self.store.record_signals(
                 symbol=symbol,
                 at=last.start,
                 states={cfg.name: st},
                 intents=intents,
                 decisions=decisions,
-                cancels=[],
+                cancels=list(make_way),
             )
-            self._track(intents, created, [])
+            self._track(intents, created, [c for c, _ in make_way])
             for cmd in created:
                 metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
             new.extend(created)
@@ -646,6 +664,9 @@ class LiveEngine:
                 continue
             pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
             levels = inst.strategy.levels(pos, st.state or {})
+            if self._exchange_holds_stop(inst.config.name, tick.symbol, st, levels):
+                # an SL-M at the exchange sells at this stop: the engine's own would race it
+                levels = [lv for lv in levels if lv.kind != "stop"]
             stop = next((lv for lv in levels if lv.kind == "stop" and lv.hit(price)), None)
             if stop is not None:
                 hits.append((inst, st, stop))
@@ -671,8 +692,8 @@ class LiveEngine:
                 for i in mine
                 if level.kind == "stop" and i.status != "CANCELLING" and i.leg != level.leg
             ]
-            if level.kind != "stop" and (mine or name in states):
-                continue  # another order of this position is in flight
+            if level.kind != "stop" and (any(not _is_slm(i) for i in mine) or name in states):
+                continue  # another order of this position is in flight (a resting stop is not)
             coid = client_order_id(name, tick.symbol, st.opened_at or tick.exchange_ts, level.leg)
             if self.store.has_intent(coid):
                 continue  # this level's order went out before (filled, rejected or cancelled)
@@ -714,18 +735,19 @@ class LiveEngine:
             intents.append(Intent(cmd, name, "SUBMITTED", 0, False, tick.exchange_ts))
         if not decisions:
             return []
+        intents, make_way = self._hold(intents)
         new = self.store.record_signals(
             symbol=tick.symbol,
             at=tick.exchange_ts,
             states=states,
             intents=intents,
             decisions=decisions,
-            cancels=cancels,
+            cancels=[*make_way, *cancels],
             cancel_reason=SUPERSEDED,
         )
         for name, new_state in states.items():
             self.states[(name, tick.symbol)] = new_state
-        self._track(intents, new, cancels)
+        self._track(intents, new, [*(c for c, _ in make_way), *cancels])
         self._cancel(cancels, SUPERSEDED)
         for cmd in new:
             metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
@@ -785,16 +807,17 @@ class LiveEngine:
             else:
                 refused.append({"strategy": name, "symbol": symbol, "reason": decision.reason})
                 cancels = []
+            intents, make_way = self._hold(intents)
             new = self.store.record_signals(
                 symbol=symbol,
                 at=at,
                 states={},
                 intents=intents,
                 decisions=[(decision, coid if decision.approved else None)],
-                cancels=cancels,
+                cancels=[*make_way, *cancels],
                 cancel_reason=FLATTEN,
             )
-            self._track(intents, new, cancels)
+            self._track(intents, new, [*(c for c, _ in make_way), *cancels])
             cancels_all.extend(cancels)
             exits.extend(new)
         # entries still in flight would open new positions: cancel them too
@@ -876,14 +899,20 @@ class LiveEngine:
     # ---------------------------------------------------------------- stops at the exchange
     def protection_commands(
         self,
-    ) -> tuple[list[ProtectPosition | CancelProtection], dict[tuple[str, str], ProtectPosition]]:
-        """What the exchange should hold for each position of an `exchange_stop` instance:
-        its stop for the whole quantity as a `ProtectPosition` (a GTT at the broker), sent
-        when it differs from what was sent last (a new position, a trailed stop, a partial
+    ) -> tuple[
+        list[ProtectPosition | CancelProtection | ModifyOrder],
+        dict[tuple[str, str], ProtectPosition],
+    ]:
+        """What the exchange should hold for each position of an `exchange_stop` instance.
+        CNC: its stop for the whole quantity as a `ProtectPosition` (a GTT at the broker; with
+        the strategy's target as the second leg when that target sells the whole position),
+        sent when it differs from what was sent last (a new position, a trailed stop, a partial
         exit); a `CancelProtection` once the position is closed or an exit of its own is in
-        flight (published before that exit, so the two never both sell). Returns the commands
-        and the new state, to be passed to `protections_sent` once they are published. The
-        exit the GTT places is stored as an intent (leg G) so its fills close the position."""
+        flight (published before that exit: Kite refuses a CNC sell past the holding, so the
+        two never both sell). The exit the GTT places is stored as an intent (leg G) so its
+        fills close the position. MIS: an SL-M order (`_slm_commands`; ModifyOrders returned
+        here, new SL-Ms stored as intents). Returns the commands and the new GTT state, to be
+        passed to `protections_sent` once they are published."""
         wanted: dict[tuple[str, str], ProtectPosition] = {}
         exiting = {
             (i.strategy, i.command.symbol) for i in self._open.values() if i.leg in EXIT_LEGS
@@ -893,6 +922,7 @@ class LiveEngine:
             if (
                 inst is None
                 or not inst.config.exchange_stop
+                or inst.config.product != "CNC"
                 or st.quantity <= 0
                 or st.opened_at is None
                 or (name, symbol) in exiting
@@ -900,11 +930,8 @@ class LiveEngine:
                 continue
             pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
             levels = inst.strategy.levels(pos, st.state or {})
-            stop = next((lv for lv in levels if lv.kind == "stop"), None)
-            if stop is None:
-                continue
-            price = (Decimal(str(stop.price)) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
-            if price <= 0:
+            price = self._stop_price(inst, st, levels)
+            if price is None:
                 continue
             wanted[(name, symbol)] = ProtectPosition(
                 client_order_id=client_order_id(name, symbol, st.opened_at, PROTECT_LEG),
@@ -912,9 +939,10 @@ class LiveEngine:
                 symbol=symbol,
                 quantity=st.quantity,
                 stop_price=price,
+                target_price=_whole_target(levels, st.quantity, price),
                 strategy=name,
             )
-        out: list[ProtectPosition | CancelProtection] = []
+        out: list[ProtectPosition | CancelProtection | ModifyOrder] = []
         for key, cmd in wanted.items():
             if self._protected.get(key) != cmd:
                 exit_order = PlaceOrder(
@@ -936,10 +964,226 @@ class LiveEngine:
                         reason="the position closed or is exiting",
                     )
                 )
+        out.extend(self._slm_commands())
         return out, wanted
 
     def protections_sent(self, wanted: dict[tuple[str, str], ProtectPosition]) -> None:
         self._protected = wanted
+
+    # ---------------------------------------------------------------- MIS stops at the exchange
+    # Kite lets an MIS sell run past the position (a short), so the SL-M at the exchange and a
+    # sell of the engine's own must never both be live: the engine's sell is stored HELD and the
+    # SL-M cancelled in the same transaction; the sell goes out once the broker reports the
+    # SL-M cancelled (cut to what is still held) or is dropped when the SL-M sold first.
+    def _slm_of(self, name: str, symbol: str) -> Intent | None:
+        """The position's SL-M still live at the exchange (placed, resting or cancelling)."""
+        for i in self._open.values():
+            if i.strategy == name and i.command.symbol == symbol and _is_slm(i):
+                return i
+        return None
+
+    def _hold(self, intents: list[Intent]) -> tuple[list[Intent], list[tuple[str, str]]]:
+        """Sells of positions whose SL-M is live become HELD, with a cancel of that SL-M."""
+        out: list[Intent] = []
+        cancels: list[tuple[str, str]] = []
+        for intent in intents:
+            slm = (
+                self._slm_of(intent.strategy, intent.command.symbol)
+                if intent.command.side == "SELL" and not _is_slm(intent)
+                else None
+            )
+            if slm is None:
+                out.append(intent)
+                continue
+            out.append(replace(intent, status="HELD"))
+            cancel = (slm.command.client_order_id, MAKE_WAY)
+            if slm.status != "CANCELLING" and cancel not in cancels:
+                cancels.append(cancel)
+        return out, cancels
+
+    def _release_held(self, name: str, symbol: str, unseen_filled: int = 0) -> list[PlaceOrder]:
+        """The position's SL-M is gone: its HELD sells go out, cut to what is still held (an
+        exit of the whole position first, the others dropped), or are dropped when nothing is
+        left (the SL-M sold it). `unseen_filled`: shares the SL-M sold whose fills have not
+        reached the engine yet. Returns the released orders (to publish)."""
+        held = sorted(
+            (
+                i
+                for i in self._open.values()
+                if i.strategy == name and i.command.symbol == symbol and i.status == "HELD"
+            ),
+            key=lambda i: (i.leg not in EXIT_LEGS, i.created_at or datetime.min, i.leg),
+        )
+        if not held or self._slm_of(name, symbol) is not None:
+            return []
+        st = self.states.get((name, symbol))
+        left = max(0, (st.quantity if st is not None else 0) - unseen_filled)
+        released: list[PlaceOrder] = []
+        for intent in held:
+            coid = intent.command.client_order_id
+            whole = intent.leg in EXIT_LEGS
+            quantity = left if whole else min(intent.command.quantity, left)
+            if quantity <= 0 or (released and whole):
+                self.store.drop_held(coid, SLM_SOLD if left <= 0 else SUPERSEDED)
+                del self._open[coid]
+                continue
+            command = intent.command.model_copy(update={"quantity": quantity})
+            if self.store.release_held(command):
+                self._open[coid] = replace(intent, command=command, status="SUBMITTED")
+                released.append(command)  # counted in ORDERS when it was decided
+            left -= quantity
+            if whole:
+                left = 0  # the exit takes it all: later held sells are dropped above
+        return released
+
+    def _resume_held(self) -> None:
+        """At start: a HELD sell whose SL-M is no longer live is released (the engine died
+        between the two); one whose SL-M is still resting gets its cancel again."""
+        positions = {
+            (i.strategy, i.command.symbol) for i in self._open.values() if i.status == "HELD"
+        }
+        for name, symbol in positions:
+            slm = self._slm_of(name, symbol)
+            if slm is None:
+                self._release_held(name, symbol)
+            elif slm.status in ("SUBMITTED", "OPEN"):
+                cancel = (slm.command.client_order_id, MAKE_WAY)
+                self.store.record_signals(
+                    symbol=symbol, at=self.clock.now(), states={}, intents=[], decisions=[],
+                    cancels=[cancel],
+                )  # fmt: skip
+                self._track([], [], [cancel[0]])
+
+    def _stop_price(self, inst: _Instance, st: SymbolState, levels: list[Level]) -> Decimal | None:
+        """The strategy's stop for the position, down to the tick (None: it has none)."""
+        stop = next((lv for lv in levels if lv.kind == "stop"), None)
+        if stop is None:
+            return None
+        price = (Decimal(str(stop.price)) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
+        return price if price > 0 else None
+
+    def _exchange_holds_stop(
+        self, name: str, symbol: str, st: SymbolState, levels: list[Level]
+    ) -> bool:
+        """Whether an SL-M accepted at the exchange sells the whole position at the strategy's
+        stop (its trigger is that stop): then the engine leaves the stop to it."""
+        slm = self._slm_of(name, symbol)
+        if slm is None or slm.status != "OPEN":
+            return False
+        inst = self.instances.get(name)
+        stop = self._stop_price(inst, st, levels) if inst is not None else None
+        return (
+            stop is not None
+            and slm.command.trigger_price == stop
+            and slm.command.quantity - slm.filled_quantity >= st.quantity
+        )
+
+    def _confirm_terms(self, intent: Intent, event: OrderUpdated) -> None:
+        """The broker modified the SL-M at the exchange: its terms now."""
+        update: dict[str, Any] = {}
+        if event.quantity is not None and event.quantity != intent.command.quantity:
+            update["quantity"] = event.quantity
+        if event.trigger_price is not None and event.trigger_price != intent.command.trigger_price:
+            update["trigger_price"] = event.trigger_price
+        if not update:
+            return
+        command = intent.command.model_copy(update=update)
+        self.store.set_intent_terms(command)
+        self._open[command.client_order_id] = replace(intent, command=command)
+
+    def _slm_commands(self) -> list[ModifyOrder]:
+        """Place, follow or cancel the SL-M of each MIS position of an `exchange_stop`
+        instance: a new SL-M (stored as an intent, published with the others) when the
+        position has none and nothing of its own in flight; a ModifyOrder when the stop moved
+        or the position grew; a cancel when the position is smaller than the SL-M (only a sell
+        of its own makes it smaller, and that goes through `_hold`). Nothing while the market
+        is closed or past the MIS cut-off, with the kill switch engaged or no session (the
+        broker would refuse it; the engine's intrabar stop covers the position)."""
+        now = self.clock.now()
+        try:
+            session = self.calendar.session_at(now, assume_regular=True)
+        except CalendarCoverageError:
+            session = None
+        market = self.market
+        if (
+            session is None
+            or now >= session.mis_square_off
+            or market.kill_switch
+            or not market.session_valid
+        ):
+            return []
+        modifies: list[ModifyOrder] = []
+        for (name, symbol), st in list(self.states.items()):
+            inst = self.instances.get(name)
+            if (
+                inst is None
+                or not inst.config.exchange_stop
+                or inst.config.product != "MIS"
+                or st.quantity <= 0
+                or st.opened_at is None
+            ):
+                continue
+            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
+            stop = self._stop_price(inst, st, inst.strategy.levels(pos, st.state or {}))
+            mine = [
+                i for i in self._open.values() if i.strategy == name and i.command.symbol == symbol
+            ]
+            if stop is None or any(not _is_slm(i) for i in mine):
+                continue  # no stop, or an order of the position in flight: once it settles
+            slm = next(iter(mine), None)
+            if slm is None:
+                if self._slm_refused.get((name, symbol)) == stop:
+                    continue
+                self._place_slm(inst, symbol, st, stop, now)
+            elif slm.status == "OPEN":
+                coid = slm.command.client_order_id
+                resting = slm.command.quantity - slm.filled_quantity
+                if st.quantity < resting:
+                    cancel = (coid, SLM_TOO_BIG)
+                    self.store.record_signals(
+                        symbol=symbol, at=now, states={}, intents=[], decisions=[],
+                        cancels=[cancel],
+                    )  # fmt: skip
+                    self._track([], [], [coid])
+                    continue
+                want = (stop, st.quantity + slm.filled_quantity)
+                have = (slm.command.trigger_price, slm.command.quantity)
+                if want != have and self._slm_asked.get(coid) != want:
+                    self._slm_asked[coid] = want
+                    modifies.append(
+                        ModifyOrder(client_order_id=coid, trigger_price=want[0], quantity=want[1])
+                    )
+        return modifies
+
+    def _place_slm(
+        self, inst: _Instance, symbol: str, st: SymbolState, stop: Decimal, now: datetime
+    ) -> None:
+        name = inst.config.name
+        state = dict(st.state or {})
+        seq = int(state.get("_slm_seq", 0)) + 1
+        if seq > 99:
+            return  # 99 stops for one position: the engine's intrabar stop goes on alone
+        state["_slm_seq"] = seq
+        assert st.opened_at is not None
+        command = PlaceOrder(
+            client_order_id=client_order_id(name, symbol, st.opened_at, f"{SLM_LEG}{seq}"),
+            exchange=inst.config.exchange,
+            symbol=symbol,
+            side="SELL",
+            quantity=st.quantity,
+            order_type="SL-M",
+            trigger_price=stop,
+            product="MIS",
+            strategy=name,
+        )
+        new_state = replace(st, state=state)
+        intent = Intent(command, name, "SUBMITTED", 0, False, now)
+        created = self.store.record_signals(
+            symbol=symbol, at=now, states={name: new_state}, intents=[intent], decisions=[],
+            cancels=[],
+        )  # fmt: skip
+        self.states[(name, symbol)] = new_state
+        self._track([intent], created, [])
 
     # ---------------------------------------------------------------- orders sent by hand
     def submit_manual(self, command: PlaceOrder, reference_price: float) -> tuple[Intent, bool]:
@@ -1010,7 +1254,7 @@ class LiveEngine:
         flight settles, the bars that waited for it are decided: returns those new orders."""
         coid = getattr(event, "client_order_id", None)
         if coid is None or not isinstance(
-            event, OrderRejected | OrderCancelled | OrderFilled | OrderAccepted
+            event, OrderRejected | OrderCancelled | OrderFilled | OrderAccepted | OrderUpdated
         ):
             return []
         intent = self._open.get(coid) or self.store.intent(coid)
@@ -1018,6 +1262,11 @@ class LiveEngine:
             return []  # not one of the loop's orders
         symbol, exchange = intent.command.symbol, intent.command.exchange
         manual = intent.strategy == MANUAL  # no strategy waits for it
+        slm = _is_slm(intent)
+        if isinstance(event, OrderUpdated):
+            if slm and coid in self._open:
+                self._confirm_terms(intent, event)
+            return []
         if isinstance(event, OrderAccepted):
             if intent.status == "SUBMITTED":
                 self.store.set_intent_status(coid, "OPEN", only_from=("SUBMITTED",))
@@ -1025,7 +1274,7 @@ class LiveEngine:
                     self._open[coid] = replace(intent, status="OPEN")
             return []
         if isinstance(event, OrderRejected | OrderCancelled):
-            if intent.status in ("COMPLETE", "REJECTED", "CANCELLED"):
+            if intent.status in TERMINAL_STATUSES:
                 return []
             self.store.set_intent_status(
                 coid,
@@ -1033,7 +1282,20 @@ class LiveEngine:
                 event.reason or None,
             )
             self._open.pop(coid, None)
-            return [] if manual else self._settled(exchange, symbol)
+            if manual:
+                return []
+            released: list[PlaceOrder] = []
+            if slm:
+                if isinstance(event, OrderRejected) and intent.command.trigger_price is not None:
+                    self._slm_refused[(intent.strategy, symbol)] = intent.command.trigger_price
+                # fills the cancel reports that have not reached the engine yet still sell
+                unseen = (
+                    max(0, event.filled_quantity - intent.filled_quantity)
+                    if isinstance(event, OrderCancelled)
+                    else 0
+                )
+                released = self._release_held(intent.strategy, symbol, unseen)
+            return released + self._settled(exchange, symbol)
         key = (intent.strategy, symbol)
         st = self.states.setdefault(key, SymbolState(state={}))
         new_state = _after_fill(st, event)
@@ -1064,10 +1326,13 @@ class LiveEngine:
         if manual:
             return []
         if filled < intent.command.quantity:
-            self._open[coid] = replace(intent, status="OPEN", filled_quantity=filled)
+            if intent.status not in TERMINAL_STATUSES:  # a late fill of a cancelled order
+                status = intent.status if intent.status == "CANCELLING" else "OPEN"
+                self._open[coid] = replace(intent, status=status, filled_quantity=filled)
             return []
         self._open.pop(coid, None)
-        return self._settled(exchange, symbol)
+        released = self._release_held(intent.strategy, symbol) if slm else []
+        return released + self._settled(exchange, symbol)
 
     def _update_held(self) -> None:
         self.held_symbols = frozenset(s for (_n, s), st in self.states.items() if st.quantity > 0)
@@ -1121,6 +1386,22 @@ class LiveEngine:
             float(inst.config.risk.max_daily_loss_rupees),
             inst.risk.halted_for_the_day,
         )
+
+
+def _is_slm(intent: Intent) -> bool:
+    """Whether the intent is an MIS position's stop at the exchange (an SL-M, leg P<n>)."""
+    leg = intent.leg
+    return leg[:1] == SLM_LEG and leg[1:].isdigit()
+
+
+def _whole_target(levels: list[Level], quantity: int, stop: Decimal) -> Decimal | None:
+    """The strategy's first target that sells the whole position (the GTT's second leg, up to
+    the tick), None when every target is partial: a GTT fires once, for its whole quantity."""
+    for lv in levels:
+        if lv.kind == "target" and (lv.quantity is None or lv.quantity >= quantity):
+            price = (Decimal(str(lv.price)) / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
+            return price if price > stop else None
+    return None
 
 
 def _stored_mode(store: EngineStore, first: Mode = Mode.STOPPED) -> Mode:

@@ -12,6 +12,7 @@ are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -235,7 +236,10 @@ class Intent:
         return self.command.client_order_id.split("-", 1)[0]
 
 
-OPEN_STATUSES = ("SUBMITTED", "OPEN", "CANCELLING")  # in flight: may still fill
+# in flight: may still fill (HELD: a sell waiting for the position's stop at the exchange to be
+# cancelled before it is published, so the two never both sell)
+OPEN_STATUSES = ("SUBMITTED", "OPEN", "CANCELLING", "HELD")
+TERMINAL_STATUSES = ("COMPLETE", "CANCELLED", "REJECTED")
 
 
 class EngineStore(db.SqlStore):
@@ -288,7 +292,7 @@ class EngineStore(db.SqlStore):
         states: dict[str, SymbolState],
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
-        cancels: list[str] | None = None,
+        cancels: Sequence[str | tuple[str, str]] | None = None,
         cancel_reason: str = "",
     ) -> list[PlaceOrder]:
         """Store a bar with what it caused, in one transaction; returns the intents that are new
@@ -325,11 +329,13 @@ class EngineStore(db.SqlStore):
         states: dict[str, SymbolState],
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
-        cancels: list[str],
+        cancels: Sequence[str | tuple[str, str]],
         cancel_reason: str = "",
     ) -> list[PlaceOrder]:
         """Store what a tick or a bar caused without a bar (levels hit, stale orders to
-        cancel: those intents become CANCELLING), in one transaction; returns new intents."""
+        cancel: those intents become CANCELLING; a cancel given as (id, reason) has its own
+        reason), in one transaction; returns new intents (HELD ones included: they are
+        published when released)."""
         with self.engine.begin() as c:
             return self._record(c, symbol, at, states, intents, decisions, cancels, cancel_reason)
 
@@ -341,14 +347,15 @@ class EngineStore(db.SqlStore):
         states: dict[str, SymbolState],
         intents: list[Intent],
         decisions: list[tuple[RiskDecision, str | None]],
-        cancels: list[str],
+        cancels: Sequence[str | tuple[str, str]],
         cancel_reason: str = "",
     ) -> list[PlaceOrder]:
         """The rows of one step; its cancels and decisions also go to the outbox (in this
         transaction, after its intents: the relay publishes them after the new orders)."""
         new: list[PlaceOrder] = []
         events: list[dict[str, Any]] = []
-        for coid in cancels:
+        for cancel_of in cancels:
+            coid, reason = cancel_of if isinstance(cancel_of, tuple) else (cancel_of, cancel_reason)
             moved = c.execute(
                 sa.update(intents_t)
                 .where(
@@ -358,8 +365,14 @@ class EngineStore(db.SqlStore):
                 .values(status="CANCELLING")
             ).rowcount
             if moved:
-                cancel = CancelOrder(client_order_id=coid, reason=cancel_reason[:200] or None)
+                cancel = CancelOrder(client_order_id=coid, reason=reason[:200] or None)
                 events.append(outbox.row(ORDERS_COMMANDS, cancel, source=SOURCE, corr=self.corr))
+            else:  # a HELD sell was never published: nothing to cancel at the broker
+                c.execute(
+                    sa.update(intents_t)
+                    .where(intents_t.c.client_order_id == coid, intents_t.c.status == "HELD")
+                    .values(status="CANCELLED", reason=reason[:200] or None, published=True)
+                )
         for strategy, st in states.items():
             self._put_state(c, strategy, symbol, st)
         for intent in intents:
@@ -373,7 +386,7 @@ class EngineStore(db.SqlStore):
                     "strategy": intent.strategy,
                     "symbol": symbol,
                     "command": intent.command.model_dump_json(),
-                    "status": "SUBMITTED",
+                    "status": "HELD" if intent.status == "HELD" else "SUBMITTED",
                     "filled_quantity": 0,
                     "published": False,
                     "created_at": iso(at),
@@ -483,7 +496,7 @@ class EngineStore(db.SqlStore):
         with self.engine.connect() as c:
             rows = c.execute(
                 sa.select(intents_t.c.command)
-                .where(~intents_t.c.published, intents_t.c.status != "REJECTED")
+                .where(~intents_t.c.published, intents_t.c.status.not_in(("REJECTED", "HELD")))
                 .order_by(intents_t.c.created_at)
             ).all()
         return [PlaceOrder.model_validate_json(r.command) for r in rows]
@@ -578,6 +591,45 @@ class EngineStore(db.SqlStore):
                 )
             )
 
+    def release_held(self, command: PlaceOrder) -> bool:
+        """A HELD sell goes out now with these terms (its quantity cut to what the position
+        still holds): SUBMITTED and unpublished, so `unpublished` sends it. False when it was
+        not HELD (released or dropped before)."""
+        with self.engine.begin() as c:
+            return bool(
+                c.execute(
+                    sa.update(intents_t)
+                    .where(
+                        intents_t.c.client_order_id == command.client_order_id,
+                        intents_t.c.status == "HELD",
+                    )
+                    .values(status="SUBMITTED", command=command.model_dump_json(), published=False)
+                ).rowcount
+            )
+
+    def drop_held(self, client_order_id: str, reason: str) -> bool:
+        """A HELD sell that will never go out: CANCELLED (and never published)."""
+        with self.engine.begin() as c:
+            return bool(
+                c.execute(
+                    sa.update(intents_t)
+                    .where(
+                        intents_t.c.client_order_id == client_order_id,
+                        intents_t.c.status == "HELD",
+                    )
+                    .values(status="CANCELLED", reason=reason[:200], published=True)
+                ).rowcount
+            )
+
+    def set_intent_terms(self, command: PlaceOrder) -> None:
+        """The terms an order has at the exchange now (the broker confirmed a modify)."""
+        with self.engine.begin() as c:
+            c.execute(
+                sa.update(intents_t)
+                .where(intents_t.c.client_order_id == command.client_order_id)
+                .values(command=command.model_dump_json())
+            )
+
     def set_intent_status(
         self,
         client_order_id: str,
@@ -623,12 +675,17 @@ class EngineStore(db.SqlStore):
                 )
             ).first()
             filled = (row[0] if row else 0) + quantity
+            # a late fill of a cancelled order (it traded before the cancel reached the
+            # exchange) counts, but does not bring the order back to life
+            ended = intents_t.c.status.in_(("CANCELLED", "REJECTED", "CANCELLING"))
             c.execute(
                 sa.update(intents_t)
                 .where(intents_t.c.client_order_id == client_order_id)
                 .values(
                     filled_quantity=filled,
-                    status="COMPLETE" if filled >= order_quantity else "OPEN",
+                    status="COMPLETE"
+                    if filled >= order_quantity
+                    else sa.case((ended, intents_t.c.status), else_="OPEN"),
                 )
             )
             self._put_state(c, strategy, symbol, state)

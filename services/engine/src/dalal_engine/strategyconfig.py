@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dalal_engine.risk import RiskConfig
 from dalal_engine.strategy import Strategy, StrategyParams, registry
@@ -58,15 +58,10 @@ class StrategyConfig(BaseModel):
     schedule: Schedule | None = None
     exchange_stop: bool = Field(
         False,
-        description="keep each position's stop at the exchange too (a Kite GTT through the "
-        "broker), so it fires while Dalal is down; CNC only",
+        description="keep each position's stop at the exchange too, so it fires while Dalal is "
+        "down: a Kite GTT for CNC (with the target as its second leg when that target sells "
+        "the whole position), an SL-M order for MIS",
     )
-
-    @model_validator(mode="after")
-    def _exchange_stop_needs_cnc(self) -> StrategyConfig:
-        if self.exchange_stop and self.product != "CNC":
-            raise ValueError("exchange_stop needs product CNC (Kite's GTT holds delivery sells)")
-        return self
 
     def build(self) -> Strategy:
         cls = registry()[self.strategy]
