@@ -764,6 +764,7 @@ class LiveEngine:
         refused: list[dict[str, str]] = []
         already: list[str] = []
         cancels_all: list[str] = []
+        held: list[str] = []  # exits waiting for their SL-M at the exchange to be cancelled
         for (name, symbol), st in list(self.states.items()):
             inst = self.instances.get(name)
             if inst is None or st.quantity <= 0:
@@ -808,6 +809,7 @@ class LiveEngine:
                 refused.append({"strategy": name, "symbol": symbol, "reason": decision.reason})
                 cancels = []
             intents, make_way = self._hold(intents)
+            held.extend(i.command.client_order_id for i in intents if i.status == "HELD")
             new = self.store.record_signals(
                 symbol=symbol,
                 at=at,
@@ -839,6 +841,7 @@ class LiveEngine:
         self._set_mode(Mode.PAUSED)
         return {
             "exits": [c.client_order_id for c in exits],
+            "exits_waiting_for_stop_cancel": held,
             "exits_refused": refused,
             "already_exiting": already,
             "cancelled": cancels_all,
