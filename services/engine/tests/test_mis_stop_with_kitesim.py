@@ -175,8 +175,9 @@ def enter_protected(
         entry.quantity,
     )
     wait_until(
-        lambda: (broker_order(owners, slm.client_order_id) or {}).get("status")
-        == "TRIGGER PENDING",
+        lambda: (
+            (broker_order(owners, slm.client_order_id) or {}).get("status") == "TRIGGER PENDING"
+        ),
         timeout=60,
         message="the SL-M resting at kitesim",
     )
