@@ -72,6 +72,7 @@ def test_the_trail_covers_positions_and_decisions_but_not_market_data() -> None:
 
 def test_only_engine_ids_have_a_purpose() -> None:
     assert order_reason("G-2501061530-3fa9c0d") == "stop at the exchange (GTT)"
+    assert order_reason("P2-2501061530-3fa9c0d") == "stop at the exchange (SL-M)"
     assert order_reason("hand-1") is None
     assert order_reason("S-not-an-engine-id") is None
     assert exit_reason("hand-1") == "hand-1"

@@ -276,6 +276,7 @@ def test_the_sl_m_sells_while_the_engine_is_killed_and_the_restart_sees_it_close
     trip = wait_until(round_trip, timeout=60, message="the ledger closed the position")
     assert (trip["quantity"], trip["direction"]) == (entry.quantity, "LONG")
     assert [e["quantity"] for e in trip["exits"]] == [entry.quantity]
+    assert trip["exits"][0]["reason"] == f"stop at the exchange (SL-M) ({slm.client_order_id})"
     assert kitesim_net(owners) == 0
     # nothing was sold twice: the only sell at the broker is the SL-M
     r = httpx.get(f"{owners.broker.base_url}/orders", headers=AUTH, timeout=10)

@@ -15,6 +15,7 @@ LEGS: dict[str, str] = {
     "F": "flatten",
     "G": "stop at the exchange (GTT)",
 }
+_SLM = re.compile(r"^P\d{1,2}$")  # an MIS position's SL-M at the exchange: P1, P2, ...
 _ENGINE_ID = re.compile(r"^(?P<leg>[A-Z][A-Z0-9]{0,2})-\d{10}-[0-9a-f]+$")
 
 
@@ -23,7 +24,10 @@ def order_reason(client_order_id: str) -> str | None:
     match = _ENGINE_ID.match(client_order_id)
     if match is None:
         return None
-    return LEGS.get(match.group("leg"))
+    leg = match.group("leg")
+    if _SLM.match(leg):
+        return "stop at the exchange (SL-M)"
+    return LEGS.get(leg)
 
 
 def exit_reason(client_order_id: str) -> str:
