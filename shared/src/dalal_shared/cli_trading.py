@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -174,16 +175,163 @@ def cancel(
     console.print(f"{client_order_id}: {body.get('status')}", highlight=False)
 
 
-def _positive_decimal(name: str, text: str | None) -> Decimal | None:
+def _positive_decimal(name: str, text: str | None, command: str = "modify") -> Decimal | None:
     if text is None:
         return None
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise _fail("modify", f"{name} {text!r} is not a number", BAD_INPUT) from None
+        raise _fail(command, f"{name} {text!r} is not a number", BAD_INPUT) from None
     if not value.is_finite() or value <= 0:
-        raise _fail("modify", f"{name} {text!r} must be a positive amount", BAD_INPUT)
+        raise _fail(command, f"{name} {text!r} must be a positive amount", BAD_INPUT)
     return value
+
+
+# ---------------------------------------------------------------- orders by hand
+
+_SYMBOL = re.compile(r"^(?:(?P<exchange>NSE|BSE):)?(?P<symbol>[A-Z0-9&\-_.]{1,40})$")
+_ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{1,20}$")
+ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
+
+
+def _hand_order(
+    command: str,
+    side: Literal["BUY", "SELL"],
+    instrument: str,
+    quantity: int,
+    price: str | None,
+    trigger_price: str | None,
+    order_type: str | None,
+    product: str,
+    amo: bool,
+    client_order_id: str | None,
+) -> dict[str, Any]:
+    """The order `dalal buy`/`dalal sell` sends, checked here so a bad value is named before
+    anything goes out: the type follows from the prices given unless `--type` says it."""
+    match = _SYMBOL.match(instrument.strip().upper())
+    if match is None:
+        raise _fail(command, f"symbol {instrument!r} is not like INFY or NSE:INFY", BAD_INPUT)
+    if quantity <= 0:
+        raise _fail(command, f"quantity {quantity} must be a positive number of shares", BAD_INPUT)
+    limit = _positive_decimal("--price", price, command)
+    trigger = _positive_decimal("--trigger-price", trigger_price, command)
+    kind = (order_type or "").upper() or (
+        ("SL" if limit is not None else "SL-M")
+        if trigger is not None
+        else ("LIMIT" if limit is not None else "MARKET")
+    )
+    if kind not in ORDER_TYPES:
+        raise _fail(command, f"--type {order_type!r} is not one of {', '.join(ORDER_TYPES)}", 2)
+    if kind in ("LIMIT", "SL") and limit is None:
+        raise _fail(command, f"a {kind} order needs --price", BAD_INPUT)
+    if kind in ("SL", "SL-M") and trigger is None:
+        raise _fail(command, f"a {kind} order needs --trigger-price", BAD_INPUT)
+    if kind in ("MARKET", "SL-M") and limit is not None:
+        raise _fail(command, f"a {kind} order takes no --price", BAD_INPUT)
+    if product.upper() not in ("CNC", "MIS"):
+        raise _fail(command, f"--product {product!r} is not CNC or MIS", BAD_INPUT)
+    coid = client_order_id or f"cli-{secrets.token_hex(7)}"
+    if not _ORDER_ID.match(coid):
+        raise _fail(command, f"--id {coid!r}: up to 20 letters, digits, '-' or '_'", BAD_INPUT)
+    order: dict[str, Any] = {
+        "client_order_id": coid,
+        "exchange": match.group("exchange") or "NSE",
+        "symbol": match.group("symbol"),
+        "side": side,
+        "quantity": quantity,
+        "order_type": kind,
+        "product": product.upper(),
+        "variety": "amo" if amo else "regular",
+    }
+    if limit is not None and kind in ("LIMIT", "SL"):
+        order["price"] = str(limit)
+    if trigger is not None and kind in ("SL", "SL-M"):
+        order["trigger_price"] = str(trigger)
+    return order
+
+
+def _send_by_hand(command: str, order: dict[str, Any], as_json: bool) -> None:
+    with _client(command, EngineClient) as engine:
+        body = engine.submit_order(order)
+    if as_json:
+        _print_json(body)
+        return
+    console.print(
+        f"{body.get('client_order_id', order['client_order_id'])}: {body.get('status')} "
+        f"({order['side']} {order['quantity']} {order['exchange']}:{order['symbol']} "
+        f"{order['order_type']} {order['product']}); "
+        f"`dalal order {order['client_order_id']}` shows it at the broker",
+        highlight=False,
+    )
+
+
+Instrument = Annotated[str, typer.Argument(help="the symbol, e.g. INFY or NSE:INFY")]
+Shares = Annotated[int, typer.Argument(help="how many shares")]
+PriceOpt = Annotated[
+    str | None, typer.Option("--price", help="limit price in rupees (a LIMIT, or an SL order)")
+]
+TriggerOpt = Annotated[
+    str | None,
+    typer.Option("--trigger-price", help="trigger in rupees (an SL-M, or an SL with --price)"),
+]
+TypeOpt = Annotated[
+    str | None,
+    typer.Option("--type", help="MARKET, LIMIT, SL or SL-M (default: from the prices given)"),
+]
+ProductOpt = Annotated[str, typer.Option("--product", help="CNC (delivery) or MIS (intraday)")]
+AmoOpt = Annotated[
+    bool, typer.Option("--amo", help="an after-market order, for the next session's open")
+]
+IdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id",
+        help="your client order id (sending the same id again sends nothing new); "
+        "default: a fresh cli-... id",
+    ),
+]
+
+
+def buy(
+    instrument: Instrument,
+    quantity: Shares,
+    price: PriceOpt = None,
+    trigger_price: TriggerOpt = None,
+    order_type: TypeOpt = None,
+    product: ProductOpt = "CNC",
+    amo: AmoOpt = False,
+    client_order_id: IdOpt = None,
+    as_json: AsJson = False,
+) -> None:
+    """Buy by hand, through the engine's risk manager and outbox (the path every order takes):
+    refused with the rule's name (kill switch, no session, order rate, value over the manual
+    book's cap, not enough cash), then the broker's guards. MARKET unless --price/--trigger-price
+    say otherwise. Exit 1 when refused, 2 for a bad value, 3 when the engine is not reachable."""
+    order = _hand_order(
+        "buy", "BUY", instrument, quantity, price, trigger_price, order_type, product, amo,
+        client_order_id,
+    )  # fmt: skip
+    _send_by_hand("buy", order, as_json)
+
+
+def sell(
+    instrument: Instrument,
+    quantity: Shares,
+    price: PriceOpt = None,
+    trigger_price: TriggerOpt = None,
+    order_type: TypeOpt = None,
+    product: ProductOpt = "CNC",
+    amo: AmoOpt = False,
+    client_order_id: IdOpt = None,
+    as_json: AsJson = False,
+) -> None:
+    """Sell by hand, through the engine's risk manager and outbox, as `dalal buy`. Positions
+    a strategy holds are its own: sell those with `dalal engine flatten` (or let it exit)."""
+    order = _hand_order(
+        "sell", "SELL", instrument, quantity, price, trigger_price, order_type, product, amo,
+        client_order_id,
+    )  # fmt: skip
+    _send_by_hand("sell", order, as_json)
 
 
 def modify(
@@ -518,6 +666,8 @@ def register(app: typer.Typer) -> None:
     """Add the trading-day commands to the `dalal` app."""
     app.command("orders")(orders)
     app.command("order")(order)
+    app.command("buy")(buy)
+    app.command("sell")(sell)
     app.command("cancel")(cancel)
     app.command("modify")(modify)
     app.command("positions")(positions)
