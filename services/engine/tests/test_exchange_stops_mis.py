@@ -305,3 +305,14 @@ def test_the_engine_leaves_its_stop_to_the_sl_m_unless_the_exchange_refused_it(
     (own,) = live2.on_tick(day2.tick(stop2 - 0.5))
     assert own.client_order_id.startswith("S-") and own.side == "SELL"
     assert live2.store.intent(own.client_order_id).status == "SUBMITTED"  # type: ignore[union-attr]
+
+
+def test_no_sl_m_for_an_mis_position_of_an_earlier_session(tmp_path: Path) -> None:
+    """Kite squares MIS positions off at 15:20; one the engine still holds from an earlier day
+    gets no SL-M (it could only sell short)."""
+    live = engine(tmp_path)
+    _entry, price, day = open_position(live)
+    later = Session(datetime.combine(day.day, time(0), tzinfo=IST))
+    live.on_tick(later.tick(price))
+    assert live.clock.now().date() == later.day
+    assert publish(live) == []

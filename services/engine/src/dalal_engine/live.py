@@ -1124,6 +1124,9 @@ class LiveEngine:
                 or inst.config.product != "MIS"
                 or st.quantity <= 0
                 or st.opened_at is None
+                # an MIS position of an earlier session was squared off by Kite at its cut-off
+                # (the engine's view may not know yet): an SL-M now could only open a short
+                or session.open > st.opened_at
             ):
                 continue
             pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
