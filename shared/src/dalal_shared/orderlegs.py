@@ -14,6 +14,7 @@ LEGS: dict[str, str] = {
     "T2": "target 2",
     "F": "flatten",
     "G": "stop at the exchange (GTT)",
+    "Q": "MIS square-off",
 }
 _SLM = re.compile(r"^P\d{1,2}$")  # an MIS position's SL-M at the exchange: P1, P2, ...
 _ENGINE_ID = re.compile(r"^(?P<leg>[A-Z][A-Z0-9]{0,2})-\d{10}-[0-9a-f]+$")

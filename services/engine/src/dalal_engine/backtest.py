@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dalal_engine import intraday
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import AccountState, MarketState, RiskDecision, RiskManager
 from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, Signal, Strategy
@@ -464,7 +465,7 @@ class Backtester:
         close_seconds, days = bar_close_seconds(interval, times, cal)
         ind = {sym: strat.indicators(series) for sym, series in self.data.items()}
         entry_marks = {sym: _marked(strat.candidates(ind[sym])) for sym in symbols}
-        exit_marks = {sym: _marked(strat.exit_candidates(ind[sym])) for sym in symbols}
+        exit_marks = {sym: _marked(self._exit_mask(sym, ind[sym])) for sym in symbols}
         closes = {  # each symbol's close at every bar time of the run
             sym: _carried(self.data[sym].close[lo:hi], where[sym], n_times)
             for sym, (lo, hi) in windows.items()
@@ -580,6 +581,18 @@ class Backtester:
             book.unfilled,
         )
 
+    def _exit_mask(self, sym: str, ind: dict[str, NDArray[Any]]) -> NDArray[np.bool_] | None:
+        """Bars where an open position may act: the strategy's exit candidates, and for MIS on
+        intraday bars the bars from its `mis_exit_at` on (the square-off)."""
+        mask = self.strategy.exit_candidates(ind)
+        cfg = self.config
+        if mask is None or cfg.product != "MIS" or cfg.interval == "day":
+            return mask
+        late = intraday.late_bars(
+            self.data[sym].seconds, int(bar_duration(cfg.interval).total_seconds()), cfg.mis_exit_at
+        )
+        return mask | late
+
     def _decide_bar(
         self,
         sym: str,
@@ -604,10 +617,23 @@ class Backtester:
             book.cash_f,
         )
         signals = self.strategy.on_bar(ctx)
-        if not signals:
+        cfg = self.config
+        intraday_mis = cfg.product == "MIS" and cfg.interval != "day"
+        if not signals and not (intraday_mis and pos.quantity > 0):
             return
         ts = series.start[i]
-        at = order_time(self.config.interval, ts, self.calendar)
+        at = order_time(cfg.interval, ts, self.calendar)
+        if intraday_mis:  # the live loop's rule: MIS positions end with the session
+            signals = intraday.session_end(
+                product=cfg.product,
+                interval=cfg.interval,
+                exit_at=cfg.mis_exit_at,
+                order_at=at,
+                held=pos.quantity,
+                signals=signals,
+            )
+        if not signals:
+            return
         account = AccountState(equity_now, book.cash_f, len(book.held))
         for sig in signals:
             order, decision = self._decide(sig, sym, ts, at, pos.quantity, account)

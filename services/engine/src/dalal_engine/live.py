@@ -38,7 +38,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from dalal_engine import metrics
+from dalal_engine import intraday, metrics
 from dalal_engine.clock import ExchangeClock, MarketClock
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import (
@@ -86,7 +86,7 @@ HISTORY_FLOOR_BARS = 300  # bars of warm-up loaded before the first live bar (at
 # Only past this many bars is the history cut back (to its last HISTORY_FLOOR_BARS-or-more).
 HISTORY_CAP_BARS = 20_000
 TICK_MAX_DELAY = timedelta(seconds=60)  # a tick older than this on the market clock moves no level
-EXIT_LEGS = ("X", "S", "F")  # orders that close the whole position
+EXIT_LEGS = ("X", "S", "F", "Q")  # orders that close the whole position (Q: MIS square-off)
 T = TypeVar("T")
 
 
@@ -514,7 +514,16 @@ class LiveEngine:
             self.equity,
             self.cash,
         )
-        for sig in inst.strategy.on_bar(ctx):
+        cfg = inst.config
+        signals = intraday.session_end(
+            product=cfg.product,
+            interval=cfg.interval,
+            exit_at=cfg.mis_exit_at,
+            order_at=at,
+            held=st.quantity,
+            signals=inst.strategy.on_bar(ctx),
+        )
+        for sig in signals:
             coid = client_order_id(name, symbol, bar_start, sig.leg)
             decision = self._decide(
                 inst,

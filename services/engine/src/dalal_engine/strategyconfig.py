@@ -20,12 +20,14 @@ service's candles API, instead of consuming `market.bars.<interval>`.
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dalal_engine.intraday import KITE_MIS_CUTOFF
 from dalal_engine.risk import RiskConfig
 from dalal_engine.strategy import Strategy, StrategyParams, registry
 from dalal_shared.errors import ConfigError
@@ -56,12 +58,27 @@ class StrategyConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     schedule: Schedule | None = None
+    mis_exit_at: time = Field(
+        time(15, 15),
+        description="MIS on intraday bars: positions exit at this IST time and nothing new "
+        "opens after it (Kite squares MIS off from 15:20 and charges for it)",
+    )
     exchange_stop: bool = Field(
         False,
         description="keep each position's stop at the exchange too, so it fires while Dalal is "
         "down: a Kite GTT for CNC (with the target as its second leg when that target sells "
         "the whole position), an SL-M order for MIS",
     )
+
+    @field_validator("mis_exit_at")
+    @classmethod
+    def _before_the_cutoff(cls, value: time) -> time:
+        if not time(9, 15) < value <= KITE_MIS_CUTOFF:
+            raise ValueError(
+                f"must lie in the session and not after Kite's MIS cut-off "
+                f"({KITE_MIS_CUTOFF:%H:%M} IST), got {value:%H:%M}"
+            )
+        return value
 
     def build(self) -> Strategy:
         cls = registry()[self.strategy]
