@@ -11,8 +11,10 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from engine_fixtures import KNOWN, infy_bars
 
+import dalal_engine.live as live_module
 from dalal_engine.live import MAKE_WAY, SLM_SOLD, LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategyconfig import load_text
@@ -316,3 +318,17 @@ def test_no_sl_m_for_an_mis_position_of_an_earlier_session(tmp_path: Path) -> No
     live.on_tick(later.tick(price))
     assert live.clock.now().date() == later.day
     assert publish(live) == []
+
+
+def test_the_cancel_a_held_sell_waits_for_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel the broker could not act on (the SL-M had not reached Kite yet) is
+    acknowledged and gone; the engine asks again while its sell waits."""
+    live, _entry, slm, _price, _day = protected(tmp_path)
+    live.flatten()
+    commands, _wanted = live.protection_commands()
+    assert commands == []  # asked once with the flatten; not again at once
+    monkeypatch.setattr(live_module, "SLM_CANCEL_AGAIN_SECONDS", 0.0)
+    commands, _wanted = live.protection_commands()
+    assert commands == [CancelOrder(client_order_id=slm.client_order_id, reason=MAKE_WAY)]

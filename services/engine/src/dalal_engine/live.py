@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -59,6 +60,7 @@ from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calend
 from dalal_shared.errors import ConflictError, PermanentError
 from dalal_shared.messages import (
     Bar,
+    CancelOrder,
     CancelProtection,
     DataStale,
     EquitySnapshot,
@@ -107,6 +109,7 @@ SLM_LEG = "P"
 MAKE_WAY = "make way: the engine's own sell goes once the stop at the exchange is cancelled"
 SLM_SOLD = "the stop at the exchange sold first"
 SLM_TOO_BIG = "the stop at the exchange covered more than the position holds"
+SLM_CANCEL_AGAIN_SECONDS = 5.0
 TICK = Decimal("0.05")
 
 
@@ -215,6 +218,7 @@ class LiveEngine:
         # stop moves; the engine's own intrabar stop covers the position meanwhile)
         self._slm_asked: dict[str, tuple[Decimal, int]] = {}
         self._slm_refused: dict[tuple[str, str], Decimal] = {}
+        self._slm_cancel_asked: dict[str, float] = {}  # monotonic time of the last cancel asked
         self._resume_held()
 
     # ---------------------------------------------------------------- control
@@ -912,7 +916,7 @@ class LiveEngine:
     def protection_commands(
         self,
     ) -> tuple[
-        list[ProtectPosition | CancelProtection | ModifyOrder],
+        list[ProtectPosition | CancelProtection | ModifyOrder | CancelOrder],
         dict[tuple[str, str], ProtectPosition],
     ]:
         """What the exchange should hold for each position of an `exchange_stop` instance.
@@ -954,7 +958,7 @@ class LiveEngine:
                 target_price=_whole_target(levels, st.quantity, price),
                 strategy=name,
             )
-        out: list[ProtectPosition | CancelProtection | ModifyOrder] = []
+        out: list[ProtectPosition | CancelProtection | ModifyOrder | CancelOrder] = []
         for key, cmd in wanted.items():
             if self._protected.get(key) != cmd:
                 exit_order = PlaceOrder(
@@ -1024,19 +1028,24 @@ class LiveEngine:
                 for i in self._open.values()
                 if i.strategy == name and i.command.symbol == symbol and i.status == "HELD"
             ),
-            key=lambda i: (i.leg not in EXIT_LEGS, i.created_at or datetime.min, i.leg),
+            key=lambda i: (
+                i.leg not in EXIT_LEGS,
+                i.created_at.timestamp() if i.created_at is not None else 0.0,
+                i.leg,
+            ),
         )
         if not held or self._slm_of(name, symbol) is not None:
             return []
         st = self.states.get((name, symbol))
         left = max(0, (st.quantity if st is not None else 0) - unseen_filled)
         released: list[PlaceOrder] = []
+        exited = False  # an exit of the whole position went: the rest is superseded
         for intent in held:
             coid = intent.command.client_order_id
             whole = intent.leg in EXIT_LEGS
             quantity = left if whole else min(intent.command.quantity, left)
-            if quantity <= 0 or (released and whole):
-                self.store.drop_held(coid, SLM_SOLD if left <= 0 else SUPERSEDED)
+            if quantity <= 0 or exited:
+                self.store.drop_held(coid, SUPERSEDED if exited else SLM_SOLD)
                 del self._open[coid]
                 continue
             command = intent.command.model_copy(update={"quantity": quantity})
@@ -1044,8 +1053,7 @@ class LiveEngine:
                 self._open[coid] = replace(intent, command=command, status="SUBMITTED")
                 released.append(command)  # counted in ORDERS when it was decided
             left -= quantity
-            if whole:
-                left = 0  # the exit takes it all: later held sells are dropped above
+            exited = whole
         return released
 
     def _resume_held(self) -> None:
@@ -1103,14 +1111,18 @@ class LiveEngine:
         self.store.set_intent_terms(command)
         self._open[command.client_order_id] = replace(intent, command=command)
 
-    def _slm_commands(self) -> list[ModifyOrder]:
+    def _slm_commands(self) -> list[ModifyOrder | CancelOrder]:
         """Place, follow or cancel the SL-M of each MIS position of an `exchange_stop`
         instance: a new SL-M (stored as an intent, published with the others) when the
         position has none and nothing of its own in flight; a ModifyOrder when the stop moved
         or the position grew; a cancel when the position is smaller than the SL-M (only a sell
         of its own makes it smaller, and that goes through `_hold`). Nothing while the market
         is closed or past the MIS cut-off, with the kill switch engaged or no session (the
-        broker would refuse it; the engine's intrabar stop covers the position)."""
+        broker would refuse it; the engine's intrabar stop covers the position). The cancel of
+        an SL-M a held sell waits for is asked again every `SLM_CANCEL_AGAIN_SECONDS` (a
+        cancel the broker could not act on, e.g. the SL-M had not reached Kite yet, is
+        acknowledged and gone)."""
+        commands: list[ModifyOrder | CancelOrder] = [*self._cancels_again()]
         now = self.clock.now()
         try:
             session = self.calendar.session_at(now, assume_regular=True)
@@ -1123,8 +1135,7 @@ class LiveEngine:
             or market.kill_switch
             or not market.session_valid
         ):
-            return []
-        modifies: list[ModifyOrder] = []
+            return commands
         for (name, symbol), st in list(self.states.items()):
             inst = self.instances.get(name)
             if (
@@ -1165,10 +1176,27 @@ class LiveEngine:
                 have = (slm.command.trigger_price, slm.command.quantity)
                 if want != have and self._slm_asked.get(coid) != want:
                     self._slm_asked[coid] = want
-                    modifies.append(
+                    commands.append(
                         ModifyOrder(client_order_id=coid, trigger_price=want[0], quantity=want[1])
                     )
-        return modifies
+        return commands
+
+    def _cancels_again(self) -> list[CancelOrder]:
+        waiting = {
+            (i.strategy, i.command.symbol) for i in self._open.values() if i.status == "HELD"
+        }
+        out: list[CancelOrder] = []
+        clock = time.monotonic()
+        for name, symbol in waiting:
+            slm = self._slm_of(name, symbol)
+            if slm is None or slm.status != "CANCELLING":
+                continue
+            coid = slm.command.client_order_id
+            last = self._slm_cancel_asked.setdefault(coid, clock)
+            if clock - last >= SLM_CANCEL_AGAIN_SECONDS:
+                self._slm_cancel_asked[coid] = clock
+                out.append(CancelOrder(client_order_id=coid, reason=MAKE_WAY))
+        return out
 
     def _place_slm(
         self, inst: _Instance, symbol: str, st: SymbolState, stop: Decimal, now: datetime
