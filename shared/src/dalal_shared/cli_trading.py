@@ -361,6 +361,120 @@ def modify(
     console.print(f"{client_order_id}: {body.get('status')}", highlight=False)
 
 
+# ---------------------------------------------------------------- protections (GTTs)
+
+protections_app = typer.Typer(
+    help="Stops at the exchange for CNC holdings (Kite GTTs through the broker): they fire "
+    "while Dalal is down. Strategies with exchange_stop keep theirs themselves.",
+    no_args_is_help=True,
+)
+PROTECTION_COLUMNS = ["id", "symbol", "qty", "stop", "target", "status", "gtt", "note"]
+PROTECTION_STATUSES = ("PENDING", "ACTIVE", "TRIGGERED", "CANCELLED", "EXPIRED", "FAILED")
+
+
+def _protection_row(p: dict[str, Any]) -> list[Any]:
+    return [
+        p["client_order_id"],
+        p["symbol"],
+        p["quantity"],
+        p["stop_price"],
+        p.get("target_price") or "",
+        p["status"],
+        p.get("gtt_id") or "",
+        (p.get("message") or "")[:60],
+    ]
+
+
+@protections_app.command("list")
+def protections_list(
+    status: Annotated[
+        str | None, typer.Option(help=f"only this status ({', '.join(PROTECTION_STATUSES)})")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The protections the broker keeps, oldest first."""
+    if status is not None and status.upper() not in PROTECTION_STATUSES:
+        raise _fail(
+            "protections list",
+            f"--status {status!r} is not one of {', '.join(PROTECTION_STATUSES)}",
+            BAD_INPUT,
+        )
+    with _client("protections list", BrokerClient) as broker:
+        rows = broker.protections(status=status.upper() if status else None)
+    if as_json:
+        _print_json(rows)
+        return
+    _table(f"protections ({len(rows)})", PROTECTION_COLUMNS, [_protection_row(p) for p in rows])
+
+
+@protections_app.command("add")
+def protections_add(
+    instrument: Instrument,
+    quantity: Shares,
+    stop: Annotated[str, typer.Option("--stop", help="sell when the price falls to this")],
+    target: Annotated[
+        str | None, typer.Option("--target", help="or rises to this (a two-leg OCO GTT)")
+    ] = None,
+    client_order_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="the id the GTT's sell order will carry (the same id again modifies it); "
+            "default: a fresh gtt-... id",
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Protect a CNC holding with a stop (and a target) at the exchange. Exit 1 when Kite
+    refuses the GTT (the answer says why: a trigger within 0.25% of the price, no holding, no
+    session), 2 for a bad value."""
+    command = "protections add"
+    match = _SYMBOL.match(instrument.strip().upper())
+    if match is None:
+        raise _fail(command, f"symbol {instrument!r} is not like INFY or NSE:INFY", BAD_INPUT)
+    if quantity <= 0:
+        raise _fail(command, f"quantity {quantity} must be a positive number of shares", BAD_INPUT)
+    stop_price = _positive_decimal("--stop", stop, command)
+    target_price = _positive_decimal("--target", target, command)
+    assert stop_price is not None
+    if target_price is not None and target_price <= stop_price:
+        raise _fail(command, f"--target {target} must be above --stop {stop}", BAD_INPUT)
+    coid = client_order_id or f"gtt-{secrets.token_hex(7)}"
+    if not _ORDER_ID.match(coid):
+        raise _fail(command, f"--id {coid!r}: up to 20 letters, digits, '-' or '_'", BAD_INPUT)
+    body: dict[str, Any] = {
+        "client_order_id": coid,
+        "exchange": match.group("exchange") or "NSE",
+        "symbol": match.group("symbol"),
+        "quantity": quantity,
+        "stop_price": str(stop_price),
+    }
+    if target_price is not None:
+        body["target_price"] = str(target_price)
+    with _client(command, BrokerClient) as broker:
+        row = broker.protect(body)
+    if as_json:
+        _print_json(row)
+    else:
+        _table(f"protection {coid}", PROTECTION_COLUMNS, [_protection_row(row)])
+    if row.get("status") == "FAILED":
+        raise typer.Exit(FAILED)
+
+
+@protections_app.command("remove")
+def protections_remove(
+    client_order_id: Annotated[str, typer.Argument(help="the protection's client_order_id")],
+    as_json: AsJson = False,
+) -> None:
+    """Remove a protection (its GTT at Kite)."""
+    with _client("protections remove", BrokerClient) as broker:
+        row = broker.unprotect(client_order_id)
+    if as_json:
+        _print_json(row)
+        return
+    console.print(f"{client_order_id}: {row.get('status')}", highlight=False)
+
+
 # ---------------------------------------------------------------- positions and P&L
 
 
@@ -674,5 +788,6 @@ def register(app: typer.Typer) -> None:
     app.command("pnl")(pnl)
     app.command("quote")(quote)
     app.add_typer(kill_switch_app, name="kill-switch")
+    app.add_typer(protections_app, name="protections")
     app.add_typer(engine_app, name="engine")
     app.add_typer(strategies_app, name="strategies")

@@ -148,6 +148,18 @@ class BrokerClient(ServiceClient):
         """`PATCH /orders/{id}` with quantity / price / trigger_price / order_type."""
         return self.request_object("PATCH", f"/orders/{quote_path(client_order_id)}", json=changes)
 
+    def protections(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        """`GET /protections`: the protective GTTs, oldest first (optionally of one status)."""
+        return self.request_list("GET", "/protections", params={"status": status} if status else {})
+
+    def protect(self, protection: dict[str, Any]) -> dict[str, Any]:
+        """`POST /protections`: keep a stop (and target) for a CNC holding as a GTT."""
+        return self.request_object("POST", "/protections", json=protection)
+
+    def unprotect(self, client_order_id: str) -> dict[str, Any]:
+        """`DELETE /protections/{id}`: remove the protection's GTT."""
+        return self.request_object("DELETE", f"/protections/{quote_path(client_order_id)}")
+
     def engage_kill_switch(
         self, reason: str, *, cancel_open_orders: bool = False
     ) -> dict[str, Any]:
