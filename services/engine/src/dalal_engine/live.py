@@ -933,21 +933,10 @@ class LiveEngine:
         exiting = {
             (i.strategy, i.command.symbol) for i in self._open.values() if i.leg in EXIT_LEGS
         }
-        for (name, symbol), st in self.states.items():
-            inst = self.instances.get(name)
-            if (
-                inst is None
-                or not inst.config.exchange_stop
-                or inst.config.product != "CNC"
-                or st.quantity <= 0
-                or st.opened_at is None
-                or (name, symbol) in exiting
-            ):
-                continue
-            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
-            levels = inst.strategy.levels(pos, st.state or {})
-            price = self._stop_price(inst, st, levels)
-            if price is None:
+        for inst, symbol, st, levels in self._stop_kept_positions("CNC"):
+            name = inst.config.name
+            price = _stop_of(levels)
+            if (name, symbol) in exiting or price is None or st.opened_at is None:
                 continue
             wanted[(name, symbol)] = ProtectPosition(
                 client_order_id=client_order_id(name, symbol, st.opened_at, PROTECT_LEG),
@@ -1074,13 +1063,25 @@ class LiveEngine:
                 )  # fmt: skip
                 self._track([], [], [cancel[0]])
 
-    def _stop_price(self, inst: _Instance, st: SymbolState, levels: list[Level]) -> Decimal | None:
-        """The strategy's stop for the position, down to the tick (None: it has none)."""
-        stop = next((lv for lv in levels if lv.kind == "stop"), None)
-        if stop is None:
-            return None
-        price = (Decimal(str(stop.price)) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
-        return price if price > 0 else None
+    def _stop_kept_positions(
+        self, product: str
+    ) -> list[tuple[_Instance, str, SymbolState, list[Level]]]:
+        """The open positions of the `exchange_stop` instances of `product`, with their
+        strategy's levels (instance, symbol, state, levels)."""
+        out = []
+        for (name, symbol), st in list(self.states.items()):
+            inst = self.instances.get(name)
+            if (
+                inst is None
+                or not inst.config.exchange_stop
+                or inst.config.product != product
+                or st.quantity <= 0
+                or st.opened_at is None
+            ):
+                continue
+            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
+            out.append((inst, symbol, st, inst.strategy.levels(pos, st.state or {})))
+        return out
 
     def _exchange_holds_stop(
         self, name: str, symbol: str, st: SymbolState, levels: list[Level]
@@ -1090,8 +1091,7 @@ class LiveEngine:
         slm = self._slm_of(name, symbol)
         if slm is None or slm.status != "OPEN":
             return False
-        inst = self.instances.get(name)
-        stop = self._stop_price(inst, st, levels) if inst is not None else None
+        stop = _stop_of(levels)
         return (
             stop is not None
             and slm.command.trigger_price == stop
@@ -1136,21 +1136,14 @@ class LiveEngine:
             or not market.session_valid
         ):
             return commands
-        for (name, symbol), st in list(self.states.items()):
-            inst = self.instances.get(name)
-            if (
-                inst is None
-                or not inst.config.exchange_stop
-                or inst.config.product != "MIS"
-                or st.quantity <= 0
-                or st.opened_at is None
+        for inst, symbol, st, levels in self._stop_kept_positions("MIS"):
+            assert st.opened_at is not None
+            if session.open > st.opened_at:
                 # an MIS position of an earlier session was squared off by Kite at its cut-off
                 # (the engine's view may not know yet): an SL-M now could only open a short
-                or session.open > st.opened_at
-            ):
                 continue
-            pos = PositionView(st.quantity, float(st.average_price), st.opened_at)
-            stop = self._stop_price(inst, st, inst.strategy.levels(pos, st.state or {}))
+            name = inst.config.name
+            stop = _stop_of(levels)
             mine = [
                 i for i in self._open.values() if i.strategy == name and i.command.symbol == symbol
             ]
@@ -1435,6 +1428,15 @@ def _is_slm(intent: Intent) -> bool:
     """Whether the intent is an MIS position's stop at the exchange (an SL-M, leg P<n>)."""
     leg = intent.leg
     return leg[:1] == SLM_LEG and leg[1:].isdigit()
+
+
+def _stop_of(levels: list[Level]) -> Decimal | None:
+    """The strategy's stop for the position, down to the tick (None: it has none)."""
+    stop = next((lv for lv in levels if lv.kind == "stop"), None)
+    if stop is None:
+        return None
+    price = (Decimal(str(stop.price)) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
+    return price if price > 0 else None
 
 
 def _whole_target(levels: list[Level], quantity: int, stop: Decimal) -> Decimal | None:
