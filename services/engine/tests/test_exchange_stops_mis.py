@@ -40,7 +40,6 @@ strategy: swing
 universe: [INFY]
 product: MIS
 params: {trend_sma_bars: 20, breakout_bars: 10, time_stop_bars: 200}
-risk: {enforce_market_hours: false}
 exchange_stop: true
 """
 KEY = ("sw", "INFY")
