@@ -4,6 +4,7 @@
 #   promtool        (from Debian's `prometheus` package; validates deploy/prometheus/*.yml)
 #   prometheus      (the same package; tests/deploy/test_live_stack.py scrapes a live stack)
 #   amtool          (from Debian's `prometheus-alertmanager`; validates deploy/alertmanager)
+#   chromium        (Debian's Chromium; the console's browser tests drive it with Playwright)
 #
 # Idempotent: does nothing when all of them are on PATH. Never fails the build: when it cannot
 # install (not Debian, not root and no passwordless sudo, no network) it prints why and
@@ -16,6 +17,7 @@ need=()
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ "${#need[@]}" -eq 0 ] && exit 0
 
 say() { echo "install-test-tools: $*" >&2; }

@@ -15,6 +15,8 @@ from dalal_shared.supervisor import ServiceSpec
 
 SERVICES = ("broker", "data", "portfolio", "engine")
 OPTIONAL_SERVICES = ("kitesim",)
+# started after the services when installed: the web console (operates them over HTTP)
+FRONT_ENDS = ("console",)
 # processes without an API, started beside their service: (name, module, service); each serves
 # Prometheus /metrics on its `<name>_metrics_port` setting (env DALAL_<NAME>_METRICS_PORT)
 WORKERS = (
@@ -64,6 +66,7 @@ class StackSettings(BaseSettings):
     data_port: int = Field(8002, ge=1, le=65535)
     portfolio_port: int = Field(8003, ge=1, le=65535)
     engine_port: int = Field(8004, ge=1, le=65535)
+    console_port: int = Field(8005, ge=1, le=65535)
     kitesim_port: int = Field(8010, ge=1, le=65535)
     data_worker_metrics_port: int = Field(8012, ge=1, le=65535)
     scheduler_metrics_port: int = Field(8013, ge=1, le=65535)
@@ -127,13 +130,13 @@ def _secret_file(path: Path, *, create: bool) -> str | None:
 
 
 def available_services() -> list[str]:
-    """Services to run, kitesim (when installed) first: the broker and data talk to it."""
-    optional = [
-        name
-        for name in OPTIONAL_SERVICES
-        if importlib.util.find_spec(f"dalal_{name}.__main__") is not None
-    ]
-    return [*optional, *SERVICES]
+    """Services to run, kitesim (when installed) first: the broker and data talk to it; the
+    console (when installed) last: it talks to all of them."""
+
+    def installed(names: tuple[str, ...]) -> list[str]:
+        return [n for n in names if importlib.util.find_spec(f"dalal_{n}.__main__") is not None]
+
+    return [*installed(OPTIONAL_SERVICES), *SERVICES, *installed(FRONT_ENDS)]
 
 
 def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec]:
@@ -161,6 +164,11 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
             # the owners of the safety state (kill switch, session; equity), read at start
             "DALAL_BROKER_URL": settings.url_of("broker"),
             "DALAL_PORTFOLIO_URL": settings.url_of("portfolio"),
+        },
+        "console": {
+            # the operator's tool holds the key, as the CLI does; people log in with it
+            "DALAL_API_KEY": settings.local_api_key(create=True) or "",
+            **{f"DALAL_{n.upper()}_URL": settings.url_of(n) for n in SERVICES},
         },
         "kitesim": {
             # the simulated exchange survives a restart: same day, tokens, orders, positions

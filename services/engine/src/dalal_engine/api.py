@@ -248,6 +248,14 @@ async def create_backtest(request: Request, body: Annotated[Any, Body()]) -> JSO
     return JSONResponse(_job_view(await _job(request, backtest_id)), status_code=202)
 
 
+@backtests_router.get("", summary="The latest backtests, newest first (status, progress, summary)")
+async def list_backtests(
+    request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    jobs = await asyncio.to_thread(request.app.state.live.store.backtests, limit)
+    return [_job_view(job) for job in jobs]
+
+
 @backtests_router.get("/{backtest_id}", summary="Status, progress and (when done) the summary")
 async def get_backtest(request: Request, backtest_id: str) -> dict[str, Any]:
     return _job_view(await _job(request, backtest_id))

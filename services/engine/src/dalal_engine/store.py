@@ -731,6 +731,23 @@ class EngineStore(db.SqlStore):
         out["summary"] = json.loads(out["summary"]) if out["summary"] else None
         return out
 
+    def backtests(self, limit: int) -> list[dict[str, Any]]:
+        """The latest backtest jobs, newest first (as `backtest` gives each)."""
+        query = (
+            sa.select(backtests_t)
+            .order_by(backtests_t.c.created_at.desc(), backtests_t.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+        out = []
+        for row in rows:
+            job = dict(row._mapping)
+            job["request"] = json.loads(job["request"])
+            job["summary"] = json.loads(job["summary"]) if job["summary"] else None
+            out.append(job)
+        return out
+
     # ------------------------------------------------------------------ sweeps
     def create_sweep(
         self, sweep_id: str, request: dict[str, Any], points: list[dict[str, Any]], at: datetime

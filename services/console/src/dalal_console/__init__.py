@@ -1,0 +1,1 @@
+"""Dalal console: a web page per part of the trading day, over the services' own routes."""

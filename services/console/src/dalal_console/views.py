@@ -1,0 +1,122 @@
+"""What the console computes from the services' answers (pure functions, tested directly)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from dalal_shared.timeutil import IST
+
+
+def _money(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value)) if value is not None else Decimal(0)
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def market_day(engine_status: Any, now: datetime) -> date:
+    """The trading day the stack lives in: the engine's market clock (kitesim's in sim mode,
+    which replays another year), else today in IST."""
+    if isinstance(engine_status, dict):
+        clock = engine_status.get("market_clock")
+        if isinstance(clock, dict) and isinstance(clock.get("now"), str):
+            try:
+                return datetime.fromisoformat(clock["now"]).astimezone(IST).date()
+            except ValueError:
+                pass
+    return now.astimezone(IST).date()
+
+
+def pnl_today(book: Any, trips: Any, day: date) -> dict[str, Any]:
+    """Realised P&L of the round trips closed on `day` (net and gross, charges as their
+    difference), unrealised P&L of what is open now, and their sum; money as decimal strings."""
+    closed = []
+    for trip in trips if isinstance(trips, list) else []:
+        at = trip.get("closed_at") if isinstance(trip, dict) else None
+        if not isinstance(at, str):
+            continue
+        try:
+            if datetime.fromisoformat(at).astimezone(IST).date() == day:
+                closed.append(trip)
+        except ValueError:
+            continue
+    net = sum((_money(t.get("realised_pnl_net")) for t in closed), Decimal(0))
+    gross = sum((_money(t.get("realised_pnl_gross")) for t in closed), Decimal(0))
+    unrealised = _money(book.get("unrealised")) if isinstance(book, dict) else Decimal(0)
+    return {
+        "day": day.isoformat(),
+        "round_trips": len(closed),
+        "realised_net": str(net),
+        "realised_gross": str(gross),
+        "charges": str(gross - net),
+        "unrealised": str(unrealised),
+        "total": str(net + unrealised),
+    }
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two backtests side by side: each metric of either summary, both values and b - a where
+    both are numbers."""
+    sa, sb = a.get("summary") or {}, b.get("summary") or {}
+    rows = []
+    for name in dict.fromkeys([*sa, *sb]):
+        va, vb = sa.get(name), sb.get(name)
+        diff: str | None = None
+        try:
+            if va is not None and vb is not None and not isinstance(va, bool | dict | list):
+                diff = str(Decimal(str(vb)) - Decimal(str(va)))
+        except (InvalidOperation, ValueError):
+            diff = None
+        rows.append({"metric": name, "a": va, "b": vb, "b_minus_a": diff})
+    return {
+        "a": {"id": a.get("id"), "request": a.get("request"), "status": a.get("status")},
+        "b": {"id": b.get("id"), "request": b.get("request"), "status": b.get("status")},
+        "metrics": rows,
+    }
+
+
+def audit_trail(intent: Any, order: Any, decisions: Any, client_order_id: str) -> dict[str, Any]:
+    """One order's story: the engine's intent (who asked and why), the risk decisions that
+    name it, the broker's journal row with its trades and charges; missing parts say so."""
+    steps: list[dict[str, Any]] = []
+    mine = [
+        d
+        for d in (decisions if isinstance(decisions, list) else [])
+        if isinstance(d, dict) and d.get("client_order_id") == client_order_id
+    ]
+    for d in mine:
+        verdict = "approved" if d.get("approved") else f"refused ({d.get('reason')})"
+        steps.append(
+            {"at": d.get("at"), "who": "engine risk", "what": f"{d.get('action')} {verdict}",
+             "detail": d.get("detail")}
+        )  # fmt: skip
+    if isinstance(intent, dict) and "error" not in intent:
+        steps.append(
+            {"at": intent.get("created_at"), "who": f"engine ({intent.get('strategy')})",
+             "what": f"intent {intent.get('side')} {intent.get('quantity')} {intent.get('symbol')}",
+             "detail": intent.get("reason") or intent.get("status")}
+        )  # fmt: skip
+    if isinstance(order, dict) and "error" not in order:
+        steps.append(
+            {"at": order.get("created_at"), "who": "broker",
+             "what": f"order {order.get('order_type')} {order.get('product')}, "
+                     f"Kite id {order.get('broker_order_id') or '-'}",
+             "detail": order.get("status")}
+        )  # fmt: skip
+        for t in order.get("trades") or []:
+            steps.append(
+                {"at": t.get("filled_at"), "who": "exchange",
+                 "what": f"fill {t.get('quantity')} @ {t.get('price')}",
+                 "detail": f"trade {t.get('trade_id')}"}
+            )  # fmt: skip
+    found = bool(steps)
+    return {
+        "client_order_id": client_order_id,
+        "found": found,
+        "intent": intent if isinstance(intent, dict) and "error" not in intent else None,
+        "order": order if isinstance(order, dict) and "error" not in order else None,
+        "decisions": mine,
+        "steps": steps,
+    }
