@@ -283,3 +283,51 @@ def test_a_csv_is_sorted_a_repeated_time_keeps_its_last_row_and_a_bad_header_is_
     (tmp_path / "Y.csv").write_text("day,price\n2024-01-02,10\n")
     with pytest.raises(history.NoBarsError, match="no column date, open, high, low, close"):
         history.load("Y", "day", data_dir=tmp_path)
+
+
+def test_csv_forms_read_alike_and_intraday_offsets_give_the_same_instant(tmp_path: Path) -> None:
+    """A plain file is split at once; CR LF line ends, blank lines and other column orders go
+    line by line: the bars are the same. Intraday times with any offset (or Z) are the same
+    instant; a row with a missing field is refused, not read askew."""
+    rows = ["2024-01-02,10,11,9,10.5,100", "2024-01-03,12,13,11,12.5,300"]
+    (tmp_path / "A.csv").write_text("date,open,high,low,close,volume\n" + "\n".join(rows))
+    (tmp_path / "B.csv").write_bytes(
+        ("Date,Open,High,Low,Close,Volume\r\n\r\n" + "\r\n".join(rows) + "\r\n").encode()
+    )
+    (tmp_path / "C.csv").write_text(
+        "close,volume,date,open,high,low\n10.5,100,2024-01-02,10,11,9\n12.5,300,2024-01-03,12,13,11\n"
+    )
+    a, b, c = (history.load(s, "day", data_dir=tmp_path) for s in "ABC")
+    for other in (b, c):
+        assert other.start == a.start and list(other.seconds) == list(a.seconds)
+        assert [list(getattr(other, k)) for k in ("open", "high", "low", "close", "volume")] == [
+            list(getattr(a, k)) for k in ("open", "high", "low", "close", "volume")
+        ]
+    (tmp_path / "I.csv").write_text(
+        "date,open,high,low,close,volume\n"
+        "2024-01-02T09:15:00+05:30,1,1,1,1,1\n"
+        "2024-01-02T04:00:00+00:00,2,2,2,2,2\n"
+        "2024-01-01T23:15:00-05:00,3,3,3,3,3\n"
+    )
+    (tmp_path / "J.csv").write_text(
+        "date,open,high,low,close,volume\n"
+        "2024-01-02T03:45:00Z,1,1,1,1,1\n"
+        "2024-01-02T04:00:00Z,2,2,2,2,2\n"
+        "2024-01-02T04:15:00Z,3,3,3,3,3\n"
+    )
+    i, j = (history.load(s, "15minute", data_dir=tmp_path) for s in "IJ")
+    assert (
+        [t.isoformat() for t in i.start]
+        == [t.isoformat() for t in j.start]
+        == [
+            "2024-01-02T03:45:00+00:00",
+            "2024-01-02T04:00:00+00:00",
+            "2024-01-02T04:15:00+00:00",
+        ]
+    )
+    assert list(i.close) == list(j.close) == [1.0, 2.0, 3.0]
+    (tmp_path / "R.csv").write_text(
+        "date,open,high,low,close,volume\n2024-01-02,10,11,9,10.5\n2024-01-03,12,13,11,12.5,300,7\n"
+    )
+    with pytest.raises(ValueError, match="zip"):  # rows of different lengths
+        history.load("R", "day", data_dir=tmp_path)

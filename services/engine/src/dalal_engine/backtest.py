@@ -407,7 +407,8 @@ def _timeline(
     if all(len(a) == len(first) and np.array_equal(a, first) for a in arrays[1:]):
         index = np.arange(len(first))
         return first, dict.fromkeys(spans, index)
-    times = np.unique(np.concatenate(arrays))
+    times = np.sort(np.concatenate(arrays))  # np.unique's result, without its numpy.ma import
+    times = times[np.append(True, times[1:] != times[:-1])]
     return times, {sym: np.searchsorted(times, a) for sym, a in spans.items()}
 
 

@@ -159,7 +159,8 @@ def downsample(values: ArrayLike, max_points: int = MAX_POINTS) -> NDArray[np.in
         if hi > lo:
             run = data[lo:hi]
             keep.extend((lo + int(run.argmin()), lo + int(run.argmax())))
-    return np.unique(np.asarray(keep, dtype=np.intp))
+    out = np.sort(np.asarray(keep, dtype=np.intp))  # np.unique, without importing numpy.ma
+    return out[np.append(True, out[1:] != out[:-1])]
 
 
 # ---------------------------------------------------------------- SVG pieces

@@ -4,17 +4,17 @@ or the data service) and write its report."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from dalal_engine import history
 from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
@@ -23,6 +23,11 @@ from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate
 from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST, to_ist
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.table import Table
 
 console = Console()
 err = Console(stderr=True)
@@ -130,17 +135,9 @@ def backtest(
             market_protection_pct=Decimal(str(market_protection)) or None,
         )
         runner = Backtester(cfg, data, settings)
-        with Progress(
-            TextColumn("backtest"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("bars", total=None)
+        with _progress() as progress:
             t0 = time.perf_counter()
-            result = runner.run(lambda done, total: bar.update(task, completed=done, total=total))
+            result = runner.run(progress)
             seconds = time.perf_counter() - t0
     except StrategyConfigError as exc:
         err.print(f"[red]dalal backtest:[/red] {exc.message}")
@@ -159,7 +156,36 @@ def backtest(
     console.print(f"report: {html_path}  data: {json_path}", highlight=False)
 
 
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on a terminal's stderr; elsewhere (a pipe, a file) there is
+    nothing to draw, and rich's progress module is not even imported."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("backtest"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("bars", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def summary_table(result: BacktestResult, seconds: float) -> Table:
+    from rich.table import Table
+
     r = result.report
     cfg = result.config
 

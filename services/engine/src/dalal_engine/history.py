@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,26 +78,21 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     pandas: `dalal backtest` spends its time on the backtest, not on importing a parser)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", newline="") as fh:
-        lines = fh.read().splitlines()
-    header = [h.strip().lower() for h in lines[0].split(",")] if lines else []
+        text = fh.read()
+    head, _, body = text.partition("\n")
+    header = [h.strip().lower() for h in head.rstrip("\r").split(",")] if text else []
     missing = [c for c in _COLUMNS if c not in header]
     if missing:
         raise NoBarsError(f"{path}: no column {', '.join(missing)} (want {','.join(_COLUMNS)})")
-    rows = [line.split(",") for line in lines[1:] if line.strip()]
-    if not rows:
-        raise NoBarsError(f"{path}: no bars")
-    cols = list(zip(*rows, strict=True))
     at = {name: header.index(name) for name in _COLUMNS}
-    dates: tuple[str, ...] = cols[at["date"]]
-    if max(len(d) for d in dates) <= 10:  # daily: the Kite candle of that IST day
-        seconds = np.array(dates, dtype="datetime64[D]").astype("datetime64[s]").astype(np.int64)
-        seconds -= _IST_SECONDS
-    else:
-        seconds = np.fromiter(
-            (int(datetime.fromisoformat(d).timestamp()) for d in dates),
-            dtype=np.int64,
-            count=len(dates),
-        )
+    cols = _columns_at_once(body, len(header))
+    if cols is None:  # anything unusual (CR LF, blank lines, ragged rows): line by line
+        rows = [line.split(",") for line in body.splitlines() if line.strip()]
+        if not rows:
+            raise NoBarsError(f"{path}: no bars")
+        cols = list(zip(*rows, strict=True))
+    dates: Sequence[str] = cols[at["date"]]
+    seconds = _epoch_seconds(dates)
     order = np.argsort(seconds, kind="stable")
     seconds = seconds[order]
     keep = np.append(seconds[1:] != seconds[:-1], True)  # the last row of a repeated time
@@ -104,10 +100,13 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     seconds = seconds[keep]
 
     def column(name: str) -> NDArray[np.float64]:
-        values: NDArray[np.float64] = np.array(cols[at[name]], dtype=np.float64)[picked]
+        values: NDArray[np.float64] = np.array(list(map(float, cols[at[name]])))[picked]
         return values
 
-    volume = np.array([v or "0" for v in cols[at["volume"]]], dtype=np.float64)[picked]
+    raw_volume = cols[at["volume"]]
+    if "" in raw_volume:
+        raw_volume = [v or "0" for v in raw_volume]
+    volume = np.array(list(map(float, raw_volume)))[picked]
     return BarSeries(
         symbol=symbol,
         start=BarStarts(seconds),  # datetimes made when read
@@ -118,6 +117,64 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
         volume=volume.astype(np.int64),
         _seconds=seconds,
     )
+
+
+def _columns_at_once(body: str, width: int) -> list[Sequence[str]] | None:
+    """The columns of a plain CSV body (LF line ends, no blank line, `width` fields on every
+    row) from one split of the whole text, each line end kept as a field of its own so that
+    a row with more or fewer fields shows; None when the body is not that plain."""
+    if not body.strip() or "\r" in body:
+        return None
+    if not body.endswith("\n"):
+        body += "\n"
+    rows = body.count("\n")
+    fields = body.replace("\n", ",\n,").split(",")
+    stride = width + 1
+    if len(fields) != rows * stride + 1 or fields[width::stride].count("\n") != rows:
+        return None  # ragged rows or blank lines
+    return [fields[k:-1:stride] for k in range(width)]
+
+
+def _epoch_seconds(dates: Sequence[str]) -> NDArray[np.int64]:
+    """Bar starts as epoch seconds: a daily `YYYY-MM-DD` is the Kite candle of that IST day;
+    an intraday date is an ISO time with its offset (`2024-01-01T09:15:00+05:30`)."""
+    if max(len(d) for d in dates) <= 10:  # daily: the Kite candle of that IST day
+        days = np.array(dates, dtype="datetime64[D]")
+        return days.astype("datetime64[s]").astype(np.int64) - _IST_SECONDS
+    fast = _offset_seconds(dates)
+    if fast is not None:
+        return fast
+    return np.fromiter(
+        (int(datetime.fromisoformat(d).timestamp()) for d in dates),
+        dtype=np.int64,
+        count=len(dates),
+    )
+
+
+def _offset_seconds(dates: Sequence[str]) -> NDArray[np.int64] | None:
+    """`YYYY-MM-DDTHH:MM:SS+HH:MM` times (every one in that form) as epoch seconds, vectorised:
+    the local time parsed by numpy, less its offset. None for any other form."""
+    text = np.array(dates)
+    if text.dtype != np.dtype("<U25"):
+        return None
+    codes = text.view(np.uint32).reshape(len(text), 25)
+    sign = codes[:, 19]
+    digits = codes[:, [20, 21, 23, 24]] - ord("0")
+    if (
+        not (codes[:, 24] != 0).all()  # shorter strings are zero-padded
+        or not ((sign == ord("+")) | (sign == ord("-"))).all()
+        or not (codes[:, 22] == ord(":")).all()
+        or not (digits <= 9).all()  # unsigned: a character below "0" wraps around
+    ):
+        return None
+    try:
+        local = text.astype("<U19").astype("datetime64[s]").astype(np.int64)
+    except ValueError:
+        return None
+    offset = (digits[:, 0] * 10 + digits[:, 1]).astype(np.int64) * 3600
+    offset += (digits[:, 2] * 10 + digits[:, 3]).astype(np.int64) * 60
+    out: NDArray[np.int64] = local - np.where(sign == ord("-"), -offset, offset)
+    return out
 
 
 def find_csv(data_dir: Path, interval: str, symbol: str) -> Path | None:

@@ -1,0 +1,35 @@
+"""The `dalal` dispatcher finds a plugin command the way `importlib.metadata` does."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from dalal_shared.cli_main import entry_point_in, find_entry_point
+
+
+def test_every_installed_dalal_command_is_found_as_importlib_metadata_finds_it() -> None:
+    installed = {e.name: e.value for e in entry_points(group="dalal.cli")}
+    assert "backtest" in installed
+    for name, value in installed.items():
+        assert find_entry_point(name) == value
+    assert find_entry_point("no-such-command") is None
+
+
+def test_the_first_distribution_on_the_path_wins_and_other_groups_do_not_count(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, target in ((first, "one.cli:run"), (second, "two.cli:run")):
+        dist = folder / "Some_Tool-1.0.dist-info"
+        dist.mkdir(parents=True)
+        (dist / "entry_points.txt").write_text(
+            f"[console_scripts]\nhello = x:y\n\n[dalal.cli]\n# a comment\nhello = {target}\n"
+        )
+    other = second / "other-2.0.dist-info"
+    other.mkdir()
+    (other / "entry_points.txt").write_text("[dalal.cli]\nbye = three.cli:app [extra]\n")
+    paths = [str(tmp_path / "missing"), str(first), str(second)]
+    assert find_entry_point("hello", paths) == "one.cli:run"
+    assert find_entry_point("bye", paths) == "three.cli:app"
+    assert entry_point_in("[console_scripts]\nhello = x:y\n", "dalal.cli", "hello") is None
