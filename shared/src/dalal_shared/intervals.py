@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+# A candle interval as Kite names it (the message contracts' and strategy configs' type).
+Interval = Literal[
+    "minute", "3minute", "5minute", "10minute", "15minute", "30minute", "60minute", "day"
+]
+
 # Minutes in one candle; a day is one 09:15-15:30 NSE session (375 minutes).
 INTERVAL_MINUTES: dict[str, int] = {
     "minute": 1,

@@ -17,13 +17,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from dalal_shared.errors import PermanentError
 from dalal_shared.ids import new_id
+from dalal_shared.intervals import Interval
+from dalal_shared.symbols import Symbol
 from dalal_shared.timeutil import ensure_aware, to_utc, utcnow
 
 AwareDatetime = Annotated[datetime, AfterValidator(ensure_aware)]
 Rupees = Annotated[Decimal, Field(max_digits=20, decimal_places=4)]
 PositiveRupees = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4)]
 Quantity = Annotated[int, Field(gt=0, le=10_000_000)]
-Symbol = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Z0-9&\-_. ]+$")]
 Exchange = Literal["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"]
 ClientOrderId = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9_\-]+$")]
 
@@ -32,9 +33,6 @@ OrderType = Literal["MARKET", "LIMIT", "SL", "SL-M"]
 Product = Literal["CNC", "MIS", "NRML"]
 Validity = Literal["DAY", "IOC"]
 Variety = Literal["regular", "amo"]
-Interval = Literal[
-    "minute", "3minute", "5minute", "10minute", "15minute", "30minute", "60minute", "day"
-]
 
 
 class MessageDecodeError(PermanentError):

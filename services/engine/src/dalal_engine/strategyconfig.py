@@ -31,7 +31,8 @@ from dalal_engine.intraday import KITE_MIS_CUTOFF
 from dalal_engine.risk import RiskConfig
 from dalal_engine.strategy import Strategy, StrategyParams, registry
 from dalal_shared.errors import ConfigError
-from dalal_shared.messages import Interval, Symbol
+from dalal_shared.intervals import Interval
+from dalal_shared.symbols import Symbol
 
 
 class StrategyConfigError(ConfigError):
