@@ -23,6 +23,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
     env["DALAL_VAR_DIR"] = str(tmp_path / "var")
     env["DALAL_REDIS_PORT"] = str(free_port())
+    env["DALAL_CONSOLE_PORT"] = str(free_port())  # `dalal run` starts the console too
     for name in (*SERVICES, "kitesim"):
         env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
     for worker in WORKERS:

@@ -127,6 +127,10 @@ def run(
         highlight=False,
     )
     console.print(f"API key for mutating routes: in {settings.api_key_file} (Bearer token)")
+    if any(spec.name == "console" for spec in supervisor.specs):
+        console.print(
+            f"web console: {settings.url_of('console')} (log in with that key)", highlight=False
+        )
     console.print(f"logs: {settings.var_dir / 'log'}/<service>.log")
     sys.stdout.flush()
     try:

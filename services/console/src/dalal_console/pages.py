@@ -4,7 +4,9 @@ Content-Security-Policy allows only the console's own files)."""
 
 from __future__ import annotations
 
+import hashlib
 from html import escape
+from pathlib import Path
 
 PAGES: dict[str, str] = {
     "/": "Today",
@@ -15,7 +17,10 @@ PAGES: dict[str, str] = {
 }
 PAGE_IDS = {"/": "today", "/orders": "orders", "/strategies": "strategies",
             "/backtests": "backtests", "/reconcile": "reconcile"}  # fmt: skip
-ASSET_VERSION = "1"
+# in the assets' URLs: a new release's script and style are fetched anew, not taken from a cache
+ASSET_VERSION = hashlib.sha256(
+    b"".join(p.read_bytes() for p in sorted((Path(__file__).parent / "static").iterdir()))
+).hexdigest()[:12]
 
 
 def _head(title: str, csrf: str) -> str:

@@ -56,19 +56,36 @@ def pnl_today(book: Any, trips: Any, day: date) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> Decimal | None:
+    """A figure as a Decimal (numbers, and money given as decimal strings); else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _metrics(job: dict[str, Any]) -> dict[str, Any]:
+    """A backtest's figures in one level: the run's (bars, trades, charges) and its report's."""
+    summary = job.get("summary") or {}
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    report = summary.get("report")
+    if isinstance(report, dict):
+        flat.update({k: v for k, v in report.items() if not isinstance(v, dict | list)})
+    return flat
+
+
 def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Two backtests side by side: each metric of either summary, both values and b - a where
     both are numbers."""
-    sa, sb = a.get("summary") or {}, b.get("summary") or {}
+    sa, sb = _metrics(a), _metrics(b)
     rows = []
     for name in dict.fromkeys([*sa, *sb]):
         va, vb = sa.get(name), sb.get(name)
-        diff: str | None = None
-        try:
-            if va is not None and vb is not None and not isinstance(va, bool | dict | list):
-                diff = str(Decimal(str(vb)) - Decimal(str(va)))
-        except (InvalidOperation, ValueError):
-            diff = None
+        na, nb = _number(va), _number(vb)
+        diff = str(nb - na) if na is not None and nb is not None else None
         rows.append({"metric": name, "a": va, "b": vb, "b_minus_a": diff})
     return {
         "a": {"id": a.get("id"), "request": a.get("request"), "status": a.get("status")},

@@ -378,8 +378,16 @@ async function pageBacktests() {
     $("#cmp-result").replaceChildren(r.ok ? table([["metric", (m) => m.metric], ["A", (m) => JSON.stringify(m.a)], ["B", (m) => JSON.stringify(m.b)], ["B − A", (m) => m.b_minus_a ?? ""]], r.data.metrics)
       : el("p", { class: "error" }, errText(r)));
   } } }, pickA, pickB, el("button", { type: "submit" }, "Compare"));
-  const headline = (s) => (s ? ["total_return_pct", "net_pnl_rupees", "trades", "win_rate_pct", "max_drawdown_pct", "sharpe"]
-    .filter((k) => k in s).map((k) => `${k}: ${s[k]}`).join(" · ") : "");
+  const pct = (v) => `${(Number(v) * 100).toFixed(2)}%`;
+  const headline = (s) => {
+    const r = (s && s.report) || {};
+    const parts = [`${s ? s.trades : 0} trades`];
+    if ("total_pnl_rupees" in r) parts.push(`P&L ${money(r.total_pnl_rupees)}`);
+    if ("total_return" in r) parts.push(`return ${pct(r.total_return)}`);
+    if ("max_drawdown" in r) parts.push(`max DD ${pct(r.max_drawdown)}`);
+    if (r.sharpe !== undefined && r.sharpe !== null) parts.push(`Sharpe ${Number(r.sharpe).toFixed(2)}`);
+    return parts.join(" · ");
+  };
   main(el("h1", {}, "Backtests"),
     card("New backtest", form),
     card("Runs",
