@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -71,7 +71,8 @@ class Fill:
             raise InvalidFill(f"trade {self.trade_id}: filled_at must be timezone-aware")
         # UTC inside, whatever zone the fill came in (Kite's are IST): a position's times read
         # the same before and after a restart (the store keeps UTC)
-        object.__setattr__(self, "filled_at", to_utc(self.filled_at))
+        if self.filled_at.tzinfo is not UTC:
+            object.__setattr__(self, "filled_at", to_utc(self.filled_at))
 
     @property
     def key(self) -> PositionKey:

@@ -252,8 +252,13 @@ class TradeFill:
     def __post_init__(self) -> None:
         if self.quantity <= 0:
             raise ValueError("quantity must be positive")
-        object.__setattr__(self, "side", Side(self.side))
-        object.__setattr__(self, "price", Decimal(self.price))
+        if type(self.side) is not Side:  # one per fill of a backtest: convert only when needed
+            object.__setattr__(self, "side", _SIDES.get(self.side) or Side(self.side))
+        if type(self.price) is not Decimal:
+            object.__setattr__(self, "price", Decimal(self.price))
+
+
+_SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 
 
 def _share(value: Decimal, part: int, whole: int) -> Decimal:
@@ -320,42 +325,65 @@ class ScripDay:
         self.history = history
         self.dp = dp
         self.total = ChargesBreakdown()
-        self.quantity = {Side.BUY: 0, Side.SELL: 0}
-        self.value = {Side.BUY: Decimal(0), Side.SELL: Decimal(0)}
-        # per (order, side), in order of first execution: [quantity, value, intraday, brokerage]
-        self._orders: dict[tuple[str, Side], list[Any]] = {}
+        self._mis = self.product is Product.MIS
+        # each side's quantity and value so far (`quantity` and `value` as dicts)
+        self._bought, self._sold = 0, 0
+        self._buy_value, self._sell_value = Decimal(0), Decimal(0)
+        # per (order, is a buy), in order of first execution: [quantity, value, intraday,
+        # brokerage]
+        self._orders: dict[tuple[str, bool], list[Any]] = {}
+        self._dp_charge: ChargesBreakdown | None = None
+
+    @property
+    def quantity(self) -> dict[Side, int]:
+        return {Side.BUY: self._bought, Side.SELL: self._sold}
+
+    @property
+    def value(self) -> dict[Side, Decimal]:
+        return {Side.BUY: self._buy_value, Side.SELL: self._sell_value}
 
     @property
     def intraday_quantity(self) -> int:
         """Units bought and sold the same day (all of them for MIS)."""
-        if self.product is Product.MIS:
-            return max(self.quantity.values())
-        return min(self.quantity.values())
+        if self._mis:
+            return max(self._bought, self._sold)
+        return min(self._bought, self._sold)
 
     def add(self, fill: TradeFill) -> ChargesBreakdown:
-        row = self._orders.get((fill.order_id, fill.side))
+        buy = fill.side is Side.BUY
+        row = self._orders.get((fill.order_id, buy))
         if row is None:
-            row = self._orders[(fill.order_id, fill.side)] = [0, Decimal(0), 0, Decimal(0)]
+            row = self._orders[(fill.order_id, buy)] = [0, Decimal(0), 0, Decimal(0)]
         turnover = fill.price * fill.quantity
         row[0] += fill.quantity
         row[1] += turnover
         row[2] = -1  # its brokerage is due again
-        self.quantity[fill.side] += fill.quantity
-        self.value[fill.side] += turnover
+        if buy:
+            self._bought += fill.quantity
+            self._buy_value += turnover
+        else:
+            self._sold += fill.quantity
+            self._sell_value += turnover
         after = self._charges()
         delta = after - self.total
         self.total = after
         return delta
 
     def _brokerage(self) -> Decimal:
-        r, mis = self.rates, self.product is Product.MIS
-        matched = min(self.quantity.values())
-        left = {Side.BUY: matched, Side.SELL: matched}  # FIFO: each side's first units
+        r, mis = self.rates, self._mis
+        matched = min(self._bought, self._sold)
+        left_buy = left_sell = matched  # FIFO: each side's first units
         total = Decimal(0)
-        for (_order, side), row in self._orders.items():
+        for (_order, buy), row in self._orders.items():
             quantity, value, before = row[0], row[1], row[2]
-            intraday = quantity if mis else min(quantity, left[side])
-            left[side] -= intraday
+            if mis:
+                intraday = quantity
+            elif buy:
+                intraday = min(quantity, left_buy)
+                left_buy -= intraday
+            else:
+                intraday = min(quantity, left_sell)
+                left_sell -= intraday
             if intraday != before:
                 row[2] = intraday
                 pct = _paise(_share(value, intraday, quantity) * r.brokerage_intraday_pct * PCT)
@@ -365,10 +393,10 @@ class ScripDay:
 
     def _charges(self) -> ChargesBreakdown:
         r = self.rates
-        bq, sq = self.quantity[Side.BUY], self.quantity[Side.SELL]
-        bv, sv = self.value[Side.BUY], self.value[Side.SELL]
+        bq, sq = self._bought, self._sold
+        bv, sv = self._buy_value, self._sell_value
         brokerage = self._brokerage()
-        if self.product is Product.MIS:
+        if self._mis:
             stt_value = sv * r.stt_intraday_sell_pct * PCT
             stamp_value = bv * r.stamp_intraday_buy_pct * PCT
             delivered_out = False
@@ -388,15 +416,17 @@ class ScripDay:
         transaction = _paise(turnover * r.nse_transaction_pct * PCT)
         sebi = _paise(turnover * r.sebi_rupees_per_crore / CRORE)
         out = ChargesBreakdown(
-            brokerage=brokerage,
-            stt=_rupees(stt_value),
-            transaction=transaction,
-            sebi=sebi,
-            stamp=_paise(stamp_value),
-            gst=_paise((brokerage + transaction + sebi) * r.gst_pct * PCT),
+            brokerage,
+            _rupees(stt_value),
+            transaction,
+            sebi,
+            _paise(stamp_value),
+            _paise((brokerage + transaction + sebi) * r.gst_pct * PCT),
         )
         if self.dp and delivered_out:
-            out = out + dp_charge(self.trade_date, history=self.history)
+            if self._dp_charge is None:  # the same for every fill of the day
+                self._dp_charge = dp_charge(self.trade_date, history=self.history)
+            out = out + self._dp_charge
         return out
 
 

@@ -137,15 +137,17 @@ def tick_path(
 def opening_tick(bar: Bar, *, ticks_per_bar: int = 8) -> Tick:
     """`tick_path(bar, ...)[0]` without building the rest of the path: a MARKET order that
     fills at the bar's first tick needs nothing more."""
-    ensure_aware(bar.start)
+    return opening_tick_at(bar.start, bar.open, bar.volume, ticks_per_bar=ticks_per_bar)
+
+
+def opening_tick_at(
+    start: datetime, open_: Decimal, volume: int, *, ticks_per_bar: int = 8
+) -> Tick:
+    """`opening_tick` of the bar that starts at `start`, opens at `open_` and trades `volume`,
+    from just those (its high, low and close are not needed for the first tick)."""
+    ensure_aware(start)
     n = max(4, ticks_per_bar)
-    return Tick(
-        ts=bar.start,
-        price=bar.open,
-        volume=bar.volume // n,
-        bar_start=bar.start,
-        bar_volume=bar.volume,
-    )
+    return Tick(ts=start, price=open_, volume=volume // n, bar_start=start, bar_volume=volume)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from functools import cached_property
@@ -289,13 +289,17 @@ class _Book:
             total = total + account.pos.charges_breakdown
         return total
 
-    def fill(self, sym: str, bar: fills.Bar, orders: list[PendingOrder]) -> None:
-        """The orders decided on the previous bar meet this bar's ticks. The bar's first tick
-        alone fills most MARKET orders: the rest of the seeded path is built only when an
-        order is still open after it."""
+    def fill(
+        self, sym: str, series: BarSeries, i: int, opened_at: datetime, orders: list[PendingOrder]
+    ) -> None:
+        """The orders decided on the previous bar meet bar `i` of `series` (its trading opened
+        at `opened_at`), tick by tick. The bar's first tick alone fills most MARKET orders:
+        the rest of the seeded path (and the bar's high, low and close as Decimals) is built
+        only when an order is still open after it."""
         s = self.settings
         ticks: list[fills.Tick] | None = None
-        first_tick = fills.opening_tick(bar)
+        volume = int(series.volume[i])
+        first_tick = fills.opening_tick_at(opened_at, _dec(series.open[i]), volume)
         for order in orders:
             pos = self.positions[sym]
             qty_wanted = order.quantity
@@ -313,6 +317,14 @@ class _Book:
                     tick = first_tick
                 else:
                     if ticks is None:
+                        bar = fills.Bar(
+                            opened_at,
+                            first_tick.price,
+                            _dec(series.high[i]),
+                            _dec(series.low[i]),
+                            _dec(series.close[i]),
+                            volume,
+                        )
                         ticks = fills.tick_path(
                             bar, self.duration, seed=s.seed, key=sym, tick_size=s.fill.tick_size
                         )
@@ -449,6 +461,7 @@ class Backtester:
         self.calendar = calendar or nse_calendar()
         self.market = market or (lambda _at: _OPEN_MARKET)
         self.risk = RiskManager(config.risk, self.calendar)
+        self._order_at: dict[datetime, datetime] = {}  # bar start -> its orders' market time
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
         cfg, s, strat, cal = self.config, self.settings, self.strategy, self.calendar
@@ -484,6 +497,7 @@ class Backtester:
         # symbol has one entry in the heap: (time index, symbol order, symbol, bar index).
         order_of = {sym: k for k, sym in enumerate(symbols)}
         heap: list[tuple[int, int, str, int]] = []
+        opens: dict[datetime, datetime] = {}  # bar start -> when its trading opened
 
         def schedule(sym: str, i: int) -> None:
             """Put `sym` back in the heap at its first bar from `i` on where it may act."""
@@ -520,15 +534,11 @@ class Backtester:
             for _, _, sym, i in due:
                 if pending[sym]:
                     series = self.data[sym]
-                    bar = fills.Bar(
-                        session_open_of(interval, series.start[i], cal),
-                        _dec(series.open[i]),
-                        _dec(series.high[i]),
-                        _dec(series.low[i]),
-                        _dec(series.close[i]),
-                        int(series.volume[i]),
-                    )
-                    book.fill(sym, bar, pending[sym])
+                    start = series.start[i]
+                    opened_at = opens.get(start)
+                    if opened_at is None:  # the symbols of one bar time share it
+                        opened_at = opens[start] = session_open_of(interval, start, cal)
+                    book.fill(sym, series, i, opened_at, pending[sym])
                     pending[sym] = []
             # 2. mark to market at this bar's close
             exposure = 0.0
@@ -623,7 +633,9 @@ class Backtester:
         if not signals and not (intraday_mis and pos.quantity > 0):
             return
         ts = series.start[i]
-        at = order_time(cfg.interval, ts, self.calendar)
+        at = self._order_at.get(ts)
+        if at is None:  # the symbols of one bar time share it
+            at = self._order_at[ts] = order_time(cfg.interval, ts, self.calendar)
         if intraday_mis:  # the live loop's rule: MIS positions end with the session
             signals = intraday.session_end(
                 product=cfg.product,
@@ -636,11 +648,12 @@ class Backtester:
         if not signals:
             return
         account = AccountState(equity_now, book.cash_f, len(book.held))
+        close = float(series.close[i])
         for sig in signals:
-            order, decision = self._decide(sig, sym, ts, at, pos.quantity, account)
+            order, decision = self._decide(sig, sym, ts, at, pos.quantity, account, close)
             decisions.append(decision)
             if order is not None:
-                pending.append(replace(order, reference=_dec(float(series.close[i]))))
+                pending.append(order)
 
     def _decide(
         self,
@@ -650,7 +663,10 @@ class Backtester:
         at: datetime,
         held: int,
         account: AccountState,
+        close: float,
     ) -> tuple[PendingOrder | None, RiskDecision]:
+        """The risk manager's decision on one signal, and the order it makes (at the market
+        from the next bar, the decision bar's `close` its reference price)."""
         cfg = self.config
         market = self.market(at)
         coid = client_order_id(cfg.name, sym, bar_start, sig.leg)
@@ -681,7 +697,7 @@ class Backtester:
         if not decision.approved or decision.quantity <= 0:
             return None, decision
         order = PendingOrder(
-            coid, sym, side, decision.quantity, sig.action, sig.leg, sig.reason, at
+            coid, sym, side, decision.quantity, sig.action, sig.leg, sig.reason, at, _dec(close)
         )
         return order, decision
 
