@@ -120,3 +120,18 @@ def test_past_the_calendar_a_weekday_is_taken_as_a_regular_session(cal) -> None:
         cal.session_at(session.open)
     inside = date(2024, 1, 26)  # Republic Day: the list still decides inside its years
     assert cal.session_or_regular(inside) is None
+
+
+def test_isoformat_is_the_datetimes_own_text_whatever_zone_an_equal_instant_came_in() -> None:
+    from datetime import UTC, datetime
+
+    from dalal_shared.timeutil import IST, isoformat
+
+    utc = datetime(2024, 1, 2, 3, 45, tzinfo=UTC)
+    ist = utc.astimezone(IST)
+    assert utc == ist  # the same instant ...
+    for _ in range(2):  # ... each keeps its own offset, remembered or not
+        assert isoformat(utc) == "2024-01-02T03:45:00+00:00" == utc.isoformat()
+        assert isoformat(ist) == "2024-01-02T09:15:00+05:30" == ist.isoformat()
+    naive = datetime(2024, 1, 2, 3, 45)
+    assert isoformat(naive) == naive.isoformat()

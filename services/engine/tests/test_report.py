@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal as D
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,29 @@ def test_downsampling_keeps_the_ends_and_the_extremes_under_the_cap() -> None:
     assert np.all(np.diff(keep) > 0)  # in time order, no repeats
     assert values[keep].min() == values.min() and values[keep].max() == values.max()
     assert downsample(values[:10], 1500).tolist() == list(range(10))  # small: untouched
+
+
+def test_downsampling_picks_each_runs_first_lowest_and_highest_point_with_ties_and_nans() -> None:
+    """All runs at once pick what argmin / argmax of each run pick (the first of equal
+    values); a series with NaNs picks them as argmin / argmax do."""
+
+    def run_by_run(values: np.ndarray, max_points: int) -> list[int]:
+        n = len(values)
+        edges = np.linspace(1, n - 1, (max_points - 2) // 2 + 1).astype(np.intp).tolist()
+        keep = {0, n - 1}
+        for lo, hi in pairwise(edges):
+            if hi > lo:
+                keep |= {lo + int(values[lo:hi].argmin()), lo + int(values[lo:hi].argmax())}
+        return sorted(keep)
+
+    rng = np.random.default_rng(5)
+    prices = np.round(np.cumsum(rng.normal(size=5_000)), 0)  # rounded: many ties
+    flat = np.zeros(3_000)
+    holes = prices.copy()
+    holes[[17, 2_500, 2_501]] = np.nan
+    for values in (prices, flat, holes, prices[:801]):
+        for cap in (10, 100, 800):
+            assert downsample(values, cap).tolist() == run_by_run(values, cap)
 
 
 def test_axis_labels_read_like_a_trader_writes_them() -> None:

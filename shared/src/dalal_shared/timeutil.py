@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
@@ -29,3 +30,15 @@ def to_utc(value: datetime) -> datetime:
 def ist_iso(value: datetime) -> str:
     """A time at an API edge: ISO 8601 in IST (+05:30), whatever zone it was kept in."""
     return to_ist(value).isoformat()
+
+
+def isoformat(value: datetime) -> str:
+    """`value.isoformat()`, remembered: a report writes the same few thousand times again and
+    again (a fill, its decision and its trade share one), and formatting one costs more than
+    looking it up. Keyed by the instant, its UTC offset and its type, which fix the text."""
+    return _isoformat(value, value.utcoffset())
+
+
+@lru_cache(maxsize=16384, typed=True)
+def _isoformat(value: datetime, _offset: timedelta | None) -> str:
+    return value.isoformat()

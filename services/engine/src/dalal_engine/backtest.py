@@ -48,7 +48,7 @@ from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calend
 from dalal_shared.charges import ChargesBreakdown
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES, paise, q4
 from dalal_shared.performance import EquityPoint, Report, compute_paise
-from dalal_shared.timeutil import to_ist
+from dalal_shared.timeutil import isoformat, to_ist
 
 ZERO = Decimal("0")
 ZERO2 = Decimal("0.00")
@@ -104,7 +104,7 @@ class FillRecord:
             "side": self.side,
             "quantity": self.quantity,
             "price": str(self.price),
-            "at": self.at.isoformat(),
+            "at": isoformat(self.at),
             "leg": self.leg,
             "reason": self.reason,
             "charges": str(self.charges),
@@ -131,13 +131,13 @@ class Trade:
     def to_json(self) -> dict[str, Any]:
         return {
             "symbol": self.symbol,
-            "opened_at": self.opened_at.isoformat(),
-            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "opened_at": isoformat(self.opened_at),
+            "closed_at": isoformat(self.closed_at) if self.closed_at else None,
             "quantity": self.quantity,
             "entry_price": str(self.entry_price),
             "exits": [
                 {
-                    "at": e.at.isoformat(),
+                    "at": isoformat(e.at),
                     "quantity": e.quantity,
                     "price": str(e.price),
                     "leg": e.leg,

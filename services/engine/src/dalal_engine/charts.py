@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
-from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -154,13 +153,43 @@ def downsample(values: ArrayLike, max_points: int = MAX_POINTS) -> NDArray[np.in
     if n <= max_points:
         return np.arange(n, dtype=np.intp)
     edges = np.linspace(1, n - 1, (max_points - 2) // 2 + 1).astype(np.intp)
-    keep = [0, n - 1]
-    for lo, hi in pairwise(edges.tolist()):
-        if hi > lo:
+    los, his = edges[:-1], edges[1:]
+    runs = his > los
+    los, his = los[runs], his[runs]
+    if np.isnan(data[1 : n - 1]).any():  # argmin and argmax pick NaNs: run by run
+        keep = [0, n - 1]
+        for lo, hi in zip(los.tolist(), his.tolist(), strict=True):
             run = data[lo:hi]
             keep.extend((lo + int(run.argmin()), lo + int(run.argmax())))
-    out = np.sort(np.asarray(keep, dtype=np.intp))  # np.unique, without importing numpy.ma
+        picked = np.asarray(keep, dtype=np.intp)
+    else:  # all runs at once: the first lowest and first highest point of each
+        picked = np.concatenate(
+            (
+                [0, n - 1],
+                _first_where(data, los, his, np.minimum),
+                _first_where(data, los, his, np.maximum),
+            )
+        ).astype(np.intp)
+    out = np.sort(picked)  # np.unique, without importing numpy.ma
     return out[np.append(True, out[1:] != out[:-1])]
+
+
+def _first_where(
+    data: NDArray[np.float64],
+    los: NDArray[np.intp],
+    his: NDArray[np.intp],
+    extreme: np.ufunc,
+) -> NDArray[np.intp]:
+    """For each run data[lo:hi] (consecutive, non-empty), the index of its first value equal
+    to the run's `extreme` (np.minimum or np.maximum): argmin / argmax of every run at once."""
+    span = data[los[0] : his[-1]]
+    starts = los - los[0]
+    best = extreme.reduceat(span, starts)
+    run_of = np.repeat(np.arange(len(los)), his - los)
+    hits = np.flatnonzero(span == best[run_of])
+    first = hits[np.append(True, run_of[hits][1:] != run_of[hits][:-1])]
+    out: NDArray[np.intp] = first + los[0]
+    return out
 
 
 # ---------------------------------------------------------------- SVG pieces

@@ -8,15 +8,17 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_engine.backtest import BacktestResult, BacktestSettings, Trade
+from dalal_engine.backtest import BacktestResult, BacktestSettings, EquityCurve, Trade
 from dalal_engine.charts import (
     ENTRY_COLOUR,
     EXIT_COLOUR,
@@ -57,10 +59,7 @@ def write_report(
     page also draws each symbol's price with its trades."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
-    data["equity_curve"] = [
-        {"at": p.at.isoformat(), "equity": str(p.equity), "gross_exposure": str(p.gross_exposure)}
-        for p in result.equity
-    ]
+    data["equity_curve"] = equity_curve_json(result.curve)
     json_path = out_dir / "result.json"
     # compact: the C encoder (an `indent` sends json to its pure-Python one, 5-10x slower on a
     # curve of a few hundred thousand points); `jq .` or `python -m json.tool` pretty-prints
@@ -68,6 +67,30 @@ def write_report(
     html_path = out_dir / "report.html"
     html_path.write_text(report_page(result, bars))
     return json_path, html_path
+
+
+def equity_curve_json(curve: EquityCurve) -> list[dict[str, str]]:
+    """`result.json`'s equity curve: each point's time (ISO 8601, UTC), equity and gross
+    exposure (rupees, to the paisa), as `EquityPoint`s give them, straight from the curve's
+    arrays (the times formatted by numpy at once, each distinct amount once)."""
+    times = np.datetime_as_string(curve.close_seconds.astype("datetime64[s]"), unit="s")
+    rupees: dict[int, str] = {}
+
+    def text(paise: int) -> str:
+        value = rupees.get(paise)
+        if value is None:
+            value = rupees[paise] = str(Decimal(paise).scaleb(-2))
+        return value
+
+    return [
+        {"at": f"{at}+00:00", "equity": text(equity), "gross_exposure": text(exposure)}
+        for at, equity, exposure in zip(
+            times.tolist(),
+            curve.equity_paise.tolist(),
+            curve.exposure_paise.tolist(),
+            strict=True,
+        )
+    ]
 
 
 def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = None) -> str:
@@ -199,8 +222,16 @@ def _tone(value: float | Decimal | None) -> str:
     return "gain" if value > 0 else "loss"
 
 
+@lru_cache(maxsize=16384)
 def _ist(at: datetime) -> str:
+    """The time in IST as the report shows it (remembered: a trade's times show in its row and
+    on its chart's markers, and strftime is slow). Equal instants give the same text."""
     return f"{to_ist(at):%d %b %Y %H:%M}"
+
+
+@lru_cache(maxsize=16384)
+def _ist_day(at: datetime) -> str:
+    return f"{to_ist(at):%d %b}"
 
 
 def _subtitle(result: BacktestResult) -> str:
@@ -443,7 +474,7 @@ def _trades_table(trades: Sequence[Trade], *, open_trades: bool) -> str:
 
 def _trade_row(trade: Trade, is_open: bool) -> str:
     exits = "; ".join(
-        f"{e.leg} {e.quantity} @ {format_inr(float(e.price), 2)} ({to_ist(e.at):%d %b})"
+        f"{e.leg} {e.quantity} @ {format_inr(float(e.price), 2)} ({_ist_day(e.at)})"
         for e in trade.exits
     )
     cost = trade.entry_price * trade.quantity
@@ -465,7 +496,15 @@ def _trade_row(trade: Trade, is_open: bool) -> str:
 
 def _cell(css: str, text: str) -> str:
     attribute = f" class='{css.strip()}'" if css.strip() else ""
-    return f"<td{attribute}>{html.escape(text)}</td>"
+    return f"<td{attribute}>{_escape(text)}</td>"
+
+
+_SPECIAL = re.compile("[&<>\"']")
+
+
+def _escape(text: str) -> str:
+    """`html.escape`, skipped for the many cells (figures, dates) with nothing to escape."""
+    return html.escape(text) if _SPECIAL.search(text) else text
 
 
 _STYLE = """

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_engine.timing import day_of_number
 from dalal_shared.calendar import NseCalendar, nse_calendar
-from dalal_shared.timeutil import ensure_aware, to_ist
+from dalal_shared.timeutil import ensure_aware, isoformat, to_ist
 
 MANUAL = "manual"  # the strategy name of orders sent by hand through the engine
 
@@ -92,7 +92,7 @@ class RiskDecision:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "at": self.at.isoformat(),
+            "at": isoformat(self.at),
             "strategy": self.strategy,
             "symbol": self.symbol,
             "action": self.action,
