@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from dalal_shared.cli_main import entry_point_in, find_entry_point
+import pytest
+
+from dalal_shared.cli_main import entry_point_in, find_entry_point, main
 
 
 def test_every_installed_dalal_command_is_found_as_importlib_metadata_finds_it() -> None:
@@ -33,3 +37,19 @@ def test_the_first_distribution_on_the_path_wins_and_other_groups_do_not_count(
     assert find_entry_point("hello", paths) == "one.cli:run"
     assert find_entry_point("bye", paths) == "three.cli:app"
     assert entry_point_in("[console_scripts]\nhello = x:y\n", "dalal.cli", "hello") is None
+
+
+def test_a_plugin_command_runs_with_one_blas_thread_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for preset, want in ((None, "1"), ("4", "4")):
+        if preset is None:
+            monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+        else:
+            monkeypatch.setenv("OPENBLAS_NUM_THREADS", preset)
+        monkeypatch.setattr(sys, "argv", ["dalal", "backtest", "--help"])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0
+        assert "--data-dir" in capsys.readouterr().out  # the backtest command answered
+        assert os.environ["OPENBLAS_NUM_THREADS"] == want
