@@ -13,12 +13,17 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
+from dalal_shared.bus import dlq_name
+from dalal_shared.messages import Envelope, KillSwitchReleased
+from dalal_shared.streams import SYSTEM_EVENTS
 from dalal_shared.testing import free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -54,7 +59,12 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         wait_until(lambda: "Dalal is running" in out.read_text(), timeout=120, message="stack up")
         assert url["console"] in out.read_text()  # `dalal run` says where the console is
         key = (tmp_path / "var" / "api_key").read_text().strip()
-        yield {"url": url, "key": key, "auth": {"Authorization": f"Bearer {key}"}}
+        yield {
+            "url": url,
+            "key": key,
+            "auth": {"Authorization": f"Bearer {key}"},
+            "redis_url": f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}/0",
+        }
     finally:
         proc.terminate()
         try:
@@ -77,6 +87,11 @@ def _shots(tmp_path: Path) -> Path:
     folder = Path(where) if where else tmp_path / "shots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _shoot(page: Any, path: Path) -> None:
+    page.evaluate("window.scrollTo(0, 0); document.querySelectorAll('.flash').forEach(f => f.remove())")
+    page.screenshot(path=str(path), full_page=True)
 
 
 def _confirm(page: Any) -> None:
@@ -117,7 +132,7 @@ def test_the_trading_day_in_a_browser(stack: dict[str, Any], browser: Any, tmp_p
     expect(page.locator("body")).to_contain_text("logged in as")
     page.goto(console + "/")
     expect(page.locator(".card", has_text="Kite session")).to_contain_text("valid")
-    page.screenshot(path=str(shots / "today.png"), full_page=True)
+    _shoot(page, shots / "today.png")
 
     # -- a fill appears live: the orders page is open, someone else's order fills
     page.goto(console + "/orders")
@@ -132,7 +147,33 @@ def test_the_trading_day_in_a_browser(stack: dict[str, Any], browser: Any, tmp_p
     assert page.evaluate("window.__notReloaded") is True  # no reload: the event did it
     page.locator("#orders a", has_text="elsewhere-1").click()
     expect(page.locator("#audit-result")).to_contain_text("fill 1 @")
-    page.screenshot(path=str(shots / "orders.png"), full_page=True)
+    expect(page.locator("#fills")).to_contain_text("elsewhere-1")
+
+    # -- a LIMIT order below the market rests open: modify its price, then cancel it
+    paid = Decimal(api("GET", "broker", "/orders/elsewhere-1")["average_price"])
+    tick = Decimal("0.05")
+    limit = (paid * Decimal("0.95") / tick).to_integral_value() * tick
+    page.fill("#hand-symbol", "INFY")
+    page.fill("#hand-qty", "1")
+    page.fill("#hand-price", str(limit))
+    page.click("#hand-form button[type=submit]")
+    resting = page.locator("#open-orders tr", has_text="LIMIT")
+    expect(resting).to_contain_text("OPEN", timeout=60_000)
+    coid = resting.locator("td").first.inner_text()
+    lower = limit - Decimal("1")
+    resting.locator("input[aria-label='new price']").fill(str(lower))
+    resting.locator("button", has_text="Modify").click()
+    wait_until(
+        lambda: Decimal(api("GET", "broker", f"/orders/{coid}")["price"]) == lower,
+        timeout=60,
+        message="the new price at the broker",
+    )
+    resting = page.locator("#open-orders tr", has_text=coid)
+    resting.locator("button", has_text="Cancel").click()
+    _confirm(page)
+    expect(page.locator("#orders tr", has_text=coid)).to_contain_text("CANCELLED", timeout=60_000)
+    expect(page.locator("#open-orders")).to_have_count(0)
+    _shoot(page, shots / "orders.png")
 
     # -- engage the kill switch (with confirmation), then an order by hand is refused
     page.goto(console + "/")
@@ -163,7 +204,7 @@ def test_the_trading_day_in_a_browser(stack: dict[str, Any], browser: Any, tmp_p
     expect(page.locator("#enable-sim-demo-sma")).to_be_visible()
     assert api("GET", "engine", "/engine/status")["strategies"]["sim-demo-sma"]["enabled"] is False
     expect(page.locator("#decisions")).to_be_visible()
-    page.screenshot(path=str(shots / "strategies.png"), full_page=True)
+    _shoot(page, shots / "strategies.png")
 
     # -- a bad backtest gets a clear message, a good one runs; open its report
     page.goto(console + "/backtests")
@@ -188,12 +229,33 @@ def test_the_trading_day_in_a_browser(stack: dict[str, Any], browser: Any, tmp_p
     expect(page.locator("#runs tbody tr").first).to_contain_text("done", timeout=120_000)
     page.click("#cmp-form button[type=submit]")
     expect(page.locator("#cmp-result")).to_contain_text("total_pnl_rupees")
-    page.screenshot(path=str(shots / "backtests.png"), full_page=True)
+    # a sweep over two points of the same range, ranked, with its best point's report
+    page.fill("#sw-grid", '{"fast_bars": [5, 10], "slow_bars": [30]}')
+    page.click("#sw-form button[type=submit]")
+    expect(page.locator("#sweeps tbody tr").first).to_contain_text("done", timeout=120_000)
+    expect(page.locator("#sweeps tbody tr").first).to_contain_text("2/2")
+    expect(page.locator("#live")).to_have_text("live")  # the page's event stream held
+    _shoot(page, shots / "backtests.png")
 
+    # -- reconcile on demand; a dead letter listed and replayed
+    bus = redis.Redis.from_url(stack["redis_url"])
+    stranded = KillSwitchReleased(released_by="ops")
+    fields: dict[str, Any] = Envelope.wrap(stranded, source="test").to_fields()
+    fields |= {"dlq_stream": SYSTEM_EVENTS, "dlq_entry_id": "1-0", "dlq_group": "engine",
+               "dlq_error": "boom", "dlq_reason": "failed", "dlq_deliveries": "5",
+               "dlq_failures": "5", "dlq_lossless": "1",
+               "dlq_at": "2024-01-02T04:00:00+00:00"}  # fmt: skip
+    bus.xadd(dlq_name(SYSTEM_EVENTS), fields)
     page.goto(console + "/reconcile")
     expect(page.locator("main")).to_contain_text("Ledger against the broker")
+    page.click("#reconcile-broker")
+    expect(page.locator("#reconcile-broker-result")).to_contain_text("clean", timeout=60_000)
+    expect(page.locator("#dlq")).to_contain_text("KillSwitchReleased")
+    _shoot(page, shots / "reconcile.png")
+    page.locator("#dlq button", has_text="Replay").click()
+    _confirm(page)
     expect(page.locator("main")).to_contain_text("no dead letters")
-    page.screenshot(path=str(shots / "reconcile.png"), full_page=True)
+    assert bus.xlen(dlq_name(SYSTEM_EVENTS)) == 0
     assert errors == []
 
     # -- a phone: every page fits the screen's width (tables scroll inside their card)
@@ -211,5 +273,5 @@ def test_the_trading_day_in_a_browser(stack: dict[str, Any], browser: Any, tmp_p
         assert overflow <= 1, f"{path} is {overflow}px wider than a phone"
     small.goto(console + "/")
     expect(small.locator(".card", has_text="Kill switch")).to_be_visible()
-    small.screenshot(path=str(shots / "today-phone.png"), full_page=True)
+    _shoot(small, shots / "today-phone.png")
     phone.close()

@@ -97,6 +97,8 @@ def test_a_backtest_job_runs_on_the_worker_like_the_backtester(
         return body if body["status"] == "done" else None
 
     done = wait_until(finished, timeout=120, message="the backtest job done")
+    listed = client.get("/backtests", params={"limit": 5}).json()  # the console's list
+    assert [j["id"] for j in listed] == [job_id] and listed[0]["summary"] == done["summary"]
     progress = done["progress"]
     assert progress["bars_done"] == progress["bars_total"] > 50  # bar times
     assert progress["eta_seconds"] == 0

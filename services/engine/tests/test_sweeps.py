@@ -145,6 +145,8 @@ def test_a_sweep_runs_on_two_workers_like_one_process_and_serves_its_best_report
     expected = sweeps.ranked(local, "sharpe")
     assert [r["params"] for r in done["results"]] == [t["params"] for t in expected]
     assert done["best"]["params"] == expected[0]["params"]
+    listed = httpx.get(f"{url}/sweeps", params={"top": 1}, headers=AUTH).json()
+    assert [(s["id"], s["status"], len(s["results"])) for s in listed] == [(sid, "done", 1)]
     assert 1 <= len(done["workers"]) <= 2
     page = httpx.get(f"{url}{done['links']['html']}", headers=AUTH)
     assert page.status_code == 200 and "<svg" in page.text

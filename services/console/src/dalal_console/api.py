@@ -176,6 +176,21 @@ async def compare(
     return views.compare_runs(ja, jb)
 
 
+@router.get("/reconcile/last", summary="Each book's last completed reconciliation")
+async def reconcile_last(request: Request) -> dict[str, Any]:
+    up = request.app.state.upstreams
+
+    async def last(scope: str) -> dict[str, Any]:
+        try:
+            answer = await up.call(scope, "GET", "/metrics")
+        except Unreachable as exc:
+            return {"scope": scope, "error": "service_unavailable", "message": str(exc)}
+        return views.last_reconcile(answer.body.decode("utf-8", "replace"), scope)
+
+    broker, portfolio = await asyncio.gather(last("broker"), last("portfolio"))
+    return {"broker": broker, "portfolio": portfolio}
+
+
 def _dead_letters(request: Request) -> DeadLetters:
     return DeadLetters(request.app.state.sync_redis)
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dalal_console import pages
 from dalal_console.api import router
 from dalal_console.config import ConsoleSettings
+from dalal_console.events import READ_TIMEOUT_SECONDS
 from dalal_console.sessions import COOKIE_NAME, CSRF_HEADER, SessionSigner
 from dalal_console.upstream import SERVICES, Upstreams
 from dalal_shared.errors import NotFoundError
@@ -153,7 +154,9 @@ def build_app(settings: ConsoleSettings) -> FastAPI:
         settings.key(),
         timeout=settings.upstream_timeout_seconds,
     )
-    async_redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2)
+    async_redis = aioredis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=READ_TIMEOUT_SECONDS
+    )
     sync_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
 
     @asynccontextmanager

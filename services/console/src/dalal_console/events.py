@@ -18,7 +18,10 @@ import redis.asyncio as aioredis
 from dalal_shared.streams import ENGINE_DECISIONS, ORDERS_EVENTS, PORTFOLIO_EVENTS, SYSTEM_EVENTS
 
 EVENT_STREAMS = (ORDERS_EVENTS, PORTFOLIO_EVENTS, SYSTEM_EVENTS, ENGINE_DECISIONS)
-HEARTBEAT_MS = 15_000
+HEARTBEAT_MS = 10_000
+# the client reading the streams waits this long for an answer: longer than a blocked XREAD
+# (redis-py's own default, 5 s, would end every quiet read in a timeout: "bus down")
+READ_TIMEOUT_SECONDS = HEARTBEAT_MS / 1000 + 10
 
 
 def _text(value: Any) -> str:

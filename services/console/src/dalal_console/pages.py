@@ -12,7 +12,7 @@ PAGES: dict[str, str] = {
     "/": "Today",
     "/orders": "Positions & orders",
     "/strategies": "Strategies",
-    "/backtests": "Backtests",
+    "/backtests": "Backtests & sweeps",
     "/reconcile": "Reconcile & DLQ",
 }
 PAGE_IDS = {"/": "today", "/orders": "orders", "/strategies": "strategies",

@@ -26,8 +26,8 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "portfolio", r"/portfolio|/positions|/trades|/performance|/equity-curve|/reconcile"),
     ("GET", "engine", r"/engine/status|/engine/orders/[\w.:-]+|/strategies|/signals"),
     ("GET", "engine", r"/backtests|/backtests/[\w-]+|/backtests/[\w-]+/report\.(json|html)"),
-    ("GET", "engine", r"/sweeps/[\w-]+|/sweeps/[\w-]+/report\.(json|html)"),
-    ("POST", "engine", r"/engine/(start|pause|resume|flatten)|/engine/orders|/backtests"),
+    ("GET", "engine", r"/sweeps|/sweeps/[\w-]+|/sweeps/[\w-]+/report\.(json|html)"),
+    ("POST", "engine", r"/engine/(start|pause|resume|flatten)|/engine/orders|/backtests|/sweeps"),
     ("POST", "engine", r"/strategies/[\w.-]+/(enable|disable)"),
     ("GET", "data", r"/feed|/coverage|/jobs"),
 )

@@ -137,3 +137,28 @@ def audit_trail(intent: Any, order: Any, decisions: Any, client_order_id: str) -
         "decisions": mine,
         "steps": steps,
     }
+
+
+RECONCILE_AT = "dalal_reconcile_last_run_timestamp_seconds"
+RECONCILE_BREAKS = "dalal_reconcile_breaks"
+
+
+def last_reconcile(metrics_text: str, scope: str) -> dict[str, Any]:
+    """When a service last completed a reconciliation and with how many breaks, read from its
+    Prometheus exposition (what `dalal status` shows); `at` None when it never ran."""
+    values: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        for metric in (RECONCILE_AT, RECONCILE_BREAKS):
+            if line.startswith(f'{metric}{{scope="{scope}"}} '):
+                try:
+                    values[metric] = float(line.rsplit(" ", 1)[1])
+                except ValueError:
+                    continue
+    at = values.get(RECONCILE_AT)
+    if not at:
+        return {"scope": scope, "at": None, "breaks": None}
+    return {
+        "scope": scope,
+        "at": datetime.fromtimestamp(at, IST).isoformat(),
+        "breaks": int(values.get(RECONCILE_BREAKS, 0)),
+    }

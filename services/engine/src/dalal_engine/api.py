@@ -352,6 +352,21 @@ async def create_sweep(request: Request, body: Annotated[Any, Body()]) -> JSONRe
     return JSONResponse(_sweep_view(await _sweep(request, sweep_id), 20), status_code=202)
 
 
+@sweeps_router.get("", summary="The latest sweeps, newest first (progress and the top results)")
+async def list_sweeps(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    top: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 5,
+) -> list[dict[str, Any]]:
+    store = request.app.state.live.store
+
+    def load() -> list[dict[str, Any]]:
+        found = (store.sweep(i) for i in store.sweep_ids(limit))
+        return [s for s in found if s is not None]
+
+    return [_sweep_view(s, top) for s in await asyncio.to_thread(load)]
+
+
 @sweeps_router.get("/{sweep_id}", summary="Progress, the ranked results and (when done) the best")
 async def get_sweep(
     request: Request, sweep_id: str, top: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 20

@@ -788,6 +788,16 @@ class EngineStore(db.SqlStore):
         out["trials"] = [_trial(t) for t in trials]
         return out
 
+    def sweep_ids(self, limit: int) -> list[str]:
+        """The latest sweeps' ids, newest first."""
+        query = (
+            sa.select(sweeps_t.c.id)
+            .order_by(sweeps_t.c.created_at.desc(), sweeps_t.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            return [row.id for row in c.execute(query)]
+
     def start_trial(
         self, sweep_id: str, n: int, worker: str, at: datetime
     ) -> dict[str, Any] | None:

@@ -100,6 +100,14 @@ const money = (v) => (v === null || v === undefined || v === "" ? "-" :
 const sign = (v) => (Number(v) > 0 ? "pos" : Number(v) < 0 ? "neg" : "");
 const when = (iso) => (iso ? String(iso).replace("T", " ").replace(/\.\d+/, "").replace("+05:30", " IST") : "");
 
+// a figure as people read it: money and counts as given, long fractions to 6 significant digits
+function figure(v) {
+  if (v === null || v === undefined) return "";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+  if (typeof v === "string" && /^-?\d+\.\d{7,}$/.test(v)) return String(Number(Number(v).toPrecision(6)));
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
 function card(title, ...body) {
   return el("section", { class: "card" }, el("h2", {}, title), ...body);
 }
@@ -246,6 +254,7 @@ function modifyForm(order, refresh) {
 
 async function showAudit(coid) {
   const box = $("#audit-result");
+  box.scrollIntoView({ block: "nearest" });
   const r = await api("GET", `/api/audit/${encodeURIComponent(coid)}`);
   if (!r.ok) { box.replaceChildren(el("p", { class: "error" }, errText(r))); return; }
   box.replaceChildren(
@@ -253,14 +262,21 @@ async function showAudit(coid) {
     table([["when", (s) => when(s.at)], ["who", (s) => s.who], ["what", (s) => s.what], ["detail", (s) => s.detail]], r.data.steps));
 }
 
-async function pageOrders() {
-  const [pos, orders, book] = await Promise.all([
-    api("GET", "/api/portfolio/positions"), api("GET", "/api/broker/orders?limit=200"), api("GET", "/api/portfolio/portfolio")]);
-  const refresh = debounced(pageOrders);
-  const positions = (pos.data && pos.data.positions) || [];
-  const all = Array.isArray(orders.data) ? orders.data : [];
-  const open = all.filter((o) => OPEN.has(o.status));
-  const handSymbol = el("input", { id: "hand-symbol", required: true, pattern: "[A-Z0-9&_.-]+", placeholder: "INFY", "aria-label": "symbol" });
+// a part of a page that live data replaces; left alone while the person is typing in it (it is
+// brought up to date when they leave it)
+function fill(id, ...nodes) {
+  const box = document.getElementById(id);
+  if (!box) return;
+  if (document.activeElement && document.activeElement !== document.body && box.contains(document.activeElement)) {
+    box.dataset.stale = "1";
+    return;
+  }
+  delete box.dataset.stale;
+  box.replaceChildren(...nodes);
+}
+
+function setupOrders() {
+  const handSymbol = el("input", { id: "hand-symbol", required: true, pattern: "[A-Za-z0-9&_.-]+", placeholder: "INFY", "aria-label": "symbol" });
   const handQty = el("input", { id: "hand-qty", type: "number", min: "1", step: "1", required: true, value: "1", "aria-label": "quantity" });
   const handSide = el("select", { id: "hand-side", "aria-label": "side" }, el("option", {}, "BUY"), el("option", {}, "SELL"));
   const handProduct = el("select", { id: "hand-product", "aria-label": "product" }, el("option", {}, "CNC"), el("option", {}, "MIS"));
@@ -274,35 +290,53 @@ async function pageOrders() {
     const out = $("#hand-result");
     if (r.ok) out.replaceChildren(el("span", { class: "pos" }, `${body.client_order_id}: ${r.data.status}`));
     else out.replaceChildren(el("span", { class: "error", id: "hand-refused" }, `Refused: ${errText(r)}`));
-    refresh();
+    refreshOrders();
   } } }, handSide, handQty, handSymbol, handProduct, handPrice, el("button", { type: "submit" }, "Send"), el("span", { id: "hand-result" }));
   const auditInput = el("input", { id: "audit-id", placeholder: "client_order_id", required: true, "aria-label": "client_order_id" });
   main(el("h1", {}, "Positions & orders"),
-    card("Positions",
-      pos.ok ? table([["symbol", (p) => p.symbol], ["product", (p) => p.product], ["qty", (p) => p.quantity],
-        ["avg", (p) => money(p.average_price)], ["last", (p) => money(p.last_price)],
-        ["unrealised", (p) => money(p.unrealised_pnl), (p) => sign(p.unrealised_pnl)],
-        ["since", (p) => when(p.opened_at)]], positions, "no open positions", { id: "positions" })
-        : el("p", { class: "error" }, errText(pos)),
-      book.ok ? el("p", { class: "muted" }, `equity ${money(book.data.equity)} · cash ${money(book.data.cash)} · unrealised ${money(book.data.unrealised)}`) : null),
+    card("Positions", el("div", { id: "positions-box" }, el("p", { class: "muted" }, "Loading…"))),
     card("Order by hand (through the engine's risk manager)", handForm),
-    card("Open orders",
-      table([["order", (o) => o.client_order_id], ["side", (o) => o.side], ["qty", (o) => `${o.filled_quantity}/${o.quantity}`],
-        ["symbol", (o) => o.symbol], ["type", (o) => o.order_type], ["price", (o) => o.price || o.trigger_price || "-"],
-        ["status", (o) => o.status],
-        ["", (o) => el("div", { class: "row" }, modifyForm(o, refresh),
-          action("Cancel", { method: "DELETE", path: `/api/broker/orders/${encodeURIComponent(o.client_order_id)}`, confirm: `Cancel ${o.client_order_id}?`, done: refresh }))]],
-      open, "no open orders", { id: "open-orders" })),
-    card("Orders (newest first)",
-      orders.ok ? table([["when", (o) => when(o.created_at)], ["order", (o) => el("a", { href: "#audit", on: { click: () => showAudit(o.client_order_id) } }, o.client_order_id)],
-        ["side", (o) => o.side], ["symbol", (o) => o.symbol], ["qty", (o) => o.quantity], ["filled", (o) => o.filled_quantity],
-        ["avg price", (o) => money(o.average_price)], ["status", (o) => o.status, (o) => (o.status === "REJECTED" ? "neg" : o.status === "COMPLETE" ? "pos" : "")],
-        ["reason", (o) => o.reason || o.message || ""]], all, "no orders yet", { id: "orders" })
-        : el("p", { class: "error" }, errText(orders))),
+    card("Open orders", el("div", { id: "open-box" })),
+    card("Orders (newest first)", el("div", { id: "orders-box" })),
+    card("Fills (newest first)", el("div", { id: "fills-box" })),
     card("Audit trail of one order",
       el("form", { id: "audit-form", class: "inline", on: { submit: (ev) => { ev.preventDefault(); showAudit(auditInput.value.trim()); } } },
         auditInput, el("button", { type: "submit" }, "Show")),
       el("div", { id: "audit-result" })));
+}
+
+async function refreshOrders() {
+  const [pos, orders, book, fills] = await Promise.all([
+    api("GET", "/api/portfolio/positions"), api("GET", "/api/broker/orders?limit=100"), api("GET", "/api/portfolio/portfolio"),
+    api("GET", "/api/broker/trades")]);
+  const trades = ((fills.data && fills.data.trades) || []).slice().reverse().slice(0, 100);
+  const positions = (pos.data && pos.data.positions) || [];
+  const all = Array.isArray(orders.data) ? orders.data : [];
+  const open = all.filter((o) => OPEN.has(o.status));
+  fill("positions-box",
+    pos.ok ? table([["symbol", (p) => p.symbol], ["product", (p) => p.product], ["qty", (p) => p.quantity],
+      ["avg", (p) => money(p.average_price)], ["last", (p) => money(p.last_price)],
+      ["unrealised", (p) => money(p.unrealised_pnl), (p) => sign(p.unrealised_pnl)],
+      ["since", (p) => when(p.opened_at)]], positions, "no open positions", { id: "positions" })
+      : el("p", { class: "error" }, errText(pos)),
+    book.ok ? el("p", { class: "muted" }, `equity ${money(book.data.equity)} · cash ${money(book.data.cash)} · unrealised ${money(book.data.unrealised)}`) : "");
+  fill("open-box",
+    table([["order", (o) => o.client_order_id], ["side", (o) => o.side], ["qty", (o) => `${o.filled_quantity}/${o.quantity}`],
+      ["symbol", (o) => o.symbol], ["type", (o) => o.order_type], ["price", (o) => o.price || o.trigger_price || "-"],
+      ["status", (o) => o.status],
+      ["", (o) => el("div", { class: "row" }, modifyForm(o, refreshOrders),
+        action("Cancel", { method: "DELETE", path: `/api/broker/orders/${encodeURIComponent(o.client_order_id)}`, confirm: `Cancel ${o.client_order_id}?`, done: refreshOrders }))]],
+    open, "no open orders", { id: "open-orders" }));
+  fill("orders-box",
+    orders.ok ? table([["when", (o) => when(o.created_at)], ["order", (o) => el("a", { href: "#audit-result", on: { click: (ev) => { ev.preventDefault(); showAudit(o.client_order_id); } } }, o.client_order_id)],
+      ["side", (o) => o.side], ["symbol", (o) => o.symbol], ["type", (o) => o.order_type], ["qty", (o) => o.quantity], ["filled", (o) => o.filled_quantity],
+      ["avg price", (o) => money(o.average_price)], ["status", (o) => o.status, (o) => (o.status === "REJECTED" ? "neg" : o.status === "COMPLETE" ? "pos" : "")],
+      ["reason", (o) => o.reason || o.message || ""]], all, "no orders yet", { id: "orders" })
+      : el("p", { class: "error" }, errText(orders)));
+  fill("fills-box",
+    fills.ok ? table([["when", (t) => when(t.filled_at)], ["order", (t) => t.client_order_id], ["side", (t) => t.side],
+      ["symbol", (t) => t.symbol], ["product", (t) => t.product], ["qty", (t) => t.quantity], ["price", (t) => money(t.price)],
+      ["trade", (t) => t.trade_id]], trades, "no fills yet", { id: "fills" }) : el("p", { class: "error" }, errText(fills)));
 }
 
 // ----------------------------------------------------------------------- Strategies
@@ -332,20 +366,9 @@ async function pageStrategies() {
 }
 
 // ----------------------------------------------------------------------- Backtests
-let polling = null;
-
-function progressBar(job) {
-  const pr = job.progress || {};
-  const pct = Math.round((pr.fraction || 0) * 100);
-  const fill = el("span", {}, `${pct}%${pr.eta_seconds ? ` · ${pr.eta_seconds}s left` : ""}`);
-  fill.style.width = `${Math.max(pct, 8)}%`; // the CSSOM, not a style attribute (the CSP allows it)
-  return el("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 }, fill);
-}
-
-async function pageBacktests() {
-  const [runs, st] = await Promise.all([api("GET", "/api/engine/backtests?limit=30"), api("GET", "/api/engine/strategies")]);
-  const jobs = Array.isArray(runs.data) ? runs.data : [];
-  const names = ((st.data && st.data.registered) || []).map((s) => s.name);
+async function setupBacktests() {
+  const st = await api("GET", "/api/engine/strategies");
+  const names = ((st.data && st.data.registered) || []).map((x) => x.name);
   const f = {
     strategy: el("select", { id: "bt-strategy", "aria-label": "strategy" }, names.map((n) => el("option", {}, n))),
     symbols: el("input", { id: "bt-symbols", value: "INFY,TCS", required: true, "aria-label": "symbols" }),
@@ -354,65 +377,130 @@ async function pageBacktests() {
     interval: el("select", { id: "bt-interval", "aria-label": "interval" }, ["day", "15minute", "5minute", "minute", "60minute"].map((n) => el("option", {}, n))),
     params: el("textarea", { id: "bt-params", rows: 2, "aria-label": "parameters (JSON)" }, '{"fast_bars": 10, "slow_bars": 30}'),
   };
+  const common = () => ({ strategy: f.strategy.value, symbols: f.symbols.value.split(",").map((x) => x.trim().toUpperCase()).filter(Boolean),
+    from: f.from.value, to: f.to.value, interval: f.interval.value });
+  const json = (text, what) => {
+    try { return JSON.parse(text || "{}"); } catch (err) { flash(`${what}: not JSON (${err.message})`, "error"); return null; }
+  };
   const form = el("form", { id: "bt-form", class: "stack", on: { submit: async (ev) => {
     ev.preventDefault();
-    let params;
-    try { params = JSON.parse(f.params.value || "{}"); } catch (err) {
-      flash(`parameters: not JSON (${err.message})`, "error"); return;
-    }
-    const body = { strategy: f.strategy.value, symbols: f.symbols.value.split(",").map((s) => s.trim().toUpperCase()).filter(Boolean),
-      from: f.from.value, to: f.to.value, interval: f.interval.value, params };
-    const r = await api("POST", "/api/engine/backtests", body);
+    const params = json(f.params.value, "parameters");
+    if (params === null) return;
+    const r = await api("POST", "/api/engine/backtests", { ...common(), params });
     if (!r.ok) { flash(`Backtest refused: ${errText(r)}`, "error"); return; }
     flash(`Backtest ${r.data.id} queued`, "ok");
-    pageBacktests();
+    refreshBacktests();
   } } },
   el("label", {}, "strategy", f.strategy), el("label", {}, "symbols (comma-separated)", f.symbols),
   el("label", {}, "from", f.from), el("label", {}, "to", f.to), el("label", {}, "interval", f.interval),
   el("label", {}, "parameters (JSON)", f.params), el("button", { type: "submit" }, "Run backtest"));
-  const pickA = el("select", { id: "cmp-a", "aria-label": "run A" }, jobs.filter((j) => j.status === "done").map((j) => el("option", { value: j.id }, `${j.id} ${j.request.strategy}`)));
-  const pickB = el("select", { id: "cmp-b", "aria-label": "run B" }, jobs.filter((j) => j.status === "done").map((j, i) => el("option", { value: j.id, selected: i === 1 }, `${j.id} ${j.request.strategy}`)));
+  const grid = el("textarea", { id: "sw-grid", rows: 2, "aria-label": "grid (JSON: parameter -> values)" }, '{"fast_bars": [5, 10], "slow_bars": [20, 30]}');
+  const objective = el("select", { id: "sw-objective", "aria-label": "objective" },
+    ["sharpe", "sortino", "total_return", "cagr", "profit_factor", "net_pnl", "max_drawdown"].map((n) => el("option", {}, n)));
+  const sweepForm = el("form", { id: "sw-form", class: "stack", on: { submit: async (ev) => {
+    ev.preventDefault();
+    const parsed = json(grid.value, "grid");
+    if (parsed === null) return;
+    const r = await api("POST", "/api/engine/sweeps", { ...common(), grid: parsed, objective: objective.value });
+    if (!r.ok) { flash(`Sweep refused: ${errText(r)}`, "error"); return; }
+    flash(`Sweep ${r.data.id} queued: ${r.data.progress.trials_total} points`, "ok");
+    refreshBacktests();
+  } } }, el("label", {}, "grid (JSON), over the strategy, symbols and range above", grid), el("label", {}, "rank by", objective),
+  el("button", { type: "submit" }, "Run sweep"));
   const compareForm = el("form", { id: "cmp-form", class: "inline", on: { submit: async (ev) => {
     ev.preventDefault();
-    const r = await api("GET", `/api/backtests/compare?a=${encodeURIComponent(pickA.value)}&b=${encodeURIComponent(pickB.value)}`);
-    $("#cmp-result").replaceChildren(r.ok ? table([["metric", (m) => m.metric], ["A", (m) => JSON.stringify(m.a)], ["B", (m) => JSON.stringify(m.b)], ["B − A", (m) => m.b_minus_a ?? ""]], r.data.metrics)
+    const a = $("#cmp-a"), b = $("#cmp-b");
+    if (!a || !b || !a.value || !b.value) { flash("Compare: two finished runs are needed", "error"); return; }
+    const r = await api("GET", `/api/backtests/compare?a=${encodeURIComponent(a.value)}&b=${encodeURIComponent(b.value)}`);
+    $("#cmp-result").replaceChildren(r.ok ? table([["metric", (m) => m.metric], ["A", (m) => figure(m.a)], ["B", (m) => figure(m.b)], ["B − A", (m) => figure(m.b_minus_a), (m) => sign(m.b_minus_a)]], r.data.metrics, "no figures", { id: "cmp-table" })
       : el("p", { class: "error" }, errText(r)));
-  } } }, pickA, pickB, el("button", { type: "submit" }, "Compare"));
+  } } }, el("span", { id: "cmp-picks", class: "row" }), el("button", { type: "submit" }, "Compare"));
+  main(el("h1", {}, "Backtests & sweeps"),
+    card("New backtest", form),
+    card("Runs", el("div", { id: "runs-box" }, el("p", { class: "muted" }, "Loading…"))),
+    card("Compare two runs", compareForm, el("div", { id: "cmp-result" })),
+    card("Parameter sweeps", sweepForm, el("div", { id: "sweeps-box" })));
+}
+
+let polling = null;
+
+function progressBar(job) {
+  const pr = job.progress || {};
+  const pct = Math.round((pr.fraction || 0) * 100);
+  const bar = el("span", {}, `${pct}%${pr.eta_seconds ? ` · ${pr.eta_seconds}s left` : ""}`);
+  bar.style.width = `${Math.max(pct, 8)}%`; // the CSSOM, not a style attribute (the CSP allows it)
+  return el("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100 }, bar);
+}
+
+async function refreshBacktests() {
+  const [runs, sw] = await Promise.all([api("GET", "/api/engine/backtests?limit=30"), api("GET", "/api/engine/sweeps?limit=10&top=3")]);
+  const jobs = Array.isArray(runs.data) ? runs.data : [];
+  const sweeps = Array.isArray(sw.data) ? sw.data : [];
   const pct = (v) => `${(Number(v) * 100).toFixed(2)}%`;
-  const headline = (s) => {
-    const r = (s && s.report) || {};
-    const parts = [`${s ? s.trades : 0} trades`];
+  const headline = (x) => {
+    const r = (x && x.report) || {};
+    const parts = [`${x ? x.trades : 0} trades`];
     if ("total_pnl_rupees" in r) parts.push(`P&L ${money(r.total_pnl_rupees)}`);
     if ("total_return" in r) parts.push(`return ${pct(r.total_return)}`);
     if ("max_drawdown" in r) parts.push(`max DD ${pct(r.max_drawdown)}`);
     if (r.sharpe !== undefined && r.sharpe !== null) parts.push(`Sharpe ${Number(r.sharpe).toFixed(2)}`);
     return parts.join(" · ");
   };
-  main(el("h1", {}, "Backtests"),
-    card("New backtest", form),
-    card("Runs",
-      table([["id", (j) => j.id], ["strategy", (j) => j.request.strategy], ["symbols", (j) => (j.request.symbols || []).join(", ")],
-        ["range", (j) => `${j.request.from} → ${j.request.to} (${j.request.interval})`],
-        ["status", (j) => j.status, (j) => (j.status === "failed" ? "neg" : j.status === "done" ? "pos" : "")],
-        ["progress", (j) => progressBar(j)],
-        ["result", (j) => (j.status === "done" ? el("span", {}, headline(j.summary), " ",
-          el("a", { href: `/api/engine/backtests/${j.id}/report.html`, target: "_blank", rel: "noopener", class: "report-link" }, "report")) : j.error || "")]],
-      jobs, "no backtests yet", { id: "runs" })),
-    card("Compare two runs", compareForm, el("div", { id: "cmp-result" })));
+  fill("runs-box", runs.ok ? table([["id", (j) => j.id], ["strategy", (j) => j.request.strategy], ["symbols", (j) => (j.request.symbols || []).join(", ")],
+    ["range", (j) => `${j.request.from} → ${j.request.to} (${j.request.interval})`],
+    ["status", (j) => j.status, (j) => (j.status === "failed" ? "neg" : j.status === "done" ? "pos" : "")],
+    ["progress", (j) => progressBar(j)],
+    ["result", (j) => (j.status === "done" ? el("span", {}, headline(j.summary), " ",
+      el("a", { href: `/api/engine/backtests/${j.id}/report.html`, target: "_blank", rel: "noopener", class: "report-link" }, "report")) : j.error || "")]],
+  jobs, "no backtests yet", { id: "runs" }) : el("p", { class: "error" }, errText(runs)));
+  const done = jobs.filter((j) => j.status === "done");
+  const pick = (id, selected) => el("select", { id, "aria-label": id === "cmp-a" ? "run A" : "run B" },
+    done.map((j, i) => el("option", { value: j.id, selected: i === selected }, `${j.id.slice(-8)} ${j.request.strategy} ${JSON.stringify(j.request.params)}`)));
+  fill("cmp-picks", pick("cmp-a", 1), pick("cmp-b", 0));
+  fill("sweeps-box", sw.ok ? table([["id", (x) => x.id], ["strategy", (x) => x.request.strategy], ["points", (x) => `${x.progress.trials_done}/${x.progress.trials_total}`],
+    ["status", (x) => x.status, (x) => (x.status === "failed" ? "neg" : x.status === "done" ? "pos" : "")],
+    ["progress", (x) => progressBar(x)],
+    ["best", (x) => (x.results && x.results.length ? `${JSON.stringify(x.results[0].params)} → ${x.objective} ${x.results[0].metrics[x.objective] ?? ""}` : "")],
+    ["report", (x) => (x.links ? el("a", { href: `/api/engine${x.links.html}`, target: "_blank", rel: "noopener" }, "best point's report") : x.error || "")]],
+  sweeps, "no sweeps yet", { id: "sweeps" }) : el("p", { class: "error" }, errText(sw)));
   clearTimeout(polling);
-  if (jobs.some((j) => j.status === "queued" || j.status === "running")) polling = setTimeout(pageBacktests, 1000);
+  const busy = (x) => x.status === "queued" || x.status === "running";
+  if (jobs.some(busy) || sweeps.some(busy)) polling = setTimeout(refreshBacktests, 1000);
 }
 
 // ----------------------------------------------------------------------- Reconcile & DLQ
+function reconcileResult(r) {
+  if (!r.ok) return el("p", { class: "error" }, errText(r));
+  const breaks = Array.isArray(r.data.breaks) ? r.data.breaks : [];
+  return el("div", {},
+    el("p", { class: breaks.length ? "neg" : "pos" }, breaks.length ? `${breaks.length} breaks` : "clean: no breaks"),
+    breaks.length ? el("pre", {}, JSON.stringify(breaks, null, 2)) : null,
+    el("p", { class: "muted" }, Object.entries(r.data).filter(([k]) => k !== "breaks" && typeof r.data[k] !== "object").map(([k, v]) => `${k}: ${v}`).join(" · ")));
+}
+
+function runReconcile(label, service, box) {
+  return el("button", { type: "button", id: `reconcile-${service}`, on: { click: async (ev) => {
+    ev.currentTarget.disabled = true;
+    $(box).replaceChildren(el("p", { class: "muted" }, "checking…"));
+    const r = await api("GET", `/api/${service}/reconcile`);
+    ev.target.disabled = false;
+    $(box).replaceChildren(reconcileResult(r));
+  } } }, label);
+}
+
 async function pageReconcile() {
-  const [br, pf, dlq] = await Promise.all([api("GET", "/api/broker/reconcile"), api("GET", "/api/portfolio/reconcile"), api("GET", "/api/dlq")]);
-  const pre = (r) => (r.ok ? el("pre", {}, JSON.stringify(r.data, null, 2)) : el("p", { class: "error" }, errText(r)));
+  const [last, dlq] = await Promise.all([api("GET", "/api/reconcile/last"), api("GET", "/api/dlq")]);
+  const lastOf = (scope) => {
+    const l = (last.data || {})[scope] || {};
+    if (l.error) return el("p", { class: "error" }, l.message);
+    if (!l.at) return el("p", { class: "muted" }, "not run since the service started");
+    return el("p", { class: l.breaks ? "neg" : "pos" }, `last run ${when(l.at)}: ${l.breaks ? `${l.breaks} breaks` : "clean"}`);
+  };
   const entries = (dlq.data && dlq.data.entries) || [];
-  const breaks = (r) => (r.ok && r.data && Array.isArray(r.data.breaks) ? r.data.breaks.length : null);
   main(el("h1", {}, "Reconcile & DLQ"),
     el("div", { class: "grid" },
-      card("Broker journal against Kite", breaks(br) !== null ? el("p", {}, `${breaks(br)} breaks`) : null, pre(br)),
-      card("Ledger against the broker", pre(pf))),
+      card("Broker journal against Kite", lastOf("broker"), runReconcile("Check now", "broker", "#reconcile-broker-result"), el("div", { id: "reconcile-broker-result" })),
+      card("Ledger against the broker", lastOf("portfolio"), runReconcile("Check now", "portfolio", "#reconcile-portfolio-result"), el("div", { id: "reconcile-portfolio-result" }))),
     card("Dead letters",
       dlq.ok ? el("p", { class: "muted" }, Object.entries(dlq.data.streams || {}).map(([s, n]) => `dlq.${s}: ${n}`).join(" · ") || "no dead-letter queue") : el("p", { class: "error" }, errText(dlq)),
       table([["at", (d) => when(d.at)], ["stream", (d) => d.stream], ["type", (d) => d.type], ["group", (d) => d.group],
@@ -433,14 +521,20 @@ function pageLogin() {
   });
 }
 
-const PAGES = { today: pageToday, orders: pageOrders, strategies: pageStrategies, backtests: pageBacktests, reconcile: pageReconcile };
+const PAGES = {
+  today: { refresh: pageToday },
+  orders: { setup: setupOrders, refresh: refreshOrders },
+  strategies: { refresh: pageStrategies },
+  backtests: { setup: setupBacktests, refresh: refreshBacktests },
+  reconcile: { refresh: pageReconcile },
+};
 
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
   const page = document.body.dataset.page;
   if (page === "login") return pageLogin();
   const logout = $("#logout");
   if (logout) logout.addEventListener("click", async () => { await api("POST", "/api/logout"); location.href = "/login"; });
-  const render = PAGES[page];
+  const { setup, refresh: render } = PAGES[page];
   const refresh = debounced(render, 400);
   onBus((msg) => {
     const text = describe(msg);
@@ -449,6 +543,11 @@ document.addEventListener("DOMContentLoaded", () => {
     if (page === "orders" && msg.stream !== "engine.decisions") refresh();
     if (page === "strategies" && msg.stream === "engine.decisions") refresh();
   });
-  render();
+  // a part left alone while someone typed in it is brought up to date when they leave it
+  document.addEventListener("focusout", () => setTimeout(() => {
+    if (document.querySelector("[data-stale]")) refresh();
+  }, 0));
+  if (setup) await setup();
+  await render();
   startLive();
 });
