@@ -90,7 +90,8 @@ def _shots(tmp_path: Path) -> Path:
 
 
 def _shoot(page: Any, path: Path) -> None:
-    page.evaluate("window.scrollTo(0, 0); document.querySelectorAll('.flash').forEach(f => f.remove())")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.evaluate("document.querySelectorAll('.flash').forEach(f => f.remove())")
     page.screenshot(path=str(path), full_page=True)
 
 
