@@ -284,12 +284,12 @@ class PositionReplay:
     def step(self, fill: Fill) -> FillEffect:
         """Book one fill after every fill stepped before it; what it did to the position."""
         pos = self.pos
-        self.last = fill.sort_key()
+        self.last = (fill.filled_at, fill.trade_id)  # fill.sort_key()
         fill_charge = self._charge(fill).total
         pos.fill_charges[fill.trade_id] = fill_charge
         pos.fills += 1
         pos.last_fill_at = fill.filled_at
-        signed = fill.signed_quantity
+        signed = fill.quantity if fill.side == "BUY" else -fill.quantity
         before = pos.quantity
         remaining = abs(signed)
         closed_qty = 0
@@ -316,16 +316,16 @@ class PositionReplay:
             assert self.cycle is not None
             net = gross - closing_charge - released_entry
             reason = fill.reason or fill.client_order_id
-            exit_ = Exit(
-                trade_id=fill.trade_id,
-                client_order_id=fill.client_order_id,
-                quantity=closed_qty,
-                price=fill.price,
-                at=fill.filled_at,
-                reason=reason,
-                realised_gross=q4(gross),
-                charges=q4(closing_charge + released_entry),
-                realised_net=q4(net),
+            exit_ = Exit(  # positional (a call per closing fill): the fields in order
+                fill.trade_id,
+                fill.client_order_id,
+                closed_qty,
+                fill.price,
+                fill.filled_at,
+                reason,
+                q4(gross),
+                q4(closing_charge + released_entry),
+                q4(net),
             )
             pos.realised_gross += gross
             pos.realised_net += net
@@ -373,15 +373,15 @@ class PositionReplay:
             kind = "closed"
         else:
             kind = "reduced"
-        effect = FillEffect(
-            trade_id=fill.trade_id,
-            kind=kind,
-            quantity_after=pos.quantity,
-            average_price_after=pos.average_price,
-            closed_quantity=closed_qty,
-            realised_gross=q4(gross),
-            charges=q4(round_trip_charges),
-            reason=fill.reason or fill.client_order_id,
+        effect = FillEffect(  # positional (a call per fill): the fields in order
+            fill.trade_id,
+            kind,
+            pos.quantity,
+            pos.average_price,
+            closed_qty,
+            q4(gross),
+            q4(round_trip_charges),
+            fill.reason or fill.client_order_id,
         )
         pos.effects[fill.trade_id] = effect
         pos.realised_gross = q4(pos.realised_gross)

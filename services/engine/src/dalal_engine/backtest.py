@@ -349,21 +349,12 @@ class _Book:
         """One fill through the kernel: cash, the strategy's position, the round trip."""
         coid = order.client_order_id
         account = self.accounts[sym]
-        effect = account.step(
+        effect = account.step(  # trade, client and broker order ids are the client order id
             accounting.Fill(
-                trade_id=coid,
-                client_order_id=coid,
-                broker_order_id=coid,
-                exchange="NSE",
-                symbol=sym,
-                side=order.side.value,
-                product=self.config.product,
-                quantity=got,
-                price=price,
-                filled_at=at,
-                reason=order.reason,
+                coid, coid, coid, "NSE", sym, order.side.value, self.config.product, got, price,
+                at, order.reason,
             )
-        )
+        )  # fmt: skip
         kp = account.pos
         charge = kp.fill_charges[coid]
         record = FillRecord(
