@@ -1,4 +1,5 @@
-"""Bad and oversized input over real HTTP against the four services as processes, over kitesim:
+"""Bad and oversized input over real HTTP against the services (and the console in front of
+them) as processes, over kitesim:
 request-body limits that hold before the body is read, a 4xx with a stable code for every bad
 input issue 23 found, reads that need a key, a 503 while Redis is down, and schemathesis over
 every service's OpenAPI with no unhandled error."""
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "hardening-api-key-0123456789"
 AUTH = bearer(KEY)
-SERVICES = ("broker", "data", "portfolio", "engine")
+SERVICES = ("broker", "data", "portfolio", "engine", "console")
 MB = 1024 * 1024
 
 
@@ -103,6 +104,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 name="engine",
             ),
         }
+        services["console"] = group.start(
+            "dalal_console",
+            {
+                **common,
+                **{f"DALAL_{n.upper()}_URL": services[n].base_url for n in services},
+            },
+            name="console",
+        )
         yield Stack(services, sim)
     finally:
         group.stop_all()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -146,8 +146,11 @@ async def today(request: Request) -> dict[str, Any]:
     }
 
 
+OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 @router.get("/audit/{client_order_id}", summary="One order's story across engine and broker")
-async def audit(client_order_id: str, request: Request) -> dict[str, Any]:
+async def audit(client_order_id: OrderId, request: Request) -> dict[str, Any]:
     up = request.app.state.upstreams
     intent, order, decisions = await asyncio.gather(
         up.get_json("engine", f"/engine/orders/{client_order_id}"),
@@ -226,7 +229,7 @@ async def dlq_replay(body: ReplayBody, request: Request) -> Any:
     return {"replayed": body.dlq_id, "stream": body.stream, "new_ids": published}
 
 
-@router.get("/events", summary="Live bus events (server-sent events)")
+@router.get("/events", include_in_schema=False)  # a stream that never ends: docs/console.md
 async def events(request: Request) -> StreamingResponse:
     return StreamingResponse(
         event_stream(request.app.state.redis, request.is_disconnected),

@@ -30,7 +30,8 @@ NAME = "console"
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 PUBLIC_PATHS = {"/login", "/api/login", "/favicon.ico", *(f"/static/{a}" for a in ASSETS)}
-OPS_PATHS = {"/healthz", "/readyz", "/metrics"}
+# what a person reaches with the session cookie (`/api/...` too)
+SESSION_PAGES = {*pages.PAGES, "/kite-login"}
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -72,7 +73,8 @@ class ConsoleAuth:
             return
         path, method = scope["path"], scope["method"]
         mutating = method in MUTATING_METHODS
-        if path in PUBLIC_PATHS or path in OPS_PATHS:
+        if path in PUBLIC_PATHS or not (path in SESSION_PAGES or path.startswith("/api/")):
+            # the login, assets, probes and docs (and unknown paths, refused behind us)
             if mutating and not _same_origin(scope):
                 await self._refuse(scope, receive, send, 403, "cross_origin", "not from this site")
                 return

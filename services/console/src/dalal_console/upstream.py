@@ -31,7 +31,7 @@ _ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "engine", r"/strategies/[\w.-]+/(enable|disable)"),
     ("GET", "data", r"/feed|/coverage|/jobs"),
 )
-_COMPILED = [(m, s, re.compile(p)) for m, s, p in _ROUTES]
+_COMPILED = [(m, s, re.compile(p, re.ASCII)) for m, s, p in _ROUTES]
 
 
 def allowed(method: str, service: str, path: str) -> bool:
@@ -85,7 +85,7 @@ class Upstreams:
         headers = {"content-type": "application/json"} if body else None
         try:
             resp = await client.request(method, path, params=params, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise Unreachable(service, type(exc).__name__) from None
         return Answer(
             resp.status_code, resp.headers.get("content-type", "application/json"), resp.content
