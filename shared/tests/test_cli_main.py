@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from importlib.metadata import entry_points
@@ -42,6 +43,8 @@ def test_the_first_distribution_on_the_path_wins_and_other_groups_do_not_count(
 def test_a_plugin_command_runs_with_one_blas_thread_unless_the_user_says_otherwise(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Also: loading the command leaves the collector as it found it (its imports frozen)."""
+    monkeypatch.setattr(gc, "freeze", gc.collect)  # this test process keeps collecting all
     for preset, want in ((None, "1"), ("4", "4")):
         if preset is None:
             monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
@@ -53,3 +56,4 @@ def test_a_plugin_command_runs_with_one_blas_thread_unless_the_user_says_otherwi
         assert done.value.code == 0
         assert "--data-dir" in capsys.readouterr().out  # the backtest command answered
         assert os.environ["OPENBLAS_NUM_THREADS"] == want
+        assert gc.isenabled()
