@@ -152,29 +152,52 @@ def _epoch_seconds(dates: Sequence[str]) -> NDArray[np.int64]:
 
 
 def _offset_seconds(dates: Sequence[str]) -> NDArray[np.int64] | None:
-    """`YYYY-MM-DDTHH:MM:SS+HH:MM` times (every one in that form) as epoch seconds, vectorised:
-    the local time parsed by numpy, less its offset. None for any other form."""
+    """`YYYY-MM-DDTHH:MM:SS+HH:MM` times (every one in that form: a real date, a time of day,
+    `T` or a space between) as epoch seconds, from their digits at once; None for any other
+    form (then `datetime.fromisoformat` reads them, or says what is wrong)."""
     text = np.array(dates)
     if text.dtype != np.dtype("<U25"):
         return None
     codes = text.view(np.uint32).reshape(len(text), 25)
-    sign = codes[:, 19]
-    digits = codes[:, [20, 21, 23, 24]] - ord("0")
+    digits = codes[:, _DIGITS].astype(np.int64) - ord("0")  # unsigned wrap-around: huge
+    marks = codes[:, _MARKS]
     if (
-        not (codes[:, 24] != 0).all()  # shorter strings are zero-padded
-        or not ((sign == ord("+")) | (sign == ord("-"))).all()
-        or not (codes[:, 22] == ord(":")).all()
-        or not (digits <= 9).all()  # unsigned: a character below "0" wraps around
+        not ((digits >= 0) & (digits <= 9)).all()
+        or not (marks == _MARK_CODES).all()
+        or not ((codes[:, 10] == ord("T")) | (codes[:, 10] == ord(" "))).all()
+        or not ((codes[:, 19] == ord("+")) | (codes[:, 19] == ord("-"))).all()
     ):
         return None
-    try:
-        local = text.astype("<U19").astype("datetime64[s]").astype(np.int64)
-    except ValueError:
+    d = digits
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    hour, minute, second = (
+        d[:, 8] * 10 + d[:, 9],
+        d[:, 10] * 10 + d[:, 11],
+        d[:, 12] * 10 + d[:, 13],
+    )
+    offset = (d[:, 14] * 10 + d[:, 15]) * 3600 + (d[:, 16] * 10 + d[:, 17]) * 60
+    if (
+        not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all()
+        or not ((hour < 24) & (minute < 60) & (second < 60) & (offset < 86_400)).all()
+    ):
         return None
-    offset = (digits[:, 0] * 10 + digits[:, 1]).astype(np.int64) * 3600
-    offset += (digits[:, 2] * 10 + digits[:, 3]).astype(np.int64) * 60
-    out: NDArray[np.int64] = local - np.where(sign == ord("-"), -offset, offset)
+    first = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
+    month_days = ((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(
+        np.int64
+    )
+    if not (day <= month_days).all():  # 30 February and the like
+        return None
+    days = first.astype("datetime64[D]").astype(np.int64) + day - 1
+    local = days * 86_400 + hour * 3600 + minute * 60 + second
+    out: NDArray[np.int64] = local - np.where(codes[:, 19] == ord("-"), -offset, offset)
     return out
+
+
+# where `YYYY-MM-DDTHH:MM:SS+HH:MM` has its digits, and its fixed separators
+_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24]
+_MARKS = [4, 7, 13, 16, 22]
+_MARK_CODES = np.array([ord(c) for c in "--:::"], dtype=np.uint32)
 
 
 def find_csv(data_dir: Path, interval: str, symbol: str) -> Path | None:
