@@ -110,9 +110,10 @@ def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
         return out
     prev = float(np.mean(tr[:bars]))
     smoothed = [prev]
+    keep, weight = smoothed.append, bars - 1  # hoisted: this loop runs once per bar
     for value in tr[bars:].tolist():  # plain floats: the same IEEE arithmetic, no numpy scalars
-        prev = (prev * (bars - 1) + value) / bars
-        smoothed.append(prev)
+        prev = (prev * weight + value) / bars
+        keep(prev)
     out[bars - 1 :] = smoothed
     return out
 
