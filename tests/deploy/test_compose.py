@@ -30,11 +30,14 @@ EXPECTED_SERVICES = {
     "portfolio",
     "engine",
     "engine-worker",
+    "console",
     "prometheus",
     "alertmanager",
     "grafana",
 }
-DALAL_SERVICES = {"kitesim", "broker", "data", "portfolio", "engine"}
+DALAL_SERVICES = {"kitesim", "broker", "data", "portfolio", "engine", "console"}
+# services with no database of their own
+STATELESS = {"kitesim", "console"}
 # processes without an API: compose name -> (image's SERVICE, module, DALAL_METRICS_PORT)
 WORKERS = {
     "data-worker": ("data", "dalal_data.worker", "8012"),
@@ -168,9 +171,24 @@ def test_depends_on_waits_for_health(rendered_compose: dict[str, Any]) -> None:
         for dep, spec in depends.items():
             assert dep in services, f"{name} depends on unknown {dep}"
             assert spec.get("condition") == "service_healthy", f"{name} -> {dep}: {spec}"
-    for name in (DALAL_SERVICES - {"kitesim"}) | set(WORKERS):
+    for name in (DALAL_SERVICES - STATELESS) | set(WORKERS):
         assert {"redis", "postgres"} <= set(services[name]["depends_on"]), name
-    assert "redis" in services["kitesim"]["depends_on"]
+    for name in STATELESS:
+        assert "redis" in services[name]["depends_on"], name
+
+
+def test_the_console_operates_the_services_from_loopback_with_the_key(
+    rendered_compose: dict[str, Any],
+) -> None:
+    console = rendered_compose["services"]["console"]
+    env = console["environment"]
+    assert _host_ips(console) == ["127.0.0.1"]  # never on every interface by default
+    assert env["DALAL_API_KEY"] == TEST_SECRETS["DALAL_API_KEY"]  # people log in with it
+    assert env["DALAL_PORT"] == "8005"
+    for name, port in (("broker", 8001), ("data", 8002), ("portfolio", 8003), ("engine", 8004)):
+        assert env[f"DALAL_{name.upper()}_URL"] == f"http://{name}:{port}", name
+    assert env["DALAL_PROMETHEUS_URL"] == "http://prometheus:9090"  # alerts firing on Today
+    assert env["DALAL_BROKER_PUBLIC_URL"].startswith("http://127.0.0.1:")  # the browser's view
 
 
 def test_redis_keeps_an_append_only_file_on_a_named_volume(

@@ -17,7 +17,7 @@ from .conftest import ROOT, SECRET_NAME, require_tool
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
-API_SERVICES = {"broker": 8001, "data": 8002, "portfolio": 8003, "engine": 8004}
+API_SERVICES = {"broker": 8001, "data": 8002, "portfolio": 8003, "engine": 8004, "console": 8005}
 WORKERS = {"data-worker": 8012, "scheduler": 8013, "engine-worker": 8014}
 SINGLE_WRITERS = {"broker", "data-ticker", "scheduler", "portfolio"}
 HPA_TARGETS = {"data", "data-worker", "engine-worker"}

@@ -50,7 +50,7 @@ PROBE_RULES = {
     ]
 }
 DALAL = (sys.executable, "-m", "dalal_shared.cli")
-SERVICES = ("kitesim", "broker", "data", "portfolio", "engine")
+SERVICES = ("kitesim", "broker", "data", "portfolio", "engine", "console")
 
 # Grafana's own variables, as Grafana would expand them for a 1 s scrape interval.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "5m"}

@@ -215,7 +215,10 @@ async function pageToday() {
       action("Flatten", { path: "/api/engine/engine/flatten", confirm: "Exit every open position at market, cancel entries, then pause?", done: pageToday, cls: "danger", id: "engine-flatten" })),
     table([["strategy", ([n]) => n], ["kind", ([, s]) => s.strategy], ["entries", ([, s]) => (s.enabled ? "on" : "off")],
            ["P&L today", ([, s]) => money((s.risk || {}).daily_pnl_rupees), ([, s]) => sign((s.risk || {}).daily_pnl_rupees)],
-           ["halted", ([, s]) => ((s.risk || {}).halted_for_the_day ? "yes" : "no")]],
+           ["halted", ([, s]) => ((s.risk || {}).halted_for_the_day ? "yes" : "no")],
+           ["", ([n, s]) => (s.enabled
+             ? action("Pause entries", { path: `/api/engine/strategies/${encodeURIComponent(n)}/disable`, confirm: `No new entries from ${n}? Its exits keep working.`, done: pageToday })
+             : action("Enable", { path: `/api/engine/strategies/${encodeURIComponent(n)}/enable`, done: pageToday }))]],
           strategies, "no strategies configured"));
   const pnlCard = card(`P&L on ${p.day || "today"}`,
     book.error ? el("p", { class: "error" }, `portfolio: ${book.message}`) :
