@@ -47,16 +47,20 @@ def sse(event: str, payload: Any) -> bytes:
 async def event_stream(
     client: aioredis.Redis, disconnected: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[bytes]:
-    """SSE bytes until the page goes away; a Redis outage is reported and retried."""
+    """SSE bytes until the page goes away; a Redis outage is reported and retried. `hello`
+    comes once the stream's starting point is fixed: every entry added after it is sent."""
     last: dict[Any, Any] = {}
     yield b"retry: 2000\n\n"
-    yield sse("hello", {"streams": list(EVENT_STREAMS)})
+    greeted = False
     while not await disconnected():
         try:
-            if not last:  # start at the newest entry of each stream
+            if not last:  # start after the newest entry of each stream
                 for name in EVENT_STREAMS:
                     newest = await client.xrevrange(name, count=1)
                     last[name] = newest[0][0] if newest else "0-0"
+                if not greeted:
+                    greeted = True
+                    yield sse("hello", {"streams": list(EVENT_STREAMS)})
             batches: Any = await client.xread(last, count=200, block=HEARTBEAT_MS)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             yield sse("bus", {"connected": False})
