@@ -30,7 +30,7 @@ from celery import Celery
 
 from dalal_data.tasks import PREMARKET, QUEUE
 from dalal_shared.stack import WORKERS
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import free_port, run_env, wait_until
 
 from .conftest import ROOT, require_tool
 
@@ -253,17 +253,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     prometheus_bin = require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("live-stack")
     workers = _workers()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    for name in SERVICES:
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in (name for name, _, _ in WORKERS):
-        env[_metrics_port_variable(worker)] = str(free_port())
+    env = run_env(tmp / "var")
     (tmp / "strategies.yaml").write_text(STRATEGIES)
     env["DALAL_STRATEGIES_FILE"] = str(tmp / "strategies.yaml")
     env["DALAL_KITESIM_TOKEN_EXPIRY"] = "false"  # one login lasts the whole replay
-    env["COLUMNS"] = "200"
 
     alertmanager_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     alertmanager_port = free_port() if alertmanager_bin else None

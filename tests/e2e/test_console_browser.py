@@ -24,12 +24,11 @@ import redis
 from dalal_shared.bus import dlq_name
 from dalal_shared.messages import Envelope, KillSwitchReleased
 from dalal_shared.streams import SYSTEM_EVENTS
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import run_env, wait_until
 
 pytestmark = pytest.mark.slow
 
 SERVICES = ("broker", "data", "portfolio", "engine", "kitesim", "console")
-WORKERS = ("data-worker", "scheduler", "engine-worker")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 if CHROMIUM is None:  # scripts/install-test-tools.sh installs it (make test)
@@ -39,14 +38,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    for name in SERVICES:
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in WORKERS:
-        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
-    env["COLUMNS"] = "200"
+    env = run_env(tmp_path / "var")
     url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
     out = tmp_path / "run.out"
     proc = subprocess.Popen(

@@ -6,7 +6,6 @@ ledger: the position is closed there with its P&L."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import run_env, wait_until
 
 # `make soak`: a whole stack at a simulated day a minute for minutes; under `make test` it
 # competed with the chaos test for two cores and once stalled past its deadline. The same
@@ -26,19 +25,11 @@ from dalal_shared.testing import free_port, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.soak]
 
 SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
-WORKERS = ("data-worker", "scheduler", "engine-worker")
 SYMBOL = "SBIN"  # outside the default sim strategies' universe: only this test trades it
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    env["DALAL_CONSOLE_PORT"] = str(free_port())  # `dalal run` starts the console too
-    for name in SERVICES:
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in WORKERS:
-        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
+    env = run_env(tmp_path / "var")
     env["DALAL_PROTECTION_CHECK_SECONDS"] = "1"
     return env
 

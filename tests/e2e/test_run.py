@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -13,22 +12,13 @@ import httpx
 import psutil
 import pytest
 
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import run_env, wait_until
 
 SERVICES = ("broker", "data", "portfolio", "engine")
-WORKERS = ("data-worker", "scheduler", "engine-worker")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    env["DALAL_CONSOLE_PORT"] = str(free_port())  # `dalal run` starts the console too
-    for name in (*SERVICES, "kitesim"):
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in WORKERS:
-        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
-    env["COLUMNS"] = "200"
+    env = run_env(tmp_path / "var")
     env.update(extra)
     return env
 

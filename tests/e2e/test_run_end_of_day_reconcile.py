@@ -6,7 +6,6 @@ day-average against FIFO break), as `dalal reconcile` then confirms."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,23 +17,15 @@ import pytest
 import redis
 
 from dalal_shared.messages import Envelope, ReconcileCompleted
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import run_env, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
-WORKERS = ("data-worker", "scheduler", "engine-worker")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    env["DALAL_CONSOLE_PORT"] = str(free_port())  # `dalal run` starts the console too
-    for name in SERVICES:
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in WORKERS:
-        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
+    env = run_env(tmp_path / "var")
     env["DALAL_KITESIM_SESSION_SECONDS"] = "900"  # slow while the orders go in
     env["DALAL_RECONCILE_CONFIRM_SECONDS"] = "5"
     # the broker's 15:20 square-off reaches the journal and the ledger through the trade sweep

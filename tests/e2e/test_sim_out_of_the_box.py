@@ -6,7 +6,6 @@ settings."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,29 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from dalal_shared.testing import free_port, wait_until
+from dalal_shared.testing import run_env, wait_until
 
 pytestmark = pytest.mark.slow
 
 SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
-WORKERS = ("data-worker", "scheduler", "engine-worker")
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
-    env["DALAL_VAR_DIR"] = str(tmp_path / "var")
-    env["DALAL_REDIS_PORT"] = str(free_port())
-    env["DALAL_CONSOLE_PORT"] = str(free_port())  # `dalal run` starts the console too
-    for name in SERVICES:
-        env[f"DALAL_{name.upper()}_PORT"] = str(free_port())
-    for worker in WORKERS:
-        env[f"DALAL_{worker.upper().replace('-', '_')}_METRICS_PORT"] = str(free_port())
-    env["COLUMNS"] = "200"
-    return env
 
 
 def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = run_env(tmp_path / "var")
     url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
     out = tmp_path / "run.out"
     proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from typing import TypeVar
 import httpx
 
 from dalal_shared.embedded import EmbeddedRedis, free_port
+from dalal_shared.stack import StackSettings
 
 T = TypeVar("T")
 
@@ -59,6 +60,20 @@ def wait_until(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {message}; last error {last_exc!r}"
     )
+
+
+def run_env(var_dir: Path) -> dict[str, str]:
+    """The environment of a `dalal run` a test starts: none of the caller's DALAL_* settings,
+    its own var directory, and a free port for every port the stack has (each `*_port` setting
+    of `StackSettings`: Redis, every service, every worker's metrics), so a service added to
+    the stack never meets another test's on a default port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALAL_")}
+    env["DALAL_VAR_DIR"] = str(var_dir)
+    for name in StackSettings.model_fields:
+        if name.endswith("_port"):
+            env[f"DALAL_{name.upper()}"] = str(free_port())
+    env["COLUMNS"] = "200"  # the printed table unwrapped
+    return env
 
 
 class ServiceProcess:
