@@ -15,8 +15,6 @@ PAGES: dict[str, str] = {
     "/backtests": "Backtests & sweeps",
     "/reconcile": "Reconcile & DLQ",
 }
-PAGE_IDS = {"/": "today", "/orders": "orders", "/strategies": "strategies",
-            "/backtests": "backtests", "/reconcile": "reconcile"}  # fmt: skip
 # in the assets' URLs: a new release's script and style are fetched anew, not taken from a cache
 ASSET_VERSION = hashlib.sha256(
     b"".join(p.read_bytes() for p in sorted((Path(__file__).parent / "static").iterdir()))
@@ -47,7 +45,7 @@ def page(path: str, csrf: str, grafana_url: str | None) -> str:
         else ""
     )
     return (
-        _head(title, csrf) + f"<body data-page='{PAGE_IDS[path]}'>"
+        _head(title, csrf) + f"<body data-page='{path.strip('/') or 'today'}'>"
         "<header><span class='brand'>Dalal</span>"
         f"<nav>{links}{grafana}</nav>"
         "<span id='live' class='live' title='live updates'>offline</span>"

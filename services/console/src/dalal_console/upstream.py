@@ -8,6 +8,7 @@ use, nothing that reaches past them (no Kite faults, no seed import, no cash mov
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,6 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body) if self.body else None
 
 
