@@ -338,3 +338,50 @@ def test_an_http_order_is_on_the_bus_too_and_placed_once(
     )
     assert len(kitesim.orders_tagged("http-1")) == 1
     assert broker.order("http-1")["status"] in ("OPEN", "COMPLETE")
+
+
+async def test_orders_sent_together_are_placed_together_each_exactly_once(
+    broker, kitesim: Sim, shared_redis_url
+) -> None:
+    """A minute's orders arrive in one bus read (the engine publishes them at once): the
+    PlaceOrders that open the read are placed side by side, each with its own guards and
+    journal row; a repeated id, and what follows it, go one by one, in order."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(shared_redis_url)
+    coids = [f"together-{n}" for n in range(4)]
+    commands = [
+        PlaceOrder.model_validate(limit_buy(coids[0], symbol="INFY", qty=1, price="9000")),
+        PlaceOrder.model_validate(limit_buy(coids[1], symbol="TCS", qty=1, price="9000")),
+        # worth 90 crore: the value guard refuses it (the others are not held up by it)
+        PlaceOrder.model_validate(limit_buy(coids[2], symbol="SBIN", qty=100_000, price="9000")),
+        PlaceOrder.model_validate(limit_buy(coids[3], symbol="ITC", qty=1, price="9000")),
+    ]
+    again = commands[0]  # a copy of the first: ends the side-by-side run
+    await Publisher(client, source="engine").publish_many(
+        ORDERS_COMMANDS, [*commands, again], atomic=True
+    )
+    await client.aclose()
+
+    def settled() -> list[dict] | None:
+        rows = [broker.get(f"/orders/{c}") for c in coids]
+        if any(r.status_code != 200 or r.json()["status"] == "PENDING" for r in rows):
+            return None
+        return [r.json() for r in rows]
+
+    rows = wait_until(settled, message="all four journaled and answered")
+    assert [r["status"] == "REJECTED" for r in rows] == [False, False, True, False]
+    assert rows[2]["reason"] == "max_order_value"
+    for coid in (coids[0], coids[1], coids[3]):
+        assert len(kitesim.orders_tagged(coid)) == 1
+    assert kitesim.orders_tagged(coids[2]) == []
+
+    def consumed() -> bool:
+        sync = redis.Redis.from_url(shared_redis_url)
+        [(last_id, _)] = sync.xrevrange(ORDERS_COMMANDS, count=1)
+        group = next(g for g in sync.xinfo_groups(ORDERS_COMMANDS) if g["name"] == b"broker")
+        sync.close()
+        return group["last-delivered-id"] == last_id and group["pending"] == 0
+
+    wait_until(consumed, message="every command acknowledged")
+    assert len(kitesim.orders_tagged(coids[0])) == 1  # the copy placed nothing more

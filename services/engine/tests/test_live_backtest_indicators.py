@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dalal_engine import history
-from dalal_engine.live import LiveEngine, _series
+from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore
 from dalal_engine.strategy import BarContext, BarSeries, PositionView
 from dalal_engine.strategyconfig import load_text
@@ -77,7 +77,8 @@ def test_live_history_gives_the_backtesters_indicators_and_decisions(tmp_path: P
         if i == restart_at:
             live = engine(tmp_path)  # the history comes back from the store
         live.on_bar(bar_of(series, i), decide=False)  # the history the live engine decides on
-        held = _series("AXISBANK", live._history[("NSE", "AXISBANK", "15minute")])
+        key = ("NSE", "AXISBANK", "15minute")
+        held = live._series_of(*key, live._history[key])  # what the live loop hands a strategy
         assert held.start[-1] == series.start[i]
         j = len(held) - 1
         for name, strategy in strategies.items():

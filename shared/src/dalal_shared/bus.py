@@ -3,6 +3,10 @@
 Delivery contract (DESIGN.md, "Messages"; docs/architecture.md, "Delivery"):
 
 * `XREADGROUP` in batches -> handle each entry in order -> `XACK` the batch.
+* A handler with a `batch` method (`BatchHandler`) is first offered the batch's entries read
+  for the first time, decoded, all at once (the engine decides a minute's bars in one step);
+  the ids it returns count as handled, the rest (or all of them, when `batch` raises) go
+  through the handler one by one as usual. Redeliveries always go one by one.
 * On start a consumer first re-reads its own pending entries (it may have died mid-batch).
 * Entries that failed stay pending and are retried after `retry_idle_ms`; entries idle for
   `claim_idle_ms` on any consumer (a dead one) are taken over with `XAUTOCLAIM`.
@@ -61,7 +65,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
@@ -80,6 +84,20 @@ from dalal_shared.timeutil import utcnow
 log = get_logger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that may also take a batch at once. `batch` gets the decoded envelopes of the
+    entries a read delivered for the first time (in stream order) and returns the `id`s of
+    those it handled; they are acknowledged with the batch. Anything it leaves out, or every
+    entry when it raises, goes through `__call__` one by one, so `batch` must leave an entry
+    either done or safe to handle again (handlers are idempotent anyway)."""
+
+    async def __call__(self, envelope: Envelope) -> None: ...
+
+    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]: ...
+
 
 DLQ_PREFIX = "dlq."
 DLQ_MAXLEN = 10_000
@@ -405,18 +423,51 @@ class Publisher:
         return envelope
 
     async def publish_many(
-        self, stream: str, messages: Sequence[Message], *, corr: str | None = None
+        self,
+        stream: str,
+        messages: Sequence[Message],
+        *,
+        corr: str | None = None,
+        corrs: Sequence[str | None] | None = None,
+        atomic: bool = False,
     ) -> list[Envelope]:
+        """`messages` in one round trip, in order; `corrs` (one per message) overrides
+        `corr`. `atomic`: as one MULTI/EXEC, so a consumer blocked on the stream wakes once
+        all are there and takes them in one read (else it may wake at the first)."""
+        if corrs is not None and len(corrs) != len(messages):
+            raise ValueError("one corr per message")
         envelopes: list[Envelope] = []
         counts: dict[str, int] = {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message in messages:
-                env, fields = wrap_fields(message, source=self.source, corr=corr)
+        async with self.redis.pipeline(transaction=atomic) as pipe:
+            for n, message in enumerate(messages):
+                env, fields = wrap_fields(
+                    message, source=self.source, corr=corr if corrs is None else corrs[n]
+                )
                 pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
                 envelopes.append(env)
                 counts[env.type] = counts.get(env.type, 0) + 1
             await pipe.execute()
         for type_name, n in counts.items():
+            self._count(stream, type_name, n)
+        return envelopes
+
+    async def publish_entries(
+        self, entries: Sequence[tuple[str, Message, str | None]]
+    ) -> list[Envelope]:
+        """(stream, message, corr) entries, to any streams, in one round trip, in order, as
+        one MULTI/EXEC: a consumer blocked on a stream is woken once all are there and reads
+        them in one batch (a plain pipeline woke it at the first entry, and it read the rest
+        only after handling that one alone)."""
+        envelopes: list[Envelope] = []
+        counts: dict[tuple[str, str], int] = {}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for stream, message, corr in entries:
+                env, fields = wrap_fields(message, source=self.source, corr=corr)
+                pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                envelopes.append(env)
+                counts[(stream, env.type)] = counts.get((stream, env.type), 0) + 1
+            await pipe.execute()
+        for (stream, type_name), n in counts.items():
             self._count(stream, type_name, n)
         return envelopes
 
@@ -734,8 +785,13 @@ class StreamConsumer:
         dead: list[_Dead] = []
         handled: dict[str, int] = {}  # successes per type, counted once per batch
         timings: dict[str, list[float]] = {}  # handler seconds per type, observed per batch
+        decoded: dict[int, Envelope] = {}
+        batched: set[str] = set()  # envelope ids the handler's batch step handled
+        share = 0.0  # its time, per entry
+        if not redelivery and len(entries) > 1 and isinstance(handler, BatchHandler):
+            decoded, batched, share = await self._batch(stream, handler, entries)
         try:
-            for entry_id, (_, fields) in zip(ids, entries, strict=True):
+            for n, (entry_id, (_, fields)) in enumerate(zip(ids, entries, strict=True)):
                 earlier_failures = failures.get(entry_id, 0)
                 if earlier_failures or entry_id in marks:
                     clear.append(entry_id)
@@ -746,9 +802,10 @@ class StreamConsumer:
                 if deliveries > 1:
                     REDELIVERED.labels(stream, group).inc()
                 mark = marks.get(entry_id)
-                envelope: Envelope | None
+                envelope: Envelope | None = decoded.get(n)
                 try:
-                    envelope = decode_envelope(fields)
+                    if envelope is None:
+                        envelope = decode_envelope(fields)
                 except MessageDecodeError as exc:
                     if mark is None:
                         mark = {"error": f"undecodable: {exc}", "reason": "undecodable"}
@@ -792,6 +849,11 @@ class StreamConsumer:
                         HANDLED.labels(stream, group, envelope.type),
                         HANDLER_SECONDS.labels(stream, group, envelope.type),
                     )
+                if envelope.id in batched:
+                    timings.setdefault(envelope.type, []).append(share)
+                    handled[envelope.type] = handled.get(envelope.type, 0) + 1
+                    to_ack.append(entry_id)
+                    continue
                 started = time.perf_counter()
                 try:
                     await handler(envelope)
@@ -858,6 +920,36 @@ class StreamConsumer:
                 await self.redis.xack(stream, group, *to_ack)
         if self.health is not None:
             self.health.beat()
+
+    async def _batch(
+        self, stream: str, handler: BatchHandler, entries: list[tuple[Any, Any]]
+    ) -> tuple[dict[int, Envelope], set[str], float]:
+        """Offer a first delivery's decodable entries to the handler's batch step: the
+        envelopes decoded (by position, reused one by one after), the ids it handled and its
+        time per handled entry. A failure of the step is logged; its entries then go one by
+        one (each failure counted there, as always)."""
+        decoded: dict[int, Envelope] = {}
+        for n, (_, fields) in enumerate(entries):
+            if fields:
+                with contextlib.suppress(MessageDecodeError):  # dead-lettered one by one
+                    decoded[n] = decode_envelope(fields)
+        if len(decoded) < 2:
+            return decoded, set(), 0.0
+        started = time.perf_counter()
+        try:
+            done = await handler.batch(list(decoded.values()))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "bus.batch_failed",
+                stream=stream,
+                group=self.config.group,
+                entries=len(decoded),
+                error=repr(exc)[:500],
+            )
+            return decoded, set(), 0.0
+        return decoded, done, (time.perf_counter() - started) / max(1, len(done))
 
     def _flush_metrics(
         self, stream: str, handled: dict[str, int], timings: dict[str, list[float]]

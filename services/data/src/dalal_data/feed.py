@@ -373,23 +373,32 @@ class Feed:
             await self.publish_bars(bars)
 
     async def publish_bars(self, bars: list[OpenBar]) -> None:
+        """The bars some ticks closed, in one round trip (at a minute's close: one per symbol
+        and interval), the shortest interval first, each with the corr of its closing tick."""
         exchange_of = {sym: ex for ex, sym in self.names.values()}
-        for b in bars:
-            await self.publisher.publish(
-                bars_stream(b.interval),
-                Bar(
-                    exchange=exchange_of.get(b.symbol, "NSE"),
-                    symbol=b.symbol,
-                    interval=b.interval,
-                    start=b.start,
-                    open=b.open,
-                    high=b.high,
-                    low=b.low,
-                    close=b.close,
-                    volume=b.volume,
-                ),
-                corr=b.corr,
-            )
+        order = {interval: n for n, interval in enumerate(self.builder.intervals)}
+        ordered = sorted(bars, key=lambda b: order.get(b.interval, len(order)))  # stable
+        await self.publisher.publish_entries(
+            [
+                (
+                    bars_stream(b.interval),
+                    Bar(
+                        exchange=exchange_of.get(b.symbol, "NSE"),
+                        symbol=b.symbol,
+                        interval=b.interval,
+                        start=b.start,
+                        open=b.open,
+                        high=b.high,
+                        low=b.low,
+                        close=b.close,
+                        volume=b.volume,
+                    ),
+                    b.corr,
+                )
+                for b in ordered
+            ]
+        )
+        for b in ordered:
             BARS.labels(b.interval).inc()
 
     # ------------------------------------------------------------------ watchdog

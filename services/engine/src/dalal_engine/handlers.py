@@ -11,10 +11,10 @@ the gate: they only swap flags in memory (`LiveEngine.on_system_event`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from dalal_engine.live import LiveEngine
+from dalal_engine.live import BarsOutcome, LiveEngine
 from dalal_shared.audit import audit
 from dalal_shared.bus import Handler, Publisher
 from dalal_shared.dispatch import dispatcher
@@ -33,6 +33,7 @@ from dalal_shared.messages import (
     OrderFilled,
     OrderRejected,
     OrderUpdated,
+    PlaceOrder,
     PositionClosed,
     PositionOpened,
     PositionReduced,
@@ -65,24 +66,50 @@ class EngineGate:
 
 
 async def publish_new(
-    live: LiveEngine, publisher: Publisher, gate: EngineGate, *, corr: str | None = None
+    live: LiveEngine,
+    publisher: Publisher,
+    gate: EngineGate,
+    *,
+    corr: str | None = None,
+    corrs: Mapping[str, str | None] | None = None,
 ) -> None:
     """The protections at the exchange that changed (exchange_stop), then every stored intent
-    not published yet (the orders' outbox), then mark it; then the store's outbox: the cancels
-    and decisions of the same steps, written with them (ids and corr fixed then)."""
+    not published yet (the orders' outbox) in one round trip, then mark them; then the store's
+    outbox: the cancels and decisions of the same steps, written with them (ids and corr fixed
+    then). `corrs`: the corr of each new order by client_order_id (a burst of bars), `corr`
+    for the others."""
     async with gate.outbox:
-        if live.protects:  # stops at the exchange first: a GTT goes before its exit order
-            protections, wanted = await gate.run(live.protection_commands)
-            for message in protections:
-                await publisher.publish(ORDERS_COMMANDS, message, corr=corr)
-                audit(log, message, corr=corr)
-            if protections:
-                live.protections_sent(wanted)
-        for command in await asyncio.to_thread(live.store.unpublished):
-            await publisher.publish(ORDERS_COMMANDS, command, corr=corr)
-            await asyncio.to_thread(live.store.mark_published, command.client_order_id)
-            audit(log, command, corr=corr)
-        await drain_outbox(live)
+        await publish_new_locked(live, publisher, gate, corr=corr, corrs=corrs)
+
+
+async def publish_new_locked(
+    live: LiveEngine,
+    publisher: Publisher,
+    gate: EngineGate,
+    *,
+    corr: str | None = None,
+    corrs: Mapping[str, str | None] | None = None,
+    commands: list[PlaceOrder] | None = None,
+) -> None:
+    """`publish_new` with `gate.outbox` held by the caller; `commands`: the unpublished
+    intents when the caller has just read them (under the same lock)."""
+    if live.protects:  # stops at the exchange first: a GTT goes before its exit order
+        protections, wanted = await gate.run(live.protection_commands)
+        for message in protections:
+            await publisher.publish(ORDERS_COMMANDS, message, corr=corr)
+            audit(log, message, corr=corr)
+        if protections:
+            live.protections_sent(wanted)
+    if commands is None:
+        commands = await asyncio.to_thread(live.store.unpublished)
+    if commands:
+        chosen = [(corrs or {}).get(c.client_order_id, corr) for c in commands]
+        # at once: the broker reads them in one batch and places them side by side
+        await publisher.publish_many(ORDERS_COMMANDS, commands, corrs=chosen, atomic=True)
+        await asyncio.to_thread(live.store.mark_published, *(c.client_order_id for c in commands))
+        for command, command_corr in zip(commands, chosen, strict=True):
+            audit(log, command, corr=command_corr)
+    await drain_outbox(live)
 
 
 async def drain_outbox(live: LiveEngine, *, always: bool = False) -> None:
@@ -113,12 +140,13 @@ async def publish_outcome(
     new: list[Any],
     *,
     corr: str | None = None,
+    corrs: Mapping[str, str | None] | None = None,
     protect: bool = False,
 ) -> None:
     """After a step: the new orders, then the cancels and decisions (the outbox); with
     stops at the exchange, after every order event and bar (a fill or a bar moves them)."""
     if new or live.store.outbox_written or protect:
-        await publish_new(live, publisher, gate, corr=corr)
+        await publish_new(live, publisher, gate, corr=corr, corrs=corrs)
 
 
 def order_events_handler(
@@ -147,13 +175,54 @@ def order_events_handler(
     )
 
 
-def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Handler:
-    async def on_bar(bar: Bar, envelope: Envelope) -> None:
-        live.data_fresh()
-        new = await gate.run(live.traced, envelope.corr, live.on_bar, bar)
-        await publish_outcome(live, publisher, gate, new, corr=envelope.corr, protect=live.protects)
+class BarsHandler:
+    """`market.bars.<interval>`. One bar at a time, or a bus read's bars at once (`batch`):
+    at a minute's close the feed publishes one bar per symbol together, and deciding them
+    one transaction and one publish each would keep the last traded symbol's order waiting
+    behind all the others. In a batch the traded symbols' bars are decided in one step and
+    one transaction, their orders go out in one round trip, and only then are the bars
+    nobody trades stored (`LiveEngine.on_bars`)."""
 
-    return dispatcher({Bar: on_bar})
+    def __init__(self, live: LiveEngine, publisher: Publisher, gate: EngineGate) -> None:
+        self.live, self.publisher, self.gate = live, publisher, gate
+        self._one = dispatcher({Bar: self._on_bar})
+
+    async def __call__(self, envelope: Envelope) -> None:
+        await self._one(envelope)
+
+    async def _on_bar(self, bar: Bar, envelope: Envelope) -> None:
+        live = self.live
+        live.data_fresh()
+        new = await self.gate.run(live.traced, envelope.corr, live.on_bar, bar)
+        await publish_outcome(
+            live, self.publisher, self.gate, new, corr=envelope.corr, protect=live.protects
+        )
+
+    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        items = [(e.message, e.corr) for e in envelopes if isinstance(e.message, Bar)]
+        if not items:
+            return set()
+        live = self.live
+        live.data_fresh()
+
+        def step() -> tuple[BarsOutcome, list[PlaceOrder] | None]:
+            out = live.on_bars(items)
+            # the orders to publish, read in the same step (no second trip to the thread)
+            return out, live.store.unpublished() if out.orders else None
+
+        async with self.gate.outbox:  # no other publisher between the step and its orders
+            out, commands = await self.gate.run(step)
+            if out.orders or live.store.outbox_written or live.protects:
+                await publish_new_locked(
+                    live, self.publisher, self.gate, corrs=out.corrs, commands=commands
+                )
+        if out.quiet:
+            await self.gate.run(live.store.store_bars, out.quiet)
+        return {e.id for e in envelopes if isinstance(e.message, Bar)}
+
+
+def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> BarsHandler:
+    return BarsHandler(live, publisher, gate)
 
 
 def ticks_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> Handler:

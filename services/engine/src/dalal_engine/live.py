@@ -31,15 +31,14 @@ from __future__ import annotations
 import enum
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal, Protocol, TypeVar
 
-import numpy as np
-
 from dalal_engine import intraday, metrics
+from dalal_engine.barcolumns import BarColumns
 from dalal_engine.clock import ExchangeClock, MarketClock
 from dalal_engine.orderids import client_order_id
 from dalal_engine.risk import (
@@ -142,6 +141,16 @@ class RiskRefused(PermanentError):
 
 
 @dataclass
+class BarsOutcome:
+    """What `LiveEngine.on_bars` did: the new orders (stored, not yet published) with the corr
+    of the bar each came from, and the bars nobody decided on, still to be stored."""
+
+    orders: list[PlaceOrder] = field(default_factory=list)
+    corrs: dict[str, str | None] = field(default_factory=dict)
+    quiet: list[tuple[str, str, str, StoredBar]] = field(default_factory=list)
+
+
+@dataclass
 class _Instance:
     config: StrategyConfig
     strategy: Strategy
@@ -207,6 +216,7 @@ class LiveEngine:
         # levels whose exit the kill switch refused: recorded once, not on every tick
         self._refused_levels: set[tuple[str, str, str]] = set()
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
+        self._columns: dict[tuple[str, str, str], BarColumns] = {}  # the histories as arrays
         for inst in self.instances.values():
             self._observe_risk(inst)
         # what the exchange holds for each protected position (exchange_stop), as last sent;
@@ -372,6 +382,16 @@ class LiveEngine:
             self._history[key] = bars
         return self._history[key]
 
+    def _series_of(
+        self, exchange: str, symbol: str, interval: str, history: list[StoredBar]
+    ) -> BarSeries:
+        """The history as the strategy's arrays (kept up to date bar by bar: `BarColumns`)."""
+        key = (exchange, symbol, interval)
+        columns = self._columns.get(key)
+        if columns is None:
+            columns = self._columns[key] = BarColumns()
+        return columns.series(symbol, history)
+
     def last_bar(self, name: str, symbol: str) -> datetime | None:
         """The last bar the instance decided on for the symbol (None: none yet)."""
         st = self.states.get((name, symbol))
@@ -404,17 +424,74 @@ class LiveEngine:
 
         Bar events go to the instances without a `schedule`; the fixed cycle passes `only` (its
         instance), and `decide=False` for bars that only warm the history up."""
-        interested = self._interested(bar, only)
+        new, stored = self._bar_step(bar, self._interested(bar, only), decide)
+        stored()
+        return new
+
+    def on_bars(self, bars: Sequence[tuple[Bar, str | None]]) -> BarsOutcome:
+        """A burst of bars (one bus read; (bar, corr) in stream order), as `on_bar` would
+        handle them one after another, with two differences that keep the first order of a
+        minute from waiting behind the other 49 symbols: the bars some instance decides on
+        are stored in one transaction (a new one where a symbol comes again, so a bar sees
+        the orders of the symbol's bar before it), and the bars nobody trades only move the
+        market clock here; they are returned, to be stored (`store_bars`) after the orders
+        are out. Returns the new orders (stored), each with the corr of its bar."""
+        out = BarsOutcome()
+        run: list[tuple[Bar, str | None, list[_Instance]]] = []
+        seen: set[tuple[str, str]] = set()
+        for bar, corr in bars:
+            interested = self._interested(bar, None)
+            if interested and (bar.exchange, bar.symbol) in seen:
+                self._bars_run(run, out)
+                run, seen = [], set()
+            if interested:
+                seen.add((bar.exchange, bar.symbol))
+            run.append((bar, corr, interested))
+        self._bars_run(run, out)
+        return out
+
+    def _bars_run(
+        self, run: list[tuple[Bar, str | None, list[_Instance]]], out: BarsOutcome
+    ) -> None:
+        """Bars of distinct traded symbols (and quiet ones), in order, in one transaction."""
+        committed: list[Callable[[], None]] = []
+        try:
+            with self.store.batch():
+                for bar, corr, interested in run:
+                    if not interested:
+                        self._quiet_bar(bar, out.quiet)
+                        continue
+                    self.store.corr = corr
+                    new, stored = self._bar_step(bar, interested, True)
+                    committed.append(stored)
+                    for cmd in new:
+                        out.orders.append(cmd)
+                        out.corrs[cmd.client_order_id] = corr
+        finally:
+            self.store.corr = None
+        for stored in committed:
+            stored()
+
+    def _quiet_bar(self, bar: Bar, quiet: list[tuple[str, str, str, StoredBar]]) -> None:
+        """A bar no instance decides on: the market clock and a history already in memory
+        move; its row is left for later (`store_bars`)."""
+        self.clock.observe(_bar_close(bar.interval, bar.start, self.calendar))
+        stored = _stored(bar)
+        history = self._history.get((bar.exchange, bar.symbol, bar.interval))
+        if history is not None and (not history or bar.start > history[-1].start):
+            history.append(stored)
+            if len(history) > HISTORY_CAP_BARS:
+                del history[:-HISTORY_FLOOR_BARS]
+        quiet.append((bar.exchange, bar.symbol, bar.interval, stored))
+
+    def _bar_step(
+        self, bar: Bar, interested: list[_Instance], decide: bool
+    ) -> tuple[list[PlaceOrder], Callable[[], None]]:
+        """One bar's work up to its rows (written in the store's open batch, or committed at
+        once); returns the new orders and what to do once the rows are committed."""
         need = max([HISTORY_FLOOR_BARS] + [3 * i.strategy.warmup_bars for i in interested])
         history = self._history_of(bar.exchange, bar.symbol, bar.interval, need)
-        stored = StoredBar(
-            bar.start,
-            float(bar.open),
-            float(bar.high),
-            float(bar.low),
-            float(bar.close),
-            bar.volume,
-        )
+        stored = _stored(bar)
         is_new = not history or bar.start > history[-1].start
         if is_new:
             history.append(stored)
@@ -463,7 +540,7 @@ class LiveEngine:
                         metrics.DEFERRED.labels(name).inc()
                         continue
                     if series is None:
-                        series = _series(bar.symbol, history)
+                        series = self._series_of(bar.exchange, bar.symbol, bar.interval, history)
                     st.last_bar = bar.start
                     states[name] = st
                     self._decide_bar(
@@ -482,11 +559,14 @@ class LiveEngine:
             cancels=[*cancels, *make_way],
             cancel_reason=STALE,
         )
-        self._track(intents, new, [*cancels, *(c for c, _ in make_way)])
-        self._cancel(cancels, STALE)
-        for cmd in new:
-            metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
-        return new
+
+        def stored_() -> None:
+            self._track(intents, new, [*cancels, *(c for c, _ in make_way)])
+            self._cancel(cancels, STALE)
+            for cmd in new:
+                metrics.ORDERS.labels(cmd.strategy or "", cmd.side).inc()
+
+        return new, stored_
 
     def _decide_bar(
         self,
@@ -610,7 +690,8 @@ class LiveEngine:
             intents: list[Intent] = []
             decisions: list[tuple[RiskDecision, str | None]] = []
             self._decide_bar(
-                inst, st, exchange, symbol, last.start, _series(symbol, history),
+                inst, st, exchange, symbol, last.start,
+                self._series_of(exchange, symbol, cfg.interval, history),
                 max(order_at, now), now, intents, decisions,
             )  # fmt: skip
             decisions = [
@@ -1465,21 +1546,15 @@ def _observe_mode(mode: Mode) -> None:
     metrics.PAUSED.set(1 if mode is Mode.PAUSED else 0)
 
 
+def _stored(bar: Bar) -> StoredBar:
+    return StoredBar(
+        bar.start, float(bar.open), float(bar.high), float(bar.low), float(bar.close), bar.volume
+    )
+
+
 def _bar_close(interval: str, start: datetime, calendar: NseCalendar) -> datetime:
     """When a bar's trading ends (a daily candle, stamped 00:00 IST, at its session's close)."""
     return session_open_of(interval, start, calendar) + bar_duration(interval)
-
-
-def _series(symbol: str, history: list[StoredBar]) -> BarSeries:
-    return BarSeries(
-        symbol=symbol,
-        start=tuple(b.start for b in history),
-        open=np.array([b.open for b in history], dtype=np.float64),
-        high=np.array([b.high for b in history], dtype=np.float64),
-        low=np.array([b.low for b in history], dtype=np.float64),
-        close=np.array([b.close for b in history], dtype=np.float64),
-        volume=np.array([b.volume for b in history], dtype=np.int64),
-    )
 
 
 def _after_fill(st: SymbolState, event: OrderFilled) -> SymbolState:

@@ -12,7 +12,8 @@ are stored as UTC ISO strings, identical on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dalal_engine.risk import RiskDecision
 from dalal_shared import db, outbox
@@ -168,6 +171,71 @@ _INTENT_EXISTS = sa.select(intents_t.c.client_order_id).where(
 )
 _INTENT_INSERT = sa.insert(intents_t)
 _DECISION_INSERT = sa.insert(decisions_t)
+_OUTBOX_INSERT = sa.insert(outbox_t)
+
+
+def _bar_row(exchange: str, symbol: str, interval: str, bar: StoredBar) -> dict[str, Any]:
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "interval": interval,
+        "start": iso(bar.start),
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+    }
+
+
+def _insert_bars(c: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Bar rows in one statement; a bar stored already is left as it is (SQLite and
+    PostgreSQL skip the conflict themselves; elsewhere each is looked up first)."""
+    if not rows:
+        return
+    name = c.dialect.name
+    if name in ("sqlite", "postgresql"):
+        dialect_insert = sqlite_insert if name == "sqlite" else postgresql_insert
+        c.execute(dialect_insert(bars_t).on_conflict_do_nothing(), rows)
+        return
+    for row in rows:
+        key = {"x": row["exchange"], "y": row["symbol"], "i": row["interval"], "s": row["start"]}
+        if c.execute(_BAR_EXISTS, key).first() is None:
+            c.execute(_BAR_INSERT, row)
+
+
+def _state_row(strategy: str, symbol: str, st: SymbolState) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "symbol": symbol,
+        "quantity": st.quantity,
+        "average_price": str(st.average_price),
+        "opened_at": iso(st.opened_at) if st.opened_at else None,
+        "state": json.dumps(st.state or {}),
+        "last_bar": iso(st.last_bar) if st.last_bar else None,
+        "lots": json.dumps([_lot_json(lot) for lot in st.lots]),
+    }
+
+
+@dataclass
+class _Rows:
+    """The rows of a `batch()`, written at its end (each list in one executemany)."""
+
+    bars: list[dict[str, Any]] = field(default_factory=list)
+    state_keys: list[dict[str, Any]] = field(default_factory=list)
+    states: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, c: sa.Connection) -> None:
+        _insert_bars(c, self.bars)
+        if self.state_keys:
+            c.execute(_STATE_DELETE, self.state_keys)
+            c.execute(_STATE_INSERT, self.states)
+        if self.decisions:
+            c.execute(_DECISION_INSERT, self.decisions)
+        if self.outbox:
+            c.execute(_OUTBOX_INSERT, self.outbox)
 
 
 def _lot_json(lot: Lot) -> dict[str, str | int]:
@@ -250,6 +318,29 @@ class EngineStore(db.SqlStore):
     corr: str | None = None
     # set when a step wrote outbox rows: the handlers publish them after the step
     outbox_written: bool = False
+    # the open transaction of `batch()`: the steps inside write into it
+    _batch: sa.Connection | None = None
+    _rows: _Rows | None = None  # and the rows they leave for its end
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The steps inside (`record_bar`, `record_signals`) share one transaction, committed
+        when the block ends (rolled back when it raises). Their bar, state, decision and
+        outbox rows are written at the end, one statement each for all of them (in the order
+        the steps wrote them); what a step reads back (whether an intent exists) is written at
+        once. One bar per symbol per batch: a state row is written once per batch."""
+        if self._batch is not None:
+            raise RuntimeError("a batch is open already")
+        with self.engine.begin() as c:
+            self._batch, self._rows = c, _Rows()
+            try:
+                yield
+                self._rows.write(c)
+            finally:
+                self._batch = self._rows = None
+
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
+        return nullcontext(self._batch) if self._batch is not None else self.engine.begin()
 
     # ---------------------------------------------------------------- meta
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -297,29 +388,20 @@ class EngineStore(db.SqlStore):
     ) -> list[PlaceOrder]:
         """Store a bar with what it caused, in one transaction; returns the intents that are new
         (an intent whose id exists already is the same signal decided again: not new)."""
-        with self.engine.begin() as c:
-            start = iso(bar.start)
-            exists = c.execute(
-                _BAR_EXISTS, {"x": exchange, "y": symbol, "i": interval, "s": start}
-            ).first()
-            if exists is None:
-                c.execute(
-                    _BAR_INSERT,
-                    {
-                        "exchange": exchange,
-                        "symbol": symbol,
-                        "interval": interval,
-                        "start": start,
-                        "open": bar.open,
-                        "high": bar.high,
-                        "low": bar.low,
-                        "close": bar.close,
-                        "volume": bar.volume,
-                    },
-                )
+        with self._begin() as c:
+            if self._rows is not None:
+                self._rows.bars.append(_bar_row(exchange, symbol, interval, bar))
+            else:
+                _insert_bars(c, [_bar_row(exchange, symbol, interval, bar)])
             return self._record(
                 c, symbol, bar.start, states, intents, decisions, cancels or [], cancel_reason
             )
+
+    def store_bars(self, bars: Sequence[tuple[str, str, str, StoredBar]]) -> None:
+        """Bars that caused nothing ((exchange, symbol, interval, bar)), in one transaction;
+        a bar stored already is left as it is."""
+        with self.engine.begin() as c:
+            _insert_bars(c, [_bar_row(*b) for b in bars])
 
     def record_signals(
         self,
@@ -336,7 +418,7 @@ class EngineStore(db.SqlStore):
         cancel: those intents become CANCELLING; a cancel given as (id, reason) has its own
         reason), in one transaction; returns new intents (HELD ones included: they are
         published when released)."""
-        with self.engine.begin() as c:
+        with self._begin() as c:
             return self._record(c, symbol, at, states, intents, decisions, cancels, cancel_reason)
 
     def _record(
@@ -373,8 +455,13 @@ class EngineStore(db.SqlStore):
                     .where(intents_t.c.client_order_id == coid, intents_t.c.status == "HELD")
                     .values(status="CANCELLED", reason=reason[:200] or None, published=True)
                 )
+        rows = self._rows
         for strategy, st in states.items():
-            self._put_state(c, strategy, symbol, st)
+            if rows is not None:
+                rows.state_keys.append({"n": strategy, "y": symbol})
+                rows.states.append(_state_row(strategy, symbol, st))
+            else:
+                self._put_state(c, strategy, symbol, st)
         for intent in intents:
             coid = intent.command.client_order_id
             if c.execute(_INTENT_EXISTS, {"c": coid}).first():
@@ -395,20 +482,21 @@ class EngineStore(db.SqlStore):
             )
             new.append(intent.command)
         for decision, decided_coid in decisions:
-            c.execute(
-                _DECISION_INSERT,
-                {
-                    "at": iso(decision.at),
-                    "strategy": decision.strategy,
-                    "symbol": decision.symbol,
-                    "action": decision.action,
-                    "approved": decision.approved,
-                    "reason": decision.reason,
-                    "quantity": decision.quantity,
-                    "detail": decision.detail[:400],
-                    "client_order_id": decided_coid,
-                },
-            )
+            row = {
+                "at": iso(decision.at),
+                "strategy": decision.strategy,
+                "symbol": decision.symbol,
+                "action": decision.action,
+                "approved": decision.approved,
+                "reason": decision.reason,
+                "quantity": decision.quantity,
+                "detail": decision.detail[:400],
+                "client_order_id": decided_coid,
+            }
+            if rows is not None:
+                rows.decisions.append(row)
+            else:
+                c.execute(_DECISION_INSERT, row)
             event = RiskDecided(
                 strategy=decision.strategy,
                 symbol=decision.symbol,
@@ -421,7 +509,10 @@ class EngineStore(db.SqlStore):
             )
             events.append(outbox.row(ENGINE_DECISIONS, event, source=SOURCE, corr=self.corr))
         if events:
-            c.execute(sa.insert(outbox_t), events)
+            if rows is not None:
+                rows.outbox.extend(events)
+            else:
+                c.execute(_OUTBOX_INSERT, events)
             self.outbox_written = True
         return new
 
@@ -458,19 +549,7 @@ class EngineStore(db.SqlStore):
 
     def _put_state(self, c: sa.Connection, strategy: str, symbol: str, st: SymbolState) -> None:
         c.execute(_STATE_DELETE, {"n": strategy, "y": symbol})
-        c.execute(
-            _STATE_INSERT,
-            {
-                "strategy": strategy,
-                "symbol": symbol,
-                "quantity": st.quantity,
-                "average_price": str(st.average_price),
-                "opened_at": iso(st.opened_at) if st.opened_at else None,
-                "state": json.dumps(st.state or {}),
-                "last_bar": iso(st.last_bar) if st.last_bar else None,
-                "lots": json.dumps([_lot_json(lot) for lot in st.lots]),
-            },
-        )
+        c.execute(_STATE_INSERT, _state_row(strategy, symbol, st))
 
     def put_state(self, strategy: str, symbol: str, st: SymbolState) -> None:
         with self.engine.begin() as c:
@@ -501,11 +580,11 @@ class EngineStore(db.SqlStore):
             ).all()
         return [PlaceOrder.model_validate_json(r.command) for r in rows]
 
-    def mark_published(self, client_order_id: str) -> None:
+    def mark_published(self, *client_order_ids: str) -> None:
         with self.engine.begin() as c:
             c.execute(
                 sa.update(intents_t)
-                .where(intents_t.c.client_order_id == client_order_id)
+                .where(intents_t.c.client_order_id.in_(client_order_ids))
                 .values(published=True)
             )
 

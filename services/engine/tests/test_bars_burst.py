@@ -1,0 +1,143 @@
+"""A burst of bars decided at once (`LiveEngine.on_bars`, what the bars handler does with one
+bus read) ends exactly where the same bars handled one by one (`on_bar`) end: the same orders
+with the same ids, the same decisions, the same stored bars and positions; the bars nobody
+trades are stored after the orders; a symbol that comes twice in one burst (a backlog) sees
+the order of its first bar."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+from engine_fixtures import KNOWN, infy_bars
+
+from dalal_engine.live import LiveEngine
+from dalal_engine.store import EngineStore, bars_t
+from dalal_engine.strategyconfig import load_text
+from dalal_shared.messages import Bar, OrderFilled, PlaceOrder
+
+TRADED = ("INFY", "TCS", "SBIN")
+QUIET = ("WIPRO", "ITC")  # in no universe: stored, never decided on
+CONFIG = """
+name: ref
+strategy: sma_cross
+universe: [INFY, TCS, SBIN]
+params: {fast_bars: 5, slow_bars: 20}
+risk: {enforce_market_hours: false}
+"""
+
+
+def days() -> list[list[Bar]]:
+    """INFY's real daily bars, with TCS, SBIN and the quiet symbols as scaled copies (each
+    SBIN closes at its open on most days, so it crosses on days of its own)."""
+    out = []
+    for n, bar in enumerate(infy_bars()[:400]):
+        day = []
+        for k, symbol in enumerate((*TRADED, *QUIET)):
+            scale = Decimal(1 + k)
+            close = bar.close * scale
+            if symbol == "SBIN":  # a different path: crosses elsewhere
+                close = (bar.open if n % 7 else bar.close) * scale
+            fields = {
+                "symbol": symbol,
+                "open": bar.open * scale,
+                "high": max(bar.high * scale, close),
+                "low": min(bar.low * scale, close),
+                "close": close,
+            }
+            day.append(Bar.model_validate({**bar.model_dump(), **fields}))
+        out.append(day)
+    return out
+
+
+def engine(path: Path) -> LiveEngine:
+    live = LiveEngine(
+        load_text(CONFIG),
+        EngineStore.open(f"sqlite:///{path}"),
+        initial_equity_rupees=Decimal("10000000"),
+        safety_known=KNOWN,
+    )
+    live.start()
+    return live
+
+
+def fill(live: LiveEngine, orders: list[PlaceOrder], bar: Bar) -> None:
+    for order in orders:
+        live.on_order_event(
+            OrderFilled(
+                client_order_id=order.client_order_id,
+                broker_order_id=f"b-{order.client_order_id}",
+                trade_id=f"t-{order.client_order_id}",
+                symbol=order.symbol,
+                side=order.side,
+                product="CNC",
+                quantity=order.quantity,
+                price=bar.close,
+                filled_at=bar.start,
+            )
+        )
+
+
+def outcome(live: LiveEngine) -> tuple[object, ...]:
+    store = live.store
+    with store.engine.connect() as c:
+        bars = c.execute(
+            sa.select(bars_t.c.symbol, bars_t.c.start, bars_t.c.close).order_by(
+                bars_t.c.symbol, bars_t.c.start
+            )
+        ).all()
+    decisions = [
+        {k: v for k, v in d.items() if k not in ("id", "corr", "recorded_at")}
+        for d in store.decisions(limit=100_000)
+    ]
+    positions = {k: (s.quantity, s.average_price) for k, s in live.states.items()}
+    return bars, decisions, positions, sorted(i.command.client_order_id for i in store.intents())
+
+
+def test_a_burst_of_bars_ends_where_the_same_bars_one_by_one_end(tmp_path: Path) -> None:
+    one, burst = engine(tmp_path / "one.sqlite3"), engine(tmp_path / "burst.sqlite3")
+    sent_one: list[PlaceOrder] = []
+    sent_burst: list[PlaceOrder] = []
+    all_days = days()
+    n = 0
+    while n < len(all_days):
+        # mostly one day per read; every tenth read carries two days (a backlog after a pause)
+        chunk = all_days[n : n + (2 if n % 10 == 5 else 1)]
+        n += len(chunk)
+        bars = [b for day in chunk for b in day]
+        new_one = [o for b in bars for o in one.on_bar(b)]
+        out = burst.on_bars([(b, f"corr-{b.symbol}-{b.start:%Y%m%d}") for b in bars])
+        assert {q[1] for q in out.quiet} <= set(QUIET)
+        assert len(out.quiet) == len(QUIET) * len(chunk)
+        burst.store.store_bars(out.quiet)
+        assert out.orders == new_one
+        for order in out.orders:  # each order carries the corr of its own bar
+            assert out.corrs[order.client_order_id].startswith(f"corr-{order.symbol}-")
+        sent_one += new_one
+        sent_burst += out.orders
+        fill(one, new_one, chunk[-1][0])
+        fill(burst, out.orders, chunk[-1][0])
+    assert len({o.symbol for o in sent_one}) == len(TRADED)  # every traded symbol traded
+    assert len(sent_one) > 10
+    assert sent_burst == sent_one
+    assert outcome(burst) == outcome(one)
+
+
+def test_a_repeated_symbol_in_one_burst_waits_for_its_first_order(tmp_path: Path) -> None:
+    """Two bars of INFY in one read, the first of which orders: the second finds that order in
+    flight and is deferred (as one by one), not decided again into a second order."""
+    probe, live = engine(tmp_path / "probe.sqlite3"), engine(tmp_path / "e.sqlite3")
+    infy = [day[0] for day in days()]
+    for n, bar in enumerate(infy):
+        if probe.on_bar(bar):
+            break
+        live.on_bar(bar)
+    else:
+        raise AssertionError("never ordered")
+    first, second = infy[n], infy[n + 1]
+    assert probe.on_bar(second) == []  # one by one: deferred behind the first's order
+    out = live.on_bars([(first, "c1"), (second, "c2")])
+    assert len(out.orders) == 1
+    assert out.corrs == {out.orders[0].client_order_id: "c1"}
+    assert live.last_bar("ref", "INFY") == first.start == probe.last_bar("ref", "INFY")

@@ -1,0 +1,111 @@
+"""A handler that takes a read's entries at once (`BatchHandler`), against a real Redis: what its
+batch step handles is acknowledged with the batch, the rest (or everything, when the step
+raises) goes one by one, and entries that come back (own pending after a crash, retries) never
+go through the batch step."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from dalal_shared.bus import BatchHandler, ConsumerConfig, Publisher, StreamConsumer, group_info
+from dalal_shared.messages import CancelOrder, Envelope
+
+STREAM = "test.batch"
+
+
+def cancel(n: int) -> CancelOrder:
+    return CancelOrder(client_order_id=f"c{n}")
+
+
+def config(**overrides: int) -> ConsumerConfig:
+    return ConsumerConfig(
+        group="g", consumer="c1", block_ms=50, retry_idle_ms=30, maintenance_interval_s=0.03,
+        **overrides,
+    )  # fmt: skip
+
+
+async def handle_until_acked(aredis: aioredis.Redis, consumer: StreamConsumer, n: int) -> None:
+    """Run the consumer until the group has acknowledged all `n` entries of the stream."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        deadline = time.monotonic() + 20
+        while not await _acked(aredis, n):
+            assert time.monotonic() < deadline, "entries not acknowledged before the deadline"
+            await asyncio.sleep(0.02)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, timeout=10)
+
+
+class Recorder:
+    """Takes the even-numbered entries in its batch step; `fail_batch` makes the step raise
+    after it has seen the entries."""
+
+    def __init__(self, *, fail_batch: bool = False) -> None:
+        self.fail_batch = fail_batch
+        self.batches: list[list[str]] = []
+        self.one_by_one: list[str] = []
+
+    async def __call__(self, envelope: Envelope) -> None:
+        assert isinstance(envelope.message, CancelOrder)
+        self.one_by_one.append(envelope.message.client_order_id)
+
+    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        coids = [e.message.client_order_id for e in envelopes]  # type: ignore[attr-defined]
+        self.batches.append(coids)
+        if self.fail_batch:
+            raise RuntimeError("the batch step failed")
+        return {e.id for e, c in zip(envelopes, coids, strict=True) if int(c[1:]) % 2 == 0}
+
+    def handled(self) -> list[str]:
+        return [c for b in self.batches for c in b if int(c[1:]) % 2 == 0] + self.one_by_one
+
+
+async def test_batch_step_takes_what_it_returns_and_the_rest_goes_one_by_one(
+    aredis: aioredis.Redis,
+) -> None:
+    recorder = Recorder()
+    assert isinstance(recorder, BatchHandler)
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(40)])
+    consumer = StreamConsumer(aredis, config(batch_size=100), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 40)
+    assert recorder.batches and all(len(b) > 1 for b in recorder.batches)
+    assert sorted(recorder.handled(), key=lambda c: int(c[1:])) == [f"c{i}" for i in range(40)]
+    assert all(int(c[1:]) % 2 == 1 for c in recorder.one_by_one)  # each entry exactly once
+    assert len(recorder.one_by_one) == 20
+
+
+async def test_a_failed_batch_step_leaves_every_entry_to_the_one_by_one_path(
+    aredis: aioredis.Redis,
+) -> None:
+    recorder = Recorder(fail_batch=True)
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(10)])
+    consumer = StreamConsumer(aredis, config(), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 10)
+    assert recorder.batches == [[f"c{i}" for i in range(10)]]
+    assert recorder.one_by_one == [f"c{i}" for i in range(10)]
+
+
+async def test_redelivered_entries_skip_the_batch_step(aredis: aioredis.Redis) -> None:
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(6)])
+    # a consumer that read the entries and died before acknowledging them
+    await aredis.xgroup_create(STREAM, "g", id="0")
+    await aredis.xreadgroup("g", "c1", {STREAM: ">"}, count=100)
+    recorder = Recorder()
+    consumer = StreamConsumer(aredis, config(), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 6)
+    assert recorder.batches == []
+    assert recorder.one_by_one == [f"c{i}" for i in range(6)]
+
+
+async def _acked(aredis: aioredis.Redis, n: int) -> bool:
+    info = await group_info(aredis, STREAM, "g")
+    length = await aredis.xlen(STREAM)
+    return info is not None and info.pending == 0 and length == n and info.lag == 0
