@@ -129,13 +129,14 @@ def test_a_repeated_symbol_in_one_burst_waits_for_its_first_order(tmp_path: Path
     flight and is deferred (as one by one), not decided again into a second order."""
     probe, live = engine(tmp_path / "probe.sqlite3"), engine(tmp_path / "e.sqlite3")
     infy = [day[0] for day in days()]
-    for n, bar in enumerate(infy):
+    ordering = None
+    for bar in infy:
         if probe.on_bar(bar):
+            ordering = infy.index(bar)
             break
         live.on_bar(bar)
-    else:
-        raise AssertionError("never ordered")
-    first, second = infy[n], infy[n + 1]
+    assert ordering is not None, "never ordered"
+    first, second = infy[ordering], infy[ordering + 1]
     assert probe.on_bar(second) == []  # one by one: deferred behind the first's order
     out = live.on_bars([(first, "c1"), (second, "c2")])
     assert len(out.orders) == 1
