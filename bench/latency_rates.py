@@ -78,7 +78,13 @@ def stamp(text: bytes) -> float:
 
 
 def run_rate(
-    rate: int, symbols: list[str], seconds: float, work: Path, trading: int, warmup: float
+    rate: int,
+    symbols: list[str],
+    seconds: float,
+    work: Path,
+    trading: int,
+    warmup: float,
+    kite_latency_ms: float = 0.0,
 ) -> dict[str, Any]:
     """One stack at one tick rate: the per-hop latencies of every order it placed. Every
     symbol ticks and makes bars; the strategy trades the first `trading` of them."""
@@ -184,6 +190,11 @@ def run_rate(
             message="the engine knows kill switch and session",
         )
         client = redis.Redis.from_url(store.url)
+        if kite_latency_ms:  # Kite's order calls as slow as from a home line to Zerodha
+            fault = {"kind": "latency", "route": "orders", "count": 10_000}
+            httpx.post(
+                f"{sim}/_sim/faults", json={**fault, "seconds": kite_latency_ms / 1000}
+            ).raise_for_status()
         # the clock runs: `session_seconds` real seconds per session
         r = httpx.post(f"{sim}/_sim/clock/speed", json={"session_seconds": session_seconds})
         if r.status_code != 200:
@@ -341,6 +352,13 @@ def main() -> int:
         default=None,
         help="seconds the clock runs before the measured window (default: one minute bar)",
     )
+    parser.add_argument(
+        "--kite-latency-ms",
+        type=float,
+        default=0.0,
+        help="kitesim answers each order call this much later (a real Kite call from home "
+        "takes tens of ms; kitesim answers in ~2)",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 ticks/s for 15 s (make bench)")
     args = parser.parse_args()
     rates = [1000] if args.quick else [int(r) for r in args.rates.split(",")]
@@ -357,7 +375,7 @@ def main() -> int:
             f"(running {seconds:g} s at {rate:,} ticks/s after a {warmup:.1f} s warm-up, "
             f"{trading} symbols trading)"
         )
-        report(rate, run_rate(rate, symbols, seconds, work, trading, warmup))
+        report(rate, run_rate(rate, symbols, seconds, work, trading, warmup, args.kite_latency_ms))
     return 0
 
 

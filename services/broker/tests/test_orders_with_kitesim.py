@@ -340,12 +340,12 @@ def test_an_http_order_is_on_the_bus_too_and_placed_once(
     assert broker.order("http-1")["status"] in ("OPEN", "COMPLETE")
 
 
-async def test_orders_sent_together_are_placed_together_each_exactly_once(
+async def test_orders_sent_together_are_each_placed_exactly_once(
     broker, kitesim: Sim, shared_redis_url
 ) -> None:
-    """A minute's orders arrive in one bus read (the engine publishes them at once): the
-    PlaceOrders that open the read are placed side by side, each with its own guards and
-    journal row; a repeated id, and what follows it, go one by one, in order."""
+    """A minute's orders arrive in one bus read (the engine publishes them at once, in one
+    MULTI/EXEC): each gets its own guards and journal row, a refused one holds up nothing,
+    and a copy of one in the same read places nothing more."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(shared_redis_url)
@@ -357,7 +357,7 @@ async def test_orders_sent_together_are_placed_together_each_exactly_once(
         PlaceOrder.model_validate(limit_buy(coids[2], symbol="SBIN", qty=100_000, price="9000")),
         PlaceOrder.model_validate(limit_buy(coids[3], symbol="ITC", qty=1, price="9000")),
     ]
-    again = commands[0]  # a copy of the first: ends the side-by-side run
+    again = commands[0]  # a copy of the first, in the same read
     await Publisher(client, source="engine").publish_many(
         ORDERS_COMMANDS, [*commands, again], atomic=True
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-
 from dalal_broker.desk import OrderDesk
 from dalal_broker.protections import ProtectionDesk
 from dalal_shared.bus import DeadLetter, DeadLetterHook, Handler
@@ -23,51 +20,7 @@ from dalal_shared.messages import (
 log = get_logger(__name__)
 
 
-class OrderCommands:
-    """The broker's `orders.commands` handler: one command at a time (`__call__`), and the
-    PlaceOrders that open a bus read placed side by side (`batch`): at a minute's close the
-    engine sends one order per traded symbol at once, and placing them one after another
-    made the last wait for every Kite round trip before it. Only the leading run of
-    PlaceOrders with distinct ids is taken (a cancel or a protection before or between them
-    keeps its place: everything from it on goes one by one, in order); each order keeps its
-    own guards, journal row and limiter token (`OrderDesk.place` is safe side by side: the
-    HTTP route runs beside the bus already). An order that raised is left to the one by one
-    path, which retries it as usual."""
-
-    def __init__(self, desk: OrderDesk, one: Handler) -> None:
-        self.desk, self._one = desk, one
-
-    async def __call__(self, envelope: Envelope) -> None:
-        await self._one(envelope)
-
-    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
-        run: list[Envelope] = []
-        ids: set[str] = set()
-        for envelope in envelopes:
-            command = envelope.message
-            if not isinstance(command, PlaceOrder) or command.client_order_id in ids:
-                break
-            ids.add(command.client_order_id)
-            run.append(envelope)
-        if len(run) < 2:
-            return set()
-        results = await asyncio.gather(*(self._one(e) for e in run), return_exceptions=True)
-        done: set[str] = set()
-        for envelope, result in zip(run, results, strict=True):
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            if isinstance(result, BaseException):
-                log.warning(
-                    "order.batch_place_failed",
-                    client_order_id=getattr(envelope.message, "client_order_id", None),
-                    error=repr(result)[:300],
-                )
-                continue  # the bus hands it to __call__ (the usual retries and DLQ rule)
-            done.add(envelope.id)
-        return done
-
-
-def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> OrderCommands:
+def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> Handler:
     """PlaceOrder, ModifyOrder and CancelOrder; each idempotent on client_order_id.
 
     A refused modify or cancel (unknown or closed order, a guard, Kite's refusal) is logged and
@@ -107,7 +60,7 @@ def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -
         if protections is not None:
             await protections.cancel(command)
 
-    one = dispatcher(
+    return dispatcher(
         {
             PlaceOrder: on_place,
             CancelOrder: on_cancel,
@@ -116,7 +69,6 @@ def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -
             CancelProtection: on_unprotect,
         }
     )
-    return OrderCommands(desk, one)
 
 
 def dead_letters(desk: OrderDesk) -> DeadLetterHook:

@@ -104,7 +104,7 @@ async def publish_new_locked(
         commands = await asyncio.to_thread(live.store.unpublished)
     if commands:
         chosen = [(corrs or {}).get(c.client_order_id, corr) for c in commands]
-        # at once: the broker reads them in one batch and places them side by side
+        # at once (MULTI/EXEC): the broker reads them in one batch
         await publisher.publish_many(ORDERS_COMMANDS, commands, corrs=chosen, atomic=True)
         await asyncio.to_thread(live.store.mark_published, *(c.client_order_id for c in commands))
         for command, command_corr in zip(commands, chosen, strict=True):
