@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from dalal_shared.charges import ChargesBreakdown, ScripDay, TradeFill
+from dalal_shared.charges import ChargesBreakdown, ScripDay, breakdown_of_paise
 from dalal_shared.errors import PermanentError
 from dalal_shared.money import q4
-from dalal_shared.timeutil import to_ist, to_utc
+from dalal_shared.timeutil import to_utc
 
 ZERO = Decimal("0")
+_IST_OFFSET = timedelta(hours=5, minutes=30)  # IST has no daylight saving
 
 PositionKey = tuple[str, str, str]  # exchange, symbol, product
 
@@ -162,7 +163,6 @@ class Position:
     realised_gross: Decimal = ZERO  # over every round trip of this key
     realised_net: Decimal = ZERO
     charges: Decimal = ZERO  # every charge paid on this key's fills
-    charges_breakdown: ChargesBreakdown = field(default_factory=ChargesBreakdown)
     opened_at: datetime | None = None  # of the current open cycle
     exits: list[Exit] = field(default_factory=list)  # of the current open cycle
     round_trips: list[RoundTrip] = field(default_factory=list)
@@ -170,10 +170,23 @@ class Position:
     fill_charges: dict[str, Decimal] = field(default_factory=dict)
     fills: int = 0
     last_fill_at: datetime | None = None
+    # `charges` by component in whole paise (brokerage, STT, transaction, SEBI, stamp, GST,
+    # DP): `charges_breakdown`; whether a fill was charged, and whether a DP charge was ever
+    # part of a fill's day (the breakdown's Decimals are then to the paisa, else a plain 0)
+    charges_paise: list[int] = field(default_factory=lambda: [0] * 7, repr=False)
+    charged: bool = field(default=False, repr=False)
+    dp_charged: bool = field(default=False, repr=False)
 
     @property
     def key(self) -> PositionKey:
         return (self.exchange, self.symbol, self.product)
+
+    @property
+    def charges_breakdown(self) -> ChargesBreakdown:
+        """Every charge paid on this key's fills, by component."""
+        if not self.charged:
+            return ChargesBreakdown()
+        return breakdown_of_paise(self.charges_paise, self.dp_charged)
 
     @property
     def is_open(self) -> bool:
@@ -184,7 +197,11 @@ class Position:
         """Quantity-weighted price of the open lots (0 when flat)."""
         if not self.quantity:
             return ZERO
-        cost = sum((lot.price * lot.quantity for lot in self.lots), ZERO)
+        lots = self.lots
+        if len(lots) == 1:  # the usual case (the same value as the sum below)
+            lot = lots[0]
+            return q4(lot.price * lot.quantity / self.quantity)
+        cost = sum((lot.price * lot.quantity for lot in lots), ZERO)
         return q4(cost / self.quantity)
 
     @property
@@ -263,65 +280,76 @@ class PositionReplay:
             state.last = max((lot.opened_at, lot.trade_id) for lot in pos.lots)
         return state
 
-    def _charge(self, fill: Fill) -> ChargesBreakdown:
+    def _charge(self, fill: Fill) -> Decimal:
         """The fill's charges: what it adds to its scrip's IST day (`dalal_shared.charges`:
         a same-day CNC buy and sell are intraday for the matched quantity, brokerage per
         order, the DP charge once a day when shares are delivered out). Negative when a
         same-day sell turns a buy booked at delivery rates intraday."""
         if not fill.charged:
-            return ChargesBreakdown()
-        trade_day = to_ist(fill.filled_at).date()
+            return ZERO
+        trade_day = (fill.filled_at + _IST_OFFSET).date()  # filled_at is UTC (Fill makes it)
         day = self._days.get(trade_day)
         if day is None:
             day = self._days[trade_day] = ScripDay(fill.product, trade_day)
-        charge = day.add(
-            TradeFill(fill.broker_order_id, fill.side, fill.quantity, fill.price)  # type: ignore[arg-type]
-        )
-        self.pos.charges_breakdown = self.pos.charges_breakdown + charge
-        self.pos.charges = self.pos.charges_breakdown.total
-        return charge
+        dp_before = day.dp_charged
+        delta = day.add_trade(fill.broker_order_id, fill.side == "BUY", fill.quantity, fill.price)
+        pos = self.pos
+        paid = pos.charges_paise
+        for k, paise in enumerate(delta):
+            paid[k] += paise
+        pos.charged = True
+        if dp_before or day.dp_charged:
+            pos.dp_charged = True
+        pos.charges = Decimal(sum(paid)).scaleb(-2)
+        return Decimal(sum(delta)).scaleb(-2)
 
     def step(self, fill: Fill) -> FillEffect:
         """Book one fill after every fill stepped before it; what it did to the position."""
         pos = self.pos
-        self.last = (fill.filled_at, fill.trade_id)  # fill.sort_key()
-        fill_charge = self._charge(fill).total
-        pos.fill_charges[fill.trade_id] = fill_charge
+        trade_id, price, quantity = fill.trade_id, fill.price, fill.quantity
+        filled_at = fill.filled_at
+        self.last = (filled_at, trade_id)  # fill.sort_key()
+        fill_charge = self._charge(fill)
+        pos.fill_charges[trade_id] = fill_charge
         pos.fills += 1
-        pos.last_fill_at = fill.filled_at
-        signed = fill.quantity if fill.side == "BUY" else -fill.quantity
+        pos.last_fill_at = filled_at
+        buy = fill.side == "BUY"
+        signed = quantity if buy else -quantity
         before = pos.quantity
-        remaining = abs(signed)
+        lots = pos.lots
+        remaining = quantity
         closed_qty = 0
         gross = ZERO
         released_entry = ZERO
         # 1) close against opposite lots, FIFO
-        while remaining and pos.lots and (pos.lots[0].quantity > 0) != (signed > 0):
-            lot = pos.lots[0]
-            take = min(remaining, abs(lot.quantity))
+        while remaining and lots and (lots[0].quantity > 0) != buy:
+            lot = lots[0]
+            held = abs(lot.quantity)
+            take = min(remaining, held)
             direction = 1 if lot.quantity > 0 else -1
-            gross += (fill.price - lot.price) * take * direction
-            share = _split(lot.entry_charges, take, abs(lot.quantity))
+            gross += (price - lot.price) * take * direction
+            share = _split(lot.entry_charges, take, held)
             released_entry += share
             lot.entry_charges -= share
             lot.quantity -= take * direction
             remaining -= take
             closed_qty += take
             if lot.quantity == 0:
-                pos.lots.pop(0)
+                lots.pop(0)
         # 2) what is left opens (or adds to) a position in the fill's direction
-        opening_charge = _split(fill_charge, remaining, fill.quantity) if remaining else ZERO
+        opening_charge = _split(fill_charge, remaining, quantity) if remaining else ZERO
         closing_charge = fill_charge - opening_charge
+        reason = fill.reason or fill.client_order_id
+        cycle = self.cycle
         if closed_qty:
-            assert self.cycle is not None
+            assert cycle is not None
             net = gross - closing_charge - released_entry
-            reason = fill.reason or fill.client_order_id
             exit_ = Exit(  # positional (a call per closing fill): the fields in order
-                fill.trade_id,
+                trade_id,
                 fill.client_order_id,
                 closed_qty,
-                fill.price,
-                fill.filled_at,
+                price,
+                filled_at,
                 reason,
                 q4(gross),
                 q4(closing_charge + released_entry),
@@ -329,39 +357,32 @@ class PositionReplay:
             )
             pos.realised_gross += gross
             pos.realised_net += net
-            self.cycle.gross += gross
-            self.cycle.charges += closing_charge + released_entry
-            self.cycle.exit_qty += closed_qty
-            self.cycle.exit_value += fill.price * closed_qty
-            self.cycle.exits.append(exit_)
+            cycle.gross += gross
+            cycle.charges += closing_charge + released_entry
+            cycle.exit_qty += closed_qty
+            cycle.exit_value += price * closed_qty
+            cycle.exits.append(exit_)
             pos.exits.append(exit_)
-        pos.quantity = before + signed
-        flat_now = not pos.lots
+        pos.quantity = after = before + signed
         round_trip_charges = ZERO
-        if closed_qty and flat_now:
-            assert self.cycle is not None
-            round_trip_charges = self.cycle.charges
-            pos.round_trips.append(_close_cycle(pos, self.cycle, fill.filled_at))
-            self.cycle = None
+        if closed_qty and not lots:
+            assert cycle is not None
+            round_trip_charges = cycle.charges
+            pos.round_trips.append(_close_cycle(pos, cycle, filled_at))
+            self.cycle = cycle = None
             pos.exits = []
             pos.opened_at = None
         if remaining:
-            if self.cycle is None:
-                self.cycle = _Cycle("LONG" if signed > 0 else "SHORT", fill.filled_at)
-                pos.opened_at = fill.filled_at
-            self.cycle.entry_qty += remaining
-            self.cycle.entry_value += fill.price * remaining
-            pos.lots.append(
-                Lot(
-                    quantity=remaining if signed > 0 else -remaining,
-                    price=fill.price,
-                    opened_at=fill.filled_at,
-                    trade_id=fill.trade_id,
-                    entry_charges=opening_charge,
-                )
+            if cycle is None:
+                self.cycle = cycle = _Cycle("LONG" if buy else "SHORT", filled_at)
+                pos.opened_at = filled_at
+            cycle.entry_qty += remaining
+            cycle.entry_value += price * remaining
+            lots.append(  # positional: quantity, price, opened_at, trade_id, entry_charges
+                Lot(remaining if buy else -remaining, price, filled_at, trade_id, opening_charge)
             )
-        if self.cycle is not None:
-            self.cycle.max_quantity = max(self.cycle.max_quantity, abs(pos.quantity))
+        if cycle is not None and abs(after) > cycle.max_quantity:
+            cycle.max_quantity = abs(after)
         kind: Literal["opened", "increased", "reduced", "closed", "flipped"]
         if before == 0:
             kind = "opened"
@@ -369,21 +390,21 @@ class PositionReplay:
             kind = "increased"
         elif remaining:
             kind = "flipped"
-        elif pos.quantity == 0:
+        elif after == 0:
             kind = "closed"
         else:
             kind = "reduced"
         effect = FillEffect(  # positional (a call per fill): the fields in order
-            fill.trade_id,
+            trade_id,
             kind,
-            pos.quantity,
+            after,
             pos.average_price,
             closed_qty,
             q4(gross),
             q4(round_trip_charges),
-            fill.reason or fill.client_order_id,
+            reason,
         )
-        pos.effects[fill.trade_id] = effect
+        pos.effects[trade_id] = effect
         pos.realised_gross = q4(pos.realised_gross)
         pos.realised_net = q4(pos.realised_net)
         return effect
@@ -402,18 +423,18 @@ def replay_state(key: PositionKey, fills: Iterable[Fill]) -> PositionReplay:
 
 
 def _close_cycle(pos: Position, cycle: _Cycle, closed_at: datetime) -> RoundTrip:
-    return RoundTrip(
-        exchange=pos.exchange,
-        symbol=pos.symbol,
-        product=pos.product,
-        direction=cycle.direction,
-        quantity=cycle.max_quantity,
-        entry_price=q4(cycle.entry_value / cycle.entry_qty),
-        exit_price=q4(cycle.exit_value / cycle.exit_qty),
-        opened_at=cycle.opened_at,
-        closed_at=closed_at,
-        realised_gross=q4(cycle.gross),
-        charges=q4(cycle.charges),
-        realised_net=q4(cycle.gross - cycle.charges),
-        exits=tuple(cycle.exits),
+    return RoundTrip(  # positional (a call per round trip): the fields in order
+        pos.exchange,
+        pos.symbol,
+        pos.product,
+        cycle.direction,
+        cycle.max_quantity,
+        q4(cycle.entry_value / cycle.entry_qty),
+        q4(cycle.exit_value / cycle.exit_qty),
+        cycle.opened_at,
+        closed_at,
+        q4(cycle.gross),
+        q4(cycle.charges),
+        q4(cycle.gross - cycle.charges),
+        tuple(cycle.exits),
     )

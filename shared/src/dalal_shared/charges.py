@@ -49,7 +49,7 @@ difference, which can be negative (the buy's delivery STT and stamp are given ba
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -304,12 +304,115 @@ def order_charges(
     return day_charges([fill], product, trade_date, history=history, dp=False)
 
 
+# Whole-number charges. Every price a consumer books is on a grid of 1/10,000 rupee (Kite's
+# prices have 2 decimals, the backtester's average prices 4), so a day's values are whole
+# "units" of 1/10,000 rupee and each component is a ratio of whole numbers rounded half up:
+# the same paise as the Decimal formulas, which are exact within these bounds (at most 28 of
+# the context's 28 digits: values under 1e12 rupees with 4 decimals, rates under 1000 with at
+# most 6 digits and 8 decimals). What is not whole (a price with more decimals, a share of a
+# side at its average price that does not divide) is computed with the Decimal formulas, to
+# paise, as is a day past `_EXACT_UNITS` or one of rates outside those bounds.
+_EXACT_UNITS = 10**16  # a scrip-day's turnover (units of 1/10,000 rupee) from which: Decimal
+_RATE_DIGITS = 6
+_RATE_PLACES = 8
+_RATE_LIMIT = Decimal(1000)
+
+Paise = tuple[int, int, int, int, int, int, int]  # brokerage, STT, txn, SEBI, stamp, GST, DP
+
+
+def _half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator (numerator >= 0, denominator > 0) to a whole, half up."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _to_paise(rupees: Decimal) -> int:
+    """A Decimal that is whole paise (quantized), as an int."""
+    return int(rupees.scaleb(2))
+
+
+class _WholeRates:
+    """One `EquityRates` row as whole-number ratios: paise = units x num / den, half up."""
+
+    __slots__ = (
+        "brokerage_cap",
+        "brokerage_den",
+        "brokerage_num",
+        "gst_den",
+        "gst_num",
+        "sebi_den",
+        "sebi_num",
+        "stamp_delivery",
+        "stamp_den",
+        "stamp_intraday",
+        "stt_delivery",
+        "stt_den",
+        "stt_intraday",
+        "txn_den",
+        "txn_num",
+    )
+
+    def __init__(self, r: EquityRates):
+        bn, bd = r.brokerage_intraday_pct.as_integer_ratio()
+        self.brokerage_num, self.brokerage_den = bn, bd * 10**4
+        self.brokerage_cap = _to_paise(r.brokerage_intraday_cap_rupees)
+        a, b = r.stt_delivery_pct.as_integer_ratio()
+        c, d = r.stt_intraday_sell_pct.as_integer_ratio()
+        self.stt_delivery, self.stt_intraday, self.stt_den = a * d, c * b, b * d * 10**6  # rupees
+        e, f = r.stamp_delivery_buy_pct.as_integer_ratio()
+        g, h = r.stamp_intraday_buy_pct.as_integer_ratio()
+        self.stamp_delivery, self.stamp_intraday, self.stamp_den = e * h, g * f, f * h * 10**4
+        tn, td = r.nse_transaction_pct.as_integer_ratio()
+        self.txn_num, self.txn_den = tn, td * 10**4
+        sn, sd = r.sebi_rupees_per_crore.as_integer_ratio()
+        self.sebi_num, self.sebi_den = sn, sd * 10**9
+        gn, gd = r.gst_pct.as_integer_ratio()
+        self.gst_num, self.gst_den = gn, gd * 100
+
+
+_WHOLE_RATES: dict[int, tuple[EquityRates, _WholeRates | None]] = {}  # by id(), with the row
+
+
+def _whole_rates(r: EquityRates) -> _WholeRates | None:
+    """`r` as whole-number ratios, or None when a rate is out of the bounds where the Decimal
+    formulas are exact (or the brokerage cap is not whole paise)."""
+    known = _WHOLE_RATES.get(id(r))
+    if known is not None and known[0] is r:
+        return known[1]
+    rates = (
+        r.brokerage_intraday_pct,
+        r.stt_delivery_pct,
+        r.stt_intraday_sell_pct,
+        r.nse_transaction_pct,
+        r.sebi_rupees_per_crore,
+        r.stamp_delivery_buy_pct,
+        r.stamp_intraday_buy_pct,
+        r.gst_pct,
+    )
+    cap = r.brokerage_intraday_cap_rupees
+    usable = (
+        all(
+            x.is_finite()
+            and 0 <= x < _RATE_LIMIT
+            and len(x.as_tuple().digits) <= _RATE_DIGITS
+            and x.as_tuple().exponent >= -_RATE_PLACES  # type: ignore[operator]
+            for x in rates
+        )
+        and cap.is_finite()
+        and 0 <= cap < _RATE_LIMIT
+        and cap == cap.quantize(PAISA)
+    )
+    whole = _WholeRates(r) if usable else None
+    _WHOLE_RATES[id(r)] = (r, whole)
+    return whole
+
+
 class ScripDay:
     """One scrip's fills of one day in one product, added in execution order.
 
     `add` returns what the fill adds to the day's charges, so the sum of the returned
     breakdowns is always `day_charges` of the fills so far: the per-fill charges every
-    consumer books (backtester, ledger, kitesim). Work per fill: O(orders of the day)."""
+    consumer books (backtester, ledger, kitesim). Work per fill: O(orders of the day).
+    `add_trade` is `add` in whole paise per component (the accounting kernel's hot path)."""
 
     def __init__(
         self,
@@ -324,15 +427,27 @@ class ScripDay:
         self.rates = rates_on(trade_date, history)
         self.history = history
         self.dp = dp
-        self.total = ChargesBreakdown()
         self._mis = self.product is Product.MIS
-        # each side's quantity and value so far (`quantity` and `value` as dicts)
+        self._whole = _whole_rates(self.rates)
+        # each side's quantity and value so far (`quantity` and `value` as dicts): values in
+        # whole units of 1/10,000 rupee while `_whole` is set, Decimal rupees after
         self._bought, self._sold = 0, 0
-        self._buy_value, self._sell_value = Decimal(0), Decimal(0)
+        self._buy_value: Any = 0 if self._whole else Decimal(0)
+        self._sell_value: Any = 0 if self._whole else Decimal(0)
         # per (order, is a buy), in order of first execution: [quantity, value, intraday,
-        # brokerage]
+        # brokerage (whole paise; Decimal rupees after `_whole` is cleared)]
         self._orders: dict[tuple[str, bool], list[Any]] = {}
-        self._dp_charge: ChargesBreakdown | None = None
+        self.total_paise: Paise = (0, 0, 0, 0, 0, 0, 0)
+        self.dp_charged = False  # the day's total includes the DP charge (shares went out)
+        self._added = False
+        self._dp_paise: tuple[int, int] | None = None  # the DP charge and its GST
+
+    @property
+    def total(self) -> ChargesBreakdown:
+        """The day's charges so far (an untouched day: zeros)."""
+        if not self._added:
+            return ChargesBreakdown()
+        return breakdown_of_paise(self.total_paise, self.dp_charged)
 
     @property
     def quantity(self) -> dict[Side, int]:
@@ -340,7 +455,10 @@ class ScripDay:
 
     @property
     def value(self) -> dict[Side, Decimal]:
-        return {Side.BUY: self._buy_value, Side.SELL: self._sell_value}
+        return {Side.BUY: self._rupees(self._buy_value), Side.SELL: self._rupees(self._sell_value)}
+
+    def _rupees(self, value: Any) -> Decimal:
+        return Decimal(value).scaleb(-4) if self._whole else value
 
     @property
     def intraday_quantity(self) -> int:
@@ -350,26 +468,162 @@ class ScripDay:
         return min(self._bought, self._sold)
 
     def add(self, fill: TradeFill) -> ChargesBreakdown:
-        buy = fill.side is Side.BUY
-        row = self._orders.get((fill.order_id, buy))
+        dp_before = self.dp_charged
+        delta = self.add_trade(fill.order_id, fill.side is Side.BUY, fill.quantity, fill.price)
+        return breakdown_of_paise(delta, dp_before or self.dp_charged)
+
+    def add_trade(self, order_id: str, buy: bool, quantity: int, price: Decimal) -> Paise:
+        """Book one trade (`add` without the `TradeFill`): what it adds to each component of
+        the day's charges, whole paise (brokerage, STT, transaction, SEBI, stamp, GST, DP)."""
+        if quantity <= 0:
+            raise ValueError("quantity must be positive")
+        if type(price) is not Decimal:
+            price = Decimal(price)
+        if self._whole is not None:
+            try:
+                units = int(price.scaleb(4))
+            except (ValueError, OverflowError):  # not finite
+                units = -1
+            if units < 0 or Decimal(units).scaleb(-4) != price:  # not on the grid
+                self._to_decimal()
+            else:
+                turnover: Any = units * quantity
+                if self._buy_value + self._sell_value + turnover >= _EXACT_UNITS:
+                    self._to_decimal()
+        if self._whole is None:
+            turnover = price * quantity
+        key = (order_id, buy)
+        row = self._orders.get(key)
         if row is None:
-            row = self._orders[(fill.order_id, buy)] = [0, Decimal(0), 0, Decimal(0)]
-        turnover = fill.price * fill.quantity
-        row[0] += fill.quantity
+            row = self._orders[key] = [0, 0 if self._whole is not None else Decimal(0), 0, 0]
+        row[0] += quantity
         row[1] += turnover
         row[2] = -1  # its brokerage is due again
         if buy:
-            self._bought += fill.quantity
+            self._bought += quantity
             self._buy_value += turnover
         else:
-            self._sold += fill.quantity
+            self._sold += quantity
             self._sell_value += turnover
-        after = self._charges()
-        delta = after - self.total
-        self.total = after
-        return delta
+        after = self._charges() if self._whole is not None else self._charges_decimal()
+        before = self.total_paise
+        self.total_paise = after
+        self._added = True
+        return (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+            after[3] - before[3],
+            after[4] - before[4],
+            after[5] - before[5],
+            after[6] - before[6],
+        )
 
-    def _brokerage(self) -> Decimal:
+    def _to_decimal(self) -> None:
+        """From whole units to Decimal rupees, for good (the values so far are exact)."""
+        self._whole = None
+        self._buy_value = Decimal(self._buy_value).scaleb(-4)
+        self._sell_value = Decimal(self._sell_value).scaleb(-4)
+        for row in self._orders.values():
+            row[1] = Decimal(row[1]).scaleb(-4)
+            row[3] = Decimal(row[3]).scaleb(-2)
+
+    def _dp(self) -> tuple[int, int]:
+        if self._dp_paise is None:  # the same for every fill of the day
+            charge = dp_charge(self.trade_date, history=self.history)
+            self._dp_paise = (_to_paise(charge.dp), _to_paise(charge.gst))
+        return self._dp_paise
+
+    def _charges(self) -> Paise:
+        """The day's charges in whole paise, from whole units."""
+        w = self._whole
+        assert w is not None
+        bq, sq = self._bought, self._sold
+        bv, sv = self._buy_value, self._sell_value
+        brokerage = self._brokerage()
+        if self._mis:
+            stt = _half_up(sv * w.stt_intraday, w.stt_den) * 100
+            stamp = _half_up(bv * w.stamp_intraday, w.stamp_den)
+            delivered_out = False
+        else:
+            matched = min(bq, sq)
+            if matched and bq != sq:  # a side's share at its average price: Decimal's division
+                stt, stamp = self._stt_stamp_decimal(
+                    Decimal(bv).scaleb(-4), Decimal(sv).scaleb(-4), bq, sq, matched
+                )
+            else:
+                intraday_buy, intraday_sell = (bv, sv) if matched else (0, 0)
+                stt = (
+                    _half_up(
+                        (bv - intraday_buy + sv - intraday_sell) * w.stt_delivery
+                        + intraday_sell * w.stt_intraday,
+                        w.stt_den,
+                    )
+                    * 100
+                )
+                stamp = _half_up(
+                    (bv - intraday_buy) * w.stamp_delivery + intraday_buy * w.stamp_intraday,
+                    w.stamp_den,
+                )
+            delivered_out = sq > matched
+        turnover = bv + sv
+        transaction = _half_up(turnover * w.txn_num, w.txn_den)
+        sebi = _half_up(turnover * w.sebi_num, w.sebi_den)
+        gst = _half_up((brokerage + transaction + sebi) * w.gst_num, w.gst_den)
+        dp = 0
+        self.dp_charged = self.dp and delivered_out
+        if self.dp_charged:
+            dp, dp_gst = self._dp()
+            gst += dp_gst
+        return (brokerage, stt, transaction, sebi, stamp, gst, dp)
+
+    def _brokerage(self) -> int:
+        w = self._whole
+        assert w is not None
+        mis = self._mis
+        matched = min(self._bought, self._sold)
+        left_buy = left_sell = matched  # FIFO: each side's first units
+        total = 0
+        for (_order, buy), row in self._orders.items():
+            quantity, before = row[0], row[2]
+            if mis:
+                intraday = quantity
+            elif buy:
+                intraday = min(quantity, left_buy)
+                left_buy -= intraday
+            else:
+                intraday = min(quantity, left_sell)
+                left_sell -= intraday
+            if intraday != before:
+                row[2] = intraday
+                if not intraday:
+                    row[3] = 0
+                else:
+                    if intraday == quantity:
+                        pct = _half_up(row[1] * w.brokerage_num, w.brokerage_den)
+                    else:  # part of the order at its average price: Decimal's division
+                        value = _share(Decimal(row[1]).scaleb(-4), intraday, quantity)
+                        pct = _to_paise(_paise(value * self.rates.brokerage_intraday_pct * PCT))
+                    row[3] = min(pct, w.brokerage_cap)
+            total += row[3]
+        return total
+
+    def _stt_stamp_decimal(
+        self, bv: Decimal, sv: Decimal, bq: int, sq: int, matched: int
+    ) -> tuple[int, int]:
+        """A CNC day's STT and stamp duty (whole paise) by the Decimal formulas."""
+        r = self.rates
+        intraday_buy, intraday_sell = _share(bv, matched, bq), _share(sv, matched, sq)
+        stt_value = (
+            (bv - intraday_buy + sv - intraday_sell) * r.stt_delivery_pct
+            + intraday_sell * r.stt_intraday_sell_pct
+        ) * PCT
+        stamp_value = (
+            (bv - intraday_buy) * r.stamp_delivery_buy_pct + intraday_buy * r.stamp_intraday_buy_pct
+        ) * PCT
+        return _to_paise(_rupees(stt_value)), _to_paise(_paise(stamp_value))
+
+    def _brokerage_decimal(self) -> Decimal:
         r, mis = self.rates, self._mis
         matched = min(self._bought, self._sold)
         left_buy = left_sell = matched  # FIFO: each side's first units
@@ -391,43 +645,58 @@ class ScripDay:
             total += row[3]
         return _paise(total)
 
-    def _charges(self) -> ChargesBreakdown:
+    def _charges_decimal(self) -> Paise:
+        """The day's charges in whole paise, by the Decimal formulas (any price, any size)."""
         r = self.rates
         bq, sq = self._bought, self._sold
         bv, sv = self._buy_value, self._sell_value
-        brokerage = self._brokerage()
+        brokerage = self._brokerage_decimal()
         if self._mis:
-            stt_value = sv * r.stt_intraday_sell_pct * PCT
-            stamp_value = bv * r.stamp_intraday_buy_pct * PCT
+            stt = _to_paise(_rupees(sv * r.stt_intraday_sell_pct * PCT))
+            stamp = _to_paise(_paise(bv * r.stamp_intraday_buy_pct * PCT))
             delivered_out = False
         else:
             matched = min(bq, sq)
-            intraday_buy, intraday_sell = _share(bv, matched, bq), _share(sv, matched, sq)
-            stt_value = (
-                (bv - intraday_buy + sv - intraday_sell) * r.stt_delivery_pct
-                + intraday_sell * r.stt_intraday_sell_pct
-            ) * PCT
-            stamp_value = (
-                (bv - intraday_buy) * r.stamp_delivery_buy_pct
-                + intraday_buy * r.stamp_intraday_buy_pct
-            ) * PCT
+            stt, stamp = self._stt_stamp_decimal(bv, sv, bq, sq, matched)
             delivered_out = sq > matched
         turnover = bv + sv
         transaction = _paise(turnover * r.nse_transaction_pct * PCT)
         sebi = _paise(turnover * r.sebi_rupees_per_crore / CRORE)
-        out = ChargesBreakdown(
-            brokerage,
-            _rupees(stt_value),
-            transaction,
-            sebi,
-            _paise(stamp_value),
-            _paise((brokerage + transaction + sebi) * r.gst_pct * PCT),
+        gst = _paise((brokerage + transaction + sebi) * r.gst_pct * PCT)
+        dp = 0
+        gst_paise = _to_paise(gst)
+        self.dp_charged = self.dp and delivered_out
+        if self.dp_charged:
+            dp, dp_gst = self._dp()
+            gst_paise += dp_gst
+        return (
+            _to_paise(brokerage),
+            stt,
+            _to_paise(transaction),
+            _to_paise(sebi),
+            stamp,
+            gst_paise,
+            dp,
         )
-        if self.dp and delivered_out:
-            if self._dp_charge is None:  # the same for every fill of the day
-                self._dp_charge = dp_charge(self.trade_date, history=self.history)
-            out = out + self._dp_charge
-        return out
+
+
+_ZERO_RUPEES = Decimal(0)
+
+
+def breakdown_of_paise(paise: Sequence[int], dp: bool) -> ChargesBreakdown:
+    """A breakdown from whole paise (brokerage, STT, transaction, SEBI, stamp, GST, DP), with
+    the Decimals the arithmetic of `ScripDay` breakdowns gives: 2 places (the DP charge a plain
+    0 unless `dp`: a DP charge was part of it), `other` a plain 0."""
+    return ChargesBreakdown(
+        Decimal(paise[0]).scaleb(-2),
+        Decimal(paise[1]).scaleb(-2),
+        Decimal(paise[2]).scaleb(-2),
+        Decimal(paise[3]).scaleb(-2),
+        Decimal(paise[4]).scaleb(-2),
+        Decimal(paise[5]).scaleb(-2),
+        Decimal(paise[6]).scaleb(-2) if dp else _ZERO_RUPEES,
+        _ZERO_RUPEES,
+    )
 
 
 DayKey = tuple[str, str, str, date]  # exchange, symbol, product, IST trade date

@@ -71,11 +71,15 @@ class FillConfig:
     tick_size: Decimal = DEFAULT_TICK_SIZE
 
 
+_ONE = Decimal(1)
+_PAISA = Decimal("0.01")
+
+
 def round_to_tick(price: Decimal, tick_size: Decimal, *, up: bool | None = None) -> Decimal:
     """`price` on the tick grid: up, down, or nearest (None)."""
     mode = ROUND_HALF_UP if up is None else (ROUND_CEILING if up else ROUND_FLOOR)
-    steps = (price / tick_size).quantize(Decimal(1), rounding=mode)
-    return (steps * tick_size).quantize(Decimal("0.01"))
+    steps = (price / tick_size).quantize(_ONE, rounding=mode)
+    return (steps * tick_size).quantize(_PAISA)
 
 
 def _rng(seed: int, key: str, bar_start: datetime) -> random.Random:
@@ -184,10 +188,43 @@ def is_triggered(side: Side | str, trigger_price: Decimal, tick_price: Decimal) 
     return tick_price <= trigger_price
 
 
+class _Terms:
+    """What a `FillConfig` works out to, worked out once per config (a backtest asks per fill):
+    the cost of a marketable order in bps of the price (half the spread, plus the slippage for
+    MARKET), and the participation cap as a ratio of whole numbers."""
+
+    __slots__ = ("config", "limit_cost", "market_cost", "participation")
+
+    def __init__(self, config: FillConfig):
+        self.config = config
+        self.limit_cost = config.spread_bps / 2 + Decimal(0)
+        self.market_cost = config.spread_bps / 2 + config.slippage_bps
+        participation = config.max_participation
+        # floor(volume x participation) in whole numbers when the product is exact in Decimal
+        # (a finite, short ratio); None: the Decimal product, as ever
+        self.participation = (
+            participation.as_integer_ratio()
+            if participation.is_finite() and len(participation.as_tuple().digits) <= 9
+            else None
+        )
+
+
+_TERMS: dict[int, _Terms] = {}  # by id() of the config, checked against the config itself
+
+
+def _terms(config: FillConfig) -> _Terms:
+    terms = _TERMS.get(id(config))
+    if terms is None or terms.config is not config:
+        if len(_TERMS) > 256:  # configs come and go in tests: keep the memo small
+            _TERMS.clear()
+        terms = _TERMS[id(config)] = _Terms(config)
+    return terms
+
+
 def quote_price(side: Side, tick_price: Decimal, config: FillConfig, *, market: bool) -> Decimal:
     """What a marketable order of `side` pays at this tick (ask for buys, bid for sells)."""
-    cost_bps = config.spread_bps / 2 + (config.slippage_bps if market else Decimal(0))
-    delta = tick_price * cost_bps * BPS
+    terms = _terms(config)
+    delta = tick_price * (terms.market_cost if market else terms.limit_cost) * BPS
     if side is Side.BUY:
         return round_to_tick(tick_price + delta, config.tick_size, up=True)
     return round_to_tick(tick_price - delta, config.tick_size, up=False)
@@ -197,8 +234,39 @@ def bar_capacity(bar_volume: int, filled_in_bar: int, config: FillConfig) -> int
     """Shares one order may still take from this bar (None: no limit, the data has no volume)."""
     if bar_volume <= 0:
         return None
-    cap = int((Decimal(bar_volume) * config.max_participation).to_integral_value(ROUND_FLOOR))
+    ratio = _terms(config).participation
+    if ratio is not None and type(bar_volume) is int and bar_volume < 10**18:
+        cap = bar_volume * ratio[0] // ratio[1]  # floor of the exact product, as below
+    else:
+        cap = int((Decimal(bar_volume) * config.max_participation).to_integral_value(ROUND_FLOOR))
     return max(0, max(cap, 1) - filled_in_bar)
+
+
+def match_market(
+    side: Side,
+    quantity: int,
+    tick_price: Decimal,
+    bar_volume: int,
+    config: FillConfig,
+    protection_price: Decimal | None = None,
+    filled_in_bar: int = 0,
+) -> tuple[int, Decimal] | None:
+    """`match` of a MARKET (or triggered SL-M) order for `quantity` at a tick of `tick_price`
+    in a bar that trades `bar_volume`, as (quantity, price): the backtester's first tick of a
+    bar, without building the tick, the order's terms and the fill."""
+    if quantity <= 0:
+        return None
+    capacity = bar_capacity(bar_volume, filled_in_bar, config)
+    if capacity == 0:
+        return None
+    if capacity is not None and capacity < quantity:
+        quantity = capacity
+    price = quote_price(side, tick_price, config, market=True)
+    if protection_price is not None:
+        beyond = price > protection_price if side is Side.BUY else price < protection_price
+        if beyond:
+            return None
+    return quantity, price
 
 
 def match(
@@ -215,24 +283,24 @@ def match(
     triggered) and True afterwards. Stop orders must be triggered (see `is_triggered`) by the
     caller, which then passes them with order_type LIMIT (SL) or MARKET (SL-M).
     """
+    side = order.side
+    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
+        got = match_market(
+            side,
+            order.quantity,
+            tick.price,
+            tick.bar_volume,
+            config,
+            order.protection_price,
+            filled_in_bar,
+        )
+        return None if got is None else Fill(*got)
     if order.quantity <= 0:
         return None
     capacity = bar_capacity(tick.bar_volume, filled_in_bar, config)
     if capacity == 0:
         return None
     quantity = order.quantity if capacity is None else min(order.quantity, capacity)
-    side = order.side
-    if order.order_type in (OrderType.MARKET, OrderType.SL_M):
-        price = quote_price(side, tick.price, config, market=True)
-        if order.protection_price is not None:
-            beyond = (
-                price > order.protection_price
-                if side is Side.BUY
-                else price < order.protection_price
-            )
-            if beyond:
-                return None
-        return Fill(quantity, price)
     if order.price is None:
         raise ValueError(f"{order.order_type} order needs a price")
     limit = order.price

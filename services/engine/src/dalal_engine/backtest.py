@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -299,42 +299,45 @@ class _Book:
         s = self.settings
         ticks: list[fills.Tick] | None = None
         volume = int(series.volume[i])
-        first_tick = fills.opening_tick_at(opened_at, _dec(series.open[i]), volume)
+        open_price = _dec(series.open[i])
         for order in orders:
-            pos = self.positions[sym]
+            side = order.side
             qty_wanted = order.quantity
-            if order.side is fills.Side.SELL:
-                qty_wanted = min(qty_wanted, pos.quantity)
-            got, notional, first_at = 0, ZERO, None
+            if side is fills.Side.SELL:
+                qty_wanted = min(qty_wanted, self.positions[sym].quantity)
             limit = None
             if s.market_protection_pct and order.reference is not None:
                 limit = fills.protection_limit(
-                    order.side, order.reference, s.market_protection_pct, s.fill.tick_size
+                    side, order.reference, s.market_protection_pct, s.fill.tick_size
                 )
-            k = 0
+            # the bar's first tick (at the open, when its trading opened)
+            first = fills.match_market(side, qty_wanted, open_price, volume, s.fill, limit)
+            if first is None:
+                got, notional, first_at = 0, ZERO, None
+            else:
+                got, price = first
+                notional, first_at = price * got, opened_at
+            k = 1
             while got < qty_wanted:
-                if k == 0:
-                    tick = first_tick
-                else:
-                    if ticks is None:
-                        bar = fills.Bar(
-                            opened_at,
-                            first_tick.price,
-                            _dec(series.high[i]),
-                            _dec(series.low[i]),
-                            _dec(series.close[i]),
-                            volume,
-                        )
-                        ticks = fills.tick_path(
-                            bar, self.duration, seed=s.seed, key=sym, tick_size=s.fill.tick_size
-                        )
-                    if k >= len(ticks):
-                        break
-                    tick = ticks[k]
+                if ticks is None:
+                    bar = fills.Bar(
+                        opened_at,
+                        open_price,
+                        _dec(series.high[i]),
+                        _dec(series.low[i]),
+                        _dec(series.close[i]),
+                        volume,
+                    )
+                    ticks = fills.tick_path(
+                        bar, self.duration, seed=s.seed, key=sym, tick_size=s.fill.tick_size
+                    )
+                if k >= len(ticks):
+                    break
+                tick = ticks[k]
                 terms = fills.OrderTerms(
-                    order.side, fills.OrderType.MARKET, qty_wanted - got, protection_price=limit
+                    side, fills.OrderType.MARKET, qty_wanted - got, protection_price=limit
                 )
-                f = fills.match(terms, tick, s.fill, resting=k > 0, filled_in_bar=got)
+                f = fills.match(terms, tick, s.fill, resting=True, filled_in_bar=got)
                 if f is not None:
                     got += f.quantity
                     notional += f.price * f.quantity
@@ -347,30 +350,31 @@ class _Book:
 
     def _book(self, sym: str, order: PendingOrder, got: int, price: Decimal, at: datetime) -> None:
         """One fill through the kernel: cash, the strategy's position, the round trip."""
-        coid = order.client_order_id
+        coid, reason = order.client_order_id, order.reason
+        side: Literal["BUY", "SELL"] = "BUY" if order.side is fills.Side.BUY else "SELL"
         account = self.accounts[sym]
         effect = account.step(  # trade, client and broker order ids are the client order id
             accounting.Fill(
-                coid, coid, coid, "NSE", sym, order.side.value, self.config.product, got, price,
-                at, order.reason,
+                coid, coid, coid, "NSE", sym, side, self.config.product, got, price, at, reason
             )
-        )  # fmt: skip
+        )
         kp = account.pos
         charge = kp.fill_charges[coid]
-        record = FillRecord(
-            coid, sym, order.side.value, got, price, at, order.leg, order.reason, charge
-        )
+        record = FillRecord(coid, sym, side, got, price, at, order.leg, reason, charge)
         self.fills.append(record)
-        signed = got if order.side is fills.Side.BUY else -got
-        self._set_cash(self.cash - price * signed - charge)
+        self._set_cash(self.cash - price * (got if side == "BUY" else -got) - charge)
         pos = self.positions[sym]
-        pos.quantity, pos.average_price, pos.opened_at = kp.quantity, kp.average_price, kp.opened_at
+        pos.quantity, pos.average_price, pos.opened_at = (
+            kp.quantity,
+            effect.average_price_after,  # the kernel's average price after the fill
+            kp.opened_at,
+        )
         if effect.kind == "opened":
             pos.trade = Trade(sym, at, got, price, charges=charge)
         elif effect.kind == "increased":  # scale-in (no built-in strategy does it)
             assert pos.trade is not None
             pos.trade.quantity += got
-            pos.trade.entry_price = kp.average_price
+            pos.trade.entry_price = effect.average_price_after
             pos.trade.charges += charge
         else:  # an exit: the strategy's sells never exceed what it holds
             trade = pos.trade
@@ -683,6 +687,7 @@ class Backtester:
                 fixed_quantity=sig.quantity,
                 account=account,
                 market=market,
+                note=f"{sig.leg} {sig.reason}",
             )
             side = fills.Side.BUY
         else:
@@ -694,9 +699,9 @@ class Backtester:
                 at=at,
                 quantity=quantity,
                 market=market,
+                note=f"{sig.leg} {sig.reason}",
             )
             side = fills.Side.SELL
-        decision = _with_detail(decision, sig)
         if not decision.approved or decision.quantity <= 0:
             return None, decision
         order = PendingOrder(
@@ -744,14 +749,6 @@ def _coverage(
                 f"{sym}: the data ends {to_ist(last).date()}, before the requested end {want_last}"
             )
     return (min(firsts) if firsts else None, max(lasts) if lasts else None, warnings)
-
-
-def _with_detail(decision: RiskDecision, sig: Signal) -> RiskDecision:
-    d, note = decision, f"{sig.leg} {sig.reason}"
-    detail = f"{note}; {d.detail}" if d.detail else note
-    return RiskDecision(
-        d.at, d.strategy, d.symbol, d.action, d.approved, d.reason, d.quantity, detail
-    )
 
 
 def bars_per_second(result: BacktestResult, seconds: float) -> float:

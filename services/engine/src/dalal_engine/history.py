@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import io
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +54,10 @@ def _series(symbol: str, frame: pd.DataFrame) -> BarSeries:
 
 def _before(series: BarSeries, end: datetime) -> BarSeries:
     """The bars of `series` that start before `end`."""
-    n = bisect.bisect_left(series.start, end)
+    if isinstance(series.start, BarStarts):  # the same index, without making datetimes
+        n = int(np.searchsorted(series.seconds, end.timestamp(), side="left"))
+    else:
+        n = bisect.bisect_left(series.start, end)
     if n == len(series):
         return series
     return BarSeries(
@@ -76,22 +80,43 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     """A `date,open,high,low,close,volume` file (plain or `.gz`) as bars, sorted by time, a
     repeated time keeping its last row. Parsed with the standard library and numpy (no
     pandas: `dalal backtest` spends its time on the backtest, not on importing a parser)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as fh:
-        text = fh.read()
+    if path.suffix == ".gz":  # decompressed at once, decoded as a text file would be
+        raw = io.BytesIO(gzip.decompress(path.read_bytes()))
+        with io.TextIOWrapper(raw, newline="") as unzipped:
+            text = unzipped.read()
+    else:
+        with open(path, newline="") as fh:
+            text = fh.read()
     head, _, body = text.partition("\n")
     header = [h.strip().lower() for h in head.rstrip("\r").split(",")] if text else []
     missing = [c for c in _COLUMNS if c not in header]
     if missing:
         raise NoBarsError(f"{path}: no column {', '.join(missing)} (want {','.join(_COLUMNS)})")
     at = {name: header.index(name) for name in _COLUMNS}
-    cols = _columns_at_once(body, len(header))
-    if cols is None:  # anything unusual (CR LF, blank lines, ragged rows): line by line
-        rows = [line.split(",") for line in body.splitlines() if line.strip()]
-        if not rows:
-            raise NoBarsError(f"{path}: no bars")
-        cols = list(zip(*rows, strict=True))
-    dates: Sequence[str] = cols[at["date"]]
+    dates: Sequence[str]
+    numbers = _plain_numbers(body, len(header), at["date"])
+    if numbers is not None:  # the usual file: every number parsed at once
+        dates, table = numbers
+
+        def parsed(name: str) -> NDArray[np.float64]:
+            return table[:, at[name]]
+
+    else:
+        cols = _columns_at_once(body, len(header))
+        if cols is None:  # anything unusual (CR LF, blank lines, ragged rows): line by line
+            rows = [line.split(",") for line in body.splitlines() if line.strip()]
+            if not rows:
+                raise NoBarsError(f"{path}: no bars")
+            cols = list(zip(*rows, strict=True))
+        dates = cols[at["date"]]
+        raw_volume = cols[at["volume"]]
+        if "" in raw_volume:
+            raw_volume = [v or "0" for v in raw_volume]
+            cols[at["volume"]] = raw_volume
+
+        def parsed(name: str) -> NDArray[np.float64]:
+            return np.array(list(map(float, cols[at[name]])))
+
     seconds = _epoch_seconds(dates)
     order = np.argsort(seconds, kind="stable")
     seconds = seconds[order]
@@ -100,13 +125,10 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     seconds = seconds[keep]
 
     def column(name: str) -> NDArray[np.float64]:
-        values: NDArray[np.float64] = np.array(list(map(float, cols[at[name]])))[picked]
+        values: NDArray[np.float64] = parsed(name)[picked]
         return values
 
-    raw_volume = cols[at["volume"]]
-    if "" in raw_volume:
-        raw_volume = [v or "0" for v in raw_volume]
-    volume = np.array(list(map(float, raw_volume)))[picked]
+    volume = column("volume")
     return BarSeries(
         symbol=symbol,
         start=BarStarts(seconds),  # datetimes made when read
@@ -133,6 +155,109 @@ def _columns_at_once(body: str, width: int) -> list[Sequence[str]] | None:
     if len(fields) != rows * stride + 1 or fields[width::stride].count("\n") != rows:
         return None  # ragged rows or blank lines
     return [fields[k:-1:stride] for k in range(width)]
+
+
+_POWERS_OF_TEN = 10 ** np.arange(16, dtype=np.int64)
+_MAX_DIGITS = 15  # a whole number of at most 15 digits is exact in a float64
+
+
+_CHUNK_CHARACTERS = 60_000  # parsed a piece at a time: the work arrays stay in the CPU cache
+
+
+def _plain_numbers(
+    body: str, width: int, date_at: int
+) -> tuple[list[str], NDArray[np.float64]] | None:
+    """`_plain_piece` of the whole body, a piece of whole lines at a time."""
+    if len(body) <= _CHUNK_CHARACTERS:
+        return _plain_piece(body, width, date_at)
+    dates: list[str] = []
+    tables = []
+    start = 0
+    while start < len(body):
+        cut = body.find("\n", start + _CHUNK_CHARACTERS)
+        stop = len(body) if cut < 0 else cut + 1
+        piece = _plain_piece(body[start:stop], width, date_at)
+        if piece is None:
+            return None
+        dates += piece[0]
+        tables.append(piece[1])
+        start = stop
+    return dates, np.concatenate(tables)
+
+
+def _plain_piece(
+    body: str, width: int, date_at: int
+) -> tuple[list[str], NDArray[np.float64]] | None:
+    """The date column (texts) and every field as a number (a row per line, a column per
+    field; the date column's are meaningless) of a plain CSV body, parsed at once from its
+    bytes: ASCII, LF line ends, `width` fields on every line, the dates all of one length,
+    every other field digits with at most one `.` and at most 15 digits. Such a field is the
+    whole number N of its digits over 10**d (d digits after the point), both exact in float64,
+    and one division rounds N / 10**d correctly: the float `float()` reads from the text.
+    None when the body is not that plain (the caller then reads it field by field)."""
+    if not body.strip() or "\r" in body:
+        return None
+    if not body.endswith("\n"):
+        body += "\n"
+    try:
+        raw = np.frombuffer(body.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError:
+        return None
+    if not raw.all():
+        return None  # a NUL byte
+    is_sep = (raw == ord(",")) | (raw == ord("\n"))
+    ends = np.flatnonzero(is_sep)  # where each field ends (its separator)
+    rows = int(np.count_nonzero(raw == ord("\n")))
+    if len(ends) != rows * width or rows == 0:
+        return None
+    grid = raw[ends].reshape(rows, width)
+    if not ((grid[:, :-1] == ord(",")).all() and (grid[:, -1] == ord("\n")).all()):
+        return None  # ragged rows or blank lines
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = (ends - starts).reshape(rows, width)
+    date_length = int(lengths[0, date_at])
+    if date_length == 0 or not (lengths[:, date_at] == date_length).all():
+        return None
+    first = starts.reshape(rows, width)[:, date_at]
+    at_date = first[:, None] + np.arange(date_length)  # every byte of every date
+    in_number = ~is_sep
+    in_number[at_date] = False
+    is_digit = (raw >= ord("0")) & (raw <= ord("9"))
+    is_point = raw == ord(".")
+    if not (is_digit | is_point | ~in_number).all():
+        return None  # a sign, an exponent, a space, an underscore: not plain
+    if not (lengths > 0).all():
+        return None  # an empty field
+    number_grid = np.ones((rows, width), dtype=bool)
+    number_grid[:, date_at] = False
+    numbers = number_grid.reshape(-1)  # which fields are numbers
+    field_of = np.cumsum(is_sep, dtype=np.int32)  # a byte's field (not a separator's)
+    digit_at = np.flatnonzero(is_digit & in_number)
+    digit_field = field_of[digit_at]
+    counts = np.bincount(digit_field, minlength=len(ends))[numbers]
+    if not (counts >= 1).all() or (counts > _MAX_DIGITS).any():
+        return None  # a field without a digit, or too long to be exact
+    # the digits of each number, in order: each times 10 to the digits after it
+    last_digit = np.cumsum(counts) - 1
+    first_digit = last_digit - counts + 1
+    after = np.repeat(last_digit, counts) - np.arange(len(digit_at))
+    value = (raw[digit_at] - ord("0")).astype(np.int64) * _POWERS_OF_TEN[after]
+    whole = np.zeros(len(ends), dtype=np.int64)
+    whole[numbers] = np.add.reduceat(value, first_digit)
+    points = np.flatnonzero(is_point & in_number)
+    point_field = field_of[points]
+    if len(points) > 1 and not (np.diff(point_field) > 0).all():
+        return None  # two points in a field
+    decimals = np.zeros(len(ends), dtype=np.int64)
+    ordinal = np.cumsum(numbers) - 1  # a number field's place among the numbers
+    decimals[point_field] = last_digit[ordinal[point_field]] - np.searchsorted(digit_at, points) + 1
+    table = (whole.astype(np.float64) / _POWERS_OF_TEN[decimals].astype(np.float64)).reshape(
+        rows, width
+    )
+    texts = raw[at_date].view(f"S{date_length}").reshape(rows)
+    return texts.astype(f"U{date_length}").tolist(), table
 
 
 def _epoch_seconds(dates: Sequence[str]) -> NDArray[np.int64]:

@@ -103,6 +103,13 @@ class RiskDecision:
         }
 
 
+def _noted(note: str, detail: str) -> str:
+    """A decision's detail with `note` in front (`note; detail`, or either alone)."""
+    if not note:
+        return detail
+    return f"{note}; {detail}" if detail else note
+
+
 @dataclass(slots=True)
 class _Day:
     day: date | None = None
@@ -201,12 +208,15 @@ class RiskManager:
         fixed_quantity: int | None,
         account: AccountState,
         market: MarketState,
+        note: str = "",
     ) -> RiskDecision:
-        """May an entry reach the market at `at`, and with how many shares."""
+        """May an entry reach the market at `at`, and with how many shares. `note` (say the
+        signal's leg and reason) leads the decision's detail."""
         ensure_aware(at)
 
         def refuse(reason: str, detail: str) -> RiskDecision:
-            return RiskDecision(at, strategy, symbol, "ENTER", False, reason, 0, detail)
+            noted = _noted(note, detail)
+            return RiskDecision(at, strategy, symbol, "ENTER", False, reason, 0, noted)
 
         c = self.config
         gate = self._gate(at, market)
@@ -230,7 +240,7 @@ class RiskManager:
         if quantity <= 0:
             return refuse("size_zero", "risk budget, position cap or cash allow no share")
         self._orders.append(at)
-        return RiskDecision(at, strategy, symbol, "ENTER", True, "ok", quantity)
+        return RiskDecision(at, strategy, symbol, "ENTER", True, "ok", quantity, note)
 
     def check_exit(
         self,
@@ -241,15 +251,23 @@ class RiskManager:
         at: datetime,
         quantity: int,
         market: MarketState,
+        note: str = "",
     ) -> RiskDecision:
+        """May an exit go (only the kill switch stops one). `note` as for `check_entry`."""
         ensure_aware(at)
         if market.kill_switch:
             return RiskDecision(
-                at, strategy, symbol, action, False, "kill_switch", detail=market.kill_switch_reason
+                at,
+                strategy,
+                symbol,
+                action,
+                False,
+                "kill_switch",
+                detail=_noted(note, market.kill_switch_reason),
             )
         self._rate_exceeded(at)  # keeps the window current
         self._orders.append(at)
-        return RiskDecision(at, strategy, symbol, action, True, "ok", quantity=quantity)
+        return RiskDecision(at, strategy, symbol, action, True, "ok", quantity, note)
 
     def check_manual(
         self,

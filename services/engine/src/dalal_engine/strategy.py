@@ -79,6 +79,10 @@ class BarStarts(Sequence[datetime]):
     def __getitem__(self, index: slice) -> BarStarts: ...
 
     def __getitem__(self, index: int | slice) -> datetime | BarStarts:
+        if type(index) is int:  # a bar read before (the backtester reads each a few times)
+            known = self._cache.get(index)
+            if known is not None:
+                return known
         if isinstance(index, slice):
             return BarStarts(self._seconds[index])
         n = len(self._seconds)

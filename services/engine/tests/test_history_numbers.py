@@ -1,0 +1,112 @@
+"""The CSV reader's numbers parsed at once from the text's bytes (`_plain_numbers`) are the
+floats `float()` reads field by field: on random files (prices with 0-6 decimals, 15-digit
+numbers, leading zeros, a point first or last), on every NSE file of the repository, and a
+file that is not plain (a sign, an exponent, spaces, an empty field, CR LF, a ragged row, a
+long number) is left to the field-by-field reader."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dalal_engine import history
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def by_fields(body: str, width: int) -> list[list[str]]:
+    return [line.split(",") for line in body.splitlines()]
+
+
+def check(body: str, width: int = 6, date_at: int = 0) -> None:
+    parsed = history._plain_numbers(body, width, date_at)
+    assert parsed is not None
+    dates, table = parsed
+    rows = by_fields(body, width)
+    assert dates == [row[date_at] for row in rows]
+    for j in range(width):
+        if j == date_at:
+            continue
+        want = np.array([float(row[j]) for row in rows])
+        assert table[:, j].view(np.int64).tolist() == want.view(np.int64).tolist()
+
+
+def number(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.5:
+        return f"{rng.randint(0, 10**6)}.{rng.randint(0, 99):02d}"
+    if kind < 0.7:
+        return str(rng.randint(0, 10**9))
+    if kind < 0.8:
+        digits = rng.randint(1, 15)
+        text = "".join(rng.choice("0123456789") for _ in range(digits))
+        cut = rng.randint(0, digits)
+        return text[:cut] + "." + text[cut:] if rng.random() < 0.8 else text
+    if kind < 0.9:
+        return f"{rng.random() * 10 ** rng.randint(0, 8):.{rng.randint(0, 6)}f}"
+    return rng.choice(["0", "0.0", ".5", "5.", "007", "0.1", "0.3", "999999999999999"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_plain_files_parse_as_float_does(seed: int):
+    rng = random.Random(seed)
+    for _ in range(40):
+        rows = rng.randint(1, 3000)  # past a piece's size too
+        daily = rng.random() < 0.5
+        lines = []
+        for k in range(rows):
+            date = f"2024-01-{k % 28 + 1:02d}" if daily else f"2024-01-02T09:{k % 60:02d}:00+05:30"
+            lines.append(",".join([date] + [number(rng) for _ in range(5)]))
+        body = "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+        check(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "2024-01-01,1,2,3,4,-5\n",
+        "2024-01-01,1,2,3,4,1e5\n",
+        "2024-01-01,1, 2,3,4,5\n",
+        "2024-01-01,1,2,3,4,1_000\n",
+        "2024-01-01,1,2,3,4,\n",
+        "2024-01-01,1,2,3,4,5\r\n",
+        "2024-01-01,1,2,3,4\n",
+        "2024-01-01,1,2,3,4,5\n\n2024-01-02,1,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,1234567890123456\n",
+        "2024-01-01,1,2,3,4,1.2.3\n",
+        "2024-01-01,1,2,3,4,.\n",
+        "2024-01-01,1,2,3,4,5\n2024-1-2,1,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,\N{DIGIT ONE}\N{FULLWIDTH DIGIT TWO}\n",
+        "",
+    ],
+)
+def test_files_that_are_not_plain_are_left_to_the_field_reader(body: str):
+    assert history._plain_numbers(body, 6, 0) is None
+
+
+def test_every_nse_file_of_the_repository_reads_as_field_by_field(tmp_path: Path):
+    files = sorted(REPO.glob("services/*/src/**/data/nse/**/*.csv*")) + sorted(
+        REPO.glob("services/*/tests/fixtures/**/*.csv")
+    )
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode()
+        head, _, body = text.partition("\n")
+        header = [h.strip().lower() for h in head.split(",")]
+        if "date" not in header:
+            continue
+        check(body, len(header), header.index("date"))
+        # and the whole reader, with the fast path and without it
+        fast = history.read_csv(path, "X")
+        plain = tmp_path / "plain.csv"
+        plain.write_text(text.replace("\n", "\r\n"))  # CR LF: the field-by-field reader
+        slow = history.read_csv(plain, "X")
+        for name in ("open", "high", "low", "close", "volume"):
+            a, b = getattr(fast, name), getattr(slow, name)
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (path, name)
+        assert fast.seconds.tolist() == slow.seconds.tolist()
