@@ -142,3 +142,68 @@ def test_a_repeated_symbol_in_one_burst_waits_for_its_first_order(tmp_path: Path
     assert len(out.orders) == 1
     assert out.corrs == {out.orders[0].client_order_id: "c1"}
     assert live.last_bar("ref", "INFY") == first.start == probe.last_bar("ref", "INFY")
+
+
+async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
+    tmp_path: Path, aredis
+) -> None:
+    """The feed's way (each day's bars in one MULTI/EXEC, each with its closing tick's corr)
+    through a real consumer and the engine's bars handler: the orders are those of the bars
+    one by one, each published with the corr of its own bar, the refused and quiet bars all
+    stored, nothing left pending."""
+    import asyncio
+
+    from dalal_engine.handlers import EngineGate, bars_handler
+    from dalal_engine.store import outbox_t
+    from dalal_shared.bus import ConsumerConfig, Publisher, StreamConsumer, group_info
+    from dalal_shared.messages import Envelope
+    from dalal_shared.outbox import OutboxRelay
+    from dalal_shared.streams import ORDERS_COMMANDS, bars_stream
+    from dalal_shared.testing import wait_until
+
+    one = engine(tmp_path / "one.sqlite3")
+    live = engine(tmp_path / "bus.sqlite3")
+    live.relay = OutboxRelay(live.store.engine, outbox_t, aredis)
+    stream = bars_stream("day")
+    handler = bars_handler(live, Publisher(aredis, source="engine"), EngineGate())
+    consumer = StreamConsumer(
+        aredis, ConsumerConfig(group="engine", block_ms=50), {stream: handler}
+    )
+    task = asyncio.create_task(consumer.run())
+    feed = Publisher(aredis, source="data")
+    expected: dict[str, str] = {}  # order id -> the corr of the bar that made it
+    all_days = days()[:120]
+    try:
+        for n, day in enumerate(all_days):
+            corrs = [f"tick-{n}-{b.symbol}" for b in day]
+            for bar, corr in zip(day, corrs, strict=True):
+                for order in one.on_bar(bar):
+                    expected[order.client_order_id] = corr
+            await feed.publish_entries([(stream, b, c) for b, c in zip(day, corrs, strict=True)])
+
+            async def consumed(want: int = (n + 1) * len(day)) -> bool:
+                info = await group_info(aredis, stream, "engine")
+                return (
+                    info is not None
+                    and info.pending == 0
+                    and info.lag == 0
+                    and (await aredis.xlen(stream) == want)
+                )
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while not await consumed():
+                assert asyncio.get_running_loop().time() < deadline, "bars not consumed"
+                await asyncio.sleep(0.01)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert expected, "the bars ordered nothing"
+    placed = {
+        e.message.client_order_id: e.corr
+        for e in (Envelope.from_fields(f) for _i, f in await aredis.xrange(ORDERS_COMMANDS))
+        if isinstance(e.message, PlaceOrder)
+    }
+    assert placed == expected
+    stored = wait_until(lambda: outcome(live)[0], message="bars stored")
+    assert len(stored) == len(all_days) * len(all_days[0])
+    assert outcome(live)[1:] == outcome(one)[1:]
