@@ -14,7 +14,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dalal_shared.axes import MINUS, format_inr, nice_ticks, tick_decimals
+from dalal_shared import axes
+from dalal_shared.axes import MINUS, nice_ticks, tick_decimals
 from dalal_shared.timeutil import IST
 
 MAX_POINTS = 1500  # per polyline: a multi-year minute-bar curve stays a small page
@@ -30,6 +31,27 @@ __all__ = ["MINUS", "format_inr", "nice_ticks", "tick_decimals"]  # used by the 
 _HOUR = 3600
 _DAY = 86_400
 _MONTH = 30.44 * _DAY
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def format_inr(value: float, decimals: int = 0) -> str:
+    """`dalal_shared.axes.format_inr` (Indian digit grouping, a typographic minus), the same
+    text (a test holds the two equal), about 3x faster on what a report formats thousands
+    of: floats with at most five digits before the point, where the grouping is one comma or
+    none. Anything else (lakhs and more, a Decimal, an int) goes to the shared function."""
+    if type(value) is not float:
+        return axes.format_inr(value, decimals)
+    text = f"{abs(value):.{decimals}f}"
+    whole, dot, fraction = text.partition(".")
+    if len(whole) > 5:
+        return axes.format_inr(value, decimals)
+    if len(whole) > 3:
+        whole = f"{whole[:-3]},{whole[-3:]}"
+    if value < 0 and float(text) != 0:
+        return f"{MINUS}{whole}{dot}{fraction}"
+    return f"{whole}{dot}{fraction}"
 
 
 # ---------------------------------------------------------------- geometry
@@ -242,7 +264,13 @@ def x_axis(
 
 
 def _points(xs: NDArray[np.float64], ys: NDArray[np.float64]) -> str:
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs.tolist(), ys.tolist(), strict=True))
+    """SVG points "x,y x,y ...", one decimal each. One %-format over the interleaved floats:
+    the text of formatting each pair (`%.1f` is `format(v, ".1f")`), without a Python-level
+    step per point (a report draws some 20,000)."""
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x values for {len(ys)} y values")
+    flat = np.column_stack((xs, ys)).ravel().tolist()
+    return " ".join(["%.1f,%.1f"] * len(xs)) % tuple(flat)
 
 
 def polyline(xs: ArrayLike, ys: ArrayLike, colour: str, width: float = 1.5) -> str:

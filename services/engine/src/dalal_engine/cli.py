@@ -3,6 +3,7 @@ or the data service) and write its report."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -135,7 +136,7 @@ def backtest(
             market_protection_pct=Decimal(str(market_protection)) or None,
         )
         runner = Backtester(cfg, data, settings)
-        with _progress() as progress:
+        with _progress() as progress, _young_collections_every(YOUNG_GC_THRESHOLD):
             t0 = time.perf_counter()
             result = runner.run(progress)
             seconds = time.perf_counter() - t0
@@ -145,7 +146,8 @@ def backtest(
     except DalalError as exc:
         err.print(f"[red]dalal backtest:[/red] {exc.message}")
         raise typer.Exit(1) from None
-    json_path, html_path = write_report(result, out, bars=data)
+    with _young_collections_every(YOUNG_GC_THRESHOLD):
+        json_path, html_path = write_report(result, out, bars=data)
     console.print(summary_table(result, seconds))
     for warning in result.warnings:  # the data covers less than asked: say so, with the range
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
@@ -154,6 +156,26 @@ def backtest(
         last = to_ist(result.data_end).date() if result.data_end else "-"
         err.print(f"bars used: {first} .. {last}", highlight=False)
     console.print(f"report: {html_path}  data: {json_path}", highlight=False)
+
+
+# The run and the report allocate a few hundred thousand short-lived objects (decisions, fills,
+# Decimals, the report's rows) and next to no reference cycles: collecting the young generation
+# every 700 allocations (Python's default) costs a backtest 5-10 ms of CPU for nothing found.
+YOUNG_GC_THRESHOLD = 20_000
+
+
+@contextmanager
+def _young_collections_every(allocations: int) -> Iterator[None]:
+    """Collect the youngest generation every `allocations` net allocations instead of
+    Python's default (the older generations' thresholds as they were), restored afterwards.
+    Garbage with cycles is still collected, in fewer, larger batches; a threshold of 0 (the
+    automatic collection turned off) stays 0."""
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, allocations) if young else 0, *older)
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, *older)
 
 
 @contextmanager

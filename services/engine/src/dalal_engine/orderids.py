@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 
 from dalal_shared.timeutil import to_ist, to_utc
 
@@ -21,10 +22,23 @@ _LEG = re.compile(r"^[A-Z][A-Z0-9]{0,2}$")
 def client_order_id(strategy: str, symbol: str, bar_start: datetime, leg: str) -> str:
     if not _LEG.match(leg):
         raise ValueError(f"leg must be 1-3 capitals/digits, got {leg!r}")
-    key = f"{strategy}|{symbol}|{to_utc(bar_start).isoformat()}|{leg}"
+    utc_text, ist_stamp = _bar_texts(bar_start, bar_start.utcoffset())
+    key = f"{strategy}|{symbol}|{utc_text}|{leg}"
     digest = hashlib.sha256(key.encode()).hexdigest()
-    ist = to_ist(bar_start)  # yymmddHHMM (strftime is slower than this, and it is per order)
-    head = f"{leg}-{ist.year % 100:02d}{ist.month:02d}{ist.day:02d}{ist.hour:02d}{ist.minute:02d}-"
+    head = f"{leg}-{ist_stamp}-"
     out = head + digest[: 20 - len(head)]
     assert _VALID.match(out), out
     return out
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _bar_texts(bar_start: datetime, _offset: timedelta | None) -> tuple[str, str]:
+    """The bar start's two texts in an id: its UTC ISO 8601 (hashed) and its IST `yymmddHHMM`.
+    Remembered: every symbol and leg decided on one bar shares them (a backtest asks a few
+    thousand times), and the time zone conversions cost more than the hash. Keyed by the
+    instant, its UTC offset and its type, which fix both texts; a naive time raises in
+    `to_utc`, as before, and is never remembered."""
+    utc_text = to_utc(bar_start).isoformat()
+    ist = to_ist(bar_start)  # yymmddHHMM (strftime is slower than this)
+    stamp = f"{ist.year % 100:02d}{ist.month:02d}{ist.day:02d}{ist.hour:02d}{ist.minute:02d}"
+    return utc_text, stamp
