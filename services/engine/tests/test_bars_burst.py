@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from engine_fixtures import KNOWN, infy_bars
 
@@ -207,3 +208,37 @@ async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
     stored = wait_until(lambda: outcome(live)[0], message="bars stored")
     assert len(stored) == len(all_days) * len(all_days[0])
     assert outcome(live)[1:] == outcome(one)[1:]
+
+
+def test_a_burst_whose_transaction_fails_is_decided_again_one_by_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The minute's transaction fails (the database refuses the write): nothing of it is
+    kept, and the same bars handled one by one after (what the bus does then) make the orders
+    and decisions they make without the failure."""
+    from dalal_engine import store as store_module
+
+    one, burst = engine(tmp_path / "one.sqlite3"), engine(tmp_path / "burst.sqlite3")
+    all_days = days()
+    for n, day in enumerate(all_days):
+        new_one = [o for b in day for o in one.on_bar(b)]
+        if not new_one:
+            out = burst.on_bars([(b, None) for b in day])
+            burst.store.store_bars(out.quiet)
+            assert out.orders == []
+            continue
+        real_write = store_module._Rows.write
+
+        def refused(self: object, c: object) -> None:
+            raise RuntimeError("database is locked")
+
+        monkeypatch.setattr(store_module._Rows, "write", refused)
+        with pytest.raises(RuntimeError, match="locked"):
+            burst.on_bars([(b, None) for b in day])
+        monkeypatch.setattr(store_module._Rows, "write", real_write)
+        again = [o for b in day for o in burst.on_bar(b)]
+        assert again == new_one
+        assert outcome(burst) == outcome(one)
+        assert n > 20  # the failure hit a day with history behind it
+        return
+    raise AssertionError("nothing ordered")

@@ -28,6 +28,7 @@ swap in-memory values and run on the loop at once (a kill switch never waits for
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import time
@@ -453,24 +454,59 @@ class LiveEngine:
     def _bars_run(
         self, run: list[tuple[Bar, str | None, list[_Instance]]], out: BarsOutcome
     ) -> None:
-        """Bars of distinct traded symbols (and quiet ones), in order, in one transaction."""
+        """Bars of distinct traded symbols (and quiet ones), in order, in one transaction.
+        When it fails, the traded bars' histories and strategy states are put back as they
+        were, so the same bars handled again (the bus's one-by-one path) are decided again."""
         committed: list[Callable[[], None]] = []
+        undo: list[Callable[[], None]] = []
         try:
             with self.store.batch():
                 for bar, corr, interested in run:
                     if not interested:
                         self._quiet_bar(bar, out.quiet)
                         continue
+                    undo.append(self._undo_point(bar, interested))
                     self.store.corr = corr
                     new, stored = self._bar_step(bar, interested, True)
                     committed.append(stored)
                     for cmd in new:
                         out.orders.append(cmd)
                         out.corrs[cmd.client_order_id] = corr
+        except BaseException:
+            for restore in reversed(undo):
+                restore()
+            raise
         finally:
             self.store.corr = None
         for stored in committed:
             stored()
+
+    def _undo_point(self, bar: Bar, interested: list[_Instance]) -> Callable[[], None]:
+        """What puts a bar's history and its instances' states back as they are now (the
+        risk managers' counters stay: they only make the next decision more careful)."""
+        key = (bar.exchange, bar.symbol, bar.interval)
+        history = self._history.get(key)
+        length = len(history) if history is not None else 0
+        first = history[0] if history else None
+        saved = []
+        for inst in interested:
+            st = self.states.get((inst.config.name, bar.symbol))
+            kept = None if st is None else (st.last_bar, copy.deepcopy(st.state))
+            saved.append(((inst.config.name, bar.symbol), st, kept))
+
+        def restore() -> None:
+            now = self._history.get(key)
+            if history is None or now is not history or (history and history[0] is not first):
+                self._history.pop(key, None)  # loaded or trimmed since: read it again
+            else:
+                del history[length:]
+            for state_key, st, kept in saved:
+                if st is None or kept is None:
+                    self.states.pop(state_key, None)
+                else:
+                    st.last_bar, st.state = kept
+
+        return restore
 
     def _quiet_bar(self, bar: Bar, quiet: list[tuple[str, str, str, StoredBar]]) -> None:
         """A bar no instance decides on: the market clock and a history already in memory
