@@ -52,10 +52,12 @@ def days() -> list[list[Bar]]:
     return out
 
 
-def engine(path: Path) -> LiveEngine:
+def engine(path: Path | str) -> LiveEngine:
+    """An engine on a SQLite file (a path) or a database URL."""
+    url = path if isinstance(path, str) else f"sqlite:///{path}"
     live = LiveEngine(
         load_text(CONFIG),
-        EngineStore.open(f"sqlite:///{path}"),
+        EngineStore.open(url),
         initial_equity_rupees=Decimal("10000000"),
         safety_known=KNOWN,
     )
@@ -242,3 +244,26 @@ def test_a_burst_whose_transaction_fails_is_decided_again_one_by_one(
         assert n > 20  # the failure hit a day with history behind it
         return
     raise AssertionError("nothing ordered")
+
+
+def test_a_burst_on_postgresql_ends_where_one_by_one_on_sqlite_ends(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The batch's rows (bars with ON CONFLICT DO NOTHING, states, decisions, outbox) on a
+    real PostgreSQL: the same orders, decisions, bars and positions as one by one on SQLite."""
+    one, burst = engine(tmp_path / "one.sqlite3"), engine(postgres_url)
+    try:
+        sent = 0
+        for day in days()[:200]:
+            new_one = [o for b in day for o in one.on_bar(b)]
+            out = burst.on_bars([(b, None) for b in day])
+            burst.store.store_bars(out.quiet)
+            burst.store.store_bars(out.quiet)  # again: a bar stored already stays as it is
+            assert out.orders == new_one
+            fill(one, new_one, day[0])
+            fill(burst, out.orders, day[0])
+            sent += len(new_one)
+        assert sent > 5
+        assert outcome(burst) == outcome(one)
+    finally:
+        burst.store.engine.dispose()
