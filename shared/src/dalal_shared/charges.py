@@ -49,7 +49,7 @@ difference, which can be negative (the buy's delivery STT and stamp are given ba
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -580,21 +580,10 @@ class ScripDay:
     def _brokerage(self) -> int:
         w = self._whole
         assert w is not None
-        mis = self._mis
-        matched = min(self._bought, self._sold)
-        left_buy = left_sell = matched  # FIFO: each side's first units
         total = 0
-        for (_order, buy), row in self._orders.items():
-            quantity, before = row[0], row[2]
-            if mis:
-                intraday = quantity
-            elif buy:
-                intraday = min(quantity, left_buy)
-                left_buy -= intraday
-            else:
-                intraday = min(quantity, left_sell)
-                left_sell -= intraday
-            if intraday != before:
+        for row, intraday in self._intraday_rows():
+            quantity = row[0]
+            if intraday != row[2]:
                 row[2] = intraday
                 if not intraday:
                     row[3] = 0
@@ -607,6 +596,23 @@ class ScripDay:
                     row[3] = min(pct, w.brokerage_cap)
             total += row[3]
         return total
+
+    def _intraday_rows(self) -> Iterator[tuple[list[Any], int]]:
+        """Each order's row with the part of it that is intraday: all of it in MIS; in CNC
+        each side's first `min(bought, sold)` units, in order of first execution (FIFO)."""
+        mis = self._mis
+        left_buy = left_sell = min(self._bought, self._sold)
+        for (_order, buy), row in self._orders.items():
+            quantity = row[0]
+            if mis:
+                intraday = quantity
+            elif buy:
+                intraday = min(quantity, left_buy)
+                left_buy -= intraday
+            else:
+                intraday = min(quantity, left_sell)
+                left_sell -= intraday
+            yield row, intraday
 
     def _stt_stamp_decimal(
         self, bv: Decimal, sv: Decimal, bq: int, sq: int, matched: int
@@ -624,21 +630,11 @@ class ScripDay:
         return _to_paise(_rupees(stt_value)), _to_paise(_paise(stamp_value))
 
     def _brokerage_decimal(self) -> Decimal:
-        r, mis = self.rates, self._mis
-        matched = min(self._bought, self._sold)
-        left_buy = left_sell = matched  # FIFO: each side's first units
+        r = self.rates
         total = Decimal(0)
-        for (_order, buy), row in self._orders.items():
-            quantity, value, before = row[0], row[1], row[2]
-            if mis:
-                intraday = quantity
-            elif buy:
-                intraday = min(quantity, left_buy)
-                left_buy -= intraday
-            else:
-                intraday = min(quantity, left_sell)
-                left_sell -= intraday
-            if intraday != before:
+        for row, intraday in self._intraday_rows():
+            quantity, value = row[0], row[1]
+            if intraday != row[2]:
                 row[2] = intraday
                 pct = _paise(_share(value, intraday, quantity) * r.brokerage_intraday_pct * PCT)
                 row[3] = min(pct, r.brokerage_intraday_cap_rupees) if intraday else Decimal(0)
