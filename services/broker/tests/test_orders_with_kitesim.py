@@ -30,6 +30,17 @@ def limit_buy(coid: str, symbol: str = "RELIANCE", qty: int = 2, price: str = "9
     }
 
 
+def commands_consumed(redis_url: str) -> bool:
+    """The broker's group has read up to the last command and acknowledged all it read."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        [(last_id, _)] = client.xrevrange(ORDERS_COMMANDS, count=1)
+        group = next(g for g in client.xinfo_groups(ORDERS_COMMANDS) if g["name"] == b"broker")
+    finally:
+        client.close()
+    return group["last-delivered-id"] == last_id and group["pending"] == 0
+
+
 def test_without_login_orders_are_refused_with_no_session(start_broker, redis_url) -> None:
     broker = start_broker()
     assert broker.get("/session").json()["valid"] is False
@@ -91,14 +102,7 @@ async def test_the_same_command_twice_on_the_bus_places_one_order(
         message="placed",
     )
 
-    def both_consumed() -> bool:
-        client = redis.Redis.from_url(shared_redis_url)
-        [(last_id, _)] = client.xrevrange(ORDERS_COMMANDS, count=1)
-        group = next(g for g in client.xinfo_groups(ORDERS_COMMANDS) if g["name"] == b"broker")
-        client.close()
-        return group["last-delivered-id"] == last_id and group["pending"] == 0
-
-    wait_until(both_consumed, message="both commands consumed")
+    wait_until(lambda: commands_consumed(shared_redis_url), message="both commands consumed")
     assert len(kitesim.orders_tagged("bus-dup-1")) == 1
     shown = broker.order("bus-dup-1")
     assert shown["created_at"].endswith("+05:30") and shown["updated_at"].endswith("+05:30")
@@ -376,12 +380,5 @@ async def test_orders_sent_together_are_each_placed_exactly_once(
         assert len(kitesim.orders_tagged(coid)) == 1
     assert kitesim.orders_tagged(coids[2]) == []
 
-    def consumed() -> bool:
-        sync = redis.Redis.from_url(shared_redis_url)
-        [(last_id, _)] = sync.xrevrange(ORDERS_COMMANDS, count=1)
-        group = next(g for g in sync.xinfo_groups(ORDERS_COMMANDS) if g["name"] == b"broker")
-        sync.close()
-        return group["last-delivered-id"] == last_id and group["pending"] == 0
-
-    wait_until(consumed, message="every command acknowledged")
+    wait_until(lambda: commands_consumed(shared_redis_url), message="every command acknowledged")
     assert len(kitesim.orders_tagged(coids[0])) == 1  # the copy placed nothing more

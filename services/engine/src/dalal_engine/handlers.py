@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from dalal_engine.live import BarsOutcome, LiveEngine
 from dalal_shared.audit import audit
@@ -199,9 +199,10 @@ class BarsHandler:
         )
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
-        items = [(e.message, e.corr) for e in envelopes if isinstance(e.message, Bar)]
-        if not items:
+        bars = [e for e in envelopes if isinstance(e.message, Bar)]
+        if not bars:
             return set()
+        items = [(cast(Bar, e.message), e.corr) for e in bars]
         live = self.live
         live.data_fresh()
 
@@ -218,7 +219,7 @@ class BarsHandler:
                 )
         if out.quiet:
             await self.gate.run(live.store.store_bars, out.quiet)
-        return {e.id for e in envelopes if isinstance(e.message, Bar)}
+        return {e.id for e in bars}
 
 
 def bars_handler(live: LiveEngine, publisher: Publisher, gate: EngineGate) -> BarsHandler:
