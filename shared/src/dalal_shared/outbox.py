@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,8 +110,12 @@ class OutboxRelay:
         maxlen: int = 100_000,
         idle_seconds: float = 0.05,
         on_published: Callable[[list[Envelope]], None] | None = None,
+        run: Callable[..., Awaitable[Any]] | None = None,
     ):
         self.engine, self.table, self.redis = engine, table, redis
+        # where its database calls run: a `DbThread.run` shared with the writer of the table
+        # (no lock waits between the two), else any worker thread
+        self._run: Callable[..., Awaitable[Any]] = run or asyncio.to_thread
         self.batch, self.maxlen, self.idle_seconds = batch, maxlen, idle_seconds
         self.on_published = on_published  # e.g. the audit trail's lines, after Redis has them
         self.name = table.name
@@ -160,20 +164,26 @@ class OutboxRelay:
         async with self._publishing:
             return await self._publish_batch()
 
+    def _prune_and_gauge(self, seqs: list[int]) -> None:
+        self._prune(seqs)
+        self._gauges()
+
     async def _publish_batch(self) -> int:
-        rows = await asyncio.to_thread(self._pending)
+        rows = await self._run(self._pending)
         if rows:
             try:
                 await self._publish(rows)
             except Exception:
                 FAILURES.labels(self.name).inc()
-                await asyncio.to_thread(self._gauges)
+                await self._run(self._gauges)
                 raise
-            await asyncio.to_thread(self._prune, [seq for seq, _, _ in rows])
+            # one trip to the thread: the rows dropped, then the gauges read
+            await self._run(self._prune_and_gauge, [seq for seq, _, _ in rows])
             PUBLISHED_ROWS.labels(self.name).inc(len(rows))
             if self.on_published is not None:
                 self.on_published(_decoded(rows))
-        await asyncio.to_thread(self._gauges)
+        else:
+            await self._run(self._gauges)
         return len(rows)
 
     async def drain(self) -> int:

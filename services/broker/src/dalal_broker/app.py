@@ -217,6 +217,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
             with suppress(Exception):
                 await lease.release()  # before the Redis client closes: a successor starts now
             await runtime.stop()
+            await asyncio.to_thread(desk.db.close)  # the journal's last writes, then its thread
 
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)

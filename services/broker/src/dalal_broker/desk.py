@@ -36,6 +36,7 @@ from dalal_shared.aio import wait_event
 from dalal_shared.audit import audit, audit_envelopes
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
+from dalal_shared.dbthread import DbThread
 from dalal_shared.errors import ConflictError, NotFoundError, PermanentError, TemporaryError
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
@@ -146,6 +147,10 @@ class OrderDesk:
         self.needs_session = settings.mode != "paper"
         self._lock = asyncio.Lock()
         self._apply_lock = asyncio.Lock()  # one order update at a time in this process
+        # the journal's calls (and its outbox's) on one thread, one after another: orders
+        # placed side by side overlap their Kite calls, never their journal writes (on SQLite
+        # those would wait on each other's lock in busy sleeps)
+        self.db = DbThread("journal")
         self._relay = OutboxRelay(
             journal.engine,
             outbox_t,
@@ -153,6 +158,7 @@ class OrderDesk:
             batch=500,
             maxlen=publisher.maxlen,
             on_published=audit_envelopes(log),
+            run=self.db.run,
         )
         self._poll_now = asyncio.Event()
         self._in_flight: set[str] = set()  # sends of this process not yet resolved
@@ -179,7 +185,7 @@ class OrderDesk:
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
-        known = await asyncio.to_thread(self.journal.get, coid)
+        known = await self.db.run(self.journal.get, coid)
         if known is not None:  # a retry (its row), or a reused id (never announced)
             if known.command != command:
                 raise ConflictError(f"client_order_id {coid} was used for another order")
@@ -208,7 +214,7 @@ class OrderDesk:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
         if coid not in self._in_flight:  # seen before (a bus copy, a retry): no Kite call
-            known = await asyncio.to_thread(self.journal.get, coid)
+            known = await self.db.run(self.journal.get, coid)
             if known is not None:
                 if known.command != command:
                     raise ConflictError(f"client_order_id {coid} was used for another order")
@@ -222,7 +228,7 @@ class OrderDesk:
             try:
                 # one round trip: the intent is journaled, or the earlier row comes back; a send
                 # is counted as attempted from the start (a crash before it means: look first)
-                row, created = await asyncio.to_thread(
+                row, created = await self.db.run(
                     self.journal.insert,
                     command,
                     corr=corr or coid,
@@ -267,7 +273,7 @@ class OrderDesk:
                 reason=DEAD_LETTERED_REASON,
                 message=text,
             )
-            _row, created = await asyncio.to_thread(
+            _row, created = await self.db.run(
                 self.journal.insert,
                 message,
                 corr=corr or message.client_order_id,
@@ -281,7 +287,7 @@ class OrderDesk:
                 ORDERS.labels("REJECTED").inc()
                 await self.flush_outbox()
         elif coid is not None:
-            row = await asyncio.to_thread(self.journal.get, coid)
+            row = await self.db.run(self.journal.get, coid)
             outcome = "journaled" if row is not None else "unknown_order"
         DEAD_LETTERED.labels(kind, outcome).inc()
         log.error(
@@ -327,7 +333,7 @@ class OrderDesk:
         reference price widened by their protection); None when one cannot be priced."""
         rows = [
             r
-            for r in await asyncio.to_thread(self.journal.live)
+            for r in await self.db.run(self.journal.live)
             if r.current.side == "BUY" and r.client_order_id != exclude
         ]
         keys = [
@@ -351,7 +357,7 @@ class OrderDesk:
     async def _send(self, row: OrderRow) -> OrderRow:
         coid = row.command.client_order_id
         if coid in self._in_flight:  # this process is already sending it
-            current = await asyncio.to_thread(self.journal.get, coid)
+            current = await self.db.run(self.journal.get, coid)
             assert current is not None
             return current
         self._in_flight.add(coid)
@@ -376,13 +382,13 @@ class OrderDesk:
                 except KiteSessionError:
                     return await self._session_lost(coid)
                 except (KiteUnavailable, RateLimitTimeout):
-                    return await asyncio.to_thread(self.journal.require, coid)  # stays PENDING
+                    return await self.db.run(self.journal.require, coid)  # stays PENDING
                 if found is not None:
                     RECOVERED.labels("found_at_kite").inc()
                     return await self._accepted(coid, found.order_id, started)
                 RECOVERED.labels("not_at_kite").inc()
             if attempt > 0 or not fresh:
-                await asyncio.to_thread(self.journal.count_attempt, coid)
+                await self.db.run(self.journal.count_attempt, coid)
             try:
                 order_id = await self.gateway.place_order(
                     command,
@@ -409,7 +415,7 @@ class OrderDesk:
             found = await self.gateway.find_by_tag(coid)
         except (KiteUnavailable, RateLimitTimeout, KiteSessionError):
             # still PENDING: recover() resolves it when Kite answers again
-            return await asyncio.to_thread(self.journal.require, coid)
+            return await self.db.run(self.journal.require, coid)
         if found is not None:
             return await self._accepted(coid, found.order_id, started)
         return await self._rejected(
@@ -420,7 +426,7 @@ class OrderDesk:
         )
 
     async def _accepted(self, coid: str, order_id: str, started: datetime) -> OrderRow:
-        row = await asyncio.to_thread(
+        row = await self.db.run(
             self.journal.update,
             coid,
             status="OPEN",
@@ -433,7 +439,7 @@ class OrderDesk:
         return row
 
     async def _rejected(self, coid: str, reason: str, message: str) -> OrderRow:
-        row = await asyncio.to_thread(
+        row = await self.db.run(
             self.journal.update,
             coid,
             status="REJECTED",
@@ -457,7 +463,7 @@ class OrderDesk:
         """Resolve PENDING rows (sends with an unknown outcome, e.g. before a crash)."""
         if not self.can_trade:
             return
-        for row in await asyncio.to_thread(self.journal.live):
+        for row in await self.db.run(self.journal.live):
             if row.status == PENDING and row.client_order_id not in self._in_flight:
                 log.info("order.recovering", client_order_id=row.client_order_id)
                 await self._send(row)
@@ -472,7 +478,7 @@ class OrderDesk:
 
     async def cancel(self, client_order_id: str) -> OrderRow:
         self._book_here()
-        row = await asyncio.to_thread(self.journal.get, client_order_id)
+        row = await self.db.run(self.journal.get, client_order_id)
         if row is None:
             raise NotFoundError(f"no order with client_order_id {client_order_id}")
         if row.terminal:
@@ -486,7 +492,7 @@ class OrderDesk:
             raise
         self._poll_now.set()
         await self.sync()
-        result = await asyncio.to_thread(self.journal.get, client_order_id)
+        result = await self.db.run(self.journal.get, client_order_id)
         assert result is not None
         return result
 
@@ -498,7 +504,7 @@ class OrderDesk:
         Idempotent: terms the order already has change nothing and send nothing."""
         self._book_here()
         coid = command.client_order_id
-        row = await asyncio.to_thread(self.journal.get, coid)
+        row = await self.db.run(self.journal.get, coid)
         if row is None:
             raise NotFoundError(f"no order with client_order_id {coid}")
         changes = command.model_dump(exclude={"client_order_id"}, exclude_none=True)
@@ -550,7 +556,7 @@ class OrderDesk:
             trigger_price=new.trigger_price,  # an SL-M's new trigger (the engine's stops)
         )
         async with self._apply_lock:
-            result = await asyncio.to_thread(
+            result = await self.db.run(
                 self.journal.update,
                 coid,
                 terms=new.model_dump_json(),
@@ -566,9 +572,7 @@ class OrderDesk:
     async def sync(self) -> None:
         """Bring the journal in line with Kite's order book and trades; publish the changes."""
         live = {
-            r.broker_order_id: r
-            for r in await asyncio.to_thread(self.journal.live)
-            if r.broker_order_id
+            r.broker_order_id: r for r in await self.db.run(self.journal.live) if r.broker_order_id
         }
         if not live or not self.can_trade:
             return
@@ -611,7 +615,7 @@ class OrderDesk:
             log.warning("trades.sweep_failed", error=str(exc))
             return 0
         ids = [t.trade_id for t in trades]
-        known = await asyncio.to_thread(self.journal.known_trades, ids)
+        known = await self.db.run(self.journal.known_trades, ids)
         missing = [t for t in trades if t.trade_id not in known]
         added = 0
         book: dict[str, BrokerOrder] | None = None  # Kite's orders, read when needed
@@ -620,14 +624,14 @@ class OrderDesk:
         async with self._apply_lock:
             for trade in missing:
                 order_id = trade.order_id
-                row = touched.get(order_id) or await asyncio.to_thread(
+                row = touched.get(order_id) or await self.db.run(
                     self.journal.by_broker_id, order_id
                 )
                 origin = "dalal"
                 if row is None and self.before_external is not None and not checked:
                     checked = True  # once a sweep: a fired GTT's order gets its own id first
                     await self.before_external()
-                    row = await asyncio.to_thread(self.journal.by_broker_id, order_id)
+                    row = await self.db.run(self.journal.by_broker_id, order_id)
                 if row is None:
                     if book is None:
                         book = await self._order_book()
@@ -679,7 +683,7 @@ class OrderDesk:
             return None
         tag = order.tag
         if tag:
-            mine = await asyncio.to_thread(self.journal.get, tag)
+            mine = await self.db.run(self.journal.get, tag)
             if mine is not None and mine.status == PENDING:
                 return None
             if mine is not None:
@@ -699,7 +703,7 @@ class OrderDesk:
                 product=order.product,
             )
             return None
-        row, created = await asyncio.to_thread(
+        row, created = await self.db.run(
             self.journal.insert_external,
             command,
             broker_order_id=order_id,
@@ -740,7 +744,7 @@ class OrderDesk:
             price=trade.price,
             filled_at=filled_at,
         )
-        added = await asyncio.to_thread(
+        added = await self.db.run(
             self.journal.add_trade,
             trade_id=event.trade_id,
             client_order_id=row.client_order_id,
@@ -763,7 +767,7 @@ class OrderDesk:
             return await self._apply_order_update(order, path)
 
     async def _apply_order_update(self, order: BrokerOrder, path: str) -> bool:
-        row = await asyncio.to_thread(self.journal.by_broker_id, order.order_id)
+        row = await self.db.run(self.journal.by_broker_id, order.order_id)
         status = order.status
         filled = order.filled_quantity
         if row is None or row.terminal or status in TRANSIENT_STATUSES:
@@ -791,7 +795,7 @@ class OrderDesk:
                 self._poll_now.set()
         coid = row.client_order_id
         if status in TERMINAL and filled > 0:
-            recorded = await asyncio.to_thread(self.journal.traded_quantity, coid)
+            recorded = await self.db.run(self.journal.traded_quantity, coid)
             if recorded < filled:
                 # COMPLETE (or CANCELLED after part fills) only once every trade is recorded:
                 # until then the row stays live, so polling and the sweep fetch the trades
@@ -842,7 +846,7 @@ class OrderDesk:
                     ),
                 )
             )
-        updated = await asyncio.to_thread(
+        updated = await self.db.run(
             self.journal.update_if,
             coid,
             status=status,

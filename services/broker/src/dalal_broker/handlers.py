@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from typing import cast
+
 from dalal_broker.desk import OrderDesk
 from dalal_broker.protections import ProtectionDesk
-from dalal_shared.bus import DeadLetter, DeadLetterHook, Handler
+from dalal_shared.bus import DeadLetter, DeadLetterHook
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.errors import PermanentError
 from dalal_shared.logging import get_logger
@@ -20,19 +24,68 @@ from dalal_shared.messages import (
 log = get_logger(__name__)
 
 
-def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> Handler:
-    """PlaceOrder, ModifyOrder and CancelOrder; each idempotent on client_order_id.
+class OrderCommands:
+    """`orders.commands`: PlaceOrder, ModifyOrder and CancelOrder, each idempotent on
+    client_order_id; ProtectPosition and CancelProtection.
 
     A refused modify or cancel (unknown or closed order, a guard, Kite's refusal) is logged and
-    acknowledged: retrying cannot help. Temporary errors propagate, so the bus redelivers."""
+    acknowledged: retrying cannot help. Temporary errors propagate, so the bus redelivers.
 
-    async def on_place(command: PlaceOrder, envelope: Envelope) -> None:
-        await desk.after_http(command.client_order_id)  # a POST /orders copy: placed there
-        await desk.place(command, corr=envelope.corr)
+    `batch`: at a minute's close the engine publishes its orders together, and placing them one
+    after another kept the last waiting for every Kite round trip before it. The `PlaceOrder`s
+    at the head of a read are placed side by side: each still passes the guards and is
+    journaled one at a time (the desk's lock, its one journal thread), in stream order; only
+    their Kite calls overlap. The first other command ends the run: it and everything after it
+    go one by one, in stream order, after those placements (a protection's cancel before an
+    exit order stays before it). A placement that fails goes one by one again (the journal
+    makes a second try safe)."""
 
-    async def on_cancel(command: CancelOrder, _envelope: Envelope) -> None:
+    def __init__(self, desk: OrderDesk, protections: ProtectionDesk | None = None) -> None:
+        self.desk, self.protections = desk, protections
+        self._one = dispatcher(
+            {
+                PlaceOrder: self._on_place,
+                CancelOrder: self._on_cancel,
+                ModifyOrder: self._on_modify,
+                ProtectPosition: self._on_protect,
+                CancelProtection: self._on_unprotect,
+            }
+        )
+
+    async def __call__(self, envelope: Envelope) -> None:
+        await self._one(envelope)
+
+    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        head: list[Envelope] = []
+        for envelope in envelopes:
+            if not isinstance(envelope.message, PlaceOrder):
+                break
+            head.append(envelope)
+        if len(head) < 2:
+            return set()
+        outcomes = await asyncio.gather(
+            *(self._on_place(cast(PlaceOrder, e.message), e) for e in head),
+            return_exceptions=True,
+        )
+        done = set()
+        for envelope, outcome in zip(head, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    "order.batch_place_failed",
+                    client_order_id=cast(PlaceOrder, envelope.message).client_order_id,
+                    error=repr(outcome)[:300],
+                )
+            else:
+                done.add(envelope.id)
+        return done
+
+    async def _on_place(self, command: PlaceOrder, envelope: Envelope) -> None:
+        await self.desk.after_http(command.client_order_id)  # a POST /orders copy: placed there
+        await self.desk.place(command, corr=envelope.corr)
+
+    async def _on_cancel(self, command: CancelOrder, _envelope: Envelope) -> None:
         try:
-            await desk.cancel(command.client_order_id)
+            await self.desk.cancel(command.client_order_id)
         except PermanentError as exc:
             log.warning(
                 "order.cancel_refused",
@@ -41,9 +94,9 @@ def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -
                 message=exc.message,
             )
 
-    async def on_modify(command: ModifyOrder, _envelope: Envelope) -> None:
+    async def _on_modify(self, command: ModifyOrder, _envelope: Envelope) -> None:
         try:
-            await desk.modify(command)
+            await self.desk.modify(command)
         except PermanentError as exc:
             log.warning(
                 "order.modify_refused",
@@ -52,23 +105,17 @@ def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -
                 message=exc.message,
             )
 
-    async def on_protect(command: ProtectPosition, _envelope: Envelope) -> None:
-        if protections is not None:
-            await protections.protect(command)
+    async def _on_protect(self, command: ProtectPosition, _envelope: Envelope) -> None:
+        if self.protections is not None:
+            await self.protections.protect(command)
 
-    async def on_unprotect(command: CancelProtection, _envelope: Envelope) -> None:
-        if protections is not None:
-            await protections.cancel(command)
+    async def _on_unprotect(self, command: CancelProtection, _envelope: Envelope) -> None:
+        if self.protections is not None:
+            await self.protections.cancel(command)
 
-    return dispatcher(
-        {
-            PlaceOrder: on_place,
-            CancelOrder: on_cancel,
-            ModifyOrder: on_modify,
-            ProtectPosition: on_protect,
-            CancelProtection: on_unprotect,
-        }
-    )
+
+def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> OrderCommands:
+    return OrderCommands(desk, protections)
 
 
 def dead_letters(desk: OrderDesk) -> DeadLetterHook:

@@ -1,0 +1,163 @@
+"""A bus read's orders placed side by side (`OrderCommands.batch`): the desk with a real journal
+(SQLite) and a real Redis; the Kite adapter is a stand-in that answers only once every order of
+the read is at it (so placing them one after another never finishes). The same path against
+kitesim through a real broker process: `test_orders_with_kitesim.py`
+(`test_orders_sent_together_are_each_placed_exactly_once`)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from dalal_broker.config import BrokerSettings
+from dalal_broker.desk import OrderDesk
+from dalal_broker.handlers import OrderCommands
+from dalal_broker.journal import Journal
+from dalal_broker.killswitch import KillSwitch
+from dalal_shared import db
+from dalal_shared.bus import Publisher
+from dalal_shared.messages import (
+    CancelOrder,
+    Envelope,
+    Message,
+    OrderAccepted,
+    PlaceOrder,
+)
+from dalal_shared.streams import ORDERS_EVENTS
+
+
+class Session:
+    valid = True
+
+    async def expire(self, reason: str) -> None:
+        self.valid = False
+
+
+class TogetherKite:
+    """Answers `place_order` once `expected` calls are in flight at the same time; `broken`
+    tags fail with an error nobody handles."""
+
+    def __init__(self, expected: int, broken: frozenset[str] = frozenset()) -> None:
+        self.expected, self.broken = expected, broken
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.placed: list[str] = []
+        self._all_there = asyncio.Event()
+
+    async def place_order(self, command: PlaceOrder, **_kw: Any) -> str:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self.expected:
+            self._all_there.set()
+        try:
+            # one at a time, the first call would wait here for ever: the test fails
+            await asyncio.wait_for(self._all_there.wait(), timeout=20)
+            if command.client_order_id in self.broken:
+                raise RuntimeError("the adapter broke")
+            self.placed.append(command.client_order_id)
+            return f"K-{command.client_order_id}"
+        finally:
+            self.in_flight -= 1
+
+
+def desk_with(tmp_path: Path, aredis: aioredis.Redis, kite: TogetherKite) -> OrderDesk:
+    journal = Journal(db.make_engine(f"sqlite:///{tmp_path / 'journal.sqlite3'}"))
+    journal.migrate()
+    desk = OrderDesk(
+        settings=BrokerSettings(enforce_market_hours=False),
+        journal=journal,
+        gateway=kite,  # type: ignore[arg-type]
+        session=Session(),  # type: ignore[arg-type]
+        kill_switch=KillSwitch(aredis),
+        publisher=Publisher(aredis, source="broker"),
+    )
+    desk.leader = True
+    return desk
+
+
+def limit(coid: str, symbol: str, qty: int = 1) -> PlaceOrder:
+    return PlaceOrder(
+        client_order_id=coid,
+        symbol=symbol,
+        side="BUY",
+        quantity=qty,
+        order_type="LIMIT",
+        price=Decimal("100"),
+        product="CNC",
+    )
+
+
+def wrapped(message: Message) -> Envelope:
+    return Envelope.wrap(message, source="engine", corr=f"corr-{id(message)}")
+
+
+async def accepted(aredis: aioredis.Redis) -> list[str]:
+    out = []
+    for _id, fields in await aredis.xrange(ORDERS_EVENTS):
+        message = Envelope.from_fields(fields).message
+        if isinstance(message, OrderAccepted):
+            out.append(message.client_order_id)
+    return out
+
+
+async def test_a_reads_orders_are_at_kite_together_and_each_journaled_once(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    kite = TogetherKite(expected=4)
+    desk = desk_with(tmp_path, aredis, kite)
+    symbols = ["INFY", "TCS", "SBIN", "ITC"]
+    envelopes = [wrapped(limit(f"t-{n}", s)) for n, s in enumerate(symbols)]
+    copy = wrapped(limit("t-0", "INFY"))  # the first order again, in the same read
+
+    done = await OrderCommands(desk).batch([*envelopes, copy])
+
+    assert done == {e.id for e in [*envelopes, copy]}
+    assert kite.most_in_flight == 4
+    assert sorted(kite.placed) == ["t-0", "t-1", "t-2", "t-3"]  # the copy placed nothing
+    rows = [desk.journal.get(f"t-{n}") for n in range(4)]
+    assert [(r.status, r.broker_order_id) for r in rows if r is not None] == [
+        ("OPEN", f"K-t-{n}") for n in range(4)
+    ]
+    assert sorted(await accepted(aredis)) == ["t-0", "t-1", "t-2", "t-3"]
+    desk.db.close()
+
+
+async def test_the_first_other_command_ends_the_run(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """Only the orders ahead of the first other command go side by side; that command and all
+    after it are left to the bus, which handles them one by one in stream order."""
+    kite = TogetherKite(expected=2)
+    desk = desk_with(tmp_path, aredis, kite)
+    first, second = wrapped(limit("h-1", "INFY")), wrapped(limit("h-2", "TCS"))
+    cancel = wrapped(CancelOrder(client_order_id="h-1"))
+    later = wrapped(limit("h-3", "SBIN"))
+
+    done = await OrderCommands(desk).batch([first, second, cancel, later])
+
+    assert done == {first.id, second.id}
+    assert sorted(kite.placed) == ["h-1", "h-2"]
+    assert desk.journal.get("h-3") is None  # not touched: it waits for its turn
+    assert await OrderCommands(desk).batch([first, cancel, later]) == set()  # one ahead: no run
+    desk.db.close()
+
+
+async def test_a_placement_that_fails_is_left_to_the_one_by_one_path(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    kite = TogetherKite(expected=3, broken=frozenset({"f-2"}))
+    desk = desk_with(tmp_path, aredis, kite)
+    envelopes = [wrapped(limit(f"f-{n}", s)) for n, s in enumerate(["INFY", "TCS", "SBIN"])]
+
+    done = await OrderCommands(desk).batch(envelopes)
+
+    assert done == {envelopes[0].id, envelopes[1].id}  # f-2 goes one by one (not acked here)
+    assert sorted(await accepted(aredis)) == ["f-0", "f-1"]
+    broken = desk.journal.get("f-2")
+    # journaled before its send, the send counted: a later look at Kite settles it
+    assert broken is not None and (broken.status, broken.send_attempts) == ("PENDING", 1)
+    desk.db.close()
