@@ -148,3 +148,29 @@ async def test_concurrent_drains_send_each_row_once(store, aredis) -> None:
     counts = await asyncio.gather(relay.drain(), relay.drain(), relay.drain())
     assert sum(counts) == 25
     assert [e.id for e in await _stream(aredis)] == written
+
+
+async def test_drains_asked_together_share_one_pass_and_a_later_ask_gets_its_own(
+    store, aredis
+) -> None:
+    """Four orders accepted at once each ask for a drain after writing their row: the first
+    drain runs, the asks made meanwhile share the next one (the table read twice, not five
+    times); a row written after that is still sent by the drain asked after it."""
+    engine, table = store
+    written = _write(engine, table, ["a", "b"])
+    reads = 0
+
+    async def run(fn: Any, *args: Any) -> Any:
+        nonlocal reads
+        if getattr(fn, "__name__", "") == "_pending":
+            reads += 1
+        return await asyncio.to_thread(fn, *args)
+
+    relay = outbox.OutboxRelay(engine, table, aredis, run=run)
+    counts = await asyncio.gather(*(relay.drain() for _ in range(5)))
+    assert sum(counts) == 2
+    assert reads == 2
+    later = _write(engine, table, ["c"])
+    assert await relay.drain() == 1
+    assert [e.id for e in await _stream(aredis)] == [*written, *later]
+    assert _rows(engine, table) == 0
