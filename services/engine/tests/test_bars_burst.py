@@ -246,6 +246,42 @@ def test_a_burst_whose_transaction_fails_is_decided_again_one_by_one(
     raise AssertionError("nothing ordered")
 
 
+def test_a_bar_whose_transaction_fails_is_decided_again_when_handled_again(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One bar at a time (`on_bar`, the bus's one-by-one path): each bar of an order-making
+    day first fails to be written (the database refuses), then is handled again, as the bus
+    retries it. The orders and decisions are those made without the failures; before, the
+    bar's history and strategy state had moved already, so the retry took the bar for one
+    decided and the order was lost."""
+    from dalal_engine import store as store_module
+
+    one, retried = engine(tmp_path / "one.sqlite3"), engine(tmp_path / "retried.sqlite3")
+    real_insert = store_module._insert_bars
+
+    def refused(c: object, rows: object) -> None:
+        raise RuntimeError("database is locked")
+
+    for n, day in enumerate(days()):
+        new_one = [o for b in day for o in one.on_bar(b)]
+        if not new_one:
+            for b in day:
+                assert retried.on_bar(b) == []
+            continue
+        again: list[PlaceOrder] = []
+        for b in day:
+            monkeypatch.setattr(store_module, "_insert_bars", refused)
+            with pytest.raises(RuntimeError, match="locked"):
+                retried.on_bar(b)
+            monkeypatch.setattr(store_module, "_insert_bars", real_insert)
+            again += retried.on_bar(b)
+        assert again == new_one
+        assert outcome(retried) == outcome(one)
+        assert n > 20  # the failure hit a day with history behind it
+        return
+    raise AssertionError("nothing ordered")
+
+
 def test_a_burst_on_postgresql_ends_where_one_by_one_on_sqlite_ends(
     tmp_path: Path, postgres_url: str
 ) -> None:

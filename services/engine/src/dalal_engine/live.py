@@ -424,8 +424,18 @@ class LiveEngine:
         """Handle a completed bar; returns the new order commands to publish (already stored).
 
         Bar events go to the instances without a `schedule`; the fixed cycle passes `only` (its
-        instance), and `decide=False` for bars that only warm the history up."""
-        new, stored = self._bar_step(bar, self._interested(bar, only), decide)
+        instance), and `decide=False` for bars that only warm the history up.
+
+        When the bar's transaction fails, its history and the instances' states are put back
+        as they were (as `on_bars` does), so the same bar handled again (the bus retries it)
+        is decided again rather than taken for one decided already."""
+        interested = self._interested(bar, only)
+        undo = self._undo_point(bar, interested)
+        try:
+            new, stored = self._bar_step(bar, interested, decide)
+        except BaseException:
+            undo()
+            raise
         stored()
         return new
 
