@@ -71,6 +71,7 @@ bench: install ## Run every benchmark in a quick mode (full runs and figures: be
 	-.venv/bin/python bench/backtest_cli.py --quick
 	-.venv/bin/python bench/latency.py --quick
 	-.venv/bin/python bench/latency_rates.py --quick
+	-.venv/bin/python bench/indicators_live.py --quick
 	-.venv/bin/python bench/sweep.py --quick
 
 soak: install ## Whole-stack scenarios at sim speed that take minutes (e.g. a GTT stop firing while the broker is down)

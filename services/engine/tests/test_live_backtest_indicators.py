@@ -4,7 +4,9 @@ AXISBANK bars one at a time, holds a history from which every indicator of `sma_
 computes over the whole series at the same bar; so every decision a flat symbol would get
 (the strategy's signals on that bar) is the same. 1,004 bars: past the 300-bar floor where the
 live engine used to slide its window (re-seeding the EMA/ATR every bar), and across a
-restart (which used to reload only the last 300 bars)."""
+restart (which used to reload only the last 300 bars). The engine's own indicator call is
+used (`indicators_of`): its EMA and ATR continue from the previous bar instead of running from
+the first, and must still equal the whole series' values."""
 
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def test_live_history_gives_the_backtesters_indicators_and_decisions(tmp_path: P
         assert held.start[-1] == series.start[i]
         j = len(held) - 1
         for name, strategy in strategies.items():
-            mine = strategy.indicators(held)
+            # what the engine computes at this bar (EMA and ATR go on from the previous bar)
+            mine = live.indicators_of(live.instances[name], "AXISBANK", held)
             for key, values in whole[name].items():
                 assert same(mine[key][j].item(), values[i].item()), (name, key, i)
             ctx = dict(symbol="AXISBANK", position=flat, equity=1e6, cash=1e6)

@@ -38,6 +38,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal, Protocol, TypeVar
 
+from numpy.typing import NDArray
+
+from dalal_engine import indicators as ta
 from dalal_engine import intraday, metrics
 from dalal_engine.barcolumns import BarColumns
 from dalal_engine.clock import ExchangeClock, MarketClock
@@ -218,6 +221,8 @@ class LiveEngine:
         self._refused_levels: set[tuple[str, str, str]] = set()
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
         self._columns: dict[tuple[str, str, str], BarColumns] = {}  # the histories as arrays
+        # per (instance, symbol): where the recursive indicators stopped (`ta.continuing`)
+        self._recursions: dict[tuple[str, str], dict[Any, Any]] = {}
         for inst in self.instances.values():
             self._observe_risk(inst)
         # what the exchange holds for each protected position (exchange_stop), as last sent;
@@ -392,6 +397,18 @@ class LiveEngine:
         if columns is None:
             columns = self._columns[key] = BarColumns()
         return columns.series(symbol, history)
+
+    def indicators_of(
+        self, inst: _Instance, symbol: str, series: BarSeries
+    ) -> dict[str, NDArray[Any]]:
+        """The instance's indicators over the symbol's history, as the backtester computes them
+        over the whole series; the recursive ones (EMA, ATR) go on from where they stopped at
+        the previous bar (`ta.continuing`: the same values, without a pass from bar one)."""
+        memo = self._recursions.get((inst.config.name, symbol))
+        if memo is None:
+            memo = self._recursions[(inst.config.name, symbol)] = {}
+        with ta.continuing(memo):
+            return inst.strategy.indicators(series)
 
     def last_bar(self, name: str, symbol: str) -> datetime | None:
         """The last bar the instance decided on for the symbol (None: none yet)."""
@@ -631,7 +648,7 @@ class LiveEngine:
         name = inst.config.name
         inst.risk.mark(mark_at, self.equity)
         self._observe_risk(inst)
-        ind = inst.strategy.indicators(series)
+        ind = self.indicators_of(inst, symbol, series)
         if st.state is None:
             st.state = {}
         ctx = BarContext(

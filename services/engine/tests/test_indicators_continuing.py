@@ -1,0 +1,95 @@
+"""`indicators.continuing`: the live engine's recursive indicators (EMA, Wilder's ATR) pick up
+where the same series stopped at the previous bar, and give the values computed from the first
+bar, bit for bit, whatever happens to the history (grows, is cut back, has a bar corrected)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dalal_engine import indicators as ta
+
+
+def prices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = np.round(1000 + np.cumsum(rng.normal(0, 3, n)), 2)
+    high = close + np.round(rng.uniform(0, 4, n), 2)
+    low = close - np.round(rng.uniform(0, 4, n), 2)
+    return high, low, close
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def indicators(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> list[np.ndarray]:
+    """What a strategy might compute: two ATRs, two EMAs (one of the same window twice)."""
+    return [
+        ta.atr(high, low, close, 14),
+        ta.ema(close, 10),
+        ta.atr(high, low, close, 5),
+        ta.ema(close, 10),
+        ta.ema(high, 30),
+    ]
+
+
+def test_a_growing_history_gives_the_values_from_the_first_bar_bit_for_bit(monkeypatch) -> None:
+    high, low, close = prices(600, 1)
+    memo: dict[Any, Any] = {}
+    starts: list[int] = []
+    resume = ta._resume
+
+    def spied(*args: Any) -> tuple[int, float]:
+        start, prev = resume(*args)
+        starts.append(start)
+        return start, prev
+
+    monkeypatch.setattr(ta, "_resume", spied)
+    for n in range(1, 601):
+        starts.clear()
+        with ta.continuing(memo):
+            got = indicators(high[:n], low[:n], close[:n])
+        if n > 31:  # every window filled the bar before: each call went on from there
+            assert starts == [n - 1] * 5
+        want = indicators(high[:n], low[:n], close[:n])  # no memo: from the first bar
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), n
+    assert len(memo) == 5  # one slot per call
+
+
+def test_a_history_cut_back_corrected_or_replaced_is_computed_again() -> None:
+    high, low, close = prices(900, 2)
+    memo: dict[Any, Any] = {}
+    with ta.continuing(memo):
+        indicators(high[:500], low[:500], close[:500])
+    cases = {
+        "one more bar": (high[:501], low[:501], close[:501]),
+        "the same bars again": (high[:501], low[:501], close[:501]),
+        "cut back (a later first bar)": (high[200:700], low[200:700], close[200:700]),
+        "shorter than before": (high[200:400], low[200:400], close[200:400]),
+    }
+    corrected = close[:800].copy()
+    corrected[350] += 0.05  # an earlier bar corrected
+    cases["an earlier bar corrected"] = (high[:800], low[:800], corrected)
+    other = prices(900, 3)
+    cases["another symbol's bars"] = (other[0][:820], other[1][:820], other[2][:820])
+    cases["too few bars for any value"] = (high[:3], low[:3], close[:3])
+    for label, (h, lo, c) in cases.items():
+        with ta.continuing(memo):
+            got = indicators(h, lo, c)
+        want = indicators(h, lo, c)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), label
+
+
+def test_outside_the_block_nothing_is_remembered_and_the_caller_cannot_spoil_the_memo() -> None:
+    high, low, close = prices(300, 4)
+    memo: dict[Any, Any] = {}
+    with ta.continuing(memo):
+        first = ta.atr(high[:200], low[:200], close[:200], 14)
+    first[:] = 0.0  # a strategy that writes into what it got
+    close_copy = close.copy()
+    with ta.continuing(memo):
+        again = ta.atr(high[:250], low[:250], close_copy[:250], 14)
+    assert same(again, ta.atr(high[:250], low[:250], close[:250], 14))
+    ta.atr(high, low, close, 14)  # no block: no memo touched
+    assert len(memo) == 1
