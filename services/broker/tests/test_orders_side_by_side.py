@@ -161,3 +161,24 @@ async def test_a_placement_that_fails_is_left_to_the_one_by_one_path(
     # journaled before its send, the send counted: a later look at Kite settles it
     assert broken is not None and (broken.status, broken.send_attempts) == ("PENDING", 1)
     desk.db.close()
+
+
+async def test_an_order_journaled_before_is_answered_from_the_journal_in_a_batch(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """The run's journal rows are read once: an order placed before (a copy of an old command
+    in a new read) comes back as it is, the others are placed."""
+    kite = TogetherKite(expected=2)
+    desk = desk_with(tmp_path, aredis, kite)
+    old = limit("k-0", "INFY")
+    desk.journal.insert(old, corr="k-0", status="OPEN", send_attempts=1)
+    desk.journal.update("k-0", broker_order_id="K-old")
+    envelopes = [wrapped(old), wrapped(limit("k-1", "TCS")), wrapped(limit("k-2", "SBIN"))]
+
+    done = await OrderCommands(desk).batch(envelopes)
+
+    assert done == {e.id for e in envelopes}
+    assert sorted(kite.placed) == ["k-1", "k-2"]
+    row = desk.journal.get("k-0")
+    assert row is not None and (row.status, row.broker_order_id) == ("OPEN", "K-old")
+    desk.db.close()

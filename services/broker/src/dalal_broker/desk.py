@@ -16,7 +16,7 @@ trade, OrderCancelled, OrderRejected) through the journal's outbox.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -208,13 +208,24 @@ class OrderDesk:
         if done is not None:
             await done.wait()
 
-    async def place(self, command: PlaceOrder, corr: str | None = None) -> OrderRow:
-        """Idempotent on client_order_id: a command seen before returns its journal row."""
+    async def place(
+        self,
+        command: PlaceOrder,
+        corr: str | None = None,
+        *,
+        looked_up: Mapping[str, OrderRow] | None = None,
+    ) -> OrderRow:
+        """Idempotent on client_order_id: a command seen before returns its journal row.
+        `looked_up`: the journal's rows of a batch's orders, read at once just before (an
+        order missing from it was not journaled then): no read of its own."""
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
         if coid not in self._in_flight:  # seen before (a bus copy, a retry): no Kite call
-            known = await self.db.run(self.journal.get, coid)
+            if looked_up is None:
+                known = await self.db.run(self.journal.get, coid)
+            else:
+                known = looked_up.get(coid)
             if known is not None:
                 if known.command != command:
                     raise ConflictError(f"client_order_id {coid} was used for another order")

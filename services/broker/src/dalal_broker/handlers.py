@@ -63,8 +63,18 @@ class OrderCommands:
             head.append(envelope)
         if len(head) < 2:
             return set()
+        commands = [cast(PlaceOrder, e.message) for e in head]
+        for command in commands:  # POST /orders copies under way here: placed there first
+            await self.desk.after_http(command.client_order_id)
+        # the journal read once for the whole run, not once per order on the journal's thread
+        looked_up = await self.desk.db.run(
+            self.desk.journal.get_many, [c.client_order_id for c in commands]
+        )
         outcomes = await asyncio.gather(
-            *(self._on_place(cast(PlaceOrder, e.message), e) for e in head),
+            *(
+                self.desk.place(command, corr=e.corr, looked_up=looked_up)
+                for command, e in zip(commands, head, strict=True)
+            ),
             return_exceptions=True,
         )
         done = set()
