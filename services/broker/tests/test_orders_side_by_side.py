@@ -126,9 +126,7 @@ async def test_a_reads_orders_are_at_kite_together_and_each_journaled_once(
     desk.db.close()
 
 
-async def test_the_first_other_command_ends_the_run(
-    tmp_path: Path, aredis: aioredis.Redis
-) -> None:
+async def test_the_first_other_command_ends_the_run(tmp_path: Path, aredis: aioredis.Redis) -> None:
     """Only the orders ahead of the first other command go side by side; that command and all
     after it are left to the bus, which handles them one by one in stream order."""
     kite = TogetherKite(expected=2)
