@@ -180,3 +180,35 @@ async def test_an_order_journaled_before_is_answered_from_the_journal_in_a_batch
     row = desk.journal.get("k-0")
     assert row is not None and (row.status, row.broker_order_id) == ("OPEN", "K-old")
     desk.db.close()
+
+
+async def test_a_copy_of_an_http_placement_waits_for_it_and_holds_up_no_other_order(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """A `POST /orders` order is announced on the bus before it is placed, so the broker's
+    consumer can meet its copy while the HTTP placement is under way: that copy waits for it
+    and then places nothing; the read's other orders go on without waiting."""
+    kite = TogetherKite(expected=2)
+    desk = desk_with(tmp_path, aredis, kite)
+    http_order = limit("w-0", "INFY")
+    under_way = desk._http_placing["w-0"] = asyncio.Event()  # as place_announced sets it
+    envelopes = [wrapped(http_order), wrapped(limit("w-1", "TCS")), wrapped(limit("w-2", "SBIN"))]
+
+    batch = asyncio.create_task(OrderCommands(desk).batch(envelopes))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while sorted(kite.placed) != ["w-1", "w-2"]:
+        assert loop.time() < deadline, "the others waited for the HTTP placement"
+        await asyncio.sleep(0.01)
+    assert not batch.done()  # the copy still waits
+    # the HTTP placement ends: its row journaled and answered (what place_announced leaves)
+    desk.journal.insert(http_order, corr="w-0", status="OPEN", send_attempts=1)
+    desk.journal.update("w-0", broker_order_id="K-http")
+    del desk._http_placing["w-0"]
+    under_way.set()
+
+    assert await batch == {e.id for e in envelopes}
+    assert sorted(kite.placed) == ["w-1", "w-2"]  # the copy placed nothing more
+    row = desk.journal.get("w-0")
+    assert row is not None and row.broker_order_id == "K-http"
+    desk.db.close()

@@ -202,6 +202,10 @@ class OrderDesk:
                 del self._http_placing[coid]
             done.set()
 
+    def placing_over_http(self, client_order_id: str) -> bool:
+        """Whether a POST /orders placement of this order is under way in this process."""
+        return client_order_id in self._http_placing
+
     async def after_http(self, client_order_id: str) -> None:
         """Wait for a POST /orders placement of this order under way in this process."""
         done = self._http_placing.get(client_order_id)

@@ -63,18 +63,26 @@ class OrderCommands:
             head.append(envelope)
         if len(head) < 2:
             return set()
+        desk = self.desk
         commands = [cast(PlaceOrder, e.message) for e in head]
-        for command in commands:  # POST /orders copies under way here: placed there first
-            await self.desk.after_http(command.client_order_id)
-        # the journal read once for the whole run, not once per order on the journal's thread
-        looked_up = await self.desk.db.run(
-            self.desk.journal.get_many, [c.client_order_id for c in commands]
+        # copies of POST /orders placements under way here wait for them, then read their own
+        # row; the others' rows are read once for the whole run, not once per order
+        over_http = {
+            c.client_order_id for c in commands if desk.placing_over_http(c.client_order_id)
+        }
+        looked_up = await desk.db.run(
+            desk.journal.get_many,
+            [c.client_order_id for c in commands if c.client_order_id not in over_http],
         )
+
+        async def place(command: PlaceOrder, corr: str) -> None:
+            if command.client_order_id in over_http:
+                await self._place_after_http(command, corr)
+            else:
+                await desk.place(command, corr=corr, looked_up=looked_up)
+
         outcomes = await asyncio.gather(
-            *(
-                self.desk.place(command, corr=e.corr, looked_up=looked_up)
-                for command, e in zip(commands, head, strict=True)
-            ),
+            *(place(command, e.corr) for command, e in zip(commands, head, strict=True)),
             return_exceptions=True,
         )
         done = set()
@@ -90,8 +98,11 @@ class OrderCommands:
         return done
 
     async def _on_place(self, command: PlaceOrder, envelope: Envelope) -> None:
+        await self._place_after_http(command, envelope.corr)
+
+    async def _place_after_http(self, command: PlaceOrder, corr: str) -> None:
         await self.desk.after_http(command.client_order_id)  # a POST /orders copy: placed there
-        await self.desk.place(command, corr=envelope.corr)
+        await self.desk.place(command, corr=corr)
 
     async def _on_cancel(self, command: CancelOrder, _envelope: Envelope) -> None:
         try:
