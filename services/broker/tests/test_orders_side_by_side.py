@@ -212,3 +212,39 @@ async def test_a_copy_of_an_http_placement_waits_for_it_and_holds_up_no_other_or
     row = desk.journal.get("w-0")
     assert row is not None and row.broker_order_id == "K-http"
     desk.db.close()
+
+
+async def test_the_next_orders_guards_pass_while_the_row_before_is_being_written(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """An order takes its turn on the journal's thread under the desk's lock and waits for its
+    row outside it: the next order's guards do not wait for the row before (they read the
+    journal on the same thread, so they still see it)."""
+    import threading
+
+    kite = TogetherKite(expected=2)
+    desk = desk_with(tmp_path, aredis, kite)
+    journal_busy = threading.Event()
+    busy = desk.db.submit(journal_busy.wait, 60)  # the journal's thread held up
+    guarded: list[str] = []
+    state = desk.kill_switch.state
+
+    async def counted_state() -> Any:
+        guarded.append("checked")
+        return await state()
+
+    desk.kill_switch.state = counted_state  # type: ignore[method-assign]
+    orders = [limit("g-1", "INFY"), limit("g-2", "TCS")]
+    placing = [asyncio.create_task(desk.place(o, looked_up={})) for o in orders]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while len(guarded) < 2:
+        assert loop.time() < deadline, "the second order's guards waited for the first's row"
+        await asyncio.sleep(0.01)
+    assert desk.journal.get("g-1") is None  # both guarded before any row was written
+    journal_busy.set()
+    await busy
+    rows = await asyncio.gather(*placing)
+    assert [(r.client_order_id, r.status) for r in rows] == [("g-1", "OPEN"), ("g-2", "OPEN")]
+    assert sorted(kite.placed) == ["g-1", "g-2"]
+    desk.db.close()

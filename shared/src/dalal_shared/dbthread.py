@@ -31,9 +31,14 @@ class DbThread:
     async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args, **kwargs)` on the thread, after every call asked before it; the
         caller's context variables (the log context) go with it, as with `to_thread`."""
+        return await self.submit(fn, *args, **kwargs)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        """`run`, queued now (its place in the order is taken at this call, not when the
+        result is awaited): a caller can take its turn under a lock and wait outside it."""
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return await loop.run_in_executor(self._pool, call)
+        return loop.run_in_executor(self._pool, call)
 
     def close(self) -> None:
         """Finish the calls asked so far and stop the thread."""

@@ -240,33 +240,38 @@ class OrderDesk:
             # in flight before the row exists: recover() must never race this send
             mine = coid not in self._in_flight
             self._in_flight.add(coid)
-            try:
-                # one round trip: the intent is journaled, or the earlier row comes back; a send
-                # is counted as attempted from the start (a crash before it means: look first)
-                row, created = await self.db.run(
-                    self.journal.insert,
-                    command,
-                    corr=corr or coid,
-                    status="REJECTED" if rejection else PENDING,
-                    send_attempts=0 if rejection else 1,
-                    reason=rejection.reason if rejection else None,
-                    message=rejection.message if rejection else None,
-                    events=[(ORDERS_EVENTS, rejection)] if rejection else [],
-                )
-            except BaseException:
-                if mine:
-                    self._in_flight.discard(coid)
-                raise
-            if mine and (not created or rejection is not None):  # nothing to send
+            # one round trip: the intent is journaled, or the earlier row comes back; a send is
+            # counted as attempted from the start (a crash before it means: look first). Its
+            # turn on the journal's thread is taken under the lock, so rows are written in the
+            # order the guards passed, and the next order's guards (which read the journal on
+            # that thread) see this row; the wait for it is outside the lock, so a minute's
+            # orders pass their guards while the rows before them are written
+            inserting = self.db.submit(
+                self.journal.insert,
+                command,
+                corr=corr or coid,
+                status="REJECTED" if rejection else PENDING,
+                send_attempts=0 if rejection else 1,
+                reason=rejection.reason if rejection else None,
+                message=rejection.message if rejection else None,
+                events=[(ORDERS_EVENTS, rejection)] if rejection else [],
+            )
+        try:
+            row, created = await inserting
+        except BaseException:
+            if mine:
                 self._in_flight.discard(coid)
-            if not created:
-                if row.command != command:
-                    raise ConflictError(f"client_order_id {coid} was used for another order")
-                return row
-            if rejection is not None:
-                ORDERS.labels("REJECTED").inc()
-                await self.flush_outbox()
-                return row
+            raise
+        if mine and (not created or rejection is not None):  # nothing to send
+            self._in_flight.discard(coid)
+        if not created:
+            if row.command != command:
+                raise ConflictError(f"client_order_id {coid} was used for another order")
+            return row
+        if rejection is not None:
+            ORDERS.labels("REJECTED").inc()
+            await self.flush_outbox()
+            return row
         try:
             return await self._send_once(row, fresh=True)
         finally:
