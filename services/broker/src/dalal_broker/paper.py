@@ -44,9 +44,10 @@ from dalal_broker.journal import Journal, OrderRow, ProtectionRow
 from dalal_broker.kite import KiteRejected
 from dalal_broker.prices import LastPrices
 from dalal_shared import fills
+from dalal_shared.bus import decode_envelope
 from dalal_shared.ids import new_id
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import Envelope, MessageDecodeError, PlaceOrder, Tick
+from dalal_shared.messages import MessageDecodeError, PlaceOrder, Tick
 from dalal_shared.streams import MARKET_TICKS
 from dalal_shared.timeutil import IST, utcnow
 
@@ -674,14 +675,17 @@ class TickFollower:
         """Hand each tick after `last_id` on (the run loop and `catch_up` may both have read
         one: it counts once); the number of paper fills made."""
         made = 0
+        last = _stream_id(self.last_id or "0-0")
         for _stream, entries in reply or []:
             for raw_id, fields in entries:
                 entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                if _stream_id(entry_id) <= _stream_id(self.last_id or "0-0"):
+                this = _stream_id(entry_id)
+                if this <= last:
                     continue
-                self.last_id = entry_id
+                self.last_id, last = entry_id, this
                 try:
-                    message = Envelope.from_fields(fields).message
+                    # the bus's decoder: the same envelope (or error), at about half the cost
+                    message = decode_envelope(fields).message
                 except MessageDecodeError:
                     continue
                 if isinstance(message, Tick):
