@@ -61,7 +61,7 @@ import json
 import os
 import socket
 import time
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +69,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -255,6 +256,11 @@ _PLAIN_ENVELOPE = (
 )
 _new_object = object.__new__
 _set_attr = object.__setattr__
+# the slots a pydantic model keeps beside its `__dict__`, set through their descriptors (a
+# third cheaper than `object.__setattr__` looking each one up by name)
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _construct(values: dict[str, Any]) -> Envelope:
@@ -263,9 +269,9 @@ def _construct(values: dict[str, Any]) -> Envelope:
         return Envelope.model_construct(**values)
     envelope = _new_object(Envelope)
     _set_attr(envelope, "__dict__", values)
-    _set_attr(envelope, "__pydantic_fields_set__", set(_ENVELOPE_NAMES))
-    _set_attr(envelope, "__pydantic_extra__", None)
-    _set_attr(envelope, "__pydantic_private__", None)
+    _set_fields_set(envelope, set(_ENVELOPE_NAMES))
+    _set_extra(envelope, None)
+    _set_private(envelope, None)
     return envelope
 
 
@@ -297,7 +303,7 @@ def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
                         ts = last[1]
                     else:
                         ts = datetime.fromisoformat(stamp.decode())
-                        if ts.tzinfo is None or ts.utcoffset() is None:
+                        if ts.tzinfo is None:  # (fromisoformat's zones all have an offset)
                             raise ValueError("naive ts")
                         _last_stamp[0] = (stamp, ts)
                     source_text = _SOURCES.get(source)
@@ -320,9 +326,9 @@ def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
                         return Envelope.model_construct(**values)
                     envelope = _new_object(Envelope)
                     _set_attr(envelope, "__dict__", values)
-                    _set_attr(envelope, "__pydantic_fields_set__", set(_ENVELOPE_NAMES))
-                    _set_attr(envelope, "__pydantic_extra__", None)
-                    _set_attr(envelope, "__pydantic_private__", None)
+                    _set_fields_set(envelope, set(_ENVELOPE_NAMES))
+                    _set_extra(envelope, None)
+                    _set_private(envelope, None)
                     return envelope
         except Exception:  # noqa: S110 - the full decode below gives the verdict and the error
             pass
@@ -375,14 +381,17 @@ def observe_many(histogram: Any, values: Sequence[float]) -> None:
         for value in values:
             histogram.observe(value)
         return
-    per_bucket: dict[int, int] = {}
-    for value in values:
-        index = bisect_left(bounds, value)  # the first bound >= value, as observe picks it
-        per_bucket[index] = per_bucket.get(index, 0) + 1
+    ordered = sorted(values)
     total.inc(sum(values))
-    for index, n in per_bucket.items():
-        if index < len(buckets):
-            buckets[index].inc(n)
+    below = 0  # values counted in the buckets before
+    for bound, bucket in zip(bounds, buckets, strict=True):
+        # observe puts a value in the first bucket whose bound is >= it
+        upto = bisect_right(ordered, bound, below)
+        if upto > below:
+            bucket.inc(upto - below)
+            below = upto
+        if below == len(ordered):
+            break
 
 
 @dataclass(frozen=True)
@@ -825,133 +834,22 @@ class StreamConsumer:
     async def _process_locked(
         self, stream: str, entries: list[tuple[Any, Any]], *, redelivery: bool
     ) -> None:
-        group = self.config.group
         handler = self.handlers[stream]
-        ids = [_s(e[0]) for e in entries]
-        counts: dict[str, int] = {}
-        failures: dict[str, int] = {}
-        marks: dict[str, dict[str, Any]] = {}
-        if redelivery:
-            counts, failures, marks = await self._delivery_state(stream, ids)
-        to_ack: list[str] = []
+        to_ack: list[Any] = []  # entry ids (raw bytes on a first delivery, str on a redelivery)
         clear: list[str] = []  # entries with failure records to delete on ack
         failed_now: list[str] = []
         dead: list[_Dead] = []
         handled: dict[str, int] = {}  # successes per type, counted once per batch
         timings: dict[str, list[float]] = {}  # handler seconds per type, observed per batch
-        decoded: dict[int, Envelope] = {}
-        batched: set[str] = set()  # envelope ids the handler's batch step handled
-        share = 0.0  # its time, per entry
-        if not redelivery and len(entries) > 1 and isinstance(handler, BatchHandler):
-            decoded, batched, share = await self._batch(stream, handler, entries)
         try:
-            for n, (entry_id, (_, fields)) in enumerate(zip(ids, entries, strict=True)):
-                earlier_failures = failures.get(entry_id, 0)
-                if earlier_failures or entry_id in marks:
-                    clear.append(entry_id)
-                if not fields:  # trimmed or deleted while pending: nothing to handle
-                    to_ack.append(entry_id)
-                    continue
-                deliveries = counts.get(entry_id, 1)
-                if deliveries > 1:
-                    REDELIVERED.labels(stream, group).inc()
-                mark = marks.get(entry_id)
-                envelope: Envelope | None = decoded.get(n)
-                try:
-                    if envelope is None:
-                        envelope = decode_envelope(fields)
-                except MessageDecodeError as exc:
-                    if mark is None:
-                        mark = {"error": f"undecodable: {exc}", "reason": "undecodable"}
-                    envelope = None
-                if mark is not None:  # undecodable now, or dead-lettered before (its hook failed)
-                    dead.append(
-                        _Dead(
-                            entry_id,
-                            fields,
-                            str(mark.get("error", "")),
-                            str(mark.get("reason", "")),
-                            deliveries,
-                            earlier_failures,
-                            envelope,
-                            written=entry_id in marks,
-                        )
-                    )
-                    continue
-                assert envelope is not None
-                crashes = deliveries - 1 - earlier_failures
-                if crashes >= self.config.max_crash_deliveries:
-                    error = (
-                        f"delivered {deliveries} times, {crashes} of them ended without the "
-                        "handler finishing (it keeps killing its consumer)"
-                    )
-                    dead.append(
-                        _Dead(
-                            entry_id,
-                            fields,
-                            error,
-                            "crashes",
-                            deliveries,
-                            earlier_failures,
-                            envelope,
-                        )
-                    )
-                    continue
-                children = self._children.get((stream, envelope.type))
-                if children is None:
-                    children = self._children[(stream, envelope.type)] = (
-                        HANDLED.labels(stream, group, envelope.type),
-                        HANDLER_SECONDS.labels(stream, group, envelope.type),
-                    )
-                if envelope.id in batched:
-                    timings.setdefault(envelope.type, []).append(share)
-                    handled[envelope.type] = handled.get(envelope.type, 0) + 1
-                    to_ack.append(entry_id)
-                    continue
-                started = time.perf_counter()
-                try:
-                    await handler(envelope)
-                except asyncio.CancelledError:
-                    raise
-                except PermanentError as exc:
-                    FAILED.labels(stream, group, envelope.type).inc()
-                    dead.append(
-                        _Dead(
-                            entry_id,
-                            fields,
-                            f"{exc.code}: {exc}",
-                            "permanent",
-                            deliveries,
-                            earlier_failures + 1,
-                            envelope,
-                        )
-                    )
-                    continue  # cannot succeed on a retry
-                except Exception as exc:
-                    FAILED.labels(stream, group, envelope.type).inc()
-                    failed = earlier_failures + 1
-                    log.warning(
-                        "bus.handler_failed",
-                        stream=stream,
-                        group=group,
-                        entry=entry_id,
-                        type=envelope.type,
-                        deliveries=deliveries,
-                        failures=failed,
-                        error=repr(exc)[:500],
-                    )
-                    if failed >= self.config.max_deliveries:
-                        error = f"failed {failed} times: {exc!r}"
-                        dead.append(
-                            _Dead(entry_id, fields, error, "failed", deliveries, failed, envelope)
-                        )
-                    else:
-                        failed_now.append(entry_id)
-                    continue  # stays pending; retried after retry_idle_ms
-                finally:
-                    timings.setdefault(envelope.type, []).append(time.perf_counter() - started)
-                handled[envelope.type] = handled.get(envelope.type, 0) + 1
-                to_ack.append(entry_id)
+            if redelivery or self.config.max_crash_deliveries < 1:
+                await self._handle_again(
+                    stream, handler, entries, to_ack, clear, failed_now, dead, handled, timings
+                )
+            else:
+                await self._handle_first(
+                    stream, handler, entries, to_ack, failed_now, dead, handled, timings
+                )
         finally:
             self._flush_metrics(stream, handled, timings)
         if failed_now:
@@ -961,6 +859,7 @@ class StreamConsumer:
             to_ack.extend(acked_dead)
             clear.extend(i for i in acked_dead if i not in clear)  # its `:dead` marker goes too
         if to_ack:
+            group = self.config.group
             done = set(to_ack)
             clear = [i for i in clear if i in done]
             if clear:
@@ -974,6 +873,207 @@ class StreamConsumer:
                 await self.redis.xack(stream, group, *to_ack)
         if self.health is not None:
             self.health.beat()
+
+    def _children_of(self, stream: str, type_name: str) -> tuple[Any, Any]:
+        children = self._children.get((stream, type_name))
+        if children is None:
+            group = self.config.group
+            children = self._children[(stream, type_name)] = (
+                HANDLED.labels(stream, group, type_name),
+                HANDLER_SECONDS.labels(stream, group, type_name),
+            )
+        return children
+
+    async def _handle_first(
+        self,
+        stream: str,
+        handler: Handler,
+        entries: list[tuple[Any, Any]],
+        to_ack: list[Any],
+        failed_now: list[str],
+        dead: list[_Dead],
+        handled: dict[str, int],
+        timings: dict[str, list[float]],
+    ) -> None:
+        """A first delivery (the hot path): no delivery counts, failure records or marks to
+        look up, so an entry is decoded, handled and acknowledged by its raw id. What happens
+        to each entry is what `_handle_again` does with one delivery and no earlier failure."""
+        decoded: dict[int, Envelope] = {}
+        batched: set[str] = set()  # envelope ids the handler's batch step handled
+        share = 0.0  # its time, per entry
+        if len(entries) > 1 and isinstance(handler, BatchHandler):
+            decoded, batched, share = await self._batch(stream, handler, entries)
+        clock = time.perf_counter
+        last_type = ""  # the type of the entry before and its timing list: a read is
+        last_times: list[float] = []  # mostly of one type
+        for n, (entry_id, fields) in enumerate(entries):
+            if not fields:  # trimmed or deleted before it was read: nothing to handle
+                to_ack.append(entry_id)
+                continue
+            envelope = decoded.get(n) if decoded else None
+            if envelope is None:
+                try:
+                    envelope = decode_envelope(fields)
+                except MessageDecodeError as exc:
+                    error = f"undecodable: {exc}"
+                    dead.append(_Dead(_s(entry_id), fields, error, "undecodable", 1, 0, None))
+                    continue
+            type_name = envelope.type
+            if type_name != last_type:
+                self._children_of(stream, type_name)
+                last_type = type_name
+                last_times = timings.setdefault(type_name, [])
+            if batched and envelope.id in batched:
+                last_times.append(share)
+                handled[type_name] = handled.get(type_name, 0) + 1
+                to_ack.append(entry_id)
+                continue
+            started = clock()
+            try:
+                await handler(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                last_times.append(clock() - started)
+                self._handler_failed(
+                    stream, _s(entry_id), fields, envelope, exc, 1, 0, failed_now, dead
+                )
+                continue
+            last_times.append(clock() - started)
+            handled[type_name] = handled.get(type_name, 0) + 1
+            to_ack.append(entry_id)
+
+    def _handler_failed(
+        self,
+        stream: str,
+        entry_id: str,
+        fields: Mapping[Any, Any],
+        envelope: Envelope,
+        exc: Exception,
+        deliveries: int,
+        earlier_failures: int,
+        failed_now: list[str],
+        dead: list[_Dead],
+    ) -> None:
+        """A handler raised: a `PermanentError` is dead-lettered at once (it cannot succeed on
+        a retry); anything else stays pending for a retry until `max_deliveries` failures."""
+        group = self.config.group
+        FAILED.labels(stream, group, envelope.type).inc()
+        if isinstance(exc, PermanentError):
+            dead.append(
+                _Dead(
+                    entry_id,
+                    fields,
+                    f"{exc.code}: {exc}",
+                    "permanent",
+                    deliveries,
+                    earlier_failures + 1,
+                    envelope,
+                )
+            )
+            return
+        failed = earlier_failures + 1
+        log.warning(
+            "bus.handler_failed",
+            stream=stream,
+            group=group,
+            entry=entry_id,
+            type=envelope.type,
+            deliveries=deliveries,
+            failures=failed,
+            error=repr(exc)[:500],
+        )
+        if failed >= self.config.max_deliveries:
+            error = f"failed {failed} times: {exc!r}"
+            dead.append(_Dead(entry_id, fields, error, "failed", deliveries, failed, envelope))
+        else:
+            failed_now.append(entry_id)  # stays pending; retried after retry_idle_ms
+
+    async def _handle_again(
+        self,
+        stream: str,
+        handler: Handler,
+        entries: list[tuple[Any, Any]],
+        to_ack: list[Any],
+        clear: list[str],
+        failed_now: list[str],
+        dead: list[_Dead],
+        handled: dict[str, int],
+        timings: dict[str, list[float]],
+    ) -> None:
+        """A redelivery: each entry's delivery count, earlier failures and dead-letter mark
+        decide whether it is handled again or dead-lettered."""
+        ids = [_s(e[0]) for e in entries]
+        counts, failures, marks = await self._delivery_state(stream, ids)
+        group = self.config.group
+        for entry_id, (_, fields) in zip(ids, entries, strict=True):
+            earlier_failures = failures.get(entry_id, 0)
+            if earlier_failures or entry_id in marks:
+                clear.append(entry_id)
+            if not fields:  # trimmed or deleted while pending: nothing to handle
+                to_ack.append(entry_id)
+                continue
+            deliveries = counts.get(entry_id, 1)
+            if deliveries > 1:
+                REDELIVERED.labels(stream, group).inc()
+            mark = marks.get(entry_id)
+            envelope: Envelope | None
+            try:
+                envelope = decode_envelope(fields)
+            except MessageDecodeError as exc:
+                if mark is None:
+                    mark = {"error": f"undecodable: {exc}", "reason": "undecodable"}
+                envelope = None
+            if mark is not None:  # undecodable now, or dead-lettered before (its hook failed)
+                dead.append(
+                    _Dead(
+                        entry_id,
+                        fields,
+                        str(mark.get("error", "")),
+                        str(mark.get("reason", "")),
+                        deliveries,
+                        earlier_failures,
+                        envelope,
+                        written=entry_id in marks,
+                    )
+                )
+                continue
+            assert envelope is not None
+            crashes = deliveries - 1 - earlier_failures
+            if crashes >= self.config.max_crash_deliveries:
+                error = (
+                    f"delivered {deliveries} times, {crashes} of them ended without the "
+                    "handler finishing (it keeps killing its consumer)"
+                )
+                dead.append(
+                    _Dead(
+                        entry_id, fields, error, "crashes", deliveries, earlier_failures, envelope
+                    )
+                )
+                continue
+            self._children_of(stream, envelope.type)
+            started = time.perf_counter()
+            try:
+                await handler(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                timings.setdefault(envelope.type, []).append(time.perf_counter() - started)
+                self._handler_failed(
+                    stream,
+                    entry_id,
+                    fields,
+                    envelope,
+                    exc,
+                    deliveries,
+                    earlier_failures,
+                    failed_now,
+                    dead,
+                )
+                continue
+            timings.setdefault(envelope.type, []).append(time.perf_counter() - started)
+            handled[envelope.type] = handled.get(envelope.type, 0) + 1
+            to_ack.append(entry_id)
 
     async def _batch(
         self, stream: str, handler: BatchHandler, entries: list[tuple[Any, Any]]

@@ -13,15 +13,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime as PydanticAwareDatetime
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dalal_shared.errors import PermanentError
 from dalal_shared.ids import new_id
 from dalal_shared.intervals import Interval
 from dalal_shared.symbols import Symbol
-from dalal_shared.timeutil import ensure_aware, to_utc, utcnow
+from dalal_shared.timeutil import to_utc, utcnow
 
-AwareDatetime = Annotated[datetime, AfterValidator(ensure_aware)]
+# a time without a zone is refused (pydantic's own check, in its core: no Python call a field)
+AwareDatetime = PydanticAwareDatetime
 Rupees = Annotated[Decimal, Field(max_digits=20, decimal_places=4)]
 PositiveRupees = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4)]
 Quantity = Annotated[int, Field(gt=0, le=10_000_000)]
