@@ -31,6 +31,7 @@ Usage: .venv/bin/python bench/latency_rates.py [--rates 100,1000,5000] [--second
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -208,7 +209,12 @@ def run_rate(
         t1 = time.time()
         time.sleep(2)  # what is in flight lands
         rest = rest_latency(sim, symbols[0])
-        result = measure(client, t0, t1, rest)
+        received = {
+            o["order_id"]: datetime.fromisoformat(o["received_at"]).timestamp()
+            for o in httpx.get(f"{sim}/_sim/orders/received").json()
+            if o["received_at"]
+        }
+        result = measure(client, t0, t1, rest, received)
         result["broker_metrics"] = broker_metrics(broker.base_url)
         return result
     finally:
@@ -250,7 +256,16 @@ def rest_latency(sim: str, symbol: str, n: int = 50) -> list[float]:
     return out
 
 
-def measure(client: redis.Redis, t0: float, t1: float, rest: list[float]) -> dict[str, Any]:
+def measure(
+    client: redis.Redis,
+    t0: float,
+    t1: float,
+    rest: list[float],
+    received: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Per-hop latencies (ms) of the orders of bar-closing ticks inside [t0, t1]; `received`:
+    kitesim's wall-clock arrival of each order in its book, by Kite order id."""
+    received = received or {}
     ticks: dict[bytes, float] = {}
     n_ticks = 0
     for _id, f in client.xrange(MARKET_TICKS):
@@ -263,10 +278,14 @@ def measure(client: redis.Redis, t0: float, t1: float, rest: list[float]) -> dic
         if f[b"type"] == b"PlaceOrder":
             commands.setdefault(f[b"corr"], stamp(f[b"ts"]))
     accepted: dict[bytes, float] = {}
+    in_book: dict[bytes, float] = {}  # by corr: when kitesim's book had the order
     filled: dict[bytes, float] = {}
     for _id, f in client.xrange(ORDERS_EVENTS):
         if f[b"type"] == b"OrderAccepted":
             accepted.setdefault(f[b"corr"], stamp(f[b"ts"]))
+            at_book = received.get(json.loads(f[b"data"])["broker_order_id"])
+            if at_book is not None:
+                in_book.setdefault(f[b"corr"], at_book)
         elif f[b"type"] == b"OrderFilled":
             filled.setdefault(f[b"corr"], stamp(f[b"ts"]))
     hops: dict[str, list[float]] = {k: [] for k in HOPS}
@@ -281,6 +300,10 @@ def measure(client: redis.Redis, t0: float, t1: float, rest: list[float]) -> dic
         hops["feed: tick -> bar"].append(at_bar - at_tick)
         hops["engine: bar -> PlaceOrder"].append(at_cmd - at_bar)
         hops["tick -> PlaceOrder"].append(at_cmd - at_tick)
+        at_book = in_book.get(corr)
+        if at_book is not None:
+            hops["broker: PlaceOrder -> in kitesim's book"].append(at_book - at_cmd)
+            hops["tick -> in kitesim's book"].append(at_book - at_tick)
         if at_acc is not None:
             hops["broker: PlaceOrder -> OrderAccepted"].append(at_acc - at_cmd)
             hops["tick -> OrderAccepted"].append(at_acc - at_tick)
@@ -299,8 +322,10 @@ HOPS = (
     "feed: tick -> bar (every bar)",
     "feed: tick -> bar",
     "engine: bar -> PlaceOrder",
+    "broker: PlaceOrder -> in kitesim's book",
     "broker: PlaceOrder -> OrderAccepted",
     "tick -> PlaceOrder",
+    "tick -> in kitesim's book",
     "tick -> OrderAccepted",
     "tick -> OrderFilled",
 )
@@ -311,14 +336,14 @@ def report(rate: int, result: dict[str, Any]) -> None:
         f"\n{rate:,} ticks/s asked, {result['ticks_per_second']:,.0f} reached market.ticks; "
         f"{result['orders']} orders traced (ms)"
     )
-    print(f"{'':38}{'n':>6}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
+    print(f"{'':42}{'n':>6}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
     rows = [*result["hops"].items(), ("kitesim REST place_order", result["rest"])]
     for name, values in rows:
         if not values:
-            print(f"{name:38}{0:>6}")
+            print(f"{name:42}{0:>6}")
             continue
         print(
-            f"{name:38}{len(values):>6}{statistics.median(values):>9.1f}"
+            f"{name:42}{len(values):>6}{statistics.median(values):>9.1f}"
             f"{pct(values, 0.99):>9.1f}{pct(values, 0.999):>9.1f}{max(values):>9.1f}"
         )
     for name, value in sorted(result.get("broker_metrics", {}).items()):

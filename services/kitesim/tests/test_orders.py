@@ -227,3 +227,22 @@ def test_a_modification_is_checked_against_the_funds_like_a_new_order(kitesim, k
     assert status(kite, oid)["quantity"] == fits
     with pytest.raises(kex.InputException, match="trigger_price"):
         kite.modify_order("regular", oid, order_type="SL")
+
+
+def test_each_order_says_when_it_reached_the_book_by_the_wall_clock(kitesim, kite):
+    """The control API gives each order's arrival by the machine's clock (Kite's own times are
+    the simulated market's, to the second): what a latency bench compares its stamps with."""
+    from datetime import UTC, datetime
+
+    kitesim.advance(seconds=60)
+    before = datetime.now(UTC)
+    first = place(kite, price=1100.0, tag="lat1")
+    second = place(kite, price=1100.0)
+    after = datetime.now(UTC)
+    received = {o["order_id"]: o for o in kitesim.control("/orders/received", method="GET")}
+    assert set(received) == {first, second}
+    assert received[first]["tag"] == "lat1"
+    times = [datetime.fromisoformat(received[o]["received_at"]) for o in (first, second)]
+    assert all(t.tzinfo is not None for t in times)
+    assert before <= times[0] <= times[1] <= after
+    assert "received_at" not in kite.order_history(first)[-1]  # Kite's shape unchanged

@@ -176,6 +176,21 @@ async def reject(request: Request, body: Reject) -> dict[str, int]:
     return {"reject_next": ex.reject_next}
 
 
+@router.get("/orders/received")
+async def orders_received(request: Request) -> list[dict[str, Any]]:
+    """When each order reached the book, by the machine's wall clock (UTC, microseconds): what
+    a latency measurement of the path to Kite compares with its own stamps. Kite's own times
+    (`order_timestamp`) are the simulated market's, to the second."""
+    return [
+        {
+            "order_id": order.order_id,
+            "tag": order.tag,
+            "received_at": order.received_at.isoformat() if order.received_at else None,
+        }
+        for order in _sim(request).exchange.orders.values()
+    ]
+
+
 @router.post("/login")
 async def login(request: Request) -> JSONResponse:
     """A request token without the browser step (what the login page would redirect with)."""

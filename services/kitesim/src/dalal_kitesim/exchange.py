@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
@@ -88,6 +88,9 @@ class Order:
     bar_start: datetime | None = None
     filled_in_bar: int = 0
     square_off: bool = False
+    # the wall-clock time (UTC) the order reached the book, for measuring the path to it; the
+    # Kite times above are the simulated market's
+    received_at: datetime | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -510,6 +513,7 @@ class Exchange:
             order_timestamp=self.now,
         )
         order.square_off = system
+        order.received_at = datetime.now(UTC)
         self.orders[order.order_id] = order
         self._record(order, "PUT ORDER REQ RECEIVED")
         self._record(order, "VALIDATION PENDING")
