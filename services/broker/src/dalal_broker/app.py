@@ -102,6 +102,7 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         protection_pct=settings.market_protection_pct,
         flush=desk.flush_outbox,
         expire_session=session.expire,
+        write=desk.db.run,
     )
     desk.before_external = protections.check
     instruments = InstrumentStore(runtime.redis, gateway)

@@ -77,8 +77,12 @@ class ProtectionDesk:
         protection_pct: Decimal,
         flush: Callable[[], Awaitable[object]],
         expire_session: Callable[[str], Awaitable[None]],
+        write: Callable[..., Awaitable[Any]] | None = None,
     ):
         self.journal = journal
+        # how a journal write runs: the order desk's journal thread in the service, so a
+        # protection written as an order's row is written never meets SQLite's busy waits
+        self._write = write or asyncio.to_thread
         self.gateway = gateway  # None: no venue (every protection fails)
         self.prices = prices
         self.protection_pct = protection_pct
@@ -94,7 +98,7 @@ class ProtectionDesk:
         events: list[Message] | None = None,
         **kw: Any,
     ) -> None:
-        await asyncio.to_thread(
+        await self._write(
             self.journal.put_protection,
             command,
             status,
@@ -273,7 +277,7 @@ class ProtectionDesk:
     async def _triggered(self, row: ProtectionRow, outcome: GttOutcome) -> None:
         assert outcome.broker_order_id is not None
         order = triggered_order(row.command, outcome)
-        await asyncio.to_thread(
+        await self._write(
             self.journal.insert_external,
             order,
             broker_order_id=outcome.broker_order_id,
