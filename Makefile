@@ -63,6 +63,7 @@ down: ## docker compose down
 bench: install ## Run every benchmark in a quick mode (full runs and figures: bench/README.md)
 	@# quick runs are smoke runs: a missed target is reported, not fatal (-), so all of them run
 	-.venv/bin/python bench/bus.py --quick
+	-.venv/bin/python bench/bus_cpu.py --messages 10000
 	-.venv/bin/python bench/broker.py --quick
 	-.venv/bin/python bench/kitesim.py --quick
 	-.venv/bin/python bench/portfolio.py --fills 300 --rates 200 --seconds 2 --warmup 1 --no-postgres
