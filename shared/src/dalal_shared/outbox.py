@@ -34,7 +34,6 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -93,7 +92,7 @@ def add(
     """Write one envelope to the outbox in the caller's transaction; its id (returned) is fixed
     now."""
     values = row(stream, message, source=source, corr=corr)
-    conn.execute(insert(table).values(**values))
+    conn.execute(table.insert(), values)  # values as parameters: the statement compiles once
     return str(values["envelope_id"])
 
 

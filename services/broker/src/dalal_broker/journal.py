@@ -188,6 +188,17 @@ def _row(r: sa.Row) -> OrderRow:
     )
 
 
+_INSERT_ORDER = orders_t.insert()
+_INSERT_TRADE = trades_t.insert()
+_UPDATE = orders_t.update().where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
+_UPDATE_IF = _UPDATE.where(
+    orders_t.c.status == sa.bindparam("b_status"),
+    orders_t.c.filled_quantity == sa.bindparam("b_filled"),
+)
+_ORDER = sa.select(orders_t).where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
+_CORR_OF = sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
+
+
 class Journal:
     """Synchronous SQL store; callers run it off the event loop."""
 
@@ -212,9 +223,7 @@ class Journal:
 
     def get(self, client_order_id: str) -> OrderRow | None:
         with self.engine.connect() as conn:
-            r = conn.execute(
-                sa.select(orders_t).where(orders_t.c.client_order_id == client_order_id)
-            ).first()
+            r = conn.execute(_ORDER, {"b_coid": client_order_id}).first()
         return _row(r) if r else None
 
     def get_many(self, client_order_ids: Sequence[str]) -> dict[str, OrderRow]:
@@ -250,18 +259,19 @@ class Journal:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    orders_t.insert().values(
-                        client_order_id=command.client_order_id,
-                        command=command.model_dump_json(),
-                        corr=corr,
-                        status=status,
-                        reason=reason,
-                        message=message,
-                        filled_quantity=0,
-                        send_attempts=send_attempts,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    _INSERT_ORDER,  # values as parameters: one compiled statement, reused
+                    {
+                        "client_order_id": command.client_order_id,
+                        "command": command.model_dump_json(),
+                        "corr": corr,
+                        "status": status,
+                        "reason": reason,
+                        "message": message,
+                        "filled_quantity": 0,
+                        "send_attempts": send_attempts,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
                 )
                 self._outbox(conn, list(events), corr)
         except sa.exc.IntegrityError:
@@ -301,18 +311,16 @@ class Journal:
         """Change a row and journal its events in one transaction. With `expect` (status,
         filled_quantity) the change applies only to a row still in that state, else None: two
         paths (or replicas) seeing the same Kite update record it, and its events, once."""
-        query = orders_t.update().where(orders_t.c.client_order_id == client_order_id)
+        # values and ids as parameters of statements built once (per set of columns set):
+        # SQLAlchemy compiles them once, not the literal values of every call
+        params = {**values, "updated_at": utcnow(), "b_coid": client_order_id}
         if expect is not None:
-            query = query.where(
-                orders_t.c.status == expect[0], orders_t.c.filled_quantity == expect[1]
-            )
+            params["b_status"], params["b_filled"] = expect
         with self.engine.begin() as conn:
-            changed = conn.execute(query.values(updated_at=utcnow(), **values)).rowcount
+            changed = conn.execute(_UPDATE_IF if expect is not None else _UPDATE, params).rowcount
             if changed == 0 and expect is not None:
                 return None
-            corr = conn.execute(
-                sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == client_order_id)
-            ).scalar_one()
+            corr = conn.execute(_CORR_OF, {"b_coid": client_order_id}).scalar_one()
             self._outbox(conn, list(events), corr)
         row = self.get(client_order_id)
         assert row is not None
@@ -352,18 +360,17 @@ class Journal:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    trades_t.insert().values(
-                        trade_id=trade_id,
-                        client_order_id=client_order_id,
-                        broker_order_id=broker_order_id,
-                        quantity=quantity,
-                        price=price,
-                        filled_at=filled_at,
-                    )
+                    _INSERT_TRADE,
+                    {
+                        "trade_id": trade_id,
+                        "client_order_id": client_order_id,
+                        "broker_order_id": broker_order_id,
+                        "quantity": quantity,
+                        "price": price,
+                        "filled_at": filled_at,
+                    },
                 )
-                corr = conn.execute(
-                    sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == client_order_id)
-                ).scalar_one()
+                corr = conn.execute(_CORR_OF, {"b_coid": client_order_id}).scalar_one()
                 self._outbox(conn, events, corr)
         except sa.exc.IntegrityError:
             return False
