@@ -294,3 +294,29 @@ def test_the_kernel_books_the_reference_charges():
             assert texts(state.pos.charges_breakdown) == texts(breakdown)
             if any(days):
                 assert str(state.pos.charges) == str(breakdown.total)
+
+
+def test_the_dp_charge_of_a_day_is_worked_out_once_per_rates_row():
+    """A day's DP charge (whole paise, with its GST) as `dp_charge` gives it, for every row
+    of the history and for rows of unusual rates, the first time and when remembered."""
+    from dalal_shared.charges import _dp_paise, dp_charge
+
+    base = RATE_HISTORY[-1]
+    odd = [
+        EquityRates(
+            **{  # type: ignore[arg-type]
+                **{f: getattr(base, f) for f in base.__dataclass_fields__},
+                "dp_rupees_per_scrip": dp,
+                "gst_pct": gst,
+            }
+        )
+        for dp, gst in ((D("15.935"), D("18")), (D("0"), D("18")), (D("13.5"), D("12.345")))
+    ]
+    for row in [*RATE_HISTORY, *odd]:
+        want = dp_charge(row.effective_from, history=(row,))
+        for _ in range(2):  # worked out, then remembered
+            assert _dp_paise(row) == (int(want.dp.scaleb(2)), int(want.gst.scaleb(2)))
+    for row in RATE_HISTORY:  # a CNC sell books the DP charge of its day's row
+        day = ScripDay("CNC", row.effective_from, history=RATE_HISTORY)
+        delta = day.add_trade("o", False, 1, D("100"))
+        assert delta[6] == int(dp_charge(row.effective_from).dp.scaleb(2))

@@ -27,7 +27,8 @@ def check(body: str, width: int = 6, date_at: int = 0) -> None:
     assert parsed is not None
     dates, table = parsed
     rows = by_fields(body, width)
-    assert dates == [row[date_at] for row in rows]
+    assert isinstance(dates, np.ndarray)  # the texts as numpy has them: no list made
+    assert dates.tolist() == [row[date_at] for row in rows]
     for j in range(width):
         if j == date_at:
             continue
@@ -110,3 +111,25 @@ def test_every_nse_file_of_the_repository_reads_as_field_by_field(tmp_path: Path
             a, b = getattr(fast, name), getattr(slow, name)
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (path, name)
         assert fast.seconds.tolist() == slow.seconds.tolist()
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [
+        ["2024-01-01T09:15:00+05:30", "2024-01-01T09:30:00+05:30", "2023-12-29T15:15:00+05:30"],
+        ["2024-01-01", "2023-12-29", "2024-02-29"],
+        ["2024-01-01T09:15:00+05:30", "2024-01-01 09:30:00+05:30", "2024-01-01T04:00:00+00:00"],
+        ["2024-01-01T09:15:00+05:30", "2024-01-01T09:30:00"],  # not one form: fromisoformat
+        ["2024-02-30T09:15:00+05:30"],  # not a real day: fromisoformat says so
+    ],
+)
+def test_epoch_seconds_of_an_array_as_of_a_list(dates: list[str]) -> None:
+    """The reader hands `_epoch_seconds` the dates as the numpy array it parsed them into:
+    the same seconds (or the same error) as from a list of texts."""
+    try:
+        want = history._epoch_seconds(dates)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=str(exc)):
+            history._epoch_seconds(np.array(dates))
+        return
+    assert history._epoch_seconds(np.array(dates)).tolist() == want.tolist()

@@ -97,3 +97,14 @@ def test_a_naive_time_still_refused_every_time() -> None:
     for _ in range(2):  # not remembered after the first refusal
         with pytest.raises(ValueError, match="timezone-aware"):
             client_order_id("s", "X", naive, "E")
+
+
+def test_a_bad_leg_is_refused_every_time_and_a_good_one_after_it() -> None:
+    """Good legs are remembered once checked; a bad one never is."""
+    at = datetime(2025, 1, 6, 10, 15, tzinfo=IST)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="leg must be"):
+            client_order_id("s", "X", at, "e")
+        assert client_order_id("s", "X", at, "T2") == old_client_order_id("s", "X", at, "T2")
+    with pytest.raises(TypeError):
+        client_order_id("s", "X", at, 1)  # type: ignore[arg-type]

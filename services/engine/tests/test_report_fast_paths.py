@@ -1,18 +1,26 @@
 """The report's fast paths give the text of the code they stand in for: the charts' own
 `format_inr` against `dalal_shared.axes.format_inr`, and the SVG points against the
-pair-by-pair formatting they replaced, on many random values."""
+pair-by-pair formatting they replaced, `result.json`'s curve written as text against the JSON
+encoder's, on many random values."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dalal_engine import charts
+from dalal_engine import charts, history, report
+from dalal_engine.backtest import Backtester, BacktestSettings, EquityCurve
+from dalal_engine.strategyconfig import validate_document
 from dalal_shared import axes
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _old_points(xs: np.ndarray, ys: np.ndarray) -> str:
@@ -63,3 +71,51 @@ def test_points_as_pair_by_pair() -> None:
 def test_points_refuse_unequal_lengths() -> None:
     with pytest.raises(ValueError, match="2 x values for 3 y values"):
         charts._points(np.zeros(2), np.zeros(3))
+
+
+def test_result_json_text_as_the_encoder_writes_it(tmp_path: Path) -> None:
+    """`result.json` with its curve written as text: the same bytes as `json.dumps` of the
+    result with the curve's points as dicts (the way before), on a real run and on a curve
+    of random amounts (negative, zero, repeated)."""
+    cfg = validate_document(
+        {
+            "name": "t",
+            "strategy": "sma_cross",
+            "universe": ["INFY", "RELIANCE"],
+            "params": {"fast_bars": 5, "slow_bars": 20},
+        }
+    )[0]
+    data = {s: history.load(s, "day", data_dir=FIXTURES) for s in cfg.universe}
+    result = Backtester(cfg, data, BacktestSettings()).run()
+    rng = np.random.default_rng(9)
+    n = 3_000
+    seconds = 1_700_000_000 + np.cumsum(rng.integers(60, 90_000, n))
+    amounts = rng.integers(-(10**15), 10**15, n) // rng.choice([1, 1000, 10**9], n)
+    random_curve = EquityCurve(
+        close_seconds=seconds.astype(np.int64),
+        days=((seconds + 19_800) // 86_400).astype(np.int64),
+        equity_paise=amounts.astype(np.int64),
+        exposure_paise=np.where(rng.random(n) < 0.3, 0, amounts[::-1]).astype(np.int64),
+    )
+    extremes = np.array([0, 5, -5, 99, -99, 100, -100, -(2**63), 2**63 - 1], dtype=np.int64)
+    edge_curve = EquityCurve(
+        close_seconds=seconds[: len(extremes)].astype(np.int64),
+        days=np.zeros(len(extremes), dtype=np.int64),
+        equity_paise=extremes,
+        exposure_paise=extremes[::-1].copy(),
+    )
+    empty = EquityCurve(*(np.zeros(0, dtype=np.int64) for _ in range(4)))
+    for one in (result, *(replace(result, curve=c) for c in (random_curve, edge_curve, empty))):
+        before = one.to_json()
+        before["equity_curve"] = [
+            {
+                "at": p.at.isoformat(),
+                "equity": str(p.equity),
+                "gross_exposure": str(p.gross_exposure),
+            }
+            for p in one.curve.points()
+        ]
+        assert report.result_json_text(one) == json.dumps(before, separators=(",", ":"))
+        assert report.equity_curve_json(one.curve) == before["equity_curve"]
+    json_path, _ = report.write_report(result, tmp_path)
+    assert json_path.read_text() == report.result_json_text(result)

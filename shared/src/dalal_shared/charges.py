@@ -406,6 +406,21 @@ def _whole_rates(r: EquityRates) -> _WholeRates | None:
     return whole
 
 
+_DP_PAISE: dict[int, tuple[EquityRates, tuple[int, int]]] = {}  # by id(), with the row
+
+
+def _dp_paise(r: EquityRates) -> tuple[int, int]:
+    """`dp_charge` of a day under rates `r` (its DP charge and that charge's GST) in whole
+    paise: the same for every day of the row, so worked out once per row."""
+    known = _DP_PAISE.get(id(r))
+    if known is not None and known[0] is r:
+        return known[1]
+    dp = _paise(r.dp_rupees_per_scrip)
+    paise = (_to_paise(dp), _to_paise(_paise(dp * r.gst_pct * PCT)))
+    _DP_PAISE[id(r)] = (r, paise)
+    return paise
+
+
 class ScripDay:
     """One scrip's fills of one day in one product, added in execution order.
 
@@ -530,8 +545,7 @@ class ScripDay:
 
     def _dp(self) -> tuple[int, int]:
         if self._dp_paise is None:  # the same for every fill of the day
-            charge = dp_charge(self.trade_date, history=self.history)
-            self._dp_paise = (_to_paise(charge.dp), _to_paise(charge.gst))
+            self._dp_paise = _dp_paise(self.rates)
         return self._dp_paise
 
     def _charges(self) -> Paise:

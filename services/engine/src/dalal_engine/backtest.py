@@ -44,6 +44,7 @@ from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, S
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
 from dalal_shared import accounting, fills
+from dalal_shared.accounting import slot_init
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES, paise, q4
@@ -72,6 +73,7 @@ class BacktestSettings:
     market_protection_pct: Decimal | None = Decimal("3")
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PendingOrder:
     client_order_id: str
@@ -85,6 +87,7 @@ class PendingOrder:
     reference: Decimal | None = None  # the last price when it was placed (the bar's close)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class FillRecord:
     client_order_id: str

@@ -93,7 +93,7 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
     if missing:
         raise NoBarsError(f"{path}: no column {', '.join(missing)} (want {','.join(_COLUMNS)})")
     at = {name: header.index(name) for name in _COLUMNS}
-    dates: Sequence[str]
+    dates: Sequence[str] | NDArray[np.str_]
     numbers = _plain_numbers(body, len(header), at["date"])
     if numbers is not None:  # the usual file: every number parsed at once
         dates, table = numbers
@@ -166,11 +166,11 @@ _CHUNK_CHARACTERS = 60_000  # parsed a piece at a time: the work arrays stay in 
 
 def _plain_numbers(
     body: str, width: int, date_at: int
-) -> tuple[list[str], NDArray[np.float64]] | None:
+) -> tuple[NDArray[np.str_], NDArray[np.float64]] | None:
     """`_plain_piece` of the whole body, a piece of whole lines at a time."""
     if len(body) <= _CHUNK_CHARACTERS:
         return _plain_piece(body, width, date_at)
-    dates: list[str] = []
+    dates = []
     tables = []
     start = 0
     while start < len(body):
@@ -179,18 +179,18 @@ def _plain_numbers(
         piece = _plain_piece(body[start:stop], width, date_at)
         if piece is None:
             return None
-        dates += piece[0]
+        dates.append(piece[0])
         tables.append(piece[1])
         start = stop
-    return dates, np.concatenate(tables)
+    return np.concatenate(dates), np.concatenate(tables)
 
 
 def _plain_piece(
     body: str, width: int, date_at: int
-) -> tuple[list[str], NDArray[np.float64]] | None:
-    """The date column (texts) and every field as a number (a row per line, a column per
-    field; the date column's are meaningless) of a plain CSV body, parsed at once from its
-    bytes: ASCII, LF line ends, `width` fields on every line, the dates all of one length,
+) -> tuple[NDArray[np.str_], NDArray[np.float64]] | None:
+    """The date column (texts, as a numpy array) and every field as a number (a row per line,
+    a column per field; the date column's are meaningless) of a plain CSV body, parsed at once
+    from its bytes: ASCII, LF line ends, `width` fields on every line, the dates all of one length,
     every other field digits with at most one `.` and at most 15 digits. Such a field is the
     whole number N of its digits over 10**d (d digits after the point), both exact in float64,
     and one division rounds N / 10**d correctly: the float `float()` reads from the text.
@@ -257,18 +257,27 @@ def _plain_piece(
         rows, width
     )
     texts = raw[at_date].view(f"S{date_length}").reshape(rows)
-    return texts.astype(f"U{date_length}").tolist(), table
+    return texts.astype(f"U{date_length}"), table
 
 
-def _epoch_seconds(dates: Sequence[str]) -> NDArray[np.int64]:
+def _epoch_seconds(dates: Sequence[str] | NDArray[np.str_]) -> NDArray[np.int64]:
     """Bar starts as epoch seconds: a daily `YYYY-MM-DD` is the Kite candle of that IST day;
-    an intraday date is an ISO time with its offset (`2024-01-01T09:15:00+05:30`)."""
-    if max(len(d) for d in dates) <= 10:  # daily: the Kite candle of that IST day
+    an intraday date is an ISO time with its offset (`2024-01-01T09:15:00+05:30`). The
+    texts as a list, or as a numpy array of them (whose width is the longest one's)."""
+    if isinstance(dates, np.ndarray):
+        longest = dates.dtype.itemsize // np.dtype("U1").itemsize
+    else:
+        longest = max(len(d) for d in dates)
+    if longest <= 10:  # daily: the Kite candle of that IST day
+        if isinstance(dates, np.ndarray):  # numpy reads dates from str objects faster
+            dates = dates.tolist()
         days = np.array(dates, dtype="datetime64[D]")
         return days.astype("datetime64[s]").astype(np.int64) - _IST_SECONDS
     fast = _offset_seconds(dates)
     if fast is not None:
         return fast
+    if isinstance(dates, np.ndarray):
+        dates = dates.tolist()
     return np.fromiter(
         (int(datetime.fromisoformat(d).timestamp()) for d in dates),
         dtype=np.int64,
@@ -276,11 +285,11 @@ def _epoch_seconds(dates: Sequence[str]) -> NDArray[np.int64]:
     )
 
 
-def _offset_seconds(dates: Sequence[str]) -> NDArray[np.int64] | None:
+def _offset_seconds(dates: Sequence[str] | NDArray[np.str_]) -> NDArray[np.int64] | None:
     """`YYYY-MM-DDTHH:MM:SS+HH:MM` times (every one in that form: a real date, a time of day,
     `T` or a space between) as epoch seconds, from their digits at once; None for any other
     form (then `datetime.fromisoformat` reads them, or says what is wrong)."""
-    text = np.array(dates)
+    text = np.asarray(dates)
     if text.dtype != np.dtype("<U25"):
         return None
     codes = text.view(np.uint32).reshape(len(text), 25)

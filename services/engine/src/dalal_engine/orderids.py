@@ -8,10 +8,10 @@ sha256(strategy instance | symbol | bar start UTC | leg) filling the rest of the
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime, timedelta
 from functools import lru_cache
+from hashlib import sha256
 
 from dalal_shared.timeutil import to_ist, to_utc
 
@@ -20,15 +20,19 @@ _LEG = re.compile(r"^[A-Z][A-Z0-9]{0,2}$")
 
 
 def client_order_id(strategy: str, symbol: str, bar_start: datetime, leg: str) -> str:
-    if not _LEG.match(leg):
-        raise ValueError(f"leg must be 1-3 capitals/digits, got {leg!r}")
+    if leg not in _GOOD_LEGS:  # a leg seen before passed this check (there are a handful)
+        if not _LEG.match(leg):
+            raise ValueError(f"leg must be 1-3 capitals/digits, got {leg!r}")
+        _GOOD_LEGS.add(leg)
     utc_text, ist_stamp = _bar_texts(bar_start, bar_start.utcoffset())
-    key = f"{strategy}|{symbol}|{utc_text}|{leg}"
-    digest = hashlib.sha256(key.encode()).hexdigest()
+    digest = sha256(f"{strategy}|{symbol}|{utc_text}|{leg}".encode()).hexdigest()
     head = f"{leg}-{ist_stamp}-"
     out = head + digest[: 20 - len(head)]
     assert _VALID.match(out), out
     return out
+
+
+_GOOD_LEGS: set[str] = set()
 
 
 @lru_cache(maxsize=4096, typed=True)

@@ -58,39 +58,58 @@ def write_report(
     """Write `result.json` and `report.html` under `out_dir`; with `bars` (the run's input) the
     page also draws each symbol's price with its trades."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = result.to_json()
-    data["equity_curve"] = equity_curve_json(result.curve)
     json_path = out_dir / "result.json"
-    # compact: the C encoder (an `indent` sends json to its pure-Python one, 5-10x slower on a
-    # curve of a few hundred thousand points); `jq .` or `python -m json.tool` pretty-prints
-    json_path.write_text(json.dumps(data, separators=(",", ":")))
+    json_path.write_text(result_json_text(result))
     html_path = out_dir / "report.html"
     html_path.write_text(report_page(result, bars))
     return json_path, html_path
 
 
+def result_json_text(result: BacktestResult) -> str:
+    """`result.json`: the result's JSON and its equity curve (`equity_curve_json`), compact.
+    Written as text: the C encoder for the rest (an `indent` sends json to its pure-Python
+    one, 5-10x slower; `jq .` or `python -m json.tool` pretty-prints), the curve's points
+    formatted straight from its arrays, the same characters the encoder writes for them (its
+    texts are digits, `-`, `.`, `:`, `T` and `+`: nothing to escape)."""
+    head = json.dumps(result.to_json(), separators=(",", ":"))
+    assert head.endswith("}") and head != "{}"
+    return f'{head[:-1]},"equity_curve":{equity_curve_text(result.curve)}}}'
+
+
 def equity_curve_json(curve: EquityCurve) -> list[dict[str, str]]:
     """`result.json`'s equity curve: each point's time (ISO 8601, UTC), equity and gross
     exposure (rupees, to the paisa), as `EquityPoint`s give them, straight from the curve's
-    arrays (the times formatted by numpy at once, each distinct amount once)."""
+    arrays."""
+    return json.loads(equity_curve_text(curve))
+
+
+_POINT = '{"at":"%s+00:00","equity":"%s%d.%02d","gross_exposure":"%s%d.%02d"}'
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+def equity_curve_text(curve: EquityCurve) -> str:
+    """`equity_curve_json` as compact JSON text (`json.dumps` with `(",", ":")`), every point
+    in one format: the times formatted by numpy at once, each amount as its sign, whole
+    rupees and paise (what `str(Decimal(paise).scaleb(-2))` writes: plain digits, two
+    decimals, a minus sign below zero)."""
+    n = len(curve)
+    if n == 0:
+        return "[]"
     times = np.datetime_as_string(curve.close_seconds.astype("datetime64[s]"), unit="s")
-    rupees: dict[int, str] = {}
-
-    def text(paise: int) -> str:
-        value = rupees.get(paise)
-        if value is None:
-            value = rupees[paise] = str(Decimal(paise).scaleb(-2))
-        return value
-
-    return [
-        {"at": f"{at}+00:00", "equity": text(equity), "gross_exposure": text(exposure)}
-        for at, equity, exposure in zip(
-            times.tolist(),
-            curve.equity_paise.tolist(),
-            curve.exposure_paise.tolist(),
-            strict=True,
-        )
-    ]
+    columns: list[list[object]] = [times.tolist()]
+    for paise in (curve.equity_paise, curve.exposure_paise):
+        if (paise == _INT64_MIN).any():  # no absolute value in int64: Python's integers
+            whole = paise.tolist()
+            columns.append(["-" if p < 0 else "" for p in whole])
+            columns.append([abs(p) // 100 for p in whole])
+            columns.append([abs(p) % 100 for p in whole])
+            continue
+        size = np.abs(paise)
+        columns.append(np.where(paise < 0, "-", "").tolist())
+        columns.append((size // 100).tolist())
+        columns.append((size % 100).tolist())
+    values = [value for point in zip(*columns, strict=True) for value in point]
+    return "[" + ",".join([_POINT] * n) % tuple(values) + "]"
 
 
 def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = None) -> str:

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_engine.timing import day_of_number
+from dalal_shared.accounting import slot_init
 from dalal_shared.calendar import NseCalendar, nse_calendar
 from dalal_shared.timeutil import ensure_aware, isoformat, to_ist
 
@@ -72,6 +73,7 @@ class MarketState:
     safety_missing: tuple[str, ...] = ()
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class AccountState:
     equity: float
@@ -79,6 +81,7 @@ class AccountState:
     open_positions: int
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
     at: datetime
@@ -108,6 +111,9 @@ def _noted(note: str, detail: str) -> str:
     if not note:
         return detail
     return f"{note}; {detail}" if detail else note
+
+
+_SHORT_SPAN = 32  # marks up to which `mark_span` works on lists
 
 
 @dataclass(slots=True)
@@ -156,25 +162,41 @@ class RiskManager:
         n = len(days)
         if n == 0:
             return
-        last = int(days[-1])
+        if n <= _SHORT_SPAN:  # the usual span, a few bars between two events: as lists
+            # (numpy's fixed cost per call outweighs a few marks; the same values)
+            numbers, values = days.tolist(), equities.tolist()
+            last = numbers[-1]
+            # the last day's first mark (the days are sorted: numpy's searchsorted)
+            first = n - 1 if n == 1 or numbers[-2] != last else numbers.index(last)
+            tail = values[first:]
+            # numpy's minimum: NaN when there is one, which Python's `min` need not give
+            lowest = float(np.min(tail)) if math.isnan(sum(tail)) else min(tail)
+            before, opening, closing = values[first - 1], values[0], values[-1]
+        else:
+            last = int(days[-1])
+            if n == 1 or int(days[-2]) != last:  # the last day has one mark here (daily bars)
+                first = n - 1
+            else:
+                first = int(np.searchsorted(days, last, side="left"))
+            lowest = float(equities[first]) if first == n - 1 else float(equities[first:].min())
+            before, opening, closing = (
+                float(equities[first - 1]),
+                float(equities[0]),
+                float(equities[-1]),
+            )
         current = self._day
         day = day_of_number(last)
-        if n == 1 or int(days[-2]) != last:  # the last day has one mark here (daily bars)
-            first = n - 1
-        else:
-            first = int(np.searchsorted(days, last, side="left"))
         if first == 0 and current.day == day:  # the span continues the day under way
             start, halted = current.start_equity, current.halted
         elif first > 0:  # the day starts inside the span: from the mark before it
-            start, halted = float(equities[first - 1]), False
+            start, halted = before, False
         else:  # the day starts with the span: from the last mark of an earlier day, if any
-            start = current.equity if current.day is not None else float(equities[0])
+            start = current.equity if current.day is not None else opening
             halted = False
-        lowest = float(equities[first]) if first == n - 1 else float(equities[first:].min())
         if not halted:
             halted = start - lowest >= self._loss_limit
         current.day, current.start_equity, current.halted = day, start, halted
-        current.equity = float(equities[-1])
+        current.equity = closing
 
     @property
     def halted_for_the_day(self) -> bool:

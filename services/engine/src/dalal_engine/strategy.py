@@ -24,6 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
+from dalal_shared.accounting import slot_init
+
 
 class Action(enum.StrEnum):
     ENTER = "ENTER"  # open a long position (size from the risk manager)
@@ -31,6 +33,7 @@ class Action(enum.StrEnum):
     EXIT = "EXIT"  # sell all of it
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Signal:
     action: Action
@@ -131,6 +134,7 @@ class BarSeries:
         return self._seconds
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class PositionView:
     quantity: int = 0
