@@ -58,6 +58,7 @@ async def _publish_tick(redis_url: str, symbol: str, price: Decimal) -> None:
 
 
 @pytest.mark.slow  # some 40 s: a dozen `dalal` processes, each about 2 s to start
+@pytest.mark.timeout(400)  # more than 120 s where a `dalal` process takes 5 s to start
 def test_trading_day_commands_against_a_running_stack(stack: Stack, tmp_path: Path) -> None:
     env = _env(stack, tmp_path)
     # an order the broker rejects (no Kite session): listed, shown, not open
