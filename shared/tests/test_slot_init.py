@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from dalal_shared.accounting import Exit, Fill, FillEffect, InvalidFill, RoundTrip, slot_init
+from dalal_shared.accounting import Exit, Fill, FillEffect, InvalidFill, RoundTrip
+from dalal_shared.slots import slot_init
 from dalal_shared.timeutil import IST
 
 

@@ -24,14 +24,15 @@ to 4 decimals (`q4`) inside; the edges (API, reports) round to the paisa.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from dalal_shared.charges import ChargesBreakdown, ScripDay, breakdown_of_paise
 from dalal_shared.errors import PermanentError
 from dalal_shared.money import q4
+from dalal_shared.slots import slot_init
 from dalal_shared.timeutil import to_utc
 
 ZERO = Decimal("0")
@@ -42,39 +43,6 @@ PositionKey = tuple[str, str, str]  # exchange, symbol, product
 
 class InvalidFill(PermanentError):
     code = "invalid_fill"
-
-
-_Frozen = TypeVar("_Frozen", bound=type)
-
-
-def slot_init(cls: _Frozen) -> _Frozen:
-    """Give a frozen, slotted dataclass an `__init__` that sets each slot through its
-    descriptor: the one dataclasses writes goes through `object.__setattr__` by name, twice
-    as slow, and the kernel and the backtester make a few of these records per fill. The same
-    signature (fields in order, their defaults), `__post_init__` still called; equality, hash,
-    repr and immutability are the dataclass's."""
-    params: list[str] = []
-    body: list[str] = []
-    scope: dict[str, Any] = {}
-    for f in fields(cls):
-        if not f.init or f.kw_only or f.default_factory is not MISSING:
-            raise TypeError(f"slot_init: {cls.__name__}.{f.name} is not a plain field")
-        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            scope[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-        body.append(f"    _set_{f.name}(self, {f.name})")
-    if hasattr(cls, "__post_init__"):
-        body.append("    self.__post_init__()")
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), scope)  # noqa: S102
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__annotations__ = {f.name: f.type for f in fields(cls)} | {"return": None}
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
 
 
 @slot_init

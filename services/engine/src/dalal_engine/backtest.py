@@ -44,11 +44,11 @@ from dalal_engine.strategy import Action, BarContext, BarSeries, PositionView, S
 from dalal_engine.strategyconfig import StrategyConfig
 from dalal_engine.timing import bar_close_seconds, bar_duration, order_time, session_open_of
 from dalal_shared import accounting, fills
-from dalal_shared.accounting import slot_init
 from dalal_shared.calendar import CalendarCoverageError, NseCalendar, nse_calendar
 from dalal_shared.charges import ChargesBreakdown
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES, paise, q4
 from dalal_shared.performance import EquityPoint, Report, compute_paise
+from dalal_shared.slots import slot_init
 from dalal_shared.timeutil import isoformat, to_ist
 
 ZERO = Decimal("0")

@@ -39,8 +39,8 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from dalal_engine.timing import day_of_number
-from dalal_shared.accounting import slot_init
 from dalal_shared.calendar import NseCalendar, nse_calendar
+from dalal_shared.slots import slot_init
 from dalal_shared.timeutil import ensure_aware, isoformat, to_ist
 
 MANUAL = "manual"  # the strategy name of orders sent by hand through the engine

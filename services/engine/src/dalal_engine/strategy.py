@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 
-from dalal_shared.accounting import slot_init
+from dalal_shared.slots import slot_init
 
 
 class Action(enum.StrEnum):
