@@ -148,6 +148,35 @@ async def test_publish_many_writes_the_entries_xadd_of_wrap_fields_writes(
     assert await pub.publish_many("test.append.empty", []) == []
 
 
+async def test_publish_entries_writes_each_stream_what_xadd_of_wrap_fields_writes(
+    aredis: aioredis.Redis,
+) -> None:
+    """Entries to several streams, interleaved (runs of one stream, a stream coming back):
+    each stream holds its entries in the order given, with the envelope's fields in their
+    order, decoded to the envelopes returned; with a corr the packing cannot carry, the same
+    through plain XADDs."""
+    pub = Publisher(aredis, source="data")
+    odd = "corr\x1fwith a unit separator"
+    for case, corr_of in (("packed", lambda i: f"c-{i}"), ("plain", lambda i: odd)):
+        a, b = f"test.entries.{case}.a", f"test.entries.{case}.b"
+        plan = [a, a, b, a, b, b, b, a]
+        messages = [cancel(i) for i in range(len(plan))]
+        entries = [(s, m, corr_of(i)) for i, (s, m) in enumerate(zip(plan, messages, strict=True))]
+        sent = await pub.publish_entries(entries)
+        assert [e.message for e in sent] == messages
+        for stream in (a, b):
+            stored = await aredis.xrange(stream)
+            want = [
+                (env, i) for i, (s, env) in enumerate(zip(plan, sent, strict=True)) if s == stream
+            ]
+            assert len(stored) == len(want)
+            for (_id, fields), (env, i) in zip(stored, want, strict=True):
+                assert list(fields) == FIELD_ORDER
+                assert decode_envelope(fields) == env
+                assert env.corr == corr_of(i) and fields[b"source"] == b"data"
+    assert await pub.publish_entries([]) == []
+
+
 async def test_publish_many_trims_like_xadd(aredis: aioredis.Redis) -> None:
     pub = Publisher(aredis, source="engine", maxlen=100)
     for _ in range(5):

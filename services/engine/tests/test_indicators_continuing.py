@@ -93,3 +93,37 @@ def test_outside_the_block_nothing_is_remembered_and_the_caller_cannot_spoil_the
     assert same(again, ta.atr(high[:250], low[:250], close[:250], 14))
     ta.atr(high, low, close, 14)  # no block: no memo touched
     assert len(memo) == 1
+
+
+def test_the_closes_are_converted_to_paise_once_per_bar_and_the_averages_stay_exact(
+    monkeypatch,
+) -> None:
+    """A strategy's SMAs and their crosses read the same closes: inside `continuing` they are
+    converted to whole paise once per bar (views of one growing buffer, as the live engine's
+    columns give), with the values computed outside bit for bit; closes off the paisa grid
+    (None) too; the shared paise are read-only."""
+    _high, _low, close = prices(400, 3)
+    close[100::50] += 0.001  # from bar 100 on, off the paisa grid: those histories have no paise
+    buffer = np.empty(1000)
+    buffer[:400] = close
+    conversions: list[int] = []
+    real = np.rint
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        conversions.append(1)
+        return real(*args, **kwargs)
+
+    memo: dict[Any, Any] = {}
+    for n in range(2, 401):
+        view = buffer[:n]  # a new view object every bar
+        want = [ta.sma(view, 3), ta.sma(view, 8), *ta.sma_crosses(view, 3, 8)]
+        monkeypatch.setattr(ta.np, "rint", counted)
+        conversions.clear()
+        with ta.continuing(memo):
+            got = [ta.sma(view, 3), ta.sma(view, 8), *ta.sma_crosses(view, 3, 8)]
+        monkeypatch.setattr(ta.np, "rint", real)
+        assert len(conversions) == 1, n
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), n
+    with ta.continuing(memo):
+        whole = ta.paise(buffer[1:10])
+    assert whole is not None and not whole.flags.writeable

@@ -485,51 +485,65 @@ class Publisher:
             envelopes.append(env)
             entries.append(fields)
             counts[env.type] = counts.get(env.type, 0) + 1
-        if _SEP not in self.source and not any(_SEP in f["corr"] for f in entries):
-            packed = [_SEP.join([*(f[k] for k in _PACKED), f["data"]]) for f in entries]
-            await self._append(stream, packed, atomic=atomic)
-        else:  # a corr or source the packing cannot carry: plain XADDs
-            async with self.redis.pipeline(transaction=atomic) as pipe:
-                for fields in entries:
-                    pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-                await pipe.execute()
+        await self._write([(stream, entries)], atomic=atomic)
         for type_name, n in counts.items():
             self._count(stream, type_name, n)
         return envelopes
 
-    async def _append(self, stream: str, packed: list[str], *, atomic: bool) -> None:
-        """Entries packed for the append script, up to `_CHUNK` per call (a call runs
-        atomically on the server: a huge batch would stall it)."""
+    async def _write(self, runs: list[tuple[str, list[dict[str, str]]]], *, atomic: bool) -> None:
+        """Runs of (stream, entries' fields), in order, in one round trip: each run through
+        the append script, up to `_CHUNK` entries per call (a call runs atomically on the
+        server: a huge batch would stall it); one call alone needs no MULTI/EXEC. Fields the
+        packing cannot carry (a unit separator in the source or a corr) go as plain XADDs."""
         if self._script is None:
             self._script = self.redis.register_script(_APPEND)
         script = self._script
         head = [self.maxlen, self.source]
-        if len(packed) <= _CHUNK:
+        if _SEP in self.source or any(_SEP in f["corr"] for _s, run in runs for f in run):
+            async with self.redis.pipeline(transaction=atomic) as pipe:
+                for stream, run in runs:
+                    for fields in run:
+                        pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                await pipe.execute()
+            return
+        calls = [
+            (
+                stream,
+                [_SEP.join([*(f[k] for k in _PACKED), f["data"]]) for f in run[i : i + _CHUNK]],
+            )
+            for stream, run in runs
+            for i in range(0, len(run), _CHUNK)
+        ]
+        if len(calls) == 1:
+            stream, packed = calls[0]
             await script(keys=[stream], args=[*head, *packed])
             return
         async with self.redis.pipeline(transaction=atomic) as pipe:
-            for start in range(0, len(packed), _CHUNK):
-                await script(
-                    keys=[stream], args=[*head, *packed[start : start + _CHUNK]], client=pipe
-                )
+            for stream, packed in calls:
+                await script(keys=[stream], args=[*head, *packed], client=pipe)
             await pipe.execute()
 
     async def publish_entries(
         self, entries: Sequence[tuple[str, Message, str | None]]
     ) -> list[Envelope]:
-        """(stream, message, corr) entries, to any streams, in one round trip, in order, as
-        one MULTI/EXEC: a consumer blocked on a stream is woken once all are there and reads
-        them in one batch (a plain pipeline woke it at the first entry, and it read the rest
-        only after handling that one alone)."""
+        """(stream, message, corr) entries, to any streams, in one round trip, in order, at
+        once (one call of the append script per run of one stream's entries; several calls
+        in one MULTI/EXEC): a consumer blocked on a stream is woken once all are there and
+        reads them in one batch (a plain pipeline woke it at the first entry, and it read the
+        rest only after handling that one alone)."""
         envelopes: list[Envelope] = []
         counts: dict[tuple[str, str], int] = {}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for stream, message, corr in entries:
-                env, fields = wrap_fields(message, source=self.source, corr=corr)
-                pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-                envelopes.append(env)
-                counts[(stream, env.type)] = counts.get((stream, env.type), 0) + 1
-            await pipe.execute()
+        runs: list[tuple[str, list[dict[str, str]]]] = []  # consecutive entries of one stream
+        for stream, message, corr in entries:
+            env, fields = wrap_fields(message, source=self.source, corr=corr)
+            envelopes.append(env)
+            counts[(stream, env.type)] = counts.get((stream, env.type), 0) + 1
+            if runs and runs[-1][0] == stream:
+                runs[-1][1].append(fields)
+            else:
+                runs.append((stream, [fields]))
+        if runs:
+            await self._write(runs, atomic=True)
         for (stream, type_name), n in counts.items():
             self._count(stream, type_name, n)
         return envelopes

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -166,3 +168,103 @@ class SqlStore:
 
     def ping(self) -> None:
         ping(self.engine)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bind:
+    name: str  # as the SQL names it
+    key: str  # as the rows name it
+    required: bool
+    fixed: Any  # the value of a parameter that is not required
+    process: Any  # the column type's bind processor for the dialect, or None
+
+
+class Prepared:
+    """A statement compiled once per dialect and run on the connection's DBAPI cursor (one
+    row, or many in one `executemany`), in the caller's transaction.
+
+    For the few statements of a hot path: SQLAlchemy's `Connection.execute` costs more per
+    call than SQLite's own work for a short row (cache key, compiled-cache lookup, parameter
+    processing, result objects). The values go through the same bind processors SQLAlchemy
+    applies (each column type's, for the dialect: a DateTime on SQLite, say), so the rows
+    written are the same. `keys`: the columns an INSERT takes (else every column of the
+    table); the statement must have no expanding (IN) parameters."""
+
+    def __init__(self, statement: Any, keys: tuple[str, ...] | None = None) -> None:
+        self.statement = statement
+        self.keys = keys
+        self._compiled: dict[str, tuple[str, bool, list[_Bind]]] = {}
+
+    def _for(self, dialect: Any) -> tuple[str, bool, list[_Bind]]:
+        got = self._compiled.get(dialect.name)
+        if got is None:
+            compiled = self.statement.compile(
+                dialect=dialect, column_keys=list(self.keys) if self.keys is not None else None
+            )
+            sql = str(compiled)
+            if "POSTCOMPILE" in sql:
+                raise ValueError("Prepared takes no expanding (IN) parameters")
+            rendered = {name: bind for bind, name in compiled.bind_names.items()}
+            positional = compiled.positiontup is not None
+            order = list(compiled.positiontup) if positional else list(rendered)
+            binds = []
+            for name in order:
+                bind = rendered[name]
+                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                # a parameter of the statement's own (`.values(x=1)`) keeps its value
+                fixed = None if bind.required else bind.effective_value
+                binds.append(_Bind(name, bind.key, bind.required, fixed, process))
+            got = self._compiled[dialect.name] = (sql, positional, binds)
+        return got
+
+    def _params(self, dialect: Any, rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[Any]]:
+        sql, positional, binds = self._for(dialect)
+        out: list[Any] = []
+        for r in rows:
+            values = []
+            for b in binds:
+                value = r[b.key] if b.required else b.fixed
+                values.append(b.process(value) if b.process is not None else value)
+            out.append(
+                tuple(values)
+                if positional
+                else {b.name: v for b, v in zip(binds, values, strict=True)}
+            )
+        return sql, out
+
+    def run(self, conn: Connection, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+        """Execute for one row (a mapping) or each of `rows`; the rows it touched."""
+        many = [rows] if isinstance(rows, Mapping) else rows
+        if not many:
+            return 0
+        sql, params = self._params(conn.dialect, many)
+        cursor = conn.connection.cursor()
+        try:
+            if len(params) == 1:
+                cursor.execute(sql, params[0])
+            else:
+                cursor.executemany(sql, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def first(self, conn: Connection, row: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row a query returns for these values (None: no row)."""
+        sql, params = self._params(conn.dialect, [row])
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, params[0])
+            found = cursor.fetchone()
+            return tuple(found) if found is not None else None
+        finally:
+            cursor.close()
+
+    def all(self, conn: Connection, row: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row a query returns (values as the driver gives them)."""
+        sql, params = self._params(conn.dialect, [row or {}])
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, params[0])
+            return [tuple(r) for r in cursor.fetchall()]
+        finally:
+            cursor.close()

@@ -31,12 +31,24 @@ Ints = NDArray[np.int64]
 
 
 def paise(values: Floats) -> Ints | None:
-    """`values` (rupees) as whole paise when every one is on the paisa grid, else None."""
+    """`values` (rupees) as whole paise when every one is on the paisa grid, else None.
+    Inside `continuing`, the same array asked again (a strategy's SMAs and their crosses all
+    read the closes) is converted once."""
+    current = _MEMO.get()
+    if current is not None:
+        kept = current[0].get("paise")
+        if kept is not None and kept[0] is values:  # the very object (kept alive with it)
+            return kept[1]  # type: ignore[no-any-return]
     scaled = np.asarray(values, dtype=np.float64) * 100
     whole = np.rint(scaled)
     if len(scaled) and not np.all(np.abs(scaled - whole) < 1e-6):
-        return None
-    return whole.astype(np.int64)
+        out = None
+    else:
+        out = whole.astype(np.int64)
+        out.flags.writeable = False  # shared by the callers: none may change it
+    if current is not None:
+        current[0]["paise"] = (values, out)
+    return out
 
 
 def rolling_sum(values: Ints, bars: int) -> Ints:

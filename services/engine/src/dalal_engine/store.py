@@ -74,6 +74,9 @@ intents_t = sa.Table(
     sa.Column("created_at", sa.String(40), nullable=False),
     # why it ended REJECTED or CANCELLED (the broker's reason, or `bus_unavailable`)
     sa.Column("reason", sa.String(200)),
+    # the outbox's read after every step that ordered (`unpublished`): a few rows of a table
+    # that grows with every order, found without reading it whole
+    sa.Index("ix_engine_intents_published", "published", "created_at"),
 )
 trades_t = sa.Table(
     "engine_trades",
@@ -153,25 +156,66 @@ def iso(value: datetime) -> str:
     return to_utc(value).isoformat()
 
 
-# the statements of the per-bar path, built once (SQLAlchemy would otherwise build and coerce a
-# new statement object for every bar: most of a bar's cost in a burst of 50 symbols)
-_BAR_EXISTS = sa.select(bars_t.c.start).where(
-    bars_t.c.exchange == sa.bindparam("x"),
-    bars_t.c.symbol == sa.bindparam("y"),
-    bars_t.c.interval == sa.bindparam("i"),
-    bars_t.c.start == sa.bindparam("s"),
+# the statements of the per-bar path, compiled once and run on the driver's cursor
+# (`db.Prepared`): SQLAlchemy's execute cost more than SQLite's own work for these short rows,
+# most of the SQL part of a minute's burst of 50 bars
+_BAR_KEYS = ("exchange", "symbol", "interval", "start", "open", "high", "low", "close", "volume")
+_BARS_NEW = {  # a bar stored already is left as it is (the conflict skipped by the database)
+    "sqlite": db.Prepared(sqlite_insert(bars_t).on_conflict_do_nothing(), _BAR_KEYS),
+    "postgresql": db.Prepared(postgresql_insert(bars_t).on_conflict_do_nothing(), _BAR_KEYS),
+}
+_STATE_DELETE = db.Prepared(
+    sa.delete(state_t).where(
+        state_t.c.strategy == sa.bindparam("n"), state_t.c.symbol == sa.bindparam("y")
+    )
 )
-_BAR_INSERT = sa.insert(bars_t)
-_STATE_DELETE = sa.delete(state_t).where(
-    state_t.c.strategy == sa.bindparam("n"), state_t.c.symbol == sa.bindparam("y")
+_STATE_INSERT = db.Prepared(
+    sa.insert(state_t),
+    ("strategy", "symbol", "quantity", "average_price", "opened_at", "state", "last_bar", "lots"),
 )
-_STATE_INSERT = sa.insert(state_t)
-_INTENT_EXISTS = sa.select(intents_t.c.client_order_id).where(
-    intents_t.c.client_order_id == sa.bindparam("c")
+_INTENT_EXISTS = db.Prepared(
+    sa.select(intents_t.c.client_order_id).where(intents_t.c.client_order_id == sa.bindparam("c"))
 )
-_INTENT_INSERT = sa.insert(intents_t)
-_DECISION_INSERT = sa.insert(decisions_t)
-_OUTBOX_INSERT = sa.insert(outbox_t)
+_INTENT_INSERT = db.Prepared(
+    sa.insert(intents_t),
+    (
+        "client_order_id",
+        "strategy",
+        "symbol",
+        "command",
+        "status",
+        "filled_quantity",
+        "published",
+        "created_at",
+        "reason",
+    ),
+)
+_DECISION_INSERT = db.Prepared(
+    sa.insert(decisions_t),
+    (
+        "at",
+        "strategy",
+        "symbol",
+        "action",
+        "approved",
+        "reason",
+        "quantity",
+        "detail",
+        "client_order_id",
+    ),
+)
+_UNPUBLISHED = db.Prepared(
+    sa.select(intents_t.c.command)
+    .where(intents_t.c.published == sa.false(), intents_t.c.status != "REJECTED")
+    .where(intents_t.c.status != "HELD")
+    .order_by(intents_t.c.created_at)
+)
+_PUBLISHED = db.Prepared(
+    sa.update(intents_t)
+    .where(intents_t.c.client_order_id == sa.bindparam("c"))
+    .values(published=True)
+)
+_OUTBOX_INSERT = db.Prepared(sa.insert(outbox_t), ("envelope_id", "stream", "fields", "created_at"))
 
 
 def _bar_row(exchange: str, symbol: str, interval: str, bar: StoredBar) -> dict[str, Any]:
@@ -189,19 +233,9 @@ def _bar_row(exchange: str, symbol: str, interval: str, bar: StoredBar) -> dict[
 
 
 def _insert_bars(c: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Bar rows in one statement; a bar stored already is left as it is (SQLite and
-    PostgreSQL skip the conflict themselves; elsewhere each is looked up first)."""
-    if not rows:
-        return
-    name = c.dialect.name
-    if name in ("sqlite", "postgresql"):
-        dialect_insert = sqlite_insert if name == "sqlite" else postgresql_insert
-        c.execute(dialect_insert(bars_t).on_conflict_do_nothing(), rows)
-        return
-    for row in rows:
-        key = {"x": row["exchange"], "y": row["symbol"], "i": row["interval"], "s": row["start"]}
-        if c.execute(_BAR_EXISTS, key).first() is None:
-            c.execute(_BAR_INSERT, row)
+    """Bar rows in one statement; a bar stored already is left as it is."""
+    if rows:
+        _BARS_NEW[c.dialect.name].run(c, rows)
 
 
 def _state_row(strategy: str, symbol: str, st: SymbolState) -> dict[str, Any]:
@@ -230,12 +264,10 @@ class _Rows:
     def write(self, c: sa.Connection) -> None:
         _insert_bars(c, self.bars)
         if self.state_keys:
-            c.execute(_STATE_DELETE, self.state_keys)
-            c.execute(_STATE_INSERT, self.states)
-        if self.decisions:
-            c.execute(_DECISION_INSERT, self.decisions)
-        if self.outbox:
-            c.execute(_OUTBOX_INSERT, self.outbox)
+            _STATE_DELETE.run(c, self.state_keys)
+            _STATE_INSERT.run(c, self.states)
+        _DECISION_INSERT.run(c, self.decisions)
+        _OUTBOX_INSERT.run(c, self.outbox)
 
 
 def _lot_json(lot: Lot) -> dict[str, str | int]:
@@ -464,10 +496,10 @@ class EngineStore(db.SqlStore):
                 self._put_state(c, strategy, symbol, st)
         for intent in intents:
             coid = intent.command.client_order_id
-            if c.execute(_INTENT_EXISTS, {"c": coid}).first():
+            if _INTENT_EXISTS.first(c, {"c": coid}):
                 continue
-            c.execute(
-                _INTENT_INSERT,
+            _INTENT_INSERT.run(
+                c,
                 {
                     "client_order_id": coid,
                     "strategy": intent.strategy,
@@ -496,7 +528,7 @@ class EngineStore(db.SqlStore):
             if rows is not None:
                 rows.decisions.append(row)
             else:
-                c.execute(_DECISION_INSERT, row)
+                _DECISION_INSERT.run(c, row)
             event = RiskDecided(
                 strategy=decision.strategy,
                 symbol=decision.symbol,
@@ -512,7 +544,7 @@ class EngineStore(db.SqlStore):
             if rows is not None:
                 rows.outbox.extend(events)
             else:
-                c.execute(_OUTBOX_INSERT, events)
+                _OUTBOX_INSERT.run(c, events)
             self.outbox_written = True
         return new
 
@@ -548,8 +580,8 @@ class EngineStore(db.SqlStore):
         return len(coids)
 
     def _put_state(self, c: sa.Connection, strategy: str, symbol: str, st: SymbolState) -> None:
-        c.execute(_STATE_DELETE, {"n": strategy, "y": symbol})
-        c.execute(_STATE_INSERT, _state_row(strategy, symbol, st))
+        _STATE_DELETE.run(c, {"n": strategy, "y": symbol})
+        _STATE_INSERT.run(c, _state_row(strategy, symbol, st))
 
     def put_state(self, strategy: str, symbol: str, st: SymbolState) -> None:
         with self.engine.begin() as c:
@@ -573,20 +605,12 @@ class EngineStore(db.SqlStore):
     # ---------------------------------------------------------------- intents and fills
     def unpublished(self) -> list[PlaceOrder]:
         with self.engine.connect() as c:
-            rows = c.execute(
-                sa.select(intents_t.c.command)
-                .where(~intents_t.c.published, intents_t.c.status.not_in(("REJECTED", "HELD")))
-                .order_by(intents_t.c.created_at)
-            ).all()
-        return [PlaceOrder.model_validate_json(r.command) for r in rows]
+            rows = _UNPUBLISHED.all(c)
+        return [PlaceOrder.model_validate_json(r[0]) for r in rows]
 
     def mark_published(self, *client_order_ids: str) -> None:
         with self.engine.begin() as c:
-            c.execute(
-                sa.update(intents_t)
-                .where(intents_t.c.client_order_id.in_(client_order_ids))
-                .values(published=True)
-            )
+            _PUBLISHED.run(c, [{"c": coid} for coid in client_order_ids])
 
     def intents(self, *, open_only: bool = False) -> list[Intent]:
         """Every intent (or the open ones: what the live loop keeps in memory at start)."""
