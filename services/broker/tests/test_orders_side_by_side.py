@@ -48,6 +48,9 @@ class TogetherKite:
         self.placed: list[str] = []
         self._all_there = asyncio.Event()
 
+    def take_order_token(self) -> None:
+        return None
+
     async def place_order(self, command: PlaceOrder, **_kw: Any) -> str:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -164,8 +167,8 @@ async def test_a_placement_that_fails_is_left_to_the_one_by_one_path(
 async def test_an_order_journaled_before_is_answered_from_the_journal_in_a_batch(
     tmp_path: Path, aredis: aioredis.Redis
 ) -> None:
-    """The run's journal rows are read once: an order placed before (a copy of an old command
-    in a new read) comes back as it is, the others are placed."""
+    """An order placed before (a copy of an old command in a new read) comes back as its
+    journal row has it (the insert finds the row), the others are placed."""
     kite = TogetherKite(expected=2)
     desk = desk_with(tmp_path, aredis, kite)
     old = limit("k-0", "INFY")
@@ -235,7 +238,7 @@ async def test_the_next_orders_guards_pass_while_the_row_before_is_being_written
 
     desk.kill_switch.state = counted_state  # type: ignore[method-assign]
     orders = [limit("g-1", "INFY"), limit("g-2", "TCS")]
-    placing = [asyncio.create_task(desk.place(o, looked_up={})) for o in orders]
+    placing = [asyncio.create_task(desk.place(o, read_first=False)) for o in orders]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while len(guarded) < 2:

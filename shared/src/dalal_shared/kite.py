@@ -18,7 +18,7 @@ limiter should have prevented).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import requests
@@ -121,15 +121,33 @@ class KiteCaller:
         for endpoint_class in KITE_LIMITS:  # exported from the start (0), for the dashboards
             KITE_429.labels(service, endpoint_class)
 
+    def take_token(self, endpoint_class: str) -> asyncio.Task[float]:
+        """Start waiting for a token of `endpoint_class` now (for a `call` about to come, while
+        its caller still writes something first); hand the task to that call as `token`."""
+        return asyncio.ensure_future(
+            self.limiter.acquire(endpoint_class, timeout_seconds=self.rate_limit_timeout_seconds)
+        )
+
     async def call(
-        self, endpoint_class: str, fn: Callable[..., T], *args: Any, retry: bool = False, **kw: Any
+        self,
+        endpoint_class: str,
+        fn: Callable[..., T],
+        *args: Any,
+        retry: bool = False,
+        token: Awaitable[object] | None = None,
+        **kw: Any,
     ) -> T:
+        """`token`: the first attempt's token, being taken already (`take_token`); its
+        failure (a rate-limit timeout, the daily cap) is the call's, as when waited for here."""
         attempts = self.max_attempts if retry else 1
         delay = 0.2
         for attempt in range(1, attempts + 1):
-            await self.limiter.acquire(
-                endpoint_class, timeout_seconds=self.rate_limit_timeout_seconds
-            )
+            if token is not None and attempt == 1:
+                await token
+            else:
+                await self.limiter.acquire(
+                    endpoint_class, timeout_seconds=self.rate_limit_timeout_seconds
+                )
             if self.on_attempt is not None:
                 self.on_attempt(endpoint_class)
             try:

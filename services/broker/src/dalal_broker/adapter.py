@@ -10,6 +10,7 @@ or the ticker's order messages) become `BrokerOrder` / `BrokerTrade` at the edge
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -122,8 +123,17 @@ class BrokerTrade:
 
 
 class OrderAdapter(Protocol):
+    def take_order_token(self) -> Awaitable[object] | None:
+        """Start taking a rate-limit token for the next `place_order` (None: none needed)."""
+        ...
+
     async def place_order(
-        self, command: PlaceOrder, *, market_protection: Decimal | None, algo_id: str | None
+        self,
+        command: PlaceOrder,
+        *,
+        market_protection: Decimal | None,
+        algo_id: str | None,
+        token: Awaitable[object] | None = None,
     ) -> str: ...
 
     async def modify_order(self, variety: str, order_id: str, **changes: Any) -> str: ...

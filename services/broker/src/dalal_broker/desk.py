@@ -16,7 +16,7 @@ trade, OrderCancelled, OrderRejected) through the journal's outbox.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -112,6 +112,14 @@ TRANSIENT_STATUSES = frozenset(
         "UPDATE",
     }
 )
+
+
+def _drop(token: Awaitable[object] | None) -> None:
+    """A token no send will use: stop waiting for it (one taken already is spent)."""
+    if isinstance(token, asyncio.Future):
+        token.cancel()
+        # its outcome (a timeout, say) is nobody's to report
+        token.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class NotLeader(TemporaryError):
@@ -217,19 +225,17 @@ class OrderDesk:
         command: PlaceOrder,
         corr: str | None = None,
         *,
-        looked_up: Mapping[str, OrderRow] | None = None,
+        read_first: bool = True,
     ) -> OrderRow:
         """Idempotent on client_order_id: a command seen before returns its journal row.
-        `looked_up`: the journal's rows of a batch's orders, read at once just before (an
-        order missing from it was not journaled then): no read of its own."""
+        `read_first=False` (a first delivery from the bus, most likely new): no read of the
+        journal before the guards; the insert finds a row there already and returns it (a
+        copy costs its guards' reads, and a MARKET order's price, before it is found)."""
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
-        if coid not in self._in_flight:  # seen before (a bus copy, a retry): no Kite call
-            if looked_up is None:
-                known = await self.db.run(self.journal.get, coid)
-            else:
-                known = looked_up.get(coid)
+        if read_first and coid not in self._in_flight:  # seen before: no Kite call
+            known = await self.db.run(self.journal.get, coid)
             if known is not None:
                 if known.command != command:
                     raise ConflictError(f"client_order_id {coid} was used for another order")
@@ -256,15 +262,21 @@ class OrderDesk:
                 message=rejection.message if rejection else None,
                 events=[(ORDERS_EVENTS, rejection)] if rejection else [],
             )
+        # the rate limiter's token is taken while the row is written (a Redis round trip
+        # that would otherwise come after it); an order that turns out to be a copy leaves
+        # its token unused
+        token = self.gateway.take_order_token() if rejection is None else None
         try:
             row, created = await inserting
         except BaseException:
+            _drop(token)
             if mine:
                 self._in_flight.discard(coid)
             raise
         if mine and (not created or rejection is not None):  # nothing to send
             self._in_flight.discard(coid)
         if not created:
+            _drop(token)
             if row.command != command:
                 raise ConflictError(f"client_order_id {coid} was used for another order")
             return row
@@ -273,8 +285,9 @@ class OrderDesk:
             await self.flush_outbox()
             return row
         try:
-            return await self._send_once(row, fresh=True)
+            return await self._send_once(row, fresh=True, token=token)
         finally:
+            _drop(token)  # unused when the send ended before it (spent, or never taken)
             self._in_flight.discard(coid)
 
     async def dead_lettered(self, message: Message | None, corr: str | None, error: str) -> str:
@@ -386,9 +399,12 @@ class OrderDesk:
         finally:
             self._in_flight.discard(coid)
 
-    async def _send_once(self, row: OrderRow, *, fresh: bool = False) -> OrderRow:
+    async def _send_once(
+        self, row: OrderRow, *, fresh: bool = False, token: Awaitable[object] | None = None
+    ) -> OrderRow:
         """Send `row`, retrying unknown outcomes after a lookup by tag. `fresh`: journaled just
-        now by this call with the first attempt counted, so the first send needs no lookup."""
+        now by this call with the first attempt counted, so the first send needs no lookup.
+        `token`: the first send's rate-limit token, being taken already."""
         command = row.command
         coid = command.client_order_id
         attempts = self.settings.send_attempts
@@ -409,6 +425,7 @@ class OrderDesk:
                 RECOVERED.labels("not_at_kite").inc()
             if attempt > 0 or not fresh:
                 await self.db.run(self.journal.count_attempt, coid)
+            first_token, token = token, None
             try:
                 order_id = await self.gateway.place_order(
                     command,
@@ -416,6 +433,7 @@ class OrderDesk:
                         command, self.settings.market_protection_pct
                     ),
                     algo_id=self.settings.algo_id,
+                    token=first_token,
                 )
             except KiteRejected as exc:
                 return await self._rejected(coid, exc.code, exc.message)

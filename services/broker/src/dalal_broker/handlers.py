@@ -66,20 +66,17 @@ class OrderCommands:
         desk = self.desk
         commands = [cast(PlaceOrder, e.message) for e in head]
         # copies of POST /orders placements under way here wait for them, then read their own
-        # row; the others' rows are read once for the whole run, not once per order
+        # row; the others go straight to their guards and their journal insert, which returns
+        # the row of an order journaled already (a copy: nothing is sent twice)
         over_http = {
             c.client_order_id for c in commands if desk.placing_over_http(c.client_order_id)
         }
-        looked_up = await desk.db.run(
-            desk.journal.get_many,
-            [c.client_order_id for c in commands if c.client_order_id not in over_http],
-        )
 
         async def place(command: PlaceOrder, corr: str) -> None:
             if command.client_order_id in over_http:
                 await self._place_after_http(command, corr)
             else:
-                await desk.place(command, corr=corr, looked_up=looked_up)
+                await desk.place(command, corr=corr, read_first=False)
 
         outcomes = await asyncio.gather(
             *(place(command, e.corr) for command, e in zip(commands, head, strict=True)),

@@ -6,7 +6,8 @@ adapter (`dalal_shared.kite`: one error classification, one metric family with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -79,8 +80,17 @@ class KiteGateway:
 
     # ------------------------------------------------------------------ orders
 
+    def take_order_token(self) -> asyncio.Task[float]:
+        """An order token of the rate limiter, being taken from now on (`place_order(token=)`)."""
+        return self._caller.take_token("orders")
+
     async def place_order(
-        self, command: PlaceOrder, *, market_protection: Decimal | None, algo_id: str | None
+        self,
+        command: PlaceOrder,
+        *,
+        market_protection: Decimal | None,
+        algo_id: str | None,
+        token: Awaitable[object] | None = None,
     ) -> str:
         kw: dict[str, Any] = {
             "variety": command.variety,
@@ -101,7 +111,7 @@ class KiteGateway:
             kw["market_protection"] = float(market_protection)
         if algo_id:
             kw["algo_id"] = algo_id
-        return str(await self.call("orders", self._kite.place_order, **kw))
+        return str(await self._caller.call("orders", self._kite.place_order, token=token, **kw))
 
     async def cancel_order(self, variety: str, order_id: str) -> str:
         return str(await self.call("orders", self._kite.cancel_order, variety, order_id))

@@ -331,8 +331,16 @@ class PaperBroker:
 
     # ------------------------------------------------------------------ the gateway's calls
 
+    def take_order_token(self) -> None:
+        return None  # paper orders take no Kite budget
+
     async def place_order(
-        self, command: PlaceOrder, *, market_protection: Decimal | None, algo_id: str | None
+        self,
+        command: PlaceOrder,
+        *,
+        market_protection: Decimal | None,
+        algo_id: str | None,
+        token: Awaitable[object] | None = None,
     ) -> str:
         order = PaperOrder(
             order_id=f"paper-{new_id()}",

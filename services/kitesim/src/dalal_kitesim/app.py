@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dalal_kitesim import api, control
 from dalal_kitesim.clock import MarketClock
@@ -258,6 +259,85 @@ def _kite_error(exc: KiteError) -> JSONResponse:
     return JSONResponse(exc.envelope(), status_code=exc.status_code)
 
 
+_WRITES = ("POST", "PUT", "DELETE", "PATCH")
+
+
+class Persist:
+    """A request that may have changed something is answered once the state is saved (saved
+    before its response starts)."""
+
+    def __init__(self, app: ASGIApp, sim: Simulator) -> None:
+        self.app, self.sim = app, sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _WRITES:
+            await self.app(scope, receive, send)
+            return
+        sim, control_path = self.sim, scope["path"].startswith("/_sim")
+
+        async def send_saved(message: Message) -> None:
+            if message["type"] == "http.response.start" and (sim.dirty or control_path):
+                sim.save()
+            await send(message)
+
+        await self.app(scope, receive, send_saved)
+
+
+class LimitsAndFaults:
+    """Kite's routes: the injected faults of the route's class, then its rate limit (429)."""
+
+    def __init__(self, app: ASGIApp, sim: Simulator) -> None:
+        self.app, self.sim = app, sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(KITE_PATH_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        sim = self.sim
+        cls = route_class(scope["method"], path)
+        delay_reply = 0.0
+        for fault in sim.faults.take(cls):
+            FAULTS.labels(fault.kind).inc()
+            if fault.kind == "latency":
+                await asyncio.sleep(fault.seconds)
+            elif fault.kind == "timeout_after_accept":
+                delay_reply = fault.seconds
+            elif fault.kind == "status":
+                refusal: Response
+                if fault.html:
+                    refusal = Response(
+                        f"<html><body><h1>{fault.status}</h1></body></html>",
+                        status_code=fault.status,
+                        media_type="text/html",
+                    )
+                else:
+                    error: KiteError = (
+                        NetworkException("Too many requests", status_code=429)
+                        if fault.status == 429
+                        else GeneralException("Injected fault", status_code=fault.status)
+                    )
+                    refusal = _kite_error(error)
+                await refusal(scope, receive, send)
+                return
+        if not sim.limiter.allow(cls):
+            FAULTS.labels("rate_limit").inc()
+            await _kite_error(NetworkException("Too many requests", status_code=429))(
+                scope, receive, send
+            )
+            return
+        if not delay_reply:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_late(message: Message) -> None:
+            if message["type"] == "http.response.start":  # done: only the answer waits
+                await asyncio.sleep(delay_reply)
+            await send(message)
+
+        await self.app(scope, receive, send_late)
+
+
 def build_app(settings: KitesimSettings) -> FastAPI:
     sim = Simulator(settings)
 
@@ -301,50 +381,6 @@ def build_app(settings: KitesimSettings) -> FastAPI:
         log.error("kitesim.unhandled", path=request.url.path, error=repr(exc), exc_info=exc)
         return _kite_error(GeneralException("An unexpected error occurred in kitesim."))
 
-    @app.middleware("http")
-    async def persist(request: Request, call_next: Any) -> Response:
-        """A request that may have changed something is answered once the state is saved."""
-        response = await call_next(request)
-        if request.method in ("POST", "PUT", "DELETE", "PATCH") and (
-            sim.dirty or request.url.path.startswith("/_sim")
-        ):
-            sim.save()
-        return response
-
-    @app.middleware("http")
-    async def limits_and_faults(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        if not path.startswith(KITE_PATH_PREFIXES):
-            return await call_next(request)
-        cls = route_class(request.method, path)
-        delay_reply = 0.0
-        for fault in sim.faults.take(cls):
-            FAULTS.labels(fault.kind).inc()
-            if fault.kind == "latency":
-                await asyncio.sleep(fault.seconds)
-            elif fault.kind == "timeout_after_accept":
-                delay_reply = fault.seconds
-            elif fault.kind == "status":
-                if fault.html:
-                    return Response(
-                        f"<html><body><h1>{fault.status}</h1></body></html>",
-                        status_code=fault.status,
-                        media_type="text/html",
-                    )
-                error: KiteError = (
-                    NetworkException("Too many requests", status_code=429)
-                    if fault.status == 429
-                    else GeneralException("Injected fault", status_code=fault.status)
-                )
-                return _kite_error(error)
-        if not sim.limiter.allow(cls):
-            FAULTS.labels("rate_limit").inc()
-            return _kite_error(NetworkException("Too many requests", status_code=429))
-        response = await call_next(request)
-        if delay_reply:
-            await asyncio.sleep(delay_reply)
-        return response
-
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": "kitesim"}
@@ -363,6 +399,10 @@ def build_app(settings: KitesimSettings) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(control.router)
+    # plain ASGI middleware (Starlette's `@app.middleware("http")` wraps every request's body
+    # stream in tasks of its own: most of an order call's time in kitesim); innermost first
+    app.add_middleware(Persist, sim=sim)
+    app.add_middleware(LimitsAndFaults, sim=sim)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # 413 over
     app.add_middleware(RequestMetrics, service="kitesim")
     return app
