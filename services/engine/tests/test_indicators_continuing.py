@@ -127,3 +127,69 @@ def test_the_closes_are_converted_to_paise_once_per_bar_and_the_averages_stay_ex
     with ta.continuing(memo):
         whole = ta.paise(buffer[1:10])
     assert whole is not None and not whole.flags.writeable
+
+
+def averages(close: np.ndarray) -> list[np.ndarray]:
+    """What sma_cross computes (and one SMA twice): exact sums on the paisa grid."""
+    return [ta.sma(close, 5), ta.sma(close, 20), *ta.sma_crosses(close, 5, 20), ta.sma(close, 5)]
+
+
+def test_the_moving_averages_and_their_crosses_go_on_from_the_previous_bar_bit_for_bit(
+    monkeypatch,
+) -> None:
+    """Bar by bar, views of one growing buffer (as the live engine's columns give): only the
+    new bars are summed, and every value and cross equals the one computed from the first
+    bar; ties (flat prices) included."""
+    _high, _low, close = prices(700, 5)
+    close[300:340] = close[300]  # flat: the averages meet and tie
+    buffer = np.empty(1000)
+    buffer[:700] = close
+    summed: list[int] = []
+    real = ta.rolling_sum
+
+    def counted(values: np.ndarray, bars: int) -> np.ndarray:
+        summed.append(len(values))
+        return real(values, bars)
+
+    memo: dict[Any, Any] = {}
+    crosses = 0
+    for n in range(1, 701):
+        view = buffer[:n]
+        want = averages(view)
+        monkeypatch.setattr(ta, "rolling_sum", counted)
+        summed.clear()
+        with ta.continuing(memo):
+            got = averages(view)
+        monkeypatch.setattr(ta, "rolling_sum", real)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), n
+        if n > 30:  # every call went on from the bar before: one new window each
+            assert max(summed) <= 20, (n, summed)
+        crosses += int(got[2][-1]) + int(got[3][-1])
+    assert crosses > 10  # the series crosses: the cross path is exercised
+
+
+def test_averages_of_a_history_cut_back_corrected_or_off_the_grid_are_computed_again() -> None:
+    _high, _low, close = prices(900, 6)
+    memo: dict[Any, Any] = {}
+    with ta.continuing(memo):
+        averages(close[:500])
+    corrected = close[:800].copy()
+    corrected[350] += 0.05  # an earlier bar corrected
+    off_grid = close[:820].copy()
+    off_grid[810] += 0.001  # a derived price off the paisa grid: float sums from bar one
+    cases = {
+        "one more bar": close[:501],
+        "the same bars again": close[:501],
+        "cut back (a later first bar)": close[200:700],
+        "shorter than before": close[200:400],
+        "an earlier bar corrected": corrected,
+        "off the grid": off_grid,
+        "back on the grid": close[:830],
+        "another symbol's bars": prices(900, 7)[2][:820],
+        "too few bars for any value": close[:3],
+        "just enough for one cross": close[:21],
+    }
+    for label, c in cases.items():
+        with ta.continuing(memo):
+            got = averages(c)
+        assert all(same(g, w) for g, w in zip(got, averages(c), strict=True)), label

@@ -58,17 +58,22 @@ def rolling_sum(values: Ints, bars: int) -> Ints:
 
 
 def sma(values: Floats, bars: int) -> Floats:
-    """Simple moving average of the last `bars` values (exact sums on the paisa grid)."""
+    """Simple moving average of the last `bars` values (exact sums on the paisa grid).
+    Inside `continuing`, on the paisa grid, only the bars after those of the previous call
+    are summed (each window's sum is exact, so the values are the same bit for bit)."""
+    slot = _slot("sma", bars)  # first: a call too early for values still has its place
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
     whole = paise(values)
-    if whole is None:
+    if whole is None:  # float sums depend on where they start: always from the first bar
         csum = np.cumsum(np.insert(values.astype(np.float64), 0, 0.0))
         out[bars - 1 :] = (csum[bars:] - csum[:-bars]) / bars
         return out
+    start = max(_resume(slot, values, out, bars)[0], bars - 1)
     # one division of two exact integers (both < 2**53): the correctly rounded average
-    out[bars - 1 :] = rolling_sum(whole, bars) / float(bars * 100)
+    out[start:] = rolling_sum(whole[start - bars + 1 :], bars) / float(bars * 100)
+    _keep(slot, values, out)
     return out
 
 
@@ -78,6 +83,7 @@ def sma_crosses(
     """(crossed above, crossed below) of the `fast_bars` SMA against the `slow_bars` SMA,
     decided exactly (integer paise; see the module docstring for the tie rule). Off the
     paisa grid, the float SMAs' `crossed_above` / `crossed_below`."""
+    slot = _slot(f"crosses/{slow_bars}", fast_bars)  # first, as in `sma`
     n = len(values)
     whole = paise(values)
     if whole is None or fast_bars <= 0 or slow_bars <= 0:
@@ -88,13 +94,45 @@ def sma_crosses(
     first = max(fast_bars, slow_bars) - 1  # first bar where both are defined
     if n <= first + 1:
         return above, below
-    fast_sum = rolling_sum(whole, fast_bars)[first - fast_bars + 1 :]
-    slow_sum = rolling_sum(whole, slow_bars)[first - slow_bars + 1 :]
+    # the sign of fast - slow is known up to the previous call's last bar (inside
+    # `continuing`): only the bars after it are decided; else from the first bar
+    start, before = _resume_crosses(slot, values, above, below, first)
+    fast_sum = rolling_sum(whole[start - fast_bars + 1 :], fast_bars)
+    slow_sum = rolling_sum(whole[start - slow_bars + 1 :], slow_bars)
     # sign of fast - slow = sign of fast_sum * slow_bars - slow_sum * fast_bars (int64 exact)
     diff = np.sign(fast_sum * slow_bars - slow_sum * fast_bars)
-    above[first + 1 :] = (diff[1:] > 0) & (diff[:-1] <= 0)
-    below[first + 1 :] = (diff[1:] < 0) & (diff[:-1] >= 0)
+    if before is not None:  # the sign at start - 1
+        diff = np.concatenate(([before], diff))
+        start -= 1
+    above[start + 1 :] = (diff[1:] > 0) & (diff[:-1] <= 0)
+    below[start + 1 :] = (diff[1:] < 0) & (diff[:-1] >= 0)
+    if slot is not None:
+        memo, key = slot
+        memo[key] = (np.array(values, dtype=np.float64), above.copy(), below.copy(), diff[-1])
     return above, below
+
+
+def _resume_crosses(
+    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None,
+    values: Floats,
+    above: NDArray[np.bool_],
+    below: NDArray[np.bool_],
+    first: int,
+) -> tuple[int, Any]:
+    """(first bar to decide, the sign of fast - slow at the bar before it or None); the
+    crosses before it copied from the previous call on the same earlier bars (bit for bit)."""
+    if slot is not None:
+        memo, key = slot
+        kept = memo.get(key)
+        if kept is not None:
+            old_in, old_above, old_below, last_sign = kept
+            n = len(old_in)
+            if first + 1 < n <= len(values) and np.array_equal(
+                np.asarray(values[:n], dtype=np.float64).view(np.int64), old_in.view(np.int64)
+            ):
+                above[:n], below[:n] = old_above, old_below
+                return n, last_sign
+    return first, None
 
 
 def ema(values: Floats, bars: int) -> Floats:
