@@ -226,16 +226,6 @@ class Journal:
             r = conn.execute(_ORDER, {"b_coid": client_order_id}).first()
         return _row(r) if r else None
 
-    def get_many(self, client_order_ids: Sequence[str]) -> dict[str, OrderRow]:
-        """The journaled rows among these ids (one query), by id."""
-        if not client_order_ids:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(orders_t).where(orders_t.c.client_order_id.in_(list(client_order_ids)))
-            ).all()
-        return {r.client_order_id: _row(r) for r in rows}
-
     def by_broker_id(self, broker_order_id: str) -> OrderRow | None:
         with self.engine.connect() as conn:
             r = conn.execute(
