@@ -72,6 +72,7 @@ bench: install ## Run every benchmark in a quick mode (full runs and figures: be
 	-.venv/bin/python bench/backtest_cli.py --quick
 	-.venv/bin/python bench/latency.py --quick
 	-.venv/bin/python bench/latency_rates.py --quick
+	-.venv/bin/python bench/engine_burst.py --minutes 120
 	-.venv/bin/python bench/indicators_live.py --quick
 	-.venv/bin/python bench/sweep.py --quick
 

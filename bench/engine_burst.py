@@ -1,0 +1,121 @@
+"""The engine's minute burst in one process: what the bars handler's worker-thread step does
+when a minute closes (`LiveEngine.on_bars` over 50 symbols' bars, 5 of them traded by
+`sma_cross` 1 over 2, then the outbox's read of the orders to publish), on a SQLite file, with
+every order accepted and filled before the next minute. Prints the step's time per burst that
+ordered something (p50, p90, max) after a warm-up.
+
+A script, not a test. Compare two versions of the code by running this file with the other
+one's sources first on `PYTHONPATH` (a `git worktree`), taking turns:
+
+    .venv/bin/python bench/engine_burst.py                 # 400 minutes
+    .venv/bin/python bench/engine_burst.py --minutes 120   # make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+from dalal_engine.live import LiveEngine
+from dalal_engine.store import EngineStore
+from dalal_engine.strategyconfig import load_text
+from dalal_shared.messages import Bar, OrderAccepted, OrderFilled
+
+SAFETY_KNOWN = ("kill_switch", "session", "equity")
+SYMBOLS = [f"S{i:02d}" for i in range(50)]
+CONFIG = """
+name: burst
+strategy: sma_cross
+interval: minute
+universe: [{universe}]
+params: {{fast_bars: 1, slow_bars: 2, fixed_quantity: 1}}
+risk: {{enforce_market_hours: false, max_orders_per_minute: 200, max_open_positions: 50}}
+"""
+WARMUP_MINUTES = 50
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=int, default=400, help="minute bursts (default 400)")
+    ap.add_argument("--traded", type=int, default=5, help="symbols the strategy trades")
+    args = ap.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-burst-"))
+    live = LiveEngine(
+        load_text(CONFIG.format(universe=", ".join(SYMBOLS[: args.traded]))),
+        EngineStore.open(f"sqlite:///{folder / 'engine.sqlite3'}"),
+        initial_equity_rupees=Decimal("10000000"),
+        safety_known=SAFETY_KNOWN,
+    )
+    live.start()
+    rng = np.random.default_rng(3)  # seeded: the same prices and orders every run
+    price = dict.fromkeys(SYMBOLS, 1000.0)
+    first = datetime(2026, 12, 1, 3, 45, tzinfo=UTC)
+    times: list[float] = []
+    orders = 0
+    for minute in range(args.minutes):
+        start = first + timedelta(minutes=minute)
+        bars = []
+        for symbol in SYMBOLS:
+            p = price[symbol] = round(price[symbol] * (1 + rng.normal(0, 0.002)) * 20) / 20
+            close = Decimal(str(p))
+            bar = Bar(
+                symbol=symbol,
+                interval="minute",
+                start=start,
+                open=close,
+                high=close + 1,
+                low=close - 1,
+                close=close,
+                volume=100,
+            )
+            bars.append((bar, f"tick-{minute}-{symbol}"))
+        began = time.perf_counter()
+        out = live.on_bars(bars)
+        commands = live.store.unpublished() if out.orders else []
+        took = time.perf_counter() - began
+        if commands:
+            live.store.mark_published(*(c.client_order_id for c in commands))
+        live.store.store_bars(out.quiet)
+        if minute >= WARMUP_MINUTES and out.orders:
+            times.append(took)
+            orders += len(out.orders)
+        for order in out.orders:  # accepted and filled at the close before the next minute
+            coid = order.client_order_id
+            live.on_order_event(OrderAccepted(client_order_id=coid, broker_order_id=f"K-{coid}"))
+            live.on_order_event(
+                OrderFilled(
+                    client_order_id=coid,
+                    broker_order_id=f"K-{coid}",
+                    trade_id=f"T-{coid}",
+                    symbol=order.symbol,
+                    side=order.side,
+                    product="CNC",
+                    quantity=order.quantity,
+                    price=Decimal(str(price[order.symbol])),
+                    filled_at=start,
+                )
+            )
+    if not times:
+        print("no burst ordered anything: nothing to report")
+        return 1
+    times.sort()
+    ms = [t * 1000 for t in times]
+    print(
+        f"{len(SYMBOLS)} bars a minute, {args.traded} traded: {len(times)} bursts with orders "
+        f"({orders} orders) after {WARMUP_MINUTES} warm-up minutes"
+    )
+    print(
+        f"step per burst (ms): p50 {ms[len(ms) // 2]:.2f}  p90 {ms[int(len(ms) * 0.9)]:.2f}  "
+        f"max {ms[-1]:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
