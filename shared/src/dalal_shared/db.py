@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -232,39 +232,35 @@ class Prepared:
             )
         return sql, out
 
-    def run(self, conn: Connection, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
-        """Execute for one row (a mapping) or each of `rows`; the rows it touched."""
-        many = [rows] if isinstance(rows, Mapping) else rows
-        if not many:
-            return 0
-        sql, params = self._params(conn.dialect, many)
+    @contextlib.contextmanager
+    def _executed(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Iterator[Any]:
+        """The driver's cursor after executing for `rows` (one: `execute`, more: `executemany`)."""
+        sql, params = self._params(conn.dialect, rows)
         cursor = conn.connection.cursor()
         try:
             if len(params) == 1:
                 cursor.execute(sql, params[0])
             else:
                 cursor.executemany(sql, params)
-            return int(cursor.rowcount)
+            yield cursor
         finally:
             cursor.close()
+
+    def run(self, conn: Connection, rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+        """Execute for one row (a mapping) or each of `rows`; the rows it touched."""
+        many = [rows] if isinstance(rows, Mapping) else rows
+        if not many:
+            return 0
+        with self._executed(conn, many) as cursor:
+            return int(cursor.rowcount)
 
     def first(self, conn: Connection, row: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row a query returns for these values (None: no row)."""
-        sql, params = self._params(conn.dialect, [row])
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql, params[0])
+        with self._executed(conn, [row]) as cursor:
             found = cursor.fetchone()
-            return tuple(found) if found is not None else None
-        finally:
-            cursor.close()
+        return tuple(found) if found is not None else None
 
     def all(self, conn: Connection, row: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Every row a query returns (values as the driver gives them)."""
-        sql, params = self._params(conn.dialect, [row or {}])
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(sql, params[0])
+        with self._executed(conn, [row or {}]) as cursor:
             return [tuple(r) for r in cursor.fetchall()]
-        finally:
-            cursor.close()
