@@ -255,6 +255,40 @@ async def test_failed_entry_is_retried_and_then_succeeds(aredis: aioredis.Redis)
     assert await aredis.xlen(dlq_name(STREAM)) == 0
 
 
+async def test_a_slow_batch_is_not_claimed_from_its_own_consumer_mid_handling(
+    aredis: aioredis.Redis,
+) -> None:
+    """A short claim idle (a lease holder's is its TTL) and a batch handled for longer than
+    that: the take-over of idle entries must not take the batch being handled (it would be
+    handled twice, and counted as a delivery that killed its consumer). The maintenance round
+    waits for the batch (its retry step takes the handling lock) before it claims."""
+    await Publisher(aredis, source="t").publish(STREAM, cancel("slow"))
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def handle(env: Envelope) -> None:
+        calls.append(env.message.client_order_id)  # type: ignore[attr-defined]
+        await release.wait()
+
+    config = fast_config("g6s", "holder", claim_idle_ms=100)
+    async with Running(StreamConsumer(aredis, config, {STREAM: handle})):
+        await poll(lambda: asyncio.sleep(0, calls))
+
+        async def idle_past_the_claim_idle() -> bool:
+            rows = await aredis.xpending_range(STREAM, "g6s", "-", "+", 1)
+            return bool(rows) and rows[0]["time_since_delivered"] > 500
+
+        await poll(idle_past_the_claim_idle)  # several maintenance rounds went by meanwhile
+        release.set()
+
+        async def settled() -> bool:
+            i = await group_info(aredis, STREAM, "g6s")
+            return i is not None and i.pending == 0
+
+        await poll(settled)
+    assert calls == ["cslow"]  # handled once
+
+
 async def test_pending_and_lag_gauges_follow_the_group(aredis: aioredis.Redis) -> None:
     pub = Publisher(aredis, source="t")
     for i in range(7):

@@ -10,7 +10,7 @@ import httpx
 import redis
 
 from dalal_shared.bus import Publisher
-from dalal_shared.messages import OrderFilled, PlaceOrder
+from dalal_shared.messages import Envelope, OrderFilled, PlaceOrder
 from dalal_shared.streams import ORDERS_COMMANDS
 from dalal_shared.testing import wait_until
 
@@ -382,3 +382,34 @@ async def test_orders_sent_together_are_each_placed_exactly_once(
 
     wait_until(lambda: commands_consumed(shared_redis_url), message="every command acknowledged")
     assert len(kitesim.orders_tagged(coids[0])) == 1  # the copy placed nothing more
+
+
+def test_commands_a_killed_leader_read_and_never_acknowledged_are_placed_by_its_successor(
+    start_broker, kitesim: Sim, redis_url
+) -> None:
+    """A leader SIGKILLed after its read and before its ack leaves the commands pending on its
+    name. Its successor takes them over once the lease lapsed (2 s here), not after the bus's
+    30 s claim idle (the wait below is 20 s), and places each exactly once."""
+    first = start_broker()
+    first.login(kitesim)
+    first.proc.kill()
+    client = redis.Redis.from_url(redis_url)
+    coids = ["orphan-1", "orphan-2"]
+    try:
+        for coid in coids:
+            command = PlaceOrder.model_validate(limit_buy(coid, symbol="INFY", qty=1))
+            client.xadd(ORDERS_COMMANDS, Envelope.wrap(command, source="engine").to_fields())
+        read = client.xreadgroup("broker", "the-killed-leader", {ORDERS_COMMANDS: ">"})
+        assert len(read[0][1]) == 2  # pending on the dead leader's name, never acknowledged
+    finally:
+        client.close()
+
+    second = start_broker()
+    for coid in coids:
+        wait_until(
+            lambda coid=coid: kitesim.orders_tagged(coid), message=f"{coid} placed at kitesim"
+        )
+    wait_until(lambda: commands_consumed(redis_url), message="every command acknowledged")
+    for coid in coids:
+        assert len(kitesim.orders_tagged(coid)) == 1
+        assert second.order(coid)["status"] != "PENDING"

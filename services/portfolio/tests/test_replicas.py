@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from dalal_portfolio.ledger import Book
+from dalal_shared.streams import ORDERS_EVENTS
 from dalal_shared.testing import ServiceProcess, ServiceProcesses, bearer, wait_until
 
 from .test_process import KEY, as_fill, fills_applied, proc_env, publish, recorded_fills
@@ -59,8 +60,14 @@ def test_one_writer_and_a_standby_that_takes_over_exactly(
     assert fills_applied(b) == 0  # the standby consumed nothing
     a.kill()  # SIGKILL the writer
     publish(client, second + first[::9])  # more fills and redeliveries while it is gone
+    # what a dead writer read and never acknowledged (a kill between its commit and its ack):
+    # pending on its name; the successor takes them over once the lease lapsed (2 s here),
+    # not after the bus's 30 s claim idle, so the wait below (20 s) fails if it waits for that
+    unacked = client.xreadgroup("portfolio", "portfolio-a", {ORDERS_EVENTS: ">"}, count=30)
+    assert len(unacked[0][1]) == 30
     wait_until(lambda: ready(b) == 200, timeout=30, message="the standby takes over")
     wait_until(lambda: fills_applied(b) == len(messages), message="every fill in b's book")
+    assert client.xpending(ORDERS_EVENTS, "portfolio")["pending"] == 0
 
     expected = Book(D("500000"))
     for m in messages:

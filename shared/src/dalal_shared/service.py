@@ -34,9 +34,18 @@ S = TypeVar("S", bound=DalalSettings)
 class ServiceRuntime:
     """Redis client, publisher and consumer tasks of one service process."""
 
-    def __init__(self, name: str, settings: DalalSettings):
+    def __init__(
+        self, name: str, settings: DalalSettings, *, lease_ttl_seconds: float | None = None
+    ):
+        """`lease_ttl_seconds`: this process consumes only while it holds a lease of that TTL
+        (one writer per group). A holder that died with entries unacknowledged is gone once
+        the lease lapsed, so its successor takes them over after that long idle, not after
+        `bus_claim_idle_ms` (meant for groups whose consumers run side by side)."""
         self.name = name
         self.settings = settings
+        self.claim_idle_ms = settings.bus_claim_idle_ms
+        if lease_ttl_seconds is not None:
+            self.claim_idle_ms = min(self.claim_idle_ms, int(lease_ttl_seconds * 1000))
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, health_check_interval=30
         )
@@ -62,7 +71,7 @@ class ServiceRuntime:
             block_ms=s.bus_block_ms,
             max_deliveries=s.bus_max_deliveries,
             max_crash_deliveries=s.bus_max_crash_deliveries,
-            claim_idle_ms=s.bus_claim_idle_ms,
+            claim_idle_ms=self.claim_idle_ms,
             stale_after_s=max(s.task_stale_seconds, 2 * s.bus_block_ms / 1000),
             max_pending=s.bus_max_pending,
             max_lag=s.bus_max_lag,

@@ -46,7 +46,7 @@ log = get_logger(__name__)
 
 
 def build_app(settings: BrokerSettings) -> FastAPI:
-    runtime = ServiceRuntime(NAME, settings)
+    runtime = ServiceRuntime(NAME, settings, lease_ttl_seconds=settings.lease_ttl_seconds)
     api_key = settings.kite_api_key or "unset"
     api_secret = settings.kite_api_secret.get_secret_value() if settings.kite_api_secret else ""
     register_secret(api_secret, settings.session_key.get_secret_value())

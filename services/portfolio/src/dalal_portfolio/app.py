@@ -61,7 +61,7 @@ def notification_sinks(settings: PortfolioSettings) -> list[Sink]:
 
 
 def build_app(settings: PortfolioSettings) -> FastAPI:
-    runtime = ServiceRuntime(NAME, settings)
+    runtime = ServiceRuntime(NAME, settings, lease_ttl_seconds=settings.lease_ttl_seconds)
     store = LedgerStore.open(settings.database_url)  # runs the migrations
     service = PortfolioService(store, initial_capital=settings.initial_capital_rupees)
     service.load()
