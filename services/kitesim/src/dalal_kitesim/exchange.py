@@ -43,6 +43,7 @@ PRODUCTS = ("CNC", "MIS")
 VARIETIES = ("regular", "amo")
 VALIDITIES = ("DAY", "IOC")
 OPEN_STATUSES = ("OPEN", "TRIGGER PENDING", "AMO REQ RECEIVED")
+FINAL_STATUSES = ("COMPLETE", "CANCELLED", "REJECTED")  # an order never leaves these
 
 
 def kite_time(moment: datetime | None) -> str | None:
@@ -271,7 +272,7 @@ class Exchange:
         self.config = config
         self.listeners: list[OrderListener] = []
         self.on_change: Callable[[], None] = lambda: None  # any order changed (state.py)
-        self.orders: dict[str, Order] = {}
+        self.orders = {}
         self.trades: list[Trade] = []
         self.positions: dict[tuple[int, str], Position] = {}
         self.holdings: dict[int, Holding] = {}
@@ -293,8 +294,29 @@ class Exchange:
     def now(self) -> datetime:
         return self.clock.now
 
+    @property
+    def orders(self) -> dict[str, Order]:
+        """The day's orders by id, in placement order (what Kite's order book lists)."""
+        return self._orders
+
+    @orders.setter
+    def orders(self, orders: dict[str, Order]) -> None:
+        self._orders = orders
+        self._live = {i: o for i, o in orders.items() if o.status not in FINAL_STATUSES}
+
+    def live_orders(self) -> list[Order]:
+        """The day's orders not final yet (open, or on their way there), in placement order:
+        what the tick matching, the funds' blocks and the square-off look at. Kept by
+        `_record` (the one place a status changes), so a day of thousands of finished orders
+        costs a tick or an order admission nothing."""
+        return list(self._live.values())
+
     def _record(self, order: Order, status: str, message: str | None = None) -> None:
         order.status = status
+        if status in FINAL_STATUSES:
+            self._live.pop(order.order_id, None)
+        elif order.order_id not in self._live:  # at placement: placement order is kept
+            self._live[order.order_id] = order
         if message is not None:
             order.status_message = message
         order.exchange_update_timestamp = self.now if order.exchange_order_id else None
@@ -605,7 +627,7 @@ class Exchange:
         net = position.quantity if position else 0
         pending = sum(
             o.pending_quantity
-            for o in self.orders.values()
+            for o in self._live.values()
             if o is not exclude
             and o.is_open
             and o.instrument_token == token
@@ -766,7 +788,7 @@ class Exchange:
     # -- matching -----------------------------------------------------------------------------
     def on_ticks(self, batch: list[tuple[int, Tick]]) -> None:
         by_token: dict[int, list[Order]] = {}
-        for order in self.orders.values():
+        for order in self._live.values():
             if order.status in ("OPEN", "TRIGGER PENDING"):
                 by_token.setdefault(order.instrument_token, []).append(order)
         if not by_token:
@@ -864,7 +886,7 @@ class Exchange:
         # as on Kite, yesterday's CNC positions move into holdings (as T1) only now, with the
         # positions' reset: between the close and the open they show as positions, not twice
         self._settle(self.now.astimezone(IST).date())
-        amo = [o for o in self.orders.values() if o.status == "AMO REQ RECEIVED"]
+        amo = [o for o in self._live.values() if o.status == "AMO REQ RECEIVED"]
         # a new trading day: yesterday's book is gone
         self.orders = {o.order_id: o for o in amo}
         self.trades = []
@@ -876,7 +898,7 @@ class Exchange:
             self._admit(order)
 
     def on_square_off(self, _when: datetime) -> None:
-        for order in list(self.orders.values()):
+        for order in self.live_orders():
             if order.is_open and order.product == "MIS":
                 self._cancel(order, "Cancelled by the intraday square-off (15:20).")
         for (token, product), position in list(self.positions.items()):
@@ -898,11 +920,11 @@ class Exchange:
 
     def on_session_close(self, _when: datetime) -> None:
         # MIS still open (no tick after 15:20): close at the last price.
-        for order in list(self.orders.values()):
+        for order in self.live_orders():
             if order.is_open and order.square_off and order.status == "OPEN":
                 last = self.last_price(order.instrument_token)
                 self._fill(order, order.pending_quantity, last, self.now)
-        for order in list(self.orders.values()):
+        for order in self.live_orders():
             if order.status in ("OPEN", "TRIGGER PENDING"):
                 self._cancel(order, "Order cancelled at the end of the trading session.")
 
@@ -947,7 +969,7 @@ class Exchange:
                     avg = p.buy_price if p.quantity > 0 else p.sell_price
                     mis_margin += abs(p.quantity) * avg * self.config.mis_margin_fraction
             del token
-        blocks = sum((self.order_margin(o) for o in self.orders.values() if o.is_open), start=ZERO)
+        blocks = sum((self.order_margin(o) for o in self._live.values() if o.is_open), start=ZERO)
         charges = self.charges_today.total
         cash_after_day = self.opening_balance + cnc_flow + mis_realised - charges
         debits = -cnc_flow + mis_margin + blocks + charges - mis_realised
