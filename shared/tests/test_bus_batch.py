@@ -87,6 +87,20 @@ async def test_batch_step_takes_what_it_returns_and_the_rest_goes_one_by_one(
     assert len(recorder.one_by_one) == 20
 
 
+async def test_a_read_of_one_first_delivered_entry_goes_to_the_batch_step_too(
+    aredis: aioredis.Redis,
+) -> None:
+    """The batch step is how a handler knows a first delivery (the broker's order then skips
+    the journal's pre-read), alone in its read or not."""
+    recorder = Recorder()
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(3)])
+    consumer = StreamConsumer(aredis, config(batch_size=1), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 3)
+    assert recorder.batches == [["c0"], ["c1"], ["c2"]]
+    assert recorder.one_by_one == ["c1"]  # what the step left
+
+
 async def test_a_failed_batch_step_leaves_every_entry_to_the_one_by_one_path(
     aredis: aioredis.Redis,
 ) -> None:

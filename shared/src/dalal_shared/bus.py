@@ -90,7 +90,8 @@ Handler = Callable[[Envelope], Awaitable[None]]
 @runtime_checkable
 class BatchHandler(Protocol):
     """A handler that may also take a batch at once. `batch` gets the decoded envelopes of the
-    entries a read delivered for the first time (in stream order) and returns the `id`s of
+    entries a read delivered for the first time (in stream order; a read of one entry too, so
+    a first delivery is known as one) and returns the `id`s of
     those it handled; they are acknowledged with the batch. Anything it leaves out, or every
     entry when it raises, goes through `__call__` one by one, so `batch` must leave an entry
     either done or safe to handle again (handlers are idempotent anyway)."""
@@ -915,7 +916,7 @@ class StreamConsumer:
         decoded: dict[int, Envelope] = {}
         batched: set[str] = set()  # envelope ids the handler's batch step handled
         share = 0.0  # its time, per entry
-        if len(entries) > 1 and isinstance(handler, BatchHandler):
+        if isinstance(handler, BatchHandler):
             decoded, batched, share = await self._batch(stream, handler, entries)
         clock = time.perf_counter
         last_type = ""  # the type of the entry before and its timing list: a read is
@@ -1101,7 +1102,7 @@ class StreamConsumer:
             if fields:
                 with contextlib.suppress(MessageDecodeError):  # dead-lettered one by one
                     decoded[n] = decode_envelope(fields)
-        if len(decoded) < 2:
+        if not decoded:
             return decoded, set(), 0.0
         started = time.perf_counter()
         try:

@@ -61,7 +61,7 @@ class OrderCommands:
             if not isinstance(envelope.message, PlaceOrder):
                 break
             head.append(envelope)
-        if len(head) < 2:
+        if not head:
             return set()
         desk = self.desk
         commands = [cast(PlaceOrder, e.message) for e in head]

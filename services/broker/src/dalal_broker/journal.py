@@ -268,8 +268,22 @@ class Journal:
             existing = self.get(command.client_order_id)
             assert existing is not None
             return existing, False
-        row = self.get(command.client_order_id)
-        assert row is not None
+        # the row as written (what reading it back would give: no second query on the order's
+        # way to Kite)
+        row = OrderRow(
+            client_order_id=command.client_order_id,
+            command=command,
+            corr=corr,
+            status=status,
+            broker_order_id=None,
+            reason=reason,
+            message=message,
+            filled_quantity=0,
+            average_price=None,
+            send_attempts=send_attempts,
+            created_at=now,
+            updated_at=now,
+        )
         return row, True
 
     @overload

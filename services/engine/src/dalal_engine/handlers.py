@@ -199,6 +199,8 @@ class BarsHandler:
         )
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        if len(envelopes) < 2:  # a read of one entry: the one-by-one path
+            return set()
         bars = [e for e in envelopes if isinstance(e.message, Bar)]
         if not bars:
             return set()
