@@ -341,9 +341,19 @@ class OrderDesk:
     async def _guard_context(
         self, command: PlaceOrder, reference: Decimal | None = None
     ) -> GuardContext:
-        state = await self.kill_switch.state()
         s = self.settings
         live = s.mode == "live"
+        # only the live capital cap needs the open orders' value (a scan of the journal's live
+        # rows, this one aside): read beside the kill switch (Redis), not after it, as each
+        # order's guards hold up the next order's
+        open_value: Decimal | None = Decimal(0)
+        if live and command.side == "BUY":
+            state, open_value = await asyncio.gather(
+                self.kill_switch.state(),
+                self._open_orders_value(exclude=command.client_order_id),
+            )
+        else:
+            state = await self.kill_switch.state()
         return GuardContext(
             session_valid=self.can_trade,
             kill_switch_reason=(state.reason or "engaged") if state.engaged else None,
@@ -353,12 +363,7 @@ class OrderDesk:
             reference_price=reference,
             market_protection_pct=s.market_protection_pct,
             capital_cap_rupees=s.live_capital_cap_rupees if live else None,
-            # only the live capital cap needs it: a scan of the open orders (this one aside)
-            open_orders_value_rupees=(
-                await self._open_orders_value(exclude=command.client_order_id)
-                if live and command.side == "BUY"
-                else Decimal(0)
-            ),
+            open_orders_value_rupees=open_value,
         )
 
     async def _open_orders_value(self, exclude: str | None = None) -> Decimal | None:
