@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from dalal_shared import ids
-from dalal_shared.bus import decode_envelope, observe_many, wrap_fields
+from dalal_shared.bus import decode_envelope, decode_flat, observe_many, wrap_fields
 from dalal_shared.messages import MAX_FIELD_BYTES, Envelope, MessageDecodeError, PlaceOrder, Tick
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -95,6 +95,50 @@ def test_an_odd_entry_of_a_known_type_gets_what_from_fields_gives(
     assert outcome(decode_envelope) == outcome(Envelope.from_fields)
     if b"extra" not in change:
         assert isinstance(outcome(decode_envelope), tuple)  # refused, as before
+
+
+def _flat(fields: dict[bytes, bytes]) -> list[bytes]:
+    """An entry's fields as Redis sends them (name, value, ...)."""
+    return [part for pair in fields.items() for part in pair]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {b"data": b'{"symbol": "RELIANCE"}'},
+        {b"data": b"\xff\xfe"},
+        {b"ts": b"2026-01-05T09:15:00"},
+        {b"v": b"99"},
+        {b"extra": b"1"},
+        {b"extra": b"\xff"},
+    ],
+)
+@pytest.mark.parametrize("order", ["published", "reversed"])
+def test_decode_flat_equals_decode_of_the_mapping(change: dict[bytes, bytes], order: str) -> None:
+    """Redis's flat field list decoded by position gives what the mapping gives, in the
+    publishers' field order and in any other (then read by name)."""
+    _, fields = wrap_fields(_tick(), source="data", corr="k-1")
+    decode_envelope(_raw(fields))  # the type is known now
+    odd = {**_raw(fields), **change}
+    if order == "reversed":
+        odd = dict(reversed(list(odd.items())))
+
+    def outcome(decode: Callable[[object], Envelope], value: object) -> object:
+        try:
+            envelope = decode(value)
+        except MessageDecodeError as exc:
+            return ("error", str(exc))
+        return envelope.model_dump(), envelope.model_fields_set
+
+    assert outcome(decode_flat, _flat(odd)) == outcome(Envelope.from_fields, odd)  # type: ignore[arg-type]
+    if not change:
+        assert decode_flat(_flat(odd)).message == _tick()
+
+
+def test_decode_flat_refuses_a_list_that_is_not_an_entry() -> None:
+    with pytest.raises(MessageDecodeError):
+        decode_flat([b"type", b"Tick", b"v"])
 
 
 def test_str_fields_still_decode() -> None:

@@ -282,6 +282,54 @@ _SOURCES: dict[bytes, str] = {}  # decoded `source` values (a handful of service
 _last_stamp: list[tuple[bytes, Any]] = [(b"", None)]
 
 
+def _decode_known(
+    type_raw: Any, v_raw: Any, ident: Any, stamp: Any, source: Any, corr: Any, data: Any
+) -> Envelope | None:
+    """The envelope of an entry's seven raw values when its (type, version) was decoded in
+    full before, else None (unknown type, a value that is not bytes, too large, a bad time or a
+    message its model refuses: the full decode then gives the verdict and the error)."""
+    try:
+        known = _KNOWN_TYPES.get((type_raw, v_raw))
+        if known is None:
+            return None
+        if len(data) + len(ident) + len(source) + len(corr) + len(stamp) > MAX_FIELD_BYTES:
+            return None
+        last = _last_stamp[0]
+        if stamp == last[0]:
+            ts = last[1]
+        else:
+            ts = datetime.fromisoformat(stamp.decode())
+            if ts.tzinfo is None:  # (fromisoformat's zones all have an offset)
+                return None
+            _last_stamp[0] = (stamp, ts)
+        source_text = _SOURCES.get(source)
+        if source_text is None:
+            source_text = source.decode()
+            if len(_SOURCES) < 256:
+                _SOURCES[source] = source_text
+        ident_text = ident.decode()
+        validate, type_name, version = known
+        values = {
+            "type": type_name,
+            "v": version,
+            "id": ident_text,
+            "ts": ts,
+            "source": source_text,
+            "corr": ident_text if corr == ident else corr.decode(),
+            "message": validate(data),
+        }
+    except Exception:  # the full decode gives the verdict and the error
+        return None
+    if not _PLAIN_ENVELOPE:
+        return Envelope.model_construct(**values)
+    envelope = _new_object(Envelope)
+    _set_attr(envelope, "__dict__", values)
+    _set_fields_set(envelope, set(_ENVELOPE_NAMES))
+    _set_extra(envelope, None)
+    _set_private(envelope, None)
+    return envelope
+
+
 def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
     """`Envelope.from_fields`, with a fast path for the hot case: the seven fields of an
     envelope as raw bytes (what redis-py returns), of a (type, version) seen before.
@@ -293,52 +341,49 @@ def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
     a bad value) goes through `Envelope.from_fields`, which gives the same envelope or the same
     `MessageDecodeError` as before."""
     if len(fields) == _ENVELOPE_FIELDS:
-        try:
-            known = _KNOWN_TYPES.get((fields[b"type"], fields[b"v"]))
-            if known is not None:
-                data, ident = fields[b"data"], fields[b"id"]
-                source, corr, stamp = fields[b"source"], fields[b"corr"], fields[b"ts"]
-                if len(data) + len(ident) + len(source) + len(corr) + len(stamp) <= MAX_FIELD_BYTES:
-                    last = _last_stamp[0]
-                    if stamp == last[0]:
-                        ts = last[1]
-                    else:
-                        ts = datetime.fromisoformat(stamp.decode())
-                        if ts.tzinfo is None:  # (fromisoformat's zones all have an offset)
-                            raise ValueError("naive ts")
-                        _last_stamp[0] = (stamp, ts)
-                    source_text = _SOURCES.get(source)
-                    if source_text is None:
-                        source_text = source.decode()
-                        if len(_SOURCES) < 256:
-                            _SOURCES[source] = source_text
-                    ident_text = ident.decode()
-                    validate, type_name, version = known
-                    values = {
-                        "type": type_name,
-                        "v": version,
-                        "id": ident_text,
-                        "ts": ts,
-                        "source": source_text,
-                        "corr": ident_text if corr == ident else corr.decode(),
-                        "message": validate(data),
-                    }
-                    if not _PLAIN_ENVELOPE:
-                        return Envelope.model_construct(**values)
-                    envelope = _new_object(Envelope)
-                    _set_attr(envelope, "__dict__", values)
-                    _set_fields_set(envelope, set(_ENVELOPE_NAMES))
-                    _set_extra(envelope, None)
-                    _set_private(envelope, None)
-                    return envelope
-        except Exception:  # noqa: S110 - the full decode below gives the verdict and the error
-            pass
+        get = fields.get
+        envelope = _decode_known(
+            get(b"type"),
+            get(b"v"),
+            get(b"id"),
+            get(b"ts"),
+            get(b"source"),
+            get(b"corr"),
+            get(b"data"),
+        )
+        if envelope is not None:
+            return envelope
     envelope = Envelope.from_fields(fields)
     type_raw, v_raw = fields.get(b"type"), fields.get(b"v")
     if isinstance(type_raw, bytes) and isinstance(v_raw, bytes):
         validator = type(envelope.message).__pydantic_validator__
         _KNOWN_TYPES[(type_raw, v_raw)] = (validator.validate_json, envelope.type, envelope.v)
     return envelope
+
+
+# the field names of an entry as the publishers write them (`wrap_fields`, the append script)
+_FLAT_NAMES = [b"type", b"v", b"id", b"ts", b"source", b"corr", b"data"]
+
+
+def fields_of(flat: Sequence[Any]) -> dict[Any, Any]:
+    """An entry's fields as Redis sends them (name, value, name, value...) as a mapping (what
+    redis-py's own parsing of a stream reply gives: a repeated name keeps its last value)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def decode_flat(flat: Sequence[Any]) -> Envelope:
+    """`decode_envelope` of an entry's fields as Redis sends them: read by position when the
+    names are the publishers' seven in their order (no mapping built), else through
+    `decode_envelope(fields_of(flat))` (same envelope or the same `MessageDecodeError`)."""
+    if len(flat) == 2 * _ENVELOPE_FIELDS and flat[::2] == _FLAT_NAMES:
+        envelope = _decode_known(flat[1], flat[3], flat[5], flat[7], flat[9], flat[11], flat[13])
+        if envelope is not None:
+            return envelope
+    try:
+        fields = fields_of(flat)
+    except Exception as exc:  # an odd-length list: not a stream entry
+        raise MessageDecodeError(f"not a stream entry: {type(exc).__name__}") from None
+    return decode_envelope(fields)
 
 
 def wrap_fields(
@@ -435,6 +480,30 @@ for i = 3, #ARGV do
 end
 return #ARGV - 2
 """
+
+
+# XACK of the ids in ARGV[2] (separated by spaces), at most 1,000 per call
+_ACK = r"""
+local ids, n = {}, 0
+for entry in string.gmatch(ARGV[2], '%S+') do
+  n = n + 1
+  ids[n] = entry
+end
+local acked = 0
+for i = 1, n, 1000 do
+  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids, i, math.min(i + 999, n)))
+end
+return acked
+"""
+_ACK_SCRIPT_FROM = 16  # a read of fewer ids is acknowledged by a plain XACK
+
+
+def _mapping_of(fields: Any) -> Any:
+    """A flat entry's fields as a mapping for the failure paths (an odd list kept as is)."""
+    try:
+        return fields_of(fields)
+    except ValueError:
+        return {b"dlq_unreadable": repr(fields)[:1000].encode()}
 
 
 class Publisher:
@@ -617,6 +686,8 @@ class StreamConsumer:
         self._started = asyncio.Event()
         self._handling = asyncio.Lock()  # one batch handled at a time per consumer
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}  # cached metric children
+        self._batch_handlers: dict[int, tuple[Handler, bool]] = {}  # is it a BatchHandler
+        self._ack_script: Any = None  # `_ACK`, registered on first use
         self._backlog_since: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -706,28 +777,43 @@ class StreamConsumer:
         for stream in self.handlers:
             last = "0"
             while not self._stop.is_set():
-                resp: Any = await self.redis.xreadgroup(
-                    self.config.group,
-                    self.config.consumer,
-                    {stream: last},
-                    count=self.config.batch_size,
-                )
-                entries = resp[0][1] if resp else []
+                read = await self._read({stream: last}, block_ms=None)
+                entries = read[0][1] if read else []
                 if not entries:
                     break
-                await self._process(stream, entries, redelivery=True)
+                await self._process(stream, entries, redelivery=True, flat=True)
                 last = _s(entries[-1][0])
 
     async def _read_new(self) -> None:
-        resp: Any = await self.redis.xreadgroup(
+        """Read what the group was never given (the hot path)."""
+        read = await self._read(dict.fromkeys(self.handlers, ">"), block_ms=self.config.block_ms)
+        for stream, entries in read:
+            await self._process(stream, entries, redelivery=False, flat=True)
+
+    async def _read(
+        self, streams: dict[str, str], *, block_ms: int | None
+    ) -> list[tuple[str, list[Any]]]:
+        """XREADGROUP, its reply taken as Redis sends it (a two-word command name has no reply
+        parser in redis-py): entries keep their fields as the flat name/value list, decoded by
+        position (`decode_flat`) without a mapping built per entry. Streams without entries
+        are left out."""
+        blocking = () if block_ms is None else ("BLOCK", block_ms)
+        resp: Any = await self.redis.execute_command(
+            "XREADGROUP GROUP",
             self.config.group,
             self.config.consumer,
-            {stream: ">" for stream in self.handlers},
-            count=self.config.batch_size,
-            block=self.config.block_ms,
+            "COUNT",
+            self.config.batch_size,
+            *blocking,
+            "STREAMS",
+            *streams,
+            *streams.values(),
         )
-        for stream, entries in resp or []:
-            await self._process(_s(stream), entries, redelivery=False)
+        if not resp:
+            return []
+        # RESP3 replies with a map of streams, RESP2 with a list of [stream, entries]
+        pairs = resp.items() if isinstance(resp, dict) else resp
+        return [(_s(stream), entries) for stream, entries in pairs if entries]
 
     async def _maintain_forever(self) -> None:
         """Retries, take-overs, gauges and the backlog verdict, beside the read loop so they
@@ -841,14 +927,26 @@ class StreamConsumer:
     # ------------------------------------------------------------------ handling
 
     async def _process(
-        self, stream: str, entries: list[tuple[Any, Any]], *, redelivery: bool
+        self,
+        stream: str,
+        entries: Sequence[Sequence[Any]],
+        *,
+        redelivery: bool,
+        flat: bool = False,
     ) -> None:
         async with self._handling:
-            await self._process_locked(stream, entries, redelivery=redelivery)
+            await self._process_locked(stream, entries, redelivery=redelivery, flat=flat)
 
     async def _process_locked(
-        self, stream: str, entries: list[tuple[Any, Any]], *, redelivery: bool
+        self,
+        stream: str,
+        entries: Sequence[Sequence[Any]],
+        *,
+        redelivery: bool,
+        flat: bool = False,
     ) -> None:
+        """Handle a read's entries and acknowledge what is done. `flat`: each entry's fields
+        are the name/value list Redis sent (`_read_new`), else a mapping (redis-py's parsing)."""
         handler = self.handlers[stream]
         to_ack: list[Any] = []  # entry ids (raw bytes on a first delivery, str on a redelivery)
         clear: list[str] = []  # entries with failure records to delete on ack
@@ -858,12 +956,14 @@ class StreamConsumer:
         timings: dict[str, list[float]] = {}  # handler seconds per type, observed per batch
         try:
             if redelivery or self.config.max_crash_deliveries < 1:
+                if flat:
+                    entries = [(e[0], fields_of(e[1]) if e[1] else e[1]) for e in entries]
                 await self._handle_again(
                     stream, handler, entries, to_ack, clear, failed_now, dead, handled, timings
                 )
             else:
                 await self._handle_first(
-                    stream, handler, entries, to_ack, failed_now, dead, handled, timings
+                    stream, handler, entries, to_ack, failed_now, dead, handled, timings, flat
                 )
         finally:
             self._flush_metrics(stream, handled, timings)
@@ -882,12 +982,31 @@ class StreamConsumer:
                     pipe.xack(stream, group, *to_ack)
                     pipe.hdel(failures_key(stream, group), *clear, *(f"{i}:dead" for i in clear))
                     await pipe.execute()
-            elif len(to_ack) == len(entries):  # the whole batch: its raw ids, nothing to encode
-                await self.redis.xack(stream, group, *[e[0] for e in entries])
             else:
-                await self.redis.xack(stream, group, *to_ack)
+                if len(to_ack) == len(entries):  # the whole batch: its raw ids, nothing to encode
+                    to_ack = [e[0] for e in entries]
+                await self._ack(stream, group, to_ack)
         if self.health is not None:
             self.health.beat()
+
+    async def _ack(self, stream: str, group: str, ids: list[Any]) -> None:
+        """XACK `ids`; a read of many through the ack script with the ids in one argument
+        (redis-py packs each argument of a command on its own, ~0.4 us an id)."""
+        if len(ids) < _ACK_SCRIPT_FROM:
+            await self.redis.xack(stream, group, *ids)
+            return
+        if self._ack_script is None:
+            self._ack_script = self.redis.register_script(_ACK)
+        await self._ack_script(keys=[stream], args=[group, b" ".join(map(_b, ids))])
+
+    def _is_batch_handler(self, handler: Handler) -> bool:
+        known = self._batch_handlers.get(id(handler))
+        if known is None or known[0] is not handler:
+            known = self._batch_handlers[id(handler)] = (
+                handler,
+                isinstance(handler, BatchHandler),
+            )
+        return known[1]
 
     def _children_of(self, stream: str, type_name: str) -> tuple[Any, Any]:
         children = self._children.get((stream, type_name))
@@ -903,21 +1022,29 @@ class StreamConsumer:
         self,
         stream: str,
         handler: Handler,
-        entries: list[tuple[Any, Any]],
+        entries: Sequence[Sequence[Any]],
         to_ack: list[Any],
         failed_now: list[str],
         dead: list[_Dead],
         handled: dict[str, int],
         timings: dict[str, list[float]],
+        flat: bool = False,
     ) -> None:
         """A first delivery (the hot path): no delivery counts, failure records or marks to
         look up, so an entry is decoded, handled and acknowledged by its raw id. What happens
-        to each entry is what `_handle_again` does with one delivery and no earlier failure."""
+        to each entry is what `_handle_again` does with one delivery and no earlier failure.
+        `flat`: fields as Redis sent them, made a mapping only for an entry that fails."""
         decoded: dict[int, Envelope] = {}
         batched: set[str] = set()  # envelope ids the handler's batch step handled
         share = 0.0  # its time, per entry
-        if isinstance(handler, BatchHandler):
-            decoded, batched, share = await self._batch(stream, handler, entries)
+        decode = decode_flat if flat else decode_envelope
+        if self._is_batch_handler(handler):
+            decoded, batched, share = await self._batch(
+                stream,
+                handler,
+                entries,
+                decode,  # type: ignore[arg-type]
+            )
         clock = time.perf_counter
         last_type = ""  # the type of the entry before and its timing list: a read is
         last_times: list[float] = []  # mostly of one type
@@ -928,10 +1055,11 @@ class StreamConsumer:
             envelope = decoded.get(n) if decoded else None
             if envelope is None:
                 try:
-                    envelope = decode_envelope(fields)
+                    envelope = decode(fields)
                 except MessageDecodeError as exc:
                     error = f"undecodable: {exc}"
-                    dead.append(_Dead(_s(entry_id), fields, error, "undecodable", 1, 0, None))
+                    kept = _mapping_of(fields) if flat else fields
+                    dead.append(_Dead(_s(entry_id), kept, error, "undecodable", 1, 0, None))
                     continue
             type_name = envelope.type
             if type_name != last_type:
@@ -950,8 +1078,9 @@ class StreamConsumer:
                 raise
             except Exception as exc:
                 last_times.append(clock() - started)
+                kept = _mapping_of(fields) if flat else fields
                 self._handler_failed(
-                    stream, _s(entry_id), fields, envelope, exc, 1, 0, failed_now, dead
+                    stream, _s(entry_id), kept, envelope, exc, 1, 0, failed_now, dead
                 )
                 continue
             last_times.append(clock() - started)
@@ -1091,7 +1220,11 @@ class StreamConsumer:
             to_ack.append(entry_id)
 
     async def _batch(
-        self, stream: str, handler: BatchHandler, entries: list[tuple[Any, Any]]
+        self,
+        stream: str,
+        handler: BatchHandler,
+        entries: Sequence[Sequence[Any]],
+        decode: Callable[[Any], Envelope] = decode_envelope,
     ) -> tuple[dict[int, Envelope], set[str], float]:
         """Offer a first delivery's decodable entries to the handler's batch step: the
         envelopes decoded (by position, reused one by one after), the ids it handled and its
@@ -1101,7 +1234,7 @@ class StreamConsumer:
         for n, (_, fields) in enumerate(entries):
             if fields:
                 with contextlib.suppress(MessageDecodeError):  # dead-lettered one by one
-                    decoded[n] = decode_envelope(fields)
+                    decoded[n] = decode(fields)
         if not decoded:
             return decoded, set(), 0.0
         started = time.perf_counter()
