@@ -1,5 +1,4 @@
-"""The consumer's read of new entries (issue 20): Redis's reply taken as sent, fields read by
-position, many ids acknowledged by one script call.
+"""The consumer's read (issue 20): Redis's reply taken as sent, fields read by position.
 
 A service must not be able to tell this read from redis-py's parsed one: entries written in
 another field order, with an extra field or undecodable reach the handler or the DLQ exactly as

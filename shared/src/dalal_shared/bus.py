@@ -482,22 +482,6 @@ return #ARGV - 2
 """
 
 
-# XACK of the ids in ARGV[2] (separated by spaces), at most 1,000 per call
-_ACK = r"""
-local ids, n = {}, 0
-for entry in string.gmatch(ARGV[2], '%S+') do
-  n = n + 1
-  ids[n] = entry
-end
-local acked = 0
-for i = 1, n, 1000 do
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids, i, math.min(i + 999, n)))
-end
-return acked
-"""
-_ACK_SCRIPT_FROM = 16  # a read of fewer ids is acknowledged by a plain XACK
-
-
 def _mapping_of(fields: Any) -> Any:
     """A flat entry's fields as a mapping for the failure paths (an odd list kept as is)."""
     try:
@@ -687,7 +671,6 @@ class StreamConsumer:
         self._handling = asyncio.Lock()  # one batch handled at a time per consumer
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}  # cached metric children
         self._batch_handlers: dict[int, tuple[Handler, bool]] = {}  # is it a BatchHandler
-        self._ack_script: Any = None  # `_ACK`, registered on first use
         self._backlog_since: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -982,22 +965,12 @@ class StreamConsumer:
                     pipe.xack(stream, group, *to_ack)
                     pipe.hdel(failures_key(stream, group), *clear, *(f"{i}:dead" for i in clear))
                     await pipe.execute()
+            elif len(to_ack) == len(entries):  # the whole batch: its raw ids, nothing to encode
+                await self.redis.xack(stream, group, *[e[0] for e in entries])
             else:
-                if len(to_ack) == len(entries):  # the whole batch: its raw ids, nothing to encode
-                    to_ack = [e[0] for e in entries]
-                await self._ack(stream, group, to_ack)
+                await self.redis.xack(stream, group, *to_ack)
         if self.health is not None:
             self.health.beat()
-
-    async def _ack(self, stream: str, group: str, ids: list[Any]) -> None:
-        """XACK `ids`; a read of many through the ack script with the ids in one argument
-        (redis-py packs each argument of a command on its own, ~0.4 us an id)."""
-        if len(ids) < _ACK_SCRIPT_FROM:
-            await self.redis.xack(stream, group, *ids)
-            return
-        if self._ack_script is None:
-            self._ack_script = self.redis.register_script(_ACK)
-        await self._ack_script(keys=[stream], args=[group, b" ".join(map(_b, ids))])
 
     def _is_batch_handler(self, handler: Handler) -> bool:
         known = self._batch_handlers.get(id(handler))
