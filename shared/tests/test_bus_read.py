@@ -21,6 +21,7 @@ from dalal_shared.bus import (
     Publisher,
     StreamConsumer,
     dlq_name,
+    failures_key,
     group_info,
     wrap_fields,
 )
@@ -49,8 +50,7 @@ def config(group: str, **overrides: object) -> ConsumerConfig:
         "group": group,
         "consumer": "c1",
         "block_ms": 50,
-        # a read waiting for the handling lock longer than retry_idle_ms can be claimed by
-        # the retry step too (handled twice): keep the default, far above any read here
+        "retry_idle_ms": 30,
         "claim_idle_ms": 5_000,
         "maintenance_interval_s": 0.03,
     }
@@ -151,3 +151,37 @@ async def test_a_refused_entry_in_a_big_read_is_the_only_one_dead_lettered(
     text = {_str(k): _str(v) for k, v in record.items()}
     assert text["id"] == envelopes[17].id and text["dlq_reason"] == "permanent"
     assert text["dlq_lossless"] == "1"
+
+
+async def test_the_retry_step_leaves_a_read_the_read_loop_has_not_handled_yet(
+    aredis: aioredis.Redis,
+) -> None:
+    """Entries read by this consumer and still waiting for the handling lock past
+    `retry_idle_ms` are not taken by the retry step (that handled them twice); an entry whose
+    handler failed is."""
+    await Publisher(aredis, source="t").publish_many(
+        STREAM, [order(f"o-{i}") for i in range(3)], atomic=True
+    )
+    seen: list[str] = []
+
+    async def handle(env: Envelope) -> None:
+        seen.append(env.message.client_order_id)
+
+    consumer = StreamConsumer(aredis, config("g", retry_idle_ms=30), {STREAM: handle})
+    await aredis.xgroup_create(STREAM, "g", id="0")
+    # what the read loop's XREADGROUP did, its batch not handled yet
+    [(_, entries)] = await aredis.xreadgroup("g", "c1", {STREAM: ">"}, count=10)
+
+    async def idle() -> bool:
+        rows = await aredis.xpending_range(STREAM, "g", "-", "+", 10, "c1", idle=30)
+        return len(rows) == 3
+
+    await poll(idle)
+    await consumer._retry_own_failures(STREAM)
+    assert seen == []
+    assert (await aredis.xpending(STREAM, "g"))["pending"] == 3
+    # the handler failed on the second one before: it is handed again, and only it
+    await aredis.hincrby(failures_key(STREAM, "g"), entries[1][0].decode(), 1)
+    await consumer._retry_own_failures(STREAM)
+    assert seen == ["o-1"]
+    assert (await aredis.xpending(STREAM, "g"))["pending"] == 2

@@ -844,6 +844,10 @@ class StreamConsumer:
             self.health.problem("; ".join(problems))
 
     async def _retry_own_failures(self, stream: str) -> None:
+        """Hand again this consumer's pending entries whose handler failed (a failure count)
+        or whose dead-letter hook did (a `:dead` marker). An entry pending without either is
+        one the read loop has read and not handled yet (its read waiting for the handling
+        lock longer than `retry_idle_ms`): taking it here would handle it twice."""
         async with self._handling:  # never claims entries the read loop is handling
             rows = await self.redis.xpending_range(
                 stream,
@@ -854,7 +858,17 @@ class StreamConsumer:
                 consumername=self.config.consumer,
                 idle=self.config.retry_idle_ms,
             )
-            ids: list[Any] = [_s(r["message_id"]) for r in rows]
+            pending = [_s(r["message_id"]) for r in rows]
+            if not pending:
+                return
+            marks = await self.redis.hmget(
+                failures_key(stream, self.config.group),
+                [*pending, *(f"{i}:dead" for i in pending)],
+            )
+            n = len(pending)
+            ids: list[Any] = [
+                i for k, i in enumerate(pending) if marks[k] is not None or marks[n + k] is not None
+            ]
             if not ids:
                 return
             entries: Any = await self.redis.xclaim(
