@@ -65,7 +65,7 @@ from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
@@ -781,7 +781,7 @@ class StreamConsumer:
         position (`decode_flat`) without a mapping built per entry. Streams without entries
         are left out."""
         blocking = () if block_ms is None else ("BLOCK", block_ms)
-        resp: Any = await self.redis.execute_command(
+        resp: Any = await self.redis.execute_command(  # type: ignore[no-untyped-call]
             "XREADGROUP GROUP",
             self.config.group,
             self.config.consumer,
@@ -1027,10 +1027,7 @@ class StreamConsumer:
         decode = decode_flat if flat else decode_envelope
         if self._is_batch_handler(handler):
             decoded, batched, share = await self._batch(
-                stream,
-                handler,
-                entries,
-                decode,  # type: ignore[arg-type]
+                stream, cast(BatchHandler, handler), entries, decode
             )
         clock = time.perf_counter
         last_type = ""  # the type of the entry before and its timing list: a read is
@@ -1124,7 +1121,7 @@ class StreamConsumer:
         self,
         stream: str,
         handler: Handler,
-        entries: list[tuple[Any, Any]],
+        entries: Sequence[Sequence[Any]],
         to_ack: list[Any],
         clear: list[str],
         failed_now: list[str],
