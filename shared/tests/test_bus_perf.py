@@ -139,6 +139,8 @@ def test_decode_flat_equals_decode_of_the_mapping(change: dict[bytes, bytes], or
 def test_decode_flat_refuses_a_list_that_is_not_an_entry() -> None:
     with pytest.raises(MessageDecodeError):
         decode_flat([b"type", b"Tick", b"v"])
+    with pytest.raises(MessageDecodeError):  # seven things that are not a mapping
+        decode_envelope([b"type"] * 7)  # type: ignore[arg-type]
 
 
 def test_str_fields_still_decode() -> None:

@@ -340,7 +340,7 @@ def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
     those are, is skipped. Anything unusual (unknown type, extra or missing fields, str fields,
     a bad value) goes through `Envelope.from_fields`, which gives the same envelope or the same
     `MessageDecodeError` as before."""
-    if len(fields) == _ENVELOPE_FIELDS:
+    if len(fields) == _ENVELOPE_FIELDS and isinstance(fields, Mapping):
         get = fields.get
         envelope = _decode_known(
             get(b"type"),
@@ -483,7 +483,8 @@ return #ARGV - 2
 
 
 def _mapping_of(fields: Any) -> Any:
-    """A flat entry's fields as a mapping for the failure paths (an odd list kept as is)."""
+    """A flat entry's fields as a mapping for the failure paths (an odd-length list, which
+    Redis never sends, as one escaped field)."""
     try:
         return fields_of(fields)
     except ValueError:
