@@ -320,14 +320,7 @@ def _decode_known(
         }
     except Exception:  # the full decode gives the verdict and the error
         return None
-    if not _PLAIN_ENVELOPE:
-        return Envelope.model_construct(**values)
-    envelope = _new_object(Envelope)
-    _set_attr(envelope, "__dict__", values)
-    _set_fields_set(envelope, set(_ENVELOPE_NAMES))
-    _set_extra(envelope, None)
-    _set_private(envelope, None)
-    return envelope
+    return _construct(values)
 
 
 def decode_envelope(fields: Mapping[Any, Any]) -> Envelope:
