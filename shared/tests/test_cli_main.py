@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dalal_shared.cli_main import entry_point_in, find_entry_point, main
+from dalal_shared.cli_main import entry_point_in, find_entry_point, main, scan_entry_points
 
 
 def test_every_installed_dalal_command_is_found_as_importlib_metadata_finds_it() -> None:
@@ -57,3 +57,55 @@ def test_a_plugin_command_runs_with_one_blas_thread_unless_the_user_says_otherwi
         assert "--data-dir" in capsys.readouterr().out  # the backtest command answered
         assert os.environ["OPENBLAS_NUM_THREADS"] == want
         assert gc.isenabled()
+
+
+def test_a_pydantic_plugin_anywhere_on_the_path_is_seen(tmp_path: Path) -> None:
+    """The scan says whether pydantic would find a plugin: a `[pydantic]` section in any
+    distribution (not only the command's), or a zip on the path it cannot look into."""
+    folder = tmp_path / "site"
+    tool = folder / "tool-1.0.dist-info"
+    tool.mkdir(parents=True)
+    (tool / "entry_points.txt").write_text("[dalal.cli]\nhello = tool.cli:run\n")
+    paths = [str(folder)]
+    assert scan_entry_points("hello", paths) == ("tool.cli:run", False)
+    plugin = folder / "pydantic_tracer-0.1.dist-info"
+    plugin.mkdir()
+    (plugin / "entry_points.txt").write_text("[pydantic]\ntracer = pydantic_tracer:plugin\n")
+    assert scan_entry_points("hello", paths) == ("tool.cli:run", True)
+    assert scan_entry_points("other", paths) == (None, True)
+    archive = tmp_path / "packages.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    assert scan_entry_points("hello", [str(archive), str(tool.parent)])[1] is True
+    plugin.joinpath("entry_points.txt").unlink()
+    assert scan_entry_points("hello", [str(tmp_path / "missing"), str(folder)])[1] is False
+
+
+def test_pydantic_skips_its_plugin_search_only_when_there_are_none(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no pydantic plugin installed (this workspace has none) the command runs with
+    pydantic's plugin search off; a user's own setting is kept; with a plugin installed it
+    stays on."""
+    monkeypatch.setattr(gc, "freeze", gc.collect)
+    import dalal_shared.cli_main as cli_main
+
+    scan = cli_main.scan_entry_points
+    for preset, plugins, want in (
+        (None, False, "__all__"),
+        ("tracer", False, "tracer"),
+        (None, True, None),
+    ):
+        if preset is None:
+            monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+        else:
+            monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", preset)
+        monkeypatch.setattr(
+            cli_main, "scan_entry_points", lambda name, p=plugins: (scan(name)[0], p)
+        )
+        monkeypatch.setattr(sys, "argv", ["dalal", "backtest", "--help"])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code == 0
+        assert "--data-dir" in capsys.readouterr().out
+        assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == want
+    assert scan("backtest")[1] is False  # nothing in this workspace declares one

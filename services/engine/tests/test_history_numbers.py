@@ -2,7 +2,9 @@
 floats `float()` reads field by field: on random files (prices with 0-6 decimals, 15-digit
 numbers, leading zeros, a point first or last), on every NSE file of the repository, and a
 file that is not plain (a sign, an exponent, spaces, an empty field, CR LF, a ragged row, a
-long number) is left to the field-by-field reader."""
+long number) is left to the field-by-field reader. numpy's C reader (`_loaded_by_numpy`), tried
+before both, gives the same arrays or hands the file on: `read_csv` is the same with it and
+without it, error messages included."""
 
 from __future__ import annotations
 
@@ -133,3 +135,103 @@ def test_epoch_seconds_of_an_array_as_of_a_list(dates: list[str]) -> None:
             history._epoch_seconds(np.array(dates))
         return
     assert history._epoch_seconds(np.array(dates)).tolist() == want.tolist()
+
+
+# ---------------------------------------------------------------- numpy's C reader first
+
+HEADER = "date,open,high,low,close,volume\n"
+
+
+def outcome(path: Path) -> object:
+    """What `read_csv` gives for a file: the arrays as bytes (and dtypes), or its error."""
+    try:
+        s = history.read_csv(path, "X")
+    except Exception as exc:  # the same error, word for word
+        return repr(exc)
+    names = ("open", "high", "low", "close", "volume", "seconds")
+    return [(getattr(s, n).dtype.str, getattr(s, n).tobytes()) for n in names] + [list(s.start)]
+
+
+def without_numpy_reader(monkeypatch: pytest.MonkeyPatch, path: Path) -> object:
+    with monkeypatch.context() as m:
+        m.setattr(history, "_loaded_by_numpy", lambda *_: None)
+        return outcome(path)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numpy_reader_gives_the_numbers_float_reads(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    for _ in range(20):
+        daily = rng.random() < 0.5
+        lines = []
+        for k in range(rng.randint(1, 2000)):
+            date = f"2024-01-{k % 28 + 1:02d}" if daily else f"2024-01-02T09:{k % 60:02d}:00+05:30"
+            lines.append(",".join([date] + [number(rng) for _ in range(5)]))
+        body = "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+        loaded = history._loaded_by_numpy(body, list(history._COLUMNS), 0)
+        assert loaded is not None
+        dates, rows = loaded
+        fields = by_fields(body, 6)
+        assert dates.tolist() == [row[0] for row in fields]
+        for j, name in enumerate(history._COLUMNS[1:], start=1):
+            want = np.array([float(row[j]) for row in fields])
+            assert rows[name].tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "2024-01-01,1,2,3,4,-5\n",
+        "2024-01-01,1,2,3,4,1e5\n",
+        "2024-01-01,1, 2,3,4,5\n",
+        "2024-01-01,1,2,3,4,1_000\n",
+        "2024-01-01,1,2,3,4,\n",
+        "2024-01-01,1,2,3,4,5\r\n",
+        "2024-01-01,1,2,3,4\n",
+        "2024-01-01,1,2,3,4,5,6\n",
+        "2024-01-01,1,2,3,4,5\n\n2024-01-02,1,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,5\n2024-01-02,1,2,3,4,5,6\n",
+        "2024-01-01,1,2,3,4,1.2.3\n",
+        "2024-01-01,nan,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,5\x1c\n",  # float() refuses what numpy would strip
+        "2024-01-01\x1c,1,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,5\x0c\n",
+        "2024-01-01,1,2,3,4,5\n#c\n",
+        '2024-01-01,"1",2,3,4,5\n',
+        "2024-01-01,1,2,3,4,\N{DIGIT ONE}\N{FULLWIDTH DIGIT TWO}\n",
+        "2024-01-01,1,2,3,4,5\n2024-01-01T09:15:00+05:30,1,2,3,4,5\n",  # a longer date later
+        "2024-01-01T09:15:00+05:30,1,2,3,4,5\n2024-01-01,1,2,3,4,5\n",
+        "2024-01-02,1,2,3,4,5\n2024-01-01,1,2,3,4,5\n2024-01-02,7,2,3,4,5\n",
+        "2024-01-01,1,2,3,4,5",
+        "",
+        "\n\n",
+    ],
+)
+@pytest.mark.parametrize(
+    "header", [HEADER, "Date,Open,High,Low,Close,Volume\r\n", HEADER.strip() + ",oi\n"]
+)
+def test_read_csv_with_numpy_reader_as_without_it(
+    body: str, header: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same arrays, or the same error, with numpy's reader first as with the readers
+    before it (which take every file it hands back)."""
+    path = tmp_path / "X.csv"
+    path.write_text(header + body, newline="")
+    assert outcome(path) == without_numpy_reader(monkeypatch, path)
+
+
+def test_every_nse_file_reads_the_same_with_numpy_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = sorted(REPO.glob("services/*/src/**/data/nse/**/*.csv*"))
+    assert files
+    taken = 0
+    for path in files:
+        raw = path.read_bytes()
+        text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode()
+        head, _, body = text.partition("\n")
+        header = [h.strip().lower() for h in head.split(",")]
+        if sorted(header) == sorted(history._COLUMNS):
+            taken += history._loaded_by_numpy(body, header, header.index("date")) is not None
+        assert outcome(path) == without_numpy_reader(monkeypatch, path), path
+    assert taken  # the project's files are the plain kind

@@ -5,8 +5,10 @@ the `dalal.cli` entry points) loads only that package's command, not the whole C
 other plugin: `dalal backtest` does not pay for the HTTP clients, the stack runner and the
 other services' imports. The entry point is found by reading the installed distributions'
 `entry_points.txt` directly (what `importlib.metadata` reads, without its ~50 ms of imports:
-email, zipfile, csv). Everything else (`dalal run`, `dalal status`, `--help`, ...) goes to the
-full CLI.
+email, zipfile, csv). A command's module may also run it without typer (`WITHOUT_TYPER`, a
+runner per command that reads its own arguments or hands them back): typer, its import and its
+reading of the command's signature, then serve only `--help` and what the runner does not take.
+Everything else (`dalal run`, `dalal status`, `--help`, ...) goes to the full CLI.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 GROUP = "dalal.cli"
+PYDANTIC_PLUGINS = "pydantic"  # the entry point group pydantic loads its plugins from
 
 
 def _command_name(argv: list[str]) -> str | None:
@@ -58,12 +61,24 @@ def find_entry_point(name: str, paths: Iterable[str] | None = None) -> str | Non
     """The `dalal.cli` entry point called `name` (`module:attr`), from the first distribution
     on `paths` (default `sys.path`) that declares it; one distribution name counts once, the
     first on the path, as with `importlib.metadata.entry_points`."""
+    return scan_entry_points(name, paths)[0]
+
+
+def scan_entry_points(name: str, paths: Iterable[str] | None = None) -> tuple[str | None, bool]:
+    """`find_entry_point(name, paths)`, and whether a distribution on the path may declare a
+    pydantic plugin (an entry point in the `pydantic` group, or a path entry that is a file,
+    a zip whose distributions are not read here)."""
     seen: set[str] = set()
+    found: str | None = None
+    plugins = False
     for entry in sys.path if paths is None else paths:
         try:
             with os.scandir(entry or ".") as it:
                 dists = [d.name for d in it if d.name.endswith((".dist-info", ".egg-info"))]
-        except OSError:  # not a folder (a zip), or gone
+        except NotADirectoryError:  # a zip of packages, maybe of distributions too
+            plugins = True
+            continue
+        except OSError:  # gone
             continue
         for dist in dists:
             key = _normalized(dist)
@@ -75,10 +90,15 @@ def find_entry_point(name: str, paths: Iterable[str] | None = None) -> str | Non
                     text = fh.read()
             except OSError:
                 continue
-            found = entry_point_in(text, GROUP, name)
-            if found is not None:
-                return found
-    return None
+            if found is None:
+                found = entry_point_in(text, GROUP, name)
+            plugins = plugins or _declares_group(text, PYDANTIC_PLUGINS)
+    return found, plugins
+
+
+def _declares_group(text: str, group: str) -> bool:
+    """Whether `entry_points.txt` text has a `[group]` section."""
+    return any(line.strip() == f"[{group}]" for line in text.splitlines())
 
 
 def _load(spec: str) -> Any:
@@ -91,11 +111,49 @@ def _load(spec: str) -> Any:
     return target
 
 
+def _without_typer(spec: str) -> Callable[[list[str]], int | None] | None:
+    """The runner of `spec`'s command that reads the arguments itself, if its (loaded) module
+    has one: `WITHOUT_TYPER[<attribute>]`, which returns the command's exit status, or None
+    having done nothing when typer should read the arguments instead."""
+    module, _, attr = spec.partition(":")
+    runners = getattr(sys.modules.get(module.strip()), "WITHOUT_TYPER", None)
+    if not isinstance(runners, dict):
+        return None
+    runner = runners.get(attr.strip())
+    return runner if callable(runner) else None
+
+
+def _leave(status: int) -> None:
+    """End the process with `status` at once when nothing is left to do at exit: the output
+    flushed, no exit handler registered (`atexit`), no other thread. What is skipped is the
+    interpreter's teardown (every module and object freed one by one: ~17 ms after a backtest,
+    3% of its run). Returns, for the usual exit, when there is anything left or no way to
+    tell (an interpreter without `atexit._ncallbacks`), or when the output cannot be flushed."""
+    import atexit
+    import threading
+
+    count = getattr(atexit, "_ncallbacks", None)
+    if count is None or count() or threading.active_count() != 1:
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: the usual exit reports it
+        return
+    os._exit(status)
+
+
 def main() -> None:
     name = _command_name(sys.argv[1:])
     if name is not None:
-        spec = find_entry_point(name)
+        spec, pydantic_plugins = scan_entry_points(name)
         if spec is not None:
+            if not pydantic_plugins:
+                # pydantic looks for its plugins when the first model is built, with
+                # importlib.metadata: its imports (email, zipfile, csv, ...) and every
+                # distribution read again, ~20 ms of a backtest's start. The scan above read
+                # them all and found none: say so (the user's own setting wins).
+                os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             # A command's numpy work is elementwise: OpenBLAS's thread pool (one thread per
             # core, started when numpy is imported) only costs start-up CPU, about 90 ms of it
             # taken from the command on a busy 2-core machine; `dalal sweep`'s worker processes
@@ -110,17 +168,27 @@ def main() -> None:
             collecting = gc.isenabled()
             gc.disable()
             try:
-                import typer
-
                 try:
                     target = _load(spec)
                 except Exception:  # the full CLI says which command is unavailable and why
                     target = None
+                runner = _without_typer(spec) if target is not None else None
+                if target is not None and runner is None:
+                    import typer  # with the rest, frozen below
             finally:
                 gc.freeze()
                 if collecting:
                     gc.enable()
+            if runner is not None and sys.argv[1] == name:  # options before the name: typer
+                status = runner(sys.argv[2:])
+                if status is not None:
+                    _leave(status)
+                    if status:
+                        raise SystemExit(status)
+                    return
             if target is not None:
+                import typer
+
                 app = typer.Typer(
                     name="dalal",
                     add_completion=False,

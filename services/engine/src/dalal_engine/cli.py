@@ -1,26 +1,32 @@
 """`dalal backtest`: run a strategy over history in-process (the Parquet candle cache, CSV files
-or the data service) and write its report."""
+or the data service) and write its report.
+
+Its wall time is mostly fixed cost, so the command keeps that down: the `dalal` dispatcher runs
+it without typer when its arguments are plain (`backtest_argv`; typer reads anything else and
+answers `--help`); CSV files are read ahead by a forked child while this process imports the
+rest (`_Prefetch`); `report.html` is written by another child while `result.json` and the
+summary are (`_report_files`)."""
 
 from __future__ import annotations
 
+import errno
 import gc
+import inspect
+import mmap
+import os
+import pickle
+import signal
+import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import typer
-import yaml
-from rich.console import Console
-
-from dalal_engine import history
-from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
-from dalal_engine.report import write_report
-from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
 from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST, to_ist
@@ -28,21 +34,72 @@ from dalal_shared.timeutil import IST, to_ist
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from rich.console import Console
     from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+    from dalal_engine.backtest import BacktestResult
+    from dalal_engine.bars import BarSeries
+
+# What this module imports itself is light: the strategies, their pydantic models, numpy, the
+# backtester, the report and rich are imported by the command, after it has started reading
+# the CSV files in another process (`_Prefetch`).
 
 
-def parse_params(pairs: list[str]) -> dict[str, object]:
-    """`--param key=value` options as strategy parameters (values read as YAML: 10, 1.5, true)."""
+@lru_cache(maxsize=1)
+def _console() -> Console:
+    """The summary's console (stdout), made when first printed to."""
+    from rich.console import Console
+
+    return Console()
+
+
+@lru_cache(maxsize=1)
+def _err() -> Console:
+    """The console of errors and warnings (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A bad option value, found before the command printed or wrote anything: typer's
+    `BadParameter` (its usage message and exit status 2)."""
+
+
+def _option(*param_decls: str, **attrs: Any) -> Any:
+    """`typer.Option(...)`, typer imported only when it reads the command's signature: the
+    annotations are text until then (`from __future__ import annotations`), and a run
+    without typer (`backtest_argv`) never reads them."""
+    import typer
+
+    return typer.Option(*param_decls, **attrs)
+
+
+def _bad_parameter(message: str) -> Exception:
+    import typer
+
+    return typer.BadParameter(message)
+
+
+def _params(pairs: list[str]) -> dict[str, object]:
+    import yaml
+
     out: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"--param wants key=value, got {pair!r}")
+            raise UsageError(f"--param wants key=value, got {pair!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def parse_params(pairs: list[str]) -> dict[str, object]:
+    """`--param key=value` options as strategy parameters (values read as YAML: 10, 1.5, true);
+    typer's `BadParameter` for a pair without `=`."""
+    try:
+        return _params(pairs)
+    except UsageError as exc:
+        raise _bad_parameter(str(exc)) from None
 
 
 def _local_api_key() -> str | None:
@@ -57,43 +114,153 @@ def _day(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{option} wants YYYY-MM-DD, got {value!r}") from None
+        raise UsageError(f"{option} wants YYYY-MM-DD, got {value!r}") from None
 
 
 def backtest(
-    strategy: Annotated[str | None, typer.Option(help="registered strategy, e.g. swing")] = None,
-    symbols: Annotated[str | None, typer.Option(help="comma-separated, e.g. RELIANCE,TCS")] = None,
-    from_: Annotated[
-        str, typer.Option("--from", help="first trading day (YYYY-MM-DD)")
-    ] = "2021-01-01",
-    to: Annotated[str, typer.Option(help="last trading day (YYYY-MM-DD)")] = "2025-09-30",
-    interval: Annotated[str, typer.Option(help="bar interval (day, 15minute, ...)")] = "day",
-    config: Annotated[Path | None, typer.Option(help="strategy YAML (first entry is run)")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="strategy parameter key=value")] = None,
-    cache_dir: Annotated[Path, typer.Option(help="Parquet candle cache")] = Path("var/cache"),
-    data_dir: Annotated[Path | None, typer.Option(help="CSV dir instead of the cache")] = None,
+    strategy: Annotated[str | None, _option(help="registered strategy, e.g. swing")] = None,
+    symbols: Annotated[str | None, _option(help="comma-separated, e.g. RELIANCE,TCS")] = None,
+    from_: Annotated[str, _option("--from", help="first trading day (YYYY-MM-DD)")] = "2021-01-01",
+    to: Annotated[str, _option(help="last trading day (YYYY-MM-DD)")] = "2025-09-30",
+    interval: Annotated[str, _option(help="bar interval (day, 15minute, ...)")] = "day",
+    config: Annotated[Path | None, _option(help="strategy YAML (first entry is run)")] = None,
+    param: Annotated[list[str] | None, _option(help="strategy parameter key=value")] = None,
+    cache_dir: Annotated[Path, _option(help="Parquet candle cache")] = Path("var/cache"),
+    data_dir: Annotated[Path | None, _option(help="CSV dir instead of the cache")] = None,
     data_url: Annotated[
         str | None,
-        typer.Option(
+        _option(
             help="the data service (e.g. http://127.0.0.1:8002) instead of the cache: bars "
             "through its candles API, which fetches what its cache misses from Kite"
         ),
     ] = None,
-    capital: Annotated[float, typer.Option(help="initial capital, rupees")] = float(
+    capital: Annotated[float, _option(help="initial capital, rupees")] = float(
         INITIAL_CAPITAL_RUPEES
     ),
     market_protection: Annotated[
         float,
-        typer.Option(
+        _option(
             min=0,
             max=100,
             help="market protection of MARKET orders, % of the last price (the broker's "
             "default, as Kite needs one); 0 = fill at any price (as most backtesters do)",
         ),
     ] = 3.0,
-    out: Annotated[Path, typer.Option(help="report folder")] = Path("var/backtests/latest"),
+    out: Annotated[Path, _option(help="report folder")] = Path("var/backtests/latest"),
 ) -> None:
     """Backtest a strategy over cached bars; print a summary and write result.json + report.html."""
+    try:
+        code = _run(
+            strategy=strategy,
+            symbols=symbols,
+            from_=from_,
+            to=to,
+            interval=interval,
+            config=config,
+            param=param,
+            cache_dir=cache_dir,
+            data_dir=data_dir,
+            data_url=data_url,
+            capital=capital,
+            market_protection=market_protection,
+            out=out,
+        )
+    except UsageError as exc:
+        raise _bad_parameter(str(exc)) from None
+    if code:
+        import typer
+
+        raise typer.Exit(code)
+
+
+def _run(
+    *,
+    strategy: str | None,
+    symbols: str | None,
+    from_: str,
+    to: str,
+    interval: str,
+    config: Path | None,
+    param: list[str] | None,
+    cache_dir: Path,
+    data_dir: Path | None,
+    data_url: str | None,
+    capital: float,
+    market_protection: float,
+    out: Path,
+) -> int:
+    """The command's work; its exit status (0, or 1 and 2 after saying why on stderr).
+    `UsageError` only before anything is printed or written."""
+    prefetch = (
+        _Prefetch.start(config, symbols, interval, to, data_dir)
+        if data_dir is not None and not data_url
+        else None
+    )
+    try:
+        return _backtest(
+            prefetch,
+            strategy=strategy,
+            symbols=symbols,
+            from_=from_,
+            to=to,
+            interval=interval,
+            config=config,
+            param=param,
+            cache_dir=cache_dir,
+            data_dir=data_dir,
+            data_url=data_url,
+            capital=capital,
+            market_protection=market_protection,
+            out=out,
+        )
+    finally:
+        if prefetch is not None:
+            prefetch.close()
+
+
+@contextmanager
+def _imports_frozen() -> Iterator[None]:
+    """Imports without garbage collection, their objects frozen after (`gc.freeze`), as the
+    `dalal` dispatcher loads a command: numpy, pydantic, the strategies and the backtester
+    are hundreds of thousands of objects that live as long as the process and make next to no
+    garbage, which the run's collections then never walk."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+def _backtest(
+    prefetch: _Prefetch | None,
+    *,
+    strategy: str | None,
+    symbols: str | None,
+    from_: str,
+    to: str,
+    interval: str,
+    config: Path | None,
+    param: list[str] | None,
+    cache_dir: Path,
+    data_dir: Path | None,
+    data_url: str | None,
+    capital: float,
+    market_protection: float,
+    out: Path,
+) -> int:
+    """`_run`'s work, with the CSV files possibly being read ahead (`prefetch`)."""
+    with _imports_frozen():  # what the command needs, all of it (the summary's table too)
+        import rich.table  # noqa: F401
+
+        from dalal_engine import history, report  # noqa: F401
+        from dalal_engine.backtest import Backtester, BacktestSettings
+        from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
+
+        _console()  # rich's consoles, with the rest
+        _err()
     try:
         if config is not None:
             cfg = load_file(config)[0]
@@ -101,13 +268,13 @@ def backtest(
                 cfg = cfg.model_copy(update={"universe": [s.strip() for s in symbols.split(",")]})
         else:
             if not strategy or not symbols:
-                raise typer.BadParameter("give --strategy and --symbols, or --config")
+                raise UsageError("give --strategy and --symbols, or --config")
             doc = {
                 "name": f"bt-{strategy}",
                 "strategy": strategy,
                 "interval": interval,
                 "universe": [s.strip().upper() for s in symbols.split(",") if s.strip()],
-                "params": parse_params(param or []),
+                "params": _params(param or []),
             }
             if strategy == "sma_cross" and not param:
                 doc["params"] = {"fast_bars": 10, "slow_bars": 30}
@@ -115,19 +282,24 @@ def backtest(
         start = datetime.combine(_day("--from", from_), dtime(0), tzinfo=IST)
         end = datetime.combine(_day("--to", to), dtime(23, 59), tzinfo=IST)
         if data_dir is not None and data_url:
-            raise typer.BadParameter("give --data-dir or --data-url, not both")
+            raise UsageError("give --data-dir or --data-url, not both")
         if data_url:
             from dalal_shared.clients import DataClient  # httpx: only with --data-url
 
             with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
                 data = history.load_universe(cfg, start=start, end=end, data=client)
         else:
-            data = history.load_universe(
-                cfg,
-                start=start,
-                end=end,
-                cache_dir=None if data_dir else cache_dir,
-                data_dir=data_dir,
+            read = prefetch.bars(cfg.universe, cfg.interval, end) if prefetch else None
+            data = (
+                read
+                if read is not None
+                else history.load_universe(
+                    cfg,
+                    start=start,
+                    end=end,
+                    cache_dir=None if data_dir else cache_dir,
+                    data_dir=data_dir,
+                )
             )
         settings = BacktestSettings(
             Decimal(str(capital)),
@@ -141,21 +313,307 @@ def backtest(
             result = runner.run(progress)
             seconds = time.perf_counter() - t0
     except StrategyConfigError as exc:
-        err.print(f"[red]dalal backtest:[/red] {exc.message}")
-        raise typer.Exit(2) from None
+        _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+        return 2
     except DalalError as exc:
-        err.print(f"[red]dalal backtest:[/red] {exc.message}")
-        raise typer.Exit(1) from None
-    with _young_collections_every(YOUNG_GC_THRESHOLD):
-        json_path, html_path = write_report(result, out, bars=data)
-    console.print(summary_table(result, seconds))
-    for warning in result.warnings:  # the data covers less than asked: say so, with the range
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    if result.warnings:
-        first = to_ist(result.data_start).date() if result.data_start else "-"
-        last = to_ist(result.data_end).date() if result.data_end else "-"
-        err.print(f"bars used: {first} .. {last}", highlight=False)
-    console.print(f"report: {html_path}  data: {json_path}", highlight=False)
+        _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+        return 1
+    with (
+        _young_collections_every(YOUNG_GC_THRESHOLD),
+        _report_files(result, out, data) as (json_path, html_path),
+    ):
+        _console().print(summary_table(result, seconds))
+        for warning in result.warnings:  # the data covers less than asked: say so, with the range
+            _err().print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        if result.warnings:
+            first = to_ist(result.data_start).date() if result.data_start else "-"
+            last = to_ist(result.data_end).date() if result.data_end else "-"
+            _err().print(f"bars used: {first} .. {last}", highlight=False)
+    _console().print(f"report: {html_path}  data: {json_path}", highlight=False)
+    return 0
+
+
+def _protection(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 100:  # typer's range check says what is wrong
+        raise ValueError(value)
+    return number
+
+
+# the command's options as `backtest_argv` reads them: parameter and conversion (what typer
+# does with the value: click's FLOAT, `Path`, or the text)
+_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--strategy": ("strategy", str),
+    "--symbols": ("symbols", str),
+    "--from": ("from_", str),
+    "--to": ("to", str),
+    "--interval": ("interval", str),
+    "--config": ("config", Path),
+    "--param": ("param", str),  # repeatable
+    "--cache-dir": ("cache_dir", Path),
+    "--data-dir": ("data_dir", Path),
+    "--data-url": ("data_url", str),
+    "--capital": ("capital", float),
+    "--market-protection": ("market_protection", _protection),
+    "--out": ("out", Path),
+}
+
+
+def backtest_argv(args: list[str]) -> int | None:
+    """`dalal backtest` run from its arguments without typer (whose import and reading of the
+    command's signature cost as much as the strategy's whole decision loop on a short run):
+    its exit status when every argument is one of the command's options with a value that
+    typer would take as it is (`--name value` or `--name=value`, each once, `--param` as often
+    as wanted). None, having done nothing, for anything else (`--help`, an unknown or repeated
+    option, a missing value or one that starts with `-`, a number typer would refuse, or a
+    usage error the command finds): then typer reads the arguments and answers as always."""
+    given: dict[str, Any] = {}
+    k = 0
+    while k < len(args):
+        name, eq, value = args[k].partition("=")
+        if eq:
+            k += 1
+        elif k + 1 < len(args):
+            value = args[k + 1]
+            k += 2
+        else:
+            return None
+        option = _OPTIONS.get(name)
+        if option is None or not value or value.startswith("-"):
+            return None
+        key, convert = option
+        try:
+            converted = convert(value)
+        except ValueError:
+            return None
+        if key == "param":
+            given.setdefault(key, []).append(converted)
+        elif key in given:
+            return None
+        else:
+            given[key] = converted
+    kwargs = {
+        p.name: given.get(p.name, p.default)
+        for p in inspect.signature(backtest).parameters.values()
+    }
+    try:
+        return _run(**kwargs)
+    except UsageError:
+        return None
+    except KeyboardInterrupt:  # as typer ends a command that is interrupted
+        return 130
+    except OSError as exc:  # a closed pipe: quietly, as click does
+        if exc.errno != errno.EPIPE:
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+# `dalal_shared.cli_main` runs these commands of the module straight from their arguments when
+# they can (None: typer after all)
+WITHOUT_TYPER: dict[str, Callable[[list[str]], int | None]] = {"backtest": backtest_argv}
+
+
+# room for the bars `_Prefetch`'s child reads (shared memory, taken only as it is written):
+# 48 bytes a bar, ~5 million bars; a run with more reads its files itself
+_PREFETCH_BYTES = 256 << 20
+
+
+class _Prefetch:
+    """The CSV files of a run read ahead by a forked child on another core while this process
+    imports the strategies, pydantic, the backtester, the report and rich (~0.15 s; the
+    files take about a third of that). The child is forked before those imports (a small
+    heap: little copy-on-write) and reads what the arguments name as `dalal backtest` will
+    read them: the universe and interval of the config file (its first strategy; `--symbols`
+    instead of its universe) or of `--symbols` and `--interval`, the bars before `--to`'s
+    end, with `history.load`. It copies the arrays into memory shared with this process and
+    sends what it read (the symbols, the interval, the end, where each array lies) through a
+    pipe. The command takes the bars only for exactly the universe, interval and end it
+    validated: anything else (a config the child read another way, a file it could not read,
+    more bars than the shared memory holds) is read by this process, which says what is wrong
+    as always. Where `_may_fork` says no, nothing is read ahead."""
+
+    def __init__(self, pid: int, receive: int, shared: mmap.mmap):
+        self.pid: int | None = pid
+        self.receive = receive
+        self.shared = shared
+
+    @classmethod
+    def start(
+        cls, config: Path | None, symbols: str | None, interval: str, to: str, data_dir: Path
+    ) -> _Prefetch | None:
+        if not _may_fork():
+            return None
+        try:
+            shared = mmap.mmap(-1, _PREFETCH_BYTES)  # anonymous, shared with the child
+        except OSError:  # no room to promise (a strict overcommit policy)
+            return None
+        receive, send = os.pipe()
+        sys.stdout.flush()  # nothing buffered is the child's to write too
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: the files, then gone without the parent's exit handlers
+            status = 1
+            try:
+                os.close(receive)
+                layout = _read_ahead(config, symbols, interval, to, data_dir, shared)
+                with os.fdopen(send, "wb") as pipe:
+                    pickle.dump(layout, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                status = 0
+            except BaseException:  # noqa: S110  (the command reads the files itself)
+                pass
+            finally:
+                os._exit(status)
+        os.close(send)
+        return cls(pid, receive, shared)
+
+    def bars(
+        self, universe: list[str], interval: str, end: datetime
+    ) -> dict[str, BarSeries] | None:
+        """`history.load_universe`'s bars of `universe` from the CSV files (the first of a
+        repeated symbol), when the child read exactly those; else None."""
+        if self.pid is None:
+            return None
+        with os.fdopen(self.receive, "rb") as pipe:
+            payload = pipe.read()
+        if self._reap() != 0 or not payload:
+            return None
+        symbols, read_interval, read_end, places = pickle.loads(payload)  # noqa: S301  (ours)
+        if (symbols, read_interval, read_end) != (list(dict.fromkeys(universe)), interval, end):
+            return None
+        import numpy as np
+
+        from dalal_engine.bars import BarSeries, BarStarts
+
+        data = {}
+        for symbol, columns in zip(symbols, places, strict=True):
+            o, h, lo, c, v, seconds = (
+                np.frombuffer(self.shared, dtype=kind, count=count, offset=offset)
+                for kind, count, offset in columns
+            )
+            data[symbol] = BarSeries(symbol, BarStarts(seconds), o, h, lo, c, v, seconds)
+        return data
+
+    def close(self) -> None:
+        """Stop the child if it is still there (the command ended without its bars)."""
+        if self.pid is None:
+            return
+        with suppress(ProcessLookupError):  # gone already, not reaped yet: no error
+            os.kill(self.pid, signal.SIGKILL)
+        os.close(self.receive)
+        self._reap()
+
+    def _reap(self) -> int | None:
+        """Wait for the child; its exit status."""
+        if self.pid is None:
+            return None
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return os.waitstatus_to_exitcode(status)
+
+
+def _read_ahead(
+    config: Path | None,
+    symbols: str | None,
+    interval: str,
+    to: str,
+    data_dir: Path,
+    shared: mmap.mmap,
+) -> tuple[list[str], str, datetime, list[list[tuple[str, int, int]]]]:
+    """What `_Prefetch`'s child does: the universe, interval and end the arguments name, each
+    symbol's arrays (open, high, low, close, volume, start seconds) copied into `shared`,
+    and where they lie there (dtype, length, offset)."""
+    end = datetime.combine(date.fromisoformat(to), dtime(23, 59), tzinfo=IST)
+    if config is not None:
+        import yaml
+
+        doc = yaml.safe_load(Path(config).read_text())
+        if isinstance(doc, dict) and "strategies" in doc:
+            doc = doc["strategies"][0]
+        interval = doc.get("interval", "day")
+        universe = [s.strip() for s in symbols.split(",")] if symbols else doc["universe"]
+    else:
+        universe = [s.strip().upper() for s in (symbols or "").split(",") if s.strip()]
+    universe = list(dict.fromkeys(universe))
+    import numpy as np
+
+    from dalal_engine import history
+
+    places, offset = [], 0
+    for symbol in universe:
+        s = history.load(symbol, interval, data_dir=data_dir, end=end)
+        columns = []
+        for array in (s.open, s.high, s.low, s.close, s.volume, s.seconds):
+            np.frombuffer(shared, dtype=array.dtype, count=len(array), offset=offset)[:] = array
+            columns.append((array.dtype.str, len(array), offset))
+            offset += -(-array.nbytes // 8) * 8  # the next 8-byte boundary
+        places.append(columns)
+    return universe, interval, end, places
+
+
+def _may_fork() -> bool:
+    """Whether this process may do part of the command in a forked child: on Linux only (macOS
+    and others discourage `fork` without `exec`: system libraries there are not fork-safe),
+    with no other Python thread (a child forked while another thread holds a lock, the
+    import lock or a logging handler's, could wait for it for ever, and the command with it),
+    and with a second core to run it on (on one core it only adds a fork)."""
+    if sys.platform != "linux" or not hasattr(os, "fork"):
+        return False
+    import threading
+
+    if threading.active_count() != 1:
+        return False
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return cores > 1
+
+
+@contextmanager
+def _report_files(
+    result: BacktestResult, out: Path, bars: dict[str, BarSeries]
+) -> Iterator[tuple[Path, Path]]:
+    """`write_report`'s `result.json` and `report.html` (their paths inside the block). The
+    page is built in a forked child on another core while this process writes `result.json`
+    and goes on with the block (the summary): the child has the run's objects as they are,
+    copy-on-write. Leaving the block waits for it; an error of the child's (its traceback on
+    stderr) raises there. Where `_may_fork` says no, `write_report` first."""
+    from dalal_engine.report import report_page, result_json_text, write_report
+
+    if not _may_fork():
+        yield write_report(result, out, bars=bars)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "result.json", out / "report.html"
+    sys.stdout.flush()  # nothing buffered is the child's to write too
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: the page, then gone without the parent's exit handlers
+        status = 1
+        try:
+            html_path.write_text(report_page(result, bars))
+            status = 0
+        except KeyboardInterrupt:  # the terminal's Ctrl-C: the parent has it too
+            status = 130
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    try:
+        json_path.write_text(result_json_text(result))
+        yield json_path, html_path
+    finally:
+        _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise ReportNotWritten(f"{html_path}: the process writing it ended with status {code}")
+
+
+class ReportNotWritten(RuntimeError):
+    """The child process that writes `report.html` failed (its error is on stderr)."""
 
 
 # The run and the report allocate a few hundred thousand short-lived objects (decisions, fills,
@@ -182,7 +640,7 @@ def _young_collections_every(allocations: int) -> Iterator[None]:
 def _progress() -> Iterator[Callable[[int, int], None] | None]:
     """A transient progress bar on a terminal's stderr; elsewhere (a pipe, a file) there is
     nothing to draw, and rich's progress module is not even imported."""
-    if not err.is_terminal:
+    if not _err().is_terminal:
         yield None
         return
     from rich.progress import (
@@ -198,7 +656,7 @@ def _progress() -> Iterator[Callable[[int, int], None] | None]:
         BarColumn(),
         TaskProgressColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=_err(),
         transient=True,
     ) as bar:
         task = bar.add_task("bars", total=None)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_engine.strategy import BarSeries, BarStarts
+from dalal_engine.bars import BarSeries, BarStarts
 from dalal_engine.timing import warmup_days
 from dalal_shared.errors import PermanentError
 from dalal_shared.timeutil import to_ist
@@ -94,8 +94,16 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
         raise NoBarsError(f"{path}: no column {', '.join(missing)} (want {','.join(_COLUMNS)})")
     at = {name: header.index(name) for name in _COLUMNS}
     dates: Sequence[str] | NDArray[np.str_]
-    numbers = _plain_numbers(body, len(header), at["date"])
-    if numbers is not None:  # the usual file: every number parsed at once
+    record = _loaded_by_numpy(body, header, at["date"])
+    numbers = None if record is not None else _plain_numbers(body, len(header), at["date"])
+    if record is not None:  # the usual file: numpy's C reader
+        dates, records = record
+
+        def parsed(name: str) -> NDArray[np.float64]:
+            values: NDArray[np.float64] = records[name]
+            return values
+
+    elif numbers is not None:  # every number parsed at once from the text's bytes
         dates, table = numbers
 
         def parsed(name: str) -> NDArray[np.float64]:
@@ -139,6 +147,43 @@ def read_csv(path: Path, symbol: str) -> BarSeries:
         volume=volume.astype(np.int64),
         _seconds=seconds,
     )
+
+
+# what a body must not hold for `_loaded_by_numpy`: what numpy's reader and `str.split` with
+# `float()` could tell apart (control characters, CR among them, which numpy may take for a
+# line end or strip as space; spaces around a field; quotes)
+_NOT_FOR_NUMPY = (*(chr(c) for c in range(32) if c != ord("\n")), "\x7f", " ", '"')
+
+
+def _loaded_by_numpy(
+    body: str, header: list[str], date_at: int
+) -> tuple[NDArray[np.str_], NDArray[np.void]] | None:
+    """The dates (as a numpy array of texts) and the rows (a record per line, a float64
+    field per number column) of a CSV body with exactly the six columns, read by numpy's C
+    reader (`np.loadtxt`). Its numbers are the floats `float()` reads field by field: numpy
+    converts each field with `PyOS_string_to_double`, the function behind `float()`, and a
+    field it cannot read whole fails the read. None when the body is not printable ASCII
+    with LF line ends, without space or quote, or numpy refuses it (an empty field, a ragged row, an
+    `_` in a number, a date longer than the first): the other readers take it, as before."""
+    if len(header) != len(_COLUMNS) or not body.strip() or not body.isascii():
+        return None
+    if any(c in body for c in _NOT_FOR_NUMPY):
+        return None
+    first = body.partition("\n")[0].split(",")
+    if len(first) != len(header):
+        return None
+    width = len(first[date_at]) + 1  # one more: a later, longer date shows
+    dtype = np.dtype(
+        [(name, f"U{width}" if k == date_at else "f8") for k, name in enumerate(header)]
+    )
+    try:
+        rows = np.loadtxt(io.StringIO(body), delimiter=",", dtype=dtype, comments=None, ndmin=1)
+    except ValueError:
+        return None
+    dates = np.ascontiguousarray(rows[header[date_at]])
+    if dates.view(np.uint32).reshape(len(dates), width)[:, -1].any():
+        return None
+    return dates.astype(f"U{width - 1}"), rows
 
 
 def _columns_at_once(body: str, width: int) -> list[Sequence[str]] | None:
