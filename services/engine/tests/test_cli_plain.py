@@ -33,6 +33,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DALAL = Path(sys.executable).with_name("dalal")
 
 
+@pytest.fixture(autouse=True)
+def forks_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked paths taken even where this test process runs another thread (one a test
+    before left behind would make `_may_fork` say no: the children here only read and write
+    files); `test_forks_only_where_they_are_safe` tests `_may_fork` itself."""
+    monkeypatch.setattr(cli, "_may_fork", lambda: True)
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The command's work replaced by a record of what it was given."""
@@ -332,3 +340,59 @@ def test_a_command_that_ends_early_stops_the_child() -> None:
 def test_no_second_core_no_reading_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_may_fork", lambda: False)
     assert cli._Prefetch.start(None, "INFY", "day", "2021-03-31", FIXTURES) is None
+
+
+def test_forks_only_where_they_are_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Linux, with a second core and no other Python thread; else in-process."""
+    import threading
+
+    monkeypatch.undo()  # `_may_fork` itself, not the fixture's
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    assert cli._may_fork()
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # a thread that may hold a lock
+    assert not cli._may_fork()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)  # one core
+    assert not cli._may_fork()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not cli._may_fork()
+
+
+def test_a_run_with_another_thread_reads_and_writes_in_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A thread running beside the command: no child is forked, the files are the same."""
+    import threading
+
+    monkeypatch.undo()
+    forked: list[int] = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forked.append(1) or real_fork())
+    stop = threading.Event()
+    beside = threading.Thread(target=stop.wait)
+    beside.start()
+    try:
+        status = cli._run(
+            strategy="sma_cross",
+            symbols="INFY,RELIANCE",
+            from_="2020-10-01",
+            to="2021-03-31",
+            interval="day",
+            config=None,
+            param=None,
+            cache_dir=tmp_path / "cache",
+            data_dir=FIXTURES,
+            data_url=None,
+            capital=1_000_000.0,
+            market_protection=3.0,
+            out=tmp_path / "out",
+        )
+    finally:
+        stop.set()
+        beside.join()
+    assert status == 0 and forked == []
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["trades"]
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0
