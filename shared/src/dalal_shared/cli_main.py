@@ -149,10 +149,10 @@ def main() -> None:
         spec, pydantic_plugins = scan_entry_points(name)
         if spec is not None:
             if not pydantic_plugins:
-                # pydantic looks for its plugins when the first model is built, with
-                # importlib.metadata: its imports (email, zipfile, csv, ...) and every
-                # distribution read again, ~20 ms of a backtest's start. The scan above read
-                # them all and found none: say so (the user's own setting wins).
+                # pydantic looks for its plugins when the first model is built, reading every
+                # installed distribution again with importlib.metadata (~20 ms of a
+                # backtest's start; the import of importlib.metadata it pays anyway). The scan
+                # above read them all and found none: say so (the user's own setting wins).
                 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
             # A command's numpy work is elementwise: OpenBLAS's thread pool (one thread per
             # core, started when numpy is imported) only costs start-up CPU, about 90 ms of it
