@@ -16,7 +16,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 GROUP = "dalal.cli"
@@ -101,6 +102,22 @@ def _declares_group(text: str, group: str) -> bool:
     return any(line.strip() == f"[{group}]" for line in text.splitlines())
 
 
+@contextmanager
+def imports_frozen() -> Iterator[None]:
+    """Imports without garbage collection, their objects frozen after (`gc.freeze`): a
+    command's numpy, pydantic, typer and our modules are hundreds of thousands of objects that
+    live as long as the process and make next to no garbage, which the command's own
+    collections then never walk. The collector is left on or off as it was."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
 def _load(spec: str) -> Any:
     import importlib
 
@@ -160,25 +177,15 @@ def main() -> None:
             # inherit it, one BLAS thread each instead of one per core each. The user's own
             # setting wins.
             os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-            # Loading a command imports numpy, pydantic, typer and our modules: hundreds of
-            # thousands of objects that live as long as the process and make next to no
-            # garbage. No collections while they load, then frozen (`gc.freeze`): the
-            # command's own collections never walk them again (a full one cost a backtest
-            # ~50 ms).
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
+            # the command's imports frozen: a full collection walking them cost a backtest ~50 ms
+            with imports_frozen():
                 try:
                     target = _load(spec)
                 except Exception:  # the full CLI says which command is unavailable and why
                     target = None
                 runner = _without_typer(spec) if target is not None else None
                 if target is not None and runner is None:
-                    import typer  # with the rest, frozen below
-            finally:
-                gc.freeze()
-                if collecting:
-                    gc.enable()
+                    import typer  # with the rest, frozen
             if runner is not None and sys.argv[1] == name:  # options before the name: typer
                 status = runner(sys.argv[2:])
                 if status is not None:

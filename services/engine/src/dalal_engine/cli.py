@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+from dalal_shared.cli_main import imports_frozen as _imports_frozen
 from dalal_shared.errors import DalalError
 from dalal_shared.money import INITIAL_CAPITAL_RUPEES
 from dalal_shared.timeutil import IST, to_ist
@@ -190,134 +191,89 @@ def _run(
     out: Path,
 ) -> int:
     """The command's work; its exit status (0, or 1 and 2 after saying why on stderr).
-    `UsageError` only before anything is printed or written."""
+    `UsageError` only before anything is printed or written. The CSV files of `--data-dir`
+    are read ahead (`_Prefetch`) while the command imports what it needs."""
     prefetch = (
         _Prefetch.start(config, symbols, interval, to, data_dir)
         if data_dir is not None and not data_url
         else None
     )
     try:
-        return _backtest(
-            prefetch,
-            strategy=strategy,
-            symbols=symbols,
-            from_=from_,
-            to=to,
-            interval=interval,
-            config=config,
-            param=param,
-            cache_dir=cache_dir,
-            data_dir=data_dir,
-            data_url=data_url,
-            capital=capital,
-            market_protection=market_protection,
-            out=out,
-        )
+        with _imports_frozen():  # what the command needs, all of it (the summary's table too)
+            import rich.table  # noqa: F401
+
+            from dalal_engine import history, report  # noqa: F401
+            from dalal_engine.backtest import Backtester, BacktestSettings
+            from dalal_engine.strategyconfig import (
+                StrategyConfigError,
+                load_file,
+                validate_document,
+            )
+
+            _console()  # rich's consoles, with the rest
+            _err()
+        try:
+            if config is not None:
+                cfg = load_file(config)[0]
+                if symbols:
+                    cfg = cfg.model_copy(
+                        update={"universe": [s.strip() for s in symbols.split(",")]}
+                    )
+            else:
+                if not strategy or not symbols:
+                    raise UsageError("give --strategy and --symbols, or --config")
+                doc = {
+                    "name": f"bt-{strategy}",
+                    "strategy": strategy,
+                    "interval": interval,
+                    "universe": [s.strip().upper() for s in symbols.split(",") if s.strip()],
+                    "params": _params(param or []),
+                }
+                if strategy == "sma_cross" and not param:
+                    doc["params"] = {"fast_bars": 10, "slow_bars": 30}
+                cfg = validate_document(doc)[0]
+            start = datetime.combine(_day("--from", from_), dtime(0), tzinfo=IST)
+            end = datetime.combine(_day("--to", to), dtime(23, 59), tzinfo=IST)
+            if data_dir is not None and data_url:
+                raise UsageError("give --data-dir or --data-url, not both")
+            if data_url:
+                from dalal_shared.clients import DataClient  # httpx: only with --data-url
+
+                with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
+                    data = history.load_universe(cfg, start=start, end=end, data=client)
+            else:
+                read = prefetch.bars(cfg.universe, cfg.interval, end) if prefetch else None
+                data = (
+                    read
+                    if read is not None
+                    else history.load_universe(
+                        cfg,
+                        start=start,
+                        end=end,
+                        cache_dir=None if data_dir else cache_dir,
+                        data_dir=data_dir,
+                    )
+                )
+            settings = BacktestSettings(
+                Decimal(str(capital)),
+                start=start,
+                end=end,
+                market_protection_pct=Decimal(str(market_protection)) or None,
+            )
+            runner = Backtester(cfg, data, settings)
+            with _progress() as progress, _young_collections_every(YOUNG_GC_THRESHOLD):
+                t0 = time.perf_counter()
+                result = runner.run(progress)
+                seconds = time.perf_counter() - t0
+        except StrategyConfigError as exc:
+            _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+            return 2
+        except DalalError as exc:
+            _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+            return 1
     finally:
         if prefetch is not None:
             prefetch.close()
-
-
-@contextmanager
-def _imports_frozen() -> Iterator[None]:
-    """Imports without garbage collection, their objects frozen after (`gc.freeze`), as the
-    `dalal` dispatcher loads a command: numpy, pydantic, the strategies and the backtester
-    are hundreds of thousands of objects that live as long as the process and make next to no
-    garbage, which the run's collections then never walk."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
-
-
-def _backtest(
-    prefetch: _Prefetch | None,
-    *,
-    strategy: str | None,
-    symbols: str | None,
-    from_: str,
-    to: str,
-    interval: str,
-    config: Path | None,
-    param: list[str] | None,
-    cache_dir: Path,
-    data_dir: Path | None,
-    data_url: str | None,
-    capital: float,
-    market_protection: float,
-    out: Path,
-) -> int:
-    """`_run`'s work, with the CSV files possibly being read ahead (`prefetch`)."""
-    with _imports_frozen():  # what the command needs, all of it (the summary's table too)
-        import rich.table  # noqa: F401
-
-        from dalal_engine import history, report  # noqa: F401
-        from dalal_engine.backtest import Backtester, BacktestSettings
-        from dalal_engine.strategyconfig import StrategyConfigError, load_file, validate_document
-
-        _console()  # rich's consoles, with the rest
-        _err()
-    try:
-        if config is not None:
-            cfg = load_file(config)[0]
-            if symbols:
-                cfg = cfg.model_copy(update={"universe": [s.strip() for s in symbols.split(",")]})
-        else:
-            if not strategy or not symbols:
-                raise UsageError("give --strategy and --symbols, or --config")
-            doc = {
-                "name": f"bt-{strategy}",
-                "strategy": strategy,
-                "interval": interval,
-                "universe": [s.strip().upper() for s in symbols.split(",") if s.strip()],
-                "params": _params(param or []),
-            }
-            if strategy == "sma_cross" and not param:
-                doc["params"] = {"fast_bars": 10, "slow_bars": 30}
-            cfg = validate_document(doc)[0]
-        start = datetime.combine(_day("--from", from_), dtime(0), tzinfo=IST)
-        end = datetime.combine(_day("--to", to), dtime(23, 59), tzinfo=IST)
-        if data_dir is not None and data_url:
-            raise UsageError("give --data-dir or --data-url, not both")
-        if data_url:
-            from dalal_shared.clients import DataClient  # httpx: only with --data-url
-
-            with DataClient(data_url, timeout=300.0, api_key=_local_api_key()) as client:
-                data = history.load_universe(cfg, start=start, end=end, data=client)
-        else:
-            read = prefetch.bars(cfg.universe, cfg.interval, end) if prefetch else None
-            data = (
-                read
-                if read is not None
-                else history.load_universe(
-                    cfg,
-                    start=start,
-                    end=end,
-                    cache_dir=None if data_dir else cache_dir,
-                    data_dir=data_dir,
-                )
-            )
-        settings = BacktestSettings(
-            Decimal(str(capital)),
-            start=start,
-            end=end,
-            market_protection_pct=Decimal(str(market_protection)) or None,
-        )
-        runner = Backtester(cfg, data, settings)
-        with _progress() as progress, _young_collections_every(YOUNG_GC_THRESHOLD):
-            t0 = time.perf_counter()
-            result = runner.run(progress)
-            seconds = time.perf_counter() - t0
-    except StrategyConfigError as exc:
-        _err().print(f"[red]dalal backtest:[/red] {exc.message}")
-        return 2
-    except DalalError as exc:
-        _err().print(f"[red]dalal backtest:[/red] {exc.message}")
-        return 1
     with (
         _young_collections_every(YOUNG_GC_THRESHOLD),
         _report_files(result, out, data) as (json_path, html_path),
