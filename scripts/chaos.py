@@ -136,6 +136,8 @@ class ChaosConfig:
     engine: bool = True
     orders_per_second: float = 1.5
     kill_gap_seconds: float = 4.0
+    # kitesim's manual clock: market seconds per step (a step every 0.5 s at most)
+    clock_step_seconds: float = 4.0
     settle_seconds: float = 240.0
     say: Callable[[str], None] = print
 
@@ -673,14 +675,13 @@ class Chaos:
         )
 
     def clock(self) -> None:
-        """Kitesim's manual clock: 4 market seconds per step, a step every 0.5 s at most (a
-        minute bar every ~8 s when kitesim keeps up), stopped at 14:50 IST."""
+        """Kitesim's manual clock: `clock_step_seconds` (4) market seconds per step, a step every
+        0.5 s at most (a minute bar every ~8 s when kitesim keeps up), stopped at 14:50 IST."""
         while not self.stop_chaos.is_set() or not self.settling_done.is_set():
             started = time.monotonic()
             with contextlib.suppress(httpx.HTTPError, RuntimeError):
-                now = datetime.fromisoformat(
-                    self.stack.control("/clock/advance", {"seconds": 4})["now"]
-                )
+                step = {"seconds": self.config.clock_step_seconds}
+                now = datetime.fromisoformat(self.stack.control("/clock/advance", step)["now"])
                 if (now.astimezone(IST).hour, now.astimezone(IST).minute) >= LAST_SIM_TIME:
                     return
             time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
@@ -1112,6 +1113,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--orders-per-second", type=float, default=1.5)
     p.add_argument("--kill-gap", type=float, default=4.0, help="mean seconds between kills")
+    p.add_argument(
+        "--clock-step", type=float, default=4.0, help="market seconds per clock step (0.5 s)"
+    )
     p.add_argument("--settle", type=float, default=300.0, help="seconds allowed to converge")
     p.add_argument("--no-engine", action="store_true", help="leave the engine out")
     p.add_argument("--workdir", type=Path, default=None, help="default: a new temporary dir")
@@ -1129,6 +1133,7 @@ def main(argv: list[str] | None = None) -> int:
         engine=not args.no_engine,
         orders_per_second=args.orders_per_second,
         kill_gap_seconds=args.kill_gap,
+        clock_step_seconds=args.clock_step,
         settle_seconds=args.settle,
         say=lambda text: print(text, flush=True),
     )

@@ -44,8 +44,11 @@ def test_every_command_placed_once_or_rejected_and_every_fill_in_the_ledger(
             redis_kills=1,
             faults=12,
             seed=14,
-            # two minutes of orders: the engine sees ~20 minute bars a symbol under the kills
-            orders_per_second=0.5,
+            # 80 s of orders and of kills (a kill every ~3 s); kitesim's clock at 6 market
+            # seconds a step, so the engine still sees ~20 minute bars a symbol under the kills
+            orders_per_second=0.75,
+            kill_gap_seconds=3.0,
+            clock_step_seconds=6.0,
             workdir=tmp_path / "chaos",
             settle_seconds=240,
             say=lines.append,

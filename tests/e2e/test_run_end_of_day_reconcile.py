@@ -29,9 +29,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env["DALAL_KITESIM_SESSION_SECONDS"] = "900"  # slow while the orders go in
     env["DALAL_RECONCILE_CONFIRM_SECONDS"] = "5"
     # the broker's 15:20 square-off reaches the journal and the ledger through the trade sweep
-    # (every 60 s by default, minutes before the real close); the day here is squeezed into
-    # 40 s, so the sweep runs often to keep the same order of events
-    env["DALAL_TRADE_SWEEP_SECONDS"] = "2"
+    # (every 60 s by default, minutes before the real close); the 15:20 -> 15:30 stretch here is
+    # squeezed into ~6 s, so the sweep runs often to keep the same order of events
+    env["DALAL_TRADE_SWEEP_SECONDS"] = "1"
     env["COLUMNS"] = "200"
     return env
 
@@ -87,16 +87,17 @@ def test_a_days_trades_reconcile_clean_after_the_close(tmp_path: Path) -> None:
 
             wait_until(lambda: status() == "COMPLETE", timeout=120, message=f"{coid} filled")
 
-        # now let the day run out fast up to 15:05, then at the pace of the orders for the
-        # square-off (15:20), the close (15:30) and the scheduler's SessionClosed: the broker's
-        # trade sweep (every 2 s here) picks the square-off up before the next open resets
-        # Kite's trade book, as it has minutes to on a real day
+        # now let the day run out fast up to 15:05 (a session in 20 s), then slower for the
+        # square-off (15:20), the close (15:30) and the scheduler's SessionClosed (a session in
+        # 240 s: ~6 s from square-off to close): the broker's trade sweep (every second here)
+        # picks the square-off up before the next open resets Kite's trade book, as it has
+        # minutes to on a real day
         def sim_now() -> str:
             state = httpx.get(f"{url('kitesim')}/_sim/state", headers=auth, timeout=30).json()
             return str(state["now_ist"])
 
         day = sim_now()[:10]
-        for session_seconds, until in ((40, f"{day} 15:05:00"), (600, None)):
+        for session_seconds, until in ((20, f"{day} 15:05:00"), (240, None)):
             speed = httpx.post(
                 f"{url('kitesim')}/_sim/clock/speed",
                 headers=auth,
