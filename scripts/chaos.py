@@ -1114,7 +1114,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--orders-per-second", type=float, default=1.5)
     p.add_argument("--kill-gap", type=float, default=4.0, help="mean seconds between kills")
     p.add_argument(
-        "--clock-step", type=float, default=4.0, help="market seconds per clock step (0.5 s)"
+        "--clock-step",
+        type=float,
+        default=4.0,
+        help="market seconds kitesim's clock moves at each step (a step every 0.5 s at most)",
     )
     p.add_argument("--settle", type=float, default=300.0, help="seconds allowed to converge")
     p.add_argument("--no-engine", action="store_true", help="leave the engine out")
