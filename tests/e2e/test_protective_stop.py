@@ -7,8 +7,6 @@ ledger: the position is closed there with its P&L."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from dalal_shared.testing import run_env, wait_until
+from dalal_shared.testing import dalal_run, run_env, wait_until
 
 # `make soak`: a whole stack at a simulated day a minute for minutes; under `make test` it
 # competed with the chaos test for two cores and once stalled past its deadline. The same
@@ -51,15 +49,7 @@ def test_a_gtt_stop_fires_while_the_broker_is_killed_and_the_ledger_closes_it(
 ) -> None:
     env = _env(tmp_path)
     url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
-    out = tmp_path / "run.out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dalal_shared.cli", "run"],
-        env=env,
-        stdout=out.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: "Dalal is running" in out.read_text(), timeout=120, message="stack up")
+    with dalal_run(env, tmp_path / "run.out"):
         key = (tmp_path / "var" / "api_key").read_text().strip()
         auth = {"Authorization": f"Bearer {key}"}
 
@@ -148,10 +138,3 @@ def test_a_gtt_stop_fires_while_the_broker_is_killed_and_the_ledger_closes_it(
         assert [e["quantity"] for e in trip["exits"]] == [10]
         open_now = get("portfolio", "/positions")["positions"]
         assert all(p["symbol"] != SYMBOL for p in open_now)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

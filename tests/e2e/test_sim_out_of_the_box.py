@@ -6,17 +6,15 @@ settings."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from dalal_shared.testing import run_env, wait_until
+from dalal_shared.testing import dalal_run, run_env, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # over the waits' sum
 
 SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
 
@@ -24,15 +22,7 @@ SERVICES = ("broker", "data", "portfolio", "engine", "kitesim")
 def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_path: Path) -> None:
     env = run_env(tmp_path / "var")
     url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
-    out = tmp_path / "run.out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dalal_shared.cli", "run"],
-        env=env,
-        stdout=out.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: "Dalal is running" in out.read_text(), timeout=120, message="stack up")
+    with dalal_run(env, tmp_path / "run.out"):
         key = (tmp_path / "var" / "api_key").read_text().strip()
         auth = {"Authorization": f"Bearer {key}"}
 
@@ -91,10 +81,3 @@ def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_pat
             timeout=60,
             message="the engine hears what became of it",
         )
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -371,7 +371,18 @@ class LiveEngine:
         self._refresh_safety()
 
     # ---------------------------------------------------------------- bars
-    def _history_of(self, exchange: str, symbol: str, interval: str, need: int) -> list[StoredBar]:
+    def _history_of(
+        self,
+        exchange: str,
+        symbol: str,
+        interval: str,
+        need: int,
+        before: datetime | None = None,
+    ) -> list[StoredBar]:
+        """The series' history in memory, read the first time it is asked for. `before`: the
+        start of the bar being handled, which the warm-up must not hold (Kite's history has a
+        bar as soon as it closes, so a first bar handled after its close would otherwise be
+        in the history already and never decided)."""
         key = (exchange, symbol, interval)
         if key not in self._history:
             # every stored bar (up to the cap) and `need` warm-up bars before the first: after
@@ -379,10 +390,11 @@ class LiveEngine:
             # the backtester's over the same bars) stay the same
             bars = self.store.bars(exchange, symbol, interval, max(HISTORY_CAP_BARS, need))
             if self.warmup is not None:
+                bound = bars[0].start if bars else before
                 older = [
                     b
                     for b in self.warmup(exchange, symbol, interval)
-                    if not bars or b.start < bars[0].start
+                    if bound is None or b.start < bound
                 ]
                 bars = older[-need:] + bars
             self._history[key] = bars
@@ -553,7 +565,7 @@ class LiveEngine:
         """One bar's work up to its rows (written in the store's open batch, or committed at
         once); returns the new orders and what to do once the rows are committed."""
         need = max([HISTORY_FLOOR_BARS] + [3 * i.strategy.warmup_bars for i in interested])
-        history = self._history_of(bar.exchange, bar.symbol, bar.interval, need)
+        history = self._history_of(bar.exchange, bar.symbol, bar.interval, need, bar.start)
         stored = _stored(bar)
         is_new = not history or bar.start > history[-1].start
         if is_new:

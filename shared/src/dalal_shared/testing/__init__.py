@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ __all__ = [
     "ServiceProcess",
     "ServiceProcesses",
     "bearer",
+    "dalal_run",
     "data_service",
     "free_port",
     "wait_until",
@@ -60,6 +62,46 @@ def wait_until(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {message}; last error {last_exc!r}"
     )
+
+
+@contextmanager
+def dalal_run(env: Mapping[str, str], out: Path, *, up_timeout: float = 120) -> Iterator[None]:
+    """`dalal run` as a user starts it (with `env`, its output to `out`), up (its table
+    printed) on entry and stopped on exit. When the body fails (an assertion, pytest-timeout's
+    interrupt), what the stack printed and the end of every service's log go to stdout first,
+    into the test report, so a failure seen only in CI can be read there."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dalal_shared.cli", "run"],
+        env=dict(env),
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: "Dalal is running" in out.read_text(), timeout=up_timeout, message="stack up"
+        )
+        yield
+    except BaseException:
+        print(stack_report(Path(env["DALAL_VAR_DIR"]), out))
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def stack_report(var_dir: Path, out: Path, *, lines: int = 40, width: int = 400) -> str:
+    """What `dalal run` printed and the last `lines` lines of each service's log (each cut to
+    `width` characters)."""
+    parts = [f"===== {out}", out.read_text(errors="replace") if out.exists() else "(none)"]
+    for log in sorted((var_dir / "log").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"===== {log.name} (last {len(tail)} lines)")
+        parts.extend(line[:width] for line in tail)
+    return "\n".join(parts)
 
 
 def run_env(var_dir: Path) -> dict[str, str]:
