@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from dalal_shared.testing import run_env, wait_until
+from dalal_shared.testing import dalal_run, run_env, wait_until
 
 SERVICES = ("broker", "data", "portfolio", "engine")
 
@@ -21,6 +21,12 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = run_env(tmp_path / "var")
     env.update(extra)
     return env
+
+
+def _said(out: Path, phrase: str) -> str | None:
+    """What `dalal run` printed, once it holds `phrase` (lines joined: rich wraps them)."""
+    text = " ".join(out.read_text().split())
+    return text if phrase in text else None
 
 
 def _dalal() -> list[str]:
@@ -39,7 +45,12 @@ def test_run_starts_everything_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -
             timeout=90,
             message="dalal run to report the stack up",
         )
-        text = out.read_text()
+        # and where kitesim's replay stands (the line after the table)
+        text = wait_until(
+            lambda: _said(out, "the replay's data ends"),
+            message="the replay's range",
+        )
+        assert "the replay's data ends 2025-09-30" in text
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 8  # redis, kitesim, four services, data-worker, scheduler
         for name in (*SERVICES, "kitesim"):
@@ -364,3 +375,24 @@ def test_reconcile_runs_by_itself_and_dalal_reconcile_lists_breaks(tmp_path: Pat
             lambda: not [c for c in children if c.is_running() and c.status() != "zombie"],
             message="children gone after the supervisor",
         )
+
+
+def test_a_replay_past_its_data_says_the_market_is_silent_and_how_to_start_over(
+    tmp_path: Path,
+) -> None:
+    """Where ~7 hours of one-minute sessions (or days of `make run` on kitesim's saved state)
+    take the sim: past the bundled data's last day, sessions without a tick. `dalal run` says
+    so and how to start over, and kitesim's readiness says the same."""
+    env = _env(tmp_path, DALAL_KITESIM_START_DATE="2025-10-06")
+    out = tmp_path / "run.out"
+    with dalal_run(env, out):
+        text = wait_until(
+            lambda: _said(out, "ran past its data"),
+            message="the warning",
+        )
+        assert "last day 2025-09-30" in text and "simulated today 2025-10-06" in text
+        assert f"delete {tmp_path / 'var'}" in text
+        kitesim = f"http://127.0.0.1:{env['DALAL_KITESIM_PORT']}"
+        ready = httpx.get(f"{kitesim}/readyz", timeout=10)
+        assert ready.status_code == 200  # the books are still served
+        assert ready.json()["checks"]["replay"].startswith("exhausted")

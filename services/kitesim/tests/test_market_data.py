@@ -223,3 +223,22 @@ def test_tick_noise_for_load_tests_is_seeded_inside_the_bar_and_off_by_default()
             assert abs(tick.price - ref.price) <= ref.price * 20 / 10_000 + Decimal("0.05")
             assert (tick.price / Decimal("0.05")) % 1 == 0  # on the tick grid
     assert any(t.price != r.price for t, r in zip(noisy[RELIANCE], plain[RELIANCE], strict=True))
+
+
+def test_a_replay_past_the_data_says_it_is_exhausted():
+    """The bundled daily bars end 2025-09-30; the clock runs on past it, with sessions that
+    have no ticks, and the state and readiness say so (what `dalal run` prints from)."""
+    server = Kitesim(kitesim_start_date=date(2025, 9, 29)).start()
+    try:
+        state = server.control("/state", method="GET")
+        assert (state["replay_last_day"], state["replay_exhausted"]) == ("2025-09-30", False)
+        assert server.advance(until="2025-09-30T15:45:00+05:30")["ticks"] > 0
+        assert server.control("/state", method="GET")["replay_exhausted"] is False
+        assert server.advance(until="2025-10-01T15:45:00+05:30")["ticks"] == 0
+        state = server.control("/state", method="GET")
+        assert (state["day"], state["replay_exhausted"]) == ("2025-10-01", True)
+        ready = httpx.get(f"{server.root}/readyz", timeout=10)
+        assert ready.status_code == 200  # the books are still served
+        assert ready.json()["checks"]["replay"].startswith("exhausted")
+    finally:
+        server.stop()

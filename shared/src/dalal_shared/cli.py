@@ -9,9 +9,11 @@ import signal
 import sys
 import time
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -132,6 +134,8 @@ def run(
             f"web console: {settings.url_of('console')} (log in with that key)", highlight=False
         )
     console.print(f"logs: {settings.var_dir / 'log'}/<service>.log")
+    if any(spec.name == "kitesim" for spec in supervisor.specs):
+        _say_replay(settings.url_of("kitesim"), key, settings.var_dir)
     sys.stdout.flush()
     try:
         supervisor.watch()
@@ -139,6 +143,30 @@ def run(
         console.print("stopping...")
         supervisor.stop()
         console.print("stopped")
+
+
+def _say_replay(url: str, key: str, var_dir: Path) -> None:
+    """Where kitesim's replay stands. A sim left running (or started again on its saved
+    state) for ~7.2 hours of one-minute sessions runs past the bundled data's last day, and its
+    market goes silent: said here in yellow, with how to start over."""
+    try:
+        r = httpx.get(f"{url}/_sim/state", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        body = r.json() if r.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return
+    last = body.get("replay_last_day")
+    if body.get("replay_exhausted"):
+        console.print(
+            f"[yellow]kitesim: the replay ran past its data (last day {last}, simulated today "
+            f"{body.get('day')}): no ticks, nothing trades. To replay from the start, stop and "
+            f"delete {var_dir} (orders, ledger and kitesim's state go with it).[/yellow]",
+            highlight=False,
+        )
+    elif last:
+        console.print(
+            f"kitesim: simulated today {body.get('day')}, the replay's data ends {last}",
+            highlight=False,
+        )
 
 
 @app.command()

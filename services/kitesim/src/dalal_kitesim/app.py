@@ -387,10 +387,14 @@ def build_app(settings: KitesimSettings) -> FastAPI:
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> dict[str, Any]:
+        clock = sim.clock
+        replay = f"to {clock.last_data_day}" if clock.last_data_day else "no data"
+        if clock.replay_exhausted:  # still serving the books; the market is silent
+            replay = f"exhausted: the data ends {clock.last_data_day}, the clock is at {clock.day}"
         return {
             "status": "ready",
             "service": "kitesim",
-            "checks": {"instruments": str(len(sim.instruments.by_token))},
+            "checks": {"instruments": str(len(sim.instruments.by_token)), "replay": replay},
         }
 
     @app.get("/metrics", tags=["ops"])

@@ -22,6 +22,9 @@ from dalal_kitesim.marketdata import BarStore, Instrument
 from dalal_shared.calendar import NseCalendar, Session
 from dalal_shared.fills import Bar, Tick, round_to_tick, tick_path
 from dalal_shared.intervals import INTERVAL_MINUTES
+from dalal_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -197,6 +200,17 @@ class MarketClock:
         self._closed = False
         self._seq = 0
         self._seed_prev_closes(day)
+        # the last day the data has bars for (any replayed instrument): past it the clock
+        # still runs sessions, but with no ticks; `replay_exhausted` says so
+        self.last_data_day: date | None = max(
+            (
+                daily[-1].start.date()
+                for s in self.states.values()
+                if (daily := self.bars.bars(s.instrument.tradingsymbol, "day"))
+            ),
+            default=None,
+        )
+        self._said_exhausted = False
         self._load_day(day)
 
     # -- set-up -------------------------------------------------------------------------------
@@ -228,6 +242,15 @@ class MarketClock:
         when the bar starts (`_DayTicks`), so opening a day costs one tick path per instrument,
         not a whole session of them at once on the event loop."""
         self._queue = []
+        if self.replay_exhausted and not self._said_exhausted:
+            self._said_exhausted = True
+            log.warning(
+                "kitesim.replay_exhausted",
+                day=day.isoformat(),
+                last_data_day=str(self.last_data_day),
+                hint="no ticks from here on; replay again from the start date: stop, delete "
+                "the state file (and the stack's var directory), start again",
+            )
         for token, state in self.states.items():
             state.new_day()
             bars, duration = self._bars_of_day(state.instrument.tradingsymbol, day)
@@ -253,6 +276,11 @@ class MarketClock:
             heapq.heappush(self._queue, (tick.ts, self._seq, token, tick, feed))
 
     # -- state --------------------------------------------------------------------------------
+    @property
+    def replay_exhausted(self) -> bool:
+        """The clock has run past the last day of the replayed data: sessions without ticks."""
+        return self.last_data_day is not None and self.day > self.last_data_day
+
     @property
     def in_session(self) -> bool:
         return not self._closed and self.session.open <= self.now < self.session.close

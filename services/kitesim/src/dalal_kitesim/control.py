@@ -53,6 +53,8 @@ def state(sim: Simulator) -> dict[str, Any]:
         "speed": sim.speed,
         "paused": sim.paused,
         "instruments_replayed": len(clock.states),
+        "replay_last_day": clock.last_data_day.isoformat() if clock.last_data_day else None,
+        "replay_exhausted": clock.replay_exhausted,
         "ticker_connections": len(sim.hub.connections),
         "ticker_silenced": sim.hub.silenced,
         "faults_pending": len(sim.faults.faults),
