@@ -39,7 +39,9 @@ def client(redis_url: str, tmp_path: Path) -> Iterator[TestClient]:
         database_url=f"sqlite:///{tmp_path}/engine.sqlite3",
         strategies_file=tmp_path / "strategies.yaml",
         bus_block_ms=50,
-        **replay_settings(),
+        # live trading's clock: the portfolio's snapshots are marked on today's date (on the
+        # exchange clock they wait for the first bar to say what day it is)
+        **{**replay_settings(), "market_clock": "wall"},
     )
     with TestClient(build_app(settings), headers=bearer(settings)) as c:
         yield c

@@ -3,7 +3,7 @@ with their reasons, a redelivered bar never ordering twice, the kill switch refu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -88,19 +88,25 @@ def test_daily_loss_limit_refuses_entries_with_its_reason(tmp_path: Path) -> Non
     from dalal_shared.messages import EquitySnapshot
     from dalal_shared.timeutil import utcnow
 
-    now = utcnow()
-    for equity in ("1000000", "999000"):  # a 1,000-rupee loss today, over the 1-rupee limit
+    equity = Decimal("1000000")
+    orders = []
+    for bar in infy_bars():
+        # every day a 1,000-rupee loss in the morning on the exchange's clock, over the
+        # 1-rupee limit: the snapshot is marked on the bar's own day
+        live.clock.observe(bar.start + timedelta(hours=10))
+        equity -= 1000
         live.on_equity(
             EquitySnapshot(
-                equity=Decimal(equity),
-                cash=Decimal(equity),
+                equity=equity,
+                cash=equity,
                 realised_pnl=Decimal(0),
                 unrealised_pnl=Decimal(0),
                 open_positions=0,
-                at=now,
+                at=utcnow(),  # the portfolio's stamp (the wall clock): not what is marked
             )
         )
-    assert [o for bar in infy_bars() for o in live.on_bar(bar)] == []
+        orders += live.on_bar(bar)
+    assert orders == []
     assert {d["reason"] for d in live.store.decisions()} == {"daily_loss"}
 
 

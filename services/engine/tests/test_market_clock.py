@@ -94,6 +94,25 @@ def test_a_sim_replay_resets_the_daily_loss_limit_each_day(app: TestClient, redi
     def publish(stream: str, message: Any) -> None:
         r.xadd(stream, Envelope.wrap(message, source="test").to_fields())
 
+    def snapshot(equity: Decimal) -> EquitySnapshot:
+        return EquitySnapshot(
+            equity=equity,
+            cash=equity,
+            realised_pnl=Decimal(0),
+            unrealised_pnl=Decimal(0),
+            open_positions=0,
+            at=datetime.now().astimezone(),  # the portfolio's stamp: the wall clock
+        )
+
+    # the portfolio's snapshots come before any bar (`make run`: from its start, before the
+    # login): the exchange's time is not known yet, so no day is marked (marked on the
+    # machine's day, the risk day would stand years after the replay's and never move)
+    publish(PORTFOLIO_EVENTS, snapshot(Decimal("1000001")))
+    wait_until(
+        lambda: app.get("/engine/status").json()["equity_rupees"] == "1000001.00",
+        message="the early snapshot heard",
+    )
+    assert risk()["day"] is None
     equity = Decimal("1000000")
     for day in days:
         session = by_day[day]
@@ -102,17 +121,7 @@ def test_a_sim_replay_resets_the_daily_loss_limit_each_day(app: TestClient, redi
         wait_until(lambda day=day: risk()["day"] == day, message=f"the risk day is {day}")
         assert risk()["halted_for_the_day"] is False  # a new day, a new budget
         equity -= 1500  # a loss over the 1,000-rupee limit, as the portfolio marks it
-        publish(
-            PORTFOLIO_EVENTS,
-            EquitySnapshot(
-                equity=equity,
-                cash=equity,
-                realised_pnl=Decimal(0),
-                unrealised_pnl=Decimal(0),
-                open_positions=0,
-                at=datetime.now().astimezone(),  # the portfolio's stamp: the wall clock
-            ),
-        )
+        publish(PORTFOLIO_EVENTS, snapshot(equity))
         wait_until(lambda: risk()["halted_for_the_day"], message=f"halted on {day}")
         assert risk()["day"] == day  # marked on the exchange's day, not the machine's
         for bar in session[4:]:  # the afternoon: entries refused for the loss

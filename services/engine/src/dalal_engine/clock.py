@@ -35,6 +35,11 @@ class MarketClock(Protocol):
         """An exchange time seen in the market data (ignored by the wall clock)."""
         ...
 
+    @property
+    def known(self) -> bool:
+        """Whether `now` is the exchange's time (False: a stand-in, the machine's clock)."""
+        ...
+
 
 class WallClock:
     """Live and paper trading: the wall clock is the exchange's."""
@@ -46,6 +51,10 @@ class WallClock:
 
     def observe(self, at: datetime) -> None:
         return None
+
+    @property
+    def known(self) -> bool:
+        return True
 
 
 class ExchangeClock:

@@ -1559,11 +1559,16 @@ class LiveEngine:
 
     def on_equity(self, snapshot: EquitySnapshot) -> None:
         """The portfolio's equity and cash; the day's loss is marked at the market clock's
-        time (not the snapshot's stamp: in sim the two differ)."""
+        time (not the snapshot's stamp: in sim the two differ), once that time is known: a
+        mark on the machine's day before the first bar of a replay would hold the risk day
+        years after the replay's, where it never moves (a day never goes back), and the
+        daily loss limit would never count a loss."""
         self.equity = float(snapshot.equity)
         self.cash = float(snapshot.cash)
         self.safety.heard("equity")
         self._refresh_safety()
+        if not self.clock.known:
+            return
         now = self.clock.now()
         for inst in self.instances.values():
             inst.risk.mark(now, self.equity)
