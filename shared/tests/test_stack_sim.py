@@ -36,6 +36,20 @@ def test_sim_defaults_trade_out_of_the_box(tmp_path: Path) -> None:
         tmp_path.resolve() / "kitesim" / "state.json"
     )
     assert env["kitesim"]["DALAL_KITESIM_REDIRECT_URL"].endswith("/session/callback")
+    # equity snapshots at the simulated day's pace: a 15-minute bar, not a session a snapshot
+    assert env["portfolio"]["DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS"] == "2.4"
+
+
+def test_snapshots_keep_the_portfolios_pace_live_and_the_users_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = StackSettings(var_dir=tmp_path)
+    portfolio = {s.name: dict(s.env) for s in service_specs(live, ["broker", "portfolio"])}
+    assert "DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS" not in portfolio["portfolio"]
+    monkeypatch.setenv("DALAL_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS", "10")
+    env = envs(load_settings(StackSettings))
+    assert env["portfolio"]["DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS"] == "10.0"
 
 
 def test_the_users_strategies_and_symbols_win(

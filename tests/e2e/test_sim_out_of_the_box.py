@@ -55,6 +55,13 @@ def test_make_run_and_a_browser_login_reach_an_engine_order_and_its_fill(tmp_pat
             timeout=60,
             message="the portfolio books the fill",
         )
+        # the engine's equity (its daily-loss limit, its sizing) follows the portfolio's at the
+        # simulated day's pace (a snapshot a simulated 15 minutes), not a session behind
+        wait_until(
+            lambda: get("engine", "/engine/status")["equity_rupees"] != "1000000.00",
+            timeout=30,
+            message="the engine hears the equity move",
+        )
         assert get("engine", "/engine/status")["mode"] == "running"
         assert get("broker", "/session")["valid"] is True  # still, a replayed day or more later
 

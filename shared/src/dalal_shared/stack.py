@@ -27,6 +27,8 @@ WORKERS = (
 
 
 SIM_CLOCK_KEY = "dalal:sim:exchange-clock"
+# the portfolio's equity snapshots in sim: a 15-minute bar at kitesim's default speed
+SIM_SNAPSHOT_SECONDS = 2.4
 SIM_STRATEGIES_FILE = Path(__file__).parent / "sim" / "strategies.yaml"
 ALWAYS_WATCHED = ("NSE:NIFTY 50",)  # the market's pulse on `dalal status` and Grafana
 
@@ -83,6 +85,13 @@ class StackSettings(BaseSettings):
     )
     feed_symbols: str | None = Field(
         None, description="the feed's EXCHANGE:SYMBOL list; default: the strategies' universe"
+    )
+    equity_snapshot_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="the portfolio's equity snapshots (what the engine's daily-loss limit and "
+        "sizing read); default: the portfolio's own (60 s), and in sim 2.4 s, a 15-minute bar "
+        "at kitesim's default speed (60 s would be a whole simulated session)",
     )
 
     def port_of(self, service: str) -> int:
@@ -213,6 +222,9 @@ def service_specs(settings: StackSettings, names: list[str]) -> list[ServiceSpec
         env_by_service["engine"].update(
             DALAL_MARKET_CLOCK="exchange", DALAL_MARKET_CLOCK_REDIS_KEY=SIM_CLOCK_KEY
         )
+    snapshots = settings.equity_snapshot_interval_seconds or (SIM_SNAPSHOT_SECONDS if sim else None)
+    if snapshots is not None:
+        env_by_service["portfolio"]["DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS"] = str(snapshots)
     specs = [
         ServiceSpec(
             name=name,
