@@ -47,7 +47,8 @@ TEST_SECRETS = {
     "GRAFANA_ADMIN_PASSWORD": "test-grafana-password-3e9d",
 }
 
-SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|PASSWD|TOKEN)", re.IGNORECASE)
+# a `*_REDIS_KEY` names a key in Redis (the sim clock's), not a secret
+SECRET_NAME = re.compile(r"((?<!REDIS_)KEY|SECRET|PASSWORD|PASSWD|TOKEN)", re.IGNORECASE)
 
 _install_attempt: dict[str, str] = {}
 
@@ -183,3 +184,25 @@ def dalal_workers(rendered_compose: dict[str, Any]) -> dict[str, str]:
         for name, service in rendered_compose["services"].items()
         if _built_here(service) and service.get("command")
     }
+
+
+# what `dalal run` gives its services in sim so they follow kitesim's clock (and hear the
+# equity at the simulated day's pace); compose's sim.env and the k8s dev overlay must agree
+SIM_CLOCK_KEYS = {
+    "engine": ("DALAL_MARKET_CLOCK", "DALAL_MARKET_CLOCK_REDIS_KEY"),
+    "data": (
+        "DALAL_FEED_CLOCK_REDIS_KEY",
+        "DALAL_SCHEDULER_CLOCK_REDIS_KEY",
+        "DALAL_FEED_WATCH_ALWAYS",
+    ),
+    "portfolio": ("DALAL_EQUITY_SNAPSHOT_INTERVAL_SECONDS",),
+}
+
+
+def dalal_run_sim_clock(tmp: Path) -> dict[str, str]:
+    """Those settings as `dalal run` sets them (its sim stack, var under `tmp`)."""
+    from dalal_shared.stack import StackSettings, service_specs
+
+    names = ["kitesim", "broker", "data", "portfolio", "engine"]
+    env = {s.name: dict(s.env) for s in service_specs(StackSettings(var_dir=tmp), names)}
+    return {key: env[svc][key] for svc, keys in SIM_CLOCK_KEYS.items() for key in keys}

@@ -17,6 +17,7 @@ from .conftest import (
     ROOT,
     SECRET_NAME,
     TEST_SECRETS,
+    dalal_run_sim_clock,
 )
 
 EXPECTED_SERVICES = {
@@ -237,6 +238,18 @@ def test_default_mode_is_sim_against_kitesim(rendered_compose: dict[str, Any]) -
     assert kitesim["DALAL_KITESIM_POSTBACK_URL"] == "http://broker:8001/postbacks/kite"
 
 
+def test_sim_follows_kitesims_clock_as_dalal_run_does(
+    rendered_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """On the wall clock every replayed 2024 bar would be years stale and nothing would
+    trade; the feed, scheduler, engine and portfolio get what `dalal run` gives them."""
+    expected = dalal_run_sim_clock(tmp_path)
+    services = rendered_compose["services"]
+    for name in ("engine", "data", "data-worker", "scheduler", "portfolio"):
+        env = services[name]["environment"]
+        assert {k: env.get(k) for k in expected} == expected, name
+
+
 @pytest.mark.parametrize("mode", ["paper", "live"])
 def test_one_line_switches_every_service_to_real_kite(compose_config, load_yaml, mode: str) -> None:
     result = compose_config({**TEST_SECRETS, "DALAL_MODE": mode})
@@ -247,6 +260,7 @@ def test_one_line_switches_every_service_to_real_kite(compose_config, load_yaml,
         assert env["DALAL_MODE"] == mode, name
         assert env["DALAL_KITE_ROOT_URL"] == "https://api.kite.trade", name
         assert "DALAL_ENFORCE_MARKET_HOURS" not in env, name  # market hours enforced for real
+        assert "DALAL_MARKET_CLOCK" not in env, name  # the wall clock is the exchange's
 
 
 def test_an_unknown_mode_is_refused(compose_config) -> None:

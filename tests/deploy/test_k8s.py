@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import ROOT, SECRET_NAME, require_tool
+from .conftest import ROOT, SECRET_NAME, dalal_run_sim_clock, require_tool
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -131,7 +131,7 @@ def test_secrets_are_referenced_never_defined(
 
 
 def test_dev_runs_its_own_redis_postgres_and_kitesim_in_sim_mode(
-    rendered: dict[str, list[dict[str, Any]]],
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     docs = rendered["dev"]
     assert {"redis", "postgres"} <= set(_of(docs, "StatefulSet"))
@@ -142,6 +142,9 @@ def test_dev_runs_its_own_redis_postgres_and_kitesim_in_sim_mode(
     config = _config(docs, "dalal-config")
     assert config["DALAL_MODE"] == "sim"
     assert config["DALAL_KITE_ROOT_URL"] == "http://kitesim:8010"
+    # every pod follows kitesim's clock, as `dalal run` sets it up
+    expected = dalal_run_sim_clock(tmp_path)
+    assert {k: config.get(k) for k in expected} == expected
     assert not _of(docs, "HorizontalPodAutoscaler")
     assert {d["metadata"]["namespace"] for d in docs} == {"dalal-dev"}
 
@@ -154,6 +157,7 @@ def test_prod_uses_external_stores_and_autoscales_the_stateless_parts(
     assert not {"redis", "postgres", "kitesim"} & set(_of(docs, "Service"))
     config = _config(docs, "dalal-config")
     assert config["DALAL_MODE"] in {"paper", "live"}
+    assert "DALAL_MARKET_CLOCK" not in config  # the wall clock is the exchange's
     assert config["DALAL_KITE_ROOT_URL"] == "https://api.kite.trade"
     hpas = _of(docs, "HorizontalPodAutoscaler")
     deployments = _of(docs, "Deployment")
