@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from dalal_shared.messages import Envelope, ReconcileCompleted
-from dalal_shared.testing import run_env, wait_until
+from dalal_shared.testing import run_env, stack_report, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -145,6 +145,9 @@ def test_a_days_trades_reconcile_clean_after_the_close(tmp_path: Path) -> None:
         assert checked.returncode == 0, checked.stdout + checked.stderr
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
+    except BaseException:  # the stack's output and logs into the report (a CI-only failure)
+        print(stack_report(tmp_path / "var", out))
+        raise
     finally:
         if proc.poll() is None:
             proc.kill()

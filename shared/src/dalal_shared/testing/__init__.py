@@ -28,6 +28,7 @@ __all__ = [
     "dalal_run",
     "data_service",
     "free_port",
+    "stack_report",
     "wait_until",
 ]
 
