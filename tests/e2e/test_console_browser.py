@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +22,7 @@ import redis
 from dalal_shared.bus import dlq_name
 from dalal_shared.messages import Envelope, KillSwitchReleased
 from dalal_shared.streams import SYSTEM_EVENTS
-from dalal_shared.testing import run_env, wait_until
+from dalal_shared.testing import dalal_run, run_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +39,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env = run_env(tmp_path / "var")
     url = {n: f"http://127.0.0.1:{env[f'DALAL_{n.upper()}_PORT']}" for n in SERVICES}
     out = tmp_path / "run.out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dalal_shared.cli", "run"],
-        env=env,
-        stdout=out.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: "Dalal is running" in out.read_text(), timeout=120, message="stack up")
+    with dalal_run(env, out):
         assert url["console"] in out.read_text()  # `dalal run` says where the console is
         key = (tmp_path / "var" / "api_key").read_text().strip()
         yield {
@@ -57,13 +48,6 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "auth": {"Authorization": f"Bearer {key}"},
             "redis_url": f"redis://127.0.0.1:{env['DALAL_REDIS_PORT']}/0",
         }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
