@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -48,6 +50,7 @@ from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, b
 from dalal_shared.testing import ServiceProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
+FLOOR_STREAM = "bench.floor"  # floor_probe.py's orders
 DAILY = ROOT / "services/kitesim/src/dalal_kitesim/data/nse/day"
 KITE_KEY, KITE_SECRET = "kitesim_key", "kitesim_secret_0123456789"
 API_KEY = "bench-latency-rates-key-0123456789"
@@ -86,9 +89,12 @@ def run_rate(
     trading: int,
     warmup: float,
     kite_latency_ms: float = 0.0,
+    floor: str | None = None,
 ) -> dict[str, Any]:
     """One stack at one tick rate: the per-hop latencies of every order it placed. Every
-    symbol ticks and makes bars; the strategy trades the first `trading` of them."""
+    symbol ticks and makes bars; the strategy trades the first `trading` of them. `floor`
+    (raw, bus): `floor_probe.py` in the engine's place, ordering every bar of those symbols
+    at once with no decision and no SQL."""
     session_seconds = SESSION_SIM_SECONDS * len(symbols) / rate
     store = EmbeddedRedis(work / "redis", free_port(), appendonly=False)
     store.start()
@@ -165,32 +171,46 @@ def run_rate(
             port=data_port,
         ).start()
         procs.append(data)
-        engine = ServiceProcess(
-            "dalal_engine",
-            env={
-                **common,
-                "DALAL_PORT": str(engine_port),
-                "DALAL_DATABASE_URL": f"sqlite:///{work / 'engine.sqlite3'}",
-                "DALAL_STRATEGIES_FILE": str(work / "strategies.yaml"),
-                "DALAL_START_MODE": "running",
-                "DALAL_MARKET_CLOCK": "exchange",
-                "DALAL_EQUITY_SOURCE": "initial_capital",
-                "DALAL_BROKER_URL": broker.base_url,
-            },
-            log_path=work / "engine.log",
-            port=engine_port,
-        ).start()
-        procs.append(engine)
-        data.wait_healthy(60)
-        engine.wait_healthy(60)
-        wait_until(
-            lambda: httpx.get(f"{engine.base_url}/engine/status", headers=READS).json()[
-                "safety_state_known"
-            ],
-            timeout=60,
-            message="the engine knows kill switch and session",
-        )
         client = redis.Redis.from_url(store.url)
+        if floor:
+            probe = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("floor_probe.py")), floor,
+                 store.url, ",".join(symbols[:trading])],
+                stdout=(work / "probe.log").open("wb"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            procs.append(_Popen(probe))
+            data.wait_healthy(60)
+            wait_until(
+                lambda: any(g["name"] == b"floor" for g in _groups(client, bars_stream("minute"))),
+                timeout=60,
+                message="the floor probe reads the bars",
+            )
+        else:
+            engine = ServiceProcess(
+                "dalal_engine",
+                env={
+                    **common,
+                    "DALAL_PORT": str(engine_port),
+                    "DALAL_DATABASE_URL": f"sqlite:///{work / 'engine.sqlite3'}",
+                    "DALAL_STRATEGIES_FILE": str(work / "strategies.yaml"),
+                    "DALAL_START_MODE": "running",
+                    "DALAL_MARKET_CLOCK": "exchange",
+                    "DALAL_EQUITY_SOURCE": "initial_capital",
+                    "DALAL_BROKER_URL": broker.base_url,
+                },
+                log_path=work / "engine.log",
+                port=engine_port,
+            ).start()
+            procs.append(engine)
+            data.wait_healthy(60)
+            engine.wait_healthy(60)
+            wait_until(
+                lambda: httpx.get(f"{engine.base_url}/engine/status", headers=READS).json()[
+                    "safety_state_known"
+                ],
+                timeout=60,
+                message="the engine knows kill switch and session",
+            )
         if kite_latency_ms:  # Kite's order calls as slow as from a home line to Zerodha
             fault = {"kind": "latency", "route": "orders", "count": 10_000}
             httpx.post(
@@ -215,13 +235,33 @@ def run_rate(
             for o in (answer.json() if answer.status_code == 200 else [])
             if o["received_at"]
         }
-        result = measure(client, t0, t1, rest, received)
+        result = measure(
+            client, t0, t1, rest, received, orders_stream=FLOOR_STREAM if floor else ORDERS_COMMANDS
+        )
         result["broker_metrics"] = broker_metrics(broker.base_url)
         return result
     finally:
         for proc in reversed(procs):
             proc.stop()
         store.stop()
+
+
+class _Popen:
+    """A probe process stopped as the services are."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        self.proc = proc
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _groups(client: redis.Redis, stream: str) -> list[dict[Any, Any]]:
+    try:
+        return list(client.xinfo_groups(stream))
+    except redis.ResponseError:  # no stream yet
+        return []
 
 
 def broker_metrics(base_url: str) -> dict[str, float]:
@@ -263,6 +303,7 @@ def measure(
     t1: float,
     rest: list[float],
     received: dict[str, float] | None = None,
+    orders_stream: str = ORDERS_COMMANDS,
 ) -> dict[str, Any]:
     """Per-hop latencies (ms) of the orders of bar-closing ticks inside [t0, t1]; `received`:
     kitesim's wall-clock arrival of each order in its book, by Kite order id."""
@@ -275,8 +316,8 @@ def measure(
         n_ticks += t0 <= at <= t1
     bars = {f[b"corr"]: stamp(f[b"ts"]) for _i, f in client.xrange(bars_stream("minute"))}
     commands: dict[bytes, float] = {}
-    for _id, f in client.xrange(ORDERS_COMMANDS):
-        if f[b"type"] == b"PlaceOrder":
+    for _id, f in client.xrange(orders_stream):
+        if f.get(b"type", b"PlaceOrder") == b"PlaceOrder":  # the raw floor's have no type
             commands.setdefault(f[b"corr"], stamp(f[b"ts"]))
     accepted: dict[bytes, float] = {}
     in_book: dict[bytes, float] = {}  # by corr: when kitesim's book had the order
@@ -385,6 +426,14 @@ def main() -> int:
         help="kitesim answers each order call this much later (a real Kite call from home "
         "takes tens of ms; kitesim answers in ~2)",
     )
+    parser.add_argument(
+        "--floor",
+        choices=("raw", "bus"),
+        default=None,
+        help="the engine replaced by floor_probe.py, ordering every bar of the traded symbols "
+        "at once (raw: plain redis-py; bus: Dalal's consumer and publisher): the hop with no "
+        "decision and no SQL, under the same load",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 ticks/s for 15 s (make bench)")
     args = parser.parse_args()
     rates = [1000] if args.quick else [int(r) for r in args.rates.split(",")]
@@ -401,7 +450,18 @@ def main() -> int:
             f"(running {seconds:g} s at {rate:,} ticks/s after a {warmup:.1f} s warm-up, "
             f"{trading} symbols trading)"
         )
-        report(rate, run_rate(rate, symbols, seconds, work, trading, warmup, args.kite_latency_ms))
+        result = run_rate(
+            rate, symbols, seconds, work, trading, warmup, args.kite_latency_ms, args.floor
+        )
+        if args.floor:  # no engine, no broker order: the probe's orders on `bench.floor`
+            kept = ("feed: tick -> bar (every bar)", "feed: tick -> bar")
+            kept += ("engine: bar -> PlaceOrder", "tick -> PlaceOrder")
+            result["hops"] = {
+                k.replace("engine", f"floor ({args.floor})").replace("PlaceOrder", "order"): v
+                for k, v in result["hops"].items()
+                if k in kept
+            }
+        report(rate, result)
     return 0
 
 

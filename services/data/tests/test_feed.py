@@ -13,12 +13,14 @@ import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from dalal_data.bars import OpenBar
 from dalal_data.feed import Feed, market_open, parse_symbols, partition
 from dalal_data.tickbus import TickWriter
 from dalal_data.wiring import build_core
 from dalal_shared.bus import Publisher
 from dalal_shared.calendar import nse_calendar
-from dalal_shared.messages import Envelope, Tick
+from dalal_shared.ids import new_id
+from dalal_shared.messages import Bar, Envelope, Tick
 from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
 from dalal_shared.timeutil import IST
 
@@ -236,6 +238,55 @@ async def test_fast_tick_envelopes_read_like_the_bus_own(aredis: aioredis.Redis)
     assert len({e.id for e in got}) == 3
     with pytest.raises(ValidationError):  # a symbol no consumer would accept never goes out
         await writer.publish([(1, "NSE", "bad symbol!", Decimal(1), 0, ts)])
+
+
+async def test_fast_bar_envelopes_read_like_the_bus_own_after_their_ticks(
+    aredis: aioredis.Redis,
+) -> None:
+    """The bars a batch of ticks closes go out in the ticks' call, after them, each with the
+    corr of its closing tick; their `data` is the Bar model's JSON, whatever the prices."""
+    writer = TickWriter(aredis, stream=MARKET_TICKS, source="data", maxlen=1000)
+    ts = datetime(2024, 1, 2, 9, 21, 0, 500_000, tzinfo=IST).astimezone(UTC)
+    ids = [new_id(), new_id()]
+    rows = [
+        (738561, "NSE", "RELIANCE", Decimal("2500.55"), 1_300, ts),
+        (519937, "NSE", "M&M", Decimal("1000.00"), 10, ts),
+    ]
+    start = datetime(2024, 1, 2, 9, 20, tzinfo=IST)
+    prices = [  # as the ticker gives them, and forms only the model writes right
+        (Decimal("2500.50"), Decimal("2501"), Decimal("2499.05"), Decimal("2500.55")),
+        (Decimal("1E+3"), Decimal("1000.5000"), Decimal("999.95"), Decimal("0.05")),
+        (Decimal("1000"), Decimal("1000.10"), Decimal("1000"), Decimal("1000.100")),
+    ]
+    bars = [
+        ("NSE", OpenBar("RELIANCE", "minute", start, start, *prices[0], 4_200, ids[0])),
+        ("NSE", OpenBar("M&M", "minute", start.astimezone(UTC), start, *prices[1], 0, ids[1])),
+        ("BSE", OpenBar("M&M", "5minute", start, start, *prices[2], 7, None)),
+    ]
+    assert await writer.publish(rows, ids, bars) == 5
+    ticks = [Envelope.from_fields(f) for _id, f in await aredis.xrange(MARKET_TICKS)]
+    assert [t.id for t in ticks] == ids
+    minute = await aredis.xrange(bars_stream("minute"))
+    five = await aredis.xrange(bars_stream("5minute"))
+    assert len(minute) == 2 and len(five) == 1
+    for (_id, fields), (exchange, b) in zip([*minute, *five], bars, strict=True):
+        expected = Bar(
+            exchange=exchange, symbol=b.symbol, interval=b.interval, start=b.start,
+            open=b.open, high=b.high, low=b.low, close=b.close, volume=b.volume,
+        )  # fmt: skip
+        decoded = {k.decode(): v.decode() for k, v in fields.items()}
+        reference = Envelope.wrap(expected, source="data", corr=ids[0]).to_fields()
+        assert list(decoded) == list(reference)  # same fields, same order
+        assert decoded["data"] == expected.model_dump_json()
+        env = Envelope.from_fields(fields)
+        assert env.message == expected and env.type == "Bar" and env.source == "data"
+        assert env.corr == (b.corr or env.id)
+        assert env.ts >= ticks[0].ts  # stamped after the ticks
+    # the model refuses what it always refused, and nothing of the call is written
+    bad = OpenBar("TCS", "minute", start, start, Decimal(0), Decimal(1), Decimal(0), Decimal(1), 1)
+    with pytest.raises(ValidationError):
+        await writer.publish(rows, [new_id(), new_id()], [("NSE", bad)])
+    assert len(await aredis.xrange(MARKET_TICKS)) == 2
 
 
 async def _true_async(read: Callable[[], Awaitable[Any]], expected: Any) -> bool:

@@ -36,9 +36,9 @@ from dalal_shared.health import TaskHealth, task_registry
 from dalal_shared.ids import new_id
 from dalal_shared.lease import Lease
 from dalal_shared.logging import get_logger
-from dalal_shared.messages import Bar, DataStale
+from dalal_shared.messages import DataStale
 from dalal_shared.service import ServiceRuntime
-from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS, bars_stream
+from dalal_shared.streams import MARKET_TICKS, SYSTEM_EVENTS
 from dalal_shared.timeutil import utcnow
 
 log = get_logger(__name__)
@@ -366,40 +366,36 @@ class Feed:
             return
         if source == "ticker":
             self.watchdog.on_tick(now)
-        await self.ticks.publish(rows, ids)
+        # the ticks and the bars they close in one call, the ticks first
+        await self.ticks.publish(rows, ids, self._bar_rows(bars))
         self._last_delivery = _time.monotonic()
         TICKS.labels(source).inc(len(rows))
         if bars:
-            await self.publish_bars(bars)
+            self._count_bars(bars)
 
     async def publish_bars(self, bars: list[OpenBar]) -> None:
         """The bars some ticks closed, in one round trip (at a minute's close: one per symbol
         and interval), the shortest interval first, each with the corr of its closing tick."""
+        if bars:
+            await self.ticks.publish((), (), self._bar_rows(bars))
+            self._count_bars(bars)
+
+    def _bar_rows(self, bars: list[OpenBar]) -> list[tuple[str, OpenBar]]:
+        """Bars with their exchange, the shortest interval first (stable)."""
+        if not bars:
+            return []
         exchange_of = {sym: ex for ex, sym in self.names.values()}
         order = {interval: n for n, interval in enumerate(self.builder.intervals)}
-        ordered = sorted(bars, key=lambda b: order.get(b.interval, len(order)))  # stable
-        await self.publisher.publish_entries(
-            [
-                (
-                    bars_stream(b.interval),
-                    Bar(
-                        exchange=exchange_of.get(b.symbol, "NSE"),
-                        symbol=b.symbol,
-                        interval=b.interval,
-                        start=b.start,
-                        open=b.open,
-                        high=b.high,
-                        low=b.low,
-                        close=b.close,
-                        volume=b.volume,
-                    ),
-                    b.corr,
-                )
-                for b in ordered
-            ]
-        )
-        for b in ordered:
-            BARS.labels(b.interval).inc()
+        ordered = sorted(bars, key=lambda b: order.get(b.interval, len(order)))
+        return [(exchange_of.get(b.symbol, "NSE"), b) for b in ordered]
+
+    @staticmethod
+    def _count_bars(bars: list[OpenBar]) -> None:
+        counts: dict[str, int] = {}
+        for b in bars:
+            counts[b.interval] = counts.get(b.interval, 0) + 1
+        for interval, n in counts.items():
+            BARS.labels(interval).inc(n)
 
     # ------------------------------------------------------------------ watchdog
     async def _watch(self) -> None:
