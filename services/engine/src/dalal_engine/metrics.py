@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 DECISIONS = Counter(
@@ -51,9 +54,21 @@ HALTED = Gauge(
 
 
 def observe_risk(strategy: str, daily_pnl: float, limit: float, halted: bool) -> None:
-    DAILY_PNL.labels(strategy).set(daily_pnl)
-    DAILY_LOSS_LIMIT.labels(strategy).set(limit)
-    HALTED.labels(strategy).set(1 if halted else 0)
+    pnl, loss_limit, halt = _risk_gauges(strategy)
+    pnl.set(daily_pnl)
+    loss_limit.set(limit)
+    halt.set(1 if halted else 0)
+
+
+@lru_cache(maxsize=1024)
+def _risk_gauges(strategy: str) -> tuple[Any, Any, Any]:
+    """A strategy's three risk gauges (found once: the live loop sets them twice a decided
+    bar, and finding a labelled child costs more than setting it)."""
+    return (
+        DAILY_PNL.labels(strategy),
+        DAILY_LOSS_LIMIT.labels(strategy),
+        HALTED.labels(strategy),
+    )
 
 
 CANCELS = Counter(
