@@ -98,7 +98,12 @@ def outcome(live: LiveEngine) -> tuple[object, ...]:
     return bars, decisions, positions, sorted(i.command.client_order_id for i in store.intents())
 
 
-def test_a_burst_of_bars_ends_where_the_same_bars_one_by_one_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("defer_quiet", [False, True], ids=["quiet-in-step", "quiet-after"])
+def test_a_burst_of_bars_ends_where_the_same_bars_one_by_one_end(
+    tmp_path: Path, defer_quiet: bool
+) -> None:
+    """Also with the bars nobody trades left for after the orders (`defer_quiet`, the bus
+    handler's way): the same orders, and those bars stored all the same."""
     one, burst = engine(tmp_path / "one.sqlite3"), engine(tmp_path / "burst.sqlite3")
     sent_one: list[PlaceOrder] = []
     sent_burst: list[PlaceOrder] = []
@@ -110,7 +115,12 @@ def test_a_burst_of_bars_ends_where_the_same_bars_one_by_one_end(tmp_path: Path)
         n += len(chunk)
         bars = [b for day in chunk for b in day]
         new_one = [o for b in bars for o in one.on_bar(b)]
-        out = burst.on_bars([(b, f"corr-{b.symbol}-{b.start:%Y%m%d}") for b in bars])
+        out = burst.on_bars(
+            [(b, f"corr-{b.symbol}-{b.start:%Y%m%d}") for b in bars], defer_quiet=defer_quiet
+        )
+        if defer_quiet:
+            assert not out.quiet and len(out.unsettled) == len(QUIET) * len(chunk)
+            assert burst.settle_quiet(out) is out.quiet and not out.unsettled
         assert {q[1] for q in out.quiet} <= set(QUIET)
         assert len(out.quiet) == len(QUIET) * len(chunk)
         burst.store.store_bars(out.quiet)

@@ -209,7 +209,7 @@ class BarsHandler:
         live.data_fresh()
 
         def step() -> tuple[BarsOutcome, list[PlaceOrder] | None]:
-            out = live.on_bars(items)
+            out = live.on_bars(items, defer_quiet=True)
             # the orders to publish, read in the same step (no second trip to the thread)
             return out, live.store.unpublished() if out.orders else None
 
@@ -219,8 +219,12 @@ class BarsHandler:
                 await publish_new_locked(
                     live, self.publisher, self.gate, corrs=out.corrs, commands=commands
                 )
-        if out.quiet:
-            await self.gate.run(live.store.store_bars, out.quiet)
+        if out.unsettled:  # the bars nobody trades, once the orders are out
+
+            def quiet() -> None:
+                live.store.store_bars(live.settle_quiet(out))
+
+            await self.gate.run(quiet)
         return {e.id for e in bars}
 
 
