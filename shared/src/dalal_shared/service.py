@@ -4,6 +4,7 @@ its HTTP app, started and stopped together (SIGTERM/SIGINT stop consumers cleanl
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -160,9 +161,30 @@ class _StartupRefusal(logging.Filter):
         app.router.lifespan_context = guarded
 
 
+def freeze_after_start(app: FastAPI) -> None:
+    """Once the app has started, what the process built to get there (modules, the app,
+    settings, clients: ~140,000 objects in the engine) is moved out of the cyclic garbage
+    collector's reach, after one full collection (`gc.freeze`). A full collection then walks
+    only what came after: without it one took ~60 ms on a 2-core machine, and one landing in
+    a bar's step put that much on the tick-to-order path. What is frozen is still freed by
+    reference counting; only a cycle among frozen objects would stay."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def frozen(app_: FastAPI) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            gc.collect()
+            gc.freeze()
+            yield state
+
+    app.router.lifespan_context = frozen
+
+
 def serve(app: FastAPI, settings: DalalSettings, *, name: str | None = None) -> None:
     """Run the app with uvicorn (our logging, no access-log duplication of secrets). A
-    ConfigError while starting ends the process with status 2 and a one-line message."""
+    ConfigError while starting ends the process with status 2 and a one-line message. The
+    started process's objects are frozen (`freeze_after_start`)."""
+    freeze_after_start(app)
     refusal = _StartupRefusal()
     refusal.guard(app)
     logging.getLogger("uvicorn.error").addFilter(refusal)
