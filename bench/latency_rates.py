@@ -25,7 +25,11 @@ command's. Measured per order (wall clock, one machine):
 The rate achieved is the ticks that reached `market.ticks` per second of the run (kitesim,
 four services, Redis and this script share the machine's cores).
 
+`--floor raw|bus` puts `floor_probe.py` in the engine's place (an order for every bar of the
+traded symbols at once, no decision and no SQL): the hop's floor on this machine under this load.
+
 Usage: .venv/bin/python bench/latency_rates.py [--rates 100,1000,5000] [--seconds 20] [--quick]
+       [--floor raw|bus]
 """
 
 from __future__ import annotations
