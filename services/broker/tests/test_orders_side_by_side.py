@@ -254,3 +254,36 @@ async def test_the_next_orders_guards_pass_while_the_row_before_is_being_written
     assert [(r.client_order_id, r.status) for r in rows] == [("g-1", "OPEN"), ("g-2", "OPEN")]
     assert sorted(kite.placed) == ["g-1", "g-2"]
     desk.db.close()
+
+
+async def test_a_reads_orders_are_judged_against_one_reading_of_the_kill_switch(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """The kill switch is read once for a read's orders (not once per order under the desk's
+    lock, where a minute's orders waited for each other's Redis round trip): engaged, every
+    order of the read is rejected and none reaches Kite; released, all of them are placed."""
+    kite = TogetherKite(expected=3)
+    desk = desk_with(tmp_path, aredis, kite)
+    reads: list[str] = []
+    state = desk.kill_switch.state
+
+    async def counted_state() -> Any:
+        reads.append("read")
+        return await state()
+
+    desk.kill_switch.state = counted_state  # type: ignore[method-assign]
+    await desk.kill_switch.engage("test", by="ops")
+    stopped = [wrapped(limit(f"s-{n}", s)) for n, s in enumerate(["INFY", "TCS", "SBIN"])]
+    assert await OrderCommands(desk).batch(stopped) == {e.id for e in stopped}
+    assert reads == ["read"] and kite.placed == []
+    for n in range(3):
+        row = desk.journal.get(f"s-{n}")
+        assert row is not None and (row.status, row.reason) == ("REJECTED", "kill_switch")
+
+    await desk.kill_switch.release()
+    reads.clear()
+    going = [wrapped(limit(f"p-{n}", s)) for n, s in enumerate(["INFY", "TCS", "SBIN"])]
+    assert await OrderCommands(desk).batch(going) == {e.id for e in going}
+    assert reads == ["read"]
+    assert sorted(kite.placed) == ["p-0", "p-1", "p-2"]
+    desk.db.close()

@@ -27,7 +27,7 @@ from dalal_broker.adapter import BrokerOrder, BrokerTrade, OrderAdapter
 from dalal_broker.config import BrokerSettings
 from dalal_broker.external import external_order
 from dalal_broker.journal import PENDING, TERMINAL, Journal, OrderRow, outbox_t
-from dalal_broker.killswitch import KillSwitch
+from dalal_broker.killswitch import KillSwitch, KillSwitchState
 from dalal_broker.kite import KiteRejected, KiteSessionError, KiteUnavailable
 from dalal_broker.orders import GuardContext, admit, market_protection, order_value
 from dalal_broker.prices import ReferencePrices
@@ -226,11 +226,14 @@ class OrderDesk:
         corr: str | None = None,
         *,
         read_first: bool = True,
+        kill_switch: KillSwitchState | None = None,
     ) -> OrderRow:
         """Idempotent on client_order_id: a command seen before returns its journal row.
         `read_first=False` (a first delivery from the bus, most likely new): no read of the
         journal before the guards; the insert finds a row there already and returns it (a
-        copy costs its guards' reads, and a MARKET order's price, before it is found)."""
+        copy costs its guards' reads, and a MARKET order's price, before it is found).
+        `kill_switch`: the switch as the caller read it for a bus read's orders (else read
+        here, under the lock)."""
         if not self.leader:
             raise NotLeader("this broker replica is not the active order placer; retry shortly")
         coid = command.client_order_id
@@ -242,7 +245,7 @@ class OrderDesk:
                 return known
         reference = await self._reference(command)  # a Kite call maybe: outside the lock
         async with self._lock:
-            rejection = admit(command, await self._guard_context(command, reference))
+            rejection = admit(command, await self._guard_context(command, reference, kill_switch))
             # in flight before the row exists: recover() must never race this send
             mine = coid not in self._in_flight
             self._in_flight.add(coid)
@@ -339,7 +342,10 @@ class OrderDesk:
         return await self.prices.price(command.exchange, command.symbol)
 
     async def _guard_context(
-        self, command: PlaceOrder, reference: Decimal | None = None
+        self,
+        command: PlaceOrder,
+        reference: Decimal | None = None,
+        kill_switch: KillSwitchState | None = None,
     ) -> GuardContext:
         s = self.settings
         live = s.mode == "live"
@@ -347,13 +353,20 @@ class OrderDesk:
         # rows, this one aside): read beside the kill switch (Redis), not after it, as each
         # order's guards hold up the next order's
         open_value: Decimal | None = Decimal(0)
+        state: KillSwitchState
         if live and command.side == "BUY":
-            state, open_value = await asyncio.gather(
-                self.kill_switch.state(),
-                self._open_orders_value(exclude=command.client_order_id),
-            )
-        else:
+            if kill_switch is None:
+                state, open_value = await asyncio.gather(
+                    self.kill_switch.state(),
+                    self._open_orders_value(exclude=command.client_order_id),
+                )
+            else:  # as the caller read it
+                state = kill_switch
+                open_value = await self._open_orders_value(exclude=command.client_order_id)
+        elif kill_switch is None:
             state = await self.kill_switch.state()
+        else:
+            state = kill_switch
         return GuardContext(
             session_valid=self.can_trade,
             kill_switch_reason=(state.reason or "engaged") if state.engaged else None,

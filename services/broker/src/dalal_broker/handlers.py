@@ -72,11 +72,16 @@ class OrderCommands:
             c.client_order_id for c in commands if desk.placing_over_http(c.client_order_id)
         }
 
+        # the kill switch read once for the read's orders (one instant for all of them, a few
+        # milliseconds before the last one's turn): read per order under the desk's lock, each
+        # order waited for the Redis round trips of the orders before it
+        kill_switch = await desk.kill_switch.state()
+
         async def place(command: PlaceOrder, corr: str) -> None:
             if command.client_order_id in over_http:
                 await self._place_after_http(command, corr)
             else:
-                await desk.place(command, corr=corr, read_first=False)
+                await desk.place(command, corr=corr, read_first=False, kill_switch=kill_switch)
 
         outcomes = await asyncio.gather(
             *(place(command, e.corr) for command, e in zip(commands, head, strict=True)),
