@@ -82,6 +82,19 @@ def desk_with(tmp_path: Path, aredis: aioredis.Redis, kite: TogetherKite) -> Ord
     return desk
 
 
+def kill_switch_reads(desk: OrderDesk) -> list[str]:
+    """A list that gets one entry each time the desk's kill switch is read."""
+    reads: list[str] = []
+    state = desk.kill_switch.state
+
+    async def counted_state() -> Any:
+        reads.append("read")
+        return await state()
+
+    desk.kill_switch.state = counted_state  # type: ignore[method-assign]
+    return reads
+
+
 def limit(coid: str, symbol: str, qty: int = 1) -> PlaceOrder:
     return PlaceOrder(
         client_order_id=coid,
@@ -232,14 +245,7 @@ async def test_the_next_orders_guards_pass_while_the_row_before_is_being_written
     desk = desk_with(tmp_path, aredis, kite)
     journal_busy = threading.Event()
     busy = desk.db.submit(journal_busy.wait, 60)  # the journal's thread held up
-    guarded: list[str] = []
-    state = desk.kill_switch.state
-
-    async def counted_state() -> Any:
-        guarded.append("checked")
-        return await state()
-
-    desk.kill_switch.state = counted_state  # type: ignore[method-assign]
+    guarded = kill_switch_reads(desk)
     orders = [limit("g-1", "INFY"), limit("g-2", "TCS")]
     placing = [asyncio.create_task(desk.place(o, read_first=False)) for o in orders]
     loop = asyncio.get_running_loop()
@@ -264,14 +270,7 @@ async def test_a_reads_orders_are_judged_against_one_reading_of_the_kill_switch(
     order of the read is rejected and none reaches Kite; released, all of them are placed."""
     kite = TogetherKite(expected=3)
     desk = desk_with(tmp_path, aredis, kite)
-    reads: list[str] = []
-    state = desk.kill_switch.state
-
-    async def counted_state() -> Any:
-        reads.append("read")
-        return await state()
-
-    desk.kill_switch.state = counted_state  # type: ignore[method-assign]
+    reads = kill_switch_reads(desk)
     await desk.kill_switch.engage("test", by="ops")
     stopped = [wrapped(limit(f"s-{n}", s)) for n, s in enumerate(["INFY", "TCS", "SBIN"])]
     assert await OrderCommands(desk).batch(stopped) == {e.id for e in stopped}
