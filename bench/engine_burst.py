@@ -4,11 +4,17 @@ when a minute closes (`LiveEngine.on_bars` over 50 symbols' bars, 5 of them trad
 every order accepted and filled before the next minute. Prints the step's time per burst that
 ordered something (p50, p90, max) after a warm-up.
 
+`--gap S`: the process sleeps S seconds before each minute, as the engine does between minutes
+in the stack (3 s at 1,000 ticks/s, 60 s live). The same step takes about twice as long after
+half a second idle as back to back on this VM (caches and a halted CPU gone cold): the in-stack
+step is the gap figure, not the back-to-back one.
+
 A script, not a test. Compare two versions of the code by running this file with the other
 one's sources first on `PYTHONPATH` (a `git worktree`), taking turns:
 
     .venv/bin/python bench/engine_burst.py                 # 400 minutes
     .venv/bin/python bench/engine_burst.py --minutes 120   # make bench
+    .venv/bin/python bench/engine_burst.py --gap 0.5 --history 20000   # as after weeks live
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dalal_engine.live import LiveEngine
-from dalal_engine.store import EngineStore
+from dalal_engine.store import EngineStore, StoredBar
 from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, OrderAccepted, OrderFilled
 
@@ -44,6 +50,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=int, default=400, help="minute bursts (default 400)")
     ap.add_argument("--traded", type=int, default=5, help="symbols the strategy trades")
+    ap.add_argument(
+        "--gap", type=float, default=0.0, help="seconds idle before each minute (default 0)"
+    )
+    ap.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="minute bars stored for each traded symbol before the first (default 0; the "
+        "engine keeps up to 20,000: a few weeks of minute bars)",
+    )
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-burst-"))
     live = LiveEngine(
@@ -52,10 +68,18 @@ def main() -> int:
         initial_equity_rupees=Decimal("10000000"),
         safety_known=SAFETY_KNOWN,
     )
-    live.start()
     rng = np.random.default_rng(3)  # seeded: the same prices and orders every run
     price = dict.fromkeys(SYMBOLS, 1000.0)
     first = datetime(2026, 12, 1, 3, 45, tzinfo=UTC)
+    if args.history:  # what a running engine holds after weeks: read with the first bar
+        live.store.store_bars(
+            [
+                ("NSE", symbol, "minute", bar)
+                for symbol in SYMBOLS[: args.traded]
+                for bar in _past_bars(rng, first, args.history)
+            ]
+        )
+    live.start()
     times: list[float] = []
     orders = 0
     for minute in range(args.minutes):
@@ -75,13 +99,15 @@ def main() -> int:
                 volume=100,
             )
             bars.append((bar, f"tick-{minute}-{symbol}"))
+        if args.gap:
+            time.sleep(args.gap)
         began = time.perf_counter()
-        out = live.on_bars(bars)
+        out = live.on_bars(bars, defer_quiet=True)  # as the bars handler does
         commands = live.store.unpublished() if out.orders else []
         took = time.perf_counter() - began
         if commands:
             live.store.mark_published(*(c.client_order_id for c in commands))
-        live.store.store_bars(out.quiet)
+        live.store.store_bars(live.settle_quiet(out))
         if minute >= WARMUP_MINUTES and out.orders:
             times.append(took)
             orders += len(out.orders)
@@ -108,13 +134,23 @@ def main() -> int:
     ms = [t * 1000 for t in times]
     print(
         f"{len(SYMBOLS)} bars a minute, {args.traded} traded: {len(times)} bursts with orders "
-        f"({orders} orders) after {WARMUP_MINUTES} warm-up minutes"
+        f"({orders} orders) after {WARMUP_MINUTES} warm-up minutes, {args.gap:g} s idle before each"
     )
     print(
         f"step per burst (ms): p50 {ms[len(ms) // 2]:.2f}  p90 {ms[int(len(ms) * 0.9)]:.2f}  "
         f"max {ms[-1]:.2f}"
     )
     return 0
+
+
+def _past_bars(rng: np.random.Generator, before: datetime, n: int) -> list[StoredBar]:
+    """`n` minute bars of a random walk on the Rs 0.05 grid ending at 1,000 the minute before
+    `before`."""
+    steps = np.round(np.cumsum(rng.normal(0, 0.002, n)[::-1]) * 1000 * 20) / 20
+    return [
+        StoredBar(before - timedelta(minutes=n - i), c, c + 1, c - 1, c, 100)
+        for i, c in enumerate((1000.0 + steps[::-1]).tolist())
+    ]
 
 
 if __name__ == "__main__":

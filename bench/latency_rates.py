@@ -28,8 +28,13 @@ four services, Redis and this script share the machine's cores).
 `--floor raw|bus` puts `floor_probe.py` in the engine's place (an order for every bar of the
 traded symbols at once, no decision and no SQL): the hop's floor on this machine under this load.
 
+`--history N` stores N minute bars of each traded symbol in the engine's database before it
+starts (a random walk on the Rs 0.05 grid, ending a year before the replay): the engine then
+decides over a history as long as after weeks live (it keeps up to 20,000 bars), not the few
+hundred a fresh stack has.
+
 Usage: .venv/bin/python bench/latency_rates.py [--rates 100,1000,5000] [--seconds 20] [--quick]
-       [--floor raw|bus]
+       [--floor raw|bus] [--history N]
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +99,7 @@ def run_rate(
     warmup: float,
     kite_latency_ms: float = 0.0,
     floor: str | None = None,
+    history: int = 0,
 ) -> dict[str, Any]:
     """One stack at one tick rate: the per-hop latencies of every order it placed. Every
     symbol ticks and makes bars; the strategy trades the first `trading` of them. `floor`
@@ -190,6 +196,8 @@ def run_rate(
                 message="the floor probe reads the bars",
             )
         else:
+            if history:
+                seed_history(work / "engine.sqlite3", symbols[:trading], history)
             engine = ServiceProcess(
                 "dalal_engine",
                 env={
@@ -396,6 +404,34 @@ def report(rate: int, result: dict[str, Any]) -> None:
         print(f"  broker {name} {value:g}")
 
 
+def seed_history(path: Path, symbols: list[str], n: int) -> None:
+    """`n` minute bars per symbol in the engine's database (migrated here first), ending a year
+    before the replay's days: what the engine reads as its history at its first bar."""
+    import numpy as np
+
+    from dalal_engine.store import EngineStore, StoredBar
+
+    rng = np.random.default_rng(11)
+    last = datetime(2019, 1, 1, 9, 59, tzinfo=UTC)
+    store = EngineStore.open(f"sqlite:///{path}")
+    try:
+        for symbol in symbols:
+            closes = (1000 + np.round(np.cumsum(rng.normal(0, 2, n)) * 20) / 20).tolist()
+            store.store_bars(
+                [
+                    (
+                        "NSE",
+                        symbol,
+                        "minute",
+                        StoredBar(last - timedelta(minutes=n - i), c, c + 1, c - 1, c, 100),
+                    )
+                    for i, c in enumerate(closes)
+                ]
+            )
+    finally:
+        store.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -438,6 +474,13 @@ def main() -> int:
         "at once (raw: plain redis-py; bus: Dalal's consumer and publisher): the hop with no "
         "decision and no SQL, under the same load",
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="minute bars of each traded symbol stored for the engine before it starts "
+        "(default 0: a fresh engine's few hundred; 19000: as after weeks live)",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 ticks/s for 15 s (make bench)")
     args = parser.parse_args()
     rates = [1000] if args.quick else [int(r) for r in args.rates.split(",")]
@@ -455,7 +498,15 @@ def main() -> int:
             f"{trading} symbols trading)"
         )
         result = run_rate(
-            rate, symbols, seconds, work, trading, warmup, args.kite_latency_ms, args.floor
+            rate,
+            symbols,
+            seconds,
+            work,
+            trading,
+            warmup,
+            args.kite_latency_ms,
+            args.floor,
+            args.history,
         )
         if args.floor:  # no engine, no broker order: the probe's orders on `bench.floor`
             kept = ("feed: tick -> bar (every bar)", "feed: tick -> bar")

@@ -75,3 +75,23 @@ def test_a_strategy_cannot_write_into_the_shared_arrays() -> None:
     series = BarColumns().series("X", bars(10))
     with pytest.raises(ValueError, match="read-only"):
         series.close[0] = 0.0
+
+
+def test_the_start_times_read_as_a_tuple_and_an_earlier_series_keeps_its_own() -> None:
+    """The starts are a view of the columns' list (no copy per bar): indexing from either end,
+    slices, iteration and equality as on a tuple; bars appended later are not in an earlier
+    series' starts; a replaced history leaves them as they were."""
+    columns = BarColumns()
+    history = bars(30)
+    earlier = columns.series("X", history).start
+    history.extend(bars(5, 30))
+    later = columns.series("X", history).start
+    want = tuple(b.start for b in history)
+    assert len(earlier) == 30 and len(later) == 35
+    assert earlier[-1] == want[29] and later[-1] == want[34] and later[0] == want[0]
+    assert later[2:6] == want[2:6] and earlier[-3:] == want[27:30]
+    assert list(earlier) == list(want[:30]) and later == want and earlier != want
+    with pytest.raises(IndexError):
+        earlier[30]
+    columns.series("X", bars(10, 500, seed=3))  # a reload: new columns
+    assert tuple(earlier) == want[:30]

@@ -193,3 +193,88 @@ def test_averages_of_a_history_cut_back_corrected_or_off_the_grid_are_computed_a
         with ta.continuing(memo):
             got = averages(c)
         assert all(same(g, w) for g, w in zip(got, averages(c), strict=True)), label
+
+
+def everything(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> list[np.ndarray]:
+    """Every indicator that goes on from the previous bar, the way the strategies call them."""
+    return [
+        ta.sma(close, 5),
+        ta.sma(close, 20),
+        *ta.sma_crosses(close, 5, 20),
+        ta.ema(close, 10),
+        ta.atr(high, low, close, 14),
+        ta.highest(high, 20),
+        ta.atr(high, low, close, 5),
+    ]
+
+
+def test_views_of_append_only_columns_go_on_without_comparing_the_earlier_bars(
+    monkeypatch,
+) -> None:
+    """As the live engine's columns give them (`BarSeries.append_only`): bar by bar, across the
+    columns growing into new buffers, every value equals the one computed from the first bar,
+    and the earlier bars are not compared once the same buffers come again."""
+    high, low, close = prices(900, 8)
+    size = 256
+    columns = [np.empty(size) for _ in range(3)]
+    compared: list[int] = []
+    real = ta.np.array_equal
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        compared.append(1)
+        return real(*args, **kwargs)
+
+    memo: dict[Any, Any] = {}
+    same_buffers = 0
+    for n in range(1, 901):
+        grew = n > size
+        if grew:  # full: new buffers with the values copied, as `BarColumns` grows
+            size *= 2
+            columns = [np.concatenate((c[: n - 1], np.empty(size - n + 1))) for c in columns]
+        for column, source in zip(columns, (high, low, close), strict=True):
+            column[n - 1] = source[n - 1]  # the new bar, after the last
+        h, lo, c = (column[:n] for column in columns)
+        h.flags.writeable = lo.flags.writeable = c.flags.writeable = False
+        want = everything(high[:n], low[:n], close[:n])
+        monkeypatch.setattr(ta.np, "array_equal", counted)
+        compared.clear()
+        with ta.continuing(memo, tuple(columns)):
+            got = everything(h, lo, c)
+        monkeypatch.setattr(ta.np, "array_equal", real)
+        assert all(same(g, w) for g, w in zip(got, want, strict=True)), n
+        if n > 40 and not grew:
+            assert compared == [], n
+            same_buffers += 1
+    assert same_buffers > 800
+
+
+def test_a_view_of_a_column_at_another_place_or_a_column_not_named_is_computed_right() -> None:
+    """A strategy's own slice of a column (from its second bar), the same column not declared
+    append-only, and a buffer rewritten in place (not append-only, so not declared): each gives
+    the values computed from the first bar."""
+    high, low, close = prices(600, 9)
+    buffers = [np.array(high), np.array(low), np.array(close)]
+    memo: dict[Any, Any] = {}
+    for n in (300, 301, 302):
+        h, lo, c = (b[:n] for b in buffers)
+        with ta.continuing(memo, tuple(buffers)):
+            ta.sma(c, 5), ta.atr(h, lo, c, 14)  # the columns' own place, as the engine's
+            shifted = [ta.sma(c[1:], 5), ta.atr(h[1:], lo[1:], c[1:], 14), ta.highest(h[1:], 9)]
+        assert same(shifted[0], ta.sma(close[1:n], 5)), n
+        assert same(shifted[1], ta.atr(high[1:n], low[1:n], close[1:n], 14)), n
+        assert same(shifted[2], ta.highest(high[1:n], 9)), n
+    alternating: dict[Any, Any] = {}
+    for n in range(310, 320):  # the same call on the column, then on its slice, in turn
+        h, lo, c = (b[:n] if n % 2 else b[1:n] for b in buffers)
+        with ta.continuing(alternating, tuple(buffers)):
+            got = [ta.sma(c, 5), ta.atr(h, lo, c, 14), ta.highest(h, 9)]
+        want = [ta.sma(np.array(c), 5), ta.atr(np.array(h), np.array(lo), np.array(c), 14)]
+        assert same(got[0], want[0]) and same(got[1], want[1]), n
+        assert same(got[2], ta.highest(np.array(h), 9)), n
+    rewritten = np.array(close)
+    with ta.continuing(memo):
+        ta.sma(rewritten[:400], 5)
+    rewritten[100] += 0.05  # corrected in place: compared, so computed again
+    with ta.continuing(memo):
+        got = ta.sma(rewritten[:401], 5)
+    assert same(got, ta.sma(rewritten[:401], 5))

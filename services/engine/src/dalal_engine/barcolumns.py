@@ -7,14 +7,18 @@ indicators with memory, such as an EMA, see what the backtester sees) and hands 
 was O(history) in Python per bar: ~1 ms per symbol with a few days of minute bars, which at a
 minute's close, with every traded symbol deciding at once, was most of the engine's time
 between the bar and its order. `BarColumns` appends the new bars to preallocated arrays
-(doubling when full) and gives read-only views of them, so a bar costs O(new bars).
+(doubling when full) and gives read-only views of them, so a bar costs O(new bars). The arrays
+are append-only (a value once written never changes; a history changed otherwise gets new
+arrays): the series says so (`BarSeries.append_only`), and the indicators then continue from
+the previous bar without comparing or copying the earlier values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from itertools import islice
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,14 +54,16 @@ class BarColumns:
         if len(history) > n:
             self._append(history, n)
         n = self._n
+        floats = self._floats
         return BarSeries(
             symbol=symbol,
-            start=tuple(self._start),
-            open=_view(self._floats["open"], n),
-            high=_view(self._floats["high"], n),
-            low=_view(self._floats["low"], n),
-            close=_view(self._floats["close"], n),
+            start=_Starts(self._start, n),
+            open=_view(floats["open"], n),
+            high=_view(floats["high"], n),
+            low=_view(floats["low"], n),
+            close=_view(floats["close"], n),
             volume=_view(self._volume, n),
+            append_only=tuple(floats[name] for name in _FLOATS),
         )
 
     def _reset(self) -> int:
@@ -90,6 +96,45 @@ class BarColumns:
         self._first = history[0]
         self._last = history[size - 1]
         self._n = size
+
+
+class _Starts(Sequence[datetime]):
+    """The first `n` start times of the columns' list, read-only, without a copy (a tuple of
+    20,000 of them was built at every bar): later bars are appended after them, and a history
+    changed otherwise gets a new list. Indexing, slicing and comparison behave as on a tuple."""
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, items: list[datetime], n: int) -> None:
+        self._items, self._n = items, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> datetime: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[datetime, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> datetime | tuple[datetime, ...]:
+        if isinstance(index, slice):
+            return tuple(self._items[: self._n][index])
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError("bar index out of range")
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[datetime]:
+        return islice(self._items, self._n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _empty_floats() -> dict[str, NDArray[np.float64]]:

@@ -70,6 +70,10 @@ class BarSeries:
     close: NDArray[np.float64]
     volume: NDArray[np.int64]
     _seconds: NDArray[np.int64] | None = field(default=None, repr=False, compare=False)
+    # the buffers the price arrays are views of when they only ever grow (the live engine's
+    # `BarColumns`): indicators then continue from the previous bar without comparing the
+    # earlier values (`indicators.continuing`)
+    append_only: tuple[NDArray[np.float64], ...] = field(default=(), repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.close)

@@ -17,7 +17,7 @@ fall back to float sums.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,21 +33,55 @@ Ints = NDArray[np.int64]
 def paise(values: Floats) -> Ints | None:
     """`values` (rupees) as whole paise when every one is on the paisa grid, else None.
     Inside `continuing`, the same array asked again (a strategy's SMAs and their crosses all
-    read the closes) is converted once."""
+    read the closes) is converted once; a view of an append-only column (`continuing`'s
+    `append_only`) only has its values after those of the previous bar converted."""
     current = _MEMO.get()
-    if current is not None:
-        kept = current[0].get("paise")
-        if kept is not None and kept[0] is values:  # the very object (kept alive with it)
-            return kept[1]  # type: ignore[no-any-return]
+    if current is None:
+        return _to_paise(values)
+    kept = current[0].get("paise")
+    if kept is not None and kept[0] is values:  # the very object (kept alive with it)
+        return kept[1]  # type: ignore[no-any-return]
+    place = _place(values)
+    grown = current[0].get("paise/grown")
+    if place is not None and grown is not None and place.same(grown[0]) and grown[1] <= len(values):
+        out = _grow_paise(current[0], grown, values)
+    else:
+        out = _to_paise(values)
+        if place is not None and out is not None:
+            current[0]["paise/grown"] = (place, len(values), out)
+        else:
+            current[0].pop("paise/grown", None)
+    current[0]["paise"] = (values, out)
+    return out
+
+
+def _to_paise(values: Floats) -> Ints | None:
     scaled = np.asarray(values, dtype=np.float64) * 100
     whole = np.rint(scaled)
     if len(scaled) and not np.all(np.abs(scaled - whole) < 1e-6):
-        out = None
-    else:
-        out = whole.astype(np.int64)
-        out.flags.writeable = False  # shared by the callers: none may change it
-    if current is not None:
-        current[0]["paise"] = (values, out)
+        return None
+    out = whole.astype(np.int64)
+    out.flags.writeable = False  # shared by the callers: none may change it
+    return out
+
+
+def _grow_paise(memo: dict[Any, Any], grown: tuple[Any, int, Ints], values: Floats) -> Ints | None:
+    """The paise of `values`, a longer view at the same place as the one converted before:
+    its new values converted and appended (the earlier ones never change there)."""
+    place, n, before = grown
+    tail = _to_paise(values[n:])
+    if tail is None:  # a value off the grid: no paise for this series from here on
+        memo.pop("paise/grown", None)
+        return None
+    buffer = before.base  # ours, writable; None: the first conversion's own (read-only) array
+    if buffer is None or len(values) > len(buffer):  # room for twice as many
+        bigger = np.empty(max(64, 2 * len(values)), dtype=np.int64)
+        bigger[:n] = before
+        buffer = bigger
+    buffer[n : len(values)] = tail
+    out = buffer[: len(values)]
+    out.flags.writeable = False
+    memo["paise/grown"] = (place, len(values), out)
     return out
 
 
@@ -108,7 +142,7 @@ def sma_crosses(
     below[start + 1 :] = (diff[1:] < 0) & (diff[:-1] >= 0)
     if slot is not None:
         memo, key = slot
-        memo[key] = (np.array(values, dtype=np.float64), above.copy(), below.copy(), diff[-1])
+        memo[key] = (_seen(values), above.copy(), below.copy(), diff[-1])
     return above, below
 
 
@@ -125,11 +159,9 @@ def _resume_crosses(
         memo, key = slot
         kept = memo.get(key)
         if kept is not None:
-            old_in, old_above, old_below, last_sign = kept
-            n = len(old_in)
-            if first + 1 < n <= len(values) and np.array_equal(
-                np.asarray(values[:n], dtype=np.float64).view(np.int64), old_in.view(np.int64)
-            ):
+            seen, old_above, old_below, last_sign = kept
+            n = len(old_above)
+            if first + 1 < n <= len(values) and _same_start(seen, n, (values,), None):
                 above[:n], below[:n] = old_above, old_below
                 return n, last_sign
     return first, None
@@ -160,66 +192,156 @@ def ema(values: Floats, bars: int) -> Floats:
 # loop over every bar, ~3 ms at 20,000 bars, per symbol and bar. Inside `continuing(memo)` they
 # pick the recursion up where the same series stopped at the previous bar instead.
 
-_MEMO: contextvars.ContextVar[tuple[dict[Any, Any], list[int]] | None] = contextvars.ContextVar(
+# the block's memo, the calls so far, its append-only buffers, and the places found in it by
+# id of the array (the array kept beside its place, alive)
+_Block = tuple[
+    dict[Any, Any],
+    list[int],
+    tuple[NDArray[Any], ...],
+    dict[int, tuple[NDArray[Any], "_Place | None"]],
+]
+_MEMO: contextvars.ContextVar[_Block | None] = contextvars.ContextVar(
     "indicator_memo", default=None
 )
 
 
 @contextmanager
-def continuing(memo: dict[Any, Any]) -> Iterator[None]:
+def continuing(memo: dict[Any, Any], append_only: Sequence[NDArray[Any]] = ()) -> Iterator[None]:
     """Inside: `ema` and `atr` continue from what they computed, in `memo`, over the earlier
     bars of the same series (the live engine keeps one memo per strategy instance and symbol).
     The values are the same bit for bit: the same arithmetic in the same order from the same
     start; when any earlier input differs in any bit (the history was cut back or reloaded, a
     bar was corrected, other parameters), the recursion runs from the first bar again. Each
     call of a recursive indicator has its own slot, by kind, window and place in the call
-    order."""
-    token = _MEMO.set((memo, [0]))
+    order.
+
+    `append_only`: buffers whose values, once written, never change (the live engine's
+    columns, `BarColumns`: new bars are written after the last, a changed history gets new
+    buffers). An input that is a view of one, at the same place as at the previous bar, holds
+    the same earlier values without comparing them or keeping a copy: the work of a bar is
+    then the new bars' only, however long the history (at 20,000 bars the comparisons, copies
+    and conversions of the whole series were most of a bar's indicators)."""
+    token = _MEMO.set((memo, [0], tuple(append_only), {}))
     try:
         yield
     finally:
         _MEMO.reset(token)
 
 
+class _Place:
+    """Where a view of an append-only buffer starts: the buffer (kept alive here, so it is
+    never another one at the same address) and the view's first byte. A later view at the same
+    place holds, over the earlier view's length, the very values the earlier one held."""
+
+    __slots__ = ("address", "buffer")
+
+    def __init__(self, buffer: NDArray[Any], address: int) -> None:
+        self.buffer, self.address = buffer, address
+
+    def same(self, other: _Place | None) -> bool:
+        return other is not None and other.buffer is self.buffer and other.address == self.address
+
+
+def _place(values: NDArray[Any]) -> _Place | None:
+    """The place of `values` when it is a contiguous float64 view of one of the block's
+    append-only buffers; else None (then it is compared value by value)."""
+    current = _MEMO.get()
+    if current is None or not current[2]:
+        return None
+    found = current[3].get(id(values))
+    if found is not None and found[0] is values:  # asked before in this block (the closes, say)
+        return found[1]
+    place = None
+    buffer = values.base
+    if buffer is not None and values.dtype == np.float64 and values.strides == (8,):
+        for trusted in (*current[2], *current[0].get("own", ())):
+            if buffer is trusted:
+                place = _Place(buffer, values.__array_interface__["data"][0])
+                break
+    current[3][id(values)] = (values, place)
+    return place
+
+
+# what an indicator keeps of its input to know, at the next bar, that the earlier values are
+# the same: their places (views of append-only buffers) or a copy of them
+_Seen = tuple[_Place, ...] | Floats
+
+
+def _seen(*inputs: Floats, derived: Floats | None = None) -> _Seen:
+    """The places of `inputs` when every one has one, else a copy of `derived` (the values the
+    indicator computes from: the input itself, or the true range of three)."""
+    places = []
+    for values in inputs:
+        place = _place(values)
+        if place is None:
+            return np.array(inputs[0] if derived is None else derived, dtype=np.float64)
+        places.append(place)
+    return tuple(places)
+
+
+def _same_start(kept: _Seen, n: int, inputs: Sequence[Floats], derived: Floats | None) -> bool:
+    """Whether the inputs start with the `n` values `kept` was taken of: at the same places, or
+    equal bit for bit (as integers: -0.0 is not 0.0, a NaN equals itself) to the copy."""
+    if isinstance(kept, tuple):
+        return len(kept) == len(inputs) and all(
+            k.same(_place(v)) for k, v in zip(kept, inputs, strict=True)
+        )
+    values = inputs[0] if derived is None else derived
+    return len(kept) == n and bool(
+        np.array_equal(np.asarray(values[:n], dtype=np.float64).view(np.int64), kept.view(np.int64))
+    )
+
+
 def _slot(kind: str, bars: int) -> tuple[dict[Any, Any], tuple[str, int, int]] | None:
     current = _MEMO.get()
     if current is None:
         return None
-    memo, calls = current
+    memo, calls = current[0], current[1]
     calls[0] += 1
     return memo, (kind, bars, calls[0])
 
 
 def _resume(
-    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None, values: Floats, out: Floats, bars: int
+    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None,
+    values: Floats,
+    out: Floats,
+    bars: int,
+    inputs: Sequence[Floats] | None = None,
 ) -> tuple[int, float]:
     """(index to continue from, the recursion's value before it), the outputs before that
-    index already copied into `out`; (0, nan) when there is nothing to continue from."""
+    index already copied into `out`; (0, nan) when there is nothing to continue from.
+    `values`: what the recursion runs over; `inputs`: what it is computed from, when that is
+    not `values` itself (the true range's high, low and close)."""
     if slot is None:
         return 0, float("nan")
     memo, key = slot
     kept = memo.get(key)
     if kept is None:
         return 0, float("nan")
-    old_in, old_out = kept
-    n = len(old_in)
+    seen, old_out = kept
+    n = len(old_out)
     if n < bars or n > len(values):
         return 0, float("nan")
-    # bit for bit (as integers: -0.0 is not 0.0, a NaN equals itself), without copies
-    if not np.array_equal(
-        np.asarray(values[:n], dtype=np.float64).view(np.int64), old_in.view(np.int64)
-    ):
+    if inputs is None:
+        inputs, derived = (values,), None
+    else:
+        derived = values
+    if not _same_start(seen, n, inputs, derived):
         return 0, float("nan")
     out[:n] = old_out
     return n, float(old_out[-1])
 
 
 def _keep(
-    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None, values: Floats, out: Floats
+    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None,
+    values: Floats,
+    out: Floats,
+    inputs: Sequence[Floats] | None = None,
 ) -> None:
     if slot is not None:
         memo, key = slot
-        memo[key] = (np.array(values, dtype=np.float64), out.copy())
+        seen = _seen(values) if inputs is None else _seen(*inputs, derived=values)
+        memo[key] = (seen, out.copy())
 
 
 def true_range(high: Floats, low: Floats, close: Floats) -> Floats:
@@ -231,7 +353,7 @@ def true_range(high: Floats, low: Floats, close: Floats) -> Floats:
 def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
     """Average true range with Wilder's smoothing, seeded with the mean of the first `bars`."""
     slot = _slot("atr", bars)  # first: a call too early for values still has its place
-    tr = true_range(high, low, close)
+    tr = _true_ranges(high, low, close)
     out = np.full(len(tr), np.nan)
     if bars <= 0 or len(tr) < bars:
         return out
@@ -247,13 +369,59 @@ def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
     return out
 
 
+def _true_ranges(high: Floats, low: Floats, close: Floats) -> Floats:
+    """`true_range`. Inside `continuing`, for views of append-only columns at the places they
+    had at the previous bar, only the new bars' ranges are computed, into an append-only
+    buffer of the memo's own (the ATR then finds its input at the same place too)."""
+    current = _MEMO.get()
+    places = [_place(v) for v in (high, low, close)] if current is not None else []
+    if current is None or None in places:
+        return true_range(high, low, close)
+    memo = current[0]
+    kept = memo.get("tr")
+    n, size = (kept[1], len(close)) if kept is not None else (0, len(close))
+    if (
+        kept is None
+        or not all(k.same(p) for k, p in zip(kept[0], places, strict=True))
+        or not 0 < n <= size
+    ):
+        return _own_ranges(memo, places, true_range(high, low, close))
+    buffer: Floats = kept[2]
+    if size > len(buffer):  # full: a new buffer (the old one's values stay as they were)
+        return _own_ranges(memo, places, true_range(high, low, close))
+    # the range of bar i needs the close of bar i - 1: from the last bar computed before
+    buffer[n:size] = true_range(high[n - 1 : size], low[n - 1 : size], close[n - 1 : size])[1:]
+    memo["tr"] = (places, size, buffer)
+    out = buffer[:size]
+    out.flags.writeable = False
+    return out
+
+
+def _own_ranges(memo: dict[Any, Any], places: list[Any], ranges: Floats) -> Floats:
+    """`ranges` in a new buffer of the memo's own, with room to grow (append-only: written
+    after its last value only, replaced when full or when the inputs change)."""
+    size = len(ranges)
+    buffer = np.empty(max(64, 2 * size), dtype=np.float64)
+    buffer[:size] = ranges
+    memo["tr"] = (places, size, buffer)
+    memo["own"] = (buffer,)
+    out = buffer[:size]
+    out.flags.writeable = False
+    return out
+
+
 def highest(values: Floats, bars: int) -> Floats:
-    """Highest of the last `bars` values, the current one included."""
+    """Highest of the last `bars` values, the current one included. Inside `continuing`, only
+    the windows after those of the previous call are taken (the same values: a maximum does
+    not depend on where the series starts)."""
+    slot = _slot("highest", bars)  # first: a call too early for values still has its place
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
-    windows = np.lib.stride_tricks.sliding_window_view(values, bars)
-    out[bars - 1 :] = windows.max(axis=1)
+    start = max(_resume(slot, values, out, bars)[0], bars - 1)
+    windows = np.lib.stride_tricks.sliding_window_view(values[start - bars + 1 :], bars)
+    out[start:] = windows.max(axis=1)
+    _keep(slot, values, out)
     return out
 
 

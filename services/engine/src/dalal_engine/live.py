@@ -420,7 +420,7 @@ class LiveEngine:
         memo = self._recursions.get((inst.config.name, symbol))
         if memo is None:
             memo = self._recursions[(inst.config.name, symbol)] = {}
-        with ta.continuing(memo):
+        with ta.continuing(memo, series.append_only):
             return inst.strategy.indicators(series)
 
     def last_bar(self, name: str, symbol: str) -> datetime | None:
