@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dalal_engine.handlers import freeze_histories
 from dalal_engine.live import LiveEngine
 from dalal_engine.store import EngineStore, StoredBar
 from dalal_engine.strategyconfig import load_text
@@ -108,6 +109,7 @@ def main() -> int:
         if commands:
             live.store.mark_published(*(c.client_order_id for c in commands))
         live.store.store_bars(live.settle_quiet(out))
+        freeze_histories(live)  # as the bars handler does once the orders are out
         if minute >= WARMUP_MINUTES and out.orders:
             times.append(took)
             orders += len(out.orders)

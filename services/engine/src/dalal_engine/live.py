@@ -221,6 +221,8 @@ class LiveEngine:
         # levels whose exit the kill switch refused: recorded once, not on every tick
         self._refused_levels: set[tuple[str, str, str]] = set()
         self._history: dict[tuple[str, str, str], list[StoredBar]] = {}
+        # bars read into histories since the handlers last froze them (`freeze_histories`)
+        self.history_read = 0
         self._columns: dict[tuple[str, str, str], BarColumns] = {}  # the histories as arrays
         # per (instance, symbol): where the recursive indicators stopped (`ta.continuing`)
         self._recursions: dict[tuple[str, str], dict[Any, Any]] = {}
@@ -399,6 +401,7 @@ class LiveEngine:
                 ]
                 bars = older[-need:] + bars
             self._history[key] = bars
+            self.history_read += len(bars)
         return self._history[key]
 
     def _series_of(
