@@ -128,7 +128,10 @@ async def test_worker_metrics_backfill_progress_and_the_premarket_session_check(
             value(s, "dalal_worker_tasks_total", task="backfill_symbol", state=state) or 0
             for state in ("succeeded", "failed")
         )
-        return value(s, "dalal_data_backfill_symbols_done") == 3 and ended == 3
+        # a task is counted (celery's task_success / task_failure) a moment before it is timed
+        # (task_postrun): a scrape in between saw 3 counted and 2 timed
+        timed = value(s, "dalal_worker_task_seconds_count", task="backfill_symbol")
+        return value(s, "dalal_data_backfill_symbols_done") == 3 and ended == 3 and timed == 3
 
     samples = await scrape(worker, poller, finished)
     status = (await data.http.get(f"/backfill/{job['job_id']}")).json()
