@@ -161,7 +161,7 @@ def _resume_crosses(
         if kept is not None:
             seen, old_above, old_below, last_sign = kept
             n = len(old_above)
-            if first + 1 < n <= len(values) and _same_start(seen, n, (values,), None):
+            if first + 1 < n <= len(values) and _same_start(seen, n, values):
                 above[:n], below[:n] = old_above, old_below
                 return n, last_sign
     return first, None
@@ -263,30 +263,21 @@ def _place(values: NDArray[Any]) -> _Place | None:
 
 
 # what an indicator keeps of its input to know, at the next bar, that the earlier values are
-# the same: their places (views of append-only buffers) or a copy of them
-_Seen = tuple[_Place, ...] | Floats
+# the same: its place (a view of an append-only buffer) or a copy of them
+_Seen = tuple[_Place] | Floats
 
 
-def _seen(*inputs: Floats, derived: Floats | None = None) -> _Seen:
-    """The places of `inputs` when every one has one, else a copy of `derived` (the values the
-    indicator computes from: the input itself, or the true range of three)."""
-    places = []
-    for values in inputs:
-        place = _place(values)
-        if place is None:
-            return np.array(inputs[0] if derived is None else derived, dtype=np.float64)
-        places.append(place)
-    return tuple(places)
+def _seen(values: Floats) -> _Seen:
+    """Its place when `values` has one, else a copy of it."""
+    place = _place(values)
+    return (place,) if place is not None else np.array(values, dtype=np.float64)
 
 
-def _same_start(kept: _Seen, n: int, inputs: Sequence[Floats], derived: Floats | None) -> bool:
-    """Whether the inputs start with the `n` values `kept` was taken of: at the same places, or
+def _same_start(kept: _Seen, n: int, values: Floats) -> bool:
+    """Whether `values` starts with the `n` values `kept` was taken of: at the same place, or
     equal bit for bit (as integers: -0.0 is not 0.0, a NaN equals itself) to the copy."""
     if isinstance(kept, tuple):
-        return len(kept) == len(inputs) and all(
-            k.same(_place(v)) for k, v in zip(kept, inputs, strict=True)
-        )
-    values = inputs[0] if derived is None else derived
+        return kept[0].same(_place(values))
     return len(kept) == n and bool(
         np.array_equal(np.asarray(values[:n], dtype=np.float64).view(np.int64), kept.view(np.int64))
     )
@@ -306,12 +297,9 @@ def _resume(
     values: Floats,
     out: Floats,
     bars: int,
-    inputs: Sequence[Floats] | None = None,
 ) -> tuple[int, float]:
     """(index to continue from, the recursion's value before it), the outputs before that
-    index already copied into `out`; (0, nan) when there is nothing to continue from.
-    `values`: what the recursion runs over; `inputs`: what it is computed from, when that is
-    not `values` itself (the true range's high, low and close)."""
+    index already copied into `out`; (0, nan) when there is nothing to continue from."""
     if slot is None:
         return 0, float("nan")
     memo, key = slot
@@ -322,11 +310,7 @@ def _resume(
     n = len(old_out)
     if n < bars or n > len(values):
         return 0, float("nan")
-    if inputs is None:
-        inputs, derived = (values,), None
-    else:
-        derived = values
-    if not _same_start(seen, n, inputs, derived):
+    if not _same_start(seen, n, values):
         return 0, float("nan")
     out[:n] = old_out
     return n, float(old_out[-1])
@@ -336,12 +320,10 @@ def _keep(
     slot: tuple[dict[Any, Any], tuple[str, int, int]] | None,
     values: Floats,
     out: Floats,
-    inputs: Sequence[Floats] | None = None,
 ) -> None:
     if slot is not None:
         memo, key = slot
-        seen = _seen(values) if inputs is None else _seen(*inputs, derived=values)
-        memo[key] = (seen, out.copy())
+        memo[key] = (_seen(values), out.copy())
 
 
 def true_range(high: Floats, low: Floats, close: Floats) -> Floats:
