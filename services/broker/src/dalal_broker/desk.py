@@ -353,20 +353,16 @@ class OrderDesk:
         # rows, this one aside): read beside the kill switch (Redis), not after it, as each
         # order's guards hold up the next order's
         open_value: Decimal | None = Decimal(0)
-        state: KillSwitchState
+
+        async def switch() -> KillSwitchState:  # as the caller read it, else read now
+            return kill_switch if kill_switch is not None else await self.kill_switch.state()
+
         if live and command.side == "BUY":
-            if kill_switch is None:
-                state, open_value = await asyncio.gather(
-                    self.kill_switch.state(),
-                    self._open_orders_value(exclude=command.client_order_id),
-                )
-            else:  # as the caller read it
-                state = kill_switch
-                open_value = await self._open_orders_value(exclude=command.client_order_id)
-        elif kill_switch is None:
-            state = await self.kill_switch.state()
+            state, open_value = await asyncio.gather(
+                switch(), self._open_orders_value(exclude=command.client_order_id)
+            )
         else:
-            state = kill_switch
+            state = await switch()
         return GuardContext(
             session_valid=self.can_trade,
             kill_switch_reason=(state.reason or "engaged") if state.engaged else None,
