@@ -17,12 +17,14 @@ fall back to float sums.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from dalal_engine import indicator_steps as steps
 
 Floats = NDArray[np.float64]
 
@@ -96,6 +98,9 @@ def sma(values: Floats, bars: int) -> Floats:
     Inside `continuing`, on the paisa grid, only the bars after those of the previous call
     are summed (each window's sum is exact, so the values are the same bit for bit)."""
     slot = _slot("sma", bars)  # first: a call too early for values still has its place
+    stepped = _step(slot, (values,))
+    if stepped is not None:
+        return stepped  # type: ignore[no-any-return]
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
@@ -108,6 +113,8 @@ def sma(values: Floats, bars: int) -> Floats:
     # one division of two exact integers (both < 2**53): the correctly rounded average
     out[start:] = rolling_sum(whole[start - bars + 1 :], bars) / float(bars * 100)
     _keep(slot, values, out)
+    grid = whole
+    _start_step(slot, (values,), lambda: steps.SmaStep(bars, grid, out))
     return out
 
 
@@ -118,6 +125,9 @@ def sma_crosses(
     decided exactly (integer paise; see the module docstring for the tie rule). Off the
     paisa grid, the float SMAs' `crossed_above` / `crossed_below`."""
     slot = _slot(f"crosses/{slow_bars}", fast_bars)  # first, as in `sma`
+    stepped = _step(slot, (values,))
+    if stepped is not None:
+        return stepped  # type: ignore[no-any-return]
     n = len(values)
     whole = paise(values)
     if whole is None or fast_bars <= 0 or slow_bars <= 0:
@@ -143,6 +153,12 @@ def sma_crosses(
     if slot is not None:
         memo, key = slot
         memo[key] = (_seen(values), above.copy(), below.copy(), diff[-1])
+        sign, grid = int(diff[-1]), whole
+        _start_step(
+            slot,
+            (values,),
+            lambda: steps.CrossStep(fast_bars, slow_bars, grid, above, below, sign),
+        )
     return above, below
 
 
@@ -170,6 +186,9 @@ def _resume_crosses(
 def ema(values: Floats, bars: int) -> Floats:
     """Exponential moving average (alpha 2/(bars+1)) seeded with the SMA of the first bars."""
     slot = _slot("ema", bars)  # first: a call too early for values still has its place
+    stepped = _step(slot, (values,))
+    if stepped is not None:
+        return stepped  # type: ignore[no-any-return]
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
@@ -182,6 +201,7 @@ def ema(values: Floats, bars: int) -> Floats:
         smoothed.append(prev)
     out[max(start, bars - 1) :] = smoothed
     _keep(slot, values, out)
+    _start_step(slot, (values,), lambda: steps.EmaStep(bars, out))
     return out
 
 
@@ -326,6 +346,48 @@ def _keep(
         memo[key] = (_seen(values), out.copy())
 
 
+def _step(
+    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None, inputs: tuple[Floats, ...]
+) -> Any:
+    """The call's outputs continued by its step state (`indicator_steps`) when every input is
+    a view of an append-only column at the place the state was built on, a few bars longer;
+    else None, and the vectorised pass runs (building the state again). A step that cannot
+    go on (a NaN, a price off the grid) leaves no state behind."""
+    if slot is None:
+        return None
+    memo, key = slot
+    kept = memo.pop(("step", key), None)
+    if kept is None:
+        return None
+    places, n, state = kept
+    size = len(inputs[0])
+    if not n < size <= n + steps.MAX_STEP:
+        return None
+    for value, place in zip(inputs, places, strict=True):
+        if not place.same(_place(value)):
+            return None
+    out = state.step(*(value[n:size].tolist() for value in inputs))
+    if out is not None:
+        memo[("step", key)] = (places, size, state)
+    return out
+
+
+def _start_step(
+    slot: tuple[dict[Any, Any], tuple[str, int, int]] | None,
+    inputs: tuple[Floats, ...],
+    build: Callable[[], Any],
+) -> None:
+    """After a vectorised pass over views of append-only columns: the state that continues
+    the call at the next bars (`_step`)."""
+    if slot is None:
+        return
+    places = [_place(value) for value in inputs]
+    if None in places:
+        return
+    memo, key = slot
+    memo[("step", key)] = (places, len(inputs[0]), build())
+
+
 def true_range(high: Floats, low: Floats, close: Floats) -> Floats:
     prev_close = np.roll(close, 1)
     prev_close[0] = close[0] if len(close) else np.nan
@@ -335,6 +397,9 @@ def true_range(high: Floats, low: Floats, close: Floats) -> Floats:
 def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
     """Average true range with Wilder's smoothing, seeded with the mean of the first `bars`."""
     slot = _slot("atr", bars)  # first: a call too early for values still has its place
+    stepped = _step(slot, (high, low, close))
+    if stepped is not None:
+        return stepped  # type: ignore[no-any-return]
     tr = _true_ranges(high, low, close)
     out = np.full(len(tr), np.nan)
     if bars <= 0 or len(tr) < bars:
@@ -348,6 +413,9 @@ def atr(high: Floats, low: Floats, close: Floats, bars: int) -> Floats:
         keep(prev)
     out[max(start, bars - 1) :] = smoothed
     _keep(slot, tr, out)
+    if np.isfinite(out[-1]) and np.isfinite(close[-1]):
+        last = float(close[-1])
+        _start_step(slot, (high, low, close), lambda: steps.AtrStep(bars, last, out))
     return out
 
 
@@ -397,6 +465,9 @@ def highest(values: Floats, bars: int) -> Floats:
     the windows after those of the previous call are taken (the same values: a maximum does
     not depend on where the series starts)."""
     slot = _slot("highest", bars)  # first: a call too early for values still has its place
+    stepped = _step(slot, (values,))
+    if stepped is not None:
+        return stepped  # type: ignore[no-any-return]
     out = np.full(len(values), np.nan)
     if bars <= 0 or len(values) < bars:
         return out
@@ -404,6 +475,8 @@ def highest(values: Floats, bars: int) -> Floats:
     windows = np.lib.stride_tricks.sliding_window_view(values[start - bars + 1 :], bars)
     out[start:] = windows.max(axis=1)
     _keep(slot, values, out)
+    if not np.isnan(values[len(values) - bars :]).any():
+        _start_step(slot, (values,), lambda: steps.HighestStep(bars, values, out))
     return out
 
 
