@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from indicator_cases import everything
 
 from dalal_engine import indicators as ta
 
@@ -26,18 +27,6 @@ def series(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     close[520] = np.nan  # a hole in the data
     high[521] = np.nan
     return high, low, close
-
-
-def everything(h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> list[np.ndarray]:
-    return [
-        ta.sma(c, 5),
-        ta.sma(c, 20),
-        *ta.sma_crosses(c, 5, 20),
-        ta.ema(c, 10),
-        ta.atr(h, lo, c, 14),
-        ta.highest(h, 9),
-        ta.atr(h, lo, c, 3),
-    ]
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from indicator_cases import everything
 
 from dalal_engine import indicators as ta
 
@@ -193,19 +194,6 @@ def test_averages_of_a_history_cut_back_corrected_or_off_the_grid_are_computed_a
         with ta.continuing(memo):
             got = averages(c)
         assert all(same(g, w) for g, w in zip(got, averages(c), strict=True)), label
-
-
-def everything(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> list[np.ndarray]:
-    """Every indicator that goes on from the previous bar, the way the strategies call them."""
-    return [
-        ta.sma(close, 5),
-        ta.sma(close, 20),
-        *ta.sma_crosses(close, 5, 20),
-        ta.ema(close, 10),
-        ta.atr(high, low, close, 14),
-        ta.highest(high, 20),
-        ta.atr(high, low, close, 5),
-    ]
 
 
 def test_views_of_append_only_columns_go_on_without_comparing_the_earlier_bars(

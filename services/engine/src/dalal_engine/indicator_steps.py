@@ -204,7 +204,7 @@ class HighestStep:
     __slots__ = ("out", "window")
 
     def __init__(self, bars: int, values: Floats, out: Floats) -> None:
-        """`values`' last `bars` must be numbers (`highest_step` checks)."""
+        """`values`' last `bars` must be numbers (`indicators.highest` checks)."""
         self.window: deque[float] = deque(values[len(values) - bars :].tolist(), maxlen=bars)
         self.out = _Buffer(out)
 
