@@ -17,6 +17,7 @@ from dalal_shared.bus import (
     Publisher,
     StreamConsumer,
     decode_envelope,
+    dlq_name,
     group_info,
 )
 from dalal_shared.messages import CancelOrder, Envelope
@@ -197,3 +198,94 @@ async def test_publish_many_trims_like_xadd(aredis: aioredis.Redis) -> None:
         await pub.publish_many(STREAM, [cancel(i) for i in range(500)])
     # approximate trimming: whole radix-tree nodes go, never below maxlen
     assert 100 <= await aredis.xlen(STREAM) < 2_500
+
+
+class UrgentFirst(Recorder):
+    """A batch handler that names some entries urgent by their raw data (`first`); it takes
+    every entry of its batch steps (but the ones `fail_on` names: that step raises), and
+    records how many entries the bus had decoded when each step began."""
+
+    def __init__(self, urgent: set[str], *, fail_on: int | None = None) -> None:
+        super().__init__()
+        self.urgent = {f'"{c}"'.encode() for c in urgent}
+        self.fail_on = fail_on
+        self.decoded_at_step: list[int] = []
+        self.decodes = 0
+
+    def first(self):  # type: ignore[no-untyped-def]
+        return lambda data: any(u in data for u in self.urgent)
+
+    async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        self.decoded_at_step.append(self.decodes)
+        coids = [e.message.client_order_id for e in envelopes]  # type: ignore[attr-defined]
+        self.batches.append(coids)
+        if self.fail_on == len(self.batches):
+            raise RuntimeError("the batch step failed")
+        return {e.id for e in envelopes}
+
+
+def counting_decodes(monkeypatch, recorder: UrgentFirst) -> None:  # type: ignore[no-untyped-def]
+    import dalal_shared.bus as bus
+
+    real = bus.decode_flat
+
+    def decode(flat):  # type: ignore[no-untyped-def]
+        recorder.decodes += 1
+        return real(flat)
+
+    monkeypatch.setattr(bus, "decode_flat", decode)
+
+
+async def test_urgent_entries_are_decoded_and_handled_before_the_rest_is_decoded(
+    aredis: aioredis.Redis, monkeypatch
+) -> None:
+    recorder = UrgentFirst({"c2", "c5", "c7"})
+    counting_decodes(monkeypatch, recorder)
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(10)])
+    consumer = StreamConsumer(aredis, config(batch_size=100), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 10)
+    assert recorder.batches == [["c2", "c5", "c7"], ["c0", "c1", "c3", "c4", "c6", "c8", "c9"]]
+    assert recorder.decoded_at_step == [3, 10]  # the other seven decoded after the first step
+    assert recorder.one_by_one == []
+
+
+async def test_urgent_first_still_dead_letters_what_cannot_be_decoded(
+    aredis: aioredis.Redis,
+) -> None:
+    recorder = UrgentFirst({"c1", "bad-urgent"})
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(0), cancel(1)])
+    fields = Envelope.wrap(cancel(9), source="test").to_fields()
+    for name in ("bad-urgent", "bad-later"):  # a message its model refuses
+        await aredis.xadd(STREAM, {**fields, "data": f'{{"client_order_id":"{name}",' + "x"})
+    await pub.publish_many(STREAM, [cancel(2)])
+    consumer = StreamConsumer(aredis, config(batch_size=100), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 5)
+    assert recorder.batches == [["c1"], ["c0", "c2"]]
+    dead = await aredis.xrange(dlq_name(STREAM))
+    assert len(dead) == 2
+
+
+async def test_a_failed_urgent_step_leaves_every_entry_to_the_one_by_one_path(
+    aredis: aioredis.Redis,
+) -> None:
+    recorder = UrgentFirst({"c3"}, fail_on=1)
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(6)])
+    consumer = StreamConsumer(aredis, config(batch_size=100), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 6)
+    assert recorder.batches == [["c3"]]  # no second step
+    assert recorder.one_by_one == [f"c{i}" for i in range(6)]
+
+
+async def test_a_failed_second_step_leaves_only_its_entries_to_the_one_by_one_path(
+    aredis: aioredis.Redis,
+) -> None:
+    recorder = UrgentFirst({"c3"}, fail_on=2)
+    pub = Publisher(aredis, source="test")
+    await pub.publish_many(STREAM, [cancel(i) for i in range(6)])
+    consumer = StreamConsumer(aredis, config(batch_size=100), {STREAM: recorder})
+    await handle_until_acked(aredis, consumer, 6)
+    assert recorder.batches == [["c3"], ["c0", "c1", "c2", "c4", "c5"]]
+    assert recorder.one_by_one == ["c0", "c1", "c2", "c4", "c5"]

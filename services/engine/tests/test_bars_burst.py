@@ -163,7 +163,8 @@ async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
     """The feed's way (each day's bars in one MULTI/EXEC, each with its closing tick's corr)
     through a real consumer and the engine's bars handler: the orders are those of the bars
     one by one, each published with the corr of its own bar, the refused and quiet bars all
-    stored, nothing left pending."""
+    stored, nothing left pending; the traded symbols' bars of a read are decoded and decided
+    before the others (`BarsHandler.first`)."""
     import asyncio
 
     from dalal_engine.handlers import EngineGate, bars_handler
@@ -179,6 +180,14 @@ async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
     live.relay = OutboxRelay(live.store.engine, outbox_t, aredis)
     stream = bars_stream("day")
     handler = bars_handler(live, Publisher(aredis, source="engine"), EngineGate())
+    steps: list[list[str]] = []  # the symbols of each batch step, in order
+    batch = handler.batch
+
+    async def recorded(envelopes):  # type: ignore[no-untyped-def]
+        steps.append([e.message.symbol for e in envelopes])
+        return await batch(envelopes)
+
+    handler.batch = recorded  # type: ignore[method-assign]
     consumer = StreamConsumer(
         aredis, ConsumerConfig(group="engine", block_ms=50), {stream: handler}
     )
@@ -211,6 +220,10 @@ async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
         consumer.stop()
         await asyncio.wait_for(task, timeout=10)
     assert expected, "the bars ordered nothing"
+    # each read's traded bars decoded and decided in a step of their own, before the others
+    assert all(set(s) <= set(TRADED) or set(s) <= set(QUIET) for s in steps), steps
+    assert set(steps[0]) <= set(TRADED)
+    assert sum(len(s) for s in steps) == len(all_days) * len(all_days[0])
     placed = {
         e.message.client_order_id: e.corr
         for e in (Envelope.from_fields(f) for _i, f in await aredis.xrange(ORDERS_COMMANDS))
