@@ -6,8 +6,10 @@ ticker, the feed, Redis).
 
 * `raw`: plain redis-py, the least a Python consumer can do: `XREADGROUP` (blocking), the bar's
   symbol read from its JSON, one `XADD` per traded bar in one pipeline.
-* `bus`: Dalal's own bus (`StreamConsumer` with a batch handler, as the engine's bars handler;
-  envelopes decoded and validated; `PlaceOrder` messages published with `Publisher.publish_many`).
+* `bus`: Dalal's own bus (`StreamConsumer` with a batch handler, as the engine's bars handler:
+  the traded symbols' bars named urgent by `first`, decoded and validated, and offered before
+  the others are decoded; `PlaceOrder` messages published with `Publisher.publish_many`), on
+  uvloop as the engine runs under uvicorn.
 
 Both write to `bench.floor` with the bar's corr, stamped as the engine stamps its `PlaceOrder`.
 
@@ -16,11 +18,10 @@ Usage (the bench starts it): python bench/floor_probe.py MODE REDIS_URL SYMBOL[,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 FLOOR_STREAM = "bench.floor"
@@ -63,6 +64,10 @@ async def run_bus(url: str, traded: set[str]) -> None:
         async def __call__(self, envelope: Envelope) -> None:
             await self.batch([envelope])
 
+        def first(self) -> Callable[[bytes], bool]:
+            wanted = {f'"symbol":"{s}"'.encode() for s in traded}
+            return lambda data: any(w in data for w in wanted)
+
         async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
             nonlocal sent
             orders, corrs = [], []
@@ -93,7 +98,9 @@ def main(argv: list[str]) -> int:
     if mode == "raw":
         run_raw(url, traded)
     elif mode == "bus":
-        asyncio.run(run_bus(url, traded))
+        import uvloop
+
+        uvloop.run(run_bus(url, traded))
     else:
         raise SystemExit(f"floor_probe: mode must be raw or bus, not {mode!r}")
     return 0
