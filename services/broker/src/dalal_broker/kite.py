@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from kiteconnect import KiteConnect
-
 from dalal_broker.adapter import BrokerOrder, BrokerTrade
 from dalal_shared.kite import (
     KiteCaller,
@@ -22,6 +20,7 @@ from dalal_shared.kite import (
     classify,
     rate_limited,
 )
+from dalal_shared.kitehttp import kite_client
 from dalal_shared.messages import PlaceOrder
 from dalal_shared.ratelimit import RateLimiter
 
@@ -53,7 +52,7 @@ class KiteGateway:
         self.root_url = root_url
         self.limiter = limiter
         self.rate_limit_timeout_seconds = rate_limit_timeout_seconds
-        self._kite = KiteConnect(api_key, root=root_url, timeout=timeout_seconds)
+        self._kite = kite_client(api_key, root=root_url, timeout=timeout_seconds)
         self._caller = KiteCaller(
             "broker", limiter, rate_limit_timeout_seconds=rate_limit_timeout_seconds
         )

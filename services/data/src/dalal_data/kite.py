@@ -21,6 +21,7 @@ from kiteconnect import KiteConnect
 
 from dalal_shared import kite as shared_kite
 from dalal_shared.errors import PermanentError, TemporaryError
+from dalal_shared.kitehttp import kite_client
 from dalal_shared.logging import get_logger
 from dalal_shared.ratelimit import RateLimiter
 from dalal_shared.timeutil import IST
@@ -99,9 +100,7 @@ class KiteGateway:
     async def _kite(self) -> KiteConnect:
         token = await self.token_source()
         if self._client is None or token != self._token:
-            client = KiteConnect(
-                api_key=self.api_key, root=self.root_url, timeout=self.timeout_seconds
-            )
+            client = kite_client(self.api_key, root=self.root_url, timeout=self.timeout_seconds)
             client.set_access_token(token)
             self._client, self._token = client, token
         return self._client
