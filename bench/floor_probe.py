@@ -7,7 +7,7 @@ ticker, the feed, Redis).
 * `raw`: plain redis-py, the least a Python consumer can do: `XREADGROUP` (blocking), the bar's
   symbol read from its JSON, one `XADD` per traded bar in one pipeline.
 * `bus`: Dalal's own bus (`StreamConsumer` with a batch handler, as the engine's bars handler:
-  the traded symbols' bars named urgent by `first`, decoded and validated, and offered before
+  the traded symbols' bars named urgent by `urgent`, decoded and validated, and offered before
   the others are decoded; `PlaceOrder` messages published with `Publisher.publish_many`), on
   uvloop as the engine runs under uvicorn.
 
@@ -64,7 +64,7 @@ async def run_bus(url: str, traded: set[str]) -> None:
         async def __call__(self, envelope: Envelope) -> None:
             await self.batch([envelope])
 
-        def first(self) -> Callable[[bytes], bool]:
+        def urgent(self) -> Callable[[bytes], bool]:
             wanted = {f'"symbol":"{s}"'.encode() for s in traded}
             return lambda data: any(w in data for w in wanted)
 

@@ -201,19 +201,19 @@ async def test_publish_many_trims_like_xadd(aredis: aioredis.Redis) -> None:
 
 
 class UrgentFirst(Recorder):
-    """A batch handler that names some entries urgent by their raw data (`first`); it takes
+    """A batch handler that names some entries urgent by their raw data (`urgent`); it takes
     every entry of its batch steps (but the ones `fail_on` names: that step raises), and
     records how many entries the bus had decoded when each step began."""
 
     def __init__(self, urgent: set[str], *, fail_on: int | None = None) -> None:
         super().__init__()
-        self.urgent = {f'"{c}"'.encode() for c in urgent}
+        self.names = {f'"{c}"'.encode() for c in urgent}
         self.fail_on = fail_on
         self.decoded_at_step: list[int] = []
         self.decodes = 0
 
-    def first(self):  # type: ignore[no-untyped-def]
-        return lambda data: any(u in data for u in self.urgent)
+    def urgent(self):  # type: ignore[no-untyped-def]
+        return lambda data: any(u in data for u in self.names)
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
         self.decoded_at_step.append(self.decodes)

@@ -164,7 +164,7 @@ async def test_a_minutes_bars_through_the_bus_are_decided_in_one_read(
     through a real consumer and the engine's bars handler: the orders are those of the bars
     one by one, each published with the corr of its own bar, the refused and quiet bars all
     stored, nothing left pending; the traded symbols' bars of a read are decoded and decided
-    before the others (`BarsHandler.first`)."""
+    before the others (`BarsHandler.urgent`)."""
     import asyncio
 
     from dalal_engine.handlers import EngineGate, bars_handler

@@ -7,7 +7,7 @@ Delivery contract (DESIGN.md, "Messages"; docs/architecture.md, "Delivery"):
   for the first time, decoded, all at once (the engine decides a minute's bars in one step);
   the ids it returns count as handled, the rest (or all of them, when `batch` raises) go
   through the handler one by one as usual. Redeliveries always go one by one. A batch handler
-  with a `first` method (`urgent_first`) has a read's entries it names urgent (by their raw
+  with an `urgent` method (`urgent_first`) has a read's entries it names urgent (by their raw
   `data`) decoded and offered first, the others decoded and offered after.
 * On start a consumer first re-reads its own pending entries (it may have died mid-batch).
 * Entries that failed stay pending and are retried after `retry_idle_ms`; entries idle for
@@ -108,14 +108,14 @@ Urgent = Callable[[bytes], bool]
 
 def urgent_first(handler: object) -> Urgent | None:
     """A batch handler's say on which entries of a read are urgent, when it has one: its
-    `first()` gives a test of an entry's raw `data` bytes (or None: no preference this
+    `urgent()` gives a test of an entry's raw `data` bytes (or None: no preference this
     read). Those entries are decoded and offered to `batch` first; the rest are decoded and
     offered once that step is done (the engine: the bars of the symbols it trades before the
     other 45 of a minute are even decoded). The test is only a hint for the order: an entry
     it misjudges is still decoded, offered and handled, in the second step; the entries of
     each step keep their stream order."""
-    first = getattr(handler, "first", None)
-    return first() if callable(first) else None
+    urgent = getattr(handler, "urgent", None)
+    return urgent() if callable(urgent) else None
 
 
 def _raw_data(fields: Any, flat: bool) -> Any:

@@ -212,7 +212,7 @@ class BarsHandler:
         self._one = dispatcher({Bar: self._on_bar})
         self._urgent: tuple[frozenset[str], Callable[[bytes], bool]] | None = None
 
-    def first(self) -> Callable[[bytes], bool]:
+    def urgent(self) -> Callable[[bytes], bool]:
         """The bus's hint (`dalal_shared.bus.urgent_first`): a read's bars of the symbols some
         instance trades are decoded and decided first; the other symbols' bars (45 of a
         minute's 50 in the latency bench, ~20 us each to decode) only once those orders are
