@@ -249,11 +249,14 @@ class BarsHandler:
         freeze_histories(live)
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
-        if len(envelopes) < 2:  # a read of one entry: the one-by-one path
-            return set()
         bars = [e for e in envelopes if isinstance(e.message, Bar)]
         if not bars:
             return set()
+        if len(bars) == 1:  # a read of one bar, or a minute's one traded bar (`urgent`): as
+            # one by one, in this step's turn (left to the one-by-one path, it would wait
+            # for the step of the other symbols' bars)
+            await self._on_bar(cast(Bar, bars[0].message), bars[0])
+            return {bars[0].id}
         items = [(cast(Bar, e.message), e.corr) for e in bars]
         live = self.live
         live.data_fresh()
