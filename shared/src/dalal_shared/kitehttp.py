@@ -34,11 +34,9 @@ class KiteHttpSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False  # no per-call environment or .netrc reads: done below, once
-        self._environment: dict[tuple[str, str | None], tuple[dict[str, str], str | None]] = {}
+        self._environment: dict[tuple[str, str | None], _Environment] = {}
 
-    def environment(
-        self, url: str, no_proxy: str | None = None
-    ) -> tuple[dict[str, str], str | None]:
+    def environment(self, url: str, no_proxy: str | None = None) -> _Environment:
         """The proxies `requests` would take from the environment for `url`'s host, and the CA
         bundle it would take (None: its default), read the first time for each host."""
         parts = urlsplit(url)
