@@ -199,6 +199,23 @@ def order_events_handler(
 _SYMBOL_KEY = b'"symbol":"'
 
 
+def _symbol_test(symbols: frozenset[str]) -> Callable[[bytes], bool]:
+    """Whether a bar's raw JSON names one of `symbols` (the feed writes
+    `{"exchange":..,"symbol":"X",..`); a bar it cannot read that way counts as one (a misjudged
+    bar is still decided, in the bus's second step)."""
+    wanted = frozenset(s.encode() for s in symbols)
+
+    def named(data: bytes) -> bool:
+        start = data.find(_SYMBOL_KEY)
+        if start < 0:
+            return True
+        start += len(_SYMBOL_KEY)
+        end = data.find(b'"', start)
+        return end < 0 or data[start:end] in wanted
+
+    return named
+
+
 class BarsHandler:
     """`market.bars.<interval>`. One bar at a time, or a bus read's bars at once (`batch`):
     at a minute's close the feed publishes one bar per symbol together, and deciding them
@@ -210,31 +227,14 @@ class BarsHandler:
     def __init__(self, live: LiveEngine, publisher: Publisher, gate: EngineGate) -> None:
         self.live, self.publisher, self.gate = live, publisher, gate
         self._one = dispatcher({Bar: self._on_bar})
-        self._urgent: tuple[frozenset[str], Callable[[bytes], bool]] | None = None
+        self._urgent = _symbol_test(live.traded_symbols())
 
     def urgent(self) -> Callable[[bytes], bool]:
         """The bus's hint (`dalal_shared.bus.urgent_first`): a read's bars of the symbols some
         instance trades are decoded and decided first; the other symbols' bars (45 of a
         minute's 50 in the latency bench, ~20 us each to decode) only once those orders are
-        out. The test reads the symbol from the bar's raw JSON (the feed writes
-        `{"exchange":..,"symbol":"X",..`); a bar it cannot read that way is urgent, and a
-        misjudged bar is still decided, in the second step."""
-        symbols = self.live.traded_symbols()
-        cached = self._urgent
-        if cached is not None and cached[0] is symbols:
-            return cached[1]
-        wanted = frozenset(s.encode() for s in symbols)
-
-        def urgent(data: bytes) -> bool:
-            start = data.find(_SYMBOL_KEY)
-            if start < 0:
-                return True
-            start += len(_SYMBOL_KEY)
-            end = data.find(b'"', start)
-            return end < 0 or data[start:end] in wanted
-
-        self._urgent = (symbols, urgent)
-        return urgent
+        out."""
+        return self._urgent
 
     async def __call__(self, envelope: Envelope) -> None:
         await self._one(envelope)

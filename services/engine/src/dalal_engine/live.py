@@ -192,7 +192,8 @@ class LiveEngine:
         self.instances = {
             c.name: _Instance(c, c.build(), RiskManager(c.risk, cal)) for c in configs
         }
-        self._traded: tuple[tuple[StrategyConfig, ...], frozenset[str]] | None = None
+        # the symbols some instance decides on as bars come (the instances never change)
+        self._traded = frozenset(s for c in configs if c.schedule is None for s in c.universe)
         if MANUAL in self.instances:
             raise ValueError(f"{MANUAL!r} is the name of hand-sent orders: rename that instance")
         # orders sent by hand through the engine: their own book (strategy "manual") and limits
@@ -309,19 +310,8 @@ class LiveEngine:
         return any(type(i.strategy).levels is not Strategy.levels for i in self.instances.values())
 
     def traded_symbols(self) -> frozenset[str]:
-        """The symbols some instance decides on as bars come (those without a `schedule`): the
-        same frozenset object while the instances' configs are the same ones."""
-        configs = tuple(i.config for i in self.instances.values())
-        cached = self._traded
-        if (
-            cached is not None
-            and len(cached[0]) == len(configs)
-            and all(a is b for a, b in zip(cached[0], configs, strict=True))
-        ):
-            return cached[1]
-        symbols = frozenset(s for c in configs if c.schedule is None for s in c.universe)
-        self._traded = (configs, symbols)
-        return symbols
+        """The symbols some instance decides on as bars come (those without a `schedule`)."""
+        return self._traded
 
     def intervals(self) -> set[str]:
         """Bar intervals consumed as events (scheduled instances poll instead)."""
