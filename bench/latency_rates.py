@@ -55,6 +55,7 @@ import redis
 from kiteconnect import KiteConnect
 
 from dalal_shared.embedded import EmbeddedRedis, free_port
+from dalal_shared.settings import DalalSettings
 from dalal_shared.streams import MARKET_TICKS, ORDERS_COMMANDS, ORDERS_EVENTS, bars_stream
 from dalal_shared.testing import ServiceProcess, wait_until
 
@@ -65,6 +66,7 @@ KITE_KEY, KITE_SECRET = "kitesim_key", "kitesim_secret_0123456789"
 API_KEY = "bench-latency-rates-key-0123456789"
 READS = {"Authorization": f"Bearer {API_KEY}"}
 SESSION_SIM_SECONDS = 22_500  # 09:15-15:30
+DEFAULT_STREAM_MAXLEN: int = DalalSettings.model_fields["bus_stream_maxlen"].default
 STRATEGIES = """
 strategies:
   - name: rates
@@ -115,6 +117,9 @@ def run_rate(
         "DALAL_LOG_FORMAT": "json",
         "DALAL_SESSION_KEY": "bench-session-key-0123456789abcdef",
     }
+    kept = stream_length(rate, warmup + seconds)
+    if kept > DEFAULT_STREAM_MAXLEN:  # every tick of the run kept, to trace every order by it
+        common["DALAL_BUS_STREAM_MAXLEN"] = str(kept)
     kitesim_port, broker_port, data_port, engine_port = (free_port() for _ in range(4))
     kitesim = ServiceProcess(
         "dalal_kitesim",
@@ -235,10 +240,10 @@ def run_rate(
         # warm-up: the first minute bar of each symbol pays once for what a running engine
         # has done long before (its history loaded, SQL statements compiled); not measured
         time.sleep(warmup)
-        t0 = time.time()
+        t0, ticks0 = time.time(), ticks_published(data.base_url)
         time.sleep(seconds)
         httpx.post(f"{sim}/_sim/clock/speed", json={"session_seconds": 0})
-        t1 = time.time()
+        t1, ticks1 = time.time(), ticks_published(data.base_url)
         time.sleep(2)  # what is in flight lands
         rest = rest_latency(sim, symbols[0])
         answer = httpx.get(f"{sim}/_sim/orders/received")  # (a kitesim before it: no such hop)
@@ -251,6 +256,7 @@ def run_rate(
             client, t0, t1, rest, received, orders_stream=FLOOR_STREAM if floor else ORDERS_COMMANDS
         )
         result["broker_metrics"] = broker_metrics(broker.base_url)
+        result["ticks_per_second"] = (ticks1 - ticks0) / (t1 - t0)
         return result
     finally:
         for proc in reversed(procs):
@@ -274,6 +280,26 @@ def _groups(client: redis.Redis, stream: str) -> list[dict[Any, Any]]:
         return list(client.xinfo_groups(stream))
     except redis.ResponseError:  # no stream yet
         return []
+
+
+def stream_length(rate: int, seconds: float) -> int:
+    """Entries each stream keeps (`DALAL_BUS_STREAM_MAXLEN`): the default, or every tick of a
+    run longer than it holds (5,000 ticks/s fills the default 100,000 in 20 s: a run's first
+    ticks were trimmed before they were traced, and the ticks counted in the stream at the
+    end were only those it still held)."""
+    return max(DEFAULT_STREAM_MAXLEN, int(rate * (seconds + 15) * 1.2))
+
+
+def ticks_published(base_url: str) -> float:
+    """The feed's count of ticks appended to `market.ticks` (its bus counter): the rate
+    reached, whatever the stream has trimmed since."""
+    text = httpx.get(f"{base_url}/metrics", headers=READS).text
+    for line in text.splitlines():
+        if line.startswith("dalal_bus_messages_published_total{") and (
+            f'stream="{MARKET_TICKS}"' in line and 'type="Tick"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def broker_metrics(base_url: str) -> dict[str, float]:
@@ -493,9 +519,12 @@ def main() -> int:
         trading = min(args.trading, len(symbols))
         # one minute bar of every symbol (and a little more) before the measured window
         warmup = args.warmup if args.warmup is not None else 1.2 * 60 * len(symbols) / rate
+        kept = stream_length(rate, warmup + seconds)
         print(
             f"(running {seconds:g} s at {rate:,} ticks/s after a {warmup:.1f} s warm-up, "
-            f"{trading} symbols trading)"
+            f"{trading} symbols trading"
+            + (f"; streams keep {kept:,} entries" if kept > DEFAULT_STREAM_MAXLEN else "")
+            + ")"
         )
         result = run_rate(
             rate,
