@@ -256,7 +256,8 @@ def run_rate(
             client, t0, t1, rest, received, orders_stream=FLOOR_STREAM if floor else ORDERS_COMMANDS
         )
         result["broker_metrics"] = broker_metrics(broker.base_url)
-        result["ticks_per_second"] = (ticks1 - ticks0) / (t1 - t0)
+        if ticks0 is not None and ticks1 is not None:  # else the stream's count (measure)
+            result["ticks_per_second"] = (ticks1 - ticks0) / (t1 - t0)
         return result
     finally:
         for proc in reversed(procs):
@@ -290,16 +291,16 @@ def stream_length(rate: int, seconds: float) -> int:
     return max(DEFAULT_STREAM_MAXLEN, int(rate * (seconds + 15) * 1.2))
 
 
-def ticks_published(base_url: str) -> float:
+def ticks_published(base_url: str) -> float | None:
     """The feed's count of ticks appended to `market.ticks` (its bus counter): the rate
-    reached, whatever the stream has trimmed since."""
+    reached, whatever the stream has trimmed since. None when the feed has no such counter."""
     text = httpx.get(f"{base_url}/metrics", headers=READS).text
     for line in text.splitlines():
         if line.startswith("dalal_bus_messages_published_total{") and (
             f'stream="{MARKET_TICKS}"' in line and 'type="Tick"' in line
         ):
             return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return None
 
 
 def broker_metrics(base_url: str) -> dict[str, float]:
