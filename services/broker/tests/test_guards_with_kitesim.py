@@ -116,3 +116,37 @@ def test_open_market_orders_count_toward_the_live_capital_cap(
     again = broker.post("/orders", market_buy("cap-after", shares(45_000)))
     assert again.json()["status"] == "OPEN", again.text
     assert len(kitesim.orders_tagged("cap-after")) == 1
+
+
+def test_buys_sent_together_count_toward_the_live_capital_cap_one_after_another(
+    start_broker, kitesim: Sim, redis_url: str
+) -> None:
+    """Three MARKET buys of ~Rs 40,000 published at once (one bus read at the broker: their
+    guards pass in one go and their rows are one transaction) under a live cap of Rs 1,00,000:
+    the first two fit and are placed; the third would commit ~1,20,000 and is rejected
+    `capital_cap` without reaching Kite, as if they had come one by one."""
+    broker: Broker = start_broker(
+        DALAL_MODE="live",
+        DALAL_SESSION_KEY="a-live-session-key-for-tests-0123",
+        DALAL_LIVE_CAPITAL_CAP_RUPEES="100000",
+        DALAL_MARKET_PROTECTION_PCT="3",
+    )
+    broker.login(kitesim)
+    ltp = Decimal(str(kitesim.client().ltp("NSE:RELIANCE")["NSE:RELIANCE"]["last_price"]))
+    qty = int((Decimal(40_000) / (ltp * Decimal("1.03"))).to_integral_value(ROUND_FLOOR))
+    coids = ["cap-read-1", "cap-read-2", "cap-read-3"]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with client.pipeline(transaction=True) as pipe:  # MULTI/EXEC, as the engine publishes
+            for coid in coids:
+                message = PlaceOrder.model_validate(market_buy(coid, qty))
+                pipe.xadd(ORDERS_COMMANDS, Envelope.wrap(message, source="engine").to_fields())
+            pipe.execute()
+    finally:
+        client.close()
+
+    assert rejected_by_bus(broker, "cap-read-3")["reason"] == "capital_cap"
+    for coid in coids[:2]:
+        wait_until(lambda c=coid: broker.order(c).get("status") == "OPEN", message=f"{coid} open")
+        assert len(kitesim.orders_tagged(coid)) == 1
+    assert kitesim.orders_tagged("cap-read-3") == []

@@ -7,6 +7,7 @@ kitesim through a real broker process: `test_orders_with_kitesim.py`
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,16 @@ class TogetherKite:
             self.in_flight -= 1
 
 
-def desk_with(tmp_path: Path, aredis: aioredis.Redis, kite: TogetherKite) -> OrderDesk:
+def desk_with(
+    tmp_path: Path,
+    aredis: aioredis.Redis,
+    kite: TogetherKite,
+    settings: BrokerSettings | None = None,
+) -> OrderDesk:
     journal = Journal(db.make_engine(f"sqlite:///{tmp_path / 'journal.sqlite3'}"))
     journal.migrate()
     desk = OrderDesk(
-        settings=BrokerSettings(enforce_market_hours=False),
+        settings=settings or BrokerSettings(enforce_market_hours=False),
         journal=journal,
         gateway=kite,  # type: ignore[arg-type]
         session=Session(),  # type: ignore[arg-type]
@@ -95,11 +101,11 @@ def kill_switch_reads(desk: OrderDesk) -> list[str]:
     return reads
 
 
-def limit(coid: str, symbol: str, qty: int = 1) -> PlaceOrder:
+def limit(coid: str, symbol: str, qty: int = 1, side: str = "BUY") -> PlaceOrder:
     return PlaceOrder(
         client_order_id=coid,
         symbol=symbol,
-        side="BUY",
+        side=side,  # type: ignore[arg-type]
         quantity=qty,
         order_type="LIMIT",
         price=Decimal("100"),
@@ -285,4 +291,119 @@ async def test_a_reads_orders_are_judged_against_one_reading_of_the_kill_switch(
     assert await OrderCommands(desk).batch(going) == {e.id for e in going}
     assert reads == ["read"]
     assert sorted(kite.placed) == ["p-0", "p-1", "p-2"]
+    desk.db.close()
+
+
+class JournaledFirstKite(TogetherKite):
+    """`TogetherKite` that notes, at each call, which of `coids` the journal holds then."""
+
+    def __init__(self, expected: int, coids: list[str]) -> None:
+        super().__init__(expected)
+        self.coids = coids
+        self.journal: Journal | None = None
+        self.journaled_at_call: list[list[str]] = []
+
+    async def place_order(self, command: PlaceOrder, **kw: Any) -> str:
+        assert self.journal is not None
+        held = [c for c in self.coids if self.journal.get(c) is not None]
+        self.journaled_at_call.append(held)
+        return await super().place_order(command, **kw)
+
+
+async def test_no_order_of_a_read_goes_to_kite_before_all_of_them_are_journaled(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """A read's rows are written in one turn of the journal's thread (one transaction) before
+    the first Kite call. One after another, each order's insert was a turn of its own, queued
+    behind the one before: with a journal 50 ms a transaction away (PostgreSQL on another
+    host), the first order went to Kite with its own row alone written and the fourth waited
+    for four transactions."""
+    coids = [f"j-{n}" for n in range(4)]
+    kite = JournaledFirstKite(4, coids)
+    desk = desk_with(tmp_path, aredis, kite)
+    kite.journal = journal = desk.journal
+    for name in ("insert", "insert_many"):  # every write of an intent takes 50 ms
+        write = getattr(journal, name)
+
+        def slow(*args: Any, _write: Any = write, **kw: Any) -> Any:
+            time.sleep(0.05)  # the journal's own thread: a remote database's round trips
+            return _write(*args, **kw)
+
+        setattr(journal, name, slow)
+    symbols = ["INFY", "TCS", "SBIN", "ITC"]
+    envelopes = [wrapped(limit(c, s)) for c, s in zip(coids, symbols, strict=True)]
+
+    assert await OrderCommands(desk).batch(envelopes) == {e.id for e in envelopes}
+
+    assert kite.journaled_at_call == [coids] * 4
+    assert sorted(kite.placed) == coids
+    desk.db.close()
+
+
+def live(cap: str) -> BrokerSettings:
+    return BrokerSettings(
+        mode="live",
+        session_key="a-live-session-key-for-tests-0123",  # type: ignore[arg-type]
+        live_capital_cap_rupees=Decimal(cap),
+        enforce_market_hours=False,
+    )
+
+
+async def test_a_reads_buys_count_toward_the_live_capital_cap_one_after_another(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """Live mode: each buy of a read is judged with the open orders in the journal and the
+    read's buys passed before it, as if journaled one by one: Rs 200 open, a cap of Rs 1,000,
+    four Rs 300 buys and a sell: the first two buys fit (800), the third and fourth would go
+    over and are rejected `capital_cap` without reaching Kite; the sell counts for nothing."""
+    kite = TogetherKite(expected=3)
+    desk = desk_with(tmp_path, aredis, kite, live("1000"))
+    open_buy = limit("c-open", "HDFCBANK", qty=2)  # Rs 200, open at Kite
+    desk.journal.insert(open_buy, corr="c-open", status="OPEN", send_attempts=1)
+    read = [
+        limit("c-1", "INFY", qty=3),
+        limit("c-2", "TCS", qty=3, side="SELL"),
+        limit("c-3", "SBIN", qty=3),
+        limit("c-4", "ITC", qty=3),
+        limit("c-5", "LT", qty=3),
+    ]
+    envelopes = [wrapped(o) for o in read]
+
+    assert await OrderCommands(desk).batch(envelopes) == {e.id for e in envelopes}
+
+    assert sorted(kite.placed) == ["c-1", "c-2", "c-3"]
+    outcome = {}
+    for order in read:
+        row = desk.journal.get(order.client_order_id)
+        assert row is not None
+        outcome[order.client_order_id] = (row.status, row.reason)
+    assert outcome == {
+        "c-1": ("OPEN", None),
+        "c-2": ("OPEN", None),
+        "c-3": ("OPEN", None),
+        "c-4": ("REJECTED", "capital_cap"),
+        "c-5": ("REJECTED", "capital_cap"),
+    }
+    desk.db.close()
+
+
+async def test_a_read_whose_journal_transaction_fails_writes_nothing_and_is_left_to_the_bus(
+    tmp_path: Path, aredis: aioredis.Redis
+) -> None:
+    """The journal's one transaction for a read fails (here its outbox table is gone, so the
+    rejections' events cannot be written): no row of the read is written, nothing reaches
+    Kite, no entry is acknowledged (the bus hands each one over again, one by one)."""
+    import sqlalchemy as sa
+
+    kite = TogetherKite(expected=1)
+    desk = desk_with(tmp_path, aredis, kite)
+    await desk.kill_switch.engage("test", by="ops")  # every order a rejection with an event
+    with desk.journal.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE broker_outbox"))
+    envelopes = [wrapped(limit(f"x-{n}", s)) for n, s in enumerate(["INFY", "TCS"])]
+
+    assert await OrderCommands(desk).batch(envelopes) == set()
+
+    assert [desk.journal.get(f"x-{n}") for n in range(2)] == [None, None]
+    assert kite.placed == [] and desk._in_flight == set()
     desk.db.close()

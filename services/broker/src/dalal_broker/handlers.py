@@ -33,12 +33,13 @@ class OrderCommands:
 
     `batch`: at a minute's close the engine publishes its orders together, and placing them one
     after another kept the last waiting for every Kite round trip before it. The `PlaceOrder`s
-    at the head of a read are placed side by side: each still passes the guards and is
-    journaled one at a time (the desk's lock, its one journal thread), in stream order; only
-    their Kite calls overlap. The first other command ends the run: it and everything after it
-    go one by one, in stream order, after those placements (a protection's cancel before an
-    exit order stays before it). A placement that fails goes one by one again (the journal
-    makes a second try safe)."""
+    at the head of a read are placed side by side (`OrderDesk.place_many`): each passes the
+    guards in stream order (the desk's lock; a live buy's capital cap counts the read's buys
+    before it), all their rows are journaled in one transaction, and then their Kite calls
+    overlap. The first other command ends the run: it and everything after it go one by one,
+    in stream order, after those placements (a protection's cancel before an exit order stays
+    before it). A placement that fails, or a read whose transaction fails, goes one by one
+    again (the journal makes a second try safe)."""
 
     def __init__(self, desk: OrderDesk, protections: ProtectionDesk | None = None) -> None:
         self.desk, self.protections = desk, protections
@@ -77,18 +78,28 @@ class OrderCommands:
         # order waited for the Redis round trips of the orders before it
         kill_switch = await desk.kill_switch.state()
 
-        async def place(command: PlaceOrder, corr: str) -> None:
-            if command.client_order_id in over_http:
-                await self._place_after_http(command, corr)
-            else:
-                await desk.place(command, corr=corr, read_first=False, kill_switch=kill_switch)
+        desk_at = [i for i, c in enumerate(commands) if c.client_order_id not in over_http]
+        http_at = [i for i, c in enumerate(commands) if c.client_order_id in over_http]
 
-        outcomes = await asyncio.gather(
-            *(place(command, e.corr) for command, e in zip(commands, head, strict=True)),
+        async def by_desk() -> Sequence[object]:
+            if not desk_at:
+                return []
+            chosen = [(commands[i], head[i].corr) for i in desk_at]
+            return await desk.place_many(chosen, kill_switch=kill_switch)
+
+        placed, *after_http = await asyncio.gather(
+            by_desk(),
+            *(self._place_after_http(commands[i], head[i].corr) for i in http_at),
             return_exceptions=True,
         )
+        if isinstance(placed, BaseException):  # the journal's transaction failed: all of them
+            placed = [placed] * len(desk_at)
+        outcomes = dict(zip(desk_at, cast(Sequence[object], placed), strict=True)) | dict(
+            zip(http_at, after_http, strict=True)
+        )
         done = set()
-        for envelope, outcome in zip(head, outcomes, strict=True):
+        for i, envelope in enumerate(head):
+            outcome = outcomes[i]
             if isinstance(outcome, BaseException):
                 log.warning(
                     "order.batch_place_failed",

@@ -188,6 +188,52 @@ def _row(r: sa.Row) -> OrderRow:
     )
 
 
+@dataclass(frozen=True)
+class NewOrder:
+    """An intent to journal (`Journal.insert_many`): `insert`'s arguments."""
+
+    command: PlaceOrder
+    corr: str
+    status: str
+    send_attempts: int = 0
+    reason: str | None = None
+    message: str | None = None
+    events: Sequence[tuple[str, Message]] = ()
+
+
+def _insert_params(entry: NewOrder, now: datetime) -> dict[str, object]:
+    return {
+        "client_order_id": entry.command.client_order_id,
+        "command": entry.command.model_dump_json(),
+        "corr": entry.corr,
+        "status": entry.status,
+        "reason": entry.reason,
+        "message": entry.message,
+        "filled_quantity": 0,
+        "send_attempts": entry.send_attempts,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _written(entry: NewOrder, now: datetime) -> OrderRow:
+    """The row `_insert_params` writes, as reading it back would give it."""
+    return OrderRow(
+        client_order_id=entry.command.client_order_id,
+        command=entry.command,
+        corr=entry.corr,
+        status=entry.status,
+        broker_order_id=None,
+        reason=entry.reason,
+        message=entry.message,
+        filled_quantity=0,
+        average_price=None,
+        send_attempts=entry.send_attempts,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 _INSERT_ORDER = orders_t.insert()
 _INSERT_TRADE = trades_t.insert()
 _UPDATE = orders_t.update().where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
@@ -196,6 +242,9 @@ _UPDATE_IF = _UPDATE.where(
     orders_t.c.filled_quantity == sa.bindparam("b_filled"),
 )
 _ORDER = sa.select(orders_t).where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
+_ORDERS_IN = sa.select(orders_t).where(
+    orders_t.c.client_order_id.in_(sa.bindparam("b_coids", expanding=True))
+)
 _CORR_OF = sa.select(orders_t.c.corr).where(orders_t.c.client_order_id == sa.bindparam("b_coid"))
 
 
@@ -245,24 +294,12 @@ class Journal:
         events: list[tuple[str, Message]] = (),  # type: ignore[assignment]
     ) -> tuple[OrderRow, bool]:
         """Journal a new intent; (existing row, False) when the id is already journaled."""
+        entry = NewOrder(command, corr, status, send_attempts, reason, message, tuple(events))
         now = utcnow()
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    _INSERT_ORDER,  # values as parameters: one compiled statement, reused
-                    {
-                        "client_order_id": command.client_order_id,
-                        "command": command.model_dump_json(),
-                        "corr": corr,
-                        "status": status,
-                        "reason": reason,
-                        "message": message,
-                        "filled_quantity": 0,
-                        "send_attempts": send_attempts,
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
+                # values as parameters: one compiled statement, reused
+                conn.execute(_INSERT_ORDER, _insert_params(entry, now))
                 self._outbox(conn, list(events), corr)
         except sa.exc.IntegrityError:
             existing = self.get(command.client_order_id)
@@ -270,21 +307,42 @@ class Journal:
             return existing, False
         # the row as written (what reading it back would give: no second query on the order's
         # way to Kite)
-        row = OrderRow(
-            client_order_id=command.client_order_id,
-            command=command,
-            corr=corr,
-            status=status,
-            broker_order_id=None,
-            reason=reason,
-            message=message,
-            filled_quantity=0,
-            average_price=None,
-            send_attempts=send_attempts,
-            created_at=now,
-            updated_at=now,
-        )
-        return row, True
+        return _written(entry, now), True
+
+    def insert_many(self, entries: Sequence[NewOrder]) -> builtins.list[tuple[OrderRow, bool]]:
+        """`insert` for several intents in one transaction (a bus read's orders: one commit, one
+        turn on the journal's thread): for each entry, in order, (its row as written, True), or
+        (the row journaled already, False). An id twice in `entries`: the second is a copy of
+        the first. Another writer inserting one of the ids between this transaction's read and
+        its insert (a second process) fails the whole call (IntegrityError): nothing is
+        written, and each order can be journaled again one by one."""
+        now = utcnow()
+        coids = builtins.list(dict.fromkeys(e.command.client_order_id for e in entries))
+        out: builtins.list[tuple[OrderRow, bool]] = []
+        with self.engine.begin() as conn:
+            known = {
+                r.client_order_id: _row(r)
+                for r in conn.execute(_ORDERS_IN, {"b_coids": coids}).all()
+            }
+            fresh: builtins.list[NewOrder] = []
+            for entry in entries:
+                coid = entry.command.client_order_id
+                if coid in known:
+                    out.append((known[coid], False))
+                    continue
+                row = known[coid] = _written(entry, now)
+                fresh.append(entry)
+                out.append((row, True))
+            if fresh:
+                conn.execute(_INSERT_ORDER, [_insert_params(e, now) for e in fresh])
+                events = [
+                    outbox.row(st, m, source=self.source, corr=e.corr)
+                    for e in fresh
+                    for st, m in e.events
+                ]
+                if events:
+                    conn.execute(outbox_t.insert(), events)
+        return out
 
     @overload
     def update(
