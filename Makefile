@@ -66,6 +66,7 @@ bench: install ## Run every benchmark in a quick mode (full runs and figures: be
 	-.venv/bin/python bench/bus_cpu.py --messages 10000
 	-.venv/bin/python bench/broker.py --quick
 	-.venv/bin/python bench/journal_batch.py --quick
+	-.venv/bin/python bench/kite_client.py --quick
 	-.venv/bin/python bench/kitesim.py --quick
 	-.venv/bin/python bench/kitesim_day.py --finished 2000
 	-.venv/bin/python bench/portfolio.py --fills 300 --rates 200 --seconds 2 --warmup 1 --no-postgres

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -128,3 +129,94 @@ def test_the_environments_ca_bundle_is_used_unless_the_call_says_otherwise(
         assert session.merge_environment_settings(
             url, {}, None, verify, None
         ) == plain.merge_environment_settings(url, {}, None, verify, None)
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "kite"
+
+
+@pytest.mark.parametrize("name", ["orders.json", "trades.json"])
+def test_listed_orders_and_trades_come_out_as_the_official_client_makes_them(name: str) -> None:
+    """Kite's recorded order and trade books (and one order of them alone, as `order_history`
+    answers) through `DalalKite._format_response` equal what `KiteConnect`'s own makes of them:
+    the same keys, the timestamps the same naive `datetime`s, the rest untouched."""
+    from kiteconnect import KiteConnect
+
+    from dalal_shared.kitehttp import DalalKite
+
+    data = json.loads((FIXTURES / name).read_text())["data"]
+    ours = DalalKite("key")._format_response(json.loads(json.dumps(data)))
+    theirs = KiteConnect("key")._format_response(json.loads(json.dumps(data)))
+    assert ours == theirs
+    assert any(isinstance(v, datetime) for item in ours for v in item.values())
+    one = DalalKite("key")._format_response(json.loads(json.dumps(data[0])))
+    assert one == KiteConnect("key")._format_response(json.loads(json.dumps(data[0])))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2021-05-31 09:18:57",  # Kite's shape
+        "2024-02-29 23:59:59",
+        "2023-02-29 09:15:00",  # no such day: dateutil's error, as the official client's
+        "2021-05-31 24:00:00",  # no such hour
+        "2021-05-31T09:18:57",  # another shape of 19 characters: dateutil reads it
+        "31-05-2021 09:18:57",
+        "2021-05-31 09:18:5x",
+        "२०२१-05-31 09:18:57",  # digits that are not ASCII
+    ],
+)
+def test_a_kite_timestamp_is_parsed_as_dateutil_parses_it(text: str) -> None:
+    import dateutil.parser
+
+    from dalal_shared.kitehttp import parse_kite_time
+
+    try:
+        expected: object = dateutil.parser.parse(text)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            parse_kite_time(text)
+        return
+    got = parse_kite_time(text)
+    assert (got, got.tzinfo) == (expected, getattr(expected, "tzinfo", None))
+
+
+@pytest.mark.parametrize("name", ["historical_minute.json", "historical_oi.json"])
+def test_candles_come_out_as_the_official_client_makes_them(name: str) -> None:
+    """Kite's recorded candles (with and without open interest) through `DalalKite` equal the
+    official client's, their times in the same zone object (`repr` too)."""
+    from kiteconnect import KiteConnect
+
+    from dalal_shared.kitehttp import DalalKite
+
+    data = json.loads((FIXTURES / name).read_text())["data"]
+    ours = DalalKite("key")._format_historical(json.loads(json.dumps(data)))
+    theirs = KiteConnect("key")._format_historical(json.loads(json.dumps(data)))
+    assert ours == theirs and repr(ours) == repr(theirs)
+    assert all(c["date"].utcoffset() is not None for c in ours)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2017-12-15T09:15:00+0530",  # Kite's shape
+        "2017-12-15T09:15:00-0400",
+        "2017-12-15T09:15:00+0000",  # dateutil's UTC zone
+        "2017-12-15T25:15:00+0530",  # no such hour: dateutil's error
+        "2017-12-15 09:15:00+0530",
+        "2017-12-15T09:15:00+05:30",
+        "2017-12-15T09:15:00+2500",
+    ],
+)
+def test_a_candle_time_is_parsed_as_dateutil_parses_it(text: str) -> None:
+    import dateutil.parser
+
+    from dalal_shared.kitehttp import parse_candle_time
+
+    try:
+        expected: object = dateutil.parser.parse(text)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            parse_candle_time(text)
+        return
+    got = parse_candle_time(text)
+    assert got == expected and repr(got) == repr(expected)
