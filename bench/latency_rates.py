@@ -63,6 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOOR_STREAM = "bench.floor"  # floor_probe.py's orders
 DAILY = ROOT / "services/kitesim/src/dalal_kitesim/data/nse/day"
 KITE_KEY, KITE_SECRET = "kitesim_key", "kitesim_secret_0123456789"
+SESSION_MINUTES = 375  # 09:15-15:30 IST
+KITE_ORDERS_PER_MINUTE = 200  # Kite's order limit per minute (10 a second, 200 a minute)
 API_KEY = "bench-latency-rates-key-0123456789"
 READS = {"Authorization": f"Bearer {API_KEY}"}
 SESSION_SIM_SECONDS = 22_500  # 09:15-15:30
@@ -527,6 +529,14 @@ def main() -> int:
             + (f"; streams keep {kept:,} entries" if kept > DEFAULT_STREAM_MAXLEN else "")
             + ")"
         )
+        # one tick per symbol per simulated second: the simulated minutes the run spans
+        simulated = (warmup + seconds) * rate / len(symbols) / 60
+        if simulated > SESSION_MINUTES:
+            print(
+                f"note: that is {simulated:,.0f} simulated minutes, past the NSE session's "
+                f"{SESSION_MINUTES}: the run crosses the close (orders after it are AMOs or "
+                "refused, and kitesim's book starts a new day)"
+            )
         result = run_rate(
             rate,
             symbols,
@@ -547,6 +557,13 @@ def main() -> int:
                 if k in kept
             }
         report(rate, result)
+        per_minute = result["orders"] * 60 / seconds
+        if per_minute > 0.9 * KITE_ORDERS_PER_MINUTE:
+            print(
+                f"note: ~{per_minute:,.0f} orders a minute; Kite allows "
+                f"{KITE_ORDERS_PER_MINUTE} (the broker's limiter makes the rest wait: in a run "
+                "longer than a minute the hops past the engine measure that wait)"
+            )
     return 0
 
 
