@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -166,18 +166,25 @@ def test_listed_orders_and_trades_come_out_as_the_official_client_makes_them(nam
     ],
 )
 def test_a_kite_timestamp_is_parsed_as_dateutil_parses_it(text: str) -> None:
-    import dateutil.parser
-
     from dalal_shared.kitehttp import parse_kite_time
 
+    assert_parsed_as_dateutil_parses(parse_kite_time, text)
+
+
+def assert_parsed_as_dateutil_parses(parse: Callable[[str], datetime], text: str) -> None:
+    """`parse(text)` is `dateutil.parser.parse(text)` (the same value, zone and `repr`), or
+    fails with the same error."""
+    import dateutil.parser
+
     try:
-        expected: object = dateutil.parser.parse(text)
+        expected = dateutil.parser.parse(text)
     except (ValueError, OverflowError) as exc:
         with pytest.raises(type(exc)):
-            parse_kite_time(text)
+            parse(text)
         return
-    got = parse_kite_time(text)
-    assert (got, got.tzinfo) == (expected, getattr(expected, "tzinfo", None))
+    got = parse(text)
+    assert (got, got.tzinfo) == (expected, expected.tzinfo)
+    assert repr(got) == repr(expected)
 
 
 @pytest.mark.parametrize("name", ["historical_minute.json", "historical_oi.json"])
@@ -208,15 +215,6 @@ def test_candles_come_out_as_the_official_client_makes_them(name: str) -> None:
     ],
 )
 def test_a_candle_time_is_parsed_as_dateutil_parses_it(text: str) -> None:
-    import dateutil.parser
-
     from dalal_shared.kitehttp import parse_candle_time
 
-    try:
-        expected: object = dateutil.parser.parse(text)
-    except (ValueError, OverflowError) as exc:
-        with pytest.raises(type(exc)):
-            parse_candle_time(text)
-        return
-    got = parse_candle_time(text)
-    assert got == expected and repr(got) == repr(expected)
+    assert_parsed_as_dateutil_parses(parse_candle_time, text)

@@ -21,6 +21,15 @@ from .conftest import AUTH, Broker, Sim, events, metric
 pytestmark = pytest.mark.slow
 
 
+# live mode, a capital cap of Rs 1,00,000, MARKET orders valued at their reference + 3%
+LIVE_CAP_100000 = {
+    "DALAL_MODE": "live",
+    "DALAL_SESSION_KEY": "a-live-session-key-for-tests-0123",
+    "DALAL_LIVE_CAPITAL_CAP_RUPEES": "100000",
+    "DALAL_MARKET_PROTECTION_PCT": "3",
+}
+
+
 def market_buy(coid: str, qty: int, symbol: str = "RELIANCE") -> dict[str, Any]:
     return {
         "client_order_id": coid,
@@ -85,12 +94,7 @@ def test_a_huge_market_order_is_refused_on_every_path_and_never_reaches_kite(
 def test_open_market_orders_count_toward_the_live_capital_cap(
     start_broker, kitesim: Sim, redis_url: str
 ) -> None:
-    broker: Broker = start_broker(
-        DALAL_MODE="live",
-        DALAL_SESSION_KEY="a-live-session-key-for-tests-0123",
-        DALAL_LIVE_CAPITAL_CAP_RUPEES="100000",
-        DALAL_MARKET_PROTECTION_PCT="3",
-    )
+    broker: Broker = start_broker(**LIVE_CAP_100000)
     broker.login(kitesim)
     ltp = Decimal(str(kitesim.client().ltp("NSE:RELIANCE")["NSE:RELIANCE"]["last_price"]))
     worst = ltp * Decimal("1.03")  # the reference widened by the market protection
@@ -125,12 +129,7 @@ def test_buys_sent_together_count_toward_the_live_capital_cap_one_after_another(
     guards pass in one go and their rows are one transaction) under a live cap of Rs 1,00,000:
     the first two fit and are placed; the third would commit ~1,20,000 and is rejected
     `capital_cap` without reaching Kite, as if they had come one by one."""
-    broker: Broker = start_broker(
-        DALAL_MODE="live",
-        DALAL_SESSION_KEY="a-live-session-key-for-tests-0123",
-        DALAL_LIVE_CAPITAL_CAP_RUPEES="100000",
-        DALAL_MARKET_PROTECTION_PCT="3",
-    )
+    broker: Broker = start_broker(**LIVE_CAP_100000)
     broker.login(kitesim)
     ltp = Decimal(str(kitesim.client().ltp("NSE:RELIANCE")["NSE:RELIANCE"]["last_price"]))
     qty = int((Decimal(40_000) / (ltp * Decimal("1.03"))).to_integral_value(ROUND_FLOOR))

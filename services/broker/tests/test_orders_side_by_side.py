@@ -7,7 +7,7 @@ kitesim through a real broker process: `test_orders_with_kitesim.py`
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -245,7 +245,6 @@ async def test_the_next_orders_guards_pass_while_the_row_before_is_being_written
     """An order takes its turn on the journal's thread under the desk's lock and waits for its
     row outside it: the next order's guards do not wait for the row before (they read the
     journal on the same thread, so they still see it)."""
-    import threading
 
     kite = TogetherKite(expected=2)
     desk = desk_with(tmp_path, aredis, kite)
@@ -302,11 +301,14 @@ class JournaledFirstKite(TogetherKite):
         self.coids = coids
         self.journal: Journal | None = None
         self.journaled_at_call: list[list[str]] = []
+        self.called: threading.Event | None = None  # set at the first call
 
     async def place_order(self, command: PlaceOrder, **kw: Any) -> str:
         assert self.journal is not None
         held = [c for c in self.coids if self.journal.get(c) is not None]
         self.journaled_at_call.append(held)
+        if self.called is not None:
+            self.called.set()
         return await super().place_order(command, **kw)
 
 
@@ -315,21 +317,24 @@ async def test_no_order_of_a_read_goes_to_kite_before_all_of_them_are_journaled(
 ) -> None:
     """A read's rows are written in one turn of the journal's thread (one transaction) before
     the first Kite call. One after another, each order's insert was a turn of its own, queued
-    behind the one before: with a journal 50 ms a transaction away (PostgreSQL on another
-    host), the first order went to Kite with its own row alone written and the fourth waited
-    for four transactions."""
+    behind the one before: here a write that leaves some of the read's orders unjournaled
+    holds the journal's thread until Kite has been called (as a slow database would), so one
+    by one the first order goes to Kite with its own row alone written."""
     coids = [f"j-{n}" for n in range(4)]
     kite = JournaledFirstKite(4, coids)
     desk = desk_with(tmp_path, aredis, kite)
     kite.journal = journal = desk.journal
-    for name in ("insert", "insert_many"):  # every write of an intent takes 50 ms
+    kite.called = threading.Event()
+    for name in ("insert", "insert_many"):
         write = getattr(journal, name)
 
-        def slow(*args: Any, _write: Any = write, **kw: Any) -> Any:
-            time.sleep(0.05)  # the journal's own thread: a remote database's round trips
-            return _write(*args, **kw)
+        def held(*args: Any, _write: Any = write, **kw: Any) -> Any:
+            out = _write(*args, **kw)
+            if any(journal.get(c) is None for c in coids):  # the deadline: never a hang
+                kite.called.wait(timeout=10)
+            return out
 
-        setattr(journal, name, slow)
+        setattr(journal, name, held)
     symbols = ["INFY", "TCS", "SBIN", "ITC"]
     envelopes = [wrapped(limit(c, s)) for c, s in zip(coids, symbols, strict=True)]
 
