@@ -143,13 +143,21 @@ def current_revision(engine: Engine, *, version_table: str) -> str | None:
 
 class SqlStore:
     """Base of a service's SQL store: its engine, its migrations run on open, ping and close.
-    Subclasses set `migrations` (an Alembic script folder) and `version_table`."""
+    Subclasses set `migrations` (an Alembic script folder) and `version_table`, and may name
+    the `Prepared` statements of their hot path (`hot_statements`): compiled when the store is
+    made, so the first row of the day does not pay for them."""
 
     migrations: Path
     version_table: str
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        for statement in self.hot_statements(engine.dialect.name):
+            statement.prepare(engine.dialect)
+
+    def hot_statements(self, dialect_name: str) -> Sequence[Prepared]:
+        """The statements to compile for this dialect when the store is made."""
+        return ()
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -194,6 +202,12 @@ class Prepared:
         self.statement = statement
         self.keys = keys
         self._compiled: dict[str, tuple[str, bool, list[_Bind]]] = {}
+
+    def prepare(self, dialect: Any) -> None:
+        """Compile for `dialect` now (SQLAlchemy's compiler, ~0.3 ms a statement here), not at
+        the first row: at start-up, so the first order of a running service does not wait
+        for it (`SqlStore.hot_statements`)."""
+        self._for(dialect)
 
     def _for(self, dialect: Any) -> tuple[str, bool, list[_Bind]]:
         got = self._compiled.get(dialect.name)

@@ -354,6 +354,22 @@ class EngineStore(db.SqlStore):
     _batch: sa.Connection | None = None
     _rows: _Rows | None = None  # and the rows they leave for its end
 
+    def hot_statements(self, dialect_name: str) -> Sequence[db.Prepared]:
+        """A bar's and an order's statements, compiled when the store opens: compiled at their
+        first row instead, they put ~1.6 ms on the first order after a start (five of them)."""
+        bars_new = _BARS_NEW.get(dialect_name)
+        return (
+            *((bars_new,) if bars_new is not None else ()),
+            _STATE_DELETE,
+            _STATE_INSERT,
+            _INTENT_EXISTS,
+            _INTENT_INSERT,
+            _DECISION_INSERT,
+            _UNPUBLISHED,
+            _PUBLISHED,
+            _OUTBOX_INSERT,
+        )
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """The steps inside (`record_bar`, `record_signals`) share one transaction, committed
