@@ -159,6 +159,12 @@ class SqlStore:
         """The statements to compile for this dialect when the store is made."""
         return ()
 
+    @property
+    def local(self) -> bool:
+        """Whether the database is a file of this machine (SQLite): a statement is the
+        process's own work, never a network round trip."""
+        return is_sqlite(self.engine)
+
     @classmethod
     def open(cls, url: str) -> Self:
         """Connect and migrate; an unreachable or refusing database is a `ConfigError` naming

@@ -511,6 +511,20 @@ class LiveEngine:
         self._bars_run(run, out)
         return out
 
+    def local_step(self, bars: Sequence[tuple[Bar, str | None]]) -> bool:
+        """Whether `on_bars(bars)` touches nothing outside this process but a local SQLite
+        file: every bar some instance decides on has its history in memory (a first bar reads
+        it from the store and may ask Kite for candles) and the store is SQLite (a database
+        server is a network round trip, and may stall). Such a step is a few milliseconds of
+        CPU, and may run on the event loop."""
+        if not self.store.local:
+            return False
+        return all(
+            (bar.exchange, bar.symbol, bar.interval) in self._history
+            for bar, _corr in bars
+            if self._interested(bar, None)
+        )
+
     def settle_quiet(self, out: BarsOutcome) -> list[tuple[str, str, str, StoredBar]]:
         """The quiet bars `on_bars(defer_quiet=True)` left: the market clock and the histories
         in memory move, as `on_bars` would have done; the bars to store (`out.quiet`)."""
