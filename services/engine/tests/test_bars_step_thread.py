@@ -65,7 +65,15 @@ async def steps_and_threads(live: LiveEngine, aredis, n_days: int) -> list[tuple
             seen.append((day_of[traded[0].start], threading.get_ident() == loop_thread))
         return on_bars(bars, **kwargs)
 
+    on_bar = live.on_bar
+
+    def recording_one(bar, **kwargs):  # type: ignore[no-untyped-def]
+        if bar.symbol != "WIPRO":  # a read's one traded bar: the handler's one-bar path
+            seen.append((day_of[bar.start], threading.get_ident() == loop_thread))
+        return on_bar(bar, **kwargs)
+
     live.on_bars = recording  # type: ignore[method-assign]
+    live.on_bar = recording_one  # type: ignore[method-assign]
     stream = bars_stream("day")
     handler = bars_handler(live, Publisher(aredis, source="engine"), EngineGate())
     consumer = StreamConsumer(
@@ -92,9 +100,9 @@ async def steps_and_threads(live: LiveEngine, aredis, n_days: int) -> list[tuple
     return seen
 
 
-def engine(url: str) -> LiveEngine:
+def engine(url: str, universe: str = "[INFY, TCS]") -> LiveEngine:
     live = LiveEngine(
-        load_text(CONFIG),
+        load_text(CONFIG.replace("[INFY, TCS]", universe)),
         EngineStore.open(url),
         initial_equity_rupees=Decimal("10000000"),
         safety_known=KNOWN,
@@ -103,8 +111,11 @@ def engine(url: str) -> LiveEngine:
     return live
 
 
-async def test_on_sqlite_a_step_with_histories_in_memory_runs_on_the_loop(tmp_path, aredis) -> None:  # type: ignore[no-untyped-def]
-    live = engine(f"sqlite:///{tmp_path / 'engine.sqlite3'}")
+@pytest.mark.parametrize("universe", ["[INFY, TCS]", "[INFY]"], ids=["two-traded", "one-traded"])
+async def test_on_sqlite_a_step_with_histories_in_memory_runs_on_the_loop(
+    tmp_path, aredis, universe: str
+) -> None:  # type: ignore[no-untyped-def]
+    live = engine(f"sqlite:///{tmp_path / 'engine.sqlite3'}", universe)
     seen = await steps_and_threads(live, aredis, 30)
     assert seen[0] == (0, False), "the first day reads the histories: in a worker thread"
     later = [on_loop for day, on_loop in seen if day > 0]

@@ -251,7 +251,8 @@ class BarsHandler:
     async def _on_bar(self, bar: Bar, envelope: Envelope) -> None:
         live = self.live
         live.data_fresh()
-        new = await self.gate.run(live.traced, envelope.corr, live.on_bar, bar)
+        run = self.gate.run_here if live.local_step([(bar, envelope.corr)]) else self.gate.run
+        new = await run(live.traced, envelope.corr, live.on_bar, bar)
         await publish_outcome(
             live, self.publisher, self.gate, new, corr=envelope.corr, protect=live.protects
         )
