@@ -77,6 +77,7 @@ bench: install ## Run every benchmark in a quick mode (full runs and figures: be
 	-.venv/bin/python bench/latency_rates.py --quick
 	-.venv/bin/python bench/engine_burst.py --minutes 120
 	-.venv/bin/python bench/engine_burst.py --minutes 90 --history 19000 --gap 0.2
+	-.venv/bin/python bench/wake_costs.py --repeats 10
 	-.venv/bin/python bench/indicators_live.py --quick
 	-.venv/bin/python bench/sweep.py --quick
 
