@@ -10,6 +10,9 @@ from pathlib import Path
 
 import redis
 
+from dalal_engine.live import LiveEngine
+from dalal_engine.store import EngineStore
+from dalal_engine.strategyconfig import load_text
 from dalal_shared.messages import Bar, Envelope, KillSwitchReleased, SessionValid
 from dalal_shared.streams import SYSTEM_EVENTS
 from dalal_shared.testing import free_port
@@ -78,3 +81,16 @@ def announce_safe(client: redis.Redis) -> None:
         SessionValid(user_id="TEST01", expires_at=utcnow() + timedelta(days=1)),
     ):
         client.xadd(SYSTEM_EVENTS, Envelope.wrap(msg, source="broker").to_fields())
+
+
+def started_engine(config: str, url: str) -> LiveEngine:
+    """A started live engine for a strategy config's text, on the database at `url`, with
+    Rs 1 crore of equity and its safety state known."""
+    live = LiveEngine(
+        load_text(config),
+        EngineStore.open(url),
+        initial_equity_rupees=Decimal("10000000"),
+        safety_known=KNOWN,
+    )
+    live.start()
+    return live

@@ -12,12 +12,10 @@ import threading
 from decimal import Decimal
 
 import pytest
-from engine_fixtures import KNOWN, infy_bars
+from engine_fixtures import infy_bars, started_engine
 
 from dalal_engine.handlers import EngineGate, bars_handler
 from dalal_engine.live import LiveEngine
-from dalal_engine.store import EngineStore
-from dalal_engine.strategyconfig import load_text
 from dalal_shared.bus import ConsumerConfig, Publisher, StreamConsumer, group_info
 from dalal_shared.messages import Bar
 from dalal_shared.streams import bars_stream
@@ -101,14 +99,7 @@ async def steps_and_threads(live: LiveEngine, aredis, n_days: int) -> list[tuple
 
 
 def engine(url: str, universe: str = "[INFY, TCS]") -> LiveEngine:
-    live = LiveEngine(
-        load_text(CONFIG.replace("[INFY, TCS]", universe)),
-        EngineStore.open(url),
-        initial_equity_rupees=Decimal("10000000"),
-        safety_known=KNOWN,
-    )
-    live.start()
-    return live
+    return started_engine(CONFIG.replace("[INFY, TCS]", universe), url)
 
 
 @pytest.mark.parametrize("universe", ["[INFY, TCS]", "[INFY]"], ids=["two-traded", "one-traded"])

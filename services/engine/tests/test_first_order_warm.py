@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fixtures import KNOWN, infy_bars
+from engine_fixtures import infy_bars, started_engine
 from sqlalchemy.sql import compiler
 
 from dalal_engine import store as store_module
-from dalal_engine.live import LiveEngine
-from dalal_engine.store import EngineStore
-from dalal_engine.strategyconfig import load_text
 from dalal_shared import db
 from dalal_shared.messages import Bar
 
@@ -50,13 +46,7 @@ def compilations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def first_ordering_bar(bars: list[Bar], folder: Path) -> tuple[Bar, list[Bar]]:
     """The first bar the strategy orders on, and the bars before it (decided by a throwaway
     engine: the same bars, the same decisions)."""
-    probe = LiveEngine(
-        load_text(CONFIG),
-        EngineStore.open(f"sqlite:///{folder / 'probe.sqlite3'}"),
-        initial_equity_rupees=Decimal("10000000"),
-        safety_known=KNOWN,
-    )
-    probe.start()
+    probe = started_engine(CONFIG, f"sqlite:///{folder / 'probe.sqlite3'}")
     for n, bar in enumerate(bars):
         if probe.on_bars([(bar, None)], defer_quiet=True).orders:
             return bar, bars[:n]
@@ -77,13 +67,7 @@ def test_the_first_order_compiles_no_sql(
 ) -> None:
     ordering, before = first_ordering_bar(infy_bars()[:60], tmp_path)
     forget_compiled(monkeypatch)
-    live = LiveEngine(
-        load_text(CONFIG),
-        EngineStore.open(database_url),
-        initial_equity_rupees=Decimal("10000000"),
-        safety_known=KNOWN,
-    )
-    live.start()
+    live = started_engine(CONFIG, database_url)
     for bar in before:  # bars decided on without an order
         assert not live.on_bars([(bar, None)], defer_quiet=True).orders
     with compilations(monkeypatch) as compiled:
