@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -90,6 +91,12 @@ def test_pydantic_skips_its_plugin_search_only_when_there_are_none(
     import dalal_shared.cli_main as cli_main
 
     scan = cli_main.scan_entry_points
+    stood_in: list[str | None] = []
+    monkeypatch.setattr(
+        cli_main,
+        "_no_pydantic_plugins",
+        lambda: stood_in.append(os.environ.get("PYDANTIC_DISABLE_PLUGINS")),
+    )
     for preset, plugins, want in (
         (None, False, "__all__"),
         ("tracer", False, "tracer"),
@@ -109,3 +116,45 @@ def test_pydantic_skips_its_plugin_search_only_when_there_are_none(
         assert "--data-dir" in capsys.readouterr().out
         assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == want
     assert scan("backtest")[1] is False  # nothing in this workspace declares one
+    assert stood_in == ["__all__"]  # the loader's stand-in: only with every plugin off
+
+
+STAND_IN = """
+import os, sys
+from dalal_shared import cli_main
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+cli_main._no_pydantic_plugins()
+from pydantic import BaseModel, ValidationError
+from pydantic.plugin import _loader
+
+class Order(BaseModel):
+    quantity: int
+
+assert Order(quantity="3").quantity == 3
+try:
+    Order(quantity="three")
+except ValidationError as exc:
+    assert exc.errors()[0]["loc"] == ("quantity",)
+else:
+    raise AssertionError("not validated")
+print(list(_loader.get_plugins()), "importlib.metadata" in sys.modules)
+"""
+
+
+def test_the_plugin_loaders_stand_in_answers_as_pydantics_own_without_its_imports() -> None:
+    """With every plugin disabled, the stand-in gives what pydantic's loader gives (no
+    plugins), models build and validate as always, and `importlib.metadata` is not
+    imported; pydantic's own loader, in a process without the stand-in, says the same."""
+    env = {**os.environ, "PYDANTIC_DISABLE_PLUGINS": "__all__"}
+    ours = subprocess.run(
+        [sys.executable, "-c", STAND_IN], capture_output=True, text=True, env=env, check=True
+    )
+    assert ours.stdout.split() == ["[]", "False"]
+    theirs = subprocess.run(
+        [sys.executable, "-c", STAND_IN.replace("cli_main._no_pydantic_plugins()", "")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert theirs.stdout.split() == ["[]", "True"]

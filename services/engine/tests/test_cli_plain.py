@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import datetime
@@ -295,9 +296,11 @@ def test_bars_read_ahead_are_load_universes(tmp_path: Path) -> None:
         prefetch = cli._Prefetch.start(*args, "2021-03-31", FIXTURES)
         assert prefetch is not None
         got = prefetch.bars(["RELIANCE", "INFY", "RELIANCE"], "day", END)
-        assert got is not None and prefetch.pid is None  # the child is reaped
+        assert got is not None
         same_bars(got, want)
-        prefetch.close()  # nothing left to do
+        prefetch.close()
+        assert prefetch.pid is None  # the child is reaped
+        same_bars(got, want)  # the bars outlive the child
 
 
 @pytest.mark.parametrize(
@@ -315,6 +318,7 @@ def test_bars_read_otherwise_are_not_taken(
     prefetch = cli._Prefetch.start(None, "INFY,RELIANCE", "day", "2021-03-31", FIXTURES)
     assert prefetch is not None
     assert prefetch.bars(universe, interval, end) is None
+    prefetch.close()
     assert prefetch.pid is None
 
 
@@ -323,6 +327,7 @@ def test_a_file_the_child_cannot_read_is_the_commands_to_read(tmp_path: Path) ->
         prefetch = cli._Prefetch.start(None, symbols, "day", to, FIXTURES)
         assert prefetch is not None
         assert prefetch.bars(["INFY"], "day", END) is None
+        prefetch.close()
         assert prefetch.pid is None
 
 
@@ -396,3 +401,165 @@ def test_a_run_with_another_thread_reads_and_writes_in_process(
     assert status == 0 and forked == []
     assert json.loads((tmp_path / "out" / "result.json").read_text())["trades"]
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- the summary, printed by the child
+
+TWO_CORES = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else False
+
+PROBE = """
+import atexit, sys
+from dalal_shared import cli_main
+atexit.register(lambda: sys.stderr.write(
+    "\\nthis process imported: "
+    + ",".join(m for m in ("rich", "importlib.metadata") if m in sys.modules) + ".\\n"
+))
+sys.argv = ["dalal", "backtest", *sys.argv[1:]]
+cli_main.main()
+"""
+
+
+def probe(*args: str, one_core: bool = False) -> subprocess.CompletedProcess[str]:
+    """`dalal backtest` as the dispatcher runs it, saying at exit what this process imported
+    (an exit handler: the dispatcher then leaves through the interpreter's exit)."""
+    pin = min(os.sched_getaffinity(0)) if one_core else None
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {pin})) if pin is not None else None,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWO_CORES, reason="the child runs only with a second core")
+def test_the_child_prints_the_summary_as_this_process_would(tmp_path: Path) -> None:
+    """With a second core the summary and the warnings come from the child, and the command
+    itself imports neither rich nor importlib.metadata; on one core it prints them itself.
+    Either way the same lines, in the same order, the report's paths last."""
+    common = (
+        "--strategy", "sma_cross", "--symbols", "INFY,RELIANCE", "--data-dir", str(FIXTURES),
+        "--from", "2019-01-01",  # before the files start: a warning per symbol, on stderr
+    )  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    forked = probe(*common, "--out", str(two))
+    alone = probe(*common, "--out", str(one), one_core=True)
+    assert forked.returncode == alone.returncode == 0, (forked.stderr, alone.stderr)
+    assert forked.stderr.endswith("this process imported: .\n")
+    assert alone.stderr.endswith("this process imported: rich.\n")
+    assert _plain(forked.stdout, two) == _plain(alone.stdout, one)
+    assert forked.stderr.split("this process")[0] == alone.stderr.split("this process")[0]
+    assert "warning:" in forked.stderr and "bars used: " in forked.stderr
+    lines = forked.stdout.splitlines()
+    assert "sma_cross on INFY, RELIANCE (day)" in lines[0]
+    assert lines[-1] == f"report: {two / 'report.html'}  data: {two / 'result.json'}"
+    for name in ("result.json", "report.html"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+
+
+SUMMARY = cli.Summary(
+    "sma_cross on INFY (day)", [("trades (closed)", "7")], ["INFY: the data starts late"], None
+)
+
+
+@pytest.fixture
+def printer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child prints: stdout and stderr taken as the process's descriptors (capfd captures
+    those, the child's writes included)."""
+    monkeypatch.setattr(cli, "_prints_to_descriptors", lambda: True)
+
+
+@pytest.mark.usefixtures("printer")
+def test_the_child_prints_what_it_is_sent(capfd: pytest.CaptureFixture[str]) -> None:
+    prefetch = cli._Prefetch.start(None, None, "day", "2021-03-31", None)
+    assert prefetch is not None and prefetch.printer
+    assert prefetch.bars(["INFY"], "day", END) is None  # nothing read ahead without files
+    assert prefetch.send_summary(SUMMARY)
+    assert prefetch.summary_printed()
+    prefetch.close()
+    out, err = capfd.readouterr()
+    assert "sma_cross on INFY (day)" in out and "trades (closed)" in out
+    assert "warning: INFY: the data starts late" in err
+
+
+@pytest.mark.usefixtures("printer")
+def test_a_child_gone_before_the_summary_leaves_it_to_the_command(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    prefetch = cli._Prefetch.start(None, "INFY", "day", "2021-03-31", FIXTURES)
+    assert prefetch is not None and prefetch.pid is not None
+    os.kill(prefetch.pid, signal.SIGKILL)
+    prefetch.send_summary(SUMMARY)
+    assert not prefetch.summary_printed()  # the command prints it
+    prefetch.close()
+    assert "trades (closed)" not in capfd.readouterr().out
+
+
+@pytest.mark.usefixtures("printer")
+def test_the_child_prints_while_another_process_holds_its_pipe(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The command's report child, forked after this one, holds the summary pipe open too:
+    the child reads the summary to its length, not to the pipe's end."""
+    prefetch = cli._Prefetch.start(None, None, "day", "2021-03-31", None)
+    assert prefetch is not None
+    release, hold = os.pipe()
+    holder = os.fork()
+    if holder == 0:  # another child of the command: it has every descriptor, until released
+        os.close(hold)
+        os.read(release, 1)
+        os._exit(0)
+    os.close(release)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the child waited for the holder"))
+    signal.alarm(60)
+    try:
+        assert prefetch.send_summary(SUMMARY)
+        assert prefetch.summary_printed()
+    finally:
+        signal.alarm(0)
+        os.close(hold)
+        os.waitpid(holder, 0)
+        prefetch.close()
+    assert "trades (closed)" in capfd.readouterr().out
+
+
+def test_a_test_runners_buffers_get_the_summary_from_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stdout or stderr that is not the process's own descriptor (a test runner's, an
+    embedding program's): no printing child; without files to read, no child at all."""
+    import io
+
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert not cli._prints_to_descriptors()
+    assert cli._Prefetch.start(None, None, "day", "2021-03-31", None) is None
+    prefetch = cli._Prefetch.start(None, "INFY", "day", "2021-03-31", FIXTURES)
+    assert prefetch is not None and not prefetch.printer
+    assert not prefetch.send_summary(SUMMARY)
+    prefetch.close()
+
+
+def test_rich_is_asked_about_a_terminal_only_where_there_may_be_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Stream:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    assert not cli._stderr_may_be_terminal()
+    with cli._progress() as progress:
+        assert progress is None
+    monkeypatch.setattr(sys, "stderr", Stream(True))
+    assert cli._stderr_may_be_terminal()
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    for name, value in (("TTY_COMPATIBLE", "1"), ("FORCE_COLOR", "")):
+        monkeypatch.setenv(name, value)
+        assert cli._stderr_may_be_terminal()  # rich decides
+        monkeypatch.delenv(name)

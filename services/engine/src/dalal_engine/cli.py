@@ -25,7 +25,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from dalal_shared.cli_main import imports_frozen as _imports_frozen
 from dalal_shared.errors import DalalError
@@ -193,15 +193,9 @@ def _run(
     """The command's work; its exit status (0, or 1 and 2 after saying why on stderr).
     `UsageError` only before anything is printed or written. The CSV files of `--data-dir`
     are read ahead (`_Prefetch`) while the command imports what it needs."""
-    prefetch = (
-        _Prefetch.start(config, symbols, interval, to, data_dir)
-        if data_dir is not None and not data_url
-        else None
-    )
+    prefetch = _Prefetch.start(config, symbols, interval, to, None if data_url else data_dir)
     try:
-        with _imports_frozen():  # what the command needs, all of it (the summary's table too)
-            import rich.table  # noqa: F401
-
+        with _imports_frozen():  # what the command needs (rich: where the child prints)
             from dalal_engine import history, report  # noqa: F401
             from dalal_engine.backtest import Backtester, BacktestSettings
             from dalal_engine.strategyconfig import (
@@ -210,8 +204,9 @@ def _run(
                 validate_document,
             )
 
-            _console()  # rich's consoles, with the rest
-            _err()
+            if prefetch is None or not prefetch.printer:
+                _console()  # rich's consoles, with the rest
+                _err()
         try:
             if config is not None:
                 cfg = load_file(config)[0]
@@ -271,21 +266,18 @@ def _run(
         except DalalError as exc:
             _err().print(f"[red]dalal backtest:[/red] {exc.message}")
             return 1
+        summary = summary_of(result, seconds)
+        sent = prefetch is not None and prefetch.send_summary(summary)  # printed meanwhile
+        with (
+            _young_collections_every(YOUNG_GC_THRESHOLD),
+            _report_files(result, out, data) as (json_path, html_path),
+        ):
+            if not (sent and prefetch is not None and prefetch.summary_printed()):
+                print_summary(summary)
     finally:
         if prefetch is not None:
             prefetch.close()
-    with (
-        _young_collections_every(YOUNG_GC_THRESHOLD),
-        _report_files(result, out, data) as (json_path, html_path),
-    ):
-        _console().print(summary_table(result, seconds))
-        for warning in result.warnings:  # the data covers less than asked: say so, with the range
-            _err().print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-        if result.warnings:
-            first = to_ist(result.data_start).date() if result.data_start else "-"
-            last = to_ist(result.data_end).date() if result.data_end else "-"
-            _err().print(f"bars used: {first} .. {last}", highlight=False)
-    _console().print(f"report: {html_path}  data: {json_path}", highlight=False)
+    print(f"report: {html_path}  data: {json_path}", flush=True)
     return 0
 
 
@@ -377,63 +369,101 @@ _PREFETCH_BYTES = 256 << 20
 
 
 class _Prefetch:
-    """The CSV files of a run read ahead by a forked child on another core while this process
-    imports the strategies, pydantic, the backtester, the report and rich (~0.15 s; the
-    files take about a third of that). The child is forked before those imports (a small
-    heap: little copy-on-write) and reads what the arguments name as `dalal backtest` will
-    read them: the universe and interval of the config file (its first strategy; `--symbols`
-    instead of its universe) or of `--symbols` and `--interval`, the bars before `--to`'s
-    end, with `history.load`. It copies the arrays into memory shared with this process and
-    sends what it read (the symbols, the interval, the end, where each array lies) through a
-    pipe. The command takes the bars only for exactly the universe, interval and end it
-    validated: anything else (a config the child read another way, a file it could not read,
-    more bars than the shared memory holds) is read by this process, which says what is wrong
-    as always. Where `_may_fork` says no, nothing is read ahead."""
+    """A forked child on another core that does the command's work that needs none of its
+    imports: it reads the run's CSV files while this process imports the strategies, pydantic,
+    the backtester and the report (~0.15 s; the files take about a third of that), then
+    imports rich and prints the summary when this process sends it (`send_summary`), so that
+    rich's import (~12 ms) and the table's drawing are not on the command's way.
 
-    def __init__(self, pid: int, receive: int, shared: mmap.mmap):
+    The child is forked before those imports (a small heap: little copy-on-write). It reads
+    what the arguments name as `dalal backtest` will read them (with `data_dir`; none
+    without): the universe and interval of the config file (its first strategy; `--symbols`
+    instead of its universe) or of `--symbols` and `--interval`, the bars before `--to`'s end,
+    with `history.load`. It copies the arrays into memory shared with this process and sends
+    what it read (the symbols, the interval, the end, where each array lies) through a pipe.
+    The command takes the bars only for exactly the universe, interval and end it validated:
+    anything else (a config the child read another way, a file it could not read, more bars
+    than the shared memory holds) is read by this process, which says what is wrong as always.
+
+    The child prints only where it writes where this process would (`printer`: stdout and
+    stderr are the process's file descriptors, not a test runner's buffers); a summary it did
+    not print is this process's to print. Where `_may_fork` says no, there is no child."""
+
+    def __init__(self, pid: int, receive: int, shared: mmap.mmap, summary_pipe: int | None) -> None:
         self.pid: int | None = pid
-        self.receive = receive
+        self.receive: int | None = receive
         self.shared = shared
+        self.summary_pipe = summary_pipe  # where `send_summary` writes; None: not a printer
+        self.sent = False  # the child has the summary
+
+    @property
+    def printer(self) -> bool:
+        """Whether the child prints the summary (else this process does)."""
+        return self.summary_pipe is not None
 
     @classmethod
     def start(
-        cls, config: Path | None, symbols: str | None, interval: str, to: str, data_dir: Path
+        cls,
+        config: Path | None,
+        symbols: str | None,
+        interval: str,
+        to: str,
+        data_dir: Path | None,
     ) -> _Prefetch | None:
         if not _may_fork():
             return None
+        printer = _prints_to_descriptors()
+        if data_dir is None and not printer:
+            return None  # nothing for a child to do
         try:
-            shared = mmap.mmap(-1, _PREFETCH_BYTES)  # anonymous, shared with the child
+            shared = mmap.mmap(-1, _PREFETCH_BYTES if data_dir else mmap.PAGESIZE)
         except OSError:  # no room to promise (a strict overcommit policy)
             return None
         receive, send = os.pipe()
+        summary_in, summary_out = os.pipe() if printer else (-1, -1)
         sys.stdout.flush()  # nothing buffered is the child's to write too
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:  # the child: the files, then gone without the parent's exit handlers
-            status = 1
+        if pid == 0:  # the child: the files, the summary, then gone without exit handlers
+            status = _NOT_PRINTED
             try:
                 os.close(receive)
-                layout = _read_ahead(config, symbols, interval, to, data_dir, shared)
+                if printer:
+                    os.close(summary_out)
+                try:
+                    layout = (
+                        _read_ahead(config, symbols, interval, to, data_dir, shared)
+                        if data_dir is not None
+                        else None
+                    )
+                except Exception:  # the command reads the files itself
+                    layout = None
                 with os.fdopen(send, "wb") as pipe:
-                    pickle.dump(layout, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-                status = 0
-            except BaseException:  # noqa: S110  (the command reads the files itself)
+                    if layout is not None:
+                        pickle.dump(layout, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                status = _summary_child(summary_in) if printer else 0
+            except KeyboardInterrupt:  # the terminal's Ctrl-C: the parent has it too
+                status = 130
+            except BaseException:  # noqa: S110  (not printed: the command prints it)
                 pass
             finally:
                 os._exit(status)
         os.close(send)
-        return cls(pid, receive, shared)
+        if printer:
+            os.close(summary_in)
+        return cls(pid, receive, shared, summary_out if printer else None)
 
     def bars(
         self, universe: list[str], interval: str, end: datetime
     ) -> dict[str, BarSeries] | None:
         """`history.load_universe`'s bars of `universe` from the CSV files (the first of a
         repeated symbol), when the child read exactly those; else None."""
-        if self.pid is None:
+        if self.receive is None:
             return None
         with os.fdopen(self.receive, "rb") as pipe:
             payload = pipe.read()
-        if self._reap() != 0 or not payload:
+        self.receive = None
+        if not payload:
             return None
         symbols, read_interval, read_end, places = pickle.loads(payload)  # noqa: S301  (ours)
         if (symbols, read_interval, read_end) != (list(dict.fromkeys(universe)), interval, end):
@@ -451,13 +481,48 @@ class _Prefetch:
             data[symbol] = BarSeries(symbol, BarStarts(seconds), o, h, lo, c, v, seconds)
         return data
 
+    def send_summary(self, summary: Summary) -> bool:
+        """Send `summary` to the child, which prints it (`print_summary`) while this process
+        goes on: True; False when the child is not a printer (or gone) and the summary is this
+        process's to print. `summary_printed` waits for it."""
+        if self.summary_pipe is None or self.pid is None:
+            return False
+        body = pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL)
+        sys.stdout.flush()  # what this process wrote comes first
+        sys.stderr.flush()
+        with suppress(BrokenPipeError), os.fdopen(self.summary_pipe, "wb") as pipe:
+            self.summary_pipe = None
+            self.sent = True
+            pipe.write(len(body).to_bytes(8, "little") + body)
+        return True
+
+    def summary_printed(self) -> bool:
+        """Wait for the child that was sent the summary: True when it printed it; False when
+        it printed nothing (gone before) and the summary is this process's to print. A child
+        that failed while printing raises: `BrokenPipeError` for a closed stdout or stderr
+        (as a print of this process's would), else `SummaryNotPrinted`. A child killed by a
+        signal counts as one that printed nothing (better twice than not at all)."""
+        code = self._reap()
+        if code == 0:
+            return True
+        if code is None or code == _NOT_PRINTED or code < 0:  # < 0: killed, by a signal
+            return False
+        if code == _BROKEN_PIPE:
+            raise BrokenPipeError(errno.EPIPE, "the summary's output is closed")
+        raise SummaryNotPrinted(f"the process printing the summary ended with status {code}")
+
     def close(self) -> None:
-        """Stop the child if it is still there (the command ended without its bars)."""
+        """Stop the child if it is still there (the command ended without its bars or its
+        summary); one that was sent the summary is waited for, not stopped mid-table."""
+        for fd in (self.receive, self.summary_pipe):
+            if fd is not None:
+                os.close(fd)
+        self.receive = self.summary_pipe = None
         if self.pid is None:
             return
-        with suppress(ProcessLookupError):  # gone already, not reaped yet: no error
-            os.kill(self.pid, signal.SIGKILL)
-        os.close(self.receive)
+        if not self.sent:
+            with suppress(ProcessLookupError):  # gone already, not reaped yet: no error
+                os.kill(self.pid, signal.SIGKILL)
         self._reap()
 
     def _reap(self) -> int | None:
@@ -467,6 +532,73 @@ class _Prefetch:
         _, status = os.waitpid(self.pid, 0)
         self.pid = None
         return os.waitstatus_to_exitcode(status)
+
+
+# the `_Prefetch` child's exit status when it printed no summary, and when it could not write it
+_NOT_PRINTED = 3
+_BROKEN_PIPE = 4
+
+
+class SummaryNotPrinted(RuntimeError):
+    """The child process printing the summary failed (its error is on stderr)."""
+
+
+def _prints_to_descriptors() -> bool:
+    """Whether `sys.stdout` and `sys.stderr` write to the process's file descriptors 1 and 2
+    (what a forked child writes to as well): not a test runner's or an embedding program's
+    buffers."""
+    try:
+        return sys.stdout.fileno() == 1 and sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # no descriptor (io.UnsupportedOperation)
+        return False
+
+
+def _warm_summary() -> None:
+    """rich imported, its consoles made, and a summary drawn where nobody sees it: the
+    modules and caches a first table needs are ready when the real one comes."""
+    import io
+
+    from rich.console import Console
+
+    _console()
+    _err()
+    rows = [(f"metric {k}", f"Rs {k}.00 ({k}%)") for k in range(16)]
+    Console(file=io.StringIO(), width=_console().width).print(
+        summary_table(Summary("warming", rows, [], None))
+    )
+    Console(file=io.StringIO()).print("[yellow]warning:[/yellow] -", highlight=False)
+
+
+def _summary_child(fd: int) -> int:
+    """What `_Prefetch`'s child does once the files are read: import rich, wait for the
+    summary (8 bytes of length, then the pickled `Summary`: read to a length, not to the end,
+    as another child of the command holds the pipe open too), print it. Its exit status: 0
+    printed, `_NOT_PRINTED` when none came (the command ended early or prints it itself),
+    `_BROKEN_PIPE` when stdout or stderr is closed, 1 for any other error (on stderr)."""
+    try:
+        _warm_summary()
+        with os.fdopen(fd, "rb") as pipe:
+            head = pipe.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            body = pipe.read(size) if size > 0 else b""
+        if size <= 0 or len(body) < size:
+            return _NOT_PRINTED
+        summary = pickle.loads(body)  # noqa: S301  (ours)
+    except Exception:
+        return _NOT_PRINTED
+    try:
+        print_summary(summary)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        return _BROKEN_PIPE
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        return 1
+    return 0
 
 
 def _read_ahead(
@@ -592,11 +724,22 @@ def _young_collections_every(allocations: int) -> Iterator[None]:
         gc.set_threshold(young, *older)
 
 
+def _stderr_may_be_terminal() -> bool:
+    """Whether rich may take stderr for a terminal (without importing rich): it is one, or a
+    variable that makes rich decide (`TTY_COMPATIBLE`, `FORCE_COLOR`) is set."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return False
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[int, int], None] | None]:
     """A transient progress bar on a terminal's stderr; elsewhere (a pipe, a file) there is
     nothing to draw, and rich's progress module is not even imported."""
-    if not _err().is_terminal:
+    if not _stderr_may_be_terminal() or not _err().is_terminal:
         yield None
         return
     from rich.progress import (
@@ -619,9 +762,18 @@ def _progress() -> Iterator[Callable[[int, int], None] | None]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def summary_table(result: BacktestResult, seconds: float) -> Table:
-    from rich.table import Table
+class Summary(NamedTuple):
+    """What the command prints after a run: the table's title and rows (stdout), a warning per
+    symbol whose data covers less than asked and the range the bars did cover (stderr)."""
 
+    title: str
+    rows: list[tuple[str, str]]
+    warnings: list[str]
+    bars_used: str | None
+
+
+def summary_of(result: BacktestResult, seconds: float) -> Summary:
+    """The run's summary (`seconds`: the run's time, for its speed)."""
     r = result.report
     cfg = result.config
 
@@ -631,9 +783,6 @@ def summary_table(result: BacktestResult, seconds: float) -> Table:
     def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
-    table = Table(title=f"{cfg.strategy} on {', '.join(cfg.universe)} ({cfg.interval})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
     rows = [
         (
             "bars",
@@ -660,6 +809,32 @@ def summary_table(result: BacktestResult, seconds: float) -> Table:
         ("exposure (days in market)", pct(r.exposure_days_fraction)),
         ("refused signals", str(sum(1 for d in result.decisions if not d.approved))),
     ]
-    for k, v in rows:
+    bars_used = None
+    if result.warnings:
+        first = to_ist(result.data_start).date() if result.data_start else "-"
+        last = to_ist(result.data_end).date() if result.data_end else "-"
+        bars_used = f"bars used: {first} .. {last}"
+    title = f"{cfg.strategy} on {', '.join(cfg.universe)} ({cfg.interval})"
+    return Summary(title, rows, list(result.warnings), bars_used)
+
+
+def summary_table(summary: Summary) -> Table:
+    """The summary's table, as rich draws it."""
+    from rich.table import Table
+
+    table = Table(title=summary.title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary.rows:
         table.add_row(k, v)
     return table
+
+
+def print_summary(summary: Summary) -> None:
+    """The table on stdout; the warnings (the data covers less than asked) and the range the
+    bars covered on stderr."""
+    _console().print(summary_table(summary))
+    for warning in summary.warnings:
+        _err().print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if summary.bars_used:
+        _err().print(summary.bars_used, highlight=False)
