@@ -4,8 +4,9 @@ or the data service) and write its report.
 Its wall time is mostly fixed cost, so the command keeps that down: the `dalal` dispatcher runs
 it without typer when its arguments are plain (`backtest_argv`; typer reads anything else and
 answers `--help`); CSV files are read ahead by a forked child while this process imports the
-rest (`_Prefetch`); `report.html` is written by another child while `result.json` and the
-summary are (`_report_files`)."""
+rest, and that child then prints the summary (this process imports rich only for an error
+or a progress bar: `_Prefetch`); `report.html` is written by another child while `result.json`
+is (`_report_files`)."""
 
 from __future__ import annotations
 
