@@ -82,6 +82,8 @@ def _at(day: date, clock: time) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class ListedDay:
+    """A day NSE lists: a holiday or a special session, with its description."""
+
     day: date
     kind: str
     description: str

@@ -46,6 +46,8 @@ class Side(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Bar:
+    """One OHLCV bar, prices in rupees, as the fill model walks it."""
+
     start: datetime
     open: Decimal
     high: Decimal
@@ -56,6 +58,8 @@ class Bar:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
+    """One trade of a bar's simulated path: when, at what price, how many shares."""
+
     ts: datetime
     price: Decimal
     volume: int  # shares traded at this tick
@@ -65,6 +69,8 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class FillConfig:
+    """How fills are simulated: spread, slippage, the share of a bar's volume an order may take."""
+
     spread_bps: Decimal = Decimal("2")  # full bid-ask spread around the traded price
     slippage_bps: Decimal = Decimal("1")  # extra cost of MARKET (and SL-M) orders
     max_participation: Decimal = Decimal("0.1")  # share of a bar's volume one order may take
@@ -168,6 +174,8 @@ class OrderTerms:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
+    """What an order got from one tick: shares and price."""
+
     quantity: int
     price: Decimal
 

@@ -53,6 +53,8 @@ class EquityPoint(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Report:
+    """A backtest's or an account's figures: trades, wins and losses, P&L, return, risk."""
+
     trades: int
     wins: int
     losses: int
@@ -156,6 +158,8 @@ def sortino(returns: Sequence[float], risk_free_annual: float = 0.0) -> float | 
 
 @dataclass(frozen=True, slots=True)
 class Drawdown:
+    """The deepest fall of an equity curve from a peak, and how long the curve stayed under it."""
+
     fraction: float
     rupees: Decimal
     peak_day: date | None

@@ -62,6 +62,8 @@ def _dec(value: float) -> Decimal:
 
 @dataclass(frozen=True, slots=True)
 class BacktestSettings:
+    """A backtest's money, window, fill model and market protection."""
+
     initial_capital_rupees: Decimal = INITIAL_CAPITAL_RUPEES
     start: datetime | None = None  # first bar that may trade (earlier bars only warm up)
     end: datetime | None = None  # bars before this
@@ -76,6 +78,8 @@ class BacktestSettings:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class PendingOrder:
+    """An order decided on a bar, filled from the next bar's open."""
+
     client_order_id: str
     symbol: str
     side: fills.Side
@@ -90,6 +94,8 @@ class PendingOrder:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class FillRecord:
+    """One fill of a backtest, with its charges."""
+
     client_order_id: str
     symbol: str
     side: str
@@ -200,6 +206,8 @@ class EquityCurve:
 
 @dataclass
 class BacktestResult:
+    """What a backtest produced: trades, fills, decisions, equity curve, figures, charges."""
+
     config: StrategyConfig
     settings: BacktestSettings
     bars: int

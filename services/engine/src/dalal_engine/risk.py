@@ -76,6 +76,8 @@ class MarketState:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class AccountState:
+    """The account as the risk manager sizes against it."""
+
     equity: float
     cash: float
     open_positions: int
@@ -84,6 +86,8 @@ class AccountState:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class RiskDecision:
+    """The risk manager's answer to one signal: approved or refused (why), and the quantity."""
+
     at: datetime
     strategy: str
     symbol: str
@@ -118,6 +122,8 @@ _SHORT_SPAN = 32  # marks up to which `mark_span` works on lists
 
 @dataclass(slots=True)
 class _Day:
+    """The trading day the daily loss limit counts from."""
+
     day: date | None = None
     start_equity: float = 0.0
     equity: float = 0.0
@@ -126,6 +132,8 @@ class _Day:
 
 @dataclass
 class RiskManager:
+    """A strategy instance's checks before an order: limits, sizing, market hours, daily loss."""
+
     config: RiskConfig
     calendar: NseCalendar = field(default_factory=nse_calendar)
     _orders: deque[datetime] = field(default_factory=deque)

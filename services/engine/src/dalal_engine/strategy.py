@@ -38,6 +38,8 @@ class Action(enum.StrEnum):
 @slot_init
 @dataclass(frozen=True, slots=True)
 class Signal:
+    """What a strategy wants on a bar: enter, reduce or exit, with the leg and the reason."""
+
     action: Action
     leg: str  # short name of the order leg: E (entry), T1, T2 (targets), X (exit)
     reason: str  # why, in a word or two: breakout, pullback, target1, stop, trail, time
@@ -66,6 +68,8 @@ class Level:
 @slot_init
 @dataclass(frozen=True, slots=True)
 class PositionView:
+    """The strategy's position in a symbol, as its decisions see it."""
+
     quantity: int = 0
     average_price: float = 0.0
     opened_at: datetime | None = None
@@ -73,6 +77,8 @@ class PositionView:
 
 @dataclass(slots=True)
 class BarContext:
+    """What a strategy's `on_bar` reads: the bars, their indicators, position, state, money."""
+
     symbol: str
     index: int
     bars: BarSeries
@@ -173,6 +179,8 @@ def strategy_class(name: str) -> type[Strategy]:
 
 @dataclass(frozen=True, slots=True)
 class StrategyInfo:
+    """A registered strategy as the API lists it: name, description, parameters' JSON schema."""
+
     name: str
     description: str
     parameters: dict[str, Any] = field(default_factory=dict)
