@@ -68,9 +68,18 @@ def _private_sqlite_file(path: Path) -> None:
                 candidate.chmod(FILE_MODE)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+# SQLite checkpoints its write-ahead log by itself inside the commit that takes the log past
+# 1,000 pages (~4 MB): every few hundred commits of a busy store, one commit pays 4-6 ms
+# (`bench/engine_burst.py`: a minute's step 0.9 ms, those 5-6). A store that checkpoints at its
+# own quiet moments (`SqlStore.checkpoint`, `own_checkpoints`) moves SQLite's limit out to
+# this, a backstop for a log nobody checkpointed for a long while (64 MB with 4 KB pages).
+DEFERRED_CHECKPOINT_PAGES = 16_384
+
+
+def make_engine(url: str, *, wal_autocheckpoint: int | None = None, **kwargs: Any) -> Engine:
     """An engine for `url`; a SQLite file is created with mode 0600 (its folder too), WAL and
-    foreign keys are on."""
+    foreign keys are on. `wal_autocheckpoint`: SQLite's automatic checkpoint limit, in pages,
+    on every connection (None: SQLite's 1,000; other databases: ignored)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
@@ -91,6 +100,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
+            if wal_autocheckpoint is not None:
+                cur.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
             cur.close()
 
         return engine
@@ -106,6 +117,25 @@ def ping(engine: Engine) -> None:
     """Raise when the database does not answer (for /readyz)."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy the write-ahead log's pages into the SQLite file now, as SQLite's automatic
+    checkpoint would inside some later commit (PASSIVE: without waiting for readers or
+    writers; what a reader still needs stays for the next one). For an engine made with
+    `DEFERRED_CHECKPOINT_PAGES` (`SqlStore.open(own_checkpoints=True)`), at a moment its hot
+    path is not waiting (`dbthread.Checkpoints`); blocking file I/O (two fsyncs): call it off
+    the event loop. Nothing for other databases."""
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        cursor.fetchall()
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def upgrade(
@@ -166,10 +196,14 @@ class SqlStore:
         return is_sqlite(self.engine)
 
     @classmethod
-    def open(cls, url: str) -> Self:
+    def open(cls, url: str, *, own_checkpoints: bool = False) -> Self:
         """Connect and migrate; an unreachable or refusing database is a `ConfigError` naming
-        DALAL_DATABASE_URL (password masked) in one line, not a driver traceback."""
-        engine = make_engine(url)
+        DALAL_DATABASE_URL (password masked) in one line, not a driver traceback.
+        `own_checkpoints`: the caller runs `checkpoint` at its quiet moments, so that the
+        store's commits never run SQLite's automatic checkpoint (`DEFERRED_CHECKPOINT_PAGES`)."""
+        engine = make_engine(
+            url, wal_autocheckpoint=DEFERRED_CHECKPOINT_PAGES if own_checkpoints else None
+        )
         try:
             upgrade(engine, cls.migrations, version_table=cls.version_table)
         except ConfigError:
@@ -182,6 +216,10 @@ class SqlStore:
 
     def ping(self) -> None:
         ping(self.engine)
+
+    def checkpoint(self) -> None:
+        """`checkpoint` of the store's engine."""
+        checkpoint(self.engine)
 
 
 @dataclass(frozen=True, slots=True)

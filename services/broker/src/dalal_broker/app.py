@@ -29,6 +29,7 @@ from dalal_broker.reconciling import system_events_handler as reconcile_triggers
 from dalal_broker.session import SessionManager, session_reports_handler
 from dalal_shared import db
 from dalal_shared.bus import default_consumer_name
+from dalal_shared.dbthread import Checkpoints
 from dalal_shared.dispatch import all_of
 from dalal_shared.fills import FillConfig
 from dalal_shared.health import supervise
@@ -43,6 +44,9 @@ from dalal_shared.streams import ORDERS_COMMANDS, SYSTEM_EVENTS
 NAME = "broker"
 LEASE_NAME = "broker-order-placer"
 log = get_logger(__name__)
+# the journal's SQLite log checkpointed at most this often (seconds), once a read's commands
+# are done
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 
 def build_app(settings: BrokerSettings) -> FastAPI:
@@ -67,7 +71,12 @@ def build_app(settings: BrokerSettings) -> FastAPI:
         login_url=settings.login_url(),
         check_interval_seconds=settings.session_check_seconds,
     )
-    journal = Journal(db.make_engine(settings.database_url), source=NAME)
+    # SQLite's checkpoints of the journal's log between commands (`order_commands`), not
+    # inside a placement's commit
+    journal = Journal(
+        db.make_engine(settings.database_url, wal_autocheckpoint=db.DEFERRED_CHECKPOINT_PAGES),
+        source=NAME,
+    )
     kill_switch = KillSwitch(runtime.redis)
     paper: PaperBroker | None = None
     adapter: OrderAdapter = gateway
@@ -223,8 +232,12 @@ def build_app(settings: BrokerSettings) -> FastAPI:
     async def database_ok() -> None:
         await asyncio.to_thread(db.ping, journal.engine)
 
+    checkpoints = Checkpoints(
+        lambda: db.checkpoint(journal.engine), interval=CHECKPOINT_INTERVAL_SECONDS, name=NAME
+    )
     runtime.consume(
-        {ORDERS_COMMANDS: order_commands(desk, protections)}, on_dead_letter=dead_letters(desk)
+        {ORDERS_COMMANDS: order_commands(desk, protections, checkpoints)},
+        on_dead_letter=dead_letters(desk),
     )
     # one consumer of system.events (one group: two would split its entries between them)
     system_handlers = [session_reports_handler(session)]

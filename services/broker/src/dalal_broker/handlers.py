@@ -9,6 +9,7 @@ from typing import cast
 from dalal_broker.desk import OrderDesk
 from dalal_broker.protections import ProtectionDesk
 from dalal_shared.bus import DeadLetter, DeadLetterHook
+from dalal_shared.dbthread import Checkpoints
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.errors import PermanentError
 from dalal_shared.logging import get_logger
@@ -41,8 +42,16 @@ class OrderCommands:
     before it). A placement that fails, or a read whose transaction fails, goes one by one
     again (the journal makes a second try safe)."""
 
-    def __init__(self, desk: OrderDesk, protections: ProtectionDesk | None = None) -> None:
+    def __init__(
+        self,
+        desk: OrderDesk,
+        protections: ProtectionDesk | None = None,
+        checkpoints: Checkpoints | None = None,
+    ) -> None:
         self.desk, self.protections = desk, protections
+        # the journal's SQLite log checkpointed once a read's commands are done (the journal
+        # is opened with `DEFERRED_CHECKPOINT_PAGES`: no placement's commit stops for it)
+        self.checkpoints = checkpoints
         self._one = dispatcher(
             {
                 PlaceOrder: self._on_place,
@@ -54,9 +63,22 @@ class OrderCommands:
         )
 
     async def __call__(self, envelope: Envelope) -> None:
-        await self._one(envelope)
+        try:
+            await self._one(envelope)
+        finally:
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.soon()
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
+        try:
+            return await self._batch(envelopes)
+        finally:
+            self._checkpoint_soon()
+
+    async def _batch(self, envelopes: Sequence[Envelope]) -> set[str]:
         head: list[Envelope] = []
         for envelope in envelopes:
             if not isinstance(envelope.message, PlaceOrder):
@@ -148,8 +170,12 @@ class OrderCommands:
             await self.protections.cancel(command)
 
 
-def order_commands(desk: OrderDesk, protections: ProtectionDesk | None = None) -> OrderCommands:
-    return OrderCommands(desk, protections)
+def order_commands(
+    desk: OrderDesk,
+    protections: ProtectionDesk | None = None,
+    checkpoints: Checkpoints | None = None,
+) -> OrderCommands:
+    return OrderCommands(desk, protections, checkpoints)
 
 
 def dead_letters(desk: OrderDesk) -> DeadLetterHook:

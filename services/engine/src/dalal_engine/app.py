@@ -57,7 +57,8 @@ def build_app(settings: EngineSettings) -> FastAPI:
     runtime = ServiceRuntime(NAME, settings)
     configs = load_file(settings.strategies_file) if settings.strategies_file else []
     configs = shard_configs(configs, settings.shard_index, settings.shard_count)
-    store = EngineStore.open(settings.shard_database_url)  # runs the migrations
+    # runs the migrations; the bars handler checkpoints SQLite's log between minutes
+    store = EngineStore.open(settings.shard_database_url, own_checkpoints=True)
     clock: MarketClock = ExchangeClock() if settings.market_clock == "exchange" else WallClock()
     api_key = settings.client_api_key()
     warmup: Warmup | None = None

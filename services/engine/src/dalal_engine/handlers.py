@@ -18,6 +18,7 @@ from typing import Any, TypeVar, cast
 from dalal_engine.live import BarsOutcome, LiveEngine
 from dalal_shared.audit import audit
 from dalal_shared.bus import Handler, Publisher
+from dalal_shared.dbthread import Checkpoints
 from dalal_shared.dispatch import dispatcher
 from dalal_shared.logging import get_logger
 from dalal_shared.messages import (
@@ -50,6 +51,10 @@ from dalal_shared.streams import ORDERS_COMMANDS
 
 T = TypeVar("T")
 log = get_logger(__name__)
+
+# the engine's store is opened with `own_checkpoints`: the bars handler checkpoints SQLite's
+# write-ahead log once a read's orders are out, at most this often (seconds)
+CHECKPOINT_INTERVAL_SECONDS = 1.0
 
 # a history read at a bar (up to 20,000 bars a symbol after weeks live) is frozen out of the
 # cyclic collector's walk once this many bars were read since the last time
@@ -237,6 +242,12 @@ class BarsHandler:
         self.live, self.publisher, self.gate = live, publisher, gate
         self._one = dispatcher({Bar: self._on_bar})
         self._urgent = _symbol_test(live.traded_symbols())
+        # the store is opened with `own_checkpoints`: its log is checkpointed once a read's
+        # orders are out, so no step's commit stops for SQLite's own checkpoint (4-6 ms every
+        # few hundred commits: the step's p99)
+        self.checkpoints = Checkpoints(
+            lambda: live.store.checkpoint(), interval=CHECKPOINT_INTERVAL_SECONDS, name="engine"
+        )
 
     def urgent(self) -> Callable[[bytes], bool]:
         """The bus's hint (`dalal_shared.bus.urgent_first`): a read's bars of the symbols some
@@ -257,6 +268,7 @@ class BarsHandler:
             live, self.publisher, self.gate, new, corr=envelope.corr, protect=live.protects
         )
         freeze_histories(live)
+        self.checkpoints.soon()
 
     async def batch(self, envelopes: Sequence[Envelope]) -> set[str]:
         bars = [e for e in envelopes if isinstance(e.message, Bar)]
@@ -292,6 +304,7 @@ class BarsHandler:
 
             await self.gate.run(quiet)
         freeze_histories(live)
+        self.checkpoints.soon()
         return {e.id for e in bars}
 
 
