@@ -144,5 +144,4 @@ async def test_a_failing_checkpoint_is_only_logged(
     assert task is not None
     await task  # no exception
     assert task.exception() is None
-    await asyncio.sleep(0)
     live.store.close()
