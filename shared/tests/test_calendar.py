@@ -135,3 +135,16 @@ def test_isoformat_is_the_datetimes_own_text_whatever_zone_an_equal_instant_came
         assert isoformat(ist) == "2024-01-02T09:15:00+05:30" == ist.isoformat()
     naive = datetime(2024, 1, 2, 3, 45)
     assert isoformat(naive) == naive.isoformat()
+
+
+def test_the_holiday_list_is_read_the_same_without_the_file_beside_the_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list is read from the file beside the module; where there is none (a zipped
+    install), through the package's loader: the same text."""
+    from dalal_shared import calendar
+
+    beside = calendar._holidays_text()
+    assert "2024-01-22" in beside  # a holiday the list holds
+    monkeypatch.setattr(calendar, "__file__", "/nonexistent/dalal_shared/calendar.py")
+    assert calendar._holidays_text() == beside

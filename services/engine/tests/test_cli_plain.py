@@ -331,6 +331,34 @@ def test_a_file_the_child_cannot_read_is_the_commands_to_read(tmp_path: Path) ->
         assert prefetch.pid is None
 
 
+def test_the_config_document_is_the_one_the_child_parsed(tmp_path: Path) -> None:
+    """The command validates the config file's document as the child parsed it (the command
+    does not import yaml for it); with no config file, or one the child could not take (a
+    file it cannot parse, a symbol without a file), the command reads the file itself."""
+    import yaml
+
+    text = (
+        "strategies:\n- {name: t, strategy: swing, universe: [RELIANCE, INFY],"
+        " schedule: {every_seconds: 60}, since: 2021-01-04}\n"  # a date: YAML's types come through
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    prefetch = cli._Prefetch.start(config, None, "day", "2021-03-31", FIXTURES)
+    assert prefetch is not None
+    assert prefetch.document() == yaml.safe_load(text)
+    assert prefetch.bars(["RELIANCE", "INFY"], "day", END) is not None  # the same read
+    prefetch.close()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("strategies: [\n")
+    unread = tmp_path / "unread.yaml"
+    unread.write_text("{name: t, strategy: swing, universe: [NOPE]}\n")
+    for args in ((None, "INFY"), (broken, None), (unread, None)):
+        prefetch = cli._Prefetch.start(*args, "day", "2021-03-31", FIXTURES)
+        assert prefetch is not None
+        assert prefetch.document() is cli._UNREAD
+        prefetch.close()
+
+
 def test_a_command_that_ends_early_stops_the_child() -> None:
     prefetch = cli._Prefetch.start(None, "INFY,RELIANCE", "day", "2021-03-31", FIXTURES)
     assert prefetch is not None
@@ -412,7 +440,7 @@ import atexit, sys
 from dalal_shared import cli_main
 atexit.register(lambda: sys.stderr.write(
     "\\nthis process imported: "
-    + ",".join(m for m in ("rich", "importlib.metadata") if m in sys.modules) + ".\\n"
+    + ",".join(m for m in ("rich", "importlib.metadata", "yaml") if m in sys.modules) + ".\\n"
 ))
 sys.argv = ["dalal", "backtest", *sys.argv[1:]]
 cli_main.main()
@@ -456,6 +484,40 @@ def test_the_child_prints_the_summary_as_this_process_would(tmp_path: Path) -> N
     assert lines[-1] == f"report: {two / 'report.html'}  data: {two / 'result.json'}"
     for name in ("result.json", "report.html"):
         assert (two / name).read_bytes() == (one / name).read_bytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TWO_CORES, reason="the child runs only with a second core")
+def test_a_config_file_is_parsed_once_and_judged_as_always(tmp_path: Path) -> None:
+    """With a config file the command validates the document the child parsed: it imports no
+    yaml, and writes what the one-core path writes; a config that parses but does not
+    validate is refused with the same message and status either way."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "name: t\nstrategy: sma_cross\ninterval: day\nuniverse: [INFY, RELIANCE]\n"
+        "params: {fast_bars: 5, slow_bars: 20}\n"
+    )
+    common = ("--config", str(config), "--data-dir", str(FIXTURES), "--from", "2021-01-01")
+    two, one = tmp_path / "two", tmp_path / "one"
+    forked = probe(*common, "--out", str(two))
+    alone = probe(*common, "--out", str(one), one_core=True)
+    assert forked.returncode == alone.returncode == 0, (forked.stderr, alone.stderr)
+    assert forked.stderr.endswith("this process imported: .\n")
+    assert alone.stderr.endswith("this process imported: rich,yaml.\n")
+    assert _plain(forked.stdout, two) == _plain(alone.stdout, one)
+    assert "sma_cross on INFY, RELIANCE (day)" in forked.stdout
+    for name in ("result.json", "report.html"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    config.write_text(
+        "name: t\nstrategy: sma_cross\nuniverse: [INFY]\nparams: {fast_bars: 0, nope: 1}\n"
+    )
+    refused = [probe(*common, "--out", str(two)), probe(*common, "--out", str(one), one_core=True)]
+    assert [r.returncode for r in refused] == [2, 2]
+    said = [r.stderr.split("this process")[0] for r in refused]
+    assert said[0] == said[1]
+    assert "invalid strategy config" in said[0] and "fast_bars" in said[0] and "nope" in said[0]
+    assert "\n" not in said[0].strip()  # one line, not wrapped at 80 columns
+    assert refused[0].stderr.endswith("this process imported: rich.\n")  # to say it
 
 
 SUMMARY = cli.Summary(

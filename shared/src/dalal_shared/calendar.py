@@ -24,7 +24,6 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from dalal_shared.timeutil import IST, to_utc
@@ -250,6 +249,18 @@ class NseCalendar:
 @lru_cache(maxsize=1)
 def nse_calendar() -> NseCalendar:
     """The calendar built from the holiday list shipped with dalal_shared."""
-    source = resources.files("dalal_shared").joinpath("data/nse_holidays.csv")
-    with io.StringIO(source.read_text(encoding="utf-8"), newline="") as fh:
+    with io.StringIO(_holidays_text(), newline="") as fh:
         return NseCalendar._from_rows(csv.DictReader(fh))
+
+
+def _holidays_text() -> str:
+    """The holiday list's text: the file beside this module, as an installed package has it
+    (`importlib.resources` and its imports cost a command that starts on it ~5 ms), else
+    through the package's loader (a zipped install)."""
+    try:
+        return (Path(__file__).parent / "data" / "nse_holidays.csv").read_text(encoding="utf-8")
+    except OSError:
+        from importlib import resources
+
+        source = resources.files("dalal_shared").joinpath("data/nse_holidays.csv")
+        return source.read_text(encoding="utf-8")

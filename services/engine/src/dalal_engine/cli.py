@@ -63,6 +63,14 @@ def _err() -> Console:
     return Console(stderr=True)
 
 
+def _say_error(message: str) -> None:
+    """The command's error on stderr: its text as it is (no markup read in it), one line
+    where it is one (a pipe or a log file gets no line breaks at 80 columns)."""
+    from rich.markup import escape
+
+    _err().print(f"[red]dalal backtest:[/red] {escape(message)}", soft_wrap=True)
+
+
 class UsageError(Exception):
     """A bad option value, found before the command printed or wrote anything: typer's
     `BadParameter` (its usage message and exit status 2)."""
@@ -84,9 +92,11 @@ def _bad_parameter(message: str) -> Exception:
 
 
 def _params(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if not pairs:
+        return out  # yaml not imported for nothing (~9 ms of a short backtest)
     import yaml
 
-    out: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -210,7 +220,10 @@ def _run(
                 _err()
         try:
             if config is not None:
-                cfg = load_file(config)[0]
+                # the document the read-ahead child parsed (yaml not imported here), else
+                # the file read and parsed here
+                doc = prefetch.document() if prefetch is not None else _UNREAD
+                cfg = (load_file(config) if doc is _UNREAD else validate_document(doc))[0]
                 if symbols:
                     cfg = cfg.model_copy(
                         update={"universe": [s.strip() for s in symbols.split(",")]}
@@ -262,10 +275,10 @@ def _run(
                 result = runner.run(progress)
                 seconds = time.perf_counter() - t0
         except StrategyConfigError as exc:
-            _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+            _say_error(exc.message)
             return 2
         except DalalError as exc:
-            _err().print(f"[red]dalal backtest:[/red] {exc.message}")
+            _say_error(exc.message)
             return 1
         summary = summary_of(result, seconds)
         sent = prefetch is not None and prefetch.send_summary(summary)  # printed meanwhile
@@ -393,6 +406,7 @@ class _Prefetch:
     def __init__(self, pid: int, receive: int, shared: mmap.mmap, summary_pipe: int | None) -> None:
         self.pid: int | None = pid
         self.receive: int | None = receive
+        self.layout: tuple[Any, ...] | None = None  # what the child sent (`_read_ahead`)
         self.shared = shared
         self.summary_pipe = summary_pipe  # where `send_summary` writes; None: not a printer
         self.sent = False  # the child has the summary
@@ -454,19 +468,32 @@ class _Prefetch:
             os.close(summary_in)
         return cls(pid, receive, shared, summary_out if printer else None)
 
+    def _layout(self) -> tuple[Any, ...] | None:
+        """What the child read (`_read_ahead`), waited for once; None when it read nothing."""
+        if self.receive is not None:
+            with os.fdopen(self.receive, "rb") as pipe:
+                payload = pipe.read()
+            self.receive = None
+            if payload:
+                self.layout = pickle.loads(payload)  # noqa: S301  (ours)
+        return self.layout
+
+    def document(self) -> Any:
+        """The config file's YAML document as the child parsed it (`yaml.safe_load`), or
+        `_UNREAD` when it parsed none (no config, a file it could not read or parse, bars it
+        could not read): then the command reads the file itself and says what is wrong."""
+        layout = self._layout()
+        return layout[4][0] if layout is not None and layout[4] else _UNREAD
+
     def bars(
         self, universe: list[str], interval: str, end: datetime
     ) -> dict[str, BarSeries] | None:
         """`history.load_universe`'s bars of `universe` from the CSV files (the first of a
         repeated symbol), when the child read exactly those; else None."""
-        if self.receive is None:
+        layout = self._layout()
+        if layout is None:
             return None
-        with os.fdopen(self.receive, "rb") as pipe:
-            payload = pipe.read()
-        self.receive = None
-        if not payload:
-            return None
-        symbols, read_interval, read_end, places = pickle.loads(payload)  # noqa: S301  (ours)
+        symbols, read_interval, read_end, places, _doc = layout
         if (symbols, read_interval, read_end) != (list(dict.fromkeys(universe)), interval, end):
             return None
         import numpy as np
@@ -540,6 +567,10 @@ _NOT_PRINTED = 3
 _BROKEN_PIPE = 4
 
 
+# `_Prefetch.document` when the child parsed no config document
+_UNREAD: Any = object()
+
+
 class SummaryNotPrinted(RuntimeError):
     """The child process printing the summary failed (its error is on stderr)."""
 
@@ -609,15 +640,19 @@ def _read_ahead(
     to: str,
     data_dir: Path,
     shared: mmap.mmap,
-) -> tuple[list[str], str, datetime, list[list[tuple[str, int, int]]]]:
+) -> tuple[list[str], str, datetime, list[list[tuple[str, int, int]]], tuple[Any, ...]]:
     """What `_Prefetch`'s child does: the universe, interval and end the arguments name, each
     symbol's arrays (open, high, low, close, volume, start seconds) copied into `shared`,
-    and where they lie there (dtype, length, offset)."""
+    where they lie there (dtype, length, offset), and the config file's document as
+    `yaml.safe_load` parsed it, for the command to validate (`(document,)`; `()` without a
+    config file)."""
     end = datetime.combine(date.fromisoformat(to), dtime(23, 59), tzinfo=IST)
+    document: tuple[Any, ...] = ()
     if config is not None:
         import yaml
 
         doc = yaml.safe_load(Path(config).read_text())
+        document = (doc,)
         if isinstance(doc, dict) and "strategies" in doc:
             doc = doc["strategies"][0]
         interval = doc.get("interval", "day")
@@ -638,7 +673,7 @@ def _read_ahead(
             columns.append((array.dtype.str, len(array), offset))
             offset += -(-array.nbytes // 8) * 8  # the next 8-byte boundary
         places.append(columns)
-    return universe, interval, end, places
+    return universe, interval, end, places, document
 
 
 def _may_fork() -> bool:
@@ -836,6 +871,6 @@ def print_summary(summary: Summary) -> None:
     bars covered on stderr."""
     _console().print(summary_table(summary))
     for warning in summary.warnings:
-        _err().print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        _err().print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if summary.bars_used:
-        _err().print(summary.bars_used, highlight=False)
+        _err().print(summary.bars_used, highlight=False, soft_wrap=True)
