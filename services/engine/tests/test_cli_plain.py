@@ -218,6 +218,61 @@ def test_the_report_files_are_write_reports(
         assert [p.read_bytes() for p in alone] == [p.read_bytes() for p in want]
 
 
+def test_the_child_builds_the_tables_when_none_come_whole(
+    run: tuple[BacktestResult, dict[str, BarSeries]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page's trades tables come from this process; where they do not come whole (it
+    failed building them, or was stopped mid-way), the child builds them: the same page."""
+    result, data = run
+    want = write_report(result, tmp_path / "want", bars=data)[1].read_bytes()
+
+    def cut_short(fd: int, *_: Any) -> None:
+        os.write(fd, (1000).to_bytes(8, "little") + b"<h2>Trades</h2><table")
+        os.close(fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "_send_text", cut_short)
+        with cli._report_files(result, tmp_path / "cut", data) as (_, page):
+            pass
+    assert page.read_bytes() == want
+    parent, real = os.getpid(), report.trades_sections
+
+    def failing_here(r: BacktestResult) -> str:  # the child (forked before) builds them
+        if os.getpid() == parent:
+            raise RuntimeError("no tables today")
+        return real(r)
+
+    monkeypatch.setattr(report, "trades_sections", failing_here)
+    with cli._report_files(result, tmp_path / "failed", data) as (_, page):
+        pass
+    assert page.read_bytes() == want
+
+
+def test_texts_through_a_pipe_come_whole_or_not_at_all() -> None:
+    sent = "₹ <tables>" * 20_000  # more than a pipe holds: the reader reads as it comes
+    receive, send = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(receive)
+        cli._send_text(send, lambda _: sent, None)  # type: ignore[arg-type]
+        os._exit(0)
+    os.close(send)
+    assert cli._received_text(receive) == sent
+    os.waitpid(pid, 0)
+    for payload in (b"", b"\x05\x00", (10).to_bytes(8, "little") + b"short"):
+        receive, send = os.pipe()
+        os.write(send, payload)
+        os.close(send)
+        assert cli._received_text(receive) is None, payload
+    receive, send = os.pipe()
+    os.close(receive)  # the reader gone: no error, the pipe closed
+    cli._send_text(send, lambda _: sent, None)  # type: ignore[arg-type]
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(send)
+
+
 def test_a_failing_report_child_raises(
     run: tuple[BacktestResult, dict[str, BarSeries]],
     tmp_path: Path,
@@ -229,7 +284,7 @@ def test_a_failing_report_child_raises(
     def broken(*_: Any) -> str:
         raise RuntimeError("no page today")
 
-    monkeypatch.setattr(report, "report_page", broken)
+    monkeypatch.setattr(report, "page_frame", broken)
     with pytest.raises(cli.ReportNotWritten), cli._report_files(result, tmp_path, data):
         pass
     assert "no page today" in capfd.readouterr().err  # the child's traceback

@@ -233,6 +233,17 @@ class BacktestResult:
         return self.curve.points()
 
     def to_json(self) -> dict[str, Any]:
+        return self.json_head() | {
+            "trades": [t.to_json() for t in self.trades],
+            "open_trades": [t.to_json() for t in self.open_trades],
+            "fills": [f.to_json() for f in self.fills],
+            "unfilled": self.unfilled_json(),
+            "decisions": [d.to_json() for d in self.decisions],
+        }
+
+    def json_head(self) -> dict[str, Any]:
+        """`to_json` up to its lists of records (trades, fills, unfilled orders, decisions),
+        which come last."""
         s = self.settings
         return {
             "strategy": self.config.model_dump(mode="json"),
@@ -249,22 +260,20 @@ class BacktestResult:
                 for k in ("brokerage", "stt", "transaction", "sebi", "stamp", "gst", "dp", "other")
             }
             | {"total": str(self.charges.total)},
-            "trades": [t.to_json() for t in self.trades],
-            "open_trades": [t.to_json() for t in self.open_trades],
-            "fills": [f.to_json() for f in self.fills],
-            "unfilled": [
-                {
-                    "client_order_id": o.client_order_id,
-                    "symbol": o.symbol,
-                    "side": o.side.value,
-                    "quantity": o.quantity,
-                    "leg": o.leg,
-                    "reason": o.reason,
-                }
-                for o in self.unfilled
-            ],
-            "decisions": [d.to_json() for d in self.decisions],
         }
+
+    def unfilled_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "client_order_id": o.client_order_id,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "quantity": o.quantity,
+                "leg": o.leg,
+                "reason": o.reason,
+            }
+            for o in self.unfilled
+        ]
 
 
 Progress = Callable[[int, int], None]

@@ -5,6 +5,7 @@ chart is well-formed XML."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from dalal_shared import axes
 from dalal_shared.axes import MINUS, nice_ticks, tick_decimals
+from dalal_shared.slots import slot_init
 from dalal_shared.timeutil import IST
 
 MAX_POINTS = 1500  # per polyline: a multi-year minute-bar curve stays a small page
@@ -96,6 +98,7 @@ class Scale:
         return (self.hi - self.lo) or 1.0
 
 
+@slot_init  # a marker per fill: thousands in a report
 @dataclass(frozen=True, slots=True)
 class Marker:
     """A trade fill on a price chart: an entry (up-triangle) or an exit (down-triangle)."""
@@ -298,19 +301,40 @@ def area(xs: ArrayLike, ys: ArrayLike, baseline: float, colour: str) -> str:
 
 def markers(items: Sequence[Marker], x: Scale, y: Scale, size: float = 4.5) -> str:
     """Entries as green up-triangles and exits as red down-triangles centred on (time, price),
-    each with a hover title."""
-    parts = []
-    for item in items:
-        cx, cy = x(item.at_seconds), y(item.price)
-        tip = -size if item.kind == "entry" else size
-        colour = ENTRY_COLOUR if item.kind == "entry" else EXIT_COLOUR
-        parts.append(
-            f'<path class="{item.kind}" d="M{cx:.1f},{cy + tip:.1f} L{cx + size:.1f},'
-            f'{cy - tip * 0.8:.1f} L{cx - size:.1f},{cy - tip * 0.8:.1f} Z" '
-            f'fill="{colour}" stroke="white" stroke-width="0.8">'
-            f"<title>{escape(item.label)}</title></path>"
-        )
-    return "".join(parts)
+    each with a hover title. The corners of all at once (the same float arithmetic as one by
+    one), written with one %-format: a report draws a marker per fill, thousands."""
+    if not items:
+        return ""
+    cx = x.map([item.at_seconds for item in items])
+    cy = y.map([item.price for item in items])
+    entry = [item.kind == "entry" for item in items]
+    tip = np.where(entry, -size, size)
+    apex, base = cy + tip, cy - tip * 0.8
+    columns = (
+        [item.kind for item in items],
+        cx.tolist(),
+        apex.tolist(),
+        (cx + size).tolist(),
+        base.tolist(),
+        (cx - size).tolist(),
+        base.tolist(),
+        [ENTRY_COLOUR if e else EXIT_COLOUR for e in entry],
+        [_escape(item.label) for item in items],
+    )
+    values = [value for row in zip(*columns, strict=True) for value in row]
+    return (_MARKER * len(items)) % tuple(values)
+
+
+_MARKER = (
+    '<path class="%s" d="M%.1f,%.1f L%.1f,%.1f L%.1f,%.1f Z" fill="%s" stroke="white" '
+    'stroke-width="0.8"><title>%s</title></path>'
+)
+_SPECIAL = re.compile("[&<>\"']")
+
+
+def _escape(text: str) -> str:
+    """`html.escape`, skipped for the many texts with nothing to escape."""
+    return escape(text) if _SPECIAL.search(text) else text
 
 
 # ---------------------------------------------------------------- a time-series panel

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from dalal_engine.backtest import BacktestResult, BacktestSettings, EquityCurve, Trade
+from dalal_engine.backtest import (
+    BacktestResult,
+    BacktestSettings,
+    EquityCurve,
+    FillRecord,
+    Trade,
+)
 from dalal_engine.charts import (
     ENTRY_COLOUR,
     EXIT_COLOUR,
@@ -32,9 +38,11 @@ from dalal_engine.charts import (
     svg,
     time_panel,
 )
+from dalal_engine.risk import RiskDecision
 from dalal_engine.strategy import BarSeries
+from dalal_shared.money import paise as to_paisa
 from dalal_shared.performance import Report
-from dalal_shared.timeutil import IST, to_ist
+from dalal_shared.timeutil import IST, isoformat, to_ist
 
 MAX_SYMBOL_CHARTS = 12
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -66,14 +74,91 @@ def write_report(
 
 
 def result_json_text(result: BacktestResult) -> str:
-    """`result.json`: the result's JSON and its equity curve (`equity_curve_json`), compact.
-    Written as text: the C encoder for the rest (an `indent` sends json to its pure-Python
-    one, 5-10x slower; `jq .` or `python -m json.tool` pretty-prints), the curve's points
-    formatted straight from its arrays, the same characters the encoder writes for them (its
-    texts are digits, `-`, `.`, `:`, `T` and `+`: nothing to escape)."""
-    head = json.dumps(result.to_json(), separators=(",", ":"))
+    """`result.json`: the result's JSON (`to_json`) and its equity curve (`equity_curve_json`),
+    compact, as `json.dumps` with `(",", ":")` writes them. Written as text: the encoder for
+    the head (an `indent` sends json to its pure-Python encoder, 5-10x slower; `jq .` or
+    `python -m json.tool` pretty-prints), the trades, fills and decisions (thousands) each in
+    one format, their texts through the encoder's own string function (`_json_str`; figures
+    and times are digits, `-`, `.`, `:`, `T`, `+` and `E`: nothing to escape), the curve's
+    points straight from its arrays."""
+    head = json.dumps(result.json_head(), separators=(",", ":"))
     assert head.endswith("}") and head != "{}"
-    return f'{head[:-1]},"equity_curve":{equity_curve_text(result.curve)}}}'
+    unfilled = json.dumps(result.unfilled_json(), separators=(",", ":"))
+    return (
+        f'{head[:-1]},"trades":{_trades_json(result.trades)}'
+        f',"open_trades":{_trades_json(result.open_trades)}'
+        f',"fills":{_fills_json(result.fills)},"unfilled":{unfilled}'
+        f',"decisions":{_decisions_json(result.decisions)}'
+        f',"equity_curve":{equity_curve_text(result.curve)}}}'
+    )
+
+
+_json_str = json.encoder.encode_basestring_ascii  # what `json.dumps` writes for a str
+
+
+def _json_or_null(text: str | None) -> str:
+    return "null" if text is None else _json_str(text)
+
+
+_FILL = (
+    '{"client_order_id":%s,"symbol":%s,"side":%s,"quantity":%s,"price":"%s","at":"%s",'
+    '"leg":%s,"reason":%s,"charges":"%s"}'
+)
+
+
+def _fills_json(fills: Sequence[FillRecord]) -> str:
+    """`[f.to_json() for f in fills]` as `json.dumps` writes it."""
+    return "[" + ",".join([
+        _FILL % (
+            _json_str(f.client_order_id), _json_str(f.symbol), _json_str(f.side),
+            f.quantity, f.price, isoformat(f.at), _json_str(f.leg), _json_str(f.reason),
+            f.charges,
+        )
+        for f in fills
+    ]) + "]"  # fmt: skip
+
+
+_DECISION = (
+    '{"at":"%s","strategy":%s,"symbol":%s,"action":%s,"approved":%s,"reason":%s,'
+    '"quantity":%s,"detail":%s}'
+)
+
+
+def _decisions_json(decisions: Sequence[RiskDecision]) -> str:
+    """`[d.to_json() for d in decisions]` as `json.dumps` writes it."""
+    return "[" + ",".join([
+        _DECISION % (
+            isoformat(d.at), _json_str(d.strategy), _json_str(d.symbol), _json_str(d.action),
+            "true" if d.approved else "false", _json_str(d.reason), d.quantity,
+            _json_str(d.detail),
+        )
+        for d in decisions
+    ]) + "]"  # fmt: skip
+
+
+_TRADE = (
+    '{"symbol":%s,"opened_at":"%s","closed_at":%s,"quantity":%s,"entry_price":"%s",'
+    '"exits":[%s],"gross_pnl":"%s","charges":"%s","net_pnl":"%s"}'
+)
+_EXIT = '{"at":"%s","quantity":%s,"price":"%s","leg":%s,"reason":%s}'
+
+
+def _trades_json(trades: Sequence[Trade]) -> str:
+    """`[t.to_json() for t in trades]` as `json.dumps` writes it."""
+    return "[" + ",".join([
+        _TRADE % (
+            _json_str(t.symbol), isoformat(t.opened_at),
+            f'"{isoformat(t.closed_at)}"' if t.closed_at else "null", t.quantity,
+            t.entry_price,
+            ",".join([
+                _EXIT % (isoformat(e.at), e.quantity, e.price, _json_str(e.leg),
+                         _json_str(e.reason))
+                for e in t.exits
+            ]),
+            to_paisa(t.gross_pnl), to_paisa(t.charges), to_paisa(t.net_pnl),
+        )
+        for t in trades
+    ]) + "]"  # fmt: skip
 
 
 def equity_curve_json(curve: EquityCurve) -> list[dict[str, str]]:
@@ -114,6 +199,16 @@ def equity_curve_text(curve: EquityCurve) -> str:
 
 def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = None) -> str:
     """The whole HTML page of a backtest."""
+    top, bottom = page_frame(result, bars)
+    return top + trades_sections(result) + bottom
+
+
+def page_frame(
+    result: BacktestResult, bars: Mapping[str, BarSeries] | None = None
+) -> tuple[str, str]:
+    """The page around its trades tables (`trades_sections`, which go between the two): its
+    head, figures, charts and statistics; its closing tags. Built apart so that two processes
+    can share the page's work (`dalal backtest`)."""
     title = f"Backtest {result.config.name} ({result.config.strategy})"
     curve = result.curve
     monthly = monthly_returns(
@@ -134,9 +229,19 @@ def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = N
         _monthly_table(monthly),
         "<h2>Statistics</h2>",
         _statistics_table(result.report),
-        "<h2>Trades</h2>",
-        _trades_table(result.trades, open_trades=False),
     ]
+    top = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{''.join(sections)}"
+    )
+    return top, "</main></body></html>"
+
+
+def trades_sections(result: BacktestResult) -> str:
+    """The page's trades table, and the table of the trades open at the end (if any)."""
+    sections = ["<h2>Trades</h2>", _trades_table(result.trades, open_trades=False)]
     if result.open_trades:
         sections += [
             "<h2>Open at the end</h2>",
@@ -144,12 +249,7 @@ def report_page(result: BacktestResult, bars: Mapping[str, BarSeries] | None = N
             "less its charges so far.</p>",
             _trades_table(result.open_trades, open_trades=True),
         ]
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><main>{''.join(sections)}</main></body></html>"
-    )
+    return "".join(sections)
 
 
 # ---------------------------------------------------------------- monthly returns
@@ -244,13 +344,17 @@ def _tone(value: float | Decimal | None) -> str:
 @lru_cache(maxsize=16384)
 def _ist(at: datetime) -> str:
     """The time in IST as the report shows it (remembered: a trade's times show in its row and
-    on its chart's markers, and strftime is slow). Equal instants give the same text."""
-    return f"{to_ist(at):%d %b %Y %H:%M}"
+    on its chart's markers, and strftime is slow: `%d %b %Y %H:%M` written out, months in
+    English). Equal instants give the same text."""
+    t = to_ist(at)
+    return f"{t.day:02d} {MONTHS[t.month - 1]} {t.year} {t.hour:02d}:{t.minute:02d}"
 
 
 @lru_cache(maxsize=16384)
 def _ist_day(at: datetime) -> str:
-    return f"{to_ist(at):%d %b}"
+    """`%d %b` of the IST day."""
+    t = to_ist(at)
+    return f"{t.day:02d} {MONTHS[t.month - 1]}"
 
 
 def _subtitle(result: BacktestResult) -> str:
@@ -492,6 +596,9 @@ def _trades_table(trades: Sequence[Trade], *, open_trades: bool) -> str:
 
 
 def _trade_row(trade: Trade, is_open: bool) -> str:
+    """A trade's row, in one format (a row per trade): a cell's class is `num` for figures,
+    with `gain` or `loss` for P&L and return. Only the symbol and the exits' text may hold a
+    character to escape (`M&M`, a strategy's leg): figures, IST times and "open" never do."""
     exits = "; ".join(
         f"{e.leg} {e.quantity} @ {format_inr(float(e.price), 2)} ({_ist_day(e.at)})"
         for e in trade.exits
@@ -500,30 +607,26 @@ def _trade_row(trade: Trade, is_open: bool) -> str:
     cost = trade.entry_price * trade.quantity
     ret = float(net_pnl / cost) if cost else None
     closed = "open" if is_open else (_ist(trade.closed_at) if trade.closed_at else "")
-    cells = (
-        ("", trade.symbol),
-        ("", _ist(trade.opened_at)),
-        ("num", str(trade.quantity)),
-        ("num", format_inr(float(trade.entry_price), 2)),
-        ("", exits),
-        ("", closed),
-        ("num", format_inr(float(trade.charges), 2)),
-        (f"num {_tone(net_pnl)}", format_inr(float(net_pnl), 2)),
-        (f"num {_tone(ret)}", _signed_pct(ret)),
+    return _TRADE_ROW % (
+        _escape(trade.symbol),
+        _ist(trade.opened_at),
+        trade.quantity,
+        format_inr(float(trade.entry_price), 2),
+        _escape(exits),
+        closed,
+        format_inr(float(trade.charges), 2),
+        _NUM_CLASS[_tone(net_pnl)],
+        format_inr(float(net_pnl), 2),
+        _NUM_CLASS[_tone(ret)],
+        _signed_pct(ret),
     )
-    return "<tr>" + "".join([_cell(css, text) for css, text in cells]) + "</tr>"
 
 
-def _cell(css: str, text: str) -> str:
-    return f"{_td(css)}{_escape(text)}</td>"
-
-
-@lru_cache(maxsize=64)
-def _td(css: str) -> str:
-    """A cell's opening tag for the classes `css` (a handful of distinct ones, remembered: a
-    trades table has ten cells a row)."""
-    css = css.strip()
-    return f"<td class='{css}'>" if css else "<td>"
+_TRADE_ROW = (
+    "<tr><td>%s</td><td>%s</td><td class='num'>%s</td><td class='num'>%s</td><td>%s</td>"
+    "<td>%s</td><td class='num'>%s</td><td class='%s'>%s</td><td class='%s'>%s</td></tr>"
+)
+_NUM_CLASS = {"": "num", "gain": "num gain", "loss": "num loss"}  # by `_tone`
 
 
 _SPECIAL = re.compile("[&<>\"']")
