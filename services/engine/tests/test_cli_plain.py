@@ -23,7 +23,7 @@ import typer
 from typer.testing import CliRunner
 
 from dalal_engine import cli, history, report
-from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings
+from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings, Trade
 from dalal_engine.report import write_report
 from dalal_engine.strategy import BarSeries
 from dalal_engine.strategyconfig import validate_document
@@ -218,13 +218,14 @@ def test_the_report_files_are_write_reports(
         assert [p.read_bytes() for p in alone] == [p.read_bytes() for p in want]
 
 
-def test_the_child_builds_the_tables_when_none_come_whole(
+def test_the_child_builds_the_rows_when_none_come_whole(
     run: tuple[BacktestResult, dict[str, BarSeries]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The page's trades tables come from this process; where they do not come whole (it
-    failed building them, or was stopped mid-way), the child builds them: the same page."""
+    """The first rows of the page's trades table come from this process; where they do not
+    come whole (it failed building them, or was stopped mid-way), the child builds them: the
+    same page."""
     result, data = run
     want = write_report(result, tmp_path / "want", bars=data)[1].read_bytes()
 
@@ -237,14 +238,14 @@ def test_the_child_builds_the_tables_when_none_come_whole(
         with cli._report_files(result, tmp_path / "cut", data) as (_, page):
             pass
     assert page.read_bytes() == want
-    parent, real = os.getpid(), report.trades_sections
+    parent, real = os.getpid(), report.trade_rows
 
-    def failing_here(r: BacktestResult) -> str:  # the child (forked before) builds them
+    def failing_here(trades: list[Trade]) -> str:  # the child (forked before) builds them
         if os.getpid() == parent:
-            raise RuntimeError("no tables today")
-        return real(r)
+            raise RuntimeError("no rows today")
+        return real(trades)
 
-    monkeypatch.setattr(report, "trades_sections", failing_here)
+    monkeypatch.setattr(report, "trade_rows", failing_here)
     with cli._report_files(result, tmp_path / "failed", data) as (_, page):
         pass
     assert page.read_bytes() == want

@@ -26,7 +26,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 from dalal_shared.cli_main import imports_frozen as _imports_frozen
 from dalal_shared.errors import DalalError
@@ -700,32 +700,41 @@ def _report_files(
     """`write_report`'s `result.json` and `report.html` (their paths inside the block). The
     page is built in a forked child on another core while this process writes `result.json`
     and goes on with the block (the summary): the child has the run's objects as they are,
-    copy-on-write. The page's trades tables (`report.trades_sections`, a fifth of its work)
-    are this process's to build once the JSON is written, leaving the block: it sends them to
-    the child, which meanwhile built the rest (`report.page_frame`); the child builds them
-    itself when none come whole (this process failed or was stopped). Leaving the block waits
-    for the child; an error of the child's (its traceback on stderr) raises there. Where
-    `_may_fork` says no, `write_report` first."""
-    from dalal_engine.report import page_frame, result_json_text, trades_sections, write_report
+    copy-on-write. The first rows of the page's trades table (`ROWS_HERE` of them, the JSON's
+    work and the page's then take about as long) are this process's to build once the JSON is
+    written, leaving the block: it sends them to the child, which meanwhile built the rest
+    (`report.page_frame`, the other rows); the child builds them itself when none come whole
+    (this process failed or was stopped). Leaving the block waits for the child; an error of
+    the child's (its traceback on stderr) raises there. Where `_may_fork` says no,
+    `write_report` first."""
+    from dalal_engine.report import (
+        page_frame,
+        result_json_text,
+        trade_rows,
+        trades_sections,
+        write_report,
+    )
 
     if not _may_fork():
         yield write_report(result, out, bars=bars)
         return
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "result.json", out / "report.html"
-    tables_in, tables_out = os.pipe()
+    here = result.trades[: int(len(result.trades) * ROWS_HERE)]
+    rows_in, rows_out = os.pipe()
     sys.stdout.flush()  # nothing buffered is the child's to write too
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # the child: the page, then gone without the parent's exit handlers
         status = 1
         try:
-            os.close(tables_out)
+            os.close(rows_out)
             top, bottom = page_frame(result, bars)
-            tables = _received_text(tables_in)
-            if tables is None:
-                tables = trades_sections(result)
-            html_path.write_text(top + tables + bottom)
+            rest = trade_rows(result.trades[len(here) :])
+            first = _received_text(rows_in)
+            if first is None:
+                first = trade_rows(here)
+            html_path.write_text(top + trades_sections(result, first + rest) + bottom)
             status = 0
         except KeyboardInterrupt:  # the terminal's Ctrl-C: the parent has it too
             status = 130
@@ -736,24 +745,31 @@ def _report_files(
         finally:
             sys.stderr.flush()
             os._exit(status)
-    os.close(tables_in)
+    os.close(rows_in)
     try:
         json_path.write_text(result_json_text(result))
         yield json_path, html_path
     finally:
-        _send_text(tables_out, trades_sections, result)
+        _send_text(rows_out, trade_rows, here)
         _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise ReportNotWritten(f"{html_path}: the process writing it ended with status {code}")
 
 
-def _send_text(fd: int, build: Callable[[BacktestResult], str], result: BacktestResult) -> None:
-    """`build(result)` through the pipe `fd` (8 bytes of length, then the UTF-8 text), which
-    is closed after; anything that fails (the build, a reader gone) leaves the pipe closed
-    with what was written: the reader then sees no whole text."""
+T = TypeVar("T")
+
+# the share of the trades table's rows `_report_files` builds in this process (the rest and
+# the page around them in the child)
+ROWS_HERE = 0.6
+
+
+def _send_text(fd: int, build: Callable[[T], str], arg: T) -> None:
+    """`build(arg)` through the pipe `fd` (8 bytes of length, then the UTF-8 text), which is
+    closed after; anything that fails (the build, a reader gone) leaves the pipe closed with
+    what was written: the reader then sees no whole text."""
     try:
-        body = build(result).encode()
+        body = build(arg).encode()
         with os.fdopen(fd, "wb") as pipe:
             fd = -1
             pipe.write(len(body).to_bytes(8, "little") + body)

@@ -239,17 +239,24 @@ def page_frame(
     return top, "</main></body></html>"
 
 
-def trades_sections(result: BacktestResult) -> str:
-    """The page's trades table, and the table of the trades open at the end (if any)."""
-    sections = ["<h2>Trades</h2>", _trades_table(result.trades, open_trades=False)]
+def trades_sections(result: BacktestResult, rows: str | None = None) -> str:
+    """The page's trades table, and the table of the trades open at the end (if any).
+    `rows`: the trades table's rows (`trade_rows(result.trades)`), built elsewhere, in parts
+    maybe."""
+    sections = ["<h2>Trades</h2>", _trades_table(result.trades, False, rows)]
     if result.open_trades:
         sections += [
             "<h2>Open at the end</h2>",
             "<p class='note'>Net P&amp;L of an open trade is what its partial exits realised, "
             "less its charges so far.</p>",
-            _trades_table(result.open_trades, open_trades=True),
+            _trades_table(result.open_trades, True),
         ]
     return "".join(sections)
+
+
+def trade_rows(trades: Sequence[Trade]) -> str:
+    """The trades table's rows of closed `trades` (`trades_sections`' `rows`)."""
+    return "".join([_trade_row(t, False) for t in trades])
 
 
 # ---------------------------------------------------------------- monthly returns
@@ -587,11 +594,12 @@ _TRADE_COLUMNS = (
 )
 
 
-def _trades_table(trades: Sequence[Trade], *, open_trades: bool) -> str:
+def _trades_table(trades: Sequence[Trade], open_trades: bool, rows: str | None = None) -> str:
     if not trades:
         return "<p class='note'>No trades.</p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in _TRADE_COLUMNS)
-    rows = "".join(_trade_row(t, open_trades) for t in trades)
+    if rows is None:
+        rows = "".join([_trade_row(t, open_trades) for t in trades])
     return f"<div class='scroll'><table class='trades'><tr>{head}</tr>{rows}</table></div>"
 
 
