@@ -319,7 +319,7 @@ def markers(items: Sequence[Marker], x: Scale, y: Scale, size: float = 4.5) -> s
         (cx - size).tolist(),
         base.tolist(),
         [ENTRY_COLOUR if e else EXIT_COLOUR for e in entry],
-        [_escape(item.label) for item in items],
+        [html_text(item.label) for item in items],
     )
     values = [value for row in zip(*columns, strict=True) for value in row]
     return (_MARKER * len(items)) % tuple(values)
@@ -332,8 +332,9 @@ _MARKER = (
 _SPECIAL = re.compile("[&<>\"']")
 
 
-def _escape(text: str) -> str:
-    """`html.escape`, skipped for the many texts with nothing to escape."""
+def html_text(text: str) -> str:
+    """`html.escape(text)`, skipped for the many texts (figures, dates) with nothing to
+    escape."""
     return escape(text) if _SPECIAL.search(text) else text
 
 

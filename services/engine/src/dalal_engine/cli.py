@@ -394,7 +394,9 @@ class _Prefetch:
     without): the universe and interval of the config file (its first strategy; `--symbols`
     instead of its universe) or of `--symbols` and `--interval`, the bars before `--to`'s end,
     with `history.load`. It copies the arrays into memory shared with this process and sends
-    what it read (the symbols, the interval, the end, where each array lies) through a pipe.
+    what it read (the symbols, the interval, the end, where each array lies, and the config
+    file's YAML document, which the command then validates without parsing the file again:
+    `document`) through a pipe.
     The command takes the bars only for exactly the universe, interval and end it validated:
     anything else (a config the child read another way, a file it could not read, more bars
     than the shared memory holds) is read by this process, which says what is wrong as always.

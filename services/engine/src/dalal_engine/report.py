@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +32,7 @@ from dalal_engine.charts import (
     Marker,
     Series,
     format_inr,
+    html_text,
     percent_labels,
     rupee_labels,
     svg,
@@ -94,10 +94,6 @@ def result_json_text(result: BacktestResult) -> str:
 
 
 _json_str = json.encoder.encode_basestring_ascii  # what `json.dumps` writes for a str
-
-
-def _json_or_null(text: str | None) -> str:
-    return "null" if text is None else _json_str(text)
 
 
 _FILL = (
@@ -616,11 +612,11 @@ def _trade_row(trade: Trade, is_open: bool) -> str:
     ret = float(net_pnl / cost) if cost else None
     closed = "open" if is_open else (_ist(trade.closed_at) if trade.closed_at else "")
     return _TRADE_ROW % (
-        _escape(trade.symbol),
+        html_text(trade.symbol),
         _ist(trade.opened_at),
         trade.quantity,
         format_inr(float(trade.entry_price), 2),
-        _escape(exits),
+        html_text(exits),
         closed,
         format_inr(float(trade.charges), 2),
         _NUM_CLASS[_tone(net_pnl)],
@@ -635,14 +631,6 @@ _TRADE_ROW = (
     "<td>%s</td><td class='num'>%s</td><td class='%s'>%s</td><td class='%s'>%s</td></tr>"
 )
 _NUM_CLASS = {"": "num", "gain": "num gain", "loss": "num loss"}  # by `_tone`
-
-
-_SPECIAL = re.compile("[&<>\"']")
-
-
-def _escape(text: str) -> str:
-    """`html.escape`, skipped for the many cells (figures, dates) with nothing to escape."""
-    return html.escape(text) if _SPECIAL.search(text) else text
 
 
 _STYLE = """
