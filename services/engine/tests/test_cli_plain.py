@@ -526,20 +526,30 @@ def test_the_child_prints_the_summary_as_this_process_would(tmp_path: Path) -> N
         "--strategy", "sma_cross", "--symbols", "INFY,RELIANCE", "--data-dir", str(FIXTURES),
         "--from", "2019-01-01",  # before the files start: a warning per symbol, on stderr
     )  # fmt: skip
-    two, one = tmp_path / "two", tmp_path / "one"
-    forked = probe(*common, "--out", str(two))
-    alone = probe(*common, "--out", str(one), one_core=True)
-    assert forked.returncode == alone.returncode == 0, (forked.stderr, alone.stderr)
-    assert forked.stderr.endswith("this process imported: .\n")
+    forked, alone, two = both_ways(tmp_path, *common)
     assert alone.stderr.endswith("this process imported: rich.\n")
-    assert _plain(forked.stdout, two) == _plain(alone.stdout, one)
     assert forked.stderr.split("this process")[0] == alone.stderr.split("this process")[0]
     assert "warning:" in forked.stderr and "bars used: " in forked.stderr
     lines = forked.stdout.splitlines()
     assert "sma_cross on INFY, RELIANCE (day)" in lines[0]
     assert lines[-1] == f"report: {two / 'report.html'}  data: {two / 'result.json'}"
+
+
+def both_ways(
+    tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], Path]:
+    """`dalal backtest args` with a second core and on one (`probe`), into `two` and `one`
+    under `tmp_path`: both succeed, the command with a second core imports nothing it may
+    leave to its children, and both print and write the same. The two runs and `two`."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    forked = probe(*args, "--out", str(two))
+    alone = probe(*args, "--out", str(one), one_core=True)
+    assert forked.returncode == alone.returncode == 0, (forked.stderr, alone.stderr)
+    assert forked.stderr.endswith("this process imported: .\n")
+    assert _plain(forked.stdout, two) == _plain(alone.stdout, one)
     for name in ("result.json", "report.html"):
         assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    return forked, alone, two
 
 
 @pytest.mark.slow
@@ -554,20 +564,13 @@ def test_a_config_file_is_parsed_once_and_judged_as_always(tmp_path: Path) -> No
         "params: {fast_bars: 5, slow_bars: 20}\n"
     )
     common = ("--config", str(config), "--data-dir", str(FIXTURES), "--from", "2021-01-01")
-    two, one = tmp_path / "two", tmp_path / "one"
-    forked = probe(*common, "--out", str(two))
-    alone = probe(*common, "--out", str(one), one_core=True)
-    assert forked.returncode == alone.returncode == 0, (forked.stderr, alone.stderr)
-    assert forked.stderr.endswith("this process imported: .\n")
+    forked, alone, two = both_ways(tmp_path, *common)
     assert alone.stderr.endswith("this process imported: rich,yaml.\n")
-    assert _plain(forked.stdout, two) == _plain(alone.stdout, one)
     assert "sma_cross on INFY, RELIANCE (day)" in forked.stdout
-    for name in ("result.json", "report.html"):
-        assert (two / name).read_bytes() == (one / name).read_bytes(), name
     config.write_text(
         "name: t\nstrategy: sma_cross\nuniverse: [INFY]\nparams: {fast_bars: 0, nope: 1}\n"
     )
-    refused = [probe(*common, "--out", str(two)), probe(*common, "--out", str(one), one_core=True)]
+    refused = [probe(*common, "--out", str(two)), probe(*common, "--out", str(two), one_core=True)]
     assert [r.returncode for r in refused] == [2, 2]
     said = [r.stderr.split("this process")[0] for r in refused]
     assert said[0] == said[1]

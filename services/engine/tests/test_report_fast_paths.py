@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from dalal_engine import charts, history, report
-from dalal_engine.backtest import Backtester, BacktestSettings, EquityCurve, Trade
+from dalal_engine.backtest import Backtester, BacktestResult, BacktestSettings, EquityCurve, Trade
 from dalal_engine.strategyconfig import validate_document
 from dalal_shared import axes
 from dalal_shared.timeutil import IST
@@ -135,9 +135,9 @@ def _old_trade_row(trade: Trade, is_open: bool) -> str:
     return "<tr>" + "".join([cell(css, text) for css, text in cells]) + "</tr>"
 
 
-def test_trade_rows_as_cell_by_cell() -> None:
-    """The trades table's rows as the cell-by-cell code wrote them: a real run's trades, and
-    the same trades with a symbol to escape, a break-even, a loss, no cost, no close."""
+@pytest.fixture(scope="module")
+def result() -> BacktestResult:
+    """A real run: sma_cross on two symbols' daily bars."""
     cfg = validate_document(
         {
             "name": "t",
@@ -147,7 +147,12 @@ def test_trade_rows_as_cell_by_cell() -> None:
         }
     )[0]
     data = {s: history.load(s, "day", data_dir=FIXTURES) for s in cfg.universe}
-    result = Backtester(cfg, data, BacktestSettings()).run()
+    return Backtester(cfg, data, BacktestSettings()).run()
+
+
+def test_trade_rows_as_cell_by_cell(result: BacktestResult) -> None:
+    """The trades table's rows as the cell-by-cell code wrote them: a real run's trades, and
+    the same trades with a symbol to escape, a break-even, a loss, no cost, no close."""
     trades = [*result.trades, *result.open_trades]
     assert len(trades) > 5
     odd = [
@@ -177,20 +182,10 @@ def test_points_refuse_unequal_lengths() -> None:
         charts._points(np.zeros(2), np.zeros(3))
 
 
-def test_result_json_text_as_the_encoder_writes_it(tmp_path: Path) -> None:
+def test_result_json_text_as_the_encoder_writes_it(result: BacktestResult, tmp_path: Path) -> None:
     """`result.json` with its curve written as text: the same bytes as `json.dumps` of the
     result with the curve's points as dicts (the way before), on a real run and on a curve
     of random amounts (negative, zero, repeated)."""
-    cfg = validate_document(
-        {
-            "name": "t",
-            "strategy": "sma_cross",
-            "universe": ["INFY", "RELIANCE"],
-            "params": {"fast_bars": 5, "slow_bars": 20},
-        }
-    )[0]
-    data = {s: history.load(s, "day", data_dir=FIXTURES) for s in cfg.universe}
-    result = Backtester(cfg, data, BacktestSettings()).run()
     rng = np.random.default_rng(9)
     n = 3_000
     seconds = 1_700_000_000 + np.cumsum(rng.integers(60, 90_000, n))

@@ -104,14 +104,18 @@ _FILL = (
 
 def _fills_json(fills: Sequence[FillRecord]) -> str:
     """`[f.to_json() for f in fills]` as `json.dumps` writes it."""
-    return "[" + ",".join([
+    return _json_list([
         _FILL % (
             _json_str(f.client_order_id), _json_str(f.symbol), _json_str(f.side),
             f.quantity, f.price, isoformat(f.at), _json_str(f.leg), _json_str(f.reason),
             f.charges,
         )
         for f in fills
-    ]) + "]"  # fmt: skip
+    ])  # fmt: skip
+
+
+def _json_list(items: list[str]) -> str:
+    return "[" + ",".join(items) + "]"
 
 
 _DECISION = (
@@ -122,14 +126,14 @@ _DECISION = (
 
 def _decisions_json(decisions: Sequence[RiskDecision]) -> str:
     """`[d.to_json() for d in decisions]` as `json.dumps` writes it."""
-    return "[" + ",".join([
+    return _json_list([
         _DECISION % (
             isoformat(d.at), _json_str(d.strategy), _json_str(d.symbol), _json_str(d.action),
             "true" if d.approved else "false", _json_str(d.reason), d.quantity,
             _json_str(d.detail),
         )
         for d in decisions
-    ]) + "]"  # fmt: skip
+    ])  # fmt: skip
 
 
 _TRADE = (
@@ -141,7 +145,7 @@ _EXIT = '{"at":"%s","quantity":%s,"price":"%s","leg":%s,"reason":%s}'
 
 def _trades_json(trades: Sequence[Trade]) -> str:
     """`[t.to_json() for t in trades]` as `json.dumps` writes it."""
-    return "[" + ",".join([
+    return _json_list([
         _TRADE % (
             _json_str(t.symbol), isoformat(t.opened_at),
             f'"{isoformat(t.closed_at)}"' if t.closed_at else "null", t.quantity,
@@ -154,7 +158,7 @@ def _trades_json(trades: Sequence[Trade]) -> str:
             to_paisa(t.gross_pnl), to_paisa(t.charges), to_paisa(t.net_pnl),
         )
         for t in trades
-    ]) + "]"  # fmt: skip
+    ])  # fmt: skip
 
 
 def equity_curve_json(curve: EquityCurve) -> list[dict[str, str]]:
