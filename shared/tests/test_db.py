@@ -9,36 +9,13 @@ import sqlalchemy as sa
 
 from dalal_shared import db
 from dalal_shared.errors import ConfigError
-
-ENV = """
-from alembic import context
-config = context.config
-context.configure(connection=config.attributes["connection"],
-                  version_table=config.attributes["version_table"])
-with context.begin_transaction():
-    context.run_migrations()
-"""
-REV = """
-import sqlalchemy as sa
-from alembic import op
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
-def upgrade():
-    op.create_table("demo_things", sa.Column("id", sa.Integer, primary_key=True))
-def downgrade():
-    op.drop_table("demo_things")
-"""
+from dalal_shared.testing import demo_migrations
 
 
 @pytest.fixture
 def migrations(tmp_path: Path) -> Path:
-    folder = tmp_path / "migrations"
-    (folder / "versions").mkdir(parents=True)
-    (folder / "env.py").write_text(ENV)
-    (folder / "versions" / "0001_demo.py").write_text(REV)
-    return folder
+    columns = 'sa.Column("id", sa.Integer, primary_key=True)'
+    return demo_migrations(tmp_path / "migrations", "demo_things", columns)
 
 
 def test_bare_postgres_urls_use_psycopg_and_unknown_drivers_are_refused() -> None:

@@ -15,28 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from dalal_shared import db
+from dalal_shared.testing import demo_migrations
 
-ENV = """
-from alembic import context
-config = context.config
-context.configure(connection=config.attributes["connection"],
-                  version_table=config.attributes["version_table"])
-with context.begin_transaction():
-    context.run_migrations()
-"""
-REV = """
-import sqlalchemy as sa
-from alembic import op
-revision = "0001"
-down_revision = None
-branch_labels = None
-depends_on = None
-def upgrade():
-    op.create_table("demo_rows", sa.Column("id", sa.Integer, primary_key=True),
-                    sa.Column("payload", sa.LargeBinary, nullable=False))
-def downgrade():
-    op.drop_table("demo_rows")
-"""
 ROWS = 1_500  # of 4 KB: a commit each, every one a page or more of log, 1,000 pages and on
 
 
@@ -46,11 +26,11 @@ class DemoStore(db.SqlStore):
 
 @pytest.fixture
 def store_class(tmp_path: Path) -> type[DemoStore]:
-    folder = tmp_path / "migrations"
-    (folder / "versions").mkdir(parents=True)
-    (folder / "env.py").write_text(ENV)
-    (folder / "versions" / "0001_demo.py").write_text(REV)
-    DemoStore.migrations = folder
+    columns = (
+        'sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("payload", sa.LargeBinary, nullable=False)'
+    )
+    DemoStore.migrations = demo_migrations(tmp_path / "migrations", "demo_rows", columns)
     return DemoStore
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "bearer",
     "dalal_run",
     "data_service",
+    "demo_migrations",
     "free_port",
     "stack_report",
     "wait_until",
@@ -40,6 +41,38 @@ def bearer(settings_or_key: object) -> dict[str, str]:
     if hasattr(key, "get_secret_value"):
         key = key.get_secret_value()
     return {"Authorization": f"Bearer {key}"}
+
+
+_ALEMBIC_ENV = """
+from alembic import context
+config = context.config
+context.configure(connection=config.attributes["connection"],
+                  version_table=config.attributes["version_table"])
+with context.begin_transaction():
+    context.run_migrations()
+"""
+_ALEMBIC_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+def upgrade():
+    op.create_table({table!r}, {columns})
+def downgrade():
+    op.drop_table({table!r})
+"""
+
+
+def demo_migrations(folder: Path, table: str, columns: str) -> Path:
+    """`folder` made an Alembic migrations folder (as a `db.SqlStore`'s `migrations`) of one
+    revision that creates `table` with `columns` (the source of its `sa.Column(...)`s)."""
+    (folder / "versions").mkdir(parents=True)
+    (folder / "env.py").write_text(_ALEMBIC_ENV)
+    revision = _ALEMBIC_REVISION.format(table=table, columns=columns)
+    (folder / "versions" / "0001_demo.py").write_text(revision)
+    return folder
 
 
 def wait_until(
